@@ -1,0 +1,62 @@
+"""Calendar messages: exhibitions, festivals, fairs, trainings, campaigns, meetings."""
+
+from marshmallow import fields, validate
+
+from tansiq.contracts import ContractSchema, contract
+from tansiq.contracts.fields import identifier, slug, text
+
+EVENT_KINDS = ("exhibition", "festival", "fair", "training", "campaign", "meeting")
+
+
+@contract(
+    "ma.tansiq.event.published.v1",
+    "ma.tansiq.event.updated.v1",
+    "ma.tansiq.event.cancelled.v1",
+    summary="A calendar event was published, changed or cancelled (times in UTC plus their IANA zone).",
+    partners="both",
+    example={"event_id": "e-3", "organiser": "amal-safi", "title": "Salon de l'artisanat", "kind": "exhibition",
+             "city": "Safi", "starts_at": "2027-03-12T09:00:00+00:00", "ends_at": "2027-03-14T18:00:00+00:00",
+             "tz": "Africa/Casablanca", "all_day": False, "rrule": None, "sequence": 0, "status": "published"},
+)
+class EventChanged(ContractSchema):
+    event_id = identifier(required=True)
+    organiser = slug(required=True)
+    co_organisers = fields.List(slug(), load_default=list)
+    title = text(200, required=True)
+    kind = fields.String(required=True, validate=validate.OneOf(EVENT_KINDS))
+    city = text(100, required=True)
+    venue = text(200, load_default="")
+    starts_at = fields.AwareDateTime(required=True)
+    ends_at = fields.AwareDateTime(required=True)
+    tz = text(64, load_default="Africa/Casablanca")
+    all_day = fields.Boolean(load_default=False)
+    rrule = text(500, allow_none=True, load_default=None)
+    sequence = fields.Integer(load_default=0)
+    status = fields.String(load_default="published",
+                           validate=validate.OneOf(("draft", "published", "postponed", "cancelled")))
+    visibility = fields.String(load_default="network", validate=validate.OneOf(("network", "public")))
+
+
+@contract(
+    "ma.tansiq.event.overlap_detected.v1",
+    summary="Two published events in the same city overlap in time; both organisers are told.",
+    example={"event_id": "e-3", "other_event_id": "e-5", "city": "Safi", "organisers": ["amal-safi", "nour-safi"]},
+)
+class EventOverlap(ContractSchema):
+    event_id = identifier(required=True)
+    other_event_id = identifier(required=True)
+    city = text(100, required=True)
+    organisers = fields.List(slug(), required=True)
+
+
+@contract(
+    "ma.tansiq.event.reminder_due.v1",
+    summary="An event registered staff take part in starts soon.",
+    example={"event_id": "e-3", "title": "Formation couture", "starts_at": "2027-03-12T09:00:00+00:00",
+             "staff_ids": ["s-1"]},
+)
+class EventReminder(ContractSchema):
+    event_id = identifier(required=True)
+    title = text(200, required=True)
+    starts_at = fields.AwareDateTime(required=True)
+    staff_ids = fields.List(identifier(), required=True)

@@ -1,0 +1,80 @@
+"""Referral messages: the closed loop between two associations.
+
+`shared` carries only the fields the case worker chose for this referral, and
+only when a consent covers the recipient and purpose.
+"""
+
+from marshmallow import fields, validate
+
+from tansiq.contracts import ContractSchema, contract
+from tansiq.contracts.fields import identifier, slug, text, urgency
+
+SHAREABLE_FIELDS = ("first_name", "last_name", "phone", "birth_year", "city", "language", "needs", "notes")
+
+
+class ReferralRef(ContractSchema):
+    referral_id = identifier(required=True)
+    from_association = slug(required=True)
+    to_association = slug(required=True)
+
+
+@contract(
+    "ma.tansiq.referral.sent.v1",
+    summary="A referral was sent to an association (minimum data, under a consent).",
+    partners="both",
+    example={"referral_id": "r-41", "from_association": "amal-safi", "to_association": "wafae-marrakech",
+             "service_category": "legal_orientation", "urgency": "urgent", "reason": "Needs a lawyer",
+             "shared": {"first_name": "Khadija", "phone": "+212600000000"}, "consent_id": "c-19",
+             "ack_due": "2026-11-30T12:00:00+00:00", "response_due": "2026-12-02T17:00:00+00:00"},
+)
+class ReferralSent(ReferralRef):
+    service_category = text(80, required=True)
+    urgency = urgency(required=True)
+    reason = text(2000, required=True)
+    shared = fields.Dict(keys=fields.String(validate=validate.OneOf(SHAREABLE_FIELDS)), load_default=dict)
+    consent_id = identifier(allow_none=True, load_default=None)
+    ack_due = fields.AwareDateTime(allow_none=True, load_default=None)
+    response_due = fields.AwareDateTime(allow_none=True, load_default=None)
+    rerouted_from = identifier(allow_none=True, load_default=None)
+
+
+@contract(
+    "ma.tansiq.referral.acknowledged.v1",
+    "ma.tansiq.referral.accepted.v1",
+    "ma.tansiq.referral.started.v1",
+    "ma.tansiq.referral.withdrawn.v1",
+    "ma.tansiq.referral.reminder_due.v1",
+    "ma.tansiq.referral.escalated.v1",
+    "ma.tansiq.referral.expired.v1",
+    summary="A referral moved to a new state (or a deadline passed).",
+    partners="both",
+    example={"referral_id": "r-41", "from_association": "amal-safi", "to_association": "wafae-marrakech",
+             "by": "s-9", "note": ""},
+)
+class ReferralTransition(ReferralRef):
+    by = identifier(allow_none=True, load_default=None)
+    note = text(2000, load_default="")
+    urgency = urgency(load_default="normal")
+
+
+@contract(
+    "ma.tansiq.referral.declined.v1",
+    summary="The recipient declined the referral; a reason is required.",
+    partners="both",
+    example={"referral_id": "r-41", "from_association": "amal-safi", "to_association": "wafae-marrakech",
+             "by": "s-9", "reason": "no_capacity", "note": "Full until January"},
+)
+class ReferralDeclined(ReferralTransition):
+    reason = text(200, min_length=1, required=True)
+
+
+@contract(
+    "ma.tansiq.referral.completed.v1",
+    "ma.tansiq.referral.closed.v1",
+    summary="The referral ended: completed with an outcome, or closed with a reason.",
+    partners="both",
+    example={"referral_id": "r-41", "from_association": "amal-safi", "to_association": "wafae-marrakech",
+             "by": "s-9", "outcome": "Legal aid granted"},
+)
+class ReferralEnded(ReferralTransition):
+    outcome = text(2000, min_length=1, required=True)

@@ -1,0 +1,92 @@
+"""SQLAlchemy 2 engines and sessions, and the nameko DependencyProvider that hands them to workers.
+
+The same code runs on SQLite (embedded default, one file per service under var/)
+and PostgreSQL (psycopg2 made green with psycogreen, so a slow query does not
+starve the AMQP heartbeat under eventlet).
+"""
+
+from contextlib import contextmanager
+from pathlib import Path
+
+from sqlalchemy import create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session
+
+from nameko.extensions import DependencyProvider
+
+DB_URI_KEY = "DB_URI"
+_after_commit_hooks = []
+
+
+def on_commit(hook):
+    """Register `hook(session)` to run after any session commits (used to wake the outbox relay)."""
+    _after_commit_hooks.append(hook)
+
+
+def make_green_if_needed():
+    """psycopg2 blocks the eventlet hub unless patched; patch once when eventlet is in charge."""
+    try:
+        import eventlet.patcher
+    except ImportError:  # pragma: no cover - eventlet is a dependency
+        return
+    if eventlet.patcher.is_monkey_patched("socket"):
+        from psycogreen.eventlet import patch_psycopg
+
+        patch_psycopg()
+
+
+def make_engine(url, **kwargs):
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"timeout": 30}, **kwargs)
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_connection, _record):
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")  # readers do not block the writer
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.close()
+
+        return engine
+    if parsed.get_backend_name() == "postgresql":
+        make_green_if_needed()
+        kwargs.setdefault("pool_pre_ping", True)
+    return create_engine(url, **kwargs)
+
+
+@contextmanager
+def session_scope(engine):
+    """One unit of work: commit on success, roll back on error, always close."""
+    session = Session(engine, expire_on_commit=False)
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        for hook in _after_commit_hooks:
+            hook(session)
+        session.close()
+
+
+class Database(DependencyProvider):
+    """nameko dependency: `self.db.session()` is a unit of work on the service's own database."""
+
+    def setup(self):
+        self.engine = make_engine(self.container.config[DB_URI_KEY])
+
+    def stop(self):
+        self.engine.dispose()
+
+    def kill(self):
+        self.engine.dispose()
+
+    def get_dependency(self, worker_ctx):
+        return self
+
+    def session(self):
+        return session_scope(self.engine)

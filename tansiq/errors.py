@@ -1,0 +1,57 @@
+"""Errors that cross module boundaries, with stable machine-readable codes."""
+
+
+class BadMessage(Exception):
+    """A message from outside that cannot be accepted.
+
+    `reason` is a stable code partners and tools can act on (see REASON_CODES);
+    `detail` is for humans.
+    """
+
+    def __init__(self, reason, detail=""):
+        if reason not in REASON_CODES:
+            raise ValueError(f"unknown rejection reason {reason!r}")
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+        self.detail = detail
+
+
+# Every reason a message can be refused for. Partners see these codes in
+# rejection messages; keep them stable (add, never rename).
+REASON_CODES = {
+    "malformed_json": "the body is not a JSON object",
+    "oversized": "the body is larger than the accepted maximum",
+    "invalid_envelope": "a CloudEvents attribute is missing or wrong",
+    "unknown_type": "no contract is registered for this message type",
+    "schema_invalid": "the data does not match the contract of its type",
+    "unknown_association": "the sender or recipient association is not in the directory",
+    "forged_sender": "the envelope source does not match the authenticated broker user",
+    "bad_signature": "the Ed25519 signature is missing or does not verify",
+    "not_allowed": "the sender may not do this to this resource",
+    "invalid_transition": "the change is not allowed in the current state",
+    "handler_failed": "processing failed repeatedly; kept in the dead-letter queue",
+}
+
+
+class DomainError(Exception):
+    """A rule of the domain refused a request. `code` maps to an HTTP status in the gateway."""
+
+    code = "invalid_request"
+
+    def __init__(self, message, code=None, **details):
+        super().__init__(message)
+        if code:
+            self.code = code
+        self.details = details
+
+
+class NotFound(DomainError):
+    code = "not_found"
+
+
+class Conflict(DomainError):
+    code = "conflict"
+
+
+class Forbidden(DomainError):
+    code = "forbidden"

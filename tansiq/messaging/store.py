@@ -1,0 +1,51 @@
+"""The outbox and inbox tables every service keeps in its own database.
+
+They live in their own metadata so each service's migrations include them
+(alembic target_metadata = [service Base.metadata, messaging_metadata]).
+"""
+
+from datetime import datetime
+
+from sqlalchemy import DateTime, Integer, MetaData, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from tansiq.envelope import utcnow
+
+messaging_metadata = MetaData()
+
+PENDING, SENT = "pending", "sent"
+
+
+class MessagingBase(DeclarativeBase):
+    metadata = messaging_metadata
+
+
+class OutboxMessage(MessagingBase):
+    """A message to publish, written in the same transaction as the change that caused it."""
+
+    __tablename__ = "outbox"
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)  # publish order
+    message_id: Mapped[str] = mapped_column(String(64), unique=True)
+    type: Mapped[str] = mapped_column(String(120))
+    exchange: Mapped[str] = mapped_column(String(120))
+    routing_key: Mapped[str] = mapped_column(String(255))
+    body: Mapped[str] = mapped_column(Text)
+    state: Mapped[str] = mapped_column(String(16), default=PENDING, index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class InboxMessage(MessagingBase):
+    """A message id a consumer has already acted on (written with the effect)."""
+
+    __tablename__ = "inbox"
+    __table_args__ = (UniqueConstraint("consumer", "message_id", name="uq_inbox_consumer_message"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    consumer: Mapped[str] = mapped_column(String(120))
+    message_id: Mapped[str] = mapped_column(String(64))
+    type: Mapped[str] = mapped_column(String(120))
+    processed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
