@@ -74,10 +74,18 @@ def session_scope(engine):
 
 
 class Database(DependencyProvider):
-    """nameko dependency: `self.db.session()` is a unit of work on the service's own database."""
+    """nameko dependency: `self.db.session()` is a unit of work on the service's own database.
+
+    It brings the outbox relay along: a service that has a database publishes its outbox.
+    """
+
+    from tansiq.messaging.relay import OutboxRelay
+
+    relay = OutboxRelay()
 
     def setup(self):
         self.engine = make_engine(self.container.config[DB_URI_KEY])
+        self.relay.engine = self.engine
 
     def stop(self):
         self.engine.dispose()

@@ -34,24 +34,50 @@ REASON_CODES = {
 
 
 class DomainError(Exception):
-    """A rule of the domain refused a request. `code` maps to an HTTP status in the gateway."""
+    """A rule of the domain refused a request. `code` maps to an HTTP status in the gateway.
 
-    code = "invalid_request"
+    Registered with nameko so an RPC caller gets the same class back, code included
+    (nameko rebuilds registered exceptions from their args).
+    """
 
-    def __init__(self, message, code=None, **details):
-        super().__init__(message)
-        if code:
-            self.code = code
-        self.details = details
+    default_code = "invalid_request"
+
+    def __init__(self, message, code=None, details=None):
+        super().__init__(message, code or type(self).default_code, details or {})
+
+    @property
+    def message(self):
+        return self.args[0]
+
+    @property
+    def details(self):
+        return self.args[2]
+
+    def __str__(self):
+        return self.args[0]
+
+    @property
+    def code(self):
+        return self.args[1]
 
 
 class NotFound(DomainError):
-    code = "not_found"
+    default_code = "not_found"
 
 
 class Conflict(DomainError):
-    code = "conflict"
+    default_code = "conflict"
 
 
 class Forbidden(DomainError):
-    code = "forbidden"
+    default_code = "forbidden"
+
+
+def _register_with_nameko():
+    from nameko.exceptions import deserialize_to_instance
+
+    for cls in (DomainError, NotFound, Conflict, Forbidden):
+        deserialize_to_instance(cls)
+
+
+_register_with_nameko()

@@ -8,6 +8,14 @@ from tansiq.contracts.fields import identifier, slug, text
 EVENT_KINDS = ("exhibition", "festival", "fair", "training", "campaign", "meeting")
 
 
+class MovedOccurrence(ContractSchema):
+    """One occurrence of a recurring event moved in time (iCalendar RECURRENCE-ID)."""
+
+    recurrence_id = text(40, required=True)  # original start: UTC ISO date-time, or ISO date if all-day
+    starts_at = fields.AwareDateTime(required=True)
+    ends_at = fields.AwareDateTime(required=True)
+
+
 @contract(
     "ma.tansiq.event.published.v1",
     "ma.tansiq.event.updated.v1",
@@ -35,6 +43,9 @@ class EventChanged(ContractSchema):
     status = fields.String(load_default="published",
                            validate=validate.OneOf(("draft", "published", "postponed", "cancelled")))
     visibility = fields.String(load_default="network", validate=validate.OneOf(("network", "public")))
+    # Optional (added within v1): occurrences that do not happen, and occurrences moved in time.
+    exdates = fields.List(text(40), load_default=list)
+    moved = fields.List(fields.Nested(MovedOccurrence), load_default=list)
 
 
 @contract(

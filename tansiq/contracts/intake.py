@@ -1,9 +1,15 @@
 """Intake messages. They never carry a name, contact or story: only ids and categories."""
 
-from marshmallow import fields
+from marshmallow import fields, validate
 
 from tansiq.contracts import ContractSchema, contract
 from tansiq.contracts.fields import identifier, slug, text, urgency
+
+# Needs identified in a listening session; also the categories of consents and referrals.
+NEEDS = (
+    "listening_orientation", "legal_orientation", "psychological_support", "medical_care", "shelter",
+    "vocational_training", "literacy", "project_support", "marketing", "citizenship_training",
+)
 
 
 @contract(
@@ -17,7 +23,7 @@ class BeneficiaryRegistered(ContractSchema):
     association = slug(required=True)
     registered_by = identifier(required=True)
     urgency = urgency(required=True)
-    needs = fields.List(fields.String(), load_default=list)
+    needs = fields.List(fields.String(validate=validate.OneOf(NEEDS)), load_default=list)
     city = text(100, load_default="")
     possible_duplicate_of = fields.List(identifier(), load_default=list)
 

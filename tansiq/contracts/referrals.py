@@ -10,6 +10,8 @@ from tansiq.contracts import ContractSchema, contract
 from tansiq.contracts.fields import identifier, slug, text, urgency
 
 SHAREABLE_FIELDS = ("first_name", "last_name", "phone", "birth_year", "city", "language", "needs", "notes")
+CLOSURE_REASONS = ("could_not_contact", "withdrawn", "no_longer_needed")
+DEADLINES = ("acknowledgement", "response")
 
 
 class ReferralRef(ContractSchema):
@@ -43,10 +45,8 @@ class ReferralSent(ReferralRef):
     "ma.tansiq.referral.accepted.v1",
     "ma.tansiq.referral.started.v1",
     "ma.tansiq.referral.withdrawn.v1",
-    "ma.tansiq.referral.reminder_due.v1",
-    "ma.tansiq.referral.escalated.v1",
-    "ma.tansiq.referral.expired.v1",
-    summary="A referral moved to a new state (or a deadline passed).",
+    "ma.tansiq.referral.data_erased.v1",
+    summary="A referral moved to a new state, or its shared data was erased (consent revoked).",
     partners="both",
     example={"referral_id": "r-41", "from_association": "amal-safi", "to_association": "wafae-marrakech",
              "by": "s-9", "note": ""},
@@ -69,9 +69,44 @@ class ReferralDeclined(ReferralTransition):
 
 
 @contract(
-    "ma.tansiq.referral.completed.v1",
+    "ma.tansiq.referral.reminder_due.v1",
+    "ma.tansiq.referral.escalated.v1",
+    "ma.tansiq.referral.expired.v1",
+    summary="A referral deadline is near (reminder), passed (escalation to coordinators) or long past (expiry).",
+    partners="receive",
+    example={"referral_id": "r-41", "from_association": "amal-safi", "to_association": "wafae-marrakech",
+             "deadline": "acknowledgement", "due_at": "2026-11-30T12:00:00+00:00", "urgency": "urgent"},
+)
+class ReferralDeadline(ReferralTransition):
+    deadline = fields.String(validate=validate.OneOf(DEADLINES), load_default=None, allow_none=True)
+    due_at = fields.AwareDateTime(load_default=None, allow_none=True)
+
+
+@contract(
+    "ma.tansiq.referral.rerouted.v1",
+    summary="The sender re-routed a declined or expired referral to another association (a new referral).",
+    example={"referral_id": "r-41", "from_association": "amal-safi", "to_association": "wafae-marrakech",
+             "by": "s-1", "new_referral_id": "r-42", "new_to_association": "nour-marrakech"},
+)
+class ReferralRerouted(ReferralTransition):
+    new_referral_id = identifier(required=True)
+    new_to_association = slug(required=True)
+
+
+@contract(
     "ma.tansiq.referral.closed.v1",
-    summary="The referral ended: completed with an outcome, or closed with a reason.",
+    summary="The recipient closed the referral without completing it, with a closure reason.",
+    partners="both",
+    example={"referral_id": "r-41", "from_association": "amal-safi", "to_association": "wafae-marrakech",
+             "by": "s-9", "reason": "could_not_contact"},
+)
+class ReferralClosed(ReferralTransition):
+    reason = fields.String(required=True, validate=validate.OneOf(CLOSURE_REASONS))
+
+
+@contract(
+    "ma.tansiq.referral.completed.v1",
+    summary="The referral ended with an outcome reported back to the sender.",
     partners="both",
     example={"referral_id": "r-41", "from_association": "amal-safi", "to_association": "wafae-marrakech",
              "by": "s-9", "outcome": "Legal aid granted"},

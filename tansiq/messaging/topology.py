@@ -80,3 +80,27 @@ def service_queues(service, bindings, retry_delays_ms=RETRY_DELAYS_MS):
 
 def unroutable_queue():
     return Queue(UNROUTABLE_QUEUE, dict(QUORUM), [(UNROUTABLE_EXCHANGE, "")])
+
+
+def definitions(bindings_by_service, vhost="/", retry_delays_ms=RETRY_DELAYS_MS):
+    """RabbitMQ definitions JSON (as loaded by `management.load_definitions`) for the whole network."""
+    queues = [unroutable_queue()]
+    for service, bindings in sorted(bindings_by_service.items()):
+        queues += service_queues(service, bindings, retry_delays_ms)
+    return {
+        "vhosts": [{"name": vhost}],
+        "exchanges": [
+            {"name": exchange.name, "vhost": vhost, "type": exchange.type, "durable": True,
+             "auto_delete": False, "internal": False, "arguments": exchange.arguments}
+            for exchange in exchanges()
+        ],
+        "queues": [
+            {"name": queue.name, "vhost": vhost, "durable": True, "auto_delete": False, "arguments": queue.arguments}
+            for queue in queues
+        ],
+        "bindings": [
+            {"source": source, "vhost": vhost, "destination": queue.name, "destination_type": "queue",
+             "routing_key": key, "arguments": {}}
+            for queue in queues for source, key in queue.bindings
+        ],
+    }

@@ -1,0 +1,169 @@
+"""`tansiq`: run, operate and try the network. `tansiq --help` lists the commands."""
+
+import argparse
+import json
+import sys
+import warnings
+
+# nameko 2.x runs on eventlet, which warns at import that it is in maintenance mode; we know.
+warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")
+
+from tansiq import config as tansiq_config
+
+
+def cmd_run(args):
+    from tansiq.runner import run
+
+    run(args.service, args.service_class)
+
+
+def cmd_up(args):
+    from tansiq.supervisor import up
+
+    services = args.services.split(",") if args.services else list(tansiq_config.SERVICES)
+    return up(services)
+
+
+def cmd_migrate(args):
+    from tansiq import migrations
+
+    for service in ([args.service] if args.service else migrations.DATA_SERVICES):
+        print(f"migrating {service} …", flush=True)
+        migrations.upgrade(service)
+    print("databases are up to date")
+
+
+def cmd_demo(args):
+    from tansiq import demo
+
+    if args.if_empty and demo.is_seeded():
+        print("demo network already present; nothing to do")
+        return 0
+    demo.seed()
+    return 0
+
+
+def cmd_status(args):
+    from tansiq import ops
+
+    return ops.status(check_services=not args.broker_only)
+
+
+def cmd_health(args):
+    from tansiq import ops
+
+    amqp_uri = tansiq_config.amqp_uri()
+    try:
+        if args.service == "gateway":
+            import requests
+
+            address = tansiq_config.load("gateway")["WEB_SERVER_ADDRESS"].replace("0.0.0.0", "127.0.0.1")
+            requests.get(f"http://{address}/healthz", timeout=5).raise_for_status()
+        else:
+            ops.ping_service(amqp_uri, args.service, timeout=5)
+    except Exception as exc:  # noqa: BLE001
+        print(f"{args.service}: not healthy ({exc.__class__.__name__}: {exc})", file=sys.stderr)
+        return 1
+    print(f"{args.service}: ok")
+    return 0
+
+
+def cmd_dlq(args):
+    from tansiq import ops
+
+    amqp_uri = tansiq_config.amqp_uri()
+    if args.action == "replay":
+        moved = ops.replay(amqp_uri, args.service, args.id)
+        print(f"replayed {moved} message(s) to {args.service}")
+        return 0
+    letters = ops.dead_letters(amqp_uri, args.service)
+    if args.id:
+        letters = [letter for letter in letters if letter["message_id"] == args.id]
+    if args.action == "show" or args.json:
+        print(json.dumps(letters, indent=2, ensure_ascii=False, default=str))
+    else:
+        print(f"{len(letters)} dead letter(s) in {args.service}")
+        for letter in letters:
+            print(f"  {letter['message_id']}  {letter['reason']:<16} attempts={letter['attempts']}  "
+                  f"{(letter['error'] or '')[:80]}")
+    return 0
+
+
+def cmd_topology(args):
+    from tansiq import ops
+
+    definitions = ops.export_definitions(args.output)
+    print(f"wrote {args.output}: {len(definitions['exchanges'])} exchanges, {len(definitions['queues'])} queues")
+
+
+def cmd_bench(args):
+    from tansiq.bench import main as bench_main
+
+    return bench_main(args)
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(prog="tansiq", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run one service in the foreground")
+    run.add_argument("service", choices=tansiq_config.SERVICES)
+    run.add_argument("--service-class", help="module:Class to run instead (tests, extensions)")
+    run.set_defaults(func=cmd_run)
+
+    up = sub.add_parser("up", help="run every service and the web app; Ctrl-C stops them all")
+    up.add_argument("--services", help="comma-separated subset")
+    up.set_defaults(func=cmd_up)
+
+    migrate = sub.add_parser("migrate", help="bring every service's database to the latest schema")
+    migrate.add_argument("--service")
+    migrate.set_defaults(func=cmd_migrate)
+
+    demo = sub.add_parser("demo", help="seed a realistic, fictional network (safe to run twice)")
+    demo.add_argument("--if-empty", action="store_true", help="do nothing when the directory already has data")
+    demo.set_defaults(func=cmd_demo)
+
+    status = sub.add_parser("status", help="broker, queue depths, dead letters, services")
+    status.add_argument("--broker-only", action="store_true")
+    status.set_defaults(func=cmd_status)
+
+    health = sub.add_parser("health", help="exit 0 iff the service answers (for healthchecks)")
+    health.add_argument("service", choices=tansiq_config.SERVICES)
+    health.set_defaults(func=cmd_health)
+
+    dlq = sub.add_parser("dlq", help="inspect and replay dead letters")
+    dlq.add_argument("action", choices=("list", "show", "replay"))
+    dlq.add_argument("service")
+    dlq.add_argument("--id", help="one message id")
+    dlq.add_argument("--json", action="store_true")
+    dlq.set_defaults(func=cmd_dlq)
+
+    topology = sub.add_parser("topology", help="export the broker topology as RabbitMQ definitions")
+    topology.add_argument("action", choices=("export",))
+    topology.add_argument("--output", default=str(tansiq_config.ROOT / "deploy" / "rabbitmq" / "definitions.json"))
+    topology.set_defaults(func=cmd_topology)
+
+    bench = sub.add_parser("bench", help="measure the kernel against the raw broker; writes docs/benchmarks.md")
+    bench.add_argument("--messages", type=int, default=2000)
+    bench.add_argument("--output", default=str(tansiq_config.ROOT / "docs" / "benchmarks.md"))
+    bench.set_defaults(func=cmd_bench)
+
+    try:
+        from tansiq.partner.cli import register as register_partner_commands
+    except ImportError:
+        pass
+    else:
+        register_partner_commands(sub)
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args) or 0
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,89 @@
+"""Broker plumbing shared by the relay, the consumer and the CLI: connections, declarations, confirmed publishing."""
+
+import logging
+import threading
+
+from kombu import Connection, Exchange as KombuExchange, Queue as KombuQueue, binding
+
+from tansiq.messaging import topology
+
+log = logging.getLogger(__name__)
+
+
+class Unroutable(Exception):
+    """The broker returned a mandatory message: no queue and no alternate exchange took it."""
+
+
+def connect(amqp_uri, **kwargs):
+    # confirm_publish: every publish waits for the broker's ack (py-amqp raises on nack).
+    return Connection(amqp_uri, transport_options={"confirm_publish": True}, heartbeat=30, **kwargs)
+
+
+def kombu_exchange(exchange):
+    return KombuExchange(exchange.name, type=exchange.type, durable=True, arguments=exchange.arguments or None)
+
+
+def kombu_queue(queue):
+    exchanges = {exchange.name: kombu_exchange(exchange) for exchange in topology.exchanges()}
+    bindings = [binding(exchanges[name], routing_key=key) for name, key in queue.bindings]
+    return KombuQueue(queue.name, bindings=bindings or None, durable=True, auto_delete=False,
+                      queue_arguments=queue.arguments or None)
+
+
+def declare(connection, queues=()):
+    """Declare the shared exchanges, the unroutable queue and `queues` (idempotent)."""
+    channel = connection.default_channel
+    for exchange in topology.exchanges():
+        kombu_exchange(exchange)(channel).declare()
+    for queue in [topology.unroutable_queue(), *queues]:
+        kombu_queue(queue)(channel).declare()
+
+
+class ConfirmedPublisher:
+    """Publishes with publisher confirms and `mandatory`; raises Unroutable on basic.return.
+
+    One connection per publisher, guarded by a lock: green threads share it.
+    """
+
+    def __init__(self, amqp_uri):
+        self.amqp_uri = amqp_uri
+        self._lock = threading.Lock()
+        self._connection = None
+        self._returned = []
+
+    def _channel(self):
+        if self._connection is None or not self._connection.connected:
+            self._connection = connect(self.amqp_uri)
+            self._connection.ensure_connection(max_retries=3)
+            channel = self._connection.default_channel
+            channel.events["basic_return"].add(self._on_return)
+        return self._connection.default_channel
+
+    def _on_return(self, exc, exchange, routing_key, message):
+        self._returned.append((exchange, routing_key, getattr(message, "properties", {}).get("message_id")))
+
+    def publish(self, body, exchange, routing_key, message_id, headers=None,
+                content_type="application/cloudevents+json"):
+        with self._lock:
+            try:
+                channel = self._channel()
+                self._returned.clear()
+                message = channel.prepare_message(
+                    body, properties={"message_id": message_id, "delivery_mode": 2, "headers": headers or {}},
+                    content_type=content_type, content_encoding="utf-8",
+                )
+                # py-amqp with confirm_publish blocks until basic.ack; a basic.return comes first.
+                channel.basic_publish(message, exchange=exchange, routing_key=routing_key, mandatory=True)
+            except Exception:
+                self.close()
+                raise
+            if self._returned:
+                raise Unroutable(f"{exchange}/{routing_key}: no queue took message {message_id}")
+
+    def close(self):
+        if self._connection is not None:
+            try:
+                self._connection.release()
+            except Exception:  # noqa: BLE001 - closing a broken connection
+                pass
+            self._connection = None

@@ -1,0 +1,205 @@
+"""`@handles(type, ...)`: consume a service's queue without ever losing a message.
+
+nameko's own event handler acks a message whose handler raised (it is lost).
+Here each service has one queue, `<service>.events`, bound to the types its
+handlers declare; every delivery is routed by type to its handler and:
+
+- bad input (broken JSON, bad envelope, unknown type, schema failure) goes
+  straight to the dead-letter queue with a reason code — no retry can fix it;
+- a handler that raises is republished to a delay queue (1 s, 5 s, 25 s by
+  default) that feeds back into the main queue, then dead-lettered with the
+  error once the attempts are spent;
+- the original is acked only after that republish is confirmed; if the
+  republish fails the message is requeued, so it is never dropped.
+Handlers must be idempotent (tansiq.messaging.inbox): a crash between the
+republish and the ack delivers twice.
+"""
+
+import logging
+import traceback
+from datetime import datetime, timezone
+from functools import partial
+
+from nameko.exceptions import ContainerBeingKilled
+from nameko.extensions import Entrypoint, ProviderCollector, SharedExtension
+from nameko.messaging import QueueConsumer
+
+from tansiq import contracts
+from tansiq.envelope import parse
+from tansiq.errors import BadMessage
+from tansiq.messaging import topology
+from tansiq.messaging.broker import ConfirmedPublisher, connect, declare, kombu_queue
+
+log = logging.getLogger(__name__)
+
+ATTEMPTS_HEADER = "x-tansiq-attempts"
+REASON_HEADER = "x-tansiq-reason"
+ERROR_HEADER = "x-tansiq-error"
+QUEUE_HEADER = "x-tansiq-queue"
+FAILED_AT_HEADER = "x-tansiq-failed-at"
+RETRY_DELAYS_KEY = "RETRY_DELAYS_MS"
+
+
+def retry_delays(config):
+    value = config.get(RETRY_DELAYS_KEY, topology.RETRY_DELAYS_MS)
+    if isinstance(value, str):
+        value = [int(part) for part in value.split(",") if part.strip()]
+    return tuple(int(delay) for delay in value)
+
+
+class RawQueueConsumer(QueueConsumer):
+    """nameko's QueueConsumer, but hands over the raw body: kombu would raise on broken JSON
+    (or a content type it does not accept) before any handler could dead-letter it."""
+
+    def get_consumers(self, consumer_cls, channel):
+        for provider in self._providers:
+            consumer = consumer_cls(queues=[provider.queue], on_message=partial(self._on_raw_message, provider))
+            consumer.qos(prefetch_count=self.prefetch_count)
+            self._consumers[provider] = consumer
+        return self._consumers.values()
+
+    def _on_raw_message(self, provider, message):
+        self.handle_message(provider, message.body, message)
+
+
+class ServiceQueue(SharedExtension, ProviderCollector):
+    """The one queue of a service; routes each delivery by type to its `@handles` entrypoint."""
+
+    queue_consumer = RawQueueConsumer()
+
+    def setup(self):
+        self.service_name = self.container.service_name
+        self.delays = retry_delays(self.container.config)
+        self.publisher = ConfirmedPublisher(self.container.config["AMQP_URI"])
+        self.queue_consumer.register_provider(self)
+
+    @property
+    def queue_name(self):
+        return topology.consumer_queue(self.service_name)
+
+    def bindings(self):
+        return sorted({type_ for provider in self._providers for type_ in provider.types})
+
+    def definitions(self):
+        return topology.service_queues(self.service_name, self.bindings(), self.delays)
+
+    def start(self):
+        with connect(self.container.config["AMQP_URI"]) as connection:
+            declare(connection, self.definitions())
+
+    @property
+    def queue(self):  # read by the QueueConsumer when it (re)connects
+        return kombu_queue(self.definitions()[0])
+
+    def stop(self):
+        self.queue_consumer.unregister_provider(self)
+        super().stop()
+
+    def kill(self):
+        self.publisher.close()
+
+    def route(self, envelope):
+        for provider in self._providers:
+            if envelope.type in provider.types:
+                return provider
+        raise BadMessage("unknown_type", f"{self.service_name} has no handler for {envelope.type}")
+
+    def handle_message(self, body, message):
+        try:
+            envelope = self.accept(body, message)
+            provider = self.route(envelope)
+        except BadMessage as exc:
+            log.warning("%s: refused message %s: %s", self.service_name,
+                        message.properties.get("message_id"), exc)
+            self.settle(message, self.dead_letter, exc.reason, exc.detail)
+            return
+        try:
+            provider.spawn(envelope, message)
+        except ContainerBeingKilled:
+            self.queue_consumer.requeue_message(message)
+
+    def accept(self, body, message):
+        """Parse and validate a delivery (partner queues also check the sender)."""
+        return contracts.validate(parse(body))
+
+    def handler_failed(self, message, exc_info):
+        attempts = int((message.headers or {}).get(ATTEMPTS_HEADER, 0)) + 1
+        error = "".join(traceback.format_exception_only(exc_info[0], exc_info[1])).strip()[:1000]
+        if attempts <= len(self.delays):
+            log.warning("%s: handler failed (attempt %d of %d), retrying: %s", self.service_name,
+                        attempts, len(self.delays) + 1, error)
+            self.settle(message, self.retry, attempts, error)
+        else:
+            log.error("%s: handler failed %d times, dead-lettered: %s", self.service_name, attempts, error)
+            self.settle(message, self.dead_letter, "handler_failed", error, attempts)
+
+    def settle(self, message, republish, *args):
+        """Republish (confirmed) then ack; if the republish fails, requeue: never dropped."""
+        try:
+            republish(message, *args)
+        except Exception:  # noqa: BLE001 - any broker failure: keep the message where it is
+            log.exception("%s: could not republish message; requeued", self.service_name)
+            self.queue_consumer.requeue_message(message)
+        else:
+            self.queue_consumer.ack_message(message)
+
+    def retry(self, message, attempts, error):
+        headers = dict(message.headers or {}, **{ATTEMPTS_HEADER: attempts, ERROR_HEADER: error})
+        self._republish(message, topology.retry_queue(self.service_name, attempts), headers)
+
+    def dead_letter(self, message, reason, error="", attempts=None):
+        headers = dict(message.headers or {})
+        headers.update({
+            REASON_HEADER: reason,
+            ERROR_HEADER: (error or "")[:1000],
+            QUEUE_HEADER: self.queue_name,
+            FAILED_AT_HEADER: datetime.now(timezone.utc).isoformat(),
+        })
+        if attempts is not None:
+            headers[ATTEMPTS_HEADER] = attempts
+        self._republish(message, topology.dead_letter_queue(self.service_name), headers)
+
+    def _republish(self, message, queue_name, headers):
+        # headers from x-death are nested tables; keep them, they help the inspection.
+        self.publisher.publish(
+            message.body, exchange="", routing_key=queue_name,
+            message_id=message.properties.get("message_id"), headers=headers,
+            content_type=message.content_type or "application/octet-stream",
+        )
+
+
+class EventHandler(Entrypoint):
+    """Entrypoint for one or more message types; see the module docstring."""
+
+    service_queue = ServiceQueue()
+
+    def __init__(self, *types, **kwargs):
+        unknown = [type_ for type_ in types if type_ not in contracts.all_contracts()]
+        if unknown:
+            raise ValueError(f"no contract for {unknown}")
+        self.types = frozenset(types)
+        super().__init__(**kwargs)
+
+    def setup(self):
+        self.service_queue.register_provider(self)
+
+    def stop(self):
+        self.service_queue.unregister_provider(self)
+        super().stop()
+
+    def spawn(self, envelope, message):
+        self.container.spawn_worker(
+            self, (envelope,), {},
+            context_data={"correlation_id": envelope.correlationid or envelope.id},
+            handle_result=partial(self.handle_result, message),
+        )
+
+    def handle_result(self, message, worker_ctx, result=None, exc_info=None):
+        if exc_info is None:
+            self.service_queue.queue_consumer.ack_message(message)
+        else:
+            self.service_queue.handler_failed(message, exc_info)
+        return result, exc_info
+
+
+handles = EventHandler.decorator

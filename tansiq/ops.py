@@ -1,0 +1,194 @@
+"""Operations behind `tansiq status` and `tansiq dlq`: what is in the broker, and moving dead letters back."""
+
+import json
+import os
+from urllib.parse import quote, urlparse
+
+import requests
+from kombu import Connection
+
+from tansiq import config as tansiq_config
+from tansiq.messaging import topology
+from tansiq.messaging.broker import ConfirmedPublisher
+from tansiq.messaging.consumer import ATTEMPTS_HEADER, ERROR_HEADER, QUEUE_HEADER, REASON_HEADER
+
+CONSUMING_SERVICES = ("intake", "referrals", "events", "notifications", "directory")
+
+
+def admin_url():
+    return os.environ.get("TANSIQ_RABBIT_ADMIN_URL", "http://guest:guest@127.0.0.1:15672")
+
+
+def vhost_of(amqp_uri):
+    path = urlparse(amqp_uri).path
+    return "/" if path in ("", "/") else path[1:]
+
+
+def queue_depths(amqp_uri):
+    """{queue name: (ready, consumers)} for every queue of the vhost, via the management API."""
+    parsed = urlparse(admin_url())
+    base = f"{parsed.scheme}://{parsed.hostname}:{parsed.port or 15672}"
+    response = requests.get(f"{base}/api/queues/{quote(vhost_of(amqp_uri), safe='')}",
+                            auth=(parsed.username or "guest", parsed.password or "guest"), timeout=5)
+    response.raise_for_status()
+    return {queue["name"]: (queue.get("messages", 0), queue.get("consumers", 0)) for queue in response.json()}
+
+
+def queue_depths_passive(amqp_uri, names):
+    """Fallback without the management plugin: passive declares of the queues we know."""
+    depths = {}
+    with Connection(amqp_uri) as connection:
+        for name in names:
+            channel = connection.channel()
+            try:
+                _, ready, consumers = channel.queue_declare(name, passive=True)
+                depths[name] = (ready, consumers)
+            except Exception:  # noqa: BLE001 - a queue not declared yet
+                pass
+            finally:
+                try:
+                    channel.close()
+                except Exception:  # noqa: BLE001
+                    pass
+    return depths
+
+
+def known_queues():
+    names = [topology.UNROUTABLE_QUEUE]
+    for service in CONSUMING_SERVICES:
+        names += [topology.consumer_queue(service), topology.dead_letter_queue(service)]
+    return names
+
+
+def dead_letters(amqp_uri, service, limit=100):
+    """Browse a service's dead-letter queue without removing anything (messages are requeued)."""
+    queue = topology.dead_letter_queue(service)
+    found = []
+    with Connection(amqp_uri) as connection:
+        channel = connection.channel()
+        held = []
+        try:
+            while len(held) < limit:
+                message = channel.basic_get(queue, no_ack=False)
+                if message is None:
+                    break
+                held.append(message)
+                headers = message.properties.get("application_headers") or {}
+                found.append({
+                    "message_id": message.properties.get("message_id"),
+                    "reason": headers.get(REASON_HEADER),
+                    "error": headers.get(ERROR_HEADER),
+                    "attempts": headers.get(ATTEMPTS_HEADER),
+                    "queue": headers.get(QUEUE_HEADER),
+                    "body": message.body.decode("utf-8", "replace") if isinstance(message.body, bytes)
+                    else message.body,
+                })
+        finally:
+            for message in held:
+                channel.basic_reject(message.delivery_tag, requeue=True)
+            channel.close()
+    return found
+
+
+def replay(amqp_uri, service, message_id=None):
+    """Move dead letters (all, or one id) back to the service's queue with fresh attempts; returns how many."""
+    queue = topology.dead_letter_queue(service)
+    publisher = ConfirmedPublisher(amqp_uri)
+    moved = 0
+    with Connection(amqp_uri) as connection:
+        channel = connection.channel()
+        skipped = []
+        try:
+            while True:
+                message = channel.basic_get(queue, no_ack=False)
+                if message is None:
+                    break
+                if message_id and message.properties.get("message_id") != message_id:
+                    skipped.append(message)
+                    continue
+                headers = {key: value for key, value in (message.properties.get("application_headers") or {}).items()
+                           if not key.startswith("x-tansiq-") and key != "x-death"}
+                publisher.publish(message.body, "", topology.consumer_queue(service),
+                                  message.properties.get("message_id"), headers=headers,
+                                  content_type=message.properties.get("content_type") or "application/json")
+                channel.basic_ack(message.delivery_tag)  # only after the broker confirmed the copy
+                moved += 1
+        finally:
+            for message in skipped:
+                channel.basic_reject(message.delivery_tag, requeue=True)
+            channel.close()
+            publisher.close()
+    return moved
+
+
+def ping_service(amqp_uri, service, timeout=5):
+    from nameko.standalone.rpc import ClusterRpcProxy
+
+    with ClusterRpcProxy({"AMQP_URI": amqp_uri}, timeout=timeout) as cluster:
+        return getattr(cluster, service).health()
+
+
+def status(amqp_uri=None, out=print, check_services=True):
+    """Print the state of the network; returns a process exit code (non-zero: broker unreachable)."""
+    amqp_uri = amqp_uri or tansiq_config.amqp_uri()
+    try:
+        with Connection(amqp_uri, connect_timeout=5) as connection:
+            connection.ensure_connection(max_retries=1)
+    except Exception as exc:  # noqa: BLE001
+        out(f"broker      UNREACHABLE at {urlparse(amqp_uri).hostname}: {exc}")
+        return 2
+    out(f"broker      ok ({urlparse(amqp_uri).hostname}:{urlparse(amqp_uri).port or 5672}, "
+        f"vhost {vhost_of(amqp_uri)})")
+    try:
+        depths = queue_depths(amqp_uri)
+        source = "management API"
+    except Exception:  # noqa: BLE001 - plugin not enabled: fall back to what we know
+        depths = queue_depths_passive(amqp_uri, known_queues())
+        source = "passive declares (management plugin not reachable)"
+    out(f"queues      ({source})")
+    for name, (ready, consumers) in sorted(depths.items()):
+        if name.startswith("amq.") or name.startswith("rpc-"):
+            continue
+        marker = "  <- dead letters" if name.endswith(".dlq") and ready else ""
+        marker = "  <- unroutable" if name == topology.UNROUTABLE_QUEUE and ready else marker
+        out(f"  {name:<40} {ready:>6} ready  {consumers:>3} consumers{marker}")
+    dead = sum(ready for name, (ready, _) in depths.items() if name.endswith(".dlq"))
+    unroutable = depths.get(topology.UNROUTABLE_QUEUE, (0, 0))[0]
+    out(f"dead letters {dead}   unroutable {unroutable}")
+    if check_services:
+        for service in tansiq_config.SERVICES:
+            if service == "gateway":
+                continue
+            try:
+                ping_service(amqp_uri, service, timeout=3)
+                out(f"service     {service:<14} up")
+            except Exception:  # noqa: BLE001
+                out(f"service     {service:<14} DOWN")
+    return 0
+
+
+def service_bindings():
+    """{service: [message types its @handles entrypoints consume]}, read from the service classes."""
+    from tansiq.messaging.consumer import EventHandler
+    from tansiq.runner import service_class
+
+    bindings = {}
+    for service in CONSUMING_SERVICES:
+        cls = service_class(f"services.{service}.service", service)
+        types = set()
+        for attribute in vars(cls).values():
+            for extension in getattr(attribute, "nameko_entrypoints", ()):
+                if isinstance(extension, EventHandler):
+                    types |= extension.types
+        if types:
+            bindings[service] = sorted(types)
+    return bindings
+
+
+def export_definitions(path):
+    """RabbitMQ definitions (exchanges, queues, bindings) generated from tansiq.messaging.topology."""
+    definitions = topology.definitions(service_bindings())
+    with open(path, "w", encoding="utf-8") as handle:
+        json.dump(definitions, handle, indent=2, sort_keys=True)
+        handle.write("\n")
+    return definitions
