@@ -140,15 +140,15 @@ def status(amqp_uri=None, out=print, check_services=True):
     out(f"broker      ok ({urlparse(amqp_uri).hostname}:{urlparse(amqp_uri).port or 5672}, "
         f"vhost {vhost_of(amqp_uri)})")
     try:
-        depths = queue_depths(amqp_uri)
-        source = "management API"
-    except Exception:  # noqa: BLE001 - plugin not enabled: fall back to what we know
-        depths = queue_depths_passive(amqp_uri, known_queues())
-        source = "passive declares (management plugin not reachable)"
+        names = sorted(queue_depths(amqp_uri))
+        source = "all queues of the vhost"
+    except Exception:  # noqa: BLE001 - plugin not enabled: fall back to the queues we know
+        names = known_queues()
+        source = "known queues (management plugin not reachable)"
+    # Depths from passive declares: exact now, where the management statistics lag by seconds.
+    depths = queue_depths_passive(amqp_uri, [name for name in names if not name.startswith(("amq.", "rpc-"))])
     out(f"queues      ({source})")
     for name, (ready, consumers) in sorted(depths.items()):
-        if name.startswith("amq.") or name.startswith("rpc-"):
-            continue
         marker = "  <- dead letters" if name.endswith(".dlq") and ready else ""
         marker = "  <- unroutable" if name == topology.UNROUTABLE_QUEUE and ready else marker
         out(f"  {name:<40} {ready:>6} ready  {consumers:>3} consumers{marker}")

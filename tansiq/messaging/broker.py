@@ -69,8 +69,8 @@ class ConfirmedPublisher:
                 channel = self._channel()
                 self._returned.clear()
                 message = channel.prepare_message(
-                    body, properties={"message_id": message_id, "delivery_mode": 2, "headers": headers or {}},
-                    content_type=content_type, content_encoding="utf-8",
+                    body, properties={"message_id": message_id, "delivery_mode": 2},
+                    content_type=content_type, content_encoding="utf-8", headers=headers or {},
                 )
                 # py-amqp with confirm_publish blocks until basic.ack; a basic.return comes first.
                 channel.basic_publish(message, exchange=exchange, routing_key=routing_key, mandatory=True)

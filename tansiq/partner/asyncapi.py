@@ -38,6 +38,8 @@ property `user_id` set to your broker user (= your slug; RabbitMQ refuses any ot
 `message_id` = the envelope id, `delivery_mode` 2, `mandatory` set, and publisher confirms on.
 Every envelope you send carries `signature`: base64 Ed25519 over the canonical JSON of the
 envelope without `signature` (keys sorted, separators `,` and `:`, UTF-8, not ASCII-escaped).
+Send exactly the attributes of the examples: `time`, `datacontenttype` and `dataschema` included,
+`correlationid` only when it has a value, no other attributes.
 
 Read your queue `partner.<your slug>` with manual acknowledgements; deduplicate on the envelope `id`
 (delivery is at least once). A message of yours that is refused comes back there as

@@ -63,6 +63,7 @@ class PartnerClient:
         self.key = _load_signing_key(signing_key)
         self.store = LocalStore(outbox_path)
         self.window = window
+        self._flushing = threading.Lock()  # one publisher at a time, or rows would go out twice
         self.parameters = pika.URLParameters(amqp_uri)
         self.parameters.connection_attempts = 1
         self.parameters.socket_timeout = 10
@@ -87,7 +88,9 @@ class PartnerClient:
         """
         envelope = self.prepare(type_, data, correlationid)
         self.store.add(envelope, f"{self.slug}.{envelope.type}")
-        if deliver:
+        if deliver and self._flushing.acquire(blocking=False):
+            # If another thread is flushing it will pick this row up: its loop runs until none is pending.
+            self._flushing.release()
             try:
                 self.flush()
             except (pika.exceptions.AMQPConnectionError, OSError, TimeoutError) as exc:
@@ -107,12 +110,12 @@ class PartnerClient:
     def flush(self, timeout=60.0):
         """Publish everything pending, in order; returns how many the broker confirmed."""
         total = 0
-        while True:
-            rows = self.store.pending(BATCH)
-            if not rows:
-                return total
-            publisher = _Publisher(self, rows, timeout)
-            total += publisher.run()
+        with self._flushing:
+            while True:
+                rows = self.store.pending(BATCH)
+                if not rows:
+                    return total
+                total += _Publisher(self, rows, timeout).run()
 
     def run_outbox(self, stop, poll_s=1.0):
         """Keep flushing until `stop` (threading.Event) is set, reconnecting with backoff."""
@@ -225,7 +228,7 @@ class _Publisher:
             self.client.parameters,
             on_open_callback=self._on_connection_open,
             on_open_error_callback=self._on_open_error,
-            on_close_callback=lambda connection, reason: connection.ioloop.stop(),
+            on_close_callback=self._on_connection_closed,
         )
         self.connection.ioloop.call_later(self.timeout, self._on_timeout)
         self.connection.ioloop.start()
@@ -249,6 +252,11 @@ class _Publisher:
             self.error = PartnerRefused(str(exc))
         else:
             self.error = exc if isinstance(exc, Exception) else pika.exceptions.AMQPConnectionError(exc)
+        connection.ioloop.stop()
+
+    def _on_connection_closed(self, connection, reason):
+        if self.error is None and not self._done():
+            self.error = reason if isinstance(reason, Exception) else pika.exceptions.AMQPConnectionError(reason)
         connection.ioloop.stop()
 
     def _on_timeout(self):

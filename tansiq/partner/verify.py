@@ -4,6 +4,8 @@ Authentication first (broker user, routing key, signature), so an unauthenticate
 sender learns nothing about our contracts; then the type and its schema.
 """
 
+import json
+
 from tansiq import contracts, envelope as envelopes, signing
 from tansiq.errors import BadMessage
 
@@ -29,3 +31,26 @@ def check_inbound(body, user_id, routing_key, public_key_for):
     if contracts.get(envelope.type).partners not in PARTNER_MAY_SEND:
         raise BadMessage("unknown_type", f"partners may not send {envelope.type}")
     return contracts.validate(envelope)
+
+
+REJECTED = "ma.tansiq.message.rejected.v1"
+
+
+def rejection(body, user_id, error, source):
+    """-> (routing key on partners.outbound, Envelope) answering a refused message, or None.
+
+    Addressed to the authenticated broker user, never to the envelope's claimed
+    source (which may be forged); None when there is no broker user to answer.
+    """
+    if not user_id or not envelopes.SOURCE_PATTERN.match(user_id):
+        return None
+    rejected_id = rejected_type = None
+    try:
+        raw = json.loads(body) if len(body) <= envelopes.MAX_BODY_BYTES else None
+        if isinstance(raw, dict):
+            rejected_id, rejected_type = (str(raw[key])[:200] if raw.get(key) else None for key in ("id", "type"))
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        pass  # malformed: nothing to quote back
+    data = {"rejected_id": rejected_id, "rejected_type": rejected_type, "reason": error.reason,
+            "detail": error.detail[:500]}
+    return f"{user_id}.{REJECTED}", contracts.make(REJECTED, source, data, correlationid=rejected_id)

@@ -1,0 +1,223 @@
+"""Run real Tansiq services as separate processes against the real broker, for integration tests.
+
+Each Network gets its own RabbitMQ vhost and its own databases (SQLite files in a
+temporary folder, or fresh PostgreSQL databases), so tests never see each other's messages.
+"""
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from contextlib import contextmanager
+from pathlib import Path
+from urllib.parse import quote
+
+import requests
+from kombu import Connection
+
+ROOT = Path(__file__).resolve().parent.parent
+BROKER_HOST = os.environ.get("TANSIQ_TEST_BROKER_HOST", "127.0.0.1")
+ADMIN = (os.environ.get("TANSIQ_TEST_ADMIN_URL", f"http://{BROKER_HOST}:15672"), ("guest", "guest"))
+PG_URL = os.environ.get("TANSIQ_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432")
+DATA_SERVICES = ("directory", "intake", "referrals", "events", "notifications")
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def management_available():
+    try:
+        return requests.get(f"{ADMIN[0]}/api/overview", auth=ADMIN[1], timeout=3).ok
+    except requests.RequestException:
+        return False
+
+
+def create_vhost(name):
+    base, auth = ADMIN
+    vhost = quote(name, safe="")
+    requests.put(f"{base}/api/vhosts/{vhost}", auth=auth, timeout=10).raise_for_status()
+    requests.put(f"{base}/api/permissions/{vhost}/guest", json={"configure": ".*", "write": ".*", "read": ".*"},
+                 auth=auth, timeout=10).raise_for_status()
+    return f"amqp://guest:guest@{BROKER_HOST}:5672/{vhost}"
+
+
+def delete_vhost(name):
+    base, auth = ADMIN
+    requests.delete(f"{base}/api/vhosts/{quote(name, safe='')}", auth=auth, timeout=10)
+
+
+def postgres_available():
+    try:
+        import psycopg2
+
+        psycopg2.connect(f"{PG_URL}/postgres", connect_timeout=3).close()
+        return True
+    except Exception:  # noqa: BLE001
+        return False
+
+
+def create_pg_database(name):
+    import psycopg2
+
+    connection = psycopg2.connect(f"{PG_URL}/postgres")
+    connection.autocommit = True
+    with connection.cursor() as cursor:
+        cursor.execute(f'CREATE DATABASE "{name}"')
+    connection.close()
+    return f"{PG_URL}/{name}"
+
+
+def drop_pg_database(name):
+    import psycopg2
+
+    connection = psycopg2.connect(f"{PG_URL}/postgres")
+    connection.autocommit = True
+    with connection.cursor() as cursor:
+        cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    connection.close()
+
+
+class Network:
+    """A set of running services with their own vhost, databases and logs."""
+
+    def __init__(self, backend="sqlite", retry_delays_ms="200,400,800"):
+        self.id = uuid.uuid4().hex[:10]
+        self.vhost = f"test-{self.id}"
+        self.var = Path(tempfile.mkdtemp(prefix=f"tansiq-{self.id}-"))
+        self.amqp_uri = create_vhost(self.vhost)
+        self.web_port = free_port()
+        self.backend = backend
+        self.pg_databases = []
+        self.env = dict(os.environ, AMQP_URI=self.amqp_uri, TANSIQ_VAR=str(self.var), PYTHONUNBUFFERED="1",
+                        TANSIQ_WEB_ADDRESS=f"127.0.0.1:{self.web_port}", TANSIQ_RETRY_DELAYS_MS=retry_delays_ms,
+                        TANSIQ_LOG_LEVEL="INFO", TANSIQ_WEB_BASE_URL=f"http://127.0.0.1:{self.web_port}")
+        if backend == "postgres":
+            for service in DATA_SERVICES:
+                name = f"tansiq_{service}_{self.id}"
+                self.env[f"TANSIQ_{service.upper()}_DB_URI"] = create_pg_database(name)
+                self.pg_databases.append(name)
+        self.procs = {}
+        self.rpc_names = {}
+
+    @property
+    def web(self):
+        return f"http://127.0.0.1:{self.web_port}"
+
+    def tansiq(self, *args, check=True, timeout=120):
+        return subprocess.run([sys.executable, "-m", "tansiq.cli", *args], env=self.env, cwd=ROOT,
+                              capture_output=True, text=True, timeout=timeout, check=check)
+
+    def migrate(self):
+        self.tansiq("migrate")
+
+    def seed(self):
+        self.tansiq("demo")
+
+    def start(self, *services, service_class=None, rpc_name=None, wait=True):
+        for service in services:
+            self.rpc_names[service] = rpc_name or service
+            log = open(self.var / f"{service}.log", "ab")
+            command = [sys.executable, "-m", "tansiq.cli", "run", service]
+            if service_class:
+                command += ["--service-class", service_class]
+            self.procs[service] = subprocess.Popen(command, env=self.env, cwd=ROOT, stdout=log,
+                                                   stderr=subprocess.STDOUT)
+        if wait:
+            for service in services:
+                self.wait_healthy(service)
+
+    def wait_healthy(self, service, timeout=60):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.procs[service].poll() is not None:
+                raise RuntimeError(f"{service} exited:\n{self.log(service)}")
+            if service == "gateway":
+                try:
+                    if requests.get(f"{self.web}/healthz", timeout=2).ok:
+                        return
+                except requests.RequestException:
+                    pass
+            elif self.answers(self.rpc_names[service]):
+                return
+            time.sleep(0.3)
+        raise TimeoutError(f"{service} not healthy after {timeout}s:\n{self.log(service)}")
+
+    def answers(self, rpc_name):
+        try:
+            with self.rpc(timeout=2) as cluster:
+                return getattr(cluster, rpc_name).health() == "ok"
+        except Exception:  # noqa: BLE001 - not up yet
+            return False
+
+    def log(self, service):
+        path = self.var / f"{service}.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def kill(self, service, sig=signal.SIGKILL):
+        proc = self.procs.pop(service)
+        proc.send_signal(sig)
+        proc.wait(timeout=30)
+
+    def stop(self):
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in self.procs.values():
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        self.procs.clear()
+
+    def close(self):
+        self.stop()
+        delete_vhost(self.vhost)
+        for name in self.pg_databases:
+            drop_pg_database(name)
+        shutil.rmtree(self.var, ignore_errors=True)
+
+    @contextmanager
+    def rpc(self, timeout=30):
+        from nameko.standalone.rpc import ClusterRpcProxy
+
+        import tansiq.errors  # noqa: F401 - registers our exceptions, so RPC errors come back typed
+
+        with ClusterRpcProxy({"AMQP_URI": self.amqp_uri}, timeout=timeout) as cluster:
+            yield cluster
+
+    def login(self, email, password="tansiq-demo"):
+        session = requests.Session()
+        response = session.post(f"{self.web}/api/login", json={"email": email, "password": password}, timeout=30)
+        response.raise_for_status()
+        return session
+
+    def connection(self):
+        return Connection(self.amqp_uri)
+
+    def queue_depth(self, queue):
+        with Connection(self.amqp_uri) as connection:
+            _, ready, _ = connection.default_channel.queue_declare(queue, passive=True)
+            return ready
+
+
+def eventually(check, timeout=30, interval=0.2, message="condition not met"):
+    """Poll `check()` until it returns a truthy value (no fixed sleeps in tests)."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            last = check()
+            if last:
+                return last
+        except AssertionError as exc:
+            last = exc
+        time.sleep(interval)
+    raise AssertionError(f"{message} (last: {last!r})")
