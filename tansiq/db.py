@@ -52,6 +52,8 @@ def make_engine(url, **kwargs):
 
         return engine
     if parsed.get_backend_name() == "postgresql":
+        if parsed.drivername == "postgresql":  # SQLAlchemy 2.1 would pick psycopg 3; ours is psycopg2 + psycogreen
+            url = parsed.set(drivername="postgresql+psycopg2")
         make_green_if_needed()
         kwargs.setdefault("pool_pre_ping", True)
     return create_engine(url, **kwargs)

@@ -29,6 +29,9 @@ class Envelope:
     time: str = field(default_factory=lambda: utcnow().isoformat(timespec="milliseconds"))
     correlationid: str | None = None
     signature: str | None = None  # base64 Ed25519 over signing_bytes(), set by partners
+    # The JSON object as received: a signature covers what the sender sent, attributes we
+    # do not model included, so it is checked against this rather than a rebuilt copy.
+    raw: dict | None = field(default=None, compare=False, repr=False)
 
     @property
     def version(self):
@@ -59,7 +62,7 @@ class Envelope:
 
     def signing_bytes(self):
         """The canonical bytes a partner signs: everything but the signature itself."""
-        unsigned = self.to_dict()
+        unsigned = dict(self.raw) if self.raw is not None else self.to_dict()
         unsigned.pop("signature", None)
         return json.dumps(unsigned, ensure_ascii=False, sort_keys=True, separators=(",", ":")).encode()
 
@@ -107,4 +110,5 @@ def parse(body):
         time=raw.get("time") or utcnow().isoformat(timespec="milliseconds"),
         correlationid=raw.get("correlationid"),
         signature=raw.get("signature"),
+        raw=raw,
     )

@@ -4,6 +4,7 @@ The PostgreSQL and browser tiers skip where their server/browser is missing, exc
 TANSIQ_REQUIRE_POSTGRES=1 / TANSIQ_REQUIRE_BROWSER=1 (set by .ci/run): then a missing one fails.
 """
 
+import logging
 import os
 import sys
 import warnings
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 
 warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")
+logging.getLogger("amqp").setLevel(logging.ERROR)  # "method during closing channel": harmless noise
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from harness import Network, management_available, postgres_available  # noqa: E402
@@ -25,6 +27,20 @@ def require_or_skip(available, env_var, what):
     pytest.skip(f"{what} not reachable")
 
 
+def pytest_runtest_setup(item):
+    if item.get_closest_marker("postgres"):
+        require_or_skip(_postgres_up(), "TANSIQ_REQUIRE_POSTGRES", "PostgreSQL")
+
+
+_pg_state = []
+
+
+def _postgres_up():
+    if not _pg_state:
+        _pg_state.append(postgres_available())
+    return _pg_state[0]
+
+
 @pytest.fixture(scope="session")
 def broker_admin():
     if not management_available():
@@ -33,7 +49,7 @@ def broker_admin():
 
 @pytest.fixture(scope="session")
 def postgres():
-    require_or_skip(postgres_available(), "TANSIQ_REQUIRE_POSTGRES", "PostgreSQL")
+    require_or_skip(_postgres_up(), "TANSIQ_REQUIRE_POSTGRES", "PostgreSQL")
 
 
 @pytest.fixture

@@ -4,18 +4,18 @@ Each area's routes live in an `api_<area>.py` mixin; this class puts them togeth
 """
 
 from nameko.rpc import RpcProxy
-from werkzeug.utils import redirect
-from werkzeug.wrappers import Response
-
 from services.gateway.schemas import LoginSchema
-from services.gateway.web import (SESSION_COOKIE, SESSION_SECONDS, Sessions, Unauthorized, api, json_response,
-                                  load_json, render, request_language)
+from services.gateway.web import SESSION_COOKIE, SESSION_SECONDS, Sessions, Unauthorized, api, json_response, load_json
+from services.gateway.api_events import EventsApi
+from services.gateway.api_inbox import InboxApi
+from services.gateway.api_intake import IntakeApi
 from services.gateway.api_pages import PagesApi
+from services.gateway.api_referrals import ReferralsApi
 
 login_in = LoginSchema()
 
 
-class GatewayService(PagesApi):
+class GatewayService(PagesApi, IntakeApi, ReferralsApi, EventsApi, InboxApi):
     name = "gateway"
     sessions = Sessions()
     directory_rpc = RpcProxy("directory")

@@ -1,0 +1,439 @@
+"""Intake rules in plain Python: registration, sessions, consents, sharing for referrals, erasure.
+
+Every function takes a SQLAlchemy Session, the KeyRing and `now`; it never commits
+(the caller's unit of work does, together with the outbox rows).
+`staff` is a dict {id, association, roles}.
+"""
+
+import uuid
+from datetime import date, timezone
+
+from sqlalchemy import select
+
+from services.intake import matching
+from services.intake.models import (
+    AuditEntry, Beneficiary, BlindIndex, Consent, Disclosure, DuplicateFlag, ListeningSession,
+)
+from services.intake.schemas import NAME_FIELDS
+from tansiq import contracts
+from tansiq.contracts.referrals import SHAREABLE_FIELDS
+from tansiq.crypto import FieldCipher
+from tansiq.errors import DomainError, Forbidden, NotFound
+from tansiq.messaging import outbox
+
+SOURCE = "intake"
+PERSONAL_FIELDS = NAME_FIELDS + ("phone", "birth_date", "birth_year")
+SESSION_FIELDS = ("orientation", "notes")
+OVERRIDE_ROLES = {"coordinator", "admin"}
+ERASE_ROLES = {"coordinator", "admin"}
+
+
+def new_id(prefix):
+    return f"{prefix}-{uuid.uuid4().hex}"
+
+
+# --- registration -----------------------------------------------------------------------------
+
+
+def register_beneficiary(session, keyring, data, staff, now):
+    """Store a beneficiary (encrypted) and her first listening session; flag possible duplicates.
+
+    `data` is loaded by schemas.BeneficiarySchema. Returns {"id", "possible_duplicates": [{id, reasons}]}.
+    """
+    beneficiary_id = new_id("b")
+    data_key, wrapped = keyring.new_data_key(beneficiary_id)
+    cipher = FieldCipher(data_key, beneficiary_id)
+    beneficiary = Beneficiary(
+        id=beneficiary_id, association=staff["association"], kind=data["kind"], schooled=data.get("schooled"),
+        city=data.get("city") or "", language=data.get("language"), wrapped_key=wrapped,
+        registered_by=staff["id"], registered_at=now,
+    )
+    for field in PERSONAL_FIELDS:
+        value = data.get(field)
+        if isinstance(value, date):
+            value = value.isoformat()
+        setattr(beneficiary, f"enc_{field}", cipher.encrypt(field, _blank_to_none(value)))
+    session.add(beneficiary)
+    session.flush()
+    listening = _add_session(session, beneficiary, cipher, data, staff, now)
+
+    indexes = _blind_indexes(keyring, data)
+    duplicates = _find_duplicates(session, staff["association"], beneficiary_id, indexes)
+    session.add_all(BlindIndex(beneficiary_id=beneficiary_id, association=staff["association"], kind=kind, value=value)
+                    for kind, value in indexes)
+    for other_id, reasons in duplicates.items():
+        session.add(DuplicateFlag(beneficiary_id=beneficiary_id, other_id=other_id, reasons=reasons, created_at=now))
+    _audit(session, beneficiary_id, staff, "register", [f for f in PERSONAL_FIELDS if data.get(f)], now)
+
+    outbox.add(session, contracts.make("ma.tansiq.beneficiary.registered.v1", SOURCE, {
+        "beneficiary_id": beneficiary_id, "association": staff["association"], "registered_by": staff["id"],
+        "urgency": listening.urgency, "needs": listening.needs, "city": beneficiary.city,
+        "possible_duplicate_of": sorted(duplicates),
+    }))
+    return {"id": beneficiary_id, "session_id": listening.id,
+            "possible_duplicates": [{"id": other, "reasons": reasons} for other, reasons in sorted(duplicates.items())]}
+
+
+def _blank_to_none(value):
+    if isinstance(value, str):
+        value = value.strip()
+    return value if value not in ("", None) else None
+
+
+def _blind_indexes(keyring, data):
+    """[(kind, hmac)] of the normalised identifying values; names indexed per script and as a skeleton."""
+    values = []
+    phone = matching.normalise_phone(data.get("phone"))
+    if phone:
+        values.append(("phone", phone))
+    for first, last in (("first_name", "last_name"), ("first_name_ar", "last_name_ar")):
+        full = " ".join(filter(None, (data.get(first), data.get(last))))
+        if matching.normalise_name(full):
+            values.append(("name", matching.normalise_name(full)))
+        if matching.name_skeleton(full):
+            values.append(("skeleton", matching.name_skeleton(full)))
+    if data.get("birth_date"):
+        values.append(("birth_date", data["birth_date"].isoformat()))
+    birth_year = data.get("birth_year") or (data["birth_date"].year if data.get("birth_date") else None)
+    if birth_year:
+        values.append(("birth_year", str(birth_year)))
+    return sorted({(kind, keyring.blind_index(kind, value)) for kind, value in values})
+
+
+def _find_duplicates(session, association, beneficiary_id, indexes):
+    """{other_id: [reasons]} for earlier records of the same association that may be the same woman.
+
+    Same phone is enough; a same name (exact or cross-script skeleton) needs the birth date or year
+    not to contradict it. Scoped to the association: another association's records are not hers to see.
+    """
+    if not indexes:
+        return {}
+    rows = session.execute(
+        select(BlindIndex.beneficiary_id, BlindIndex.kind, BlindIndex.value).where(
+            BlindIndex.association == association, BlindIndex.beneficiary_id != beneficiary_id,
+        )
+    ).all()
+    mine = {}
+    for kind, value in indexes:
+        mine.setdefault(kind, set()).add(value)
+    theirs = {}
+    for other, kind, value in rows:
+        theirs.setdefault(other, {}).setdefault(kind, set()).add(value)
+    found = {}
+    for other, kinds in theirs.items():
+        same = {kind for kind in mine if mine[kind] & kinds.get(kind, set())}
+        births_known = {"birth_year"} <= (mine.keys() & kinds.keys())
+        births_disagree = births_known and "birth_year" not in same
+        reasons = []
+        if "phone" in same:
+            reasons.append("same_phone")
+        if ("name" in same or "skeleton" in same) and not births_disagree:
+            reasons.append("same_name" if "name" in same else "similar_name")
+            if "birth_date" in same:
+                reasons.append("same_birth_date")
+            elif "birth_year" in same:
+                reasons.append("same_birth_year")
+        if reasons:
+            found[other] = reasons
+    return found
+
+
+def list_duplicate_flags(session, beneficiary_id, staff, now):
+    beneficiary = _owned(session, beneficiary_id, staff)
+    flags = session.scalars(select(DuplicateFlag).where(
+        (DuplicateFlag.beneficiary_id == beneficiary.id) | (DuplicateFlag.other_id == beneficiary.id))).all()
+    return [_flag_dict(flag) for flag in flags]
+
+
+def resolve_duplicate_flag(session, flag_id, decision, staff, now):
+    """The case worker's decision on a flag: 'distinct' or 'same'. Nothing is merged automatically."""
+    if decision not in ("distinct", "same"):
+        raise DomainError("decision must be 'distinct' or 'same'", code="invalid_request")
+    flag = session.get(DuplicateFlag, flag_id)
+    if flag is None:
+        raise NotFound(f"duplicate flag {flag_id} not found")
+    _owned(session, flag.beneficiary_id, staff)
+    flag.status, flag.resolved_by, flag.resolved_at = decision, staff["id"], now
+    return _flag_dict(flag)
+
+
+def _flag_dict(flag):
+    return {"id": flag.id, "beneficiary_id": flag.beneficiary_id, "other_id": flag.other_id,
+            "reasons": list(flag.reasons), "status": flag.status, "created_at": _iso(flag.created_at)}
+
+
+# --- listening sessions and reading -------------------------------------------------------------
+
+
+def add_session(session, keyring, beneficiary_id, data, staff, now):
+    beneficiary = _owned(session, beneficiary_id, staff)
+    cipher = _cipher(keyring, beneficiary)
+    listening = _add_session(session, beneficiary, cipher, data, staff, now)
+    _audit(session, beneficiary_id, staff, "add_session", [f for f in SESSION_FIELDS if data.get(f)], now)
+    return {"id": listening.id, "beneficiary_id": beneficiary_id}
+
+
+def _add_session(session, beneficiary, cipher, data, staff, now):
+    listening = ListeningSession(
+        id=new_id("s"), beneficiary_id=beneficiary.id, staff_id=staff["id"], held_at=data.get("held_at") or now,
+        needs=list(dict.fromkeys(data.get("needs") or [])), urgency=data.get("urgency") or "normal",
+        enc_orientation=cipher.encrypt("orientation", _blank_to_none(data.get("orientation"))),
+        enc_notes=cipher.encrypt("notes", _blank_to_none(data.get("notes"))),
+    )
+    session.add(listening)
+    session.flush()
+    return listening
+
+
+def get_beneficiary(session, keyring, beneficiary_id, staff, now):
+    """Her decrypted record, for staff of her own association only; the access is audited."""
+    beneficiary = _owned(session, beneficiary_id, staff)
+    record = {"id": beneficiary.id, "association": beneficiary.association, "kind": beneficiary.kind,
+              "schooled": beneficiary.schooled, "city": beneficiary.city, "language": beneficiary.language,
+              "registered_at": _iso(beneficiary.registered_at), "registered_by": beneficiary.registered_by,
+              "erased": beneficiary.erased_at is not None}
+    if beneficiary.erased_at is not None:
+        _audit(session, beneficiary_id, staff, "read", [], now, detail="erased")
+        return record
+    cipher = _cipher(keyring, beneficiary)
+    for field in PERSONAL_FIELDS:
+        record[field] = cipher.decrypt(field, getattr(beneficiary, f"enc_{field}"))
+    if record["birth_year"] is not None:
+        record["birth_year"] = int(record["birth_year"])
+    record["sessions"] = [
+        {"id": s.id, "held_at": _iso(s.held_at), "staff_id": s.staff_id, "needs": list(s.needs),
+         "urgency": s.urgency, "orientation": cipher.decrypt("orientation", s.enc_orientation),
+         "notes": cipher.decrypt("notes", s.enc_notes)}
+        for s in beneficiary.sessions
+    ]
+    record["consents"] = [_consent_dict(c, now) for c in beneficiary.consents]
+    record["possible_duplicates"] = [f for f in list_duplicate_flags(session, beneficiary_id, staff, now)
+                                     if f["status"] == "open"]
+    _audit(session, beneficiary_id, staff, "read", list(PERSONAL_FIELDS + SESSION_FIELDS), now)
+    return record
+
+
+def _owned(session, beneficiary_id, staff):
+    beneficiary = session.get(Beneficiary, beneficiary_id)
+    if beneficiary is None:
+        raise NotFound(f"beneficiary {beneficiary_id} not found")
+    if beneficiary.association != staff.get("association"):
+        # Same answer as a missing record would leak existence; Forbidden is explicit and is audited upstream.
+        raise Forbidden("this beneficiary belongs to another association", details={"reason": "other_association"})
+    return beneficiary
+
+
+def _cipher(keyring, beneficiary):
+    if beneficiary.erased_at is not None or beneficiary.wrapped_key is None:
+        raise Forbidden("this beneficiary's personal data was erased", details={"reason": "erased"})
+    return FieldCipher(keyring.unwrap(beneficiary.wrapped_key, beneficiary.id), beneficiary.id)
+
+
+def _audit(session, beneficiary_id, staff, action, fields, now, detail=""):
+    session.add(AuditEntry(beneficiary_id=beneficiary_id, staff_id=staff["id"], association=staff.get("association"),
+                           action=action, fields=list(fields), detail=detail, at=now))
+
+
+def record_refusal(session, beneficiary_id, staff, action, error, now):
+    """Audit a refused attempt (its own unit of work: the refused one was rolled back)."""
+    _audit(session, beneficiary_id, staff, action, [], now, detail=f"refused: {refusal_reason(error)}")
+
+
+def refusal_reason(error):
+    """The precise reason of a Forbidden (its code is the generic 'forbidden' unless it is 'no_consent')."""
+    return error.details.get("reason") or error.code
+
+
+def audit_trail(session, beneficiary_id, staff, now):
+    _owned(session, beneficiary_id, staff)
+    entries = session.scalars(select(AuditEntry).where(AuditEntry.beneficiary_id == beneficiary_id)
+                              .order_by(AuditEntry.id)).all()
+    return [{"staff_id": e.staff_id, "association": e.association, "action": e.action, "fields": list(e.fields),
+             "detail": e.detail, "at": _iso(e.at)} for e in entries]
+
+
+# --- consents ----------------------------------------------------------------------------------
+
+
+def record_consent(session, beneficiary_id, data, staff, now):
+    """`data` is loaded by schemas.ConsentSchema."""
+    beneficiary = _owned(session, beneficiary_id, staff)
+    if beneficiary.erased_at is not None:
+        raise Forbidden("this beneficiary's personal data was erased", details={"reason": "erased"})
+    if data.get("expires_at") and _aware(data["expires_at"]) <= now:
+        raise DomainError("a consent must expire in the future", code="invalid_request")
+    consent = Consent(
+        id=new_id("c"), beneficiary_id=beneficiary_id, association=beneficiary.association, purpose=data["purpose"],
+        fields=sorted(set(data["fields"])), recipient_association=data.get("recipient_association"),
+        recipient_category=data.get("recipient_category"), given_at=now, expires_at=data.get("expires_at"),
+        recorded_by=staff["id"],
+    )
+    session.add(consent)
+    session.flush()
+    _audit(session, beneficiary_id, staff, "record_consent", consent.fields, now, detail=consent.id)
+    return _consent_dict(consent, now)
+
+
+def revoke_consent(session, consent_id, staff, now):
+    """Revoke; the event names every association that received data under this consent."""
+    consent = session.get(Consent, consent_id)
+    if consent is None:
+        raise NotFound(f"consent {consent_id} not found")
+    _owned(session, consent.beneficiary_id, staff)
+    if consent.revoked_at is None:
+        _revoke(session, consent, staff, now)
+    return _consent_dict(consent, now)
+
+
+def _revoke(session, consent, staff, now):
+    consent.revoked_at, consent.revoked_by = now, staff["id"]
+    recipients = sorted(set(session.scalars(
+        select(Disclosure.recipient_association).where(Disclosure.consent_id == consent.id))))
+    outbox.add(session, contracts.make("ma.tansiq.consent.revoked.v1", SOURCE, {
+        "consent_id": consent.id, "beneficiary_id": consent.beneficiary_id, "association": consent.association,
+        "recipients": recipients, "revoked_at": now.isoformat(),
+    }))
+    _audit(session, consent.beneficiary_id, staff, "revoke_consent", [], now, detail=consent.id)
+
+
+def _consent_dict(consent, now):
+    return {"id": consent.id, "beneficiary_id": consent.beneficiary_id, "purpose": consent.purpose,
+            "fields": list(consent.fields), "recipient_association": consent.recipient_association,
+            "recipient_category": consent.recipient_category, "given_at": _iso(consent.given_at),
+            "expires_at": _iso(consent.expires_at), "revoked_at": _iso(consent.revoked_at),
+            "valid": _valid(consent, now)}
+
+
+def _aware(moment):
+    # SQLite hands back naive datetimes (stored as UTC): make them comparable with `now`.
+    return moment if moment is None or moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+def _iso(moment):
+    return _aware(moment).isoformat() if moment is not None else None
+
+
+def _valid(consent, now):
+    return consent.revoked_at is None and (consent.expires_at is None or _aware(consent.expires_at) > now)
+
+
+def _covers(consent, recipient, category, fields, recipient_offers):
+    if not _valid_fields(consent, fields) or consent.purpose != category:
+        return False
+    if consent.recipient_association:
+        return consent.recipient_association == recipient
+    # "Any partner offering <category>": the referral targets a service of that category; the directory
+    # check is optional here (the service passes it) because the referral side already picked the service.
+    return consent.recipient_category == category and (recipient_offers is None or recipient_offers(recipient, category))
+
+
+def _valid_fields(consent, fields):
+    return set(fields) <= set(consent.fields)
+
+
+# --- sharing for a referral ----------------------------------------------------------------------
+
+
+def prepare_referral_share(session, keyring, beneficiary_id, recipient_association, category, fields, staff_id, now, *,
+                           staff_association, override_reason=None, staff_roles=(), recipient_offers=None):
+    """The chosen fields, decrypted, for a referral — only under a consent or a recorded override.
+
+    Returns {"consent_id", "shared": {field: value}, "override": bool} and records the disclosure.
+    `staff_association` is required: whose staff the requester is decides whether she may see anything.
+    """
+    fields = list(dict.fromkeys(fields))
+    unknown = set(fields) - set(SHAREABLE_FIELDS)
+    if unknown:
+        raise DomainError(f"fields cannot be shared: {', '.join(sorted(unknown))}", code="invalid_request")
+    beneficiary = session.get(Beneficiary, beneficiary_id)
+    if beneficiary is None:
+        raise NotFound(f"beneficiary {beneficiary_id} not found")
+    staff = {"id": staff_id, "association": staff_association, "roles": list(staff_roles)}
+    _owned(session, beneficiary_id, staff)
+    cipher = _cipher(keyring, beneficiary)
+
+    consent = next((c for c in sorted(beneficiary.consents, key=lambda c: c.given_at, reverse=True)
+                    if _valid(c, now) and _covers(c, recipient_association, category, fields, recipient_offers)), None)
+    override = consent is None
+    if override:
+        if not override_reason or not override_reason.strip():
+            raise Forbidden("no valid consent covers this recipient, purpose and fields", code="no_consent")
+        if not OVERRIDE_ROLES & set(staff_roles):
+            raise Forbidden("only a coordinator or an admin may share without consent", details={"reason": "override_not_allowed"})
+
+    shared = {field: _shareable_value(session, beneficiary, cipher, field) for field in fields}
+    session.add(Disclosure(
+        beneficiary_id=beneficiary_id, consent_id=consent.id if consent else None,
+        recipient_association=recipient_association, category=category, fields=fields, staff_id=staff_id, at=now,
+        override=override,
+        # The reason often tells her story: encrypted with her key like her other personal data.
+        enc_override_reason=cipher.encrypt("override_reason", override_reason.strip()) if override else None,
+    ))
+    _audit(session, beneficiary_id, staff, "override_share" if override else "share", fields, now,
+           detail=f"to {recipient_association} for {category}")
+    return {"consent_id": consent.id if consent else None, "shared": shared, "override": override}
+
+
+def _shareable_value(session, beneficiary, cipher, field):
+    if field in ("first_name", "last_name"):
+        # Latin script if written, else the Arabic one: the recipient needs a name either way.
+        return (cipher.decrypt(field, getattr(beneficiary, f"enc_{field}"))
+                or cipher.decrypt(f"{field}_ar", getattr(beneficiary, f"enc_{field}_ar")))
+    if field == "phone":
+        return cipher.decrypt("phone", beneficiary.enc_phone)
+    if field == "birth_year":
+        year = cipher.decrypt("birth_year", beneficiary.enc_birth_year)
+        birth_date = cipher.decrypt("birth_date", beneficiary.enc_birth_date)
+        return int(year) if year else (int(birth_date[:4]) if birth_date else None)
+    if field in ("city", "language"):
+        return getattr(beneficiary, field)
+    if field == "needs":
+        return sorted({need for s in beneficiary.sessions for need in s.needs})
+    if field == "notes":
+        latest = beneficiary.sessions[-1] if beneficiary.sessions else None
+        return cipher.decrypt("notes", latest.enc_notes) if latest else None
+    raise DomainError(f"field {field} cannot be shared", code="invalid_request")
+
+
+def list_disclosures(session, keyring, beneficiary_id, staff, now):
+    """Where her data went (for her association: answering her, or checking overrides); audited."""
+    beneficiary = _owned(session, beneficiary_id, staff)
+    cipher = None if beneficiary.erased_at else _cipher(keyring, beneficiary)
+    rows = session.scalars(select(Disclosure).where(Disclosure.beneficiary_id == beneficiary_id)
+                           .order_by(Disclosure.id)).all()
+    _audit(session, beneficiary_id, staff, "read_disclosures", ["override_reason"], now)
+    return [{"id": d.id, "consent_id": d.consent_id, "recipient_association": d.recipient_association,
+             "category": d.category, "fields": list(d.fields), "staff_id": d.staff_id, "at": _iso(d.at),
+             "override": d.override,
+             "override_reason": cipher.decrypt("override_reason", d.enc_override_reason) if cipher else None}
+            for d in rows]
+
+
+# --- erasure -------------------------------------------------------------------------------------
+
+
+def erase_beneficiary(session, beneficiary_id, staff, now):
+    """Destroy her data key (nothing can be decrypted afterwards) and her blind indexes.
+
+    Active consents are revoked first, so every association that received data is told to erase it.
+    """
+    beneficiary = _owned(session, beneficiary_id, staff)
+    if not ERASE_ROLES & set(staff.get("roles") or ()):
+        raise Forbidden("only a coordinator or an admin may erase a beneficiary", details={"reason": "role_required"})
+    if beneficiary.erased_at is not None:
+        return {"id": beneficiary_id, "erased_at": _iso(beneficiary.erased_at)}
+    for consent in beneficiary.consents:
+        if consent.revoked_at is None:
+            _revoke(session, consent, staff, now)
+    beneficiary.wrapped_key = None
+    for field in PERSONAL_FIELDS:
+        setattr(beneficiary, f"enc_{field}", None)  # belt and braces: the key is already gone
+    for listening in beneficiary.sessions:
+        listening.enc_orientation = listening.enc_notes = None
+    for disclosure in session.scalars(select(Disclosure).where(Disclosure.beneficiary_id == beneficiary_id)):
+        disclosure.enc_override_reason = None
+    for index in session.scalars(select(BlindIndex).where(BlindIndex.beneficiary_id == beneficiary_id)):
+        session.delete(index)
+    beneficiary.erased_at, beneficiary.erased_by = now, staff["id"]
+    _audit(session, beneficiary_id, staff, "erase", list(PERSONAL_FIELDS + SESSION_FIELDS), now)
+    return {"id": beneficiary_id, "erased_at": now.isoformat()}

@@ -1,0 +1,30 @@
+"""`tansiq partners add` registers the partner's public key in the real directory service."""
+
+import re
+
+from tansiq import signing
+from tansiq.broker_admin import BrokerAdmin
+
+SLUG = "mogador-essaouira"  # a demo association; other tests use the better-known ones
+
+
+def test_partners_add_registers_the_public_key_in_the_directory(network_factory):
+    network = network_factory()
+    network.migrate()
+    network.seed()
+    network.start("directory")
+    admin = BrokerAdmin(vhost=network.vhost)
+    admin.declare_topology()
+    try:
+        result = network.tansiq("partners", "add", SLUG, "--vhost", network.vhost, check=False)
+        assert result.returncode == 0, result.stderr
+        assert "public key registered in the directory" in result.stdout
+        key_path = re.search(r"^private key:\s+(\S+)", result.stdout, re.M).group(1)
+        assert key_path.startswith(str(network.var))
+        with open(key_path, "rb") as key_file:
+            public_key = signing.public_key_b64(signing.load_private_key(key_file.read()))
+        with network.rpc() as rpc:
+            assert rpc.directory.get_association(SLUG)["public_key"] == public_key
+        assert [p["slug"] for p in admin.list_partners()] == [SLUG]
+    finally:
+        admin.revoke_partner(SLUG)

@@ -1,0 +1,341 @@
+"""Intake domain on a real database: SQLite file, and PostgreSQL (throwaway database) when marked."""
+
+import json
+import os
+import uuid
+from datetime import date, datetime, timedelta, timezone
+
+import psycopg2
+import pytest
+from sqlalchemy import inspect, select, text
+
+from services.intake import domain
+from services.intake.models import AuditEntry, Beneficiary, BlindIndex, Disclosure, DuplicateFlag, create_all
+from services.intake.schemas import BeneficiarySchema, ConsentSchema
+from tansiq import contracts
+from tansiq.crypto import FieldCipher, KeyDestroyed, KeyRing
+from tansiq.db import make_engine, session_scope
+from tansiq.envelope import parse
+from tansiq.errors import Forbidden, NotFound
+from tansiq.messaging.store import OutboxMessage
+
+NOW = datetime(2026, 11, 30, 9, 0, tzinfo=timezone.utc)
+SAFI_WORKER = {"id": "s-1", "association": "amal-safi", "roles": ["case_worker"]}
+SAFI_COORD = {"id": "s-2", "association": "amal-safi", "roles": ["coordinator"]}
+OTHER_WORKER = {"id": "s-9", "association": "wafae-marrakech", "roles": ["case_worker", "admin"]}
+KHADIJA = {"first_name": "Khadija", "last_name": "Benali", "phone": "0612345678", "birth_date": "1990-04-12",
+           "city": "Safi", "language": "ar", "kind": "survivor", "needs": ["legal_orientation", "shelter"],
+           "urgency": "urgent", "orientation": "Orientée vers avocate", "notes": "Violences conjugales depuis 2019"}
+SECRETS = ("Khadija", "Benali", "612345678", "1990-04-12", "avocate", "Violences")
+PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def engine(request, tmp_path):
+    if request.param == "sqlite":
+        engine = make_engine(f"sqlite:///{tmp_path / 'intake.sqlite3'}")
+        create_all(engine)
+        yield engine
+        engine.dispose()
+        return
+    name = f"tansiq_intake_test_{uuid.uuid4().hex[:12]}"
+    admin = psycopg2.connect(PG_ADMIN)
+    admin.autocommit = True
+    admin.cursor().execute(f'CREATE DATABASE "{name}"')
+    try:
+        engine = make_engine(f"postgresql+psycopg2://postgres@127.0.0.1:5432/{name}")
+        create_all(engine)
+        yield engine
+        engine.dispose()
+    finally:
+        admin.cursor().execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
+
+
+@pytest.fixture
+def keyring():
+    return KeyRing(os.urandom(32))
+
+
+@pytest.fixture
+def intake(engine, keyring):
+    """Call a domain function in its own committed unit of work, as service.py does."""
+
+    def call(function, *args, **kwargs):
+        with session_scope(engine) as session:
+            return function(session, *args, **kwargs)
+
+    return call
+
+
+def register(intake, keyring, payload=KHADIJA, staff=SAFI_WORKER, now=NOW):
+    return intake(domain.register_beneficiary, keyring, BeneficiarySchema().load(payload), staff, now)
+
+
+def consent(intake, beneficiary_id, staff=SAFI_WORKER, **payload):
+    payload.setdefault("purpose", "legal_orientation")
+    payload.setdefault("fields", ["first_name", "phone"])
+    return intake(domain.record_consent, beneficiary_id, ConsentSchema().load(payload), staff, NOW)
+
+
+def share(intake, keyring, beneficiary_id, recipient="wafae-marrakech", category="legal_orientation",
+          fields=("first_name",), staff=SAFI_WORKER, now=NOW, **kwargs):
+    return intake(domain.prepare_referral_share, keyring, beneficiary_id, recipient, category, list(fields),
+                  staff["id"], now, staff_roles=staff["roles"], staff_association=staff["association"], **kwargs)
+
+
+def outbox_messages(engine, type_):
+    with session_scope(engine) as session:
+        rows = session.scalars(select(OutboxMessage).where(OutboxMessage.type == type_).order_by(OutboxMessage.seq))
+        return [(row.body, parse(row.body.encode())) for row in rows]
+
+
+def all_rows_text(engine):
+    """Every value of every table as text, to look for leaked plaintext."""
+    chunks = []
+    with engine.connect() as connection:
+        for table in inspect(connection).get_table_names():
+            for row in connection.execute(text(f'SELECT * FROM "{table}"')):
+                for value in row:
+                    chunks.append(bytes(value).decode("latin-1") if isinstance(value, (bytes, memoryview))
+                                  else str(value))
+    return "\n".join(chunks)
+
+
+# --- registration and encryption at rest ---------------------------------------------------------
+
+
+def test_personal_fields_encrypted_at_rest(engine, intake, keyring):
+    result = register(intake, keyring)
+    dump = all_rows_text(engine)
+    assert result["id"] in dump  # the scan does see the rows
+    for secret in SECRETS:
+        assert secret not in dump
+    with engine.connect() as connection:
+        row = connection.execute(text("SELECT enc_first_name, enc_phone FROM beneficiary")).one()
+    assert row.enc_first_name and b"Khadija" not in bytes(row.enc_first_name)
+
+    record = intake(domain.get_beneficiary, keyring, result["id"], SAFI_WORKER, NOW)
+    assert (record["first_name"], record["last_name"], record["phone"]) == ("Khadija", "Benali", "0612345678")
+    assert record["birth_date"] == "1990-04-12"
+    assert record["sessions"][0]["notes"] == KHADIJA["notes"]
+    assert record["sessions"][0]["needs"] == ["legal_orientation", "shelter"]
+
+
+def test_registered_event_carries_no_personal_data(engine, intake, keyring):
+    result = register(intake, keyring)
+    [(body, envelope)] = outbox_messages(engine, "ma.tansiq.beneficiary.registered.v1")
+    for secret in SECRETS:
+        assert secret not in body
+    assert contracts.validate(envelope).data == {
+        "beneficiary_id": result["id"], "association": "amal-safi", "registered_by": "s-1", "urgency": "urgent",
+        "needs": ["legal_orientation", "shelter"], "city": "Safi", "possible_duplicate_of": [],
+    }
+
+
+def test_failed_registration_leaves_no_row_and_no_message(engine, intake, keyring):
+    with pytest.raises(RuntimeError):
+        with session_scope(engine) as session:
+            domain.register_beneficiary(session, keyring, BeneficiarySchema().load(KHADIJA), SAFI_WORKER, NOW)
+            raise RuntimeError("crash before commit")
+    with session_scope(engine) as session:
+        assert session.scalars(select(Beneficiary)).all() == []
+        assert session.scalars(select(OutboxMessage)).all() == []
+
+
+def test_other_association_cannot_read(intake, keyring):
+    result = register(intake, keyring)
+    with pytest.raises(Forbidden) as refused:
+        intake(domain.get_beneficiary, keyring, result["id"], OTHER_WORKER, NOW)
+    assert refused.value.code == "forbidden" and domain.refusal_reason(refused.value) == "other_association"
+    with pytest.raises(Forbidden):
+        share(intake, keyring, result["id"], recipient="amal-safi", staff=OTHER_WORKER, override_reason="urgence")
+    with pytest.raises(NotFound):
+        intake(domain.get_beneficiary, keyring, "b-missing", SAFI_WORKER, NOW)
+
+
+def test_every_access_to_personal_data_is_audited(engine, intake, keyring):
+    result = register(intake, keyring)
+    intake(domain.get_beneficiary, keyring, result["id"], SAFI_COORD, NOW + timedelta(hours=1))
+    trail = intake(domain.audit_trail, result["id"], SAFI_WORKER, NOW)
+    assert [(e["action"], e["staff_id"]) for e in trail] == [("register", "s-1"), ("read", "s-2")]
+    assert "first_name" in trail[1]["fields"] and trail[1]["at"].startswith("2026-11-30T10:00")
+
+
+# --- erasure --------------------------------------------------------------------------------------
+
+
+def test_erasure_makes_data_unreadable(engine, intake, keyring):
+    result = register(intake, keyring)
+    with engine.connect() as connection:  # what a backup taken before the erasure would hold
+        before = connection.execute(text("SELECT enc_first_name FROM beneficiary")).scalar_one()
+    with pytest.raises(Forbidden):  # a case worker may not erase
+        intake(domain.erase_beneficiary, result["id"], SAFI_WORKER, NOW)
+
+    intake(domain.erase_beneficiary, result["id"], SAFI_COORD, NOW)
+
+    with session_scope(engine) as session:
+        erased = session.get(Beneficiary, result["id"])
+        assert erased.wrapped_key is None and erased.erased_at is not None
+        with pytest.raises(KeyDestroyed):
+            FieldCipher(keyring.unwrap(erased.wrapped_key, erased.id), erased.id).decrypt("first_name", before)
+        assert session.scalars(select(BlindIndex)).all() == []  # HMACs of her name/phone go too
+    record = intake(domain.get_beneficiary, keyring, result["id"], SAFI_WORKER, NOW)
+    assert record["erased"] and "first_name" not in record
+    with pytest.raises(Forbidden) as refused:
+        share(intake, keyring, result["id"], staff=SAFI_COORD, override_reason="urgence")
+    assert domain.refusal_reason(refused.value) == "erased"
+    for secret in SECRETS:
+        assert secret not in all_rows_text(engine)
+
+
+# --- consent and sharing ---------------------------------------------------------------------------
+
+
+def test_consent_covers_recipient_purpose_and_fields(engine, intake, keyring):
+    beneficiary = register(intake, keyring)["id"]
+    given = consent(intake, beneficiary, recipient_association="wafae-marrakech",
+                    fields=["first_name", "phone", "needs"], expires_at="2027-01-01T00:00:00+00:00")
+
+    shared = share(intake, keyring, beneficiary, fields=["first_name", "phone", "needs"])
+    assert shared == {"consent_id": given["id"], "override": False,
+                      "shared": {"first_name": "Khadija", "phone": "0612345678",
+                                 "needs": ["legal_orientation", "shelter"]}}
+    with session_scope(engine) as session:
+        [disclosure] = session.scalars(select(Disclosure)).all()
+        assert (disclosure.recipient_association, disclosure.fields, disclosure.consent_id, disclosure.staff_id) == (
+            "wafae-marrakech", ["first_name", "phone", "needs"], given["id"], "s-1")
+
+
+@pytest.mark.parametrize("change", [
+    {"fields": ["first_name", "notes"]},            # a field the consent does not cover
+    {"recipient": "ennakhil-casa"},                 # another association
+    {"category": "psychological_support"},          # another purpose
+    {"now": datetime(2027, 1, 2, tzinfo=timezone.utc)},  # after expiry
+])
+def test_share_refused_without_covering_consent(engine, intake, keyring, change):
+    beneficiary = register(intake, keyring)["id"]
+    consent(intake, beneficiary, recipient_association="wafae-marrakech", fields=["first_name", "phone"],
+            expires_at="2027-01-01T00:00:00+00:00")
+    with pytest.raises(Forbidden) as refused:
+        share(intake, keyring, beneficiary, **change)
+    assert refused.value.code == "no_consent"
+    with session_scope(engine) as session:
+        assert session.scalars(select(Disclosure)).all() == []
+
+
+def test_consent_for_any_partner_offering_a_category(intake, keyring):
+    beneficiary = register(intake, keyring)["id"]
+    consent(intake, beneficiary, recipient_category="legal_orientation")
+    offers = {("wafae-marrakech", "legal_orientation")}
+    assert share(intake, keyring, beneficiary, recipient_offers=lambda a, c: (a, c) in offers)["override"] is False
+    with pytest.raises(Forbidden):
+        share(intake, keyring, beneficiary, recipient="ennakhil-casa", recipient_offers=lambda a, c: (a, c) in offers)
+
+
+def test_override_needs_role_and_reason_and_is_recorded(engine, intake, keyring):
+    beneficiary = register(intake, keyring)["id"]
+    with pytest.raises(Forbidden) as refused:
+        share(intake, keyring, beneficiary, override_reason="danger immédiat")
+    assert domain.refusal_reason(refused.value) == "override_not_allowed"
+    for reason in (None, "   "):
+        with pytest.raises(Forbidden) as refused:
+            share(intake, keyring, beneficiary, staff=SAFI_COORD, override_reason=reason)
+        assert refused.value.code == "no_consent"
+
+    result = share(intake, keyring, beneficiary, staff=SAFI_COORD, override_reason="danger immédiat",
+                   fields=["first_name", "phone"])
+    assert result == {"consent_id": None, "override": True, "shared": {"first_name": "Khadija", "phone": "0612345678"}}
+    [disclosure] = intake(domain.list_disclosures, keyring, beneficiary, SAFI_WORKER, NOW)
+    assert (disclosure["override"], disclosure["override_reason"], disclosure["staff_id"]) == (
+        True, "danger immédiat", "s-2")
+    with session_scope(engine) as session:
+        audit = session.scalars(select(AuditEntry).where(AuditEntry.action == "override_share")).one()
+        assert audit.staff_id == "s-2" and audit.detail == "to wafae-marrakech for legal_orientation"
+    assert "danger" not in all_rows_text(engine)  # the reason may tell her story: encrypted too
+
+
+def test_revocation_lists_every_recipient_and_stops_sharing(engine, intake, keyring):
+    beneficiary = register(intake, keyring)["id"]
+    given = consent(intake, beneficiary, recipient_category="legal_orientation")
+    other = consent(intake, beneficiary, recipient_association="ennakhil-casa", purpose="shelter")
+    share(intake, keyring, beneficiary, recipient="wafae-marrakech")
+    share(intake, keyring, beneficiary, recipient="adala-rabat")
+    share(intake, keyring, beneficiary, recipient="ennakhil-casa", category="shelter")  # under the other consent
+
+    revoked = intake(domain.revoke_consent, given["id"], SAFI_WORKER, NOW + timedelta(days=1))
+    assert revoked["valid"] is False and revoked["revoked_at"]
+    [(body, envelope)] = outbox_messages(engine, "ma.tansiq.consent.revoked.v1")
+    data = contracts.validate(envelope).data
+    assert data["recipients"] == ["adala-rabat", "wafae-marrakech"]
+    assert (data["consent_id"], data["beneficiary_id"], data["association"]) == (given["id"], beneficiary, "amal-safi")
+    assert "Khadija" not in body
+    with pytest.raises(Forbidden):
+        share(intake, keyring, beneficiary, recipient="wafae-marrakech", now=NOW + timedelta(days=2))
+    assert share(intake, keyring, beneficiary, recipient="ennakhil-casa", category="shelter")["consent_id"] == other["id"]
+    with pytest.raises(Forbidden):
+        intake(domain.revoke_consent, given["id"], OTHER_WORKER, NOW)
+
+
+def test_erasure_revokes_active_consents(engine, intake, keyring):
+    beneficiary = register(intake, keyring)["id"]
+    consent(intake, beneficiary, recipient_association="wafae-marrakech")
+    share(intake, keyring, beneficiary)
+    intake(domain.erase_beneficiary, beneficiary, SAFI_COORD, NOW)
+    [(_, envelope)] = outbox_messages(engine, "ma.tansiq.consent.revoked.v1")
+    assert envelope.data["recipients"] == ["wafae-marrakech"]
+
+
+# --- possible duplicates ---------------------------------------------------------------------------
+
+
+def test_duplicates_across_scripts_flagged_not_merged(engine, intake, keyring):
+    first = register(intake, keyring)["id"]
+    arabic = dict(first_name_ar="خديجة", last_name_ar="بنعلي", birth_year=1990, city="Safi", needs=["shelter"])
+    second = register(intake, keyring, arabic, now=NOW + timedelta(days=3))
+    assert second["possible_duplicates"] == [{"id": first, "reasons": ["similar_name", "same_birth_year"]}]
+
+    same_phone = dict(first_name="Hajar", phone="+212 6 12 34 56 78")
+    third = register(intake, keyring, same_phone)
+    assert [d["id"] for d in third["possible_duplicates"]] == [first]
+    assert third["possible_duplicates"][0]["reasons"] == ["same_phone"]
+
+    with session_scope(engine) as session:
+        assert len(session.scalars(select(Beneficiary)).all()) == 3  # never merged
+        assert {(f.beneficiary_id, f.other_id, f.status) for f in session.scalars(select(DuplicateFlag))} == {
+            (second["id"], first, "open"), (third["id"], first, "open")}
+    [_, (_, event), _] = outbox_messages(engine, "ma.tansiq.beneficiary.registered.v1")
+    assert event.data["possible_duplicate_of"] == [first]
+    record = intake(domain.get_beneficiary, keyring, first, SAFI_WORKER, NOW)
+    assert {f["beneficiary_id"] for f in record["possible_duplicates"]} == {second["id"], third["id"]}
+
+    flag_id = record["possible_duplicates"][0]["id"]
+    assert intake(domain.resolve_duplicate_flag, flag_id, "distinct", SAFI_WORKER, NOW)["status"] == "distinct"
+
+
+def test_not_flagged_when_different(intake, keyring):
+    register(intake, keyring)
+    other_person = dict(first_name="Karima", last_name="Tazi", phone="0698765432", birth_year=1990)
+    assert register(intake, keyring, other_person)["possible_duplicates"] == []
+    older_namesake = dict(first_name="Khadija", last_name="Benali", birth_year=1962)
+    assert register(intake, keyring, older_namesake)["possible_duplicates"] == []
+    # The same woman at another association is that association's record, not visible here.
+    assert register(intake, keyring, KHADIJA, staff=OTHER_WORKER)["possible_duplicates"] == []
+
+
+def test_registration_refuses_a_record_without_any_name():
+    from marshmallow import ValidationError
+
+    with pytest.raises(ValidationError):
+        BeneficiarySchema().load({"phone": "0612345678"})
+    with pytest.raises(ValidationError):
+        BeneficiarySchema().load({"first_name": "A", "nmae": "typo"})
+
+
+def test_service_results_are_json(intake, keyring):
+    """RPC results cross the broker as JSON."""
+    beneficiary = register(intake, keyring)["id"]
+    consent(intake, beneficiary, recipient_association="wafae-marrakech")
+    json.dumps(intake(domain.get_beneficiary, keyring, beneficiary, SAFI_WORKER, NOW))
+    json.dumps(share(intake, keyring, beneficiary))
+    assert date.fromisoformat(intake(domain.get_beneficiary, keyring, beneficiary, SAFI_WORKER, NOW)["birth_date"])

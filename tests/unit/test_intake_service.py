@@ -1,0 +1,169 @@
+"""The intake RPC service and the gateway's intake routes, on a real SQLite database, without a broker.
+
+The service runs through nameko's worker_factory with its real dependencies (database,
+key ring); only the directory RPC and the signed-in staff lookup are stand-ins (the edge).
+"""
+
+import json
+import os
+from types import SimpleNamespace
+
+import pytest
+from nameko.testing.services import worker_factory
+from sqlalchemy import select
+from werkzeug.test import EnvironBuilder
+from werkzeug.wrappers import Request
+
+from services.gateway import web
+from services.gateway.api_intake import IntakeApi
+from services.intake.models import create_all
+from services.intake.service import IntakeService
+from tansiq.crypto import KeyRing
+from tansiq.db import make_engine, session_scope
+from tansiq.errors import DomainError, Forbidden
+from tansiq.messaging.store import OutboxMessage
+
+STAFF = {"id": "s-1", "association": "amal-safi", "roles": ["case_worker"], "name": "Salma", "language": "fr"}
+COORD = {"id": "s-2", "association": "amal-safi", "roles": ["coordinator"]}
+OTHER = {"id": "s-9", "association": "wafae-marrakech", "roles": ["admin"]}
+
+
+@pytest.fixture
+def engine(tmp_path):
+    engine = make_engine(f"sqlite:///{tmp_path / 'intake.sqlite3'}")
+    create_all(engine)
+    yield engine
+    engine.dispose()
+
+
+class Directory:
+    """Stand-in for the directory RPC proxy."""
+
+    def find_services(self, category, city=None):
+        return [{"association": "wafae-marrakech", "service_id": "svc-1", "name": "Aide juridique",
+                 "category": category, "city": "Marrakech", "status": "active"}]
+
+    def get_staff(self, staff_id):
+        staff = {"s-1": STAFF, "s-9": OTHER}[staff_id]
+        return {"id": staff_id, "association": staff["association"], "roles": staff["roles"]}
+
+
+@pytest.fixture
+def service(engine):
+    return worker_factory(IntakeService, db=SimpleNamespace(session=lambda: session_scope(engine)),
+                          keyring=KeyRing(os.urandom(32)), directory=Directory())
+
+
+def test_register_rpc_round_trip(service, engine):
+    result = service.register_beneficiary({"first_name_ar": "خديجة", "phone": "0612345678", "birth_date": "1990-04-12",
+                                           "needs": ["shelter"], "urgency": "high", "city": "Safi"}, STAFF)
+    assert json.loads(json.dumps(result)) == result
+    assert result["possible_duplicates"] == []
+    assert service.health() == "ok"
+    record = service.get_beneficiary(result["id"], STAFF)
+    assert record["first_name_ar"] == "خديجة" and record["birth_date"] == "1990-04-12"
+    with session_scope(engine) as session:
+        [message] = session.scalars(select(OutboxMessage)).all()
+    assert message.type == "ma.tansiq.beneficiary.registered.v1" and "خديجة" not in message.body
+
+
+def test_rpc_refuses_bad_input_and_other_association(service):
+    with pytest.raises(DomainError) as refused:
+        service.register_beneficiary({"first_name": "Khadija", "needs": ["astrology"]}, STAFF)
+    assert refused.value.code == "invalid_request" and "needs" in refused.value.details
+    with pytest.raises(DomainError):
+        service.register_beneficiary({"first_name": "Khadija"}, {"id": "s-1"})  # no association: no staff
+    beneficiary = service.register_beneficiary({"first_name": "Khadija"}, STAFF)["id"]
+    with pytest.raises(Forbidden):
+        service.get_beneficiary(beneficiary, OTHER)
+    with pytest.raises(DomainError):  # "any partner offering shelter" under a legal purpose could never be used
+        service.record_consent(beneficiary, {"purpose": "legal_orientation", "fields": ["first_name"],
+                                             "recipient_category": "shelter"}, STAFF)
+
+
+def test_refused_attempts_are_audited(service):
+    beneficiary = service.register_beneficiary({"first_name": "Khadija"}, STAFF)["id"]
+    with pytest.raises(Forbidden):
+        service.get_beneficiary(beneficiary, OTHER)
+    with pytest.raises(Forbidden):  # staff of another association, as the directory knows her
+        service.prepare_referral_share(beneficiary, "amal-safi", "shelter", ["first_name"], "s-9",
+                                       override_reason="urgence", staff_roles=["admin"])
+    with pytest.raises(Forbidden):
+        service.erase_beneficiary(beneficiary, STAFF)
+    trail = service.audit_trail(beneficiary, STAFF)
+    assert [(e["action"], e["staff_id"], e["detail"]) for e in trail] == [
+        ("register", "s-1", ""), ("read", "s-9", "refused: other_association"),
+        ("share", "s-9", "refused: other_association"), ("erase", "s-1", "refused: role_required")]
+
+
+def test_share_under_category_consent_asks_the_directory(service):
+    beneficiary = service.register_beneficiary({"first_name": "Khadija", "phone": "0612345678"}, STAFF)["id"]
+    service.record_consent(beneficiary, {"purpose": "legal_orientation", "fields": ["first_name"],
+                                         "recipient_category": "legal_orientation"}, STAFF)
+    shared = service.prepare_referral_share(beneficiary, "wafae-marrakech", "legal_orientation", ["first_name"], "s-1",
+                                            staff_roles=["case_worker"], staff_association="amal-safi")
+    assert shared["shared"] == {"first_name": "Khadija"} and not shared["override"]
+    with pytest.raises(Forbidden) as refused:  # the directory says this one does not offer it
+        service.prepare_referral_share(beneficiary, "ennakhil-casa", "legal_orientation", ["first_name"], "s-1",
+                                       staff_roles=["case_worker"], staff_association="amal-safi")
+    assert refused.value.code == "no_consent"
+
+
+class Gateway(IntakeApi):
+    """The intake routes mixed into a minimal gateway whose RPC proxy is the real intake worker."""
+
+    def __init__(self, intake):
+        self.intake_rpc = intake
+
+
+@pytest.fixture(autouse=True)
+def signed_in(monkeypatch):
+    """Stand-in for the gateway's session tokens: the staff member rides in a test header."""
+    monkeypatch.setattr(web, "_active", [SimpleNamespace(staff=lambda req: json.loads(req.headers["X-Test-Staff"]))])
+
+
+def request(method, path="/", body=None, staff=STAFF):
+    return Request(EnvironBuilder(method=method, path=path, json=body,
+                                  headers={"X-Test-Staff": json.dumps(staff)}).get_environ())
+
+
+def test_gateway_routes(service):
+    gateway = Gateway(service)
+    created = gateway.intake_register(request("POST", body={"first_name": "Khadija", "birth_date": "1990-04-12",
+                                                            "needs": ["legal_orientation"]}))
+    assert created.status_code == 201
+    beneficiary = json.loads(created.get_data())["id"]
+
+    session = gateway.intake_add_session(request("POST", body={"needs": ["shelter"], "notes": "revenue"}), beneficiary)
+    assert session.status_code == 201
+    consent = gateway.intake_record_consent(request("POST", body={
+        "purpose": "shelter", "fields": ["first_name", "needs"], "recipient_association": "wafae-marrakech",
+        "expires_at": "2099-01-01T00:00:00+00:00"}), beneficiary)
+    consent_id = json.loads(consent.get_data())["id"]
+
+    shown = gateway.intake_get(request("GET"), beneficiary)
+    record = json.loads(shown.get_data())
+    assert shown.headers["Cache-Control"] == "no-store"
+    assert record["first_name"] == "Khadija" and [s["needs"] for s in record["sessions"]] == [
+        ["legal_orientation"], ["shelter"]]
+    assert record["consents"][0]["valid"] is True
+
+    revoked = json.loads(gateway.intake_revoke_consent(request("POST"), consent_id).get_data())
+    assert revoked["valid"] is False
+    assert json.loads(gateway.intake_disclosures(request("GET"), beneficiary).get_data()) == []
+    trail = json.loads(gateway.intake_audit(request("GET"), beneficiary).get_data())
+    assert [entry["action"] for entry in trail] == ["register", "add_session", "record_consent", "read",
+                                                     "revoke_consent", "read_disclosures"]
+
+    with pytest.raises(Forbidden):  # a case worker may not erase; the gateway's error table answers 403
+        gateway.intake_erase(request("DELETE"), beneficiary)
+    erased = gateway.intake_erase(request("DELETE", staff=COORD), beneficiary)
+    assert erased.status_code == 200
+    assert json.loads(gateway.intake_get(request("GET"), beneficiary).get_data())["erased"] is True
+
+
+def test_gateway_refuses_malformed_body_before_rpc(service):
+    from marshmallow import ValidationError
+
+    with pytest.raises(ValidationError):
+        Gateway(service).intake_register(request("POST", body={"first_name": "K", "urgency": "whenever"}))
