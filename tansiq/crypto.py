@@ -22,6 +22,9 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from nameko.extensions import DependencyProvider
+
+from tansiq.config import var_dir
 
 KEY_BYTES = 32
 NONCE_BYTES = 12
@@ -122,3 +125,15 @@ class FieldCipher:
 
 def _aad(field, record_id):
     return f"tansiq:{record_id}:{field}".encode("utf-8")
+
+
+class MasterKey(DependencyProvider):
+    """nameko dependency: the service's KeyRing, from the master key file in its config
+    (DATA_KEY_FILE; created with 0600 permissions on first start when absent)."""
+
+    def setup(self):
+        path = self.container.config.get("DATA_KEY_FILE") or var_dir() / f"{self.container.service_name}-master.key"
+        self.keyring = KeyRing.from_file(path)
+
+    def get_dependency(self, worker_ctx):
+        return self.keyring

@@ -56,13 +56,19 @@ def queue_depths_passive(amqp_uri, names):
 def known_queues():
     names = [topology.UNROUTABLE_QUEUE]
     for service in CONSUMING_SERVICES:
-        names += [topology.consumer_queue(service), topology.dead_letter_queue(service)]
+        for main in (topology.consumer_queue(service), topology.partner_inbound_queue(service)):
+            names += [main, topology.dead_letter_queue(main)]
     return names
 
 
+def main_queue(name):
+    """`intake` -> its events queue; a queue name (`referrals.partners`) is taken as it is."""
+    return name if "." in name else topology.consumer_queue(name)
+
+
 def dead_letters(amqp_uri, service, limit=100):
-    """Browse a service's dead-letter queue without removing anything (messages are requeued)."""
-    queue = topology.dead_letter_queue(service)
+    """Browse a dead-letter queue without removing anything (messages are requeued)."""
+    queue = topology.dead_letter_queue(main_queue(service))
     found = []
     with Connection(amqp_uri) as connection:
         channel = connection.channel()
@@ -92,7 +98,7 @@ def dead_letters(amqp_uri, service, limit=100):
 
 def replay(amqp_uri, service, message_id=None):
     """Move dead letters (all, or one id) back to the service's queue with fresh attempts; returns how many."""
-    queue = topology.dead_letter_queue(service)
+    queue = topology.dead_letter_queue(main_queue(service))
     publisher = ConfirmedPublisher(amqp_uri)
     moved = 0
     with Connection(amqp_uri) as connection:
@@ -108,7 +114,7 @@ def replay(amqp_uri, service, message_id=None):
                     continue
                 headers = {key: value for key, value in (message.properties.get("application_headers") or {}).items()
                            if not key.startswith("x-tansiq-") and key != "x-death"}
-                publisher.publish(message.body, "", topology.consumer_queue(service),
+                publisher.publish(message.body, "", main_queue(service),
                                   message.properties.get("message_id"), headers=headers,
                                   content_type=message.properties.get("content_type") or "application/json")
                 channel.basic_ack(message.delivery_tag)  # only after the broker confirmed the copy
@@ -168,26 +174,28 @@ def status(amqp_uri=None, out=print, check_services=True):
 
 
 def service_bindings():
-    """{service: [message types its @handles entrypoints consume]}, read from the service classes."""
-    from tansiq.messaging.consumer import EventHandler
+    """({service: types its @handles consume}, {service: types its @handles_partner consume}), from the classes."""
+    import inspect
+
+    from tansiq.messaging.consumer import EventHandler, PartnerHandler
     from tansiq.runner import service_class
 
-    bindings = {}
+    events, partners = {}, {}
     for service in CONSUMING_SERVICES:
         cls = service_class(f"services.{service}.service", service)
-        types = set()
-        for attribute in vars(cls).values():
-            for extension in getattr(attribute, "nameko_entrypoints", ()):
-                if isinstance(extension, EventHandler):
-                    types |= extension.types
-        if types:
-            bindings[service] = sorted(types)
-    return bindings
+        for _, method in inspect.getmembers(cls, inspect.isfunction):
+            for extension in getattr(method, "nameko_entrypoints", ()):
+                if isinstance(extension, PartnerHandler):
+                    partners.setdefault(service, set()).update(extension.types)
+                elif isinstance(extension, EventHandler):
+                    events.setdefault(service, set()).update(extension.types)
+    return ({name: sorted(types) for name, types in events.items()},
+            {name: sorted(types) for name, types in partners.items()})
 
 
 def export_definitions(path):
     """RabbitMQ definitions (exchanges, queues, bindings) generated from tansiq.messaging.topology."""
-    definitions = topology.definitions(service_bindings())
+    definitions = topology.definitions(*service_bindings())
     with open(path, "w", encoding="utf-8") as handle:
         json.dump(definitions, handle, indent=2, sort_keys=True)
         handle.write("\n")

@@ -5,6 +5,8 @@ plain `http`): errors raised by a route or by a remote service become JSON
 `{"error": {"code", "message", "details"}}` with the status from ERROR_STATUS.
 """
 
+import base64
+import hashlib
 import json
 import os
 import time
@@ -103,7 +105,8 @@ class Sessions(DependencyProvider):
             fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "wb") as handle:
                 handle.write(Fernet.generate_key())
-        self.fernet = Fernet(key_file.read_bytes().strip())
+        # Any secret file works (compose and k8s generate plain random base64): derive the Fernet key.
+        self.fernet = Fernet(base64.urlsafe_b64encode(hashlib.sha256(key_file.read_bytes().strip()).digest()))
         _active[0] = self  # one gateway service per process: lets routes call current_staff(request)
 
     def get_dependency(self, worker_ctx):

@@ -3,27 +3,15 @@
 from contextlib import contextmanager
 
 from marshmallow import ValidationError
-from nameko.extensions import DependencyProvider
 from nameko.rpc import RpcProxy, rpc
 
 from services.intake import domain
 from services.intake.schemas import BeneficiarySchema, ConsentSchema, SessionSchema, ShareSchema, StaffSchema
-from tansiq.crypto import KeyRing
+from tansiq.crypto import MasterKey
 from tansiq.db import Database
 from tansiq.envelope import utcnow
 from tansiq.errors import DomainError, Forbidden
 
-DATA_KEY_FILE_KEY = "DATA_KEY_FILE"
-
-
-class MasterKey(DependencyProvider):
-    """The KeyRing built from the master key file (created with 0600 permissions on first start)."""
-
-    def setup(self):
-        self.keyring = KeyRing.from_file(self.container.config[DATA_KEY_FILE_KEY])
-
-    def get_dependency(self, worker_ctx):
-        return self.keyring
 
 
 def load(schema, payload):

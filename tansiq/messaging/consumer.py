@@ -16,6 +16,7 @@ republish and the ack delivers twice.
 """
 
 import logging
+import time
 import traceback
 from datetime import datetime, timezone
 from functools import partial
@@ -26,7 +27,7 @@ from nameko.messaging import QueueConsumer
 
 from tansiq import contracts
 from tansiq.envelope import parse
-from tansiq.errors import BadMessage
+from tansiq.errors import BadMessage, NotFound
 from tansiq.messaging import topology
 from tansiq.messaging.broker import ConfirmedPublisher, connect, declare, kombu_queue
 
@@ -77,11 +78,11 @@ class ServiceQueue(SharedExtension, ProviderCollector):
     def queue_name(self):
         return topology.consumer_queue(self.service_name)
 
-    def bindings(self):
+    def types(self):
         return sorted({type_ for provider in self._providers for type_ in provider.types})
 
     def definitions(self):
-        return topology.service_queues(self.service_name, self.bindings(), self.delays)
+        return topology.service_queues(self.service_name, self.types(), self.delays)
 
     def start(self):
         with connect(self.container.config["AMQP_URI"]) as connection:
@@ -112,6 +113,7 @@ class ServiceQueue(SharedExtension, ProviderCollector):
             log.warning("%s: refused message %s: %s", self.service_name,
                         message.properties.get("message_id"), exc)
             self.settle(message, self.dead_letter, exc.reason, exc.detail)
+            self.refused(body, message, exc)
             return
         try:
             provider.spawn(envelope, message)
@@ -121,6 +123,9 @@ class ServiceQueue(SharedExtension, ProviderCollector):
     def accept(self, body, message):
         """Parse and validate a delivery (partner queues also check the sender)."""
         return contracts.validate(parse(body))
+
+    def refused(self, body, message, exc):
+        """Hook: what else to do with a refused delivery besides dead-lettering it."""
 
     def handler_failed(self, message, exc_info):
         attempts = int((message.headers or {}).get(ATTEMPTS_HEADER, 0)) + 1
@@ -145,7 +150,7 @@ class ServiceQueue(SharedExtension, ProviderCollector):
 
     def retry(self, message, attempts, error):
         headers = dict(message.headers or {}, **{ATTEMPTS_HEADER: attempts, ERROR_HEADER: error})
-        self._republish(message, topology.retry_queue(self.service_name, attempts), headers)
+        self._republish(message, topology.retry_queue(self.queue_name, attempts), headers)
 
     def dead_letter(self, message, reason, error="", attempts=None):
         headers = dict(message.headers or {})
@@ -157,7 +162,7 @@ class ServiceQueue(SharedExtension, ProviderCollector):
         })
         if attempts is not None:
             headers[ATTEMPTS_HEADER] = attempts
-        self._republish(message, topology.dead_letter_queue(self.service_name), headers)
+        self._republish(message, topology.dead_letter_queue(self.queue_name), headers)
 
     def _republish(self, message, queue_name, headers):
         # headers from x-death are nested tables; keep them, they help the inspection.
@@ -203,3 +208,67 @@ class EventHandler(Entrypoint):
 
 
 handles = EventHandler.decorator
+
+
+PUBLIC_KEY_TTL_SECONDS = 60
+
+
+class PartnerQueue(ServiceQueue):
+    """Messages from partner systems (`partners.inbound`): the sender is checked before anything else.
+
+    The AMQP user_id (validated by RabbitMQ) must equal the envelope's source and prefix the
+    routing key, and the Ed25519 signature must verify with the key the directory holds.
+    A refused message is dead-lettered (kept) and answered on the sender's own queue.
+    """
+
+    queue_consumer = RawQueueConsumer()
+
+    def setup(self):
+        super().setup()
+        self._keys = {}
+
+    @property
+    def queue_name(self):
+        return topology.partner_inbound_queue(self.service_name)
+
+    def definitions(self):
+        return topology.partner_inbound_queues(self.service_name, self.types(), self.delays)
+
+    def public_key_for(self, slug):
+        cached = self._keys.get(slug)
+        if cached and cached[1] > time.monotonic():
+            return cached[0]
+        from nameko.standalone.rpc import ClusterRpcProxy
+
+        with ClusterRpcProxy({"AMQP_URI": self.container.config["AMQP_URI"]}, timeout=10) as cluster:
+            try:
+                key = cluster.directory.get_association(slug).get("public_key")
+            except NotFound:
+                key = None
+        self._keys[slug] = (key, time.monotonic() + PUBLIC_KEY_TTL_SECONDS)
+        return key
+
+    def accept(self, body, message):
+        from tansiq.partner.verify import check_inbound
+
+        return check_inbound(body, message.properties.get("user_id"), message.delivery_info.get("routing_key", ""),
+                             self.public_key_for)
+
+    def refused(self, body, message, exc):
+        from tansiq.partner.verify import rejection
+
+        answer = rejection(body, message.properties.get("user_id"), exc, self.service_name)
+        if answer is None:  # no authenticated sender to answer
+            return
+        routing_key, envelope = answer
+        try:
+            self.publisher.publish(envelope.to_bytes(), topology.PARTNERS_OUTBOUND, routing_key, envelope.id)
+        except Exception:  # noqa: BLE001 - the refused message is kept in the DLQ either way
+            log.exception("%s: could not send the rejection of %s", self.service_name, envelope.data)
+
+
+class PartnerHandler(EventHandler):
+    service_queue = PartnerQueue()
+
+
+handles_partner = PartnerHandler.decorator

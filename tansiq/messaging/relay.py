@@ -47,6 +47,7 @@ def relay_once(engine, publisher):
                     attempts=OutboxMessage.attempts + 1, last_error=str(exc)[:1000]))
                 raise
             row.state, row.sent_at, row.attempts = SENT, utcnow(), row.attempts + 1
+            row.body = ""  # a referral to a partner carries shared personal fields: keep no copy once sent
             session.commit()  # one row at a time: a crash re-sends at most one message
             sent += 1
     return sent

@@ -20,12 +20,12 @@ def consumer_queue(service):
     return f"{service}.events"
 
 
-def retry_queue(service, attempt):
-    return f"{consumer_queue(service)}.retry.{attempt}"
+def retry_queue(main_queue, attempt):
+    return f"{main_queue}.retry.{attempt}"
 
 
-def dead_letter_queue(service):
-    return f"{consumer_queue(service)}.dlq"
+def dead_letter_queue(main_queue):
+    return f"{main_queue}.dlq"
 
 
 def partner_queue(slug):
@@ -63,30 +63,43 @@ def exchanges():
 QUORUM = {"x-queue-type": "quorum"}
 
 
-def service_queues(service, bindings, retry_delays_ms=RETRY_DELAYS_MS):
-    """The main queue of a consuming service, its delayed-retry queues and its dead-letter queue."""
-    main = consumer_queue(service)
-    queues = [Queue(main, dict(QUORUM), [(EVENTS_EXCHANGE, key) for key in bindings])]
+def queue_set(main, exchange, routing_keys, retry_delays_ms=RETRY_DELAYS_MS):
+    """A consumed queue, its delayed-retry queues and its dead-letter queue."""
+    queues = [Queue(main, dict(QUORUM), [(exchange, key) for key in routing_keys])]
     for attempt, delay in enumerate(retry_delays_ms, start=1):
         # A retry waits out its delay here, then dead-letters straight back to the main queue.
-        queues.append(Queue(retry_queue(service, attempt), {
+        queues.append(Queue(retry_queue(main, attempt), {
             "x-message-ttl": delay,
             "x-dead-letter-exchange": "",
             "x-dead-letter-routing-key": main,
         }))
-    queues.append(Queue(dead_letter_queue(service), dict(QUORUM)))
+    queues.append(Queue(dead_letter_queue(main), dict(QUORUM)))
     return queues
+
+
+def service_queues(service, types, retry_delays_ms=RETRY_DELAYS_MS):
+    """What a service consumes from the network's events exchange (routing key = type)."""
+    return queue_set(consumer_queue(service), EVENTS_EXCHANGE, types, retry_delays_ms)
+
+
+def partner_inbound_queues(service, types, retry_delays_ms=RETRY_DELAYS_MS):
+    """What a service consumes from partner systems (routing key = "<slug>.<type>")."""
+    return queue_set(partner_inbound_queue(service), PARTNERS_INBOUND, [f"*.{type_}" for type_ in types],
+                     retry_delays_ms)
 
 
 def unroutable_queue():
     return Queue(UNROUTABLE_QUEUE, dict(QUORUM), [(UNROUTABLE_EXCHANGE, "")])
 
 
-def definitions(bindings_by_service, vhost="/", retry_delays_ms=RETRY_DELAYS_MS):
+def definitions(bindings_by_service, partner_bindings_by_service=None, vhost="/",
+                retry_delays_ms=RETRY_DELAYS_MS):
     """RabbitMQ definitions JSON (as loaded by `management.load_definitions`) for the whole network."""
     queues = [unroutable_queue()]
-    for service, bindings in sorted(bindings_by_service.items()):
-        queues += service_queues(service, bindings, retry_delays_ms)
+    for service, types in sorted(bindings_by_service.items()):
+        queues += service_queues(service, types, retry_delays_ms)
+    for service, types in sorted((partner_bindings_by_service or {}).items()):
+        queues += partner_inbound_queues(service, types, retry_delays_ms)
     return {
         "vhosts": [{"name": vhost}],
         "exchanges": [

@@ -1,0 +1,69 @@
+# Tansiq: `make run` brings the whole network up on this machine, `make test` runs every test.
+# Works as root on a fresh Debian/Ubuntu; see scripts/ for what each step does.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV     := .venv
+PYTHON   := $(VENV)/bin/python
+TANSIQ   := $(VENV)/bin/tansiq
+STAMP    := $(VENV)/.installed
+WEB_URL  ?= http://127.0.0.1:8000
+PYTEST_ARGS ?=
+# A broker started by docker compose leaves its AMQP_URI in var/broker.env (scripts/ensure-broker.sh).
+BROKER_ENV := set -a; if [ -f var/broker.env ]; then . ./var/broker.env; fi; set +a;
+
+.PHONY: help install broker postgres browser run test bench deploy-env clean
+
+help:
+	@echo "make run      install, start the broker, migrate, seed the demo once, start everything"
+	@echo "make test     install, start broker + PostgreSQL (+ Chromium), run the whole test suite"
+	@echo "make install  create $(VENV) and install Tansiq with its test dependencies"
+	@echo "make broker | postgres | browser   make sure that one is available"
+	@echo "make bench    run the benchmarks (writes docs/benchmarks.md)"
+	@echo "make deploy-env   deploy/.env and var/secrets/ for docker compose"
+	@echo "make clean    remove the virtualenv and build debris (keeps var/ data)"
+
+install: $(STAMP)
+
+# Reinstalled only when pyproject.toml changes.
+$(STAMP): pyproject.toml
+	@. scripts/lib.sh; \
+	if ! have python3; then apt_install python3 python3-venv || die "install python3 and python3-venv, then retry"; fi; \
+	if ! $(PYTHON) -m pip --version >/dev/null 2>&1; then \
+		say "python3 -m venv $(VENV)"; \
+		python3 -m venv --clear $(VENV) 2>/dev/null \
+		|| { say "python3-venv is missing"; apt_install python3-venv && python3 -m venv --clear $(VENV); } \
+		|| die "could not create $(VENV): apt-get install -y python3-venv, then retry"; \
+	fi
+	$(PYTHON) -m pip install --quiet -e '.[test]'
+	@touch $@
+
+broker:
+	@scripts/ensure-broker.sh
+
+postgres:
+	@scripts/ensure-postgres.sh
+
+browser:
+	@scripts/ensure-browser.sh
+
+run: install broker
+	@$(BROKER_ENV) $(TANSIQ) migrate
+	@$(BROKER_ENV) $(TANSIQ) demo --if-empty
+	@echo
+	@echo "==> Tansiq starts now: open $(WEB_URL)   (Ctrl-C stops everything)"
+	@echo
+	@$(BROKER_ENV) exec $(TANSIQ) up
+
+test: install broker postgres browser
+	@$(BROKER_ENV) $(VENV)/bin/pytest -ra $(PYTEST_ARGS)
+
+bench: install broker
+	@$(BROKER_ENV) $(TANSIQ) bench
+
+deploy-env:
+	@scripts/make-deploy-env.sh
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache test-results
+	find . -path ./.git -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -1,0 +1,120 @@
+#!/usr/bin/env bash
+# Make sure a RabbitMQ broker is reachable, in this order of preference:
+#   1. the broker at $AMQP_URI, when set and reachable;
+#   2. a local rabbitmq-server: started if stopped, installed from the OS packages if missing;
+#   3. `docker compose up -d rabbitmq`, where a Docker engine runs;
+#   4. otherwise an exact instruction and a non-zero exit.
+# When the broker is local, the management plugin is enabled (`tansiq status` and nameko's
+# test tools use its HTTP API) and deploy/rabbitmq/definitions.json is imported when present.
+# When the broker runs under docker compose, its AMQP_URI is written to var/broker.env for make.
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+
+BROKER_ENV="$ROOT/var/broker.env"
+DEFINITIONS="$ROOT/deploy/rabbitmq/definitions.json"
+LOCAL_URI="amqp://guest:guest@127.0.0.1:5672/"
+
+is_local_host() { case "$1" in 127.0.0.1|localhost|::1) return 0 ;; *) return 1 ;; esac; }
+
+local_node_running() { have rabbitmq-diagnostics && rabbitmq-diagnostics -q ping >/dev/null 2>&1; }
+
+start_local_node() {
+    say "starting the local RabbitMQ: rabbitmq-server -detached"
+    rabbitmq-server -detached
+    # await_startup gives up at once while the node is not yet reachable, so retry it.
+    for _ in $(seq 1 60); do
+        if rabbitmqctl -q await_startup --timeout 10 >/dev/null 2>&1; then
+            say "RabbitMQ started"
+            return 0
+        fi
+        sleep 2
+    done
+    die "rabbitmq-server did not start; see /var/log/rabbitmq/ (rabbitmq-diagnostics status)"
+}
+
+configure_local_node() {
+    if rabbitmq-plugins -q is_enabled rabbitmq_management >/dev/null 2>&1; then
+        say "management plugin already enabled"
+    else
+        say "enabling the management plugin: rabbitmq-plugins enable rabbitmq_management"
+        rabbitmq-plugins -q enable rabbitmq_management
+    fi
+    if [ -f "$DEFINITIONS" ] && [ "${TANSIQ_SKIP_DEFINITIONS:-0}" != 1 ]; then
+        say "loading the broker topology: rabbitmqctl import_definitions deploy/rabbitmq/definitions.json"
+        rabbitmqctl -q import_definitions "$DEFINITIONS" \
+            || warn "definitions not imported (services still declare what they use)"
+    fi
+}
+
+# The local broker is ours to configure only when rabbitmqctl can talk to it.
+use_local_node() {
+    if [ -n "${AMQP_URI:-}" ] && [ "$AMQP_URI" != "$LOCAL_URI" ]; then
+        # The AMQP_URI given is dead: make (via var/broker.env) uses the local broker instead.
+        mkdir -p "$ROOT/var"
+        printf 'AMQP_URI=%s\n' "$LOCAL_URI" >"$BROKER_ENV"
+        warn "using $LOCAL_URI instead of AMQP_URI (written to var/broker.env)"
+    fi
+    if local_node_running; then
+        say "local RabbitMQ is running"
+    else
+        start_local_node
+    fi
+    configure_local_node
+    say "broker ready at $(redact "$LOCAL_URI")"
+}
+
+# Written again below only when make must use another AMQP_URI than the environment's.
+rm -f "$BROKER_ENV"
+
+# 1. An explicit AMQP_URI.
+if [ -n "${AMQP_URI:-}" ]; then
+    read -r host port < <(uri_host_port "$AMQP_URI" 5672)
+    if tcp_open "$host" "$port"; then
+        say "broker reachable at $(redact "$AMQP_URI")"
+        if is_local_host "$host" && local_node_running; then configure_local_node; fi
+        exit 0
+    fi
+    is_local_host "$host" \
+        || die "AMQP_URI=$(redact "$AMQP_URI") is not reachable; start that broker or unset AMQP_URI to use a local one"
+    warn "nothing listens at $(redact "$AMQP_URI"); trying a local broker"
+fi
+
+# 2. A local broker: ours when rabbitmqctl reaches it; someone else's (a container) otherwise.
+if local_node_running; then
+    use_local_node
+    exit 0
+fi
+if tcp_open 127.0.0.1 5672; then
+    say "a broker already listens on 127.0.0.1:5672; using it as it is (not managed by this script)"
+    exit 0
+fi
+if ! have rabbitmq-server && can_apt_install; then
+    apt_install rabbitmq-server || die "apt-get install rabbitmq-server failed"
+fi
+if have rabbitmq-server && [ "$(id -u)" -eq 0 ]; then
+    use_local_node
+    exit 0
+fi
+
+# 3. Docker compose, with the application user from deploy/.env (guest is local-only there).
+if docker_compose_usable; then
+    "$ROOT/scripts/make-deploy-env.sh"
+    say "starting RabbitMQ in Docker: docker compose up -d --wait rabbitmq"
+    (cd "$ROOT" && docker compose up -d --wait rabbitmq)
+    uri="$(sed -n 's/^AMQP_URI=//p' "$ROOT/deploy/.env" | sed 's#@rabbitmq:#@127.0.0.1:#')"
+    mkdir -p "$ROOT/var"
+    (umask 077 && printf 'AMQP_URI=%s\n' "$uri" >"$BROKER_ENV")
+    say "broker ready at $(redact "$uri") (written to var/broker.env)"
+    exit 0
+fi
+
+# 4. Nothing we can do alone.
+cat >&2 <<'MSG'
+error: no RabbitMQ broker is reachable and none could be started here.
+Do one of:
+  - as root on Debian/Ubuntu:  apt-get install -y rabbitmq-server && make broker
+  - installed but stopped:     sudo rabbitmq-server -detached && sudo rabbitmq-plugins enable rabbitmq_management
+  - with Docker:               docker compose up -d --wait rabbitmq   (after scripts/make-deploy-env.sh)
+  - an existing broker:        export AMQP_URI=amqp://USER:PASSWORD@HOST:5672/
+MSG
+exit 1

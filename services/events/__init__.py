@@ -1,0 +1,1 @@
+"""The shared calendar: exhibitions, festivals, fairs, trainings, campaigns and meetings."""

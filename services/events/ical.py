@@ -1,0 +1,126 @@
+"""iCalendar (RFC 5545) feeds of the calendar, built with the `icalendar` library.
+
+Times keep their IANA zone: DTSTART/DTEND/EXDATE/RECURRENCE-ID carry TZID and the
+calendar carries a VTIMEZONE generated from zoneinfo, so Google Calendar, Outlook and
+Thunderbird show Moroccan events at the right hour on both sides of Ramadan.
+"""
+
+from datetime import datetime, timedelta
+
+import icalendar
+from sqlalchemy import func, select
+
+from services.events.domain import Timing, get_event, venue_dict
+from services.events.models import Event
+from tansiq.errors import DomainError, NotFound
+
+PRODID = "-//Tansiq//Calendrier du reseau//FR"
+SCOPES = ("network", "city", "association", "event")
+ICS_STATUS = {"published": "CONFIRMED", "postponed": "TENTATIVE", "cancelled": "CANCELLED"}
+TITLES = {"network": "Tansiq", "city": "Tansiq - {}", "association": "Tansiq - {}", "event": "Tansiq - {}"}
+
+
+def feed(session, now, scope, value=None, visibilities=("public",)):
+    """The iCalendar text of one feed: the whole network, a city, an association or one event.
+
+    Drafts never appear; cancelled events stay with STATUS:CANCELLED so that
+    subscribed calendars remove them. `visibilities` says whether network-only events
+    may be included (only for an authenticated reader).
+    """
+    if scope not in SCOPES:
+        raise DomainError(f"scope must be one of {', '.join(SCOPES)}", code="invalid_scope")
+    if scope != "network" and not value:
+        raise DomainError(f"the {scope} feed needs a value", code="invalid_scope")
+    query = select(Event).where(Event.status != "draft", Event.visibility.in_(visibilities))
+    name = TITLES[scope].format(value)
+    if scope == "city":
+        query = query.where(func.lower(Event.city) == value.lower())
+    elif scope == "event":
+        event = get_event(session, value)
+        if event.status == "draft" or event.visibility not in visibilities:
+            raise NotFound(f"no event {value!r}", code="unknown_event")
+        name = TITLES[scope].format(event.title)
+        query = query.where(Event.id == value)
+    events = list(session.scalars(query.order_by(Event.starts_at)))
+    if scope == "association":
+        events = [e for e in events if e.organiser == value or value in (e.co_organisers or [])]
+    return calendar(events, name, now).to_ical().decode("utf-8")
+
+
+def calendar(events, name, now):
+    cal = icalendar.Calendar()
+    cal.add("prodid", PRODID)
+    cal.add("version", "2.0")
+    cal.add("calscale", "GREGORIAN")
+    cal.add("x-wr-calname", name)
+    cal.add("refresh-interval", timedelta(hours=1), parameters={"VALUE": "DURATION"})
+    cal.add("x-published-ttl", "PT1H")
+    for event in events:
+        for component in components(event):
+            cal.add_component(component)
+    if events:
+        # VTIMEZONE from zoneinfo, covering the events (not 1970-2038: keeps the feed small).
+        first = min(e.starts_at for e in events).date() - timedelta(days=1)
+        last = max([*(e.ends_at for e in events), now + timedelta(days=3 * 366)]).date() + timedelta(days=1)
+        cal.add_missing_timezones(first_date=first, last_date=last)
+    return cal
+
+
+def components(event):
+    """The event's VEVENT, then one VEVENT per moved occurrence (same UID, RECURRENCE-ID)."""
+    timing = Timing.of(event)
+    master = _vevent(event, timing, timing.starts_at, timing.ends_at)
+    if event.rrule:
+        master.add("rrule", icalendar.vRecur.from_ical(event.rrule))
+        if event.exdates:
+            # Same value type and zone as DTSTART (RFC 5545 3.8.5.1).
+            master.add("exdate", [_moment(timing, timing.local_of_key(key)) for key in event.exdates])
+    found = [master]
+    for override in event.overrides:
+        moved = _vevent(event, timing, override.starts_at, override.ends_at)
+        original = override.recurrence_id.astimezone(timing.tz)
+        moved.add("recurrence-id", original.date() if timing.all_day else original)
+        found.append(moved)
+    return found
+
+
+def _moment(timing, local):
+    """A date for all-day events, else the wall time with its zone (TZID)."""
+    if timing.all_day:
+        return local.date() if isinstance(local, datetime) else local
+    return local.astimezone(timing.tz)
+
+
+def _vevent(event, timing, start, end):
+    vevent = icalendar.Event()
+    vevent.add("uid", event.uid)
+    vevent.add("dtstamp", event.updated_at)
+    vevent.add("created", event.created_at)
+    vevent.add("last-modified", event.updated_at)
+    vevent.add("sequence", event.sequence)
+    vevent.add("summary", event.title)
+    if event.description:
+        vevent.add("description", event.description)
+    local_start, local_end = start.astimezone(timing.tz), end.astimezone(timing.tz)
+    if timing.all_day:
+        vevent.add("dtstart", local_start.date())
+        vevent.add("dtend", local_end.date())
+    else:
+        vevent.add("dtstart", local_start)
+        vevent.add("dtend", local_end)
+    vevent.add("status", ICS_STATUS[event.status])
+    vevent.add("categories", [event.kind])
+    vevent.add("class", "PUBLIC" if event.visibility == "public" else "CONFIDENTIAL")
+    venue = venue_dict(event.venue, event.place)
+    parts = [venue["name"], venue["address"]] if venue else []
+    if not any(event.city.casefold() in (part or "").casefold() for part in parts):
+        parts.append(event.city)  # the address often names the city already
+    vevent.add("location", ", ".join(part for part in parts if part))
+    if venue and venue["latitude"] is not None and venue["longitude"] is not None:
+        vevent.add("geo", (venue["latitude"], venue["longitude"]))
+    vevent.add("x-tansiq-organiser", event.organiser)
+    if event.co_organisers:
+        vevent.add("x-tansiq-co-organisers", ",".join(event.co_organisers))
+    if event.status == "postponed":
+        vevent.add("x-tansiq-status", "postponed")
+    return vevent

@@ -1,0 +1,127 @@
+"""Calendar tables: venues, events, occurrence overrides, registrations, reminders sent.
+
+Instants are stored in UTC next to the IANA zone they were entered in; recurrence
+is expanded in that zone (see domain.py), so a 10:00 training stays at 10:00 local
+across Morocco's Ramadan offset change.
+"""
+
+from datetime import datetime, timezone
+
+from sqlalchemy import (JSON, Boolean, DateTime, Float, ForeignKey, Integer, String, Text, TypeDecorator,
+                        UniqueConstraint)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+DEFAULT_TZ = "Africa/Casablanca"
+
+
+class UTCDateTime(TypeDecorator):
+    """An aware UTC datetime on every backend (SQLite drops the offset on the way back)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value.astimezone(timezone.utc)
+
+    def process_result_value(self, value, dialect):
+        if value is None:
+            return None
+        return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Venue(Base):
+    __tablename__ = "venues"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    city: Mapped[str] = mapped_column(String(100), index=True)
+    address: Mapped[str] = mapped_column(String(500), default="")
+    latitude: Mapped[float | None] = mapped_column(Float, nullable=True)
+    longitude: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+class Event(Base):
+    __tablename__ = "events"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    uid: Mapped[str] = mapped_column(String(255), unique=True)  # iCalendar UID, stable forever
+    title: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str] = mapped_column(Text, default="")
+    kind: Mapped[str] = mapped_column(String(20), index=True)
+    organiser: Mapped[str] = mapped_column(String(64), index=True)
+    co_organisers: Mapped[list] = mapped_column(JSON, default=list)
+    city: Mapped[str] = mapped_column(String(100), index=True)
+    venue_id: Mapped[str | None] = mapped_column(ForeignKey("venues.id"), nullable=True, index=True)
+    place: Mapped[str] = mapped_column(String(200), default="")  # free-text venue (e.g. from a partner system)
+    starts_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    ends_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    tz: Mapped[str] = mapped_column(String(64), default=DEFAULT_TZ)
+    all_day: Mapped[bool] = mapped_column(Boolean, default=False)
+    rrule: Mapped[str | None] = mapped_column(String(500), nullable=True)  # normalised, UNTIL in UTC
+    # Original starts (UTC ISO, or ISO dates for all-day events) of occurrences that do not happen.
+    exdates: Mapped[list] = mapped_column(JSON, default=list)
+    capacity: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    visibility: Mapped[str] = mapped_column(String(10), default="network")
+    status: Mapped[str] = mapped_column(String(12), default="draft", index=True)
+    sequence: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    venue: Mapped[Venue | None] = relationship(lazy="joined")
+    overrides: Mapped[list["Override"]] = relationship(
+        back_populates="event", cascade="all, delete-orphan", order_by="Override.recurrence_id", lazy="selectin")
+    registrations: Mapped[list["Registration"]] = relationship(
+        back_populates="event", cascade="all, delete-orphan", order_by="Registration.created_at", lazy="selectin")
+
+
+class Override(Base):
+    """One occurrence of a recurring event moved elsewhere in time (iCalendar RECURRENCE-ID)."""
+
+    __tablename__ = "event_overrides"
+    __table_args__ = (UniqueConstraint("event_id", "recurrence_id", name="uq_override_occurrence"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    event_id: Mapped[str] = mapped_column(ForeignKey("events.id", ondelete="CASCADE"))
+    recurrence_id: Mapped[datetime] = mapped_column(UTCDateTime)  # the occurrence's original start
+    starts_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    ends_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    event: Mapped[Event] = relationship(back_populates="overrides")
+
+
+class Registration(Base):
+    """A participant (trainings, meetings…) or an artisan's stand (exhibitions, fairs, festivals)."""
+
+    __tablename__ = "event_registrations"
+    __table_args__ = (UniqueConstraint("event_id", "kind", "association", "name", name="uq_registration"),)
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    event_id: Mapped[str] = mapped_column(ForeignKey("events.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(12))  # participant | stand
+    association: Mapped[str] = mapped_column(String(64))
+    staff_id: Mapped[str | None] = mapped_column(String(64), nullable=True)  # reminders go to staff
+    name: Mapped[str] = mapped_column(String(200))
+    products: Mapped[list] = mapped_column(JSON, default=list)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    event: Mapped[Event] = relationship(back_populates="registrations")
+
+
+class ReminderSent(Base):
+    """Reminder already emitted for one occurrence, so the timer never sends it twice."""
+
+    __tablename__ = "event_reminders_sent"
+    __table_args__ = (UniqueConstraint("event_id", "occurrence_start", name="uq_reminder_occurrence"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    event_id: Mapped[str] = mapped_column(ForeignKey("events.id", ondelete="CASCADE"))
+    occurrence_start: Mapped[datetime] = mapped_column(UTCDateTime)
+    sent_at: Mapped[datetime] = mapped_column(UTCDateTime)

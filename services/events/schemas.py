@@ -1,0 +1,193 @@
+"""Wire shapes of the calendar (RPC and HTTP): one marshmallow schema per shape."""
+
+from datetime import date, datetime
+
+from marshmallow import Schema, fields, validate
+
+from tansiq.contracts.events import EVENT_KINDS
+from tansiq.contracts.fields import slug, text
+
+
+class WallTime(fields.Field):
+    """A local wall time ("2027-02-20T10:00", in the event's zone), an aware time, or a date."""
+
+    default_error_messages = {"invalid": "expected an ISO date (2027-03-12) or date-time (2027-03-12T10:00)"}
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if isinstance(value, (datetime, date)):
+            return value
+        if not isinstance(value, str) or len(value) > 40:
+            raise self.make_error("invalid")
+        try:
+            return date.fromisoformat(value) if len(value) == 10 else datetime.fromisoformat(value)
+        except ValueError:
+            raise self.make_error("invalid") from None
+
+    def _serialize(self, value, attr, obj, **kwargs):
+        return None if value is None else value.isoformat()
+
+
+class VenueSchema(Schema):
+    id = fields.String(dump_only=True)
+    name = text(200, min_length=1, required=True)
+    city = text(100, min_length=1, required=True)
+    address = text(500, load_default="")
+    latitude = fields.Float(allow_none=True, load_default=None, validate=validate.Range(-90, 90))
+    longitude = fields.Float(allow_none=True, load_default=None, validate=validate.Range(-180, 180))
+
+
+class CreateEvent(Schema):
+    """A new event. Times are wall times in `tz`; for all-day events `end` is the last day."""
+
+    title = text(200, min_length=1, required=True)
+    description = text(5000, load_default="")
+    kind = fields.String(required=True, validate=validate.OneOf(EVENT_KINDS))
+    organiser = slug(required=True)
+    co_organisers = fields.List(slug(), load_default=list, validate=validate.Length(max=20))
+    city = text(100, load_default="")
+    venue_id = fields.String(allow_none=True, load_default=None)
+    place = text(200, load_default="")  # free text, when the venue is not a registered one
+    start = WallTime(required=True)
+    end = WallTime(required=True)
+    tz = text(64, load_default="Africa/Casablanca")
+    all_day = fields.Boolean(load_default=False)
+    rrule = text(500, allow_none=True, load_default=None)
+    exdates = fields.List(WallTime(), load_default=list, validate=validate.Length(max=500))
+    capacity = fields.Integer(allow_none=True, load_default=None, validate=validate.Range(min=1))
+    visibility = fields.String(load_default="network", validate=validate.OneOf(("network", "public")))
+    status = fields.String(load_default="draft", validate=validate.OneOf(("draft", "published")))
+
+
+class UpdateEvent(CreateEvent):
+    """Any CreateEvent field but the organiser; load with partial=True (absent = unchanged)."""
+
+    class Meta:
+        exclude = ("organiser",)
+
+    status = fields.String(validate=validate.OneOf(("draft", "published", "postponed")))
+
+    def load(self, data, *, partial=True, **kwargs):
+        return super().load(data, partial=partial, **kwargs)
+
+
+class MoveOccurrence(Schema):
+    recurrence_id = WallTime(required=True)  # the occurrence's original start
+    start = WallTime(required=True)
+    end = WallTime(load_default=None, allow_none=True)
+
+
+class CancelOccurrence(Schema):
+    recurrence_id = WallTime(required=True)
+
+
+class RegistrationSchema(Schema):
+    id = fields.String(dump_only=True)
+    event_id = fields.String(dump_only=True)
+    kind = fields.String(load_default=None, allow_none=True, validate=validate.OneOf(("participant", "stand")))
+    association = slug(required=True)
+    staff_id = fields.String(allow_none=True, load_default=None, validate=validate.Length(max=64))
+    name = text(200, min_length=1, required=True)
+    products = fields.List(text(200), load_default=list, validate=validate.Length(max=50))
+    created_at = fields.AwareDateTime(dump_only=True)
+
+
+class MovedSchema(Schema):
+    recurrence_id = fields.Method("_key")
+    starts_at = fields.AwareDateTime()
+    ends_at = fields.AwareDateTime()
+
+    def _key(self, override):
+        from services.events.domain import Timing, _override_key
+
+        return _override_key(override, Timing.of(override.event))
+
+
+class EventSchema(Schema):
+    id = fields.String()
+    uid = fields.String()
+    title = fields.String()
+    description = fields.String()
+    kind = fields.String()
+    organiser = fields.String()
+    co_organisers = fields.List(fields.String())
+    city = fields.String()
+    venue = fields.Nested(VenueSchema, allow_none=True)
+    place = fields.String()
+    starts_at = fields.AwareDateTime()
+    ends_at = fields.AwareDateTime()
+    start_local = fields.Method("_start_local")
+    end_local = fields.Method("_end_local")
+    tz = fields.String()
+    all_day = fields.Boolean()
+    rrule = fields.String(allow_none=True)
+    exdates = fields.List(fields.String())
+    moved = fields.List(fields.Nested(MovedSchema), attribute="overrides")
+    capacity = fields.Integer(allow_none=True)
+    registered = fields.Function(lambda event: len(event.registrations))
+    registrations = fields.List(fields.Nested(RegistrationSchema))
+    visibility = fields.String()
+    status = fields.String()
+    sequence = fields.Integer()
+    created_at = fields.AwareDateTime()
+    updated_at = fields.AwareDateTime()
+
+    def _start_local(self, event):
+        from services.events.domain import zone
+
+        local = event.starts_at.astimezone(zone(event.tz))
+        return local.date().isoformat() if event.all_day else local.isoformat()
+
+    def _end_local(self, event):
+        from services.events.domain import zone
+
+        local = event.ends_at.astimezone(zone(event.tz))
+        return local.date().isoformat() if event.all_day else local.isoformat()
+
+
+class OccurrenceSchema(Schema):
+    event_id = fields.String()
+    occurrence_id = fields.String()
+    recurrence_id = fields.String(allow_none=True)
+    title = fields.String()
+    description = fields.String()
+    kind = fields.String()
+    city = fields.String()
+    organiser = fields.String()
+    co_organisers = fields.List(fields.String())
+    venue = fields.Dict(allow_none=True)
+    start = fields.AwareDateTime()
+    end = fields.AwareDateTime()
+    start_local = fields.String()  # ISO with the offset in force then, or a date for all-day events
+    end_local = fields.String()    # exclusive for all-day events (like iCalendar DTEND)
+    tz = fields.String()
+    all_day = fields.Boolean()
+    status = fields.String()
+    visibility = fields.String()
+    sequence = fields.Integer()
+    moved = fields.Boolean()
+    recurring = fields.Boolean()
+    capacity = fields.Integer(allow_none=True)
+    registered = fields.Integer()
+
+
+class Window(Schema):
+    """Query of the occurrence listing: a UTC window and optional filters."""
+
+    start = fields.AwareDateTime(required=True)
+    end = fields.AwareDateTime(required=True)
+    city = text(100, load_default=None, allow_none=True)
+    kind = fields.String(load_default=None, allow_none=True, validate=validate.OneOf(EVENT_KINDS))
+    association = slug(load_default=None, allow_none=True)
+
+
+def load_window(data):
+    """Window from query strings: dates (2027-03-01) or aware date-times are both accepted."""
+    normalised = dict(data)
+    for key in ("start", "end"):
+        value = normalised.get(key)
+        if isinstance(value, str) and len(value) == 10:
+            normalised[key] = f"{value}T00:00:00+00:00"
+    for key in ("city", "kind", "association"):
+        if normalised.get(key) == "":
+            normalised[key] = None
+    return Window().load(normalised)

@@ -1,0 +1,164 @@
+"""Events service: thin nameko entrypoints over services.events.domain (calendar and feeds)."""
+
+import json
+from datetime import timedelta
+
+from nameko.dependency_providers import Config
+from nameko.exceptions import RemoteError
+from nameko.rpc import RpcProxy, rpc
+from nameko.timer import timer
+
+from services.events import domain, ical
+from services.events.schemas import (CancelOccurrence, CreateEvent, EventSchema, MoveOccurrence, OccurrenceSchema,
+                                     RegistrationSchema, UpdateEvent, VenueSchema, load_window)
+from tansiq import contracts
+from tansiq.db import Database
+from tansiq.envelope import parse, utcnow
+from tansiq.messaging import inbox
+from tansiq.errors import DomainError, NotFound
+
+REMINDER_INTERVAL_SECONDS = 300
+REMINDER_HORIZON_HOURS_KEY = "REMINDER_HORIZON_HOURS"
+AUDIENCES = {"public": ("public",), "network": ("public", "network")}
+
+event_out = EventSchema(exclude=("registrations",))
+event_with_registrations_out = EventSchema()
+occurrences_out = OccurrenceSchema(many=True)
+registration_io = RegistrationSchema()
+venue_io = VenueSchema()
+
+
+def _visibilities(audience):
+    try:
+        return AUDIENCES[audience]
+    except KeyError:
+        raise DomainError("audience must be public or network", code="invalid_request") from None
+
+
+class EventsService:
+    name = "events"
+    db = Database()
+    directory = RpcProxy("directory")
+    config = Config()
+
+    def _association_exists(self, slug):
+        try:
+            self.directory.get_association(slug)
+        except NotFound:
+            return False
+        except RemoteError as exc:  # an older directory that does not send NotFound back as such
+            if exc.exc_type == "NotFound":
+                return False
+            raise
+        return True
+
+    def _result(self, event, warnings):
+        return {"event": event_out.dump(event), "warnings": warnings}
+
+    @rpc
+    def health(self):
+        return "ok"
+
+    @rpc
+    def create_venue(self, payload):
+        values = venue_io.load(payload)
+        with self.db.session() as session:
+            return venue_io.dump(domain.create_venue(session, **values))
+
+    @rpc
+    def list_venues(self, city=None):
+        with self.db.session() as session:
+            return venue_io.dump(domain.list_venues(session, city), many=True)
+
+    @rpc
+    def create_event(self, payload, staff=None, force=False):
+        spec = CreateEvent().load(payload)
+        domain.check_editor(staff, spec["organiser"], spec["co_organisers"])
+        with self.db.session() as session:
+            event, warnings = domain.create_event(session, utcnow(), spec, self._association_exists, force=force)
+            return self._result(event, warnings)
+
+    @rpc
+    def update_event(self, event_id, changes, staff=None, force=False):
+        changes = UpdateEvent().load(changes)
+        with self.db.session() as session:
+            current = domain.get_event(session, event_id)
+            domain.check_editor(staff, current.organiser, current.co_organisers)
+            event, warnings = domain.update_event(session, utcnow(), event_id, changes, self._association_exists,
+                                                  force=force)
+            return self._result(event, warnings)
+
+    @rpc
+    def cancel_event(self, event_id, staff=None):
+        with self.db.session() as session:
+            current = domain.get_event(session, event_id)
+            domain.check_editor(staff, current.organiser, current.co_organisers)
+            return event_out.dump(domain.cancel_event(session, utcnow(), event_id))
+
+    @rpc
+    def move_occurrence(self, event_id, payload, staff=None, force=False):
+        values = MoveOccurrence().load(payload)
+        with self.db.session() as session:
+            current = domain.get_event(session, event_id)
+            domain.check_editor(staff, current.organiser, current.co_organisers)
+            event, warnings = domain.move_occurrence(session, utcnow(), event_id, values["recurrence_id"],
+                                                     values["start"], values["end"], force=force)
+            return self._result(event, warnings)
+
+    @rpc
+    def cancel_occurrence(self, event_id, payload, staff=None):
+        values = CancelOccurrence().load(payload)
+        with self.db.session() as session:
+            current = domain.get_event(session, event_id)
+            domain.check_editor(staff, current.organiser, current.co_organisers)
+            return event_out.dump(domain.cancel_occurrence(session, utcnow(), event_id, values["recurrence_id"]))
+
+    @rpc
+    def get_event(self, event_id, audience="public", staff=None):
+        """An event; drafts and registrations only for staff of the organising associations."""
+        with self.db.session() as session:
+            event = domain.get_event(session, event_id)
+            organisers = {event.organiser, *event.co_organisers}
+            own = staff is not None and staff.get("association") in organisers
+            if not own and (event.status == "draft" or event.visibility not in _visibilities(audience)):
+                raise NotFound(f"no event {event_id!r}", code="unknown_event")
+            return (event_with_registrations_out if own else event_out).dump(event)
+
+    @rpc
+    def list_occurrences(self, start, end, city=None, kind=None, association=None, audience="public"):
+        window = load_window({"start": start, "end": end, "city": city, "kind": kind, "association": association})
+        with self.db.session() as session:
+            return occurrences_out.dump(domain.list_occurrences(
+                session, window["start"], window["end"], city=window["city"], kind=window["kind"],
+                association=window["association"], visibilities=_visibilities(audience)))
+
+    @rpc
+    def register(self, event_id, payload, staff=None):
+        values = registration_io.load(payload)
+        domain.check_registrant(staff, values["association"])
+        with self.db.session() as session:
+            registration = domain.register(session, utcnow(), event_id, known_associations=self._association_exists,
+                                           **values)
+            return registration_io.dump(registration)
+
+    @rpc
+    def ical_feed(self, scope, value=None, audience="public"):
+        with self.db.session() as session:
+            return ical.feed(session, utcnow(), scope, value, visibilities=_visibilities(audience))
+
+    @rpc
+    def apply_partner_event(self, message):
+        """An `ma.tansiq.event.*` message from a partner system, already authenticated (broker user,
+        signature) by the partner intake; applied once per message id."""
+        envelope = contracts.validate(parse(message if isinstance(message, (str, bytes)) else json.dumps(message)))
+        with self.db.session() as session:
+            if not inbox.first_time(session, "events.partners", envelope):
+                return None
+            event, warnings = domain.apply_partner_event(session, utcnow(), envelope, self._association_exists)
+            return self._result(event, warnings)
+
+    @timer(interval=REMINDER_INTERVAL_SECONDS)
+    def send_reminders(self):
+        horizon = timedelta(hours=float(self.config.get(REMINDER_HORIZON_HOURS_KEY, 24)))
+        with self.db.session() as session:
+            domain.due_reminders(session, utcnow(), horizon)

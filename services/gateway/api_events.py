@@ -1,0 +1,138 @@
+"""The shared calendar over HTTP: JSON API, iCalendar feeds and the calendar page.
+
+Bodies are validated here with the events schemas (422 before any RPC), then sent
+over RPC in their JSON form; the events service validates again and decides who
+may change what (the signed-in staff member travels with each call).
+Reading is open to the public (public events only); a signed-in staff member also
+sees network-only events.
+"""
+
+from datetime import datetime, timedelta, timezone
+
+from nameko.rpc import RpcProxy
+from werkzeug.wrappers import Response
+
+from services.events.schemas import CancelOccurrence, CreateEvent, MoveOccurrence, RegistrationSchema, UpdateEvent
+from services.gateway.web import Unauthorized, api, current_staff, json_response, load_json, render, request_language
+from tansiq.contracts.events import EVENT_KINDS
+
+DEFAULT_WINDOW = (timedelta(days=-7), timedelta(days=62))
+
+
+def _json_body(request, schema):
+    """The validated body, dumped back to JSON types for the RPC."""
+    return schema.dump(load_json(request, schema))
+
+
+def _force(request):
+    return request.args.get("force", "").lower() in ("1", "true", "yes")
+
+
+def _staff_or_none(request):
+    try:
+        return current_staff(request)
+    except Unauthorized:
+        return None
+
+
+def _audience(staff):
+    return "network" if staff else "public"
+
+
+def _ics(text, filename):
+    return Response(text, mimetype="text/calendar", headers={
+        "Content-Disposition": f'inline; filename="{filename}"', "Cache-Control": "public, max-age=300"})
+
+
+class EventsApi:
+    events_rpc = RpcProxy("events")
+    directory_rpc = RpcProxy("directory")  # the same proxy GatewayService declares; listed so the mixin stands alone
+
+    # --- JSON API ---------------------------------------------------------------------------
+
+    @api("GET", "/api/events")
+    def events_list(self, request):
+        now = datetime.now(timezone.utc)
+        start = request.args.get("start") or (now + DEFAULT_WINDOW[0]).isoformat()
+        end = request.args.get("end") or (now + DEFAULT_WINDOW[1]).isoformat()
+        staff = _staff_or_none(request)
+        return json_response(self.events_rpc.list_occurrences(
+            start, end, city=request.args.get("city") or None, kind=request.args.get("kind") or None,
+            association=request.args.get("association") or None, audience=_audience(staff)))
+
+    @api("GET", "/api/events/<string:event_id>")
+    def events_get(self, request, event_id):
+        staff = _staff_or_none(request)
+        return json_response(self.events_rpc.get_event(event_id, audience=_audience(staff), staff=staff))
+
+    @api("POST", "/api/events")
+    def events_create(self, request):
+        staff = current_staff(request)
+        body = _json_body(request, CreateEvent())
+        return json_response(self.events_rpc.create_event(body, staff=staff, force=_force(request)), status=201)
+
+    @api("PATCH", "/api/events/<string:event_id>")
+    def events_update(self, request, event_id):
+        staff = current_staff(request)
+        body = _json_body(request, UpdateEvent())
+        return json_response(self.events_rpc.update_event(event_id, body, staff=staff, force=_force(request)))
+
+    @api("POST", "/api/events/<string:event_id>/cancel")
+    def events_cancel(self, request, event_id):
+        staff = current_staff(request)
+        return json_response(self.events_rpc.cancel_event(event_id, staff=staff))
+
+    @api("POST", "/api/events/<string:event_id>/occurrences/move")
+    def events_move_occurrence(self, request, event_id):
+        staff = current_staff(request)
+        body = _json_body(request, MoveOccurrence())
+        return json_response(self.events_rpc.move_occurrence(event_id, body, staff=staff, force=_force(request)))
+
+    @api("POST", "/api/events/<string:event_id>/occurrences/cancel")
+    def events_cancel_occurrence(self, request, event_id):
+        staff = current_staff(request)
+        body = _json_body(request, CancelOccurrence())
+        return json_response(self.events_rpc.cancel_occurrence(event_id, body, staff=staff))
+
+    @api("POST", "/api/events/<string:event_id>/registrations")
+    def events_register(self, request, event_id):
+        staff = current_staff(request)
+        body = _json_body(request, RegistrationSchema())
+        return json_response(self.events_rpc.register(event_id, body, staff=staff), status=201)
+
+    @api("GET", "/api/venues")
+    def events_venues(self, request):
+        return json_response(self.events_rpc.list_venues(request.args.get("city") or None))
+
+    # --- iCalendar feeds (public events only: calendar apps subscribe without signing in) ---
+
+    @api("GET", "/ical/network.ics")
+    def ical_network(self, request):
+        return _ics(self.events_rpc.ical_feed("network"), "tansiq.ics")
+
+    @api("GET", "/ical/city/<string:city>.ics")
+    def ical_city(self, request, city):
+        return _ics(self.events_rpc.ical_feed("city", city), f"tansiq-{city.lower()}.ics")
+
+    @api("GET", "/ical/association/<string:slug>.ics")
+    def ical_association(self, request, slug):
+        return _ics(self.events_rpc.ical_feed("association", slug), f"tansiq-{slug}.ics")
+
+    @api("GET", "/ical/event/<string:event_id>.ics")
+    def ical_event(self, request, event_id):
+        return _ics(self.events_rpc.ical_feed("event", event_id), f"tansiq-event-{event_id}.ics")
+
+    # --- the page ---------------------------------------------------------------------------
+
+    @api("GET", "/calendar")
+    def calendar_page(self, request):
+        return calendar_page(request, self.directory_rpc.list_associations())
+
+
+def calendar_page(request, associations):
+    """The calendar page (also served by the browser test's fixture server)."""
+    lang = request_language(request)
+    cities = sorted({a["city"] for a in associations if a.get("city")})
+    return render("calendar.html", lang, cities=cities, kinds=EVENT_KINDS, associations=sorted(
+        associations, key=lambda a: a["slug"]), initial_date=request.args.get("date", "")[:10],
+        selected={key: request.args.get(key, "") for key in ("city", "kind", "association", "view")})

@@ -1,0 +1,133 @@
+/* The network's calendar: FullCalendar fed by /api/events, filters, details, three languages.
+ *
+ * Each occurrence is shown at its own wall time ("start_local" without its offset, with the
+ * calendar in UTC), so a 10:00 training in Safi reads 10:00 whatever the viewer's device zone
+ * and on both sides of the Ramadan clock change.
+ */
+(function () {
+  "use strict";
+
+  const LABELS = {
+    fr: {city: "Ville", kind: "Type", association: "Association", all: "Toutes", subscribe: "S'abonner (iCal)",
+         when: "Quand", where: "Où", organiser: "Organisé par", status: "Statut", add: "Ajouter à mon agenda",
+         map: "Carte", close: "Fermer", error: "Le calendrier n'a pas pu être chargé.",
+         kinds: {exhibition: "Exposition", festival: "Festival", fair: "Foire / marché", training: "Formation",
+                 campaign: "Campagne de sensibilisation", meeting: "Réunion"},
+         statuses: {published: "Confirmé", postponed: "Reporté", cancelled: "Annulé"}},
+    en: {city: "City", kind: "Type", association: "Association", all: "All", subscribe: "Subscribe (iCal)",
+         when: "When", where: "Where", organiser: "Organised by", status: "Status", add: "Add to my calendar",
+         map: "Map", close: "Close", error: "The calendar could not be loaded.",
+         kinds: {exhibition: "Exhibition", festival: "Festival", fair: "Fair / market", training: "Training",
+                 campaign: "Awareness campaign", meeting: "Meeting"},
+         statuses: {published: "Confirmed", postponed: "Postponed", cancelled: "Cancelled"}},
+    ar: {city: "المدينة", kind: "النوع", association: "الجمعية", all: "الكل", subscribe: "الاشتراك (iCal)",
+         when: "متى", where: "أين", organiser: "المنظم", status: "الحالة", add: "أضف إلى تقويمي",
+         map: "الخريطة", close: "إغلاق", error: "تعذر تحميل التقويم.",
+         kinds: {exhibition: "معرض", festival: "مهرجان", fair: "سوق / معرض تجاري", training: "تكوين",
+                 campaign: "حملة تحسيسية", meeting: "اجتماع"},
+         statuses: {published: "مؤكد", postponed: "مؤجل", cancelled: "ملغى"}},
+  };
+  const FC_LOCALES = {ar: "ar-ma", fr: "fr", en: "en"};
+
+  const root = document.getElementById("calendar");
+  if (!root || !window.FullCalendar) { return; }
+  const lang = LABELS[root.dataset.lang] ? root.dataset.lang : "fr";
+  const L = LABELS[lang];
+  const rtl = document.documentElement.dir === "rtl";
+  const form = document.getElementById("calendar-filters");
+  const dialog = document.getElementById("event-details");
+
+  document.querySelectorAll("[data-label]").forEach(function (el) { el.textContent = L[el.dataset.label]; });
+  document.querySelectorAll("option[data-kind]").forEach(function (el) { el.textContent = L.kinds[el.dataset.kind]; });
+
+  function filters() {
+    const values = {};
+    new FormData(form).forEach(function (value, key) { if (value) { values[key] = value; } });
+    return values;
+  }
+
+  function wall(iso) { return iso.length === 10 ? iso : iso.slice(0, 19); }  // drop the offset
+
+  function dayShift(date, days) { return new Date(date.getTime() + days * 86400000).toISOString(); }
+
+  function loadEvents(info, success, failure) {
+    // The view's range is in wall time; widen it by a day so no zone offset hides an edge event.
+    const params = new URLSearchParams(Object.assign(
+      {start: dayShift(info.start, -1), end: dayShift(info.end, 1)}, filters()));
+    fetch("/api/events?" + params.toString(), {credentials: "same-origin", headers: {Accept: "application/json"}})
+      .then(function (response) { if (!response.ok) { throw new Error(response.status); } return response.json(); })
+      .then(function (occurrences) {
+        success(occurrences.map(function (o) {
+          return {id: o.occurrence_id, groupId: o.event_id, title: o.title, start: wall(o.start_local),
+                  end: wall(o.end_local), allDay: o.all_day,
+                  classNames: ["tansiq-" + o.kind, "tansiq-" + o.status], extendedProps: o};
+        }));
+      })
+      .catch(function (error) { root.setAttribute("data-error", L.error); failure(error); });
+  }
+
+  function whenText(o) {
+    const options = o.all_day ? {dateStyle: "full", timeZone: "UTC"} : {dateStyle: "full", timeStyle: "short", timeZone: "UTC"};
+    const format = new Intl.DateTimeFormat(lang === "ar" ? "ar-MA" : lang, options);
+    const start = new Date(wall(o.start_local) + (o.all_day ? "T00:00:00Z" : "Z"));
+    let end = new Date(wall(o.end_local) + (o.all_day ? "T00:00:00Z" : "Z"));
+    if (o.all_day) { end = new Date(end.getTime() - 86400000); }  // end is exclusive
+    const range = format.formatRange ? format.formatRange(start, end) : format.format(start) + " – " + format.format(end);
+    return range + (o.all_day ? "" : " (" + o.tz + ")");
+  }
+
+  function showDetails(info) {
+    const o = info.event.extendedProps;
+    document.getElementById("event-title").textContent = o.title;
+    document.getElementById("event-when").textContent = whenText(o);
+    document.getElementById("event-kind").textContent = L.kinds[o.kind] || o.kind;
+    const venue = o.venue ? [o.venue.name, o.venue.address].filter(Boolean).join(", ") + " · " : "";
+    document.getElementById("event-where").textContent = venue + o.city;
+    document.getElementById("event-organiser").textContent = [o.organiser].concat(o.co_organisers || []).join(", ");
+    document.getElementById("event-status").textContent = L.statuses[o.status] || o.status;
+    document.getElementById("event-description").textContent = o.description || "";
+    document.getElementById("event-ical").href = "/ical/event/" + encodeURIComponent(o.event_id) + ".ics";
+    const map = document.getElementById("event-map");
+    if (o.venue && o.venue.latitude != null && o.venue.longitude != null) {
+      map.hidden = false;
+      map.href = "https://www.openstreetmap.org/?mlat=" + o.venue.latitude + "&mlon=" + o.venue.longitude + "#map=17/" +
+        o.venue.latitude + "/" + o.venue.longitude;
+    } else {
+      map.hidden = true;
+    }
+    info.jsEvent.preventDefault();
+    if (dialog.showModal) { dialog.showModal(); } else { dialog.setAttribute("open", ""); }
+  }
+
+  function updateFeedLink() {
+    const f = filters();
+    const link = document.getElementById("ical-link");
+    link.href = f.association ? "/ical/association/" + encodeURIComponent(f.association) + ".ics"
+      : f.city ? "/ical/city/" + encodeURIComponent(f.city) + ".ics" : "/ical/network.ics";
+  }
+
+  const narrow = window.matchMedia("(max-width: 640px)").matches;
+  const views = {month: "dayGridMonth", week: "timeGridWeek", list: "listMonth"};
+  const calendar = new FullCalendar.Calendar(root, {
+    locale: FC_LOCALES[lang],
+    direction: rtl ? "rtl" : "ltr",
+    timeZone: "UTC",
+    initialView: views[root.dataset.initialView] || (narrow ? "listMonth" : "dayGridMonth"),
+    initialDate: root.dataset.initialDate || undefined,
+    headerToolbar: {start: "prev,next today", center: "title", end: "dayGridMonth,timeGridWeek,listMonth"},
+    height: "auto",
+    dayMaxEvents: true,
+    eventTimeFormat: {hour: "2-digit", minute: "2-digit", hour12: false},
+    events: loadEvents,
+    eventClick: showDetails,
+  });
+  calendar.render();
+
+  form.addEventListener("change", function () {
+    updateFeedLink();
+    calendar.refetchEvents();
+  });
+  form.addEventListener("submit", function (event) { event.preventDefault(); });
+  updateFeedLink();
+  window.tansiqCalendar = calendar;  // for the browser test and the curious
+})();

@@ -1,0 +1,77 @@
+"""Outside channels: email over SMTP, SMS through an HTTP gateway, webhooks to partner systems.
+
+Each has `send(address, message, delivery, secret=None)` and raises on failure; domain.deliver_due
+records the failure and retries with backoff.
+"""
+
+import hashlib
+import hmac
+import json
+import smtplib
+from email.message import EmailMessage
+from email.utils import make_msgid
+
+import requests
+
+TIMEOUT = 10  # seconds; a stuck server must not hold the delivery timer
+
+
+class EmailChannel:
+    def __init__(self, host, port, sender):
+        self.host, self.port, self.sender = host, int(port), sender
+
+    def send(self, address, message, delivery, secret=None):
+        email = EmailMessage()
+        email["From"] = self.sender
+        email["To"] = address
+        email["Subject"] = message.subject
+        email["Message-ID"] = make_msgid(domain="tansiq.local")
+        email.set_content(message.text)
+        email.add_alternative(message.html, subtype="html")
+        email["Content-Language"] = message.language  # after set_content, which resets Content-* headers
+        with smtplib.SMTP(self.host, self.port, timeout=TIMEOUT) as smtp:
+            smtp.send_message(email)
+
+
+class SmsChannel:
+    """A pluggable HTTP SMS gateway: POST {"to", "text"} as JSON to SMS_GATEWAY_URL; any 2xx is sent."""
+
+    def __init__(self, url, session=None):
+        self.url = url
+        self.http = session or requests.Session()
+
+    def send(self, address, message, delivery, secret=None):
+        response = self.http.post(self.url, json={"to": address, "text": message.sms}, timeout=TIMEOUT)
+        response.raise_for_status()
+
+
+class WebhookChannel:
+    """POST a JSON notification to a partner system, signed with HMAC-SHA256 over the body."""
+
+    def __init__(self, session=None):
+        self.http = session or requests.Session()
+
+    def send(self, address, message, delivery, secret=None):
+        body = json.dumps(webhook_payload(delivery), ensure_ascii=False, sort_keys=True).encode("utf-8")
+        signature = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+        response = self.http.post(address, data=body, timeout=TIMEOUT, headers={
+            "Content-Type": "application/json", "X-Tansiq-Signature": f"sha256={signature}"})
+        response.raise_for_status()
+
+
+def webhook_payload(delivery):
+    """What a partner system receives: the kind and whitelisted parameters, never beneficiary details."""
+    return {"id": f"{delivery.source_message_id}:{delivery.recipient}", "kind": delivery.kind,
+            "urgency": delivery.urgency, "params": delivery.params}
+
+
+def from_config(config):
+    """The channels a service configuration enables (no SMS gateway configured = no SMS channel)."""
+    channels = {
+        "email": EmailChannel(config.get("SMTP_HOST", "127.0.0.1"), config.get("SMTP_PORT", 1025),
+                              config.get("SMTP_FROM", "Tansiq <no-reply@tansiq.local>")),
+        "webhook": WebhookChannel(),
+    }
+    if config.get("SMS_GATEWAY_URL"):
+        channels["sms"] = SmsChannel(config["SMS_GATEWAY_URL"])
+    return channels

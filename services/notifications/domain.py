@@ -1,0 +1,337 @@
+"""Notification rules in plain Python: who is told, when, on which channel; delivery with retries.
+
+Functions take a Session and `now` (aware UTC). `directory` is anything with the
+directory RPC methods (the nameko RpcProxy in the service; testing.LocalDirectory in tests).
+"""
+
+from dataclasses import dataclass
+from datetime import datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import func, select, update
+
+from services.notifications import rules
+from services.notifications.models import (
+    FAILED, QUEUED, READ, SENT, Delivery, InboxItem, Preference, WebhookSubscription,
+)
+from tansiq.errors import DomainError, NotFound
+
+LOCAL_TZ = ZoneInfo("Africa/Casablanca")
+LANGUAGES = ("ar", "fr", "en")
+OUTSIDE_CHANNELS = ("email", "sms")  # per-staff channels besides the inbox; webhooks are per association
+DEFAULT_PREFERENCES = {
+    "channels": ["inbox", "email"],
+    "language": None,
+    "quiet_start": "21:00",
+    "quiet_end": "08:00",
+    "digest": True,
+    "digest_time": "08:00",
+}
+# Backoff before retry n (1-based): 1 min, 2, 4, … capped at 6 h; then the delivery stays failed.
+RETRY_BASE = timedelta(minutes=1)
+RETRY_CAP = timedelta(hours=6)
+MAX_ATTEMPTS = 10
+BATCH = 100
+
+
+# --- preferences -----------------------------------------------------------------------------------------------
+
+def preferences(session, staff_id, directory_language=None):
+    """Effective preferences of a staff member (stored row over the defaults; language from the directory)."""
+    row = session.get(Preference, staff_id)
+    prefs = dict(DEFAULT_PREFERENCES)
+    if row is not None:
+        prefs.update(channels=list(row.channels), language=row.language, quiet_start=row.quiet_start,
+                     quiet_end=row.quiet_end, digest=row.digest, digest_time=row.digest_time)
+    prefs["language"] = prefs["language"] or _language(directory_language)
+    # The inbox is the record of every notification: it cannot be switched off.
+    if "inbox" not in prefs["channels"]:
+        prefs["channels"] = ["inbox", *prefs["channels"]]
+    return {"staff_id": staff_id, **prefs}
+
+
+def set_preferences(session, staff_id, changes, now):
+    """Store preferences (already validated by schemas.PreferencesSchema); returns the stored values."""
+    row = session.get(Preference, staff_id)
+    if row is None:
+        row = Preference(staff_id=staff_id, **DEFAULT_PREFERENCES)
+        session.add(row)
+    for key, value in changes.items():
+        setattr(row, key, list(value) if key == "channels" else value)
+    if (row.quiet_start is None) != (row.quiet_end is None):
+        raise DomainError("quiet hours need both a start and an end", code="invalid_request")
+    row.updated_at = now
+    session.flush()
+    return preferences(session, staff_id)
+
+
+def _language(value):
+    return value if value in LANGUAGES else "fr"
+
+
+def _clock(hhmm):
+    hours, minutes = hhmm.split(":")
+    return time(int(hours), int(minutes))
+
+
+def in_quiet_hours(now, prefs):
+    """True if `now` falls in the staff member's quiet hours (local time, may span midnight)."""
+    if not prefs.get("quiet_start") or not prefs.get("quiet_end"):
+        return False
+    local = now.astimezone(LOCAL_TZ).time()
+    start, end = _clock(prefs["quiet_start"]), _clock(prefs["quiet_end"])
+    if start <= end:
+        return start <= local < end
+    return local >= start or local < end
+
+
+def next_local(now, hhmm):
+    """The next instant (UTC) after `now` when the Casablanca clock shows `hhmm`."""
+    local = now.astimezone(LOCAL_TZ)
+    candidate = datetime.combine(local.date(), _clock(hhmm), tzinfo=LOCAL_TZ)
+    if candidate <= local:
+        candidate = datetime.combine(local.date() + timedelta(days=1), _clock(hhmm), tzinfo=LOCAL_TZ)
+    return candidate.astimezone(now.tzinfo)
+
+
+def schedule(now, prefs, urgency):
+    """(when to send on an outside channel, grouped in the digest?) for one notification.
+
+    Urgent kinds go now, whatever the preferences; low-urgency kinds wait for the
+    daily digest if the staff member wants one; the rest waits out quiet hours.
+    """
+    if urgency == rules.URGENT:
+        return now, False
+    if urgency == rules.LOW and prefs["digest"]:
+        return next_local(now, prefs["digest_time"]), True
+    if in_quiet_hours(now, prefs):
+        return next_local(now, prefs["quiet_end"]), False
+    return now, False
+
+
+# --- deciding who is told ---------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Plan:
+    """Who an event tells and what they are told, resolved against the directory."""
+
+    event_id: str
+    rule: rules.Rule
+    urgency: str
+    params: dict
+    link: str
+    staff: tuple
+    data: dict
+
+
+def plan(directory, event):
+    """Ask the directory who must know (no database here: call it before opening a transaction,
+    so no write lock is held while waiting on another service). None if nobody is told of this type."""
+    rule = rules.rule_for(event.type)
+    if rule is None:
+        return None
+    params = _whitelisted(rule.params(event.data))
+    params["names"] = association_names(directory, params)
+    return Plan(event.id, rule, rule.urgency(event.data), params, rule.link(event.data),
+                tuple(rules.audience_of(rule, event.data, directory)), event.data)
+
+
+def record(session, planned, now, enabled_channels=OUTSIDE_CHANNELS):
+    """Write the inbox items and queued deliveries of a plan; returns the new inbox items.
+
+    Safe to call twice for the same event: items and deliveries are unique per
+    (source message, person, channel), so a duplicate adds nothing.
+    """
+    if planned is None:
+        return []
+    rule, urgency, params = planned.rule, planned.urgency, planned.params
+    created = []
+    for staff in planned.staff:
+        prefs = preferences(session, staff["id"], staff.get("language"))
+        item = _inbox_item(session, planned, staff, now)
+        if item is None:
+            continue  # already told about this event
+        created.append(item)
+        when, digest = schedule(now, prefs, urgency)
+        for channel in prefs["channels"]:
+            address = {"email": staff.get("email"), "sms": staff.get("phone")}.get(channel)
+            if channel in enabled_channels and address:
+                _queue(session, planned.event_id, staff["id"], channel, address, prefs["language"], rule.kind,
+                       urgency, params, item.id, when, digest, now)
+    for subscription in _webhooks(session, rule, planned.data):
+        _queue(session, planned.event_id, f"webhook:{subscription.id}", "webhook", subscription.url, "en",
+               rule.kind, urgency, {**params, "link": planned.link}, None, now, False, now)
+    session.flush()
+    return created
+
+
+def notify(session, directory, event, now, enabled_channels=OUTSIDE_CHANNELS):
+    """plan() then record(), for callers that hold no lock worth worrying about (tests, tools)."""
+    return record(session, plan(directory, event), now, enabled_channels)
+
+
+NAMED_PARAMS = ("association", "from_association", "to_association", "organisers")
+
+
+def association_names(directory, params):
+    """{slug: {"ar": …, "fr": …}} for the associations a message names (the slug if the directory lacks it)."""
+    names = {}
+    for key in NAMED_PARAMS:
+        for slug in rules.as_list(params.get(key)):
+            if slug in names:
+                continue
+            try:
+                association = directory.get_association(slug) or {}
+            except Exception:  # noqa: BLE001 - a name is a nicety; the notification must still go out
+                association = {}
+            names[slug] = {"ar": association.get("name_ar") or slug, "fr": association.get("name_fr") or slug}
+    return names
+
+
+def _whitelisted(params):
+    return {key: value for key, value in params.items() if key in rules.ALLOWED_PARAMS and value is not None}
+
+
+def _inbox_item(session, planned, staff, now):
+    kind = planned.rule.kind
+    exists = session.scalar(select(InboxItem.id).where(
+        InboxItem.source_message_id == planned.event_id, InboxItem.staff_id == staff["id"], InboxItem.kind == kind))
+    if exists is not None:
+        return None
+    item = InboxItem(staff_id=staff["id"], association=staff.get("association", ""), kind=kind,
+                     urgency=planned.urgency, subject_key=kind, subject_params=planned.params, link=planned.link,
+                     source_message_id=planned.event_id, created_at=now)
+    session.add(item)
+    session.flush()
+    return item
+
+
+def _queue(session, source_id, recipient, channel, address, language, kind, urgency, params, item_id, when,
+           digest, now):
+    exists = session.scalar(select(Delivery.id).where(
+        Delivery.source_message_id == source_id, Delivery.recipient == recipient, Delivery.channel == channel))
+    if exists is not None:
+        return
+    session.add(Delivery(source_message_id=source_id, recipient=recipient, channel=channel, address=address,
+                         language=language, kind=kind, urgency=urgency, params=params, inbox_item_id=item_id,
+                         digest=digest, state=QUEUED, attempts=0, next_attempt_at=when, created_at=now))
+
+
+def _webhooks(session, rule, data):
+    slugs = rule.associations(data)
+    if not slugs:
+        return []
+    subscriptions = session.scalars(select(WebhookSubscription).where(
+        WebhookSubscription.association.in_(slugs), WebhookSubscription.active.is_(True))).all()
+    return [s for s in subscriptions if not s.kinds or rule.kind in s.kinds]
+
+
+# --- the in-app inbox -------------------------------------------------------------------------------------------
+
+def list_inbox(session, staff_id, unread_only=False, limit=50):
+    query = select(InboxItem).where(InboxItem.staff_id == staff_id)
+    if unread_only:
+        query = query.where(InboxItem.read_at.is_(None))
+    query = query.order_by(InboxItem.created_at.desc(), InboxItem.id.desc()).limit(max(1, min(int(limit), 200)))
+    return session.scalars(query).all()
+
+
+def unread_count(session, staff_id):
+    return session.scalar(select(func.count(InboxItem.id)).where(
+        InboxItem.staff_id == staff_id, InboxItem.read_at.is_(None)))
+
+
+def mark_read(session, staff_id, item_id, now):
+    """Mark an item read; anything still waiting to go out about it is no longer sent."""
+    item = session.get(InboxItem, int(item_id))
+    if item is None or item.staff_id != staff_id:
+        raise NotFound("no such notification")  # same answer for someone else's: do not reveal it exists
+    if item.read_at is None:
+        item.read_at = now
+        session.execute(update(Delivery).where(
+            Delivery.inbox_item_id == item.id, Delivery.state.in_((QUEUED, FAILED))).values(state=READ))
+    session.flush()
+    return item
+
+
+# --- webhooks ---------------------------------------------------------------------------------------------------
+
+def add_webhook(session, association, url, secret, kinds, now):
+    subscription = WebhookSubscription(association=association, url=url, secret=secret, kinds=list(kinds or []),
+                                       created_at=now)
+    session.add(subscription)
+    session.flush()
+    return subscription
+
+
+def remove_webhook(session, association, subscription_id):
+    subscription = session.get(WebhookSubscription, int(subscription_id))
+    if subscription is None or subscription.association != association:
+        raise NotFound("no such webhook")
+    subscription.active = False
+    session.flush()
+
+
+# --- delivery ---------------------------------------------------------------------------------------------------
+
+def backoff(attempts):
+    """Delay before the next try after `attempts` failures."""
+    return min(RETRY_BASE * (2 ** (attempts - 1)), RETRY_CAP)
+
+
+def deliver_due(session, now, channels, render):
+    """Send every delivery due at `now`; returns {"sent": n, "failed": n}.
+
+    `channels` maps a channel name to an object with `send(address, message, delivery, secret)`;
+    `render` is a render.Renderer (message(delivery), digest(language, deliveries)). Each delivery
+    succeeds or fails on its own, so a failing channel never holds up another. Commits after each
+    send: what went out is recorded before the next network call, and no write lock is held during one.
+    """
+    due = session.scalars(select(Delivery).where(
+        Delivery.state.in_((QUEUED, FAILED)), Delivery.next_attempt_at <= now,
+        Delivery.attempts < MAX_ATTEMPTS).order_by(Delivery.next_attempt_at, Delivery.id).limit(BATCH)).all()
+    counts = {"sent": 0, "failed": 0}
+    for group in _groups(due):
+        first = group[0]
+        channel = channels.get(first.channel)
+        try:
+            if channel is None:
+                raise RuntimeError(f"channel {first.channel} is not configured")
+            message = render.digest(first.language, group) if first.digest else render.message(first)
+            channel.send(first.address, message, first, secret=_secret(session, first))
+        except Exception as exc:  # noqa: BLE001 - any failure of the outside world is retried
+            for delivery in group:
+                delivery.attempts += 1
+                delivery.state = FAILED
+                delivery.last_error = f"{type(exc).__name__}: {exc}"[:1000]
+                delivery.next_attempt_at = now + backoff(delivery.attempts)
+            counts["failed"] += len(group)
+        else:
+            for delivery in group:
+                delivery.attempts += 1
+                delivery.state = SENT
+                delivery.sent_at = now
+                delivery.last_error = None
+            counts["sent"] += len(group)
+        session.commit()
+    return counts
+
+
+def _secret(session, delivery):
+    if delivery.channel != "webhook":
+        return None
+    subscription = session.get(WebhookSubscription, int(delivery.recipient.split(":", 1)[1]))
+    if subscription is None or not subscription.active:
+        raise RuntimeError("webhook subscription removed")
+    return subscription.secret
+
+
+def _groups(due):
+    """One group per delivery, except digest deliveries: one group per (recipient, channel)."""
+    digests = {}
+    for delivery in due:
+        if delivery.digest:
+            digests.setdefault((delivery.recipient, delivery.channel), []).append(delivery)
+        else:
+            yield [delivery]
+    yield from digests.values()

@@ -1,0 +1,118 @@
+"""Tables of the notifications service: inbox items, deliveries per channel, preferences, webhooks.
+
+Personal data of beneficiaries never lands here: an item holds a kind, a message key
+and whitelisted parameters (association names, deadlines, event titles), never a name.
+"""
+
+from datetime import datetime, timezone
+
+from sqlalchemy import JSON, DateTime, ForeignKey, Integer, String, Text, TypeDecorator, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from tansiq.envelope import utcnow
+
+# Delivery states.
+QUEUED, SENT, FAILED, READ = "queued", "sent", "failed", "read"
+CHANNELS = ("inbox", "email", "sms", "webhook")
+
+
+class UTCDateTime(TypeDecorator):
+    """An aware UTC datetime on every backend (SQLite drops the offset on the way back)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value.astimezone(timezone.utc)
+
+    def process_result_value(self, value, dialect):
+        if value is None:
+            return None
+        return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {datetime: UTCDateTime}
+
+
+class InboxItem(Base):
+    """One in-app notification for one staff member (the inbox channel itself)."""
+
+    __tablename__ = "inbox_items"
+    # Same event, same person, same kind: one item, however many times the event is delivered.
+    __table_args__ = (UniqueConstraint("source_message_id", "staff_id", "kind", name="uq_inbox_item_source_staff"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    staff_id: Mapped[str] = mapped_column(String(64), index=True)
+    association: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(64))
+    urgency: Mapped[str] = mapped_column(String(16))
+    subject_key: Mapped[str] = mapped_column(String(64))
+    subject_params: Mapped[dict] = mapped_column(JSON, default=dict)
+    link: Mapped[str] = mapped_column(String(255), default="")
+    source_message_id: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    read_at: Mapped[datetime | None] = mapped_column(nullable=True)
+
+
+class Delivery(Base):
+    """One message on one outside channel (email, sms, webhook) to one recipient, with its retry state.
+
+    `recipient` is a staff id, or `webhook:<subscription id>` for partner systems.
+    """
+
+    __tablename__ = "deliveries"
+    __table_args__ = (
+        UniqueConstraint("source_message_id", "recipient", "channel", name="uq_delivery_source_recipient_channel"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    source_message_id: Mapped[str] = mapped_column(String(64))
+    recipient: Mapped[str] = mapped_column(String(80), index=True)
+    channel: Mapped[str] = mapped_column(String(16))
+    address: Mapped[str] = mapped_column(String(500))  # email, phone number or webhook URL
+    language: Mapped[str] = mapped_column(String(2), default="fr")
+    kind: Mapped[str] = mapped_column(String(64))
+    urgency: Mapped[str] = mapped_column(String(16))
+    params: Mapped[dict] = mapped_column(JSON, default=dict)
+    inbox_item_id: Mapped[int | None] = mapped_column(ForeignKey("inbox_items.id"), nullable=True)
+    digest: Mapped[bool] = mapped_column(default=False)  # grouped with others into the daily digest
+    state: Mapped[str] = mapped_column(String(16), default=QUEUED, index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(index=True)
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column(nullable=True)
+
+
+class Preference(Base):
+    """How one staff member wants to be told. No row = the defaults (see domain.DEFAULT_PREFERENCES)."""
+
+    __tablename__ = "preferences"
+
+    staff_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    channels: Mapped[list] = mapped_column(JSON)
+    language: Mapped[str | None] = mapped_column(String(2), nullable=True)  # None = the directory's
+    quiet_start: Mapped[str | None] = mapped_column(String(5), nullable=True)  # "HH:MM", Africa/Casablanca
+    quiet_end: Mapped[str | None] = mapped_column(String(5), nullable=True)
+    digest: Mapped[bool] = mapped_column(default=True)
+    digest_time: Mapped[str] = mapped_column(String(5), default="08:00")
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class WebhookSubscription(Base):
+    """A partner system of an association that asked to receive its notifications as JSON POSTs."""
+
+    __tablename__ = "webhook_subscriptions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    association: Mapped[str] = mapped_column(String(64), index=True)
+    url: Mapped[str] = mapped_column(String(500))
+    secret: Mapped[str] = mapped_column(String(128))  # HMAC-SHA256 key for the X-Tansiq-Signature header
+    kinds: Mapped[list] = mapped_column(JSON, default=list)  # empty = every kind
+    active: Mapped[bool] = mapped_column(default=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -1,0 +1,127 @@
+"""nameko entrypoints of the notifications service: thin — validate, call domain, commit, return."""
+
+import os
+import secrets
+
+from nameko.dependency_providers import Config
+from nameko.rpc import RpcProxy, rpc
+from nameko.timer import timer
+
+from services.notifications import channels, domain, schemas
+from services.notifications.render import Renderer
+from services.notifications.rules import RULES
+from tansiq.db import Database
+from tansiq.envelope import utcnow
+from tansiq.errors import NotFound
+from tansiq.messaging import inbox
+from tansiq.messaging.consumer import handles
+
+REGISTERED = "ma.tansiq.beneficiary.registered.v1"  # the first vertical slice: intake -> inbox
+# How often due deliveries are sent (and failed ones retried); tests shorten it.
+DELIVERY_INTERVAL_S = float(os.environ.get("TANSIQ_DELIVERY_INTERVAL_S", "15"))
+
+
+class NotificationsService:
+    name = "notifications"
+
+    db = Database()
+    config = Config()
+    directory = RpcProxy("directory")
+
+    # --- events ---
+
+    @handles(REGISTERED)
+    def on_beneficiary_registered(self, event):
+        self._notify(event)
+
+    @handles(*(type_ for type_ in RULES if type_ != REGISTERED))
+    def on_event(self, event):
+        self._notify(event)
+
+    def _notify(self, event):
+        # Directory first, outside the transaction: no DB write lock is held while waiting on RPC.
+        planned = domain.plan(self.directory, event)
+        with self.db.session() as session:
+            if not inbox.first_time(session, self.name, event):
+                return
+            domain.record(session, planned, utcnow(), enabled_channels=self._channels())
+
+    # --- delivery ---
+
+    @timer(interval=DELIVERY_INTERVAL_S)
+    def deliver(self):
+        with self.db.session() as session:
+            return domain.deliver_due(session, utcnow(), channels.from_config(self.config), self._renderer())
+
+    def _channels(self):
+        return tuple(name for name in channels.from_config(self.config) if name != "webhook")
+
+    def _renderer(self):
+        return Renderer(self.config.get("WEB_BASE_URL", "http://127.0.0.1:8000"))
+
+    # --- inbox ---
+
+    @rpc
+    def inbox(self, staff_id, unread_only=False, limit=50):
+        """The staff member's items, newest first, each with subject and body in their language."""
+        directory_language = self._directory_language(staff_id)
+        with self.db.session() as session:
+            items = domain.list_inbox(session, staff_id, unread_only=unread_only, limit=limit)
+            language = domain.preferences(session, staff_id, directory_language)["language"]
+            renderer = self._renderer()
+            return [dict(schemas.InboxItemSchema().dump(item),
+                         **renderer.entry(item.kind, language, item.subject_params)) for item in items]
+
+    @rpc
+    def unread_count(self, staff_id):
+        with self.db.session() as session:
+            return domain.unread_count(session, staff_id)
+
+    @rpc
+    def mark_read(self, staff_id, item_id):
+        with self.db.session() as session:
+            item = domain.mark_read(session, staff_id, item_id, utcnow())
+            return schemas.InboxItemSchema().dump(item)
+
+    # --- preferences ---
+
+    @rpc
+    def get_preferences(self, staff_id):
+        directory_language = self._directory_language(staff_id)
+        with self.db.session() as session:
+            return domain.preferences(session, staff_id, directory_language)
+
+    @rpc
+    def set_preferences(self, staff_id, changes):
+        changes = schemas.load(schemas.PreferencesSchema(), changes)
+        directory_language = self._directory_language(staff_id)
+        with self.db.session() as session:
+            domain.set_preferences(session, staff_id, changes, utcnow())
+            return domain.preferences(session, staff_id, directory_language)
+
+    def _directory_language(self, staff_id):
+        try:
+            staff = self.directory.get_staff(staff_id) or {}
+        except NotFound:
+            return None
+        return staff.get("language")
+
+    # --- webhooks of partner systems ---
+
+    @rpc
+    def add_webhook(self, association, url, kinds=()):
+        """Subscribe a partner system; returns its id and the HMAC secret (shown once)."""
+        data = schemas.load(schemas.WebhookSchema(), {"url": url, "kinds": list(kinds)})
+        secret = secrets.token_hex(32)
+        with self.db.session() as session:
+            subscription = domain.add_webhook(session, association, data["url"], secret, data["kinds"], utcnow())
+            return {"id": subscription.id, "secret": secret}
+
+    @rpc
+    def remove_webhook(self, association, subscription_id):
+        with self.db.session() as session:
+            domain.remove_webhook(session, association, subscription_id)
+
+    @rpc
+    def health(self):
+        return "ok"

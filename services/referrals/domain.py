@@ -1,0 +1,506 @@
+"""Referral rules as plain Python: the state machine, who may act, deadlines and what each change tells.
+
+Every change writes its history row and its outbox messages in the caller's session, so
+they commit (or not) together. Functions take `now` (aware UTC) and never read the clock.
+"""
+
+import json
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+
+from sqlalchemy import or_, select
+
+from tansiq import contracts
+from tansiq.crypto import FieldCipher
+from tansiq.contracts.referrals import CLOSURE_REASONS, SHAREABLE_FIELDS
+from tansiq.errors import DomainError, Forbidden, NotFound
+from tansiq.messaging import outbox
+from tansiq.messaging.topology import PARTNERS_OUTBOUND
+
+from services.referrals.models import FiredDeadline, HolidayOverride, Referral, ReferralHistory
+from services.referrals.workcal import WorkCalendar
+
+SERVICE_SOURCE = "referrals"  # the envelope source of what the deadline clock says
+TYPE = "ma.tansiq.referral.{}.v1".format
+QUEUE = "queue"  # directory `integration` of a partner that uses its own software
+
+SENT, RECEIVED, ACCEPTED, DECLINED, IN_PROGRESS = "sent", "received", "accepted", "declined", "in_progress"
+COMPLETED, CLOSED, WITHDRAWN, EXPIRED, REROUTED = "completed", "closed", "withdrawn", "expired", "rerouted"
+OPEN_STATES = (SENT, RECEIVED, ACCEPTED, IN_PROGRESS)
+AWAITING_RESPONSE = (SENT, RECEIVED)
+FINAL_STATES = (COMPLETED, CLOSED, WITHDRAWN, REROUTED)
+# Lifecycle order, to tell "not yet" from "already past" in error messages.
+ORDER = {SENT: 0, RECEIVED: 1, ACCEPTED: 2, DECLINED: 2, IN_PROGRESS: 3, EXPIRED: 2}
+
+RECIPIENT, SENDER = "recipient", "sender"
+ACTING_ROLES = {"case_worker", "coordinator", "admin"}
+
+
+@dataclass(frozen=True)
+class Step:
+    sources: tuple
+    target: str
+    side: str
+    event: str  # verb of the message type
+    hint: str  # what must happen first, for the error message
+
+
+STEPS = {
+    "acknowledge": Step((SENT,), RECEIVED, RECIPIENT, "acknowledged", ""),
+    "accept": Step((RECEIVED,), ACCEPTED, RECIPIENT, "accepted", "acknowledge it first"),
+    "decline": Step((RECEIVED,), DECLINED, RECIPIENT, "declined", "acknowledge it first"),
+    "start": Step((ACCEPTED,), IN_PROGRESS, RECIPIENT, "started", "accept it first"),
+    "complete": Step((IN_PROGRESS,), COMPLETED, RECIPIENT, "completed", "accept it and start it first"),
+    "close": Step((ACCEPTED, IN_PROGRESS), CLOSED, RECIPIENT, "closed", "accept it first"),
+    "withdraw": Step(OPEN_STATES, WITHDRAWN, SENDER, "withdrawn", ""),
+    "reroute": Step((DECLINED, EXPIRED), REROUTED, SENDER, "rerouted", "it must be declined or expired first"),
+}
+ACTIONS = tuple(STEPS)
+EVENT_TO_ACTION = {step.event: action for action, step in STEPS.items() if action != "reroute"}
+
+# Working time per urgency: (acknowledgement window, response window).
+WINDOWS = {"urgent": (("hours", 4), ("days", 1)), "high": (("days", 1), ("days", 2)),
+           "normal": (("days", 2), ("days", 5)), "low": (("days", 5), ("days", 10))}
+REMINDER_AT = 0.75  # of each window
+EXPIRY_AFTER_DAYS = 5  # working days after the response deadline
+
+# (kind, time column, states it applies to, message verb, deadline, column of the deadline it precedes)
+DEADLINE_STEPS = (
+    ("ack_reminder", "ack_remind_at", (SENT,), "reminder_due", "acknowledgement", "ack_due"),
+    ("ack_escalation", "ack_due", (SENT,), "escalated", "acknowledgement", None),
+    ("response_reminder", "response_remind_at", AWAITING_RESPONSE, "reminder_due", "response", "response_due"),
+    ("response_escalation", "response_due", AWAITING_RESPONSE, "escalated", "response", None),
+    ("expiry", "expires_at", AWAITING_RESPONSE, "expired", "response", None),
+)
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who acts: a staff member through the app, or a partner system through its queue."""
+
+    association: str
+    staff_id: str | None = None
+    roles: frozenset = field(default_factory=frozenset)
+    via_partner: bool = False
+
+    @classmethod
+    def from_staff(cls, staff):
+        return cls(association=staff["association"], staff_id=staff["id"], roles=frozenset(staff.get("roles") or ()))
+
+
+# ---- calendar and deadlines -------------------------------------------------------------------
+
+def load_calendar(session):
+    overrides = {row.day: row.is_holiday for row in session.scalars(select(HolidayOverride))}
+    return WorkCalendar(overrides)
+
+
+def set_holiday(session, now, actor, day, is_holiday, name=""):
+    """Add or correct one day of the holiday calendar (admins only); running clocks follow."""
+    if "admin" not in actor.roles:
+        raise Forbidden("only an admin may change the holiday calendar")
+    row = session.get(HolidayOverride, day) or HolidayOverride(day=day)
+    row.is_holiday, row.name, row.set_by, row.set_at = is_holiday, name, actor.staff_id, now
+    session.add(row)
+    session.flush()
+    calendar = load_calendar(session)
+    # Steps that already fired stay fired (FiredDeadline); the others move with the calendar.
+    for referral in session.scalars(select(Referral).where(Referral.state.in_(AWAITING_RESPONSE))).all():
+        for column, value in compute_deadlines(calendar, referral.urgency, referral.created_at).items():
+            setattr(referral, column, value)
+    return row
+
+
+def _window(calendar, spec):
+    unit, amount = spec
+    return calendar.days(amount) if unit == "days" else timedelta(hours=amount)
+
+
+def compute_deadlines(calendar, urgency, sent_at):
+    ack_window, response_window = (_window(calendar, spec) for spec in WINDOWS[urgency])
+    response_due = calendar.add(sent_at, response_window)
+    return {
+        "ack_remind_at": calendar.add(sent_at, ack_window * REMINDER_AT),
+        "ack_due": calendar.add(sent_at, ack_window),
+        "response_remind_at": calendar.add(sent_at, response_window * REMINDER_AT),
+        "response_due": response_due,
+        "expires_at": calendar.add(response_due, calendar.days(EXPIRY_AFTER_DAYS)),
+    }
+
+
+def is_overdue(referral, now):
+    if referral.state == SENT and referral.ack_due and referral.ack_due <= now:
+        return True
+    return referral.state in AWAITING_RESPONSE and referral.response_due is not None and referral.response_due <= now
+
+
+def scan_deadlines(session, now):
+    """Fire every reminder, escalation and expiry that is due, each exactly once; returns [(id, kind)].
+
+    Two scanners racing (several replicas) collide on FiredDeadline's unique key: one commit
+    fails and rolls back its messages with it, the other's stand.
+    """
+    fired = []
+    candidates = session.scalars(
+        select(Referral).where(Referral.state.in_(AWAITING_RESPONSE),
+                               or_(Referral.ack_remind_at <= now, Referral.response_remind_at <= now))
+        .order_by(Referral.created_at)
+    ).all()
+    for referral in candidates:
+        done = set(session.scalars(select(FiredDeadline.kind).where(FiredDeadline.referral_id == referral.id)))
+        for kind, column, states, verb, deadline, precedes in DEADLINE_STEPS:
+            due_at = getattr(referral, column)
+            if kind in done or due_at is None or due_at > now or referral.state not in states:
+                continue
+            # A reminder the scanner reaches after its deadline passed helps nobody: record it as skipped.
+            skipped = precedes is not None and getattr(referral, precedes) <= now
+            session.add(FiredDeadline(referral_id=referral.id, kind=kind, due_at=due_at, fired_at=now, skipped=skipped))
+            if skipped:
+                continue
+            if kind == "expiry":
+                _move(session, referral, EXPIRED, "expire", None, now,
+                      note=f"no response {EXPIRY_AFTER_DAYS} working days after the response deadline")
+            deadline_due = referral.ack_due if deadline == "acknowledgement" else referral.response_due
+            _publish(session, referral, verb, SERVICE_SOURCE, None,
+                     {"deadline": deadline, "due_at": deadline_due.isoformat()})
+            fired.append((referral.id, kind))
+    session.flush()
+    return fired
+
+
+# ---- creating and re-routing ------------------------------------------------------------------
+
+def create_referral(session, now, actor, keyring, *, beneficiary_id, to_association, service_category, reason,
+                    urgency, share, from_integration="tansiq", to_integration="tansiq", recipient_offers=True,
+                    service_id=None, rerouted_from=None, calendar=None, note=""):
+    """Record a referral and tell the recipient. `share` is intake's answer to prepare_referral_share."""
+    _require_role(actor)
+    if to_association == actor.association:
+        raise DomainError("a referral goes to another association", code="self_referral")
+    if not recipient_offers:
+        raise DomainError(f"{to_association} does not offer an active '{service_category}' service",
+                          code="service_not_offered")
+    shared = dict(share.get("shared") or {})
+    unknown = sorted(set(shared) - set(SHAREABLE_FIELDS))
+    if unknown:
+        raise DomainError(f"these fields cannot be shared: {', '.join(unknown)}", code="invalid_fields")
+    if not share.get("consent_id") and not share.get("override"):
+        raise Forbidden("no consent covers this recipient and purpose", code="no_consent")
+    calendar = calendar or load_calendar(session)
+    referral = Referral(
+        id=str(uuid.uuid4()), beneficiary_id=beneficiary_id, from_association=actor.association,
+        to_association=to_association, from_integration=from_integration, to_integration=to_integration,
+        origin="local", service_category=service_category, service_id=service_id, reason=reason, urgency=urgency,
+        shared_fields=sorted(shared),
+        consent_id=share.get("consent_id"), consent_override=bool(share.get("override")), state=SENT,
+        created_by=actor.staff_id, created_at=now, updated_at=now, rerouted_from=rerouted_from,
+        **compute_deadlines(calendar, urgency, now),
+    )
+    if to_integration != QUEUE:  # a partner recipient keeps its copy in its own system
+        _seal_shared(keyring, referral, shared)
+    session.add(referral)
+    override = " (consent override recorded by intake)" if referral.consent_override else ""
+    _history(session, referral, "send", None, SENT, actor, now, (note or "") + override)
+    _publish_sent(session, referral, shared, actor)
+    session.flush()
+    return referral
+
+
+def check_can_reroute(session, referral_id, actor):
+    """Refuse early (before asking intake for data) a re-route that could not happen."""
+    referral = get_referral(session, referral_id)
+    _check(referral, "reroute", actor)
+    return referral
+
+
+def reroute(session, now, actor, keyring, referral_id, *, to_association, share, to_integration="tansiq",
+            recipient_offers=True, service_category=None, reason=None, urgency=None, service_id=None,
+            calendar=None, note=""):
+    """One step: close a declined/expired referral as re-routed and send a new one linked to it."""
+    old = check_can_reroute(session, referral_id, actor)
+    if to_association == old.to_association:
+        raise DomainError("re-route to a different association than the one that declined",
+                          code="same_recipient")
+    new = create_referral(
+        session, now, actor, keyring, beneficiary_id=old.beneficiary_id, to_association=to_association,
+        service_category=service_category or old.service_category, reason=reason or old.reason,
+        urgency=urgency or old.urgency, share=share, from_integration=old.from_integration,
+        to_integration=to_integration, recipient_offers=recipient_offers, service_id=service_id,
+        rerouted_from=old.id, calendar=calendar, note=note or f"re-routed from {old.id}",
+    )
+    old.rerouted_to = new.id
+    _move(session, old, REROUTED, "reroute", actor, now, note=f"re-routed to {to_association} as {new.id}")
+    # Only the sender's side needs this; the association that declined is not told where she went.
+    _publish(session, old, "rerouted", actor.association, actor,
+             {"new_referral_id": new.id, "new_to_association": to_association}, partners=(old.from_association,))
+    session.flush()
+    return new
+
+
+# ---- transitions ------------------------------------------------------------------------------
+
+def transition(session, now, actor, referral_id, action, *, reason=None, outcome=None, note=""):
+    """Apply `action` (acknowledge, accept, decline, start, complete, close, withdraw) by `actor`."""
+    if action == "reroute":
+        raise DomainError("use reroute() with a new recipient", code="invalid_request")
+    referral = get_referral(session, referral_id)
+    step = _check(referral, action, actor)
+    extra = {}
+    if action == "decline":
+        if not (reason or "").strip():
+            raise DomainError("a reason is required to decline a referral", code="reason_required")
+        referral.decline_reason = extra["reason"] = reason.strip()
+    elif action == "close":
+        if reason not in CLOSURE_REASONS:
+            raise DomainError(f"closure reason must be one of: {', '.join(CLOSURE_REASONS)}",
+                              code="reason_required")
+        referral.closure_reason = extra["reason"] = reason
+    elif action == "complete":
+        if not (outcome or "").strip():
+            raise DomainError("an outcome is required to complete a referral", code="outcome_required")
+        referral.outcome = extra["outcome"] = outcome.strip()
+    _move(session, referral, step.target, action, actor, now, note=note or extra.get("reason", ""))
+    _publish(session, referral, step.event, actor.association, actor, {**extra, "note": note or ""})
+    session.flush()
+    return referral
+
+
+def _check(referral, action, actor):
+    step = STEPS.get(action)
+    if step is None:
+        raise DomainError(f"unknown action '{action}'; one of: {', '.join(ACTIONS)}", code="invalid_request")
+    party = referral.to_association if step.side == RECIPIENT else referral.from_association
+    if actor.association != party:
+        raise Forbidden(f"only the {step.side} association ({party}) may {action} this referral")
+    if not actor.via_partner:
+        _require_role(actor)
+    if referral.state not in step.sources:
+        raise DomainError(_refusal(referral.state, action, step), code="invalid_transition",
+                          details={"state": referral.state, "action": action})
+    return step
+
+
+def _refusal(state, action, step):
+    message = f"cannot {action} a referral that is '{state}'"
+    if state in FINAL_STATES:
+        return f"{message}; '{state}' is final"
+    if step.hint and ORDER.get(state, 99) < min(ORDER.get(s, 99) for s in step.sources):
+        return f"{message}; {step.hint}"
+    return f"{message}; that step is already past"
+
+
+def _require_role(actor):
+    if not actor.roles & ACTING_ROLES:
+        raise Forbidden("only case workers, coordinators and admins act on referrals")
+
+
+# ---- partner messages and consent revocation --------------------------------------------------
+
+def receive_partner_referral(session, now, keyring, source, data, to_integration="tansiq", calendar=None):
+    """A partner system sent a referral to one of our associations. None if we already have it."""
+    if is_known(session, data["referral_id"]):
+        return None  # our own message coming back, or a re-send
+    if source != data["from_association"]:
+        raise Forbidden(f"{source} cannot send a referral on behalf of {data['from_association']}")
+    if to_integration == QUEUE:
+        raise DomainError("partner-to-partner referrals do not pass through Tansiq", code="not_allowed")
+    calendar = calendar or load_calendar(session)
+    referral = Referral(
+        id=data["referral_id"], beneficiary_id=f"partner:{source}:{data['referral_id']}",
+        from_association=source, to_association=data["to_association"], from_integration=QUEUE,
+        to_integration=to_integration, origin="partner", service_category=data["service_category"],
+        reason=data["reason"], urgency=data["urgency"], shared_fields=sorted(data.get("shared") or {}),
+        consent_id=data.get("consent_id"), state=SENT,
+        created_by=data.get("by"), created_at=now, updated_at=now, rerouted_from=None,
+        **compute_deadlines(calendar, data["urgency"], now),
+    )
+    _seal_shared(keyring, referral, dict(data.get("shared") or {}))
+    session.add(referral)
+    _history(session, referral, "send", None, SENT, Actor(source, data.get("by"), via_partner=True), now,
+             "received from a partner system")
+    # Our recipient learns of it from the internal event; the partner already knows what it sent.
+    _publish(session, referral, "sent", source, None, _sent_data(referral), partners=())
+    session.flush()
+    return referral
+
+
+def apply_partner_update(session, now, source, event_type, data):
+    """A partner system reports a step on a referral it is party to. None when it is our own echo."""
+    verb = event_type.split(".")[3]
+    action = EVENT_TO_ACTION.get(verb)
+    if action is None:
+        raise DomainError(f"partners cannot send {event_type}", code="not_allowed")
+    referral = get_referral(session, data["referral_id"])
+    step = STEPS[action]
+    party_integration = referral.to_integration if step.side == RECIPIENT else referral.from_integration
+    if party_integration != QUEUE:
+        return None  # the acting side uses Tansiq: this is our own event coming back
+    # Each action happens at most once in a referral's life: a second one is a re-send or our echo.
+    if any(entry.action == action for entry in referral.history):
+        return None
+    actor = Actor(association=source, staff_id=data.get("by"), via_partner=True)
+    return transition(session, now, actor, referral.id, action,
+                      reason=data.get("reason"), outcome=data.get("outcome"), note=data.get("note") or "")
+
+
+def erase_shared_for_consent(session, now, consent_id, note="consent revoked"):
+    """The consent behind these referrals was revoked: erase what the recipients hold, tell them."""
+    erased = []
+    for referral in session.scalars(select(Referral).where(Referral.consent_id == consent_id)):
+        if referral.shared_erased_at is not None:
+            continue
+        referral.shared_key = referral.shared_ciphertext = None  # without its key nothing can be read back
+        referral.shared_erased_at = referral.updated_at = now
+        _history(session, referral, "erase_shared", referral.state, referral.state, None, now, note)
+        # The recipient must be told even when it holds the data in its own (partner) system.
+        _publish(session, referral, "data_erased", referral.from_association, None, {"note": note},
+                 partners=(referral.to_association,))
+        erased.append(referral)
+    session.flush()
+    return erased
+
+
+# ---- reading ----------------------------------------------------------------------------------
+
+def is_known(session, referral_id):
+    return session.get(Referral, referral_id) is not None
+
+
+def get_referral(session, referral_id):
+    referral = session.get(Referral, referral_id)
+    if referral is None:
+        raise NotFound(f"no referral {referral_id}")
+    return referral
+
+
+def get_for(session, referral_id, actor):
+    """A referral as a party sees it; anyone else is told it does not exist."""
+    referral = get_referral(session, referral_id)
+    if actor.association not in (referral.from_association, referral.to_association):
+        raise NotFound(f"no referral {referral_id}")
+    return referral
+
+
+def list_referrals(session, now, association, direction="sent", status=None):
+    """Referrals an association sent or received; overdue first, then by the next deadline."""
+    if direction not in ("sent", "received"):
+        raise DomainError("direction is 'sent' or 'received'", code="invalid_request")
+    column = Referral.from_association if direction == "sent" else Referral.to_association
+    query = select(Referral).where(column == association)
+    if status:
+        query = query.where(Referral.state == status)
+    far = datetime.max.replace(tzinfo=timezone.utc)
+
+    def order(referral):
+        next_due = referral.ack_due if referral.state == SENT else referral.response_due
+        active = referral.state in AWAITING_RESPONSE
+        return (not is_overdue(referral, now), not active, (next_due if active else None) or far,
+                -referral.created_at.timestamp())
+
+    return sorted(session.scalars(query), key=order)
+
+
+def view(referral, actor, now, keyring):
+    """What `actor` may see: the shared values only on the recipient's side."""
+    data = {
+        key: getattr(referral, key)
+        for key in ("id", "beneficiary_id", "from_association", "to_association", "service_category",
+                    "service_id", "reason", "urgency", "state", "consent_id", "consent_override", "created_by",
+                    "created_at", "updated_at", "ack_due", "response_due", "expires_at", "decline_reason",
+                    "closure_reason", "outcome", "rerouted_from", "rerouted_to", "shared_fields", "shared_erased_at",
+                    "origin")
+    }
+    data["overdue"] = is_overdue(referral, now)
+    data["direction"] = "sent" if actor.association == referral.from_association else "received"
+    if data["direction"] == "received":
+        # The sender's intake id means nothing to the recipient; she is known by what was shared.
+        data["beneficiary_id"] = None
+        data["shared"] = shared_values(keyring, referral)
+    data["history"] = [
+        {"action": h.action, "from_state": h.from_state, "to_state": h.to_state, "by": h.by,
+         "by_association": h.by_association, "at": h.at, "note": h.note}
+        for h in referral.history
+    ]
+    return data
+
+
+def shared_values(keyring, referral):
+    """The values the recipient received, decrypted; {} once erased or when none were kept."""
+    if referral.shared_key is None:
+        return {}
+    cipher = FieldCipher(keyring.unwrap(referral.shared_key, _key_id(referral)), _key_id(referral))
+    return json.loads(cipher.decrypt("shared", referral.shared_ciphertext))
+
+
+# ---- internals --------------------------------------------------------------------------------
+
+def _key_id(referral):
+    return f"referral:{referral.id}"
+
+
+def _seal_shared(keyring, referral, values):
+    data_key, referral.shared_key = keyring.new_data_key(_key_id(referral))
+    referral.shared_ciphertext = FieldCipher(data_key, _key_id(referral)).encrypt(
+        "shared", json.dumps(values, ensure_ascii=False))
+
+
+def _move(session, referral, target, action, actor, now, note=""):
+    _history(session, referral, action, referral.state, target, actor, now, note)
+    referral.state = target
+    referral.updated_at = now
+
+
+def _history(session, referral, action, from_state, to_state, actor, now, note=""):
+    session.add(ReferralHistory(
+        referral=referral, action=action, from_state=from_state, to_state=to_state,
+        by=actor.staff_id if actor else None, by_association=actor.association if actor else None,
+        at=now, note=note or "",
+    ))
+
+
+def _sent_data(referral, shared=None):
+    """referral.sent; without `shared` (the internal bus) the reason is left out too: it is her story."""
+    return {
+        "referral_id": referral.id, "from_association": referral.from_association,
+        "to_association": referral.to_association, "service_category": referral.service_category,
+        "urgency": referral.urgency, "reason": referral.reason if shared is not None else "",
+        "shared": shared or {}, "consent_id": referral.consent_id,
+        "ack_due": referral.ack_due.isoformat(), "response_due": referral.response_due.isoformat(),
+        "rerouted_from": referral.rerouted_from,
+    }
+
+
+def _publish_sent(session, referral, shared, actor):
+    # Personal values (and the reason, her story) travel only on the recipient partner's own queue;
+    # the internal event (read by notifications and others) carries none: our recipients read them here.
+    _publish(session, referral, "sent", actor.association, actor, _sent_data(referral), partners=())
+    if referral.to_integration == QUEUE:
+        envelope = contracts.make(TYPE("sent"), actor.association, _sent_data(referral, shared),
+                                  correlationid=_correlation(referral))
+        outbox.add(session, envelope, exchange=PARTNERS_OUTBOUND,
+                   routing_key=f"{referral.to_association}.{envelope.type}")
+
+
+def _publish(session, referral, verb, source, actor, extra, partners=None):
+    """The internal event, plus a copy for each party that is a queue partner (not the one acting)."""
+    base = {"referral_id": referral.id, "from_association": referral.from_association,
+            "to_association": referral.to_association}
+    if verb != "sent":
+        base.update(by=actor.staff_id if actor else None, urgency=referral.urgency)
+    data = {**base, **extra}
+    type_ = TYPE(verb)
+    outbox.add(session, contracts.make(type_, source, data, correlationid=_correlation(referral)))
+    if partners is None:
+        partners = (referral.from_association, referral.to_association)
+    integration = {referral.from_association: referral.from_integration,
+                   referral.to_association: referral.to_integration}
+    for slug in partners:
+        if integration.get(slug) == QUEUE and not (actor and actor.association == slug):
+            envelope = contracts.make(type_, source, data, correlationid=_correlation(referral))
+            outbox.add(session, envelope, exchange=PARTNERS_OUTBOUND, routing_key=f"{slug}.{type_}")
+
+
+def _correlation(referral):
+    # Every message about one referral chain shares the id of the first referral of the chain.
+    return referral.rerouted_from or referral.id

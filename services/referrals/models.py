@@ -1,0 +1,124 @@
+"""Tables of the referrals service: referrals, their history, fired deadlines, holiday overrides.
+
+A referral row is shared by both sides. `shared_fields` (names only) is what the sender
+chose; the received values exist only when the recipient uses Tansiq itself (a partner
+recipient keeps its copy in its own system), encrypted with the referral's own data key
+(tansiq.crypto). Revoking the consent destroys that key: the values are gone, backups included.
+"""
+
+from datetime import date, datetime, timezone
+
+from sqlalchemy import (JSON, Boolean, Date, DateTime, ForeignKey, Integer, LargeBinary, String, Text,
+                        TypeDecorator, UniqueConstraint)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+DEFAULT_TZ = "Africa/Casablanca"
+
+
+class UTCDateTime(TypeDecorator):
+    """Aware UTC in, aware UTC out — SQLite would hand back naive datetimes."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is not None:
+            if value.tzinfo is None:
+                raise ValueError("naive datetime: times must be aware (UTC)")
+            value = value.astimezone(timezone.utc)
+        return value
+
+    def process_result_value(self, value, dialect):
+        if value is not None and value.tzinfo is None:
+            value = value.replace(tzinfo=timezone.utc)
+        return value
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Referral(Base):
+    __tablename__ = "referrals"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    beneficiary_id: Mapped[str] = mapped_column(String(64), index=True)  # opaque: the person lives in intake
+    from_association: Mapped[str] = mapped_column(String(64), index=True)
+    to_association: Mapped[str] = mapped_column(String(64), index=True)
+    # "tansiq" (uses the app) or "queue" (a partner system reached through partners.outbound)
+    from_integration: Mapped[str] = mapped_column(String(16), default="tansiq")
+    to_integration: Mapped[str] = mapped_column(String(16), default="tansiq")
+    origin: Mapped[str] = mapped_column(String(16), default="local")  # local | partner (sent by a partner system)
+    service_category: Mapped[str] = mapped_column(String(80))
+    service_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    reason: Mapped[str] = mapped_column(Text)
+    urgency: Mapped[str] = mapped_column(String(16))
+    shared_fields: Mapped[list] = mapped_column(JSON, default=list)
+    shared_ciphertext: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    shared_key: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)  # wrapped by the master key
+    shared_erased_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    consent_id: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    consent_override: Mapped[bool] = mapped_column(Boolean, default=False)
+    state: Mapped[str] = mapped_column(String(16), index=True)
+    tz: Mapped[str] = mapped_column(String(64), default=DEFAULT_TZ)
+    created_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    ack_remind_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    ack_due: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    response_remind_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    response_due: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    decline_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    closure_reason: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    outcome: Mapped[str | None] = mapped_column(Text, nullable=True)
+    rerouted_from: Mapped[str | None] = mapped_column(ForeignKey("referrals.id"), nullable=True)
+    rerouted_to: Mapped[str | None] = mapped_column(String(64), nullable=True)
+
+    history: Mapped[list["ReferralHistory"]] = relationship(
+        back_populates="referral", order_by="ReferralHistory.id", cascade="all, delete-orphan"
+    )
+
+
+class ReferralHistory(Base):
+    """Every transition (and data erasure) of a referral, never updated."""
+
+    __tablename__ = "referral_history"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    referral_id: Mapped[str] = mapped_column(ForeignKey("referrals.id"), index=True)
+    action: Mapped[str] = mapped_column(String(32))
+    from_state: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    to_state: Mapped[str] = mapped_column(String(16))
+    by: Mapped[str | None] = mapped_column(String(64), nullable=True)  # staff id; None for the deadline clock
+    by_association: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    note: Mapped[str] = mapped_column(Text, default="")
+
+    referral: Mapped[Referral] = relationship(back_populates="history")
+
+
+class FiredDeadline(Base):
+    """A reminder, escalation or expiry that already fired: the unique key makes each fire once."""
+
+    __tablename__ = "referral_fired_deadlines"
+    __table_args__ = (UniqueConstraint("referral_id", "kind", name="uq_fired_deadline"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    referral_id: Mapped[str] = mapped_column(ForeignKey("referrals.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    due_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    fired_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    skipped: Mapped[bool] = mapped_column(Boolean, default=False)  # a reminder overtaken by its deadline
+
+
+class HolidayOverride(Base):
+    """An admin's correction of the public-holiday calendar (e.g. the announced date of an Eid)."""
+
+    __tablename__ = "referral_holiday_overrides"
+
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    is_holiday: Mapped[bool] = mapped_column(Boolean)  # False: a working day despite the holidays package
+    name: Mapped[str] = mapped_column(String(200), default="")
+    set_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    set_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -1,0 +1,195 @@
+"""nameko entrypoints of the referrals service: thin — validate, call the domain, commit, return."""
+
+import logging
+
+from marshmallow import ValidationError
+from nameko.rpc import RpcProxy, rpc
+from nameko.timer import timer
+
+from tansiq import contracts
+from tansiq.crypto import MasterKey
+from tansiq.db import Database
+from tansiq.envelope import utcnow
+from tansiq.errors import REASON_CODES, DomainError, Forbidden, NotFound
+from tansiq.messaging import inbox, outbox
+from tansiq.messaging.consumer import handles, handles_partner
+from tansiq.messaging.topology import PARTNERS_OUTBOUND
+
+from services.referrals import domain
+from services.referrals.schemas import (CreateReferralSchema, HolidaySchema, ListQuerySchema, ReferralSchema,
+                                        RerouteSchema, StaffSchema, TransitionSchema)
+
+log = logging.getLogger(__name__)
+SCAN_INTERVAL_S = 60
+PARTNER_UPDATES = tuple(f"ma.tansiq.referral.{verb}.v1" for verb in domain.EVENT_TO_ACTION)
+referral_out = ReferralSchema()
+
+
+def load(schema, payload):
+    """Validate an RPC argument; a refusal crosses RPC as a DomainError with the field errors."""
+    try:
+        return schema.load(payload or {})
+    except ValidationError as exc:
+        raise DomainError(f"invalid request: {exc.messages}", code="invalid_request") from None
+
+
+def actor_of(staff):
+    return domain.Actor.from_staff(load(StaffSchema(), staff))
+
+
+class ReferralsService:
+    name = "referrals"
+    db = Database()
+    keyring = MasterKey()
+    intake = RpcProxy("intake")
+    directory = RpcProxy("directory")
+
+    @rpc
+    def health(self):
+        return "ok"
+
+    # --- staff, through the gateway ---
+
+    @rpc(expected_exceptions=DomainError)
+    def create_referral(self, payload, staff):
+        actor, data = actor_of(staff), load(CreateReferralSchema(), payload)
+        recipient = self._recipient(data["to_association"], data["service_category"])
+        sender = self.directory.get_association(actor.association)
+        share = self._share(actor, data["beneficiary_id"], data["to_association"], data["service_category"],
+                            data["fields"], data["override_reason"])
+        now = utcnow()
+        with self.db.session() as session:
+            referral = domain.create_referral(
+                session, now, actor, self.keyring, beneficiary_id=data["beneficiary_id"],
+                to_association=data["to_association"], service_category=data["service_category"],
+                service_id=data["service_id"], reason=data["reason"], urgency=data["urgency"], share=share,
+                note=data["note"], from_integration=sender.get("integration", "tansiq"), **recipient)
+            return referral_out.dump(domain.view(referral, actor, now, self.keyring))
+
+    @rpc(expected_exceptions=DomainError)
+    def transition(self, referral_id, action, payload, staff):
+        actor = actor_of(staff)
+        if action == "reroute":
+            return self.reroute(referral_id, payload, staff)
+        data = load(TransitionSchema(), payload)
+        now = utcnow()
+        with self.db.session() as session:
+            referral = domain.transition(session, now, actor, referral_id, action, reason=data["reason"],
+                                         outcome=data["outcome"], note=data["note"])
+            return referral_out.dump(domain.view(referral, actor, now, self.keyring))
+
+    @rpc(expected_exceptions=DomainError)
+    def reroute(self, referral_id, payload, staff):
+        actor, data = actor_of(staff), load(RerouteSchema(), payload)
+        with self.db.session() as session:  # refuse before intake hands out any data
+            old = domain.check_can_reroute(session, referral_id, actor)
+            beneficiary_id, fields = old.beneficiary_id, data["fields"] or list(old.shared_fields)
+            category = data["service_category"] or old.service_category
+        recipient = self._recipient(data["to_association"], category)
+        share = self._share(actor, beneficiary_id, data["to_association"], category, fields, data["override_reason"])
+        now = utcnow()
+        with self.db.session() as session:
+            new = domain.reroute(
+                session, now, actor, self.keyring, referral_id, to_association=data["to_association"], share=share,
+                service_category=category, service_id=data["service_id"], reason=data["reason"],
+                urgency=data["urgency"], note=data["note"], **recipient)
+            return referral_out.dump(domain.view(new, actor, now, self.keyring))
+
+    @rpc(expected_exceptions=DomainError)
+    def get_referral(self, referral_id, staff):
+        actor = actor_of(staff)
+        with self.db.session() as session:
+            referral = domain.get_for(session, referral_id, actor)
+            return referral_out.dump(domain.view(referral, actor, utcnow(), self.keyring))
+
+    @rpc(expected_exceptions=DomainError)
+    def list_referrals(self, association, direction="sent", status=None, staff=None):
+        query = load(ListQuerySchema(), {"direction": direction, "status": status})
+        if staff is not None:
+            actor = actor_of(staff)
+            if actor.association != association:
+                raise Forbidden("you can list only your own association's referrals")
+        else:
+            actor = domain.Actor(association=association)
+        now = utcnow()
+        with self.db.session() as session:
+            referrals = domain.list_referrals(session, now, association, query["direction"], query["status"])
+            return referral_out.dump([domain.view(r, actor, now, self.keyring) for r in referrals], many=True)
+
+    @rpc(expected_exceptions=DomainError)
+    def set_holiday(self, payload, staff):
+        actor, data = actor_of(staff), load(HolidaySchema(), payload)
+        with self.db.session() as session:
+            domain.set_holiday(session, utcnow(), actor, data["day"], data["is_holiday"], data["name"])
+            return HolidaySchema().dump(data)
+
+    # --- the clock ---
+
+    @timer(interval=SCAN_INTERVAL_S)
+    def scan_deadlines(self):
+        with self.db.session() as session:
+            fired = domain.scan_deadlines(session, utcnow())
+        if fired:
+            log.info("referrals: %d deadline steps fired", len(fired))
+        return len(fired)
+
+    # --- messages: partner systems and consent revocation ---
+
+    @handles_partner("ma.tansiq.referral.sent.v1")
+    def on_referral_sent(self, event):
+        with self.db.session() as session:
+            # Our own referral.sent comes back here too: nothing to do for an id we already have.
+            if inbox.first_time(session, self.name, event) and not domain.is_known(session, event.data["referral_id"]):
+                self._or_reject(session, event, self._receive, session, event)
+
+    def _receive(self, session, event):
+        try:
+            recipient = self.directory.get_association(event.data["to_association"])
+        except NotFound:
+            raise DomainError(f"unknown association {event.data['to_association']}",
+                              code="unknown_association") from None
+        return domain.receive_partner_referral(session, utcnow(), self.keyring, event.source, event.data,
+                                               to_integration=recipient.get("integration", "tansiq"))
+
+    @handles_partner(*PARTNER_UPDATES)
+    def on_referral_update(self, event):
+        with self.db.session() as session:
+            if inbox.first_time(session, self.name, event):
+                self._or_reject(session, event, domain.apply_partner_update, session, utcnow(), event.source,
+                                event.type, event.data)
+
+    @handles("ma.tansiq.consent.revoked.v1")
+    def on_consent_revoked(self, event):
+        with self.db.session() as session:
+            if inbox.first_time(session, self.name, event):
+                domain.erase_shared_for_consent(session, utcnow(), event.data["consent_id"])
+
+    # --- helpers ---
+
+    def _or_reject(self, session, event, apply, *args, **kwargs):
+        """Apply a partner message; a refusal goes back to the sender's own queue instead of a retry loop."""
+        # The domain refuses before it changes anything, so the inbox row and the rejection commit alone.
+        try:
+            return apply(*args, **kwargs)
+        except DomainError as exc:
+            reason = exc.code if exc.code in REASON_CODES else "not_allowed"
+            log.warning("referrals: refused %s %s from %s: %s", event.type, event.id, event.source, reason)
+            rejection = contracts.make("ma.tansiq.message.rejected.v1", "referrals", {
+                "rejected_id": event.id, "rejected_type": event.type, "reason": reason, "detail": str(exc)[:500]},
+                correlationid=event.correlationid or event.id)
+            outbox.add(session, rejection, exchange=PARTNERS_OUTBOUND,
+                       routing_key=f"{event.source}.{rejection.type}")
+            return None
+
+    def _recipient(self, association, category):
+        """What the domain needs to know about the recipient, from the directory."""
+        details = self.directory.get_association(association)
+        offers = any(s["association"] == association and s.get("status", "active") == "active"
+                     for s in self.directory.find_services(category))
+        return {"to_integration": details.get("integration", "tansiq"), "recipient_offers": offers}
+
+    def _share(self, actor, beneficiary_id, recipient, category, fields, override_reason):
+        """Intake decides what may be shared (consent, or a recorded override); Forbidden crosses back as is."""
+        return self.intake.prepare_referral_share(
+            beneficiary_id, recipient, category, list(fields), actor.staff_id, override_reason=override_reason,
+            staff_roles=sorted(actor.roles), staff_association=actor.association)

@@ -1,0 +1,102 @@
+"""The events service's entrypoints without a broker: real SQLite, the directory faked at the edge."""
+
+import pytest
+from nameko.testing.services import worker_factory
+from marshmallow import ValidationError
+
+from services.events.models import Base
+from services.events.service import EventsService
+from tansiq.db import make_engine, session_scope
+from tansiq.errors import DomainError, Forbidden, NotFound
+from tansiq.messaging.store import messaging_metadata
+
+COORDINATOR = {"id": "s-1", "association": "amal-safi", "roles": ["coordinator"], "language": "fr", "name": "K"}
+
+
+class FakeDirectory:
+    associations = {"amal-safi", "nour-safi"}
+
+    def get_association(self, slug):
+        if slug not in self.associations:
+            raise NotFound(f"no association {slug}")
+        return {"slug": slug}
+
+
+class SqliteDb:
+    def __init__(self, engine):
+        self.engine = engine
+
+    def session(self):
+        return session_scope(self.engine)
+
+
+@pytest.fixture
+def service(tmp_path):
+    engine = make_engine(f"sqlite:///{tmp_path / 'events.db'}")
+    Base.metadata.create_all(engine)
+    messaging_metadata.create_all(engine)
+    yield worker_factory(EventsService, db=SqliteDb(engine), directory=FakeDirectory(),
+                         config={"REMINDER_HORIZON_HOURS": 48})
+    engine.dispose()
+
+
+def payload(**values):
+    return {"title": "Salon de l'artisanat", "kind": "exhibition", "organiser": "amal-safi", "city": "Safi",
+            "start": "2027-02-20T10:00", "end": "2027-02-20T18:00", "status": "published", "visibility": "public",
+            "capacity": 1, **values}
+
+
+def test_create_list_register_and_feed(service):
+    created = service.create_event(payload(), staff=COORDINATOR)
+    event = created["event"]
+    assert (event["starts_at"], event["start_local"]) == ("2027-02-20T10:00:00+00:00", "2027-02-20T10:00:00+00:00")
+    [occurrence] = service.list_occurrences("2027-02-01", "2027-03-01", city="safi")
+    assert occurrence["event_id"] == event["id"]
+    assert service.list_occurrences("2027-02-01", "2027-03-01", kind="training") == []
+    stand = service.register(event["id"], {"association": "nour-safi", "name": "Coopérative", "products": ["tapis"]})
+    assert stand["kind"] == "stand"
+    with pytest.raises(DomainError) as caught:
+        service.register(event["id"], {"association": "amal-safi", "name": "Autre", "products": ["poterie"]})
+    assert caught.value.code == "event_full"
+    # The organisers see who registered; the public does not.
+    assert service.get_event(event["id"], staff=COORDINATOR)["registrations"][0]["name"] == "Coopérative"
+    assert "registrations" not in service.get_event(event["id"])
+    assert "BEGIN:VCALENDAR" in service.ical_feed("city", "Safi")
+
+
+def test_refusals(service):
+    with pytest.raises(ValidationError):
+        service.create_event(payload(start="not a date"))
+    with pytest.raises(NotFound):
+        service.create_event(payload(organiser="ghost"))
+    with pytest.raises(Forbidden):
+        service.create_event(payload(organiser="nour-safi"), staff=COORDINATOR)
+    with pytest.raises(Forbidden):
+        service.create_event(payload(), staff={**COORDINATOR, "roles": ["case_worker"]})
+    network_only = service.create_event(payload(visibility="network"))["event"]
+    with pytest.raises(NotFound):
+        service.get_event(network_only["id"])  # not for the public
+    assert service.get_event(network_only["id"], audience="network")["id"] == network_only["id"]
+    assert service.list_occurrences("2027-02-01", "2027-03-01") == []
+
+
+def test_update_and_cancel(service):
+    event = service.create_event(payload(rrule="FREQ=DAILY;COUNT=3"))["event"]
+    moved = service.move_occurrence(event["id"], {"recurrence_id": "2027-02-21T10:00", "start": "2027-02-24T10:00"})
+    assert moved["event"]["moved"][0]["recurrence_id"] == "2027-02-21T10:00:00+00:00"
+    updated = service.update_event(event["id"], {"title": "Salon d'hiver"}, staff=COORDINATOR)["event"]
+    assert updated["title"] == "Salon d'hiver" and updated["sequence"] == 2
+    assert service.cancel_event(event["id"])["status"] == "cancelled"
+    assert "STATUS:CANCELLED" in service.ical_feed("event", event["id"])
+
+
+def test_partner_event_applied_once_per_message(service):
+    from tansiq import contracts
+
+    envelope = contracts.make("ma.tansiq.event.published.v1", "nour-safi", {
+        "event_id": "np-1", "organiser": "nour-safi", "title": "Foire", "kind": "fair", "city": "Safi",
+        "starts_at": "2027-02-20T09:00:00+00:00", "ends_at": "2027-02-20T17:00:00+00:00", "visibility": "public"})
+    first = service.apply_partner_event(envelope.to_dict())
+    assert first["event"]["title"] == "Foire"
+    assert service.apply_partner_event(envelope.to_json()) is None  # redelivery: no second effect
+    assert len(service.list_occurrences("2027-02-01", "2027-03-01")) == 1

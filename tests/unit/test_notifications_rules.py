@@ -1,0 +1,117 @@
+"""The rules table: each kind reaches exactly the right people (directory answers from the real directory domain)."""
+
+from datetime import datetime, timezone
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from services.notifications import domain, rules
+from services.notifications.models import Base, Delivery, InboxItem
+from services.notifications.testing import small_network
+from tansiq import contracts
+from tansiq.db import make_engine
+from tansiq.messaging.store import messaging_metadata
+
+NOW = datetime(2026, 11, 30, 10, 0, tzinfo=timezone.utc)  # 11:00 in Casablanca: outside quiet hours
+REFERRAL = {"referral_id": "r-41", "from_association": "amal-safi", "to_association": "wafae-marrakech"}
+
+
+@pytest.fixture
+def session():
+    engine = make_engine("sqlite://")
+    Base.metadata.create_all(engine)
+    messaging_metadata.create_all(engine)
+    with Session(engine) as session:
+        yield session
+    engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def directory():
+    directory = small_network()
+    yield directory
+    directory.close()
+
+
+def event(type_, **data):
+    """A validated envelope of `type_`: the contract's example, overridden by `data`."""
+    example = dict(contracts.get(type_).example)
+    if "from_association" in example:
+        example.update(REFERRAL)
+    example.update(data)
+    return contracts.validate(contracts.make(type_, "tests", example))
+
+
+SENDER_CW = {"s-amal-cw-ar", "s-amal-cw-fr"}
+RECIPIENT_CW = {"s-wafae-cw-en"}
+EXPECTED = [
+    ("ma.tansiq.beneficiary.registered.v1", {"association": "amal-safi"}, SENDER_CW),
+    ("ma.tansiq.referral.sent.v1", {}, RECIPIENT_CW),
+    ("ma.tansiq.referral.acknowledged.v1", {}, SENDER_CW),
+    ("ma.tansiq.referral.accepted.v1", {}, SENDER_CW),
+    ("ma.tansiq.referral.declined.v1", {"reason": "no_capacity"}, SENDER_CW),
+    ("ma.tansiq.referral.started.v1", {}, SENDER_CW),
+    ("ma.tansiq.referral.completed.v1", {"outcome": "done"}, SENDER_CW),
+    ("ma.tansiq.referral.closed.v1", {"outcome": "closed"}, SENDER_CW),
+    ("ma.tansiq.referral.expired.v1", {}, SENDER_CW),
+    ("ma.tansiq.referral.withdrawn.v1", {}, SENDER_CW | RECIPIENT_CW),
+    ("ma.tansiq.referral.reminder_due.v1", {}, RECIPIENT_CW),
+    ("ma.tansiq.referral.escalated.v1", {}, {"s-amal-coord", "s-wafae-coord"}),
+    ("ma.tansiq.consent.revoked.v1", {"recipients": ["wafae-marrakech"]}, RECIPIENT_CW),
+    ("ma.tansiq.event.reminder_due.v1", {"staff_ids": ["s-nour-events", "s-amal-cw-fr"]},
+     {"s-nour-events", "s-amal-cw-fr"}),
+    ("ma.tansiq.event.overlap_detected.v1", {"organisers": ["amal-safi", "nour-safi"]},
+     {"s-amal-coord", "s-nour-events"}),
+    ("ma.tansiq.event.published.v1", {"organiser": "amal-safi"},
+     {"s-amal-coord", "s-wafae-coord", "s-wafae-events", "s-nour-events"}),
+]
+
+
+@pytest.mark.parametrize("type_,data,expected", EXPECTED, ids=[row[0].split(".", 2)[2] for row in EXPECTED])
+def test_each_kind_reaches_exactly_the_right_people(session, directory, type_, data, expected):
+    items = domain.notify(session, directory, event(type_, **data), NOW)
+    assert {item.staff_id for item in items} == expected
+    assert {item.kind for item in items} == {rules.RULES[type_].kind}
+
+
+def test_every_rule_has_a_contract_and_the_table_covers_the_tested_kinds():
+    assert set(rules.RULES) <= set(contracts.all_contracts())
+    assert {row[0] for row in EXPECTED} == set(rules.RULES)
+
+
+def test_urgent_referral_and_escalation_are_urgent_others_not(directory):
+    sent = rules.RULES["ma.tansiq.referral.sent.v1"]
+    assert sent.urgency({"urgency": "urgent"}) == rules.URGENT
+    assert sent.urgency({"urgency": "normal"}) == rules.NORMAL
+    assert rules.RULES["ma.tansiq.referral.escalated.v1"].urgency({}) == rules.URGENT
+    assert rules.RULES["ma.tansiq.event.published.v1"].urgency({}) == rules.LOW
+
+
+def test_unknown_staff_in_an_event_reminder_is_skipped_not_fatal(session, directory):
+    items = domain.notify(session, directory, event("ma.tansiq.event.reminder_due.v1",
+                                                    staff_ids=["s-gone", "s-amal-cw-fr"]), NOW)
+    assert [item.staff_id for item in items] == ["s-amal-cw-fr"]
+
+
+def test_a_type_without_a_rule_notifies_nobody(session, directory):
+    assert domain.notify(session, directory, event("ma.tansiq.association.registered.v1"), NOW) == []
+
+
+def test_a_duplicated_event_notifies_once(session, directory):
+    sent = event("ma.tansiq.referral.sent.v1", urgency="urgent")
+    first = domain.notify(session, directory, sent, NOW)
+    again = domain.notify(session, directory, sent, NOW)
+    assert len(first) == 1 and again == []
+    assert len(session.scalars(select(InboxItem)).all()) == 1
+    assert len(session.scalars(select(Delivery)).all()) == 1  # one email (SMS not enabled by default)
+
+
+def test_stored_params_hold_no_beneficiary_detail(session, directory):
+    sent = event("ma.tansiq.referral.sent.v1", reason="Violence conjugale, Khadija", note="x",
+                 shared={"first_name": "Khadija", "phone": "+212611111111"})
+    [item] = domain.notify(session, directory, sent, NOW)
+    stored = repr(item.subject_params) + repr([d.params for d in session.scalars(select(Delivery))])
+    for detail in ("Khadija", "+212611111111", "Violence", "r-41"):
+        assert detail not in stored
+    assert item.link == "/referrals/r-41"  # the id stays in the app link, behind sign-in

@@ -1,0 +1,142 @@
+"""The referrals nameko entrypoints with a real SQLite database and fakes for intake and directory."""
+
+import json
+
+import pytest
+from nameko.testing.services import worker_factory
+from sqlalchemy import select
+
+from tansiq import contracts
+from tansiq.db import session_scope
+from tansiq.errors import DomainError, Forbidden
+from tansiq.messaging.store import OutboxMessage
+
+from services.referrals.service import ReferralsService
+from services.referrals.testing import keyring, sqlite_session
+
+SAFI, MARRAKECH, AGADIR, RABAT = "amal-safi", "wafae-marrakech", "nour-agadir", "hayat-rabat"
+CASE_WORKER = {"id": "s-1", "association": SAFI, "roles": ["case_worker"]}
+RECIPIENT = {"id": "s-9", "association": MARRAKECH, "roles": ["case_worker"]}
+PII = {"first_name": "Khadija", "phone": "+212600000042"}
+
+
+class FakeDirectory:
+    integration = {SAFI: "tansiq", MARRAKECH: "tansiq", AGADIR: "tansiq", RABAT: "queue"}
+
+    def get_association(self, slug):
+        return {"slug": slug, "integration": self.integration[slug]}
+
+    def find_services(self, category, city=None):
+        return [{"association": slug, "category": category, "status": "active"} for slug in self.integration]
+
+
+class FakeIntake:
+    """Consent c-19 covers Marrakech and Agadir for b-1; anything else is refused as intake would."""
+
+    def __init__(self):
+        self.calls = []
+
+    def prepare_referral_share(self, beneficiary_id, recipient, category, fields, staff_id, override_reason=None,
+                               staff_roles=(), staff_association=None):
+        self.calls.append((beneficiary_id, recipient, tuple(fields)))
+        if beneficiary_id != "b-1" or recipient not in (MARRAKECH, AGADIR, RABAT):
+            raise Forbidden("no consent covers this recipient and purpose", code="no_consent")
+        return {"consent_id": "c-19", "shared": {f: PII[f] for f in fields}, "override": False}
+
+
+class FakeDb:
+    def __init__(self, engine):
+        self.engine = engine
+
+    def session(self):
+        return session_scope(self.engine)
+
+
+@pytest.fixture
+def service(tmp_path):
+    with sqlite_session(tmp_path / "referrals.db") as session:
+        worker = worker_factory(ReferralsService, db=FakeDb(session.get_bind()), intake=FakeIntake(),
+                                directory=FakeDirectory(), keyring=keyring())
+        worker.session = session
+        yield worker
+
+
+def create(service, to=MARRAKECH, beneficiary="b-1"):
+    return service.create_referral({"beneficiary_id": beneficiary, "to_association": to,
+                                    "service_category": "legal_orientation", "reason": "Needs a lawyer",
+                                    "urgency": "urgent", "fields": ["first_name", "phone"]}, CASE_WORKER)
+
+
+def outbox(service):
+    service.session.expire_all()
+    return list(service.session.scalars(select(OutboxMessage).order_by(OutboxMessage.seq)))
+
+
+def test_create_act_and_read_over_rpc(service):
+    sent = create(service)
+    json.dumps(sent)  # crosses RPC as JSON
+    assert sent["state"] == "sent" and sent["direction"] == "sent" and "shared" not in sent
+    received = service.transition(sent["id"], "acknowledge", {}, RECIPIENT)
+    assert received["state"] == "received" and received["shared"] == PII and received["beneficiary_id"] is None
+    assert [r["id"] for r in service.list_referrals(MARRAKECH, "received", staff=RECIPIENT)] == [sent["id"]]
+    assert service.list_referrals(MARRAKECH, "received", status="completed", staff=RECIPIENT) == []
+    with pytest.raises(Forbidden):
+        service.list_referrals(SAFI, "sent", staff=RECIPIENT)
+    with pytest.raises(DomainError) as refused:
+        service.transition(sent["id"], "complete", {"outcome": "done"}, RECIPIENT)
+    assert refused.value.code == "invalid_transition"
+    assert [h["action"] for h in service.get_referral(sent["id"], CASE_WORKER)["history"]] == ["send", "acknowledge"]
+
+
+def test_refused_without_consent_nothing_recorded(service):
+    with pytest.raises(Forbidden) as refused:
+        create(service, beneficiary="b-2")
+    assert refused.value.code == "no_consent"
+    assert outbox(service) == []
+
+
+def test_decline_then_reroute_shares_the_same_fields_under_a_new_consent_check(service):
+    sent = create(service)
+    service.transition(sent["id"], "acknowledge", {}, RECIPIENT)
+    service.transition(sent["id"], "decline", {"reason": "no_capacity"}, RECIPIENT)
+    new = service.transition(sent["id"], "reroute", {"to_association": AGADIR}, CASE_WORKER)
+    assert new["rerouted_from"] == sent["id"] and new["to_association"] == AGADIR
+    assert service.intake.calls[-1] == ("b-1", AGADIR, ("first_name", "phone"))
+    assert service.get_referral(sent["id"], CASE_WORKER)["state"] == "rerouted"
+
+
+def test_a_partner_update_applies_and_a_bad_one_gets_a_rejection_on_its_queue(service):
+    sent = create(service, to=RABAT)
+    ref = {"referral_id": sent["id"], "from_association": SAFI, "to_association": RABAT, "by": "p-1"}
+    accepted = contracts.validate(contracts.make("ma.tansiq.referral.accepted.v1", RABAT, ref))
+    service.on_referral_update(accepted)  # not acknowledged yet: refused, told back
+    rejection = json.loads(outbox(service)[-1].body)
+    assert outbox(service)[-1].routing_key == f"{RABAT}.ma.tansiq.message.rejected.v1"
+    assert rejection["data"]["reason"] == "invalid_transition" and rejection["data"]["rejected_id"] == accepted.id
+
+    acknowledged = contracts.validate(contracts.make("ma.tansiq.referral.acknowledged.v1", RABAT, ref))
+    service.on_referral_update(acknowledged)
+    service.on_referral_update(acknowledged)  # redelivered: no second effect
+    history = service.get_referral(sent["id"], CASE_WORKER)["history"]
+    assert [h["action"] for h in history] == ["send", "acknowledge"] and history[-1]["by"] == "p-1"
+
+
+def test_a_partner_referral_arrives_and_revocation_erases_it(service):
+    sent = contracts.validate(contracts.make("ma.tansiq.referral.sent.v1", RABAT, {
+        "referral_id": "p-77", "from_association": RABAT, "to_association": MARRAKECH,
+        "service_category": "shelter", "urgency": "urgent", "reason": "Unsafe at home", "shared": PII,
+        "consent_id": "pc-1"}))
+    service.on_referral_sent(sent)
+    assert service.get_referral("p-77", RECIPIENT)["shared"] == PII
+    revoked = contracts.validate(contracts.make("ma.tansiq.consent.revoked.v1", RABAT, {
+        "consent_id": "pc-1", "beneficiary_id": "x", "association": RABAT, "recipients": [MARRAKECH],
+        "revoked_at": "2026-11-29T10:00:00+00:00"}))
+    service.on_consent_revoked(revoked)
+    service.on_consent_revoked(revoked)
+    view = service.get_referral("p-77", RECIPIENT)
+    assert view["shared"] == {} and [h["action"] for h in view["history"]].count("erase_shared") == 1
+
+    forged = contracts.validate(
+        contracts.make("ma.tansiq.referral.sent.v1", AGADIR, {**sent.data, "referral_id": "p-78"}))
+    service.on_referral_sent(forged)
+    assert json.loads(outbox(service)[-1].body)["data"]["reason"] == "not_allowed"

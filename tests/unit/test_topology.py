@@ -1,0 +1,30 @@
+"""The broker topology exists once, in code; the committed RabbitMQ definitions must match it."""
+
+import json
+
+from tansiq import ops
+from tansiq.config import ROOT
+from tansiq.messaging import topology
+
+
+def test_committed_definitions_match_the_code(tmp_path):
+    generated = ops.export_definitions(tmp_path / "definitions.json")
+    committed = json.loads((ROOT / "deploy" / "rabbitmq" / "definitions.json").read_text())
+    assert committed == json.loads(json.dumps(generated)), "run `tansiq topology export` and commit the result"
+
+
+def test_every_consumed_queue_has_retries_and_a_dead_letter_queue():
+    queues = {queue.name: queue for queue in topology.service_queues("intake", ["ma.tansiq.x.y.v1"])}
+    main = queues["intake.events"]
+    assert main.arguments["x-queue-type"] == "quorum"
+    for attempt, delay in enumerate(topology.RETRY_DELAYS_MS, start=1):
+        retry = queues[f"intake.events.retry.{attempt}"]
+        assert retry.arguments == {"x-message-ttl": delay, "x-dead-letter-exchange": "",
+                                   "x-dead-letter-routing-key": "intake.events"}
+    assert "intake.events.dlq" in queues
+
+
+def test_every_topic_exchange_has_the_alternate_exchange():
+    for exchange in topology.exchanges():
+        if exchange.type == "topic":
+            assert exchange.arguments["alternate-exchange"] == topology.UNROUTABLE_EXCHANGE
