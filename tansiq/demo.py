@@ -94,8 +94,19 @@ def is_seeded():
         engine.dispose()
 
 
-# Each step seeds one service; other services add theirs here (name, function(progress)).
-STEPS = [("directory", seed_directory)]
+def seed_events(progress):
+    from services.events import demo as events_demo
+    from tansiq.envelope import utcnow
+
+    engine = make_engine(tansiq_config.load("events")["DB_URI"])
+    known = {association["slug"] for association in ASSOCIATIONS}
+    with session_scope(engine) as session:
+        events_demo.seed(session, utcnow(), known, progress)
+    engine.dispose()
+
+
+# Each step seeds one service's own database (services own their data), in dependency order.
+STEPS = [("directory", seed_directory), ("events", seed_events)]
 
 
 def seed(out=print):

@@ -5,32 +5,14 @@ is expanded in that zone (see domain.py), so a 10:00 training stays at 10:00 loc
 across Morocco's Ramadan offset change.
 """
 
-from datetime import datetime, timezone
+from datetime import datetime
 
-from sqlalchemy import (JSON, Boolean, DateTime, Float, ForeignKey, Integer, String, Text, TypeDecorator,
-                        UniqueConstraint)
+from sqlalchemy import (JSON, Boolean, Float, ForeignKey, Integer, String, Text, UniqueConstraint)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 DEFAULT_TZ = "Africa/Casablanca"
 
-
-class UTCDateTime(TypeDecorator):
-    """An aware UTC datetime on every backend (SQLite drops the offset on the way back)."""
-
-    impl = DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value, dialect):
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError("naive datetime given to a UTC column")
-        return value.astimezone(timezone.utc)
-
-    def process_result_value(self, value, dialect):
-        if value is None:
-            return None
-        return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+from tansiq.db import UTCDateTime
 
 
 class Base(DeclarativeBase):

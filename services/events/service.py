@@ -1,6 +1,5 @@
 """Events service: thin nameko entrypoints over services.events.domain (calendar and feeds)."""
 
-import json
 from datetime import timedelta
 
 from nameko.dependency_providers import Config
@@ -11,10 +10,10 @@ from nameko.timer import timer
 from services.events import domain, ical
 from services.events.schemas import (CancelOccurrence, CreateEvent, EventSchema, MoveOccurrence, OccurrenceSchema,
                                      RegistrationSchema, UpdateEvent, VenueSchema, load_window)
-from tansiq import contracts
 from tansiq.db import Database
-from tansiq.envelope import parse, utcnow
+from tansiq.envelope import utcnow
 from tansiq.messaging import inbox
+from tansiq.messaging.consumer import handles_partner
 from tansiq.errors import DomainError, NotFound
 
 REMINDER_INTERVAL_SECONDS = 300
@@ -146,16 +145,14 @@ class EventsService:
         with self.db.session() as session:
             return ical.feed(session, utcnow(), scope, value, visibilities=_visibilities(audience))
 
-    @rpc
-    def apply_partner_event(self, message):
-        """An `ma.tansiq.event.*` message from a partner system, already authenticated (broker user,
-        signature) by the partner intake; applied once per message id."""
-        envelope = contracts.validate(parse(message if isinstance(message, (str, bytes)) else json.dumps(message)))
+    @handles_partner("ma.tansiq.event.published.v1", "ma.tansiq.event.updated.v1", "ma.tansiq.event.cancelled.v1")
+    def on_partner_event(self, event):
+        """A partner system's own event; the kernel already checked its sender (broker user, signature).
+        A refusal (not its event, older SEQUENCE…) goes back to the partner as a rejection."""
         with self.db.session() as session:
-            if not inbox.first_time(session, "events.partners", envelope):
-                return None
-            event, warnings = domain.apply_partner_event(session, utcnow(), envelope, self._association_exists)
-            return self._result(event, warnings)
+            if not inbox.first_time(session, self.name, event):
+                return
+            domain.apply_partner_event(session, utcnow(), event, self._association_exists)
 
     @timer(interval=REMINDER_INTERVAL_SECONDS)
     def send_reminders(self):

@@ -49,6 +49,10 @@ ERROR_STATUS = {
 }
 
 
+# Domain codes not in ERROR_STATUS take the status of their class (e.g. venue_conflict: Conflict).
+CLASS_STATUS = {"Unauthorized": 401, "Forbidden": 403, "NotFound": 404, "Conflict": 409}
+
+
 def error_body(code, message, details=None, status=None):
     status = status or ERROR_STATUS.get(code, 400)
     body = {"error": {"code": code, "message": message, "details": details or {}}}
@@ -59,7 +63,8 @@ def response_for(exc):
     if isinstance(exc, ValidationError):
         return error_body("validation_error", "the request does not have the expected shape", exc.messages)
     if isinstance(exc, DomainError):
-        return error_body(exc.code, exc.message, exc.details)
+        status = ERROR_STATUS.get(exc.code) or CLASS_STATUS.get(type(exc).__name__, 400)
+        return error_body(exc.code, exc.message, exc.details, status=status)
     if isinstance(exc, RemoteError):
         if exc.exc_type == "ValidationError":
             return error_body("validation_error", str(exc.value))

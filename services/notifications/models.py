@@ -4,35 +4,17 @@ Personal data of beneficiaries never lands here: an item holds a kind, a message
 and whitelisted parameters (association names, deadlines, event titles), never a name.
 """
 
-from datetime import datetime, timezone
+from datetime import datetime
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Integer, String, Text, TypeDecorator, UniqueConstraint
+from sqlalchemy import JSON, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from tansiq.db import UTCDateTime
 from tansiq.envelope import utcnow
 
 # Delivery states.
 QUEUED, SENT, FAILED, READ = "queued", "sent", "failed", "read"
 CHANNELS = ("inbox", "email", "sms", "webhook")
-
-
-class UTCDateTime(TypeDecorator):
-    """An aware UTC datetime on every backend (SQLite drops the offset on the way back)."""
-
-    impl = DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value, dialect):
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError("naive datetime given to a UTC column")
-        return value.astimezone(timezone.utc)
-
-    def process_result_value(self, value, dialect):
-        if value is None:
-            return None
-        return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
 
 
 class Base(DeclarativeBase):

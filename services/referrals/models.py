@@ -6,32 +6,15 @@ recipient keeps its copy in its own system), encrypted with the referral's own d
 (tansiq.crypto). Revoking the consent destroys that key: the values are gone, backups included.
 """
 
-from datetime import date, datetime, timezone
+from datetime import date, datetime
 
-from sqlalchemy import (JSON, Boolean, Date, DateTime, ForeignKey, Integer, LargeBinary, String, Text,
-                        TypeDecorator, UniqueConstraint)
+from sqlalchemy import (JSON, Boolean, Date, ForeignKey, Integer, LargeBinary, String, Text,
+                        UniqueConstraint)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 DEFAULT_TZ = "Africa/Casablanca"
 
-
-class UTCDateTime(TypeDecorator):
-    """Aware UTC in, aware UTC out — SQLite would hand back naive datetimes."""
-
-    impl = DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value, dialect):
-        if value is not None:
-            if value.tzinfo is None:
-                raise ValueError("naive datetime: times must be aware (UTC)")
-            value = value.astimezone(timezone.utc)
-        return value
-
-    def process_result_value(self, value, dialect):
-        if value is not None and value.tzinfo is None:
-            value = value.replace(tzinfo=timezone.utc)
-        return value
+from tansiq.db import UTCDateTime
 
 
 class Base(DeclarativeBase):

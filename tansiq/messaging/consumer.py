@@ -27,7 +27,7 @@ from nameko.messaging import QueueConsumer
 
 from tansiq import contracts
 from tansiq.envelope import parse
-from tansiq.errors import BadMessage, NotFound
+from tansiq.errors import REASON_CODES, BadMessage, DomainError, NotFound
 from tansiq.messaging import topology
 from tansiq.messaging.broker import ConfirmedPublisher, connect, declare, kombu_queue
 
@@ -127,7 +127,13 @@ class ServiceQueue(SharedExtension, ProviderCollector):
     def refused(self, body, message, exc):
         """Hook: what else to do with a refused delivery besides dead-lettering it."""
 
+    def refuse_without_retry(self, message, exc):
+        """Hook: True when a handler's error is a refusal no retry can change (then already settled)."""
+        return False
+
     def handler_failed(self, message, exc_info):
+        if self.refuse_without_retry(message, exc_info[1]):
+            return
         attempts = int((message.headers or {}).get(ATTEMPTS_HEADER, 0)) + 1
         error = "".join(traceback.format_exception_only(exc_info[0], exc_info[1])).strip()[:1000]
         if attempts <= len(self.delays):
@@ -265,6 +271,20 @@ class PartnerQueue(ServiceQueue):
             self.publisher.publish(envelope.to_bytes(), topology.PARTNERS_OUTBOUND, routing_key, envelope.id)
         except Exception:  # noqa: BLE001 - the refused message is kept in the DLQ either way
             log.exception("%s: could not send the rejection of %s", self.service_name, envelope.data)
+
+
+    def refuse_without_retry(self, message, exc):
+        # A partner asking for something the domain refuses (not its event, a transition not
+        # allowed now…) is told at once; retrying would only refuse again.
+        if not isinstance(exc, DomainError):
+            return False
+        reason = exc.code if exc.code in REASON_CODES else "not_allowed"
+        refusal = BadMessage(reason, str(exc)[:500])
+        log.warning("%s: refused partner message %s: %s", self.service_name,
+                    message.properties.get("message_id"), refusal)
+        self.settle(message, self.dead_letter, refusal.reason, refusal.detail)
+        self.refused(message.body, message, refusal)
+        return True
 
 
 class PartnerHandler(EventHandler):

@@ -58,10 +58,9 @@ def smtp():
     controller.stop()
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def engine(request, tmp_path):
     if request.param == "postgres":
-        request.getfixturevalue("postgres")  # skips (or fails in CI) without a server
         name = f"tansiq_notifications_{uuid.uuid4().hex[:10]}"
         engine = make_engine(create_pg_database(name))
     else:
@@ -176,15 +175,12 @@ def test_a_duplicated_event_notifies_once(engine, directory, smtp):
 
 
 @pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def test_through_the_broker_a_registration_reaches_inbox_email_and_json_api_once(request, network_factory, smtp,
-                                                                                  backend):
+def test_through_the_broker_a_registration_reaches_inbox_email_and_json_api_once(network_factory, smtp, backend):
     """The slice's consumer side with real processes (directory, notifications, gateway), broker and SMTP."""
     from harness import eventually
     from tansiq.messaging import topology
     from tansiq.messaging.broker import ConfirmedPublisher
 
-    if backend == "postgres":
-        request.getfixturevalue("postgres")  # skips (or fails in CI) without a server
     network = network_factory(backend=backend)
     network.env.update(TANSIQ_SMTP_PORT=str(smtp.port), TANSIQ_DELIVERY_INTERVAL_S="0.3")
     for service in ("directory", "notifications"):

@@ -96,7 +96,7 @@ def test_partner_event_applied_once_per_message(service):
     envelope = contracts.make("ma.tansiq.event.published.v1", "nour-safi", {
         "event_id": "np-1", "organiser": "nour-safi", "title": "Foire", "kind": "fair", "city": "Safi",
         "starts_at": "2027-02-20T09:00:00+00:00", "ends_at": "2027-02-20T17:00:00+00:00", "visibility": "public"})
-    first = service.apply_partner_event(envelope.to_dict())
-    assert first["event"]["title"] == "Foire"
-    assert service.apply_partner_event(envelope.to_json()) is None  # redelivery: no second effect
-    assert len(service.list_occurrences("2027-02-01", "2027-03-01")) == 1
+    service.on_partner_event(contracts.validate(envelope))
+    service.on_partner_event(contracts.validate(envelope))  # redelivery: no second effect
+    occurrences = service.list_occurrences("2027-02-01", "2027-03-01")
+    assert [occurrence["title"] for occurrence in occurrences] == ["Foire"]

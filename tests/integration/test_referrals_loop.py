@@ -1,0 +1,490 @@
+"""Closed-loop referrals through the real broker and real processes (issue 3).
+
+One network for the module: directory, intake, referrals, notifications and the gateway,
+plus a partner association that integrates by queue (its own software, the partner SDK).
+Safi (amal-safi) refers women to Marrakech (wafae-marrakech, through the app), to Rabat
+(insaf-rabat) and to the partner; every test registers its own beneficiary and follows
+only its own referrals, so the tests share the network without seeing each other.
+Deadlines (controlled clock) are covered by tests/unit/test_referrals_deadlines.py.
+"""
+
+import json
+import uuid
+from urllib.parse import quote
+
+import pika
+import pytest
+from sqlalchemy import select
+
+from harness import BROKER_HOST, Network, eventually, management_available
+from tansiq import config, contracts, ops, signing
+from tansiq.broker_admin import BrokerAdmin
+from tansiq.db import make_engine, session_scope
+from tansiq.envelope import MAX_BODY_BYTES, Envelope, parse
+from tansiq.messaging import topology
+from tansiq.partner import PartnerClient
+
+SERVICES = ("directory", "intake", "referrals", "notifications", "gateway")
+SENT = contracts.get("ma.tansiq.referral.sent.v1").example
+REJECTED = "ma.tansiq.message.rejected.v1"
+TYPE = "ma.tansiq.referral.{}.v1".format
+SAFI, MARRAKECH, RABAT = "amal-safi", "wafae-marrakech", "insaf-rabat"
+
+
+# --- the partner: its own software, talking to Tansiq only through its broker user ---------------
+
+class Partner:
+    """A partner association's system: the SDK to send, its own queue `partner.<slug>` to read."""
+
+    def __init__(self, network, slug):
+        self.slug = slug
+        self.admin = BrokerAdmin(vhost=network.vhost)
+        self.admin.declare_topology()  # its queue binds to partners.outbound
+        password = self.admin.add_partner(slug)["password"]
+        self.uri = f"amqp://{slug}:{password}@{BROKER_HOST}:5672/{quote(network.vhost, safe='')}"
+        self.key = signing.generate_key()
+        self.client = PartnerClient(self.uri, slug, self.key, network.var / f"{slug}-outbox.sqlite3")
+        self.received = []  # (envelope, raw body) of everything read from its queue so far
+
+    def send(self, verb, data, correlationid=None):
+        envelope = self.client.send(TYPE(verb), data, correlationid)
+        assert self.client.store.pending_count() == 0, "the partner's message was not confirmed by the broker"
+        return envelope
+
+    def publish_raw(self, body, routing_key=None, message_id=None):
+        """Publish bytes as this partner (its broker user), with confirms: bad input the broker lets through."""
+        connection = pika.BlockingConnection(pika.URLParameters(self.uri))
+        try:
+            channel = connection.channel()
+            channel.confirm_delivery()
+            channel.basic_publish(topology.PARTNERS_INBOUND, routing_key or f"{self.slug}.{TYPE('sent')}", body,
+                                  pika.BasicProperties(user_id=self.slug, delivery_mode=2, message_id=message_id,
+                                                       content_type="application/cloudevents+json"),
+                                  mandatory=True)
+        finally:
+            connection.close()
+
+    def poll(self):
+        connection = pika.BlockingConnection(pika.URLParameters(self.uri))
+        try:
+            channel = connection.channel()
+            while True:
+                method, _, body = channel.basic_get(topology.partner_queue(self.slug), auto_ack=True)
+                if method is None:
+                    break
+                self.received.append((parse(body), body))
+        finally:
+            connection.close()
+
+    def wait_for(self, predicate, message, count=1, timeout=60):
+        """The messages matching `predicate` once there are at least `count` of them."""
+        def found():
+            self.poll()
+            matching = [(envelope, body) for envelope, body in self.received if predicate(envelope)]
+            return matching if len(matching) >= count else None
+
+        return eventually(found, timeout=timeout, message=message)
+
+    def about(self, referral_id, verb, timeout=60):
+        [(envelope, body)] = self.wait_for(
+            lambda e: e.type == TYPE(verb) and e.data.get("referral_id") == referral_id,
+            f"{verb} of {referral_id} on partner.{self.slug}", timeout=timeout)
+        return envelope, body
+
+    def close(self):
+        self.admin.revoke_partner(self.slug)
+
+
+def add_partner_association(network, slug):
+    """A partner association in the network's directory (a slug of its own: broker users are per broker)."""
+    from services.directory import domain
+
+    engine = make_engine(config.load("directory", environ=network.env)["DB_URI"])
+    with session_scope(engine) as session:
+        domain.upsert_association(session, {
+            "slug": slug, "name_ar": "جمعية نور", "name_fr": "Association Nour (partenaire)", "city": "Casablanca",
+            "address": "Maarif, Casablanca", "phone": "+212522000099", "email": "contact@nour.example",
+            "services": [{"name": "Orientation juridique", "category": "legal_orientation", "languages": ["ar", "fr"]},
+                         {"name": "Soutien psychologique", "category": "psychological_support",
+                          "languages": ["ar", "fr"]}]})
+        from services.directory.models import Association
+
+        assert session.scalar(select(Association.slug).where(Association.slug == slug)) == slug
+    engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def network():
+    if not management_available():
+        pytest.fail("the RabbitMQ management API (port 15672) is needed: rabbitmq-plugins enable rabbitmq_management")
+    network = Network()
+    partner = None
+    try:
+        network.migrate()
+        network.seed()
+        slug = f"nour-{network.id}"
+        add_partner_association(network, slug)
+        partner = network.partner = Partner(network, slug)
+        network.start(*SERVICES)
+        with network.rpc() as rpc:
+            rpc.directory.set_public_key(slug, signing.public_key_b64(partner.key))
+            assert rpc.directory.get_association(slug)["integration"] == "queue"
+        network.staff = {name: network.login(email) for name, email in {
+            "fatima": "fatima@amal-safi.example",   # case worker, Safi (sender)
+            "hanane": "hanane@amal-safi.example",   # case worker + coordinator, Safi
+            "naima": "naima@wafae.example",         # case worker, Marrakech (recipient)
+            "amina": "amina@insaf.example",         # case worker + coordinator, Rabat
+        }.items()}
+        yield network
+    finally:
+        if partner is not None:
+            partner.close()
+        network.close()
+
+
+@pytest.fixture
+def partner(network):
+    return network.partner
+
+
+# --- the API, as staff use it -------------------------------------------------------------------------
+
+class Api:
+    def __init__(self, network, who):
+        self.web, self.http = network.web, network.staff[who]
+
+    def get(self, path, **kwargs):
+        return self.http.get(self.web + path, timeout=30, **kwargs)
+
+    def post(self, path, body=None):
+        return self.http.post(self.web + path, json=body if body is not None else {}, timeout=30)
+
+    def ok(self, response, status=200):
+        assert response.status_code == status, response.text
+        return response.json()
+
+    def register(self, first_name, last_name, phone, notes="Violence conjugale depuis deux ans."):
+        return self.ok(self.post("/api/beneficiaries", {
+            "kind": "survivor", "first_name": first_name, "last_name": last_name, "phone": phone,
+            "birth_year": 1990, "city": "Safi", "language": "ar", "needs": ["legal_orientation"],
+            "urgency": "normal", "notes": notes}), 201)["id"]
+
+    def consent(self, beneficiary_id, fields, recipient=None, category=None, purpose="legal_orientation"):
+        body = {"purpose": purpose, "fields": fields}
+        body.update({"recipient_association": recipient} if recipient else {"recipient_category": category})
+        return self.ok(self.post(f"/api/beneficiaries/{beneficiary_id}/consents", body), 201)["id"]
+
+    def refer(self, beneficiary_id, to, fields, category="legal_orientation", reason="Besoin d'une avocate"):
+        return self.post("/api/referrals", {
+            "beneficiary_id": beneficiary_id, "to_association": to, "service_category": category,
+            "reason": reason, "urgency": "normal", "fields": fields})
+
+    def referral(self, referral_id):
+        return self.ok(self.get(f"/api/referrals/{referral_id}"))
+
+    def act(self, referral_id, action, **body):
+        return self.post(f"/api/referrals/{referral_id}/{action}", body)
+
+    def received(self):
+        return self.ok(self.get("/api/referrals", params={"direction": "received"}))
+
+    def inbox_kinds(self, link):
+        items = self.ok(self.get("/api/inbox", params={"limit": 500}))["items"]
+        return {item["kind"] for item in items if item["link"] == link}
+
+    def wait_inbox(self, link, kinds, timeout=60):
+        return eventually(lambda: set(kinds) <= self.inbox_kinds(link) and self.inbox_kinds(link), timeout=timeout,
+                          message=f"inbox items {sorted(kinds)} for {link}")
+
+
+def error_of(response, status):
+    assert response.status_code == status, response.text
+    return response.json()["error"]
+
+
+def unique_phone():
+    return "06" + str(uuid.uuid4().int)[:8]
+
+
+# --- 1. the loop between two associations, through the API ---------------------------------------------
+
+def test_a_full_referral_loop_between_safi_and_marrakech_through_the_api(network):
+    fatima, hanane, naima, amina = (Api(network, who) for who in ("fatima", "hanane", "naima", "amina"))
+    beneficiary = fatima.register("Khadija", "Bennani", "0661234567")
+    fatima.consent(beneficiary, ["first_name", "phone", "needs"], recipient=MARRAKECH)
+
+    sent = fatima.ok(fatima.refer(beneficiary, MARRAKECH, ["first_name", "needs"]), 201)
+    referral_id, link = sent["id"], f"/referrals/{sent['id']}"
+    assert (sent["state"], sent["direction"], sent["beneficiary_id"]) == ("sent", "sent", beneficiary)
+    assert sent["shared_fields"] == ["first_name", "needs"] and sent["consent_id"]
+
+    assert referral_id in [r["id"] for r in naima.received()]
+    received = naima.referral(referral_id)
+    assert received["direction"] == "received" and received["beneficiary_id"] is None
+    assert received["shared"] == {"first_name": "Khadija", "needs": ["legal_orientation"]}
+    naima.wait_inbox(link, {"referral.sent"})
+
+    for action, state, body in [("acknowledge", "received", {}), ("accept", "accepted", {}),
+                                ("start", "in_progress", {}),
+                                ("complete", "completed", {"outcome": "Une avocate a été désignée; audience le 12."})]:
+        assert naima.ok(naima.act(referral_id, action, **body))["state"] == state
+
+    seen_by_sender = fatima.referral(referral_id)
+    assert seen_by_sender["state"] == "completed"
+    assert seen_by_sender["outcome"] == "Une avocate a été désignée; audience le 12."
+    assert [(h["action"], h["by_association"]) for h in seen_by_sender["history"]] == [
+        ("send", SAFI), ("acknowledge", MARRAKECH), ("accept", MARRAKECH), ("start", MARRAKECH),
+        ("complete", MARRAKECH)]
+    assert "shared" not in seen_by_sender or seen_by_sender["shared"] == {}
+
+    steps = {"referral.acknowledged", "referral.accepted", "referral.started", "referral.completed"}
+    fatima.wait_inbox(link, steps)
+    hanane.wait_inbox(link, steps)
+    assert "Khadija" not in json.dumps(fatima.ok(fatima.get("/api/inbox")))  # no name in a notification
+    # A third association does not even learn that the referral exists.
+    assert error_of(amina.get(f"/api/referrals/{referral_id}"), 404)["code"] == "not_found"
+
+
+# --- 2. the same loop with a partner system, by queue ------------------------------------------------------
+
+def test_the_loop_with_a_partner_recipient_integrating_by_queue(network, partner):
+    fatima, hanane = Api(network, "fatima"), Api(network, "hanane")
+    beneficiary = fatima.register("Hafsa", "Lamrani", unique_phone())
+    fatima.consent(beneficiary, ["first_name", "phone"], recipient=partner.slug)
+    sent = fatima.ok(fatima.refer(beneficiary, partner.slug, ["first_name", "phone"]), 201)
+    referral_id, link = sent["id"], f"/referrals/{sent['id']}"
+
+    envelope, _ = partner.about(referral_id, "sent")
+    assert envelope.source == SAFI and envelope.data["to_association"] == partner.slug
+    assert envelope.data["reason"] == "Besoin d'une avocate"
+    assert envelope.data["shared"]["first_name"] == "Hafsa" and set(envelope.data["shared"]) == {"first_name", "phone"}
+    assert envelope.data["ack_due"] and envelope.data["consent_id"] == sent["consent_id"]
+
+    ref = {"referral_id": referral_id, "from_association": SAFI, "to_association": partner.slug, "by": "nour-cw-1"}
+    chain = envelope.correlationid or envelope.id
+    partner.send("acknowledged", ref, chain)
+    eventually(lambda: fatima.referral(referral_id)["state"] == "received", message="acknowledged by the partner")
+    partner.send("accepted", ref, chain)
+    partner.send("started", ref, chain)
+    partner.send("completed", {**ref, "outcome": "Accompagnée au tribunal de première instance."}, chain)
+
+    done = eventually(lambda: (r := fatima.referral(referral_id))["state"] == "completed" and r,
+                      message="completed by the partner")
+    assert done["outcome"] == "Accompagnée au tribunal de première instance."
+    assert [(h["action"], h["by_association"], h["by"]) for h in done["history"][1:]] == [
+        (action, partner.slug, "nour-cw-1") for action in ("acknowledge", "accept", "start", "complete")]
+    steps = {"referral.acknowledged", "referral.accepted", "referral.started", "referral.completed"}
+    fatima.wait_inbox(link, steps)
+    hanane.wait_inbox(link, steps)
+    # Nothing came back to the partner: no echo of its own steps, no rejection.
+    partner.poll()
+    assert [e.type for e, _ in partner.received if e.data.get("referral_id") == referral_id
+            or e.data.get("rejected_id") in (None, referral_id)] == [TYPE("sent")]
+
+
+def test_the_loop_with_a_partner_sender_and_a_recipient_using_the_app(network, partner):
+    naima = Api(network, "naima")
+    referral_id = f"nour-{uuid.uuid4().hex[:12]}"
+    ref = {"referral_id": referral_id, "from_association": partner.slug, "to_association": MARRAKECH}
+    partner.send("sent", {**ref, "service_category": "psychological_support", "urgency": "urgent",
+                          "reason": "Suivi psychologique après hébergement", "consent_id": "nour-c-7",
+                          "shared": {"first_name": "Zineb", "language": "fr"}})
+
+    received = eventually(lambda: referral_id in [r["id"] for r in naima.received()] and naima.referral(referral_id),
+                          message="the partner's referral in Marrakech's received list")
+    assert (received["origin"], received["from_association"], received["state"]) == ("partner", partner.slug, "sent")
+    assert received["shared"] == {"first_name": "Zineb", "language": "fr"}
+    naima.wait_inbox(f"/referrals/{referral_id}", {"referral.sent"})
+
+    for action, body in [("acknowledge", {}), ("accept", {}), ("start", {}),
+                         ("complete", {"outcome": "Six séances; elle va mieux."})]:
+        naima.ok(naima.act(referral_id, action, **body))
+    for verb in ("acknowledged", "accepted", "started"):
+        envelope, _ = partner.about(referral_id, verb)
+        assert envelope.source == MARRAKECH and envelope.data["by"] == "s-mrk-1"
+    completed, _ = partner.about(referral_id, "completed")
+    assert completed.data["outcome"] == "Six séances; elle va mieux."
+
+
+# --- 3. minimum data, consent, revocation -------------------------------------------------------------------
+
+def test_only_chosen_fields_leave_the_sender_consent_is_required_and_revocation_reaches_recipients(network, partner):
+    fatima, naima, amina = Api(network, "fatima"), Api(network, "naima"), Api(network, "amina")
+    phone = unique_phone()
+    story = "Frappée par son mari, réfugiée chez sa soeur."
+    beneficiary = fatima.register("Meriem", "Ouazzani", phone, notes=story)
+    secrets = ("Ouazzani", phone, story, "1990")
+
+    # Refused without a consent covering recipient, purpose and fields; nothing reaches anyone.
+    rabat_before = len(amina.received())
+    assert error_of(fatima.refer(beneficiary, RABAT, ["first_name"]), 403)["code"] == "no_consent"
+    consent_id = fatima.consent(beneficiary, ["first_name", "needs", "phone"], category="legal_orientation")
+    assert error_of(fatima.refer(beneficiary, MARRAKECH, ["first_name", "last_name"]), 403)["code"] == "no_consent"
+    assert error_of(fatima.refer(beneficiary, MARRAKECH, ["first_name"], category="psychological_support"),
+                    403)["code"] == "no_consent"
+    assert len(amina.received()) == rabat_before
+
+    # "Any partner offering legal orientation": Marrakech (app) and the partner (queue), each its own choice.
+    to_marrakech = fatima.ok(fatima.refer(beneficiary, MARRAKECH, ["first_name", "needs"]), 201)["id"]
+    to_partner = fatima.ok(fatima.refer(beneficiary, partner.slug, ["first_name"]), 201)["id"]
+
+    seen = naima.get(f"/api/referrals/{to_marrakech}")
+    assert naima.ok(seen)["shared"] == {"first_name": "Meriem", "needs": ["legal_orientation"]}
+    assert not [value for value in secrets if value in seen.text]
+    envelope, body = partner.about(to_partner, "sent")
+    assert envelope.data["shared"] == {"first_name": "Meriem"}
+    assert not [value for value in secrets if value in body.decode()]
+
+    # Revocation reaches both recipients: erased on the Tansiq side, told to the partner.
+    revoked = fatima.ok(fatima.post(f"/api/consents/{consent_id}/revoke"))
+    assert revoked["revoked_at"] and revoked["valid"] is False
+    erased = eventually(lambda: (r := naima.referral(to_marrakech))["shared_erased_at"] and r,
+                        message="shared values erased in Marrakech")
+    assert erased["shared"] == {} and "Meriem" not in json.dumps(erased)
+    assert erased["history"][-1]["action"] == "erase_shared"
+    naima.wait_inbox(f"/consents/{consent_id}", {"consent.revoked"})
+    notice, _ = partner.about(to_partner, "data_erased")
+    assert notice.source == SAFI and notice.data["from_association"] == SAFI
+    # The consent no longer covers anything.
+    assert error_of(fatima.refer(beneficiary, MARRAKECH, ["first_name"]), 403)["code"] == "no_consent"
+
+    for service in ("referrals", "notifications", "gateway"):
+        assert not [value for value in secrets if value in network.log(service)], service
+
+
+# --- 4. decline and re-route, withdraw, invalid transitions ----------------------------------------------
+
+def test_decline_with_reason_then_reroute_withdraw_and_invalid_transitions(network):
+    fatima, naima, amina = Api(network, "fatima"), Api(network, "naima"), Api(network, "amina")
+    beneficiary = fatima.register("Samira", "Tahiri", unique_phone())
+    fatima.consent(beneficiary, ["first_name"], category="legal_orientation")
+    first = fatima.ok(fatima.refer(beneficiary, MARRAKECH, ["first_name"]), 201)["id"]
+
+    # Every invalid transition is refused with a clear error, and changes nothing.
+    refusal = error_of(naima.act(first, "complete", outcome="done"), 409)
+    assert refusal["code"] == "invalid_transition"
+    assert "cannot complete a referral that is 'sent'" in refusal["message"] and "accept" in refusal["message"]
+    assert refusal["details"] == {"state": "sent", "action": "complete"}
+    assert "acknowledge it first" in error_of(naima.act(first, "accept"), 409)["message"]
+    assert error_of(fatima.act(first, "acknowledge"), 403)["code"] == "forbidden"  # the sender cannot
+    assert error_of(naima.act(first, "withdraw"), 403)["code"] == "forbidden"  # nor the recipient withdraw
+    assert error_of(naima.act(first, "explode"), 422)["code"] == "validation_error"
+    naima.ok(naima.act(first, "acknowledge"))
+    assert "already past" in error_of(naima.act(first, "acknowledge"), 409)["message"]
+    assert error_of(naima.act(first, "start"), 409)["code"] == "invalid_transition"
+    assert error_of(naima.act(first, "decline"), 400)["code"] == "reason_required"
+    assert error_of(fatima.act(first, "reroute", to_association=RABAT), 409)["code"] == "invalid_transition"
+    assert naima.referral(first)["state"] == "received"
+
+    # Decline with a reason; the sender sees why and is told.
+    declined = naima.ok(naima.act(first, "decline", reason="Pas de place avant janvier"))
+    assert declined["state"] == "declined"
+    assert fatima.referral(first)["decline_reason"] == "Pas de place avant janvier"
+    fatima.wait_inbox(f"/referrals/{first}", {"referral.declined"})
+    assert error_of(naima.act(first, "accept"), 409)["code"] == "invalid_transition"
+
+    # Re-route in one step, to another association (not the one that declined).
+    assert error_of(fatima.act(first, "reroute", to_association=MARRAKECH), 400)["code"] == "same_recipient"
+    second = fatima.ok(fatima.act(first, "reroute", to_association=RABAT), 201)
+    assert (second["to_association"], second["rerouted_from"], second["state"]) == (RABAT, first, "sent")
+    old = fatima.referral(first)
+    assert (old["state"], old["rerouted_to"]) == ("rerouted", second["id"])
+    assert amina.referral(second["id"])["shared"] == {"first_name": "Samira"}
+    amina.wait_inbox(f"/referrals/{second['id']}", {"referral.sent"})
+    assert "'rerouted' is final" in error_of(fatima.act(first, "reroute", to_association=RABAT), 409)["message"]
+    assert error_of(naima.get(f"/api/referrals/{second['id']}"), 404)["code"] == "not_found"
+
+    # The sender withdraws; the recipient is told and can no longer act on it.
+    assert fatima.ok(fatima.act(second["id"], "withdraw"))["state"] == "withdrawn"
+    amina.wait_inbox(f"/referrals/{second['id']}", {"referral.withdrawn"})
+    assert "'withdrawn' is final" in error_of(amina.act(second["id"], "acknowledge"), 409)["message"]
+    assert error_of(fatima.act(second["id"], "withdraw"), 409)["code"] == "invalid_transition"
+
+
+# --- 5. malformed partner messages ---------------------------------------------------------------------------
+
+def raw(partner, type_=TYPE("sent"), source=None, data=None, key="own", **changes):
+    """An envelope as bytes, signed (or not) without the contract check a well-behaved client makes."""
+    data = data if data is not None else {**SENT, "referral_id": f"bad-{uuid.uuid4().hex[:8]}",
+                                          "from_association": partner.slug, "to_association": MARRAKECH}
+    envelope = Envelope(type=type_, source=source or partner.slug, data=data)
+    if key == "own":
+        envelope = signing.sign(envelope, partner.key)
+    elif key is not None:
+        envelope = signing.sign(envelope, key)
+    body = envelope.to_dict()
+    body.update(changes)
+    return envelope.id, json.dumps(body).encode()
+
+
+def test_malformed_partner_messages_are_each_rejected_kept_and_the_services_keep_running(network, partner):
+    naima = Api(network, "naima")
+    tampered_id, tampered = raw(partner)
+    tampered = tampered.replace(b'"urgent"', b'"low"')  # changed after signing
+    cases = {  # message id -> (body, routing key, expected reason)
+        "broken-json": (b"{not json", None, "malformed_json"),
+        "not-an-object": (b"[1, 2, 3]", None, "malformed_json"),
+        "oversized": (b'{"pad": "' + b" " * MAX_BODY_BYTES + b'"}', None, "oversized"),
+        "no-specversion": (raw(partner, specversion=None)[1], None, "invalid_envelope"),
+    }
+    for reason, envelope in [
+        ("unknown_type", raw(partner, type_="ma.tansiq.unheard_of.thing.v1", data={"x": 1})),
+        ("unknown_type", raw(partner, type_=TYPE("expired"), data={  # a type partners may only receive
+            "referral_id": "r-1", "from_association": partner.slug, "to_association": MARRAKECH})),
+        ("schema_invalid", raw(partner, data={**SENT, "from_association": partner.slug, "urgency": "whenever"})),
+        ("bad_signature", raw(partner, key=None)),  # unsigned
+        ("bad_signature", raw(partner, key=signing.generate_key())),  # someone else's key
+        ("bad_signature", (tampered_id, tampered)),
+        ("forged_sender", raw(partner, source=SAFI, data={**SENT, "from_association": SAFI})),
+    ]:
+        cases[envelope[0]] = (envelope[1], None, reason)
+    for message_id, (body, routing_key, _) in cases.items():
+        partner.publish_raw(body, routing_key, message_id=message_id)
+
+    # Each gets its rejection on the sender's own queue ...
+    rejections = partner.wait_for(lambda e: e.type == REJECTED and e.data["reason"] in
+                                  {reason for _, _, reason in cases.values()}, "the rejections", count=len(cases))
+    by_id = {e.data["rejected_id"]: e.data["reason"] for e, _ in rejections if e.data["rejected_id"]}
+    assert by_id == {message_id: reason for message_id, (_, _, reason) in cases.items()
+                     if not message_id.startswith(("broken", "not-an", "oversized"))}
+    assert sorted(e.data["reason"] for e, _ in rejections) == sorted(reason for _, _, reason in cases.values())
+    assert all(e.source == "referrals" for e, _ in rejections)
+
+    # ... is kept in the dead-letter queue with its reason, as received ...
+    letters = eventually(lambda: len(d := ops.dead_letters(network.amqp_uri, "referrals.partners")) >= len(cases)
+                         and d, message="every refused message dead-lettered")
+    assert {letter["message_id"]: letter["reason"] for letter in letters} == {
+        message_id: reason for message_id, (_, _, reason) in cases.items()}
+    assert next(letter for letter in letters if letter["message_id"] == "broken-json")["body"] == "{not json"
+
+    # ... and the services keep running: a good message afterwards works.
+    assert all(network.procs[service].poll() is None for service in SERVICES)
+    good_id = f"nour-{uuid.uuid4().hex[:12]}"
+    partner.send("sent", {"referral_id": good_id, "from_association": partner.slug, "to_association": MARRAKECH,
+                          "service_category": "legal_orientation", "urgency": "normal", "reason": "Divorce",
+                          "shared": {"first_name": "Loubna"}})
+    eventually(lambda: good_id in [r["id"] for r in naima.received()], message="the good message after the bad ones")
+
+
+def test_partner_messages_the_domain_refuses_are_answered_with_a_reason(network, partner):
+    """Well-formed and signed, but not allowed: answered on the sender's queue, the referral unchanged."""
+    fatima = Api(network, "fatima")
+    beneficiary = fatima.register("Nadia", "Sebti", unique_phone())
+    fatima.consent(beneficiary, ["first_name"], recipient=partner.slug)
+    referral_id = fatima.ok(fatima.refer(beneficiary, partner.slug, ["first_name"]), 201)["id"]
+    partner.about(referral_id, "sent")
+    ref = {"referral_id": referral_id, "from_association": SAFI, "to_association": partner.slug}
+
+    refused = {
+        partner.send("completed", {**ref, "outcome": "trop tôt"}).id: "invalid_transition",  # before accept
+        partner.send("withdrawn", ref).id: "not_allowed",  # only the sender withdraws
+        partner.send("sent", {**SENT, "referral_id": f"nour-{uuid.uuid4().hex[:8]}",  # nobody by that name
+                              "from_association": partner.slug, "to_association": "nobody-here"}).id:
+            "unknown_association",
+    }
+    rejections = partner.wait_for(lambda e: e.type == REJECTED and e.data["rejected_id"] in refused,
+                                  "the domain's rejections", count=len(refused))
+    assert {e.data["rejected_id"]: e.data["reason"] for e, _ in rejections} == refused
+    assert fatima.referral(referral_id)["state"] == "sent"
+    partner.send("acknowledged", ref)  # the right next step still works
+    eventually(lambda: fatima.referral(referral_id)["state"] == "received", message="acknowledged after refusals")
