@@ -292,6 +292,9 @@ def deliver_due(session, now, channels, render):
         Delivery.attempts < MAX_ATTEMPTS).order_by(Delivery.next_attempt_at, Delivery.id).limit(BATCH)).all()
     counts = {"sent": 0, "failed": 0}
     for group in _groups(due):
+        group = _claim(session, group, now)
+        if not group:
+            continue
         first = group[0]
         channel = channels.get(first.channel)
         try:
@@ -315,6 +318,16 @@ def deliver_due(session, now, channels, render):
             counts["sent"] += len(group)
         session.commit()
     return counts
+
+
+def _claim(session, group, now):
+    """The part of `group` this process may send: on PostgreSQL the rows are locked (SKIP LOCKED)
+    and re-checked, so replicas of this service never send the same delivery twice."""
+    ids = [delivery.id for delivery in group]
+    claimed = set(session.scalars(select(Delivery.id).where(
+        Delivery.id.in_(ids), Delivery.state.in_((QUEUED, FAILED)), Delivery.next_attempt_at <= now)
+        .with_for_update(skip_locked=True)))
+    return [delivery for delivery in group if delivery.id in claimed]
 
 
 def _secret(session, delivery):
