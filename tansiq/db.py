@@ -5,7 +5,8 @@ and PostgreSQL (psycopg2 made green with psycogreen, so a slow query does not
 starve the AMQP heartbeat under eventlet).
 """
 
-from contextlib import contextmanager
+import threading
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 from datetime import timezone
@@ -66,6 +67,10 @@ def make_engine(url, **kwargs):
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url, connect_args={"timeout": 30}, **kwargs)
+        # SQLite waits for a lock inside C, which freezes the whole eventlet hub: a worker holding a
+        # write lock while it awaits an RPC reply would then never get it. One unit of work at a
+        # time per process instead; waiting on this (green, once patched) lock lets others run.
+        engine.tansiq_lock = threading.RLock()
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_connection, _record):
@@ -87,17 +92,19 @@ def make_engine(url, **kwargs):
 @contextmanager
 def session_scope(engine):
     """One unit of work: commit on success, roll back on error, always close."""
-    session = Session(engine, expire_on_commit=False)
-    try:
-        yield session
-        session.commit()
-    except BaseException:
-        session.rollback()
-        raise
-    finally:
-        for hook in _after_commit_hooks:
-            hook(session)
-        session.close()
+    lock = getattr(engine, "tansiq_lock", None) or nullcontext()
+    with lock:
+        session = Session(engine, expire_on_commit=False)
+        try:
+            yield session
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+        finally:
+            session.close()
+            for hook in _after_commit_hooks:
+                hook(session)
 
 
 class Database(DependencyProvider):

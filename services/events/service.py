@@ -12,8 +12,10 @@ from services.events.schemas import (CancelOccurrence, CreateEvent, EventSchema,
                                      RegistrationSchema, UpdateEvent, VenueSchema, load_window)
 from tansiq.db import Database
 from tansiq.envelope import utcnow
-from tansiq.messaging import inbox
-from tansiq.messaging.consumer import handles_partner
+from tansiq import contracts
+from tansiq.messaging import inbox, outbox
+from tansiq.messaging.consumer import handles, handles_partner
+from tansiq.messaging.topology import PARTNERS_OUTBOUND
 from tansiq.errors import DomainError, NotFound
 
 REMINDER_INTERVAL_SECONDS = 300
@@ -32,6 +34,9 @@ def _visibilities(audience):
         return AUDIENCES[audience]
     except KeyError:
         raise DomainError("audience must be public or network", code="invalid_request") from None
+
+
+CALENDAR_CHANGES = ("ma.tansiq.event.published.v1", "ma.tansiq.event.updated.v1", "ma.tansiq.event.cancelled.v1")
 
 
 class EventsService:
@@ -145,7 +150,21 @@ class EventsService:
         with self.db.session() as session:
             return ical.feed(session, utcnow(), scope, value, visibilities=_visibilities(audience))
 
-    @handles_partner("ma.tansiq.event.published.v1", "ma.tansiq.event.updated.v1", "ma.tansiq.event.cancelled.v1")
+    @handles(*CALENDAR_CHANGES)
+    def forward_to_partners(self, event):
+        """The network's calendar changes reach partner systems, each on its own queue."""
+        # Asked before the transaction opens: no RPC while holding a write lock (SQLite under eventlet).
+        partners = [association["slug"] for association in self.directory.list_associations()
+                    if association.get("integration") == "queue"
+                    and association["slug"] not in (event.source, event.data["organiser"])]
+        with self.db.session() as session:
+            if not inbox.first_time(session, self.name, event):
+                return
+            for slug in partners:
+                copy = contracts.make(event.type, event.source, event.raw["data"], correlationid=event.id)
+                outbox.add(session, copy, exchange=PARTNERS_OUTBOUND, routing_key=f"{slug}.{event.type}")
+
+    @handles_partner(*CALENDAR_CHANGES)
     def on_partner_event(self, event):
         """A partner system's own event; the kernel already checked its sender (broker user, signature).
         A refusal (not its event, older SEQUENCE…) goes back to the partner as a rejection."""
