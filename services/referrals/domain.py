@@ -175,12 +175,7 @@ def create_referral(session, now, actor, keyring, *, beneficiary_id, to_associat
                     urgency, share, from_integration="tansiq", to_integration="tansiq", recipient_offers=True,
                     service_id=None, rerouted_from=None, calendar=None, note=""):
     """Record a referral and tell the recipient. `share` is intake's answer to prepare_referral_share."""
-    _require_role(actor)
-    if to_association == actor.association:
-        raise DomainError("a referral goes to another association", code="self_referral")
-    if not recipient_offers:
-        raise DomainError(f"{to_association} does not offer an active '{service_category}' service",
-                          code="service_not_offered")
+    check_can_create(actor, to_association, service_category, recipient_offers)
     shared = dict(share.get("shared") or {})
     unknown = sorted(set(shared) - set(SHAREABLE_FIELDS))
     if unknown:
@@ -207,10 +202,23 @@ def create_referral(session, now, actor, keyring, *, beneficiary_id, to_associat
     return referral
 
 
-def check_can_reroute(session, referral_id, actor):
+def check_can_create(actor, to_association, service_category, recipient_offers):
+    """Refuse early (before asking intake for data: it records a disclosure) a referral that could not be made."""
+    _require_role(actor)
+    if to_association == actor.association:
+        raise DomainError("a referral goes to another association", code="self_referral")
+    if not recipient_offers:
+        raise DomainError(f"{to_association} does not offer an active '{service_category}' service",
+                          code="service_not_offered")
+
+
+def check_can_reroute(session, referral_id, actor, to_association=None):
     """Refuse early (before asking intake for data) a re-route that could not happen."""
     referral = get_referral(session, referral_id)
     _check(referral, "reroute", actor)
+    if to_association == referral.to_association:
+        raise DomainError("re-route to a different association than the one that declined",
+                          code="same_recipient")
     return referral
 
 
@@ -218,10 +226,7 @@ def reroute(session, now, actor, keyring, referral_id, *, to_association, share,
             recipient_offers=True, service_category=None, reason=None, urgency=None, service_id=None,
             calendar=None, note=""):
     """One step: close a declined/expired referral as re-routed and send a new one linked to it."""
-    old = check_can_reroute(session, referral_id, actor)
-    if to_association == old.to_association:
-        raise DomainError("re-route to a different association than the one that declined",
-                          code="same_recipient")
+    old = check_can_reroute(session, referral_id, actor, to_association)
     new = create_referral(
         session, now, actor, keyring, beneficiary_id=old.beneficiary_id, to_association=to_association,
         service_category=service_category or old.service_category, reason=reason or old.reason,
@@ -333,6 +338,10 @@ def apply_partner_update(session, now, source, event_type, data):
         raise DomainError(f"partners cannot send {event_type}", code="not_allowed")
     referral = get_referral(session, data["referral_id"])
     step = STEPS[action]
+    party = referral.to_association if step.side == RECIPIENT else referral.from_association
+    if source != party:
+        # Refused, not ignored: the sender hears why. The message does not name the parties.
+        raise Forbidden(f"{source} may not {action} this referral")
     party_integration = referral.to_integration if step.side == RECIPIENT else referral.from_integration
     if party_integration != QUEUE:
         return None  # the acting side uses Tansiq: this is our own event coming back

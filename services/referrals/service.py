@@ -54,6 +54,7 @@ class ReferralsService:
     def create_referral(self, payload, staff):
         actor, data = actor_of(staff), load(CreateReferralSchema(), payload)
         recipient = self._recipient(data["to_association"], data["service_category"])
+        domain.check_can_create(actor, data["to_association"], data["service_category"], recipient["recipient_offers"])
         sender = self.directory.get_association(actor.association)
         share = self._share(actor, data["beneficiary_id"], data["to_association"], data["service_category"],
                             data["fields"], data["override_reason"])
@@ -82,10 +83,11 @@ class ReferralsService:
     def reroute(self, referral_id, payload, staff):
         actor, data = actor_of(staff), load(RerouteSchema(), payload)
         with self.db.session() as session:  # refuse before intake hands out any data
-            old = domain.check_can_reroute(session, referral_id, actor)
+            old = domain.check_can_reroute(session, referral_id, actor, data["to_association"])
             beneficiary_id, fields = old.beneficiary_id, data["fields"] or list(old.shared_fields)
             category = data["service_category"] or old.service_category
         recipient = self._recipient(data["to_association"], category)
+        domain.check_can_create(actor, data["to_association"], category, recipient["recipient_offers"])
         share = self._share(actor, beneficiary_id, data["to_association"], category, fields, data["override_reason"])
         now = utcnow()
         with self.db.session() as session:

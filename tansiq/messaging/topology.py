@@ -61,11 +61,22 @@ def exchanges():
 
 
 QUORUM = {"x-queue-type": "quorum"}
+DELIVERY_LIMIT = 10
 
 
 def queue_set(main, exchange, routing_keys, retry_delays_ms=RETRY_DELAYS_MS):
     """A consumed queue, its delayed-retry queues and its dead-letter queue."""
-    queues = [Queue(main, dict(QUORUM), [(exchange, key) for key in routing_keys])]
+    # The broker's own guard against poison messages that kill the consumer before it can
+    # dead-letter them itself (it never sees the failure): after DELIVERY_LIMIT deliveries the
+    # quorum queue dead-letters the message — at least once — into the same DLQ.
+    guarded = dict(QUORUM, **{
+        "x-delivery-limit": DELIVERY_LIMIT,
+        "x-dead-letter-exchange": "",
+        "x-dead-letter-routing-key": dead_letter_queue(main),
+        "x-dead-letter-strategy": "at-least-once",
+        "x-overflow": "reject-publish",
+    })
+    queues = [Queue(main, guarded, [(exchange, key) for key in routing_keys])]
     for attempt, delay in enumerate(retry_delays_ms, start=1):
         # A retry waits out its delay here, then dead-letters straight back to the main queue.
         queues.append(Queue(retry_queue(main, attempt), {

@@ -17,6 +17,7 @@ def test_every_consumed_queue_has_retries_and_a_dead_letter_queue():
     queues = {queue.name: queue for queue in topology.service_queues("intake", ["ma.tansiq.x.y.v1"])}
     main = queues["intake.events"]
     assert main.arguments["x-queue-type"] == "quorum"
+    assert main.arguments["x-dead-letter-routing-key"] == "intake.events.dlq"  # poison guard of the broker
     for attempt, delay in enumerate(topology.RETRY_DELAYS_MS, start=1):
         retry = queues[f"intake.events.retry.{attempt}"]
         assert retry.arguments == {"x-message-ttl": delay, "x-dead-letter-exchange": "",
