@@ -5,6 +5,7 @@ this, backed by the directory's own models and schemas on SQLite, so staff shape
 exactly the ones the RPC returns.
 """
 
+import pytest
 from sqlalchemy.orm import Session
 
 from services.directory import domain as directory_domain
@@ -70,3 +71,24 @@ def small_network(url="sqlite://", password=None):
     for staff_id, association, name, roles, language, phone in staff:
         directory.add_staff(staff_id, association, name, roles, language, phone, password)
     return directory
+
+
+@pytest.fixture
+def session():
+    """A notifications database in memory (with its outbox and inbox tables)."""
+    from services.notifications.models import Base
+
+    engine = make_engine("sqlite://")
+    Base.metadata.create_all(engine)
+    messaging_metadata.create_all(engine)
+    with Session(engine) as session:
+        yield session
+    engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def directory():
+    """The small demo network of small_network(), for a whole test module."""
+    directory = small_network()
+    yield directory
+    directory.close()

@@ -11,16 +11,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from sqlalchemy import select
-from sqlalchemy.orm import Session
 
 from services.notifications import channels, domain
-from services.notifications.models import FAILED, QUEUED, READ, SENT, Base, Delivery
+from services.notifications.models import FAILED, QUEUED, READ, SENT, Delivery
 from services.notifications.render import Renderer
-from services.notifications.testing import small_network
+from services.notifications.testing import directory, session, small_network  # noqa: F401 - fixtures
 from tansiq import contracts
-from tansiq.db import make_engine
 from tansiq.errors import NotFound
-from tansiq.messaging.store import messaging_metadata
 
 DAY = datetime(2026, 11, 30, 10, 0, tzinfo=timezone.utc)
 REFERRAL = {"referral_id": "r-41", "from_association": "amal-safi", "to_association": "wafae-marrakech"}
@@ -58,22 +55,6 @@ def closed_port():
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
 
-
-@pytest.fixture
-def session():
-    engine = make_engine("sqlite://")
-    Base.metadata.create_all(engine)
-    messaging_metadata.create_all(engine)
-    with Session(engine) as session:
-        yield session
-    engine.dispose()
-
-
-@pytest.fixture(scope="module")
-def directory():
-    directory = small_network()
-    yield directory
-    directory.close()
 
 
 @pytest.fixture

@@ -4,37 +4,18 @@ from datetime import datetime, timezone
 
 import pytest
 from sqlalchemy import select
-from sqlalchemy.orm import Session
 
 from services.notifications import domain, schemas
-from services.notifications.models import Base, Delivery
-from services.notifications.testing import small_network
+from services.notifications.models import Delivery
+from services.notifications.testing import directory, session, small_network  # noqa: F401 - fixtures
 from tansiq import contracts
-from tansiq.db import make_engine
 from tansiq.errors import DomainError
-from tansiq.messaging.store import messaging_metadata
 
 # Casablanca is UTC+1 all year (outside Ramadan), so 22:30 UTC is 23:30 local: inside default quiet hours.
 NIGHT = datetime(2026, 11, 30, 22, 30, tzinfo=timezone.utc)
 DAY = datetime(2026, 11, 30, 10, 0, tzinfo=timezone.utc)
 REFERRAL = {"referral_id": "r-41", "from_association": "amal-safi", "to_association": "wafae-marrakech"}
 
-
-@pytest.fixture
-def session():
-    engine = make_engine("sqlite://")
-    Base.metadata.create_all(engine)
-    messaging_metadata.create_all(engine)
-    with Session(engine) as session:
-        yield session
-    engine.dispose()
-
-
-@pytest.fixture(scope="module")
-def directory():
-    directory = small_network()
-    yield directory
-    directory.close()
 
 
 def referral_sent(urgency):

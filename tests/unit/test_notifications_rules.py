@@ -4,34 +4,15 @@ from datetime import datetime, timezone
 
 import pytest
 from sqlalchemy import select
-from sqlalchemy.orm import Session
 
 from services.notifications import domain, rules
-from services.notifications.models import Base, Delivery, InboxItem
-from services.notifications.testing import small_network
+from services.notifications.models import Delivery, InboxItem
+from services.notifications.testing import directory, session, small_network  # noqa: F401 - fixtures
 from tansiq import contracts
-from tansiq.db import make_engine
-from tansiq.messaging.store import messaging_metadata
 
 NOW = datetime(2026, 11, 30, 10, 0, tzinfo=timezone.utc)  # 11:00 in Casablanca: outside quiet hours
 REFERRAL = {"referral_id": "r-41", "from_association": "amal-safi", "to_association": "wafae-marrakech"}
 
-
-@pytest.fixture
-def session():
-    engine = make_engine("sqlite://")
-    Base.metadata.create_all(engine)
-    messaging_metadata.create_all(engine)
-    with Session(engine) as session:
-        yield session
-    engine.dispose()
-
-
-@pytest.fixture(scope="module")
-def directory():
-    directory = small_network()
-    yield directory
-    directory.close()
 
 
 def event(type_, **data):
