@@ -6,7 +6,7 @@ session, never from the request, so nobody can read someone else's inbox.
 
 from nameko.rpc import RpcProxy
 
-from services.gateway.web import api, current_staff, json_response, load_json
+from services.gateway.web import LANGUAGES, api, current_staff, json_response, load_json
 from services.notifications.schemas import PreferencesSchema
 
 TRUE = ("1", "true", "yes")
@@ -20,7 +20,8 @@ class InboxApi:
         staff = current_staff(request)
         unread_only = request.args.get("unread", "").lower() in TRUE
         limit = request.args.get("limit", 50, type=int)
-        items = self.notifications_rpc.inbox(staff["id"], unread_only=unread_only, limit=limit)
+        language = request.args.get("lang") if request.args.get("lang") in LANGUAGES else None
+        items = self.notifications_rpc.inbox(staff["id"], unread_only=unread_only, limit=limit, language=language)
         return json_response({"items": items}, headers={"Cache-Control": "no-store"})
 
     @api("GET", "/api/inbox/unread-count")

@@ -2,7 +2,73 @@
 
 from marshmallow import Schema, fields, validate
 
+from services.directory.schemas import StaffSchema
+from services.events.schemas import EventSchema
+from services.notifications.schemas import InboxItemSchema
+
 
 class LoginSchema(Schema):
     email = fields.Email(required=True)
     password = fields.String(required=True, validate=validate.Length(min=1, max=200))
+
+
+# --- answers the gateway puts together (for the OpenAPI document; see api_openapi.py) ---
+
+class ErrorDetailSchema(Schema):
+    code = fields.String(required=True, metadata={"description": "stable machine code, e.g. not_found, no_consent"})
+    message = fields.String(required=True, metadata={"description": "human-readable, in English"})
+    details = fields.Dict(required=True, metadata={"description": "per-field messages for validation_error, else {}"})
+
+
+class ErrorSchema(Schema):
+    error = fields.Nested(ErrorDetailSchema, required=True)
+
+
+class LoginResultSchema(Schema):
+    token = fields.String(metadata={"description": "also set as the tansiq_session cookie; send as Bearer token"})
+    staff = fields.Nested(StaffSchema)  # as directory.authenticate returns her
+
+
+class SessionClaimsSchema(Schema):
+    """What the session token carries (GET /api/me)."""
+
+    id = fields.String()
+    association = fields.String()
+    roles = fields.List(fields.String())
+    language = fields.String()
+    name = fields.String()
+
+
+class DuplicateSchema(Schema):
+    id = fields.String()
+    reasons = fields.List(fields.String(validate=validate.OneOf(
+        ("same_phone", "same_name", "similar_name", "same_birth_date", "same_birth_year"))))
+
+
+class RegisteredSchema(Schema):
+    """intake.register_beneficiary's answer: the new id and earlier records that may be the same woman."""
+
+    id = fields.String()
+    possible_duplicates = fields.List(fields.Nested(DuplicateSchema))
+
+
+class InboxEntrySchema(InboxItemSchema):
+    """An inbox item with its subject and body in the staff member's language (notifications.inbox)."""
+
+    subject = fields.String()
+    body = fields.String()
+
+
+class InboxListSchema(Schema):
+    items = fields.List(fields.Nested(InboxEntrySchema))
+
+
+class UnreadCountSchema(Schema):
+    unread = fields.Integer()
+
+
+class EventResultSchema(Schema):
+    """events.create_event / update_event / move_occurrence: the event and any clash warnings."""
+
+    event = fields.Nested(EventSchema)
+    warnings = fields.List(fields.Dict(), metadata={"description": "venue or time clashes; pass force=1 to go on"})

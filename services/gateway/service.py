@@ -9,13 +9,15 @@ from services.gateway.web import SESSION_COOKIE, SESSION_SECONDS, Sessions, Unau
 from services.gateway.api_events import EventsApi
 from services.gateway.api_inbox import InboxApi
 from services.gateway.api_intake import IntakeApi
+from services.gateway.api_openapi import OpenApiDocument
 from services.gateway.api_pages import PagesApi
 from services.gateway.api_referrals import ReferralsApi
+from services.gateway.api_webapp import WebAppPages
 
 login_in = LoginSchema()
 
 
-class GatewayService(PagesApi, IntakeApi, ReferralsApi, EventsApi, InboxApi):
+class GatewayService(PagesApi, WebAppPages, IntakeApi, ReferralsApi, EventsApi, InboxApi, OpenApiDocument):
     name = "gateway"
     sessions = Sessions()
     directory_rpc = RpcProxy("directory")

@@ -62,12 +62,13 @@ class NotificationsService:
     # --- inbox ---
 
     @rpc
-    def inbox(self, staff_id, unread_only=False, limit=50):
-        """The staff member's items, newest first, each with subject and body in their language."""
-        directory_language = self._directory_language(staff_id)
+    def inbox(self, staff_id, unread_only=False, limit=50, language=None):
+        """The staff member's items, newest first, each with subject and body in `language`
+        (the page she is reading) or else in the language of her preferences."""
+        directory_language = None if language else self._directory_language(staff_id)
         with self.db.session() as session:
             items = domain.list_inbox(session, staff_id, unread_only=unread_only, limit=limit)
-            language = domain.preferences(session, staff_id, directory_language)["language"]
+            language = language or domain.preferences(session, staff_id, directory_language)["language"]
             renderer = self._renderer()
             return [dict(schemas.InboxItemSchema().dump(item),
                          **renderer.entry(item.kind, language, item.subject_params)) for item in items]

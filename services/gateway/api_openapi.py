@@ -1,0 +1,340 @@
+"""OpenAPI 3.1 description of the gateway's HTTP API (GET /api/openapi.json, and docs/openapi.json).
+
+    python -m services.gateway.api_openapi --write     # after adding or changing a route
+
+The routes come from walking GatewayService's nameko `ApiHandler` entrypoints (method, url),
+so none can be left out; ROUTES adds what the code does not say (summary, body and answer
+schemas, query parameters, whether a session is needed). Shapes are the marshmallow schemas
+of services/*/schemas.py, converted by apispec's MarshmallowPlugin.
+tests/unit/test_openapi.py regenerates the document and compares it with the committed file.
+"""
+
+import argparse
+import inspect
+import json
+import re
+import sys
+from pathlib import Path
+
+from apispec import APISpec
+from apispec.ext.marshmallow import MarshmallowPlugin
+
+from services.directory.schemas import StaffSchema
+from services.events.schemas import (
+    CancelOccurrence,
+    CreateEvent,
+    EventSchema,
+    MoveOccurrence,
+    OccurrenceSchema,
+    RegistrationSchema,
+    UpdateEvent,
+    VenueSchema,
+    WallTime,
+)
+from services.gateway import schemas as gateway
+from services.gateway.web import (
+    ERROR_STATUS,
+    SESSION_COOKIE,
+    ApiHandler,
+    api,
+    json_response,
+)
+from services.intake.schemas import (
+    BeneficiarySchema,
+    ConsentSchema,
+    DuplicateDecisionSchema,
+    SessionSchema,
+)
+from services.notifications.schemas import PreferencesSchema
+from services.referrals.domain import ACTIONS
+from services.referrals.schemas import (
+    CreateReferralSchema,
+    HolidaySchema,
+    ListQuerySchema,
+    ReferralSchema,
+    RerouteSchema,
+    TransitionSchema,
+)
+from tansiq.contracts.events import EVENT_KINDS
+
+OUTPUT = Path(__file__).resolve().parents[2] / "docs" / "openapi.json"
+DOCUMENTED = re.compile(r"^/(api/|ical/|healthz$)")  # the HTML pages and static files are not an API
+JSON = "application/json"
+CALENDAR = "text/calendar"
+STAFF, OPTIONAL, PUBLIC = "staff", "optional", "public"
+
+# Component name -> schema. Names are chosen here: several services have a "StaffSchema".
+# Nested ones come before the schemas that nest them (else apispec names them itself).
+COMPONENTS = {
+    "Staff": StaffSchema, "LoginRequest": gateway.LoginSchema, "LoginResult": gateway.LoginResultSchema,
+    "SessionClaims": gateway.SessionClaimsSchema, "Error": gateway.ErrorSchema,
+    "BeneficiaryRegistration": BeneficiarySchema, "Registered": gateway.RegisteredSchema,
+    "ListeningSession": SessionSchema, "Consent": ConsentSchema, "DuplicateDecision": DuplicateDecisionSchema,
+    "CreateReferral": CreateReferralSchema, "Referral": ReferralSchema, "Transition": TransitionSchema,
+    "Reroute": RerouteSchema, "Holiday": HolidaySchema,
+    "Venue": VenueSchema, "Registration": RegistrationSchema, "CreateEvent": CreateEvent,
+    "UpdateEvent": UpdateEvent(partial=True), "Event": EventSchema, "EventResult": gateway.EventResultSchema,
+    "Occurrence": OccurrenceSchema, "MoveOccurrence": MoveOccurrence, "CancelOccurrence": CancelOccurrence,
+    "InboxEntry": gateway.InboxEntrySchema, "InboxList": gateway.InboxListSchema,
+    "UnreadCount": gateway.UnreadCountSchema, "Preferences": PreferencesSchema,
+}
+OBJECT = {"type": "object"}
+
+
+def query(name, schema, description=""):
+    return {"in": "query", "name": name, "required": False, "schema": schema, "description": description}
+
+
+FORCE = query("force", {"type": "string", "enum": ["1", "true", "yes"]}, "save despite venue/time clash warnings")
+WINDOW = [query("start", {"type": "string", "format": "date-time"}, "default: 7 days ago"),
+          query("end", {"type": "string", "format": "date-time"}, "default: in 62 days"),
+          query("city", {"type": "string"}), query("kind", {"type": "string", "enum": list(EVENT_KINDS)}),
+          query("association", {"type": "string"}, "organiser or co-organiser slug")]
+
+def described(tag, summary, answer=(200, OBJECT), auth=STAFF, body=None, query=None, params=None):
+    """What a route's code does not say.
+
+    answer: (status, component name | [component name] for an array | JSON schema | CALENDAR);
+    auth: STAFF (a session is needed), OPTIONAL (signed in sees more) or PUBLIC;
+    body: component name, or a list of them (one of); query: a marshmallow schema or parameter list;
+    params: extra JSON schema per path parameter (e.g. an enum).
+    """
+    return {"tag": tag, "summary": summary, "answer": answer, "auth": auth, "body": body, "query": query,
+            "params": params or {}}
+
+
+# (METHOD, OpenAPI path) -> described(...)
+ROUTES = {
+    ("GET", "/healthz"): described(tag="session", auth=PUBLIC, summary="Liveness probe", answer=(200, OBJECT)),
+    ("GET", "/api/openapi.json"): described(tag="session", auth=PUBLIC, summary="This document", answer=(200, OBJECT)),
+    ("POST", "/api/login"): described(tag="session", auth=PUBLIC, body="LoginRequest", answer=(200, "LoginResult"),
+                                 summary="Sign in; sets the session cookie and returns a bearer token"),
+    ("POST", "/api/logout"): described(tag="session", auth=PUBLIC, summary="Sign out (clears the cookie)",
+                                  answer=(200, OBJECT)),
+    ("GET", "/api/me"): described(tag="session", summary="The signed-in staff member", answer=(200, "SessionClaims")),
+    # intake
+    ("POST", "/api/beneficiaries"): described(
+        tag="intake", body="BeneficiaryRegistration", answer=(201, "Registered"),
+        summary="Register a beneficiary and her first listening session; lists possible duplicates"),
+    ("GET", "/api/beneficiaries/{beneficiary_id}"): described(
+        tag="intake", answer=(200, OBJECT), summary="A beneficiary's record (her association only; audited)"),
+    ("DELETE", "/api/beneficiaries/{beneficiary_id}"): described(
+        tag="intake", answer=(200, OBJECT), summary="Erase a beneficiary's personal data (right to erasure)"),
+    ("POST", "/api/beneficiaries/{beneficiary_id}/sessions"): described(
+        tag="intake", body="ListeningSession", answer=(201, OBJECT), summary="Add a listening session"),
+    ("POST", "/api/beneficiaries/{beneficiary_id}/consents"): described(
+        tag="intake", body="Consent", answer=(201, OBJECT), summary="Record her consent to share chosen fields"),
+    ("GET", "/api/beneficiaries/{beneficiary_id}/audit"): described(
+        tag="intake", answer=(200, {"type": "array", "items": OBJECT}), summary="Who read or changed her record"),
+    ("GET", "/api/beneficiaries/{beneficiary_id}/disclosures"): described(
+        tag="intake", answer=(200, {"type": "array", "items": OBJECT}), summary="What was shared, with whom"),
+    ("POST", "/api/consents/{consent_id}/revoke"): described(tag="intake", answer=(200, OBJECT),
+                                                        summary="Revoke a consent"),
+    ("POST", "/api/duplicates/{flag_id}"): described(tag="intake", body="DuplicateDecision", answer=(200, OBJECT),
+                                                summary="Decide whether a possible duplicate is the same woman"),
+    # referrals
+    ("GET", "/api/referrals"): described(tag="referrals", query=ListQuerySchema, answer=(200, ["Referral"]),
+                                    summary="Referrals the association sent or received, overdue first"),
+    ("POST", "/api/referrals"): described(tag="referrals", body="CreateReferral", answer=(201, "Referral"),
+                                     summary="Refer a beneficiary to another association (needs her consent)"),
+    ("GET", "/api/referrals/{referral_id}"): described(tag="referrals", answer=(200, "Referral"),
+                                                  summary="One referral, as the sender or the recipient sees it"),
+    ("POST", "/api/referrals/{referral_id}/{action}"): described(
+        tag="referrals", body=["Transition", "Reroute"], answer=(200, "Referral"),
+        params={"action": {"type": "string", "enum": list(ACTIONS)}},
+        summary="Act on a referral: acknowledge, accept, decline (reason), start, complete (outcome), close, "
+                "withdraw, or reroute (201, a new referral)"),
+    ("POST", "/api/holidays"): described(tag="referrals", body="Holiday", answer=(200, "Holiday"),
+                                    summary="Add or correct a public holiday (admins; deadlines count working days)"),
+    # events
+    ("GET", "/api/events"): described(tag="events", auth=OPTIONAL, query=WINDOW, answer=(200, ["Occurrence"]),
+                                 summary="Occurrences in a window (public ones, plus network ones when signed in)"),
+    ("POST", "/api/events"): described(tag="events", body="CreateEvent", query=[FORCE], answer=(201, "EventResult"),
+                                  summary="Create an event"),
+    ("GET", "/api/events/{event_id}"): described(tag="events", auth=OPTIONAL, answer=(200, "Event"), summary="One event"),
+    ("PATCH", "/api/events/{event_id}"): described(tag="events", body="UpdateEvent", query=[FORCE],
+                                              answer=(200, "EventResult"), summary="Change an event"),
+    ("POST", "/api/events/{event_id}/cancel"): described(tag="events", answer=(200, "Event"), summary="Cancel an event"),
+    ("POST", "/api/events/{event_id}/occurrences/move"): described(
+        tag="events", body="MoveOccurrence", query=[FORCE], answer=(200, "EventResult"),
+        summary="Move one occurrence of a recurring event"),
+    ("POST", "/api/events/{event_id}/occurrences/cancel"): described(
+        tag="events", body="CancelOccurrence", answer=(200, "Event"), summary="Cancel one occurrence"),
+    ("POST", "/api/events/{event_id}/registrations"): described(
+        tag="events", body="Registration", answer=(201, "Registration"), summary="Register a participant or stand"),
+    ("GET", "/api/venues"): described(tag="events", auth=PUBLIC, query=[query("city", {"type": "string"})],
+                                 answer=(200, ["Venue"]), summary="Registered venues"),
+    # iCalendar feeds: public events only, so calendar apps can subscribe without signing in
+    ("GET", "/ical/network.ics"): described(tag="ical", auth=PUBLIC, answer=(200, CALENDAR),
+                                       summary="Every public event of the network"),
+    ("GET", "/ical/city/{city}.ics"): described(tag="ical", auth=PUBLIC, answer=(200, CALENDAR),
+                                           summary="Public events in one city"),
+    ("GET", "/ical/association/{slug}.ics"): described(tag="ical", auth=PUBLIC, answer=(200, CALENDAR),
+                                                  summary="Public events an association organises"),
+    ("GET", "/ical/event/{event_id}.ics"): described(tag="ical", auth=PUBLIC, answer=(200, CALENDAR),
+                                                summary="One public event"),
+    # inbox
+    ("GET", "/api/inbox"): described(tag="inbox", answer=(200, "InboxList"), summary="The signed-in staff member's inbox",
+                                query=[query("unread", {"type": "string", "enum": ["1", "true", "yes"]}),
+                                       query("limit", {"type": "integer", "default": 50}),
+                                       query("lang", {"type": "string", "enum": ["ar", "fr", "en"]})]),
+    ("GET", "/api/inbox/unread-count"): described(tag="inbox", answer=(200, "UnreadCount"), summary="Unread items"),
+    ("POST", "/api/inbox/{item_id}/read"): described(tag="inbox", answer=(200, "InboxEntry"), summary="Mark one read"),
+    ("GET", "/api/preferences"): described(tag="inbox", answer=(200, "Preferences"),
+                                      summary="Notification channels, language, quiet hours, digest"),
+    ("PUT", "/api/preferences"): described(tag="inbox", body="Preferences", answer=(200, "Preferences"),
+                                      summary="Change notification preferences (partial)"),
+}
+
+TAGS = [
+    {"name": "session", "description": "Signing in and out"},
+    {"name": "intake", "description": "Beneficiaries, listening sessions, consents, duplicates, erasure"},
+    {"name": "referrals", "description": "Closed-loop referrals between associations"},
+    {"name": "events", "description": "The shared calendar"},
+    {"name": "ical", "description": "iCalendar (RFC 5545) feeds to subscribe to"},
+    {"name": "inbox", "description": "In-app notifications and notification preferences"},
+]
+
+DESCRIPTION = f"""\
+The JSON API of the Tansiq gateway (the staff web app uses it too).
+
+Sign in with `POST /api/login`: the answer sets the `{SESSION_COOKIE}` cookie and returns the same
+token, which other programs send as `Authorization: Bearer <token>` (valid 12 hours). The signed-in
+staff member's association and roles decide what she may see and do.
+
+Every refused request answers `{{"error": {{"code", "message", "details"}}}}` with the status of its code:
+{chr(10).join(f"- `{code}`: {status}" for code, status in ERROR_STATUS.items())}
+- any other refusal: 400 (404/409/403 when it is a not-found, conflict or forbidden kind); `internal_error`: 500.
+
+Times are ISO 8601 in UTC; events also carry local wall times in their IANA zone (Africa/Casablanca).
+"""
+
+PARAMETER = re.compile(r"<(?:(?P<converter>\w+)(?:\([^)]*\))?:)?(?P<name>\w+)>")
+CONVERTER_TYPES = {"int": {"type": "integer"}, "float": {"type": "number"}}
+
+
+def gateway_routes(service_class=None):
+    """[(METHOD, werkzeug url, method name, docstring)] of every `@api` entrypoint of the gateway."""
+    if service_class is None:
+        from services.gateway.service import (
+            GatewayService as service_class,  # here: service.py imports this module
+        )
+    found = []
+    for name, method in inspect.getmembers(service_class, inspect.isfunction):
+        for entrypoint in getattr(method, "nameko_entrypoints", ()):
+            if isinstance(entrypoint, ApiHandler):
+                found.append((entrypoint.method.upper(), entrypoint.url, name, inspect.getdoc(method) or ""))
+    return sorted(found, key=lambda route: (route[1], route[0]))
+
+
+def openapi_path(url):
+    """/api/x/<int:flag_id> -> (/api/x/{flag_id}, {flag_id: {"type": "integer"}})."""
+    types = {}
+
+    def replace(match):
+        types[match["name"]] = dict(CONVERTER_TYPES.get(match["converter"], {"type": "string"}))
+        return "{" + match["name"] + "}"
+
+    return PARAMETER.sub(replace, url), types
+
+
+def _content(schema, media=JSON):
+    if isinstance(schema, list):  # a JSON array of one component
+        return {media: {"schema": {"type": "array", "items": {"$ref": f"#/components/schemas/{schema[0]}"}}}}
+    if isinstance(schema, str):
+        return {media: {"schema": {"$ref": f"#/components/schemas/{schema}"}}}
+    return {media: {"schema": schema}}
+
+
+def operation(method, url, name, doc, info):
+    path, types = openapi_path(url)
+    auth = info.get("auth", STAFF)
+    summary = info.get("summary") or (doc.splitlines()[0] if doc else name)
+    op = {"tags": [info.get("tag", "other")], "summary": summary, "operationId": name,
+          "parameters": [{"in": "path", "name": param, "required": True, "schema": {**schema, **info.get(
+              "params", {}).get(param, {})}} for param, schema in types.items()]}
+    extra = info.get("query") or []
+    if isinstance(extra, list):
+        op["parameters"] += extra
+    else:
+        op["parameters"].append({"in": "query", "schema": extra})  # the MarshmallowPlugin expands a schema
+    if not op["parameters"]:
+        del op["parameters"]
+    body = info.get("body")
+    if body:
+        schema = ({"oneOf": [{"$ref": f"#/components/schemas/{one}"} for one in body]} if isinstance(body, list)
+                  else body)
+        op["requestBody"] = {"required": True, "content": _content(schema)}
+    status, answer = info.get("answer", (200, OBJECT))
+    if answer == CALENDAR:
+        content = {CALENDAR: {"schema": {"type": "string"}}}
+    else:
+        content = _content(answer)
+    op["responses"] = {str(status): {"description": "OK" if status == 200 else "Created", "content": content}}
+    if auth == STAFF:
+        op["responses"]["401"] = {"$ref": "#/components/responses/Unauthorized"}
+    if body or (extra and not isinstance(extra, list)):
+        op["responses"]["422"] = {"$ref": "#/components/responses/ValidationError"}
+    op["responses"]["default"] = {"$ref": "#/components/responses/Error"}
+    op["security"] = {STAFF: [{"session": []}, {"bearer": []}], OPTIONAL: [{}, {"session": []}, {"bearer": []}],
+                      PUBLIC: []}[auth]
+    return path, method.lower(), op
+
+
+def build(routes=None):
+    plugin = MarshmallowPlugin()
+    spec = APISpec(title="Tansiq gateway API", version="1.0.0", openapi_version="3.1.0", plugins=[plugin],
+                   info={"description": DESCRIPTION, "license": {"name": "AGPL-3.0-or-later"}},
+                   servers=[{"url": "/", "description": "the gateway that serves this document"}], tags=TAGS)
+    plugin.map_to_openapi_type(WallTime, "string", None)  # a date (all-day) or a local date-time
+    for name, schema in COMPONENTS.items():
+        spec.components.schema(name, schema=schema)
+    spec.components.security_scheme("session", {"type": "apiKey", "in": "cookie", "name": SESSION_COOKIE})
+    spec.components.security_scheme("bearer", {"type": "http", "scheme": "bearer"})
+    error = _content("Error")
+    spec.components.response("Error", {"description": "refused (see the status table above)", "content": error})
+    spec.components.response("Unauthorized", {"description": "not signed in, or the session expired",
+                                              "content": error})
+    spec.components.response("ValidationError", {
+        "description": "validation_error: the body or query does not have the expected shape; "
+                       "`details` has the messages per field", "content": error})
+    paths = {}
+    for method, url, name, doc in routes if routes is not None else gateway_routes():
+        if not DOCUMENTED.match(url):
+            continue
+        path, verb, op = operation(method, url, name, doc, ROUTES.get((method, openapi_path(url)[0]), {}))
+        paths.setdefault(path, {})[verb] = op
+    for path in sorted(paths):
+        spec.path(path=path, operations=paths[path])
+    return spec.to_dict()
+
+
+def render():
+    return json.dumps(build(), indent=2, ensure_ascii=False) + "\n"
+
+
+class OpenApiDocument:
+    @api("GET", "/api/openapi.json")
+    def openapi_document(self, request):
+        if not _cache:
+            _cache.append(build(gateway_routes(type(self))))
+        return json_response(_cache[0], headers={"Access-Control-Allow-Origin": "*"})
+
+
+_cache = []  # the routes cannot change while the process runs
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--write", action="store_true", help=f"write {OUTPUT} instead of printing")
+    args = parser.parse_args(argv)
+    text = render()
+    if args.write:
+        OUTPUT.write_text(text, encoding="utf-8")
+        print(f"wrote {OUTPUT}")
+    else:
+        sys.stdout.write(text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,255 @@
+// The staff pages' behaviour: each form or button calls the JSON API (same origin, session cookie).
+// Strings come from the page (#messages), already in the page's language.
+(function () {
+  "use strict";
+
+  var messagesNode = document.getElementById("messages");
+  var M = messagesNode ? JSON.parse(messagesNode.textContent) : {};
+
+  function api(method, url, body) {
+    return fetch(url, {
+      method: method,
+      credentials: "same-origin",
+      headers: body === undefined ? {} : { "Content-Type": "application/json" },
+      body: body === undefined ? undefined : JSON.stringify(body)
+    }).then(function (response) {
+      return response.text().then(function (text) {
+        var data = null;
+        try { data = text ? JSON.parse(text) : null; } catch (e) { data = null; }
+        if (!response.ok) {
+          var error = (data && data.error) || { code: "http_" + response.status, message: response.statusText };
+          error.status = response.status;
+          throw error;
+        }
+        return data;
+      });
+    }, function () {
+      throw { code: "offline", message: M.offline || "network error" };
+    });
+  }
+
+  // A readable message for an API error; field errors ({field: [messages]}) are listed.
+  function describe(error) {
+    if (error.status === 401) {
+      return M.signed_out || error.message;
+    }
+    var text = (M.error || "") + " " + (error.message || "");
+    var details = error.details;
+    if (details && typeof details === "object") {
+      var parts = [];
+      Object.keys(details).forEach(function (field) {
+        var value = details[field];
+        parts.push(field + ": " + (Array.isArray(value) ? value.join(" ") : JSON.stringify(value)));
+      });
+      if (parts.length) { text += " (" + parts.join("; ") + ")"; }
+    }
+    return text.trim();
+  }
+
+  function showError(container, error) {
+    var box = (container || document).querySelector(".error") || document.querySelector(".error");
+    if (!box) { return; }
+    box.textContent = typeof error === "string" ? error : describe(error);
+    box.hidden = false;
+    if (error && error.status === 401) {
+      // The session ended: sign in again and come back here.
+      window.setTimeout(function () {
+        window.location.href = "/login?next=" + encodeURIComponent(window.location.pathname + window.location.search);
+      }, 1200);
+    }
+  }
+
+  function clearError(container) {
+    var box = (container || document).querySelector(".error");
+    if (box) { box.hidden = true; box.textContent = ""; }
+  }
+
+  function busy(button, on) {
+    if (button) { button.disabled = on; button.setAttribute("aria-busy", on ? "true" : "false"); }
+  }
+
+  // ---- sign in / out ----------------------------------------------------------------------
+
+  var loginForm = document.getElementById("login-form");
+  if (loginForm) {
+    loginForm.addEventListener("submit", function (event) {
+      event.preventDefault();
+      clearError(loginForm);
+      var email = loginForm.elements.email.value.trim();
+      var password = loginForm.elements.password.value;
+      if (!email || !password) { showError(loginForm, M.required); return; }
+      var button = loginForm.querySelector("button[type=submit]");
+      busy(button, true);
+      api("POST", "/api/login", { email: email, password: password }).then(function () {
+        var next = loginForm.getAttribute("data-next") || "/";
+        // Only ever a path of this site (the server checked it too).
+        window.location.assign(next.charAt(0) === "/" && next.charAt(1) !== "/" ? next : "/");
+      }, function (error) {
+        busy(button, false);
+        showError(loginForm, error.status === 401 ? M.login_failed : error);
+      });
+    });
+  }
+
+  var signOut = document.getElementById("sign-out");
+  if (signOut) {
+    signOut.addEventListener("click", function () {
+      api("POST", "/api/logout").then(function () { window.location.assign("/login"); },
+                                      function (error) { showError(document, error); });
+    });
+  }
+
+  // ---- inbox ------------------------------------------------------------------------------
+
+  function setUnread(count) {
+    var badge = document.getElementById("unread-count");
+    var text = document.getElementById("unread-text");
+    if (badge) { badge.textContent = String(count); badge.setAttribute("data-unread", String(count)); }
+    if (text && M.unread) { text.textContent = M.unread.replace("{n}", String(count)); }
+  }
+
+  document.querySelectorAll("button.mark-read").forEach(function (button) {
+    button.addEventListener("click", function () {
+      var item = button.closest(".item");
+      clearError(document);
+      busy(button, true);
+      api("POST", "/api/inbox/" + encodeURIComponent(button.getAttribute("data-id")) + "/read").then(function () {
+        item.classList.remove("unread");
+        item.classList.add("read");
+        item.querySelector(".state-read").hidden = false;
+        button.remove();
+        return api("GET", "/api/inbox/unread-count").then(function (data) { setUnread(data.unread); });
+      }).catch(function (error) {
+        busy(button, false);
+        showError(document, error);
+      });
+    });
+  });
+
+  // ---- referrals --------------------------------------------------------------------------
+
+  function act(button, body) {
+    clearError(document);
+    busy(button, true);
+    var url = "/api/referrals/" + encodeURIComponent(button.getAttribute("data-id")) + "/" +
+      encodeURIComponent(button.getAttribute("data-action"));
+    return api("POST", url, body || {}).then(function () {
+      window.location.reload();  // the server renders the new state, deadlines and buttons
+    }, function (error) {
+      busy(button, false);
+      showError(document, error);
+    });
+  }
+
+  // decline needs a reason, complete an outcome: a small form opens under the buttons.
+  function askFor(button) {
+    var actions = button.closest(".actions");
+    var open = actions.querySelector("form.ask");
+    if (open) { open.remove(); }
+    var field = button.getAttribute("data-input");
+    var form = document.createElement("form");
+    form.className = "ask stack";
+    form.noValidate = true;  // our message, in the page's language
+    var label = document.createElement("label");
+    label.textContent = field === "reason" ? M.reason_prompt : M.outcome_prompt;
+    var input = document.createElement("textarea");
+    input.name = field;
+    input.required = true;
+    input.rows = 2;
+    input.maxLength = field === "reason" ? 200 : 2000;
+    label.appendChild(input);
+    var confirm = document.createElement("button");
+    confirm.type = "submit";
+    confirm.textContent = button.textContent + " — " + (M.confirm || "OK");
+    confirm.setAttribute("data-id", button.getAttribute("data-id"));
+    confirm.setAttribute("data-action", button.getAttribute("data-action"));
+    form.appendChild(label);
+    form.appendChild(confirm);
+    form.addEventListener("submit", function (event) {
+      event.preventDefault();
+      var value = input.value.trim();
+      if (!value) { showError(document, M.required); return; }
+      var body = {};
+      body[field] = value;
+      act(confirm, body);
+    });
+    actions.appendChild(form);
+    input.focus();
+  }
+
+  document.querySelectorAll("button.referral-action").forEach(function (button) {
+    button.addEventListener("click", function () {
+      if (button.getAttribute("data-input")) { askFor(button); } else { act(button); }
+    });
+  });
+
+  // ---- intake -----------------------------------------------------------------------------
+
+  var intakeForm = document.getElementById("intake-form");
+  if (intakeForm) {
+    var result = document.getElementById("intake-result");
+
+    intakeForm.addEventListener("submit", function (event) {
+      event.preventDefault();
+      clearError(intakeForm);
+      var f = intakeForm.elements;
+      var body = { kind: f.kind.value, needs: [], urgency: "normal" };
+      ["first_name", "last_name", "first_name_ar", "last_name_ar", "phone", "city", "notes"].forEach(function (name) {
+        var value = f[name].value.trim();
+        if (value) { body[name] = value; }
+      });
+      if (f.language.value) { body.language = f.language.value; }
+      if (f.birth_year.value) { body.birth_year = parseInt(f.birth_year.value, 10); }
+      intakeForm.querySelectorAll("input[name=needs]:checked").forEach(function (box) { body.needs.push(box.value); });
+      var urgency = intakeForm.querySelector("input[name=urgency]:checked");
+      if (urgency) { body.urgency = urgency.value; }
+      if (!body.first_name && !body.last_name && !body.first_name_ar && !body.last_name_ar) {
+        showError(intakeForm, M.required);
+        return;
+      }
+      var button = intakeForm.querySelector("button[type=submit]");
+      busy(button, true);
+      api("POST", "/api/beneficiaries", body).then(function (created) {
+        busy(button, false);
+        intakeForm.reset();
+        intakeForm.hidden = true;
+        result.querySelector(".result-title").textContent = M.registered;
+        result.querySelector(".result-id").textContent = created.id;
+        var box = result.querySelector(".duplicates");
+        box.textContent = "";
+        var duplicates = created.possible_duplicates || [];
+        var heading = document.createElement("p");
+        heading.textContent = duplicates.length ? M.duplicates : M.no_duplicates;
+        box.appendChild(heading);
+        if (duplicates.length) {
+          box.classList.add("warning");
+          var list = document.createElement("ul");
+          duplicates.forEach(function (duplicate) {
+            var li = document.createElement("li");
+            var code = document.createElement("code");
+            code.textContent = duplicate.id;
+            li.appendChild(code);
+            li.appendChild(document.createTextNode(" — " + duplicate.reasons.map(function (reason) {
+              return (M.dup && M.dup[reason]) || reason;
+            }).join(", ")));
+            list.appendChild(li);
+          });
+          box.appendChild(list);
+        } else {
+          box.classList.remove("warning");
+        }
+        result.hidden = false;
+        result.scrollIntoView();
+      }, function (error) {
+        busy(button, false);
+        showError(intakeForm, error);
+      });
+    });
+
+    document.getElementById("intake-again").addEventListener("click", function () {
+      result.hidden = true;
+      intakeForm.hidden = false;
+      intakeForm.elements.first_name.focus();
+    });
+  }
+})();
