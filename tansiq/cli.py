@@ -69,6 +69,19 @@ def cmd_health(args):
 
 
 def cmd_dlq(args):
+    from amqp.exceptions import NotFound as QueueNotFound
+
+    try:
+        return _dlq(args)
+    except QueueNotFound:
+        from tansiq import ops
+
+        print(f"no dead-letter queue for {args.service!r}; one of: "
+              f"{', '.join(name[:-4] for name in ops.known_queues() if name.endswith('.dlq'))}", file=sys.stderr)
+        return 2
+
+
+def _dlq(args):
     from tansiq import ops
 
     amqp_uri = tansiq_config.amqp_uri()
