@@ -132,6 +132,12 @@ RULES = {
         params=lambda data: {"city": data["city"], "organisers": list(data["organisers"])},
         link=event_link, associations=lambda data: list(data["organisers"]),
     ),
+    # The directory's news: coordinators across the network learn who joined, in their digest.
+    "ma.tansiq.association.registered.v1": Rule(
+        "association.joined", (Network((COORDINATOR,)),), fixed(LOW),
+        params=lambda data: {"association": data["slug"], "city": data["city"]},
+        link=lambda data: "/",
+    ),
     "ma.tansiq.event.published.v1": Rule(
         "event.published", (Network((COORDINATOR, EVENTS_MANAGER)),), fixed(LOW),
         params=lambda data: {**event_params(data), "association": data["organiser"], "city": data["city"]},

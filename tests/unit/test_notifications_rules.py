@@ -46,6 +46,7 @@ EXPECTED = [
      {"s-amal-coord", "s-nour-events"}),
     ("ma.tansiq.event.published.v1", {"organiser": "amal-safi"},
      {"s-amal-coord", "s-wafae-coord", "s-wafae-events", "s-nour-events"}),
+    ("ma.tansiq.association.registered.v1", {"slug": "nour-safi", "city": "Safi"}, {"s-amal-coord", "s-wafae-coord"}),
 ]
 
 
@@ -76,7 +77,7 @@ def test_unknown_staff_in_an_event_reminder_is_skipped_not_fatal(session, direct
 
 
 def test_a_type_without_a_rule_notifies_nobody(session, directory):
-    assert domain.notify(session, directory, event("ma.tansiq.association.registered.v1"), NOW) == []
+    assert domain.notify(session, directory, event("ma.tansiq.association.updated.v1"), NOW) == []
 
 
 def test_a_duplicated_event_notifies_once(session, directory):
