@@ -31,6 +31,7 @@ import pika
 import requests
 
 from tansiq import config as tansiq_config
+from tansiq.messaging.relay import BATCH as RELAY_BATCH
 
 warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")
 
@@ -617,16 +618,14 @@ def meaning(results, memory, n):
     if relay_pg:
         relays += f" and {relay_pg:,.0f} msg/s on PostgreSQL ({ms(relay_pg):.2f} ms a row)"
     relaying = (
-        f"**Outbox relay.** `relay_once` publishes one row, waits for its confirm, then commits that row as "
-        f"sent: every message pays a confirm round trip plus a database commit, {relays}; beyond the "
-        f"ConfirmedPublisher's {ms(kombu):.2f} ms, the rest is the row's update and commit. That order bounds "
-        f"what a crash can duplicate to one message. A pipelined relay — publish a batch of rows with "
-        f"~{WINDOW} confirms in flight, then mark the batch sent in one commit — would be bounded by the "
-        f"pipelined rate instead (~{pipelined:,.0f} msg/s here, up to ~{pipelined / slowest_relay:.0f}× the "
-        f"slowest relay above), at the price of re-sending up to a whole batch after a crash, which the "
-        f"consumers' inbox already absorbs. The network's own traffic (intakes, referrals, calendar changes "
-        f"at human pace) is orders of magnitude below {slowest_relay:,.0f} msg/s, so pipelining would pay off "
-        f"only when a large backlog drains, e.g. after a broker outage or a bulk import.")
+        f"**Outbox relay.** `relay_once` takes a batch of up to {RELAY_BATCH} pending rows, publishes them with "
+        f"their confirms in flight (`ConfirmedPublisher.publish_many`: one wait for the batch, not a round trip "
+        f"each), then marks the confirmed rows sent in one commit: {relays}, against {pipelined:,.0f} msg/s for "
+        f"pika's own pipelined publishing and {kombu:,.0f} msg/s for a confirm per message. The price of "
+        f"batching is what a crash between the confirms and the commit re-sends: up to a whole batch, which "
+        f"the consumers' inbox absorbs. The network's own traffic (intakes, referrals, calendar changes at "
+        f"human pace) is orders of magnitude below {slowest_relay:,.0f} msg/s; the batch matters when a "
+        f"backlog drains, e.g. after a broker outage or a bulk import.")
 
     consuming = (
         f"**Consuming.** End to end, the raw pika consumer that only acks handles {raw_ack:,.0f} msg/s "

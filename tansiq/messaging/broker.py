@@ -1,7 +1,9 @@
 """Broker plumbing shared by the relay, the consumer and the CLI: connections, declarations, confirmed publishing."""
 
 import logging
+import socket
 import threading
+import time
 
 from kombu import Connection, Exchange as KombuExchange, Queue as KombuQueue, binding
 
@@ -79,6 +81,59 @@ class ConfirmedPublisher:
                 raise
             if self._returned:
                 raise Unroutable(f"{exchange}/{routing_key}: no queue took message {message_id}")
+
+    def publish_many(self, messages, timeout=30):
+        """Publish `(body, exchange, routing_key, message_id)` tuples with their confirms in flight
+        (pipelined: one wait for the batch, not a round trip each), all `mandatory`.
+
+        Returns the message ids the broker confirmed and routed; anything nacked, returned or
+        not confirmed within `timeout` is left out, for the caller to publish again.
+        """
+        messages = list(messages)
+        if not messages:
+            return []
+        with self._lock:
+            try:
+                self._channel()  # (re)connects if needed
+                channel = self._connection.channel()  # its own channel: delivery tags count from 1
+            except Exception:
+                self.close()
+                raise
+            acked, nacked, returned = set(), set(), set()
+
+            def settle(into):
+                def on_confirm(delivery_tag, multiple):
+                    into.update(range(1, delivery_tag + 1) if multiple else (delivery_tag,))
+                return on_confirm
+
+            channel.events["basic_ack"].add(settle(acked))
+            channel.events["basic_nack"].add(settle(nacked))
+            channel.events["basic_return"].add(
+                lambda exc, exchange, routing_key, message: returned.add(message.properties.get("message_id")))
+            try:
+                channel.confirm_select()
+                for body, exchange, routing_key, message_id in messages:
+                    message = channel.prepare_message(
+                        body, properties={"message_id": message_id, "delivery_mode": 2},
+                        content_type="application/cloudevents+json", content_encoding="utf-8", headers={})
+                    channel._basic_publish(message, exchange=exchange, routing_key=routing_key, mandatory=True)
+                deadline = time.monotonic() + timeout
+                while len(acked | nacked) < len(messages) and time.monotonic() < deadline:
+                    try:
+                        self._connection.drain_events(timeout=max(0.05, deadline - time.monotonic()))
+                    except socket.timeout:
+                        break
+            except Exception:
+                self.close()
+                raise
+            finally:
+                try:
+                    channel.close()
+                except Exception:  # noqa: BLE001 - a broken channel is closed with its connection
+                    pass
+            # A basic.return precedes the ack of its message: returned ids are never counted as sent.
+            return [message_id for tag, (_, _, _, message_id) in enumerate(messages, start=1)
+                    if tag in acked and tag not in nacked and message_id not in returned]
 
     def close(self):
         if self._connection is not None:

@@ -12,9 +12,8 @@ import logging
 import eventlet
 from eventlet.event import Event
 from nameko.extensions import SharedExtension
-from sqlalchemy import select, update
+from sqlalchemy import select
 
-from tansiq.db import on_commit, session_scope
 from tansiq.envelope import utcnow
 from tansiq.messaging.broker import ConfirmedPublisher, connect, declare
 from tansiq.messaging.outbox import SESSION_FLAG
@@ -36,21 +35,38 @@ def pending_batch(session, limit=BATCH):
 
 
 def relay_once(engine, publisher):
-    """Publish what is pending; returns how many were sent. Stops at the first failure to keep order."""
-    sent = 0
+    """Publish what is pending, a batch at a time with confirms in flight; returns how many were sent.
+
+    Rows are marked sent only once confirmed. A crash between the confirms and the commit
+    re-sends the batch, which consumers drop through their inbox. A row that was not confirmed
+    stays pending (with its error) and goes out again on the next pass.
+    """
+    from tansiq.db import session_scope  # not at import time: tansiq.db's Database brings this relay along
+
     with session_scope(engine) as session:
-        for row in pending_batch(session):
-            try:
-                publisher.publish(row.body.encode("utf-8"), row.exchange, row.routing_key, row.message_id)
-            except Exception as exc:  # noqa: BLE001 - recorded on the row, retried later
-                session.execute(update(OutboxMessage).where(OutboxMessage.seq == row.seq).values(
-                    attempts=OutboxMessage.attempts + 1, last_error=str(exc)[:1000]))
-                raise
-            row.state, row.sent_at, row.attempts = SENT, utcnow(), row.attempts + 1
-            row.body = ""  # a referral to a partner carries shared personal fields: keep no copy once sent
-            session.commit()  # one row at a time: a crash re-sends at most one message
-            sent += 1
-    return sent
+        rows = pending_batch(session)
+        if not rows:
+            return 0
+        try:
+            confirmed = set(publisher.publish_many(
+                (row.body.encode("utf-8"), row.exchange, row.routing_key, row.message_id) for row in rows))
+        except Exception as exc:  # noqa: BLE001 - recorded on the rows, retried later
+            for row in rows:
+                row.attempts, row.last_error = row.attempts + 1, str(exc)[:1000]
+            session.commit()
+            raise
+        now = utcnow()
+        for row in rows:
+            row.attempts += 1
+            if row.message_id in confirmed:
+                row.state, row.sent_at, row.last_error = SENT, now, None
+                row.body = ""  # a referral to a partner carries shared personal fields: keep no copy once sent
+            else:
+                row.last_error = "not confirmed by the broker (nacked, returned or timed out)"
+        unconfirmed = len(rows) - len(confirmed)
+    if unconfirmed:  # raised after the commit: what was confirmed stays marked sent
+        raise RuntimeError(f"{unconfirmed} of {len(rows)} message(s) not confirmed; retrying")
+    return len(confirmed)
 
 
 class OutboxRelay(SharedExtension):
@@ -60,6 +76,8 @@ class OutboxRelay(SharedExtension):
         self.wakeup = Event()
         self.publisher = ConfirmedPublisher(self.container.config["AMQP_URI"])
         self._running = False
+        from tansiq.db import on_commit
+
         on_commit(self._after_commit)
 
     def _after_commit(self, session):
