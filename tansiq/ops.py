@@ -152,7 +152,8 @@ def status(amqp_uri=None, out=print, check_services=True):
         names = known_queues()
         source = "known queues (management plugin not reachable)"
     # Depths from passive declares: exact now, where the management statistics lag by seconds.
-    depths = queue_depths_passive(amqp_uri, [name for name in names if not name.startswith(("amq.", "rpc-"))])
+    names = [name for name in names if not name.startswith(("amq.", "rpc-", "rpc.reply-"))]  # nameko's RPC plumbing
+    depths = queue_depths_passive(amqp_uri, names)
     out(f"queues      ({source})")
     for name, (ready, consumers) in sorted(depths.items()):
         marker = "  <- dead letters" if name.endswith(".dlq") and ready else ""

@@ -5,6 +5,7 @@ import socket
 import threading
 import time
 
+from amqp.exceptions import PreconditionFailed
 from kombu import Connection, Exchange as KombuExchange, Queue as KombuQueue, binding
 
 from tansiq.messaging import topology
@@ -32,13 +33,24 @@ def kombu_queue(queue):
                       queue_arguments=queue.arguments or None)
 
 
+class TopologyMismatch(RuntimeError):
+    """The broker holds a queue or exchange of that name with other arguments."""
+
+
 def declare(connection, queues=()):
     """Declare the shared exchanges, the unroutable queue and `queues` (idempotent)."""
     channel = connection.default_channel
-    for exchange in topology.exchanges():
-        kombu_exchange(exchange)(channel).declare()
-    for queue in [topology.unroutable_queue(), *queues]:
-        kombu_queue(queue)(channel).declare()
+    for entity in [*(kombu_exchange(exchange) for exchange in topology.exchanges()),
+                   *(kombu_queue(queue) for queue in [topology.unroutable_queue(), *queues])]:
+        try:
+            entity(channel).declare()
+        except PreconditionFailed as exc:
+            # RabbitMQ never changes the arguments of an existing queue: say what to do, not just 406.
+            raise TopologyMismatch(
+                f"{entity.name!r} exists on the broker with other arguments than this version declares "
+                f"({exc}). Stop its consumers, move or drain its messages (tansiq dlq / the management UI), "
+                f"delete it, and start again: it is re-declared with the current arguments."
+            ) from exc
 
 
 class ConfirmedPublisher:
