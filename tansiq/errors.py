@@ -73,6 +73,18 @@ class Forbidden(DomainError):
     default_code = "forbidden"
 
 
+def load_request(schema, payload):
+    """Validate an RPC argument with a marshmallow schema; a refusal crosses RPC as a DomainError
+    (the gateway answers 400) with the field errors as details."""
+    from marshmallow import ValidationError
+
+    try:
+        return schema.load(payload or {})
+    except ValidationError as exc:
+        raise DomainError("the request does not have the expected shape", code="invalid_request",
+                          details=exc.messages) from None
+
+
 def _register_with_nameko():
     from nameko.exceptions import deserialize_to_instance
 

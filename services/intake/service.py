@@ -2,7 +2,6 @@
 
 from contextlib import contextmanager
 
-from marshmallow import ValidationError
 from nameko.rpc import RpcProxy, rpc
 
 from services.intake import domain
@@ -10,17 +9,8 @@ from services.intake.schemas import BeneficiarySchema, ConsentSchema, SessionSch
 from tansiq.crypto import MasterKey
 from tansiq.db import Database
 from tansiq.envelope import utcnow
-from tansiq.errors import DomainError, Forbidden
+from tansiq.errors import Forbidden, load_request
 
-
-
-def load(schema, payload):
-    """Validate an RPC argument; a refusal crosses RPC as a DomainError with the field errors."""
-    try:
-        return schema.load(payload or {})
-    except ValidationError as exc:
-        raise DomainError("the request does not have the expected shape", code="invalid_request",
-                          details=exc.messages) from None
 
 
 class IntakeService:
@@ -46,38 +36,38 @@ class IntakeService:
 
     @rpc
     def register_beneficiary(self, payload, staff):
-        data, staff = load(BeneficiarySchema(), payload), load(StaffSchema(), staff)
+        data, staff = load_request(BeneficiarySchema(), payload), load_request(StaffSchema(), staff)
         with self.db.session() as session:
             return domain.register_beneficiary(session, self.keyring, data, staff, utcnow())
 
     @rpc
     def get_beneficiary(self, beneficiary_id, staff):
-        staff = load(StaffSchema(), staff)
+        staff = load_request(StaffSchema(), staff)
         with self.guarded(beneficiary_id, staff, "read") as session:
             return domain.get_beneficiary(session, self.keyring, beneficiary_id, staff, utcnow())
 
     @rpc
     def add_session(self, beneficiary_id, payload, staff):
-        data, staff = load(SessionSchema(), payload), load(StaffSchema(), staff)
+        data, staff = load_request(SessionSchema(), payload), load_request(StaffSchema(), staff)
         with self.guarded(beneficiary_id, staff, "add_session") as session:
             return domain.add_session(session, self.keyring, beneficiary_id, data, staff, utcnow())
 
     @rpc
     def record_consent(self, beneficiary_id, payload, staff):
-        data, staff = load(ConsentSchema(), payload), load(StaffSchema(), staff)
+        data, staff = load_request(ConsentSchema(), payload), load_request(StaffSchema(), staff)
         with self.guarded(beneficiary_id, staff, "record_consent") as session:
             return domain.record_consent(session, beneficiary_id, data, staff, utcnow())
 
     @rpc
     def revoke_consent(self, consent_id, staff):
         with self.db.session() as session:
-            return domain.revoke_consent(session, consent_id, load(StaffSchema(), staff), utcnow())
+            return domain.revoke_consent(session, consent_id, load_request(StaffSchema(), staff), utcnow())
 
     @rpc
     def prepare_referral_share(self, beneficiary_id, recipient_association, category, fields, staff_id,
                                override_reason=None, staff_roles=(), staff_association=None):
         """Called by referrals. Without `staff_association` the directory says whose staff she is (fail closed)."""
-        load(ShareSchema(), {"recipient_association": recipient_association, "category": category, "fields": fields})
+        load_request(ShareSchema(), {"recipient_association": recipient_association, "category": category, "fields": fields})
         if staff_association is None:
             staff_association = self.directory.get_staff(staff_id)["association"]
         staff = {"id": staff_id, "association": staff_association, "roles": list(staff_roles or ())}
@@ -95,27 +85,27 @@ class IntakeService:
 
     @rpc
     def erase_beneficiary(self, beneficiary_id, staff):
-        staff = load(StaffSchema(), staff)
+        staff = load_request(StaffSchema(), staff)
         with self.guarded(beneficiary_id, staff, "erase") as session:
             return domain.erase_beneficiary(session, beneficiary_id, staff, utcnow())
 
     @rpc
     def list_duplicate_flags(self, beneficiary_id, staff):
         with self.db.session() as session:
-            return domain.list_duplicate_flags(session, beneficiary_id, load(StaffSchema(), staff), utcnow())
+            return domain.list_duplicate_flags(session, beneficiary_id, load_request(StaffSchema(), staff), utcnow())
 
     @rpc
     def resolve_duplicate_flag(self, flag_id, decision, staff):
         with self.db.session() as session:
-            return domain.resolve_duplicate_flag(session, flag_id, decision, load(StaffSchema(), staff), utcnow())
+            return domain.resolve_duplicate_flag(session, flag_id, decision, load_request(StaffSchema(), staff), utcnow())
 
     @rpc
     def list_disclosures(self, beneficiary_id, staff):
-        staff = load(StaffSchema(), staff)
+        staff = load_request(StaffSchema(), staff)
         with self.guarded(beneficiary_id, staff, "read_disclosures") as session:
             return domain.list_disclosures(session, self.keyring, beneficiary_id, staff, utcnow())
 
     @rpc
     def audit_trail(self, beneficiary_id, staff):
         with self.db.session() as session:
-            return domain.audit_trail(session, beneficiary_id, load(StaffSchema(), staff), utcnow())
+            return domain.audit_trail(session, beneficiary_id, load_request(StaffSchema(), staff), utcnow())

@@ -3,7 +3,6 @@
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from services.notifications.models import CHANNELS
-from tansiq.errors import DomainError
 
 HHMM = validate.Regexp(r"^([01][0-9]|2[0-3]):[0-5][0-9]$", error="must be HH:MM (24 h)")
 
@@ -43,9 +42,3 @@ class WebhookSchema(Schema):
     kinds = fields.List(fields.String(), load_default=list)
 
 
-def load(schema, data):
-    """Load or raise DomainError (what the gateway turns into a 400)."""
-    try:
-        return schema.load(data or {})
-    except ValidationError as exc:
-        raise DomainError("invalid request", code="invalid_request", details={"fields": exc.messages}) from None

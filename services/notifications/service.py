@@ -12,7 +12,7 @@ from services.notifications.render import Renderer
 from services.notifications.rules import RULES
 from tansiq.db import Database
 from tansiq.envelope import utcnow
-from tansiq.errors import NotFound
+from tansiq.errors import NotFound, load_request
 from tansiq.messaging import inbox
 from tansiq.messaging.consumer import handles
 
@@ -94,7 +94,7 @@ class NotificationsService:
 
     @rpc
     def set_preferences(self, staff_id, changes):
-        changes = schemas.load(schemas.PreferencesSchema(), changes)
+        changes = load_request(schemas.PreferencesSchema(), changes)
         directory_language = self._directory_language(staff_id)
         with self.db.session() as session:
             domain.set_preferences(session, staff_id, changes, utcnow())
@@ -112,7 +112,7 @@ class NotificationsService:
     @rpc
     def add_webhook(self, association, url, kinds=()):
         """Subscribe a partner system; returns its id and the HMAC secret (shown once)."""
-        data = schemas.load(schemas.WebhookSchema(), {"url": url, "kinds": list(kinds)})
+        data = load_request(schemas.WebhookSchema(), {"url": url, "kinds": list(kinds)})
         secret = secrets.token_hex(32)
         with self.db.session() as session:
             subscription = domain.add_webhook(session, association, data["url"], secret, data["kinds"], utcnow())

@@ -2,7 +2,6 @@
 
 import logging
 
-from marshmallow import ValidationError
 from nameko.rpc import RpcProxy, rpc
 from nameko.timer import timer
 
@@ -10,7 +9,7 @@ from tansiq import contracts
 from tansiq.crypto import MasterKey
 from tansiq.db import Database
 from tansiq.envelope import utcnow
-from tansiq.errors import REASON_CODES, DomainError, Forbidden, NotFound
+from tansiq.errors import REASON_CODES, DomainError, Forbidden, NotFound, load_request
 from tansiq.messaging import inbox, outbox
 from tansiq.messaging.consumer import handles, handles_partner
 from tansiq.messaging.topology import PARTNERS_OUTBOUND
@@ -25,16 +24,8 @@ PARTNER_UPDATES = tuple(f"ma.tansiq.referral.{verb}.v1" for verb in domain.EVENT
 referral_out = ReferralSchema()
 
 
-def load(schema, payload):
-    """Validate an RPC argument; a refusal crosses RPC as a DomainError with the field errors."""
-    try:
-        return schema.load(payload or {})
-    except ValidationError as exc:
-        raise DomainError(f"invalid request: {exc.messages}", code="invalid_request") from None
-
-
 def actor_of(staff):
-    return domain.Actor.from_staff(load(StaffSchema(), staff))
+    return domain.Actor.from_staff(load_request(StaffSchema(), staff))
 
 
 class ReferralsService:
@@ -52,7 +43,7 @@ class ReferralsService:
 
     @rpc(expected_exceptions=DomainError)
     def create_referral(self, payload, staff):
-        actor, data = actor_of(staff), load(CreateReferralSchema(), payload)
+        actor, data = actor_of(staff), load_request(CreateReferralSchema(), payload)
         recipient = self._recipient(data["to_association"], data["service_category"])
         domain.check_can_create(actor, data["to_association"], data["service_category"], recipient["recipient_offers"])
         sender = self.directory.get_association(actor.association)
@@ -72,7 +63,7 @@ class ReferralsService:
         actor = actor_of(staff)
         if action == "reroute":
             return self.reroute(referral_id, payload, staff)
-        data = load(TransitionSchema(), payload)
+        data = load_request(TransitionSchema(), payload)
         now = utcnow()
         with self.db.session() as session:
             referral = domain.transition(session, now, actor, referral_id, action, reason=data["reason"],
@@ -81,7 +72,7 @@ class ReferralsService:
 
     @rpc(expected_exceptions=DomainError)
     def reroute(self, referral_id, payload, staff):
-        actor, data = actor_of(staff), load(RerouteSchema(), payload)
+        actor, data = actor_of(staff), load_request(RerouteSchema(), payload)
         with self.db.session() as session:  # refuse before intake hands out any data
             old = domain.check_can_reroute(session, referral_id, actor, data["to_association"])
             beneficiary_id, fields = old.beneficiary_id, data["fields"] or list(old.shared_fields)
@@ -106,7 +97,7 @@ class ReferralsService:
 
     @rpc(expected_exceptions=DomainError)
     def list_referrals(self, association, direction="sent", status=None, staff=None):
-        query = load(ListQuerySchema(), {"direction": direction, "status": status})
+        query = load_request(ListQuerySchema(), {"direction": direction, "status": status})
         if staff is not None:
             actor = actor_of(staff)
             if actor.association != association:
@@ -120,7 +111,7 @@ class ReferralsService:
 
     @rpc(expected_exceptions=DomainError)
     def set_holiday(self, payload, staff):
-        actor, data = actor_of(staff), load(HolidaySchema(), payload)
+        actor, data = actor_of(staff), load_request(HolidaySchema(), payload)
         with self.db.session() as session:
             domain.set_holiday(session, utcnow(), actor, data["day"], data["is_holiday"], data["name"])
             return HolidaySchema().dump(data)

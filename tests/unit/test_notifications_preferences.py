@@ -9,7 +9,7 @@ from services.notifications import domain, schemas
 from services.notifications.models import Delivery
 from services.notifications.testing import directory, session, small_network  # noqa: F401 - fixtures
 from tansiq import contracts
-from tansiq.errors import DomainError
+from tansiq.errors import DomainError, load_request
 
 # Casablanca is UTC+1 all year (outside Ramadan), so 22:30 UTC is 23:30 local: inside default quiet hours.
 NIGHT = datetime(2026, 11, 30, 22, 30, tzinfo=timezone.utc)
@@ -46,7 +46,7 @@ def test_defaults_take_the_language_from_the_directory(session):
 
 
 def test_stored_preferences_override_and_the_inbox_cannot_be_switched_off(session):
-    changes = schemas.load(schemas.PreferencesSchema(), {"channels": ["sms"], "language": "en",
+    changes = load_request(schemas.PreferencesSchema(), {"channels": ["sms"], "language": "en",
                                                          "quiet_start": "22:00", "quiet_end": "07:00"})
     prefs = domain.set_preferences(session, "s-1", changes, DAY)
     assert prefs["channels"] == ["inbox", "sms"] and prefs["language"] == "en"
@@ -57,7 +57,7 @@ def test_stored_preferences_override_and_the_inbox_cannot_be_switched_off(sessio
                                  {"quiet_start": "22:00"}, {"language": "de"}])
 def test_bad_preferences_are_refused(bad):
     with pytest.raises(DomainError):
-        schemas.load(schemas.PreferencesSchema(), bad)
+        load_request(schemas.PreferencesSchema(), bad)
 
 
 @pytest.mark.parametrize("moment,quiet", [
