@@ -19,7 +19,7 @@ from pathlib import Path
 from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
 
-from services.directory.schemas import StaffSchema
+from services.directory.schemas import OfferedServiceSchema, StaffSchema
 from services.events.schemas import (
     CancelOccurrence,
     CreateEvent,
@@ -67,7 +67,7 @@ STAFF, OPTIONAL, PUBLIC = "staff", "optional", "public"
 # Nested ones come before the schemas that nest them (else apispec names them itself).
 COMPONENTS = {
     "Staff": StaffSchema, "LoginRequest": gateway.LoginSchema, "LoginResult": gateway.LoginResultSchema,
-    "SessionClaims": gateway.SessionClaimsSchema, "Error": gateway.ErrorSchema,
+    "SessionClaims": gateway.SessionClaimsSchema, "Error": gateway.ErrorSchema, "OfferedService": OfferedServiceSchema,
     "BeneficiaryRegistration": BeneficiarySchema, "Registered": gateway.RegisteredSchema,
     "ListeningSession": SessionSchema, "Consent": ConsentSchema, "DuplicateDecision": DuplicateDecisionSchema,
     "CreateReferral": CreateReferralSchema, "Referral": ReferralSchema, "Transition": TransitionSchema,
@@ -132,6 +132,10 @@ ROUTES = {
                                                         summary="Revoke a consent"),
     ("POST", "/api/duplicates/{flag_id}"): described(tag="intake", body="DuplicateDecision", answer=(200, OBJECT),
                                                 summary="Decide whether a possible duplicate is the same woman"),
+    # directory
+    ("GET", "/api/directory/services"): described(
+        tag="directory", query=gateway.ServicesQuerySchema, answer=(200, ["OfferedService"]),
+        summary="Active services of a category (optionally in a city): whom a referral or consent may name"),
     # referrals
     ("GET", "/api/referrals"): described(tag="referrals", query=ListQuerySchema, answer=(200, ["Referral"]),
                                     summary="Referrals the association sent or received, overdue first"),
@@ -189,6 +193,7 @@ ROUTES = {
 TAGS = [
     {"name": "session", "description": "Signing in and out"},
     {"name": "intake", "description": "Beneficiaries, listening sessions, consents, duplicates, erasure"},
+    {"name": "directory", "description": "The network's associations and the services they offer"},
     {"name": "referrals", "description": "Closed-loop referrals between associations"},
     {"name": "events", "description": "The shared calendar"},
     {"name": "ical", "description": "iCalendar (RFC 5545) feeds to subscribe to"},

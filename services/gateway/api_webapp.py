@@ -1,4 +1,4 @@
-"""The staff web app's pages: sign-in, inbox, referrals, intake form.
+"""The staff web app's pages: sign-in, inbox, referrals, intake form, a beneficiary's record.
 
 Pages are rendered on the server from the same RPC answers the JSON API returns; the
 buttons and forms call the JSON API with a little vanilla JS (static/webapp.js).
@@ -10,6 +10,7 @@ import functools
 import inspect
 import json
 import logging
+import re
 from datetime import datetime
 from urllib.parse import parse_qs, quote, urlencode, urlsplit
 from zoneinfo import ZoneInfo
@@ -33,6 +34,7 @@ from services.referrals.domain import RECIPIENT, STEPS
 from services.referrals.schemas import STATES
 from tansiq.contracts.fields import URGENCIES
 from tansiq.contracts.intake import NEEDS
+from tansiq.contracts.referrals import SHAREABLE_FIELDS
 from tansiq.errors import DomainError
 
 log = logging.getLogger(__name__)
@@ -43,6 +45,8 @@ NO_STORE = {"Cache-Control": "no-store"}
 # The buttons a referral list offers (close and reroute need more than a button: not here).
 PAGE_ACTIONS = ("acknowledge", "accept", "decline", "start", "complete", "withdraw")
 NEEDS_INPUT = {"decline": "reason", "complete": "outcome"}
+# Inbox links that lead to a page of this app (notifications/rules.py makes them); others get no "open" link.
+PAGE_LINK = re.compile(r"^/(referrals|referrals/[\w.-]+|beneficiaries/[\w.-]+|events/[\w.-]+)$")
 
 
 def safe_next(target):
@@ -74,6 +78,14 @@ def actions_for(referral):
         if referral["direction"] == direction and referral["state"] in step.sources:
             found.append({"name": action, "input": NEEDS_INPUT.get(action)})
     return found
+
+
+def has_page(link):
+    return bool(link) and PAGE_LINK.match(link) is not None
+
+
+def consent_status(consent):
+    return "revoked" if consent.get("revoked_at") else "valid" if consent.get("valid") else "expired"
 
 
 def for_page(referral, lang):
@@ -137,8 +149,8 @@ def staff_page(url):
 
 
 class WebAppPages:
-    # notifications_rpc, referrals_rpc and intake_rpc are declared by the InboxApi, ReferralsApi
-    # and IntakeApi mixins that GatewayService also inherits.
+    # notifications_rpc, referrals_rpc, intake_rpc, events_rpc and directory_rpc are declared by the
+    # InboxApi, ReferralsApi, IntakeApi, EventsApi and DirectoryApi mixins that GatewayService also inherits.
 
     @api("GET", "/login")
     def login_page(self, request):
@@ -154,6 +166,7 @@ class WebAppPages:
         items = self.notifications_rpc.inbox(staff["id"], limit=100, language=lang)
         for item in items:
             item["when"] = when(item.get("created_at"), lang)
+            item["open"] = has_page(item.get("link"))
         unread = self.notifications_rpc.unread_count(staff["id"])
         return page("inbox.html", request, staff, items=items, unread=unread)
 
@@ -194,3 +207,32 @@ class WebAppPages:
     def intake_page(self, request, staff):
         return page("intake.html", request, staff, needs=NEEDS, urgencies=URGENCIES, kinds=KINDS,
                     spoken=SPOKEN_LANGUAGES, this_year=datetime.now(LOCAL_TZ).year)
+
+    @staff_page("/beneficiaries/<string:beneficiary_id>")
+    def beneficiary_page(self, request, staff, beneficiary_id):
+        """Her record, sessions, consents and duplicate flags, with the consent and referral forms.
+
+        Intake refuses (and audits) anyone outside her association: that becomes the error page.
+        """
+        lang = request_language(request, staff)
+        record = self.intake_rpc.get_beneficiary(beneficiary_id, staff)
+        record["registered_local"] = when(record.get("registered_at"), lang)
+        for listening in record.get("sessions", []):
+            listening["held_local"] = when(listening.get("held_at"), lang)
+        for consent in record.get("consents", []):
+            consent["given_local"] = when(consent.get("given_at"), lang)
+            consent["expires_local"] = when(consent.get("expires_at"), lang)
+            consent["status"] = consent_status(consent)
+        # The forms start on a need noted in her sessions (most often the one she is referred for).
+        suggested = next((need for listening in record.get("sessions", []) for need in listening["needs"]), None)
+        return page("beneficiary.html", request, staff, record=record, needs=NEEDS, urgencies=URGENCIES,
+                    shareable=SHAREABLE_FIELDS, names=self._association_names(lang), suggested=suggested)
+
+    @staff_page("/events/<string:event_id>")
+    def event_page(self, request, staff, event_id):
+        """Notifications link here: the calendar at the event's first day, its details open (staff also
+        see network-only events)."""
+        event = self.events_rpc.get_event(event_id, audience="network", staff=staff)
+        args = [("date", (event.get("start_local") or event["starts_at"])[:10]), ("event", event_id)]
+        args += [("lang", request.args["lang"])] if request.args.get("lang") in LANGUAGES else []
+        return redirect(f"/calendar?{urlencode(args)}", code=303)

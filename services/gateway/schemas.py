@@ -1,15 +1,26 @@
 """Shapes of the gateway's own requests (each area's shapes live with its service)."""
 
-from marshmallow import Schema, fields, validate
+from marshmallow import EXCLUDE, Schema, fields, validate
 
 from services.directory.schemas import StaffSchema
 from services.events.schemas import EventSchema
 from services.notifications.schemas import InboxItemSchema
+from tansiq.contracts.intake import NEEDS
 
 
 class LoginSchema(Schema):
     email = fields.Email(required=True)
     password = fields.String(required=True, validate=validate.Length(min=1, max=200))
+
+
+class ServicesQuerySchema(Schema):
+    """GET /api/directory/services: the associations offering a service category (optionally in a city)."""
+
+    class Meta:
+        unknown = EXCLUDE  # e.g. a lang= the page carries along
+
+    category = fields.String(required=True, validate=validate.OneOf(NEEDS))
+    city = fields.String(load_default=None, validate=validate.Length(max=100))
 
 
 # --- answers the gateway puts together (for the OpenAPI document; see api_openapi.py) ---

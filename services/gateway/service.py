@@ -6,6 +6,7 @@ Each area's routes live in an `api_<area>.py` mixin; this class puts them togeth
 from nameko.rpc import RpcProxy
 from services.gateway.schemas import LoginSchema
 from services.gateway.web import SESSION_COOKIE, SESSION_SECONDS, Sessions, Unauthorized, api, json_response, load_json
+from services.gateway.api_directory import DirectoryApi
 from services.gateway.api_events import EventsApi
 from services.gateway.api_inbox import InboxApi
 from services.gateway.api_intake import IntakeApi
@@ -17,7 +18,8 @@ from services.gateway.api_webapp import WebAppPages
 login_in = LoginSchema()
 
 
-class GatewayService(PagesApi, WebAppPages, IntakeApi, ReferralsApi, EventsApi, InboxApi, OpenApiDocument):
+class GatewayService(PagesApi, WebAppPages, IntakeApi, ReferralsApi, EventsApi, InboxApi, DirectoryApi,
+                     OpenApiDocument):
     name = "gateway"
     sessions = Sessions()
     directory_rpc = RpcProxy("directory")

@@ -118,10 +118,11 @@ RULES = {
         fixed(URGENT), referral_params, referral_link, both_sides,
     ),
     # Recipients must stop using and erase what was shared: high, but no detail of whose consent.
+    # The link is their referrals list, where the erased data shows (a consent is not theirs to open).
     "ma.tansiq.consent.revoked.v1": Rule(
         "consent.revoked", (Role("recipients", CASE_WORKER),), fixed(HIGH),
         params=lambda data: {"association": data["association"]},
-        link=lambda data: f"/consents/{data['consent_id']}",
+        link=lambda data: "/referrals",
         associations=lambda data: list(data["recipients"]),
     ),
     "ma.tansiq.event.reminder_due.v1": Rule(

@@ -180,3 +180,23 @@ def test_phone_starts_with_the_list(site, browser):
         assert width <= 390  # nothing wider than the screen
     finally:
         context.close()
+
+
+def test_an_event_in_the_address_opens_its_details(site, page):
+    """/events/<id> (notification links) redirects here: the calendar at its date, its details open."""
+    from playwright.sync_api import expect
+
+    with page.expect_response(lambda response: "/api/events" in response.url) as answer:
+        page.goto(f"{site}/calendar?lang=fr&date=2027-03-01")
+    festival = next(o for o in answer.value.json() if o["title"] == "Festival des arts")
+    page.goto(f"{site}/calendar?lang=fr&date=2027-03-12&event={festival['event_id']}")
+    details = page.locator("#event-details")
+    expect(details).to_be_visible()
+    expect(details.locator("#event-title")).to_have_text("Festival des arts")
+    expect(details.locator("#event-organiser")).to_contain_text("tilila-marrakech")
+    details.locator("button").click()  # closed, it stays closed when the events load again
+    expect(details).to_be_hidden()
+    page.locator(".fc-next-button").click()
+    page.locator(".fc-prev-button").click()
+    expect(page.locator(".fc-event", has_text="Festival des arts")).to_have_count(1)
+    expect(details).to_be_hidden()

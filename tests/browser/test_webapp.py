@@ -256,3 +256,110 @@ def test_a_referral_is_acknowledged_then_declined_with_a_reason_from_the_referra
     expect(fatima).to_have_url(f"{base}/referrals?lang=fr&status=in_progress")
     expect(fatima.locator(f"li[data-id='{referral_id}']")).to_have_count(0)
     fatima.screenshot(path=str(SHOTS / "tansiq-referrals-fr.png"), full_page=True)
+
+
+def test_her_record_page_consent_then_referral_seen_by_the_recipient_and_refused_to_others(network, phone):
+    """Intake result -> her page -> consent (first name + phone) -> referral sharing only her first name."""
+    from playwright.sync_api import expect
+
+    base = network.web
+    fatima = phone("fr-FR")
+    sign_in(fatima, base, "/intake?lang=fr", "fatima@amal-safi.example")
+    form = fatima.locator("#intake-form")
+    form.locator("input[name=first_name]").fill("Samira")
+    form.locator("input[name=last_name]").fill("Alaoui")
+    form.locator("input[name=phone]").fill("0663111222")
+    form.locator("input[name=city]").fill("Safi")
+    form.locator("input[name=needs][value=legal_orientation]").check()
+    form.locator("textarea[name=notes]").fill("Plainte à déposer.")
+    form.locator("button[type=submit]").click()
+    expect(fatima.locator("#intake-result")).to_be_visible()
+    beneficiary_id = fatima.locator("#intake-result .result-id").inner_text().strip()
+
+    fatima.locator("#intake-open").click()
+    expect(fatima).to_have_url(f"{base}/beneficiaries/{beneficiary_id}?lang=fr")
+    expect(fatima.locator("h1")).to_have_text("Dossier de la bénéficiaire")
+    expect(fatima.locator("#identity .field-first_name")).to_have_text("Samira")
+    expect(fatima.locator("#identity .field-phone")).to_have_text("0663111222")
+    expect(fatima.locator("#sessions")).to_contain_text("Plainte à déposer.")
+    expect(fatima.locator("#consents .empty")).to_be_visible()
+
+    # Her consent: legal orientation, to Wafae (Marrakech), her first name and phone.
+    consent = fatima.locator("#consent-form")
+    consent.locator("select[name=purpose]").select_option("legal_orientation")
+    consent.locator("button[type=submit]").click()  # nothing ticked yet: refused in the page
+    expect(consent.locator(".error")).to_be_visible()
+    consent.locator("select[name=recipient_association]").select_option("wafae-marrakech")
+    consent.locator("input[name=fields][value=first_name]").check()
+    consent.locator("input[name=fields][value=phone]").check()
+    consent.locator("button[type=submit]").click()
+    recorded = fatima.locator("#consents li.consent")
+    expect(recorded).to_have_count(1)
+    expect(recorded).to_contain_text("Association Wafae pour la femme")
+    expect(recorded.locator(".fields")).to_have_text("Prénom (lettres latines), Téléphone")
+    expect(recorded.locator(".state")).to_have_text("Valide")
+
+    # The referral shares her first name only, although the consent would allow her phone too.
+    refer = fatima.locator("#refer-form")
+    refer.locator("select[name=service_category]").select_option("legal_orientation")
+    recipients = refer.locator("select[name=to_association] option")
+    expect(recipients.filter(has_text="Association Wafae pour la femme")).to_have_count(1)
+    expect(refer.locator("select[name=to_association] option[value='amal-safi']")).to_have_count(0)  # not hers
+    refer.locator("select[name=to_association]").select_option("wafae-marrakech")
+    refer.locator("textarea[name=reason]").fill("Accompagnement juridique pour la plainte")
+    refer.locator("input[name=urgency][value=high]").check()
+    refer.locator("input[name=fields][value=first_name]").check()
+    refer.locator("button[type=submit]").click()
+    sent = fatima.locator("#refer-result")
+    expect(sent).to_be_visible()
+    link = fatima.locator("#refer-open").get_attribute("href")
+    referral_id = re.fullmatch(r"/referrals/([^?]+)\?lang=fr", link).group(1)
+
+    fatima.goto(f"{base}/beneficiaries/{beneficiary_id}?lang=ar")
+    expect(fatima.locator("html")).to_have_attribute("dir", "rtl")
+    expect(fatima.locator("h1")).to_have_text("ملف المستفيدة")
+    fatima.screenshot(path=str(SHOTS / "tansiq-beneficiary-ar.png"), full_page=True)
+    fatima.screenshot(path=str(SHOTS / "tansiq-beneficiary-ar-top.png"))  # the first screen, as she sees it
+    assert fatima.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]  # nothing wider than the phone
+    fatima.locator("#refer-form").screenshot(path=str(SHOTS / "tansiq-refer-form-ar.png"))
+
+    # Naima (Wafae) sees the referral with the first name only.
+    naima = phone("ar-MA")
+    sign_in(naima, base, "/referrals?lang=ar", "naima@wafae.example")
+    card = naima.locator(f"#referrals-received li[data-id='{referral_id}']")
+    expect(card).to_be_visible()
+    expect(card).to_contain_text("Samira")
+    card_text = card.inner_text()
+    assert "0663111222" not in card_text and "Alaoui" not in card_text and "Plainte" not in card_text
+
+    # Her record is not Naima's to open: the refusal page, without any of her data.
+    refused = naima.goto(f"{base}/beneficiaries/{beneficiary_id}?lang=ar")
+    assert refused.status == 403
+    expect(naima.locator("h1")).to_have_text("تعذر عرض الصفحة")
+    expect(naima.locator("main")).to_contain_text("ليست لديكم صلاحية الاطلاع على هذه الصفحة.")
+    page_text = naima.locator("main").inner_text()
+    assert "Samira" not in page_text and "0663111222" not in page_text and "Alaoui" not in page_text
+    expect(naima.locator("#consent-form")).to_have_count(0)
+    naima.screenshot(path=str(SHOTS / "tansiq-beneficiary-refused-ar.png"), full_page=True)
+
+    # An event's notification link: the calendar at its date, its details open (a network-only one here).
+    occurrences = network.login("naima@wafae.example").get(f"{base}/api/events", timeout=30).json()
+    event = next(o for o in occurrences if o["visibility"] == "network")
+    naima.goto(f"{base}/events/{event['event_id']}?lang=ar")
+    expect(naima).to_have_url(re.compile(
+        rf"/calendar\?date={event['start_local'][:10]}&event={event['event_id']}&lang=ar$"))
+    expect(naima.locator("#event-details")).to_be_visible()
+    expect(naima.locator("#event-title")).to_have_text(event["title"])
+
+    # She withdraws her consent from her page: Naima's copy of her first name is erased.
+    fatima.goto(f"{base}/beneficiaries/{beneficiary_id}?lang=fr")
+    fatima.locator("#consents button.consent-revoke").click()
+    expect(fatima.locator("#consents li.consent .state")).to_have_text("Révoqué")
+    expect(fatima.locator("#consents button.consent-revoke")).to_have_count(0)
+    naima.goto(f"{base}/referrals/{referral_id}?lang=ar")
+
+    def erased():
+        naima.reload()
+        return "Samira" not in naima.locator("main").inner_text()
+
+    eventually(erased, timeout=60, interval=1, message="the shared first name erased on Naima's side")

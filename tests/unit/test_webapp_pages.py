@@ -134,3 +134,118 @@ def test_a_refused_page_is_an_html_page_not_json(sessions):
                                             referral_id="r-9")
     assert response.status_code == 403 and response.mimetype == "text/html"
     assert "You do not have access to this page." in response.get_data(as_text=True)
+
+
+NAIMA = {"id": "s-wafae-1", "association": "wafae-marrakech", "roles": ["case_worker"], "language": "ar",
+         "name": "Naima"}
+ASSOCIATIONS = [{"slug": "amal-safi", "name_ar": "جمعية أمل", "name_fr": "Association Amal", "city": "Safi"},
+                {"slug": "wafae-marrakech", "name_ar": "جمعية وفاء للمرأة", "name_fr": "Association Wafae",
+                 "city": "Marrakech"}]
+RECORD = {
+    "id": "b-1", "association": "amal-safi", "kind": "survivor", "schooled": None, "city": "Safi", "language": "ar",
+    "registered_at": "2026-11-29T14:00:00+00:00", "registered_by": "s-safi-1", "erased": False,
+    "first_name": "Khadija", "last_name": "Bennani", "first_name_ar": "خديجة", "last_name_ar": None,
+    "phone": "0661234567", "birth_date": None, "birth_year": 1991,
+    "sessions": [{"id": "l-1", "held_at": "2026-11-29T14:00:00+00:00", "staff_id": "s-safi-1",
+                  "needs": ["legal_orientation"], "urgency": "urgent", "orientation": None,
+                  "notes": "<script>alert(1)</script>"}],
+    "consents": [
+        {"id": "c-1", "beneficiary_id": "b-1", "purpose": "legal_orientation", "fields": ["first_name", "phone"],
+         "recipient_association": "wafae-marrakech", "recipient_category": None,
+         "given_at": "2026-11-29T14:05:00+00:00", "expires_at": None, "revoked_at": None, "valid": True},
+        {"id": "c-2", "beneficiary_id": "b-1", "purpose": "shelter", "fields": ["first_name"],
+         "recipient_association": None, "recipient_category": "shelter",
+         "given_at": "2026-11-29T14:06:00+00:00", "expires_at": None, "revoked_at": "2026-11-29T15:00:00+00:00",
+         "valid": False}],
+    "possible_duplicates": [{"id": 4, "beneficiary_id": "b-1", "other_id": "b-0", "reasons": ["same_phone"],
+                             "status": "open", "created_at": "2026-11-29T14:00:00+00:00"}],
+}
+
+
+def test_the_beneficiary_page_shows_her_record_consents_and_flags_with_the_forms(sessions):
+    intake = Stub(get_beneficiary=dict(RECORD))
+    gateway = Gateway(intake_rpc=intake, directory_rpc=Stub(list_associations=ASSOCIATIONS))
+    response = GatewayService.beneficiary_page(gateway, request("/beneficiaries/b-1?lang=ar",
+                                                                sessions.issue(HANANE)), beneficiary_id="b-1")
+    html = response.get_data(as_text=True)
+    assert response.status_code == 200 and response.headers["Cache-Control"] == "no-store"
+    assert 'dir="rtl"' in html and "Khadija" in html and "0661234567" in html
+    assert "&lt;script&gt;alert(1)" in html  # her notes are escaped
+    assert intake.calls == [("get_beneficiary", ("b-1", {**HANANE}), {})]  # who asks comes from the session only
+    assert "جمعية وفاء للمرأة" in html  # the consent's recipient by name
+    assert html.count('class="consent-revoke') == 1  # the revoked one has no button
+    assert 'data-id="4" data-decision="distinct"' in html and 'data-decision="same"' in html
+    assert 'href="/beneficiaries/b-0?lang=ar"' in html
+    for form in ("consent-form", "refer-form"):
+        assert f'id="{form}"' in html
+    assert html.count('name="fields" value="notes"') == 2  # every shareable field, in both forms
+    assert html.count('value="legal_orientation" selected') == 2  # both forms start on a need of her session
+
+
+def test_the_beneficiary_page_of_another_association_is_refused_without_her_data(sessions):
+    from tansiq.errors import Forbidden
+
+    class Refusing:
+        def get_beneficiary(self, beneficiary_id, staff):
+            assert staff["association"] == "wafae-marrakech"
+            raise Forbidden("this beneficiary belongs to another association")
+
+    response = GatewayService.beneficiary_page(Gateway(intake_rpc=Refusing()),
+                                               request("/beneficiaries/b-1?lang=fr", sessions.issue(NAIMA)),
+                                               beneficiary_id="b-1")
+    html = response.get_data(as_text=True)
+    assert response.status_code == 403 and response.mimetype == "text/html"
+    assert "accès à cette page." in html  # error.forbidden, in her language
+    assert 'id="consent-form"' not in html and "Khadija" not in html
+
+
+def test_an_erased_record_shows_no_forms(sessions):
+    erased = {key: RECORD[key] for key in ("id", "association", "kind", "schooled", "city", "language",
+                                           "registered_at", "registered_by")}
+    gateway = Gateway(intake_rpc=Stub(get_beneficiary={**erased, "erased": True}),
+                      directory_rpc=Stub(list_associations=ASSOCIATIONS))
+    html = GatewayService.beneficiary_page(gateway, request("/beneficiaries/b-1", sessions.issue(HANANE)),
+                                           beneficiary_id="b-1").get_data(as_text=True)
+    assert 'id="erased"' in html and 'id="refer-form"' not in html
+
+
+def test_an_event_link_opens_the_calendar_at_that_event(sessions):
+    events = Stub(get_event={"id": "e-7", "starts_at": "2026-12-04T23:30:00+00:00",
+                             "start_local": "2026-12-05T00:30:00+01:00"})
+    response = GatewayService.event_page(Gateway(events_rpc=events), request("/events/e-7?lang=ar",
+                                                                             sessions.issue(HANANE)), event_id="e-7")
+    assert response.status_code == 303
+    assert response.headers["Location"] == "/calendar?date=2026-12-05&event=e-7&lang=ar"  # the local day
+    assert events.calls[0][2]["staff"]["id"] == "s-safi-2"
+
+
+def test_every_inbox_link_with_a_page_gets_an_open_link(sessions):
+    def item(number, link):
+        return {"id": number, "kind": "k", "urgency": "normal", "subject": "s", "body": "", "link": link,
+                "created_at": "2026-11-29T14:00:00+00:00", "read_at": None, "read": False}
+
+    links = ["/beneficiaries/b-1", "/events/e-7", "/referrals/r-1", "/referrals", "/", "https://evil.example/x"]
+    notifications = Stub(inbox=[item(n, link) for n, link in enumerate(links)], unread_count=len(links))
+    html = GatewayService.inbox_page(Gateway(notifications_rpc=notifications),
+                                     request("/inbox", sessions.issue(HANANE))).get_data(as_text=True)
+    for link in links[:4]:
+        assert f'href="{link}"' in html
+    assert 'href="https://evil.example/x"' not in html and html.count(">Ouvrir<") == 4
+
+
+def test_the_directory_route_lists_active_services_for_signed_in_staff(sessions):
+    from marshmallow import ValidationError
+
+    directory = Stub(find_services=[
+        {"id": "sv-1", "association": "wafae-marrakech", "category": "legal_orientation", "status": "active"},
+        {"id": "sv-2", "association": "dar-noor-casablanca", "category": "legal_orientation", "status": "paused"}])
+    gateway = Gateway(directory_rpc=directory)
+    token = sessions.issue(HANANE)
+    response = GatewayService.directory_services(
+        gateway, request("/api/directory/services?category=legal_orientation&city=Marrakech&lang=fr", token))
+    assert [s["id"] for s in response.get_json()] == ["sv-1"]
+    assert directory.calls == [("find_services", ("legal_orientation",), {"city": "Marrakech"})]
+    with pytest.raises(ValidationError):
+        GatewayService.directory_services(gateway, request("/api/directory/services?category=cooking", token))
+    with pytest.raises(web.Unauthorized):
+        GatewayService.directory_services(gateway, request("/api/directory/services?category=shelter"))

@@ -76,8 +76,8 @@
     return range + (o.all_day ? "" : " (" + o.tz + ")");
   }
 
-  function showDetails(info) {
-    const o = info.event.extendedProps;
+  function showDetails(event) {
+    const o = event.extendedProps;
     document.getElementById("event-title").textContent = o.title;
     document.getElementById("event-when").textContent = whenText(o);
     document.getElementById("event-kind").textContent = L.kinds[o.kind] || o.kind;
@@ -95,7 +95,7 @@
     } else {
       map.hidden = true;
     }
-    info.jsEvent.preventDefault();
+    if (dialog.open) { return; }
     if (dialog.showModal) { dialog.showModal(); } else { dialog.setAttribute("open", ""); }
   }
 
@@ -104,6 +104,19 @@
     const link = document.getElementById("ical-link");
     link.href = f.association ? "/ical/association/" + encodeURIComponent(f.association) + ".ics"
       : f.city ? "/ical/city/" + encodeURIComponent(f.city) + ".ics" : "/ical/network.ics";
+  }
+
+  // /calendar?date=...&event=<id> (where /events/<id> sends notifications' readers): open that event
+  // once its occurrences are loaded, then never again.
+  let pending = new URLSearchParams(window.location.search).get("event");
+
+  function openPending(events) {
+    if (!pending) { return; }
+    const found = events.find(function (event) { return event.extendedProps.event_id === pending; });
+    if (found) {
+      pending = null;
+      showDetails(found);
+    }
   }
 
   const narrow = window.matchMedia("(max-width: 640px)").matches;
@@ -119,7 +132,8 @@
     dayMaxEvents: true,
     eventTimeFormat: {hour: "2-digit", minute: "2-digit", hour12: false},
     events: loadEvents,
-    eventClick: showDetails,
+    eventClick: function (info) { info.jsEvent.preventDefault(); showDetails(info.event); },
+    eventsSet: openPending,
   });
   calendar.render();
 

@@ -185,6 +185,12 @@
 
   // ---- intake -----------------------------------------------------------------------------
 
+  var lang = document.documentElement.lang || "fr";
+
+  function recordHref(beneficiaryId) {
+    return "/beneficiaries/" + encodeURIComponent(beneficiaryId) + "?lang=" + encodeURIComponent(lang);
+  }
+
   var intakeForm = document.getElementById("intake-form");
   if (intakeForm) {
     var result = document.getElementById("intake-result");
@@ -215,6 +221,7 @@
         intakeForm.hidden = true;
         result.querySelector(".result-title").textContent = M.registered;
         result.querySelector(".result-id").textContent = created.id;
+        document.getElementById("intake-open").href = recordHref(created.id);
         var box = result.querySelector(".duplicates");
         box.textContent = "";
         var duplicates = created.possible_duplicates || [];
@@ -226,9 +233,13 @@
           var list = document.createElement("ul");
           duplicates.forEach(function (duplicate) {
             var li = document.createElement("li");
+            var link = document.createElement("a");
+            link.href = recordHref(duplicate.id);
+            link.dir = "ltr";
             var code = document.createElement("code");
             code.textContent = duplicate.id;
-            li.appendChild(code);
+            link.appendChild(code);
+            li.appendChild(link);
             li.appendChild(document.createTextNode(" — " + duplicate.reasons.map(function (reason) {
               return (M.dup && M.dup[reason]) || reason;
             }).join(", ")));
@@ -251,5 +262,138 @@
       intakeForm.hidden = false;
       intakeForm.elements.first_name.focus();
     });
+  }
+
+  // ---- a beneficiary's record: consents, duplicates, referring her --------------------------
+
+  var record = document.getElementById("beneficiary");
+  if (record) {
+    var beneficiaryId = record.getAttribute("data-id");
+    var ownAssociation = record.getAttribute("data-association");
+    var namesNode = document.getElementById("association-names");
+    var names = namesNode ? JSON.parse(namesNode.textContent) : {};
+
+    var checkedValues = function (form, name) {
+      return Array.prototype.map.call(form.querySelectorAll("input[name=" + name + "]:checked"),
+                                      function (box) { return box.value; });
+    };
+
+    // A button that changes her record: call the API, then let the server render the new state.
+    var postAndReload = function (button, url, body) {
+      clearError(document);
+      busy(button, true);
+      api("POST", url, body || {}).then(function () { window.location.reload(); }, function (error) {
+        busy(button, false);
+        showError(document, error);
+      });
+    };
+
+    document.querySelectorAll("button.consent-revoke").forEach(function (button) {
+      button.addEventListener("click", function () {
+        postAndReload(button, "/api/consents/" + encodeURIComponent(button.getAttribute("data-id")) + "/revoke");
+      });
+    });
+
+    document.querySelectorAll("button.duplicate-decision").forEach(function (button) {
+      button.addEventListener("click", function () {
+        postAndReload(button, "/api/duplicates/" + encodeURIComponent(button.getAttribute("data-id")),
+                      { decision: button.getAttribute("data-decision") });
+      });
+    });
+
+    // The associations (other than hers) offering the form's chosen category, from the directory.
+    var loadRecipients = function (form) {
+      var category = form.querySelector("select.category").value;
+      var select = form.querySelector("select.recipients");
+      select.disabled = true;
+      return api("GET", "/api/directory/services?category=" + encodeURIComponent(category)).then(function (services) {
+        if (form.querySelector("select.category").value !== category) { return; }  // a later choice won
+        select.textContent = "";
+        var placeholder = new Option(M.choose || "—", "");
+        select.appendChild(placeholder);
+        var seen = {};
+        services.forEach(function (service) {
+          if (service.association === ownAssociation || seen[service.association]) { return; }
+          seen[service.association] = true;
+          var label = (names[service.association] || service.association) + (service.city ? " · " + service.city : "");
+          select.appendChild(new Option(label, service.association));
+        });
+        if (select.options.length === 1) { placeholder.textContent = M.no_recipient || "—"; }
+        select.disabled = false;
+      }, function (error) { showError(form, error); });
+    };
+
+    var consentForm = document.getElementById("consent-form");
+    var referForm = document.getElementById("refer-form");
+    [consentForm, referForm].forEach(function (form) {
+      if (!form) { return; }
+      form.querySelector("select.category").addEventListener("change", function () { loadRecipients(form); });
+      loadRecipients(form);
+    });
+
+    if (consentForm) {
+      consentForm.addEventListener("submit", function (event) {
+        event.preventDefault();
+        clearError(consentForm);
+        var f = consentForm.elements;
+        var body = { purpose: f.purpose.value, fields: checkedValues(consentForm, "fields") };
+        var kind = consentForm.querySelector("input[name=recipient_kind]:checked").value;
+        if (kind === "category") {
+          body.recipient_category = body.purpose;  // "any partner offering" the purpose itself
+        } else {
+          body.recipient_association = f.recipient_association.value;
+        }
+        if (f.expires_on.value) {
+          // The end of that day on the case worker's device (in Morocco: Moroccan time).
+          body.expires_at = new Date(f.expires_on.value + "T23:59:59").toISOString();
+        }
+        if (!body.fields.length || (kind === "association" && !body.recipient_association)) {
+          showError(consentForm, M.required);
+          return;
+        }
+        var button = consentForm.querySelector("button[type=submit]");
+        busy(button, true);
+        api("POST", "/api/beneficiaries/" + encodeURIComponent(beneficiaryId) + "/consents", body).then(function () {
+          window.location.reload();  // the server lists the new consent
+        }, function (error) {
+          busy(button, false);
+          showError(consentForm, error);
+        });
+      });
+    }
+
+    if (referForm) {
+      var referResult = document.getElementById("refer-result");
+      referForm.addEventListener("submit", function (event) {
+        event.preventDefault();
+        clearError(referForm);
+        referResult.hidden = true;
+        var f = referForm.elements;
+        var urgency = referForm.querySelector("input[name=urgency]:checked");
+        var body = {
+          beneficiary_id: beneficiaryId, service_category: f.service_category.value,
+          to_association: f.to_association.value, reason: f.reason.value.trim(),
+          urgency: urgency ? urgency.value : "normal", fields: checkedValues(referForm, "fields")
+        };
+        if (!body.to_association || !body.reason) {
+          showError(referForm, M.required);
+          return;
+        }
+        var button = referForm.querySelector("button[type=submit]");
+        busy(button, true);
+        api("POST", "/api/referrals", body).then(function (referral) {
+          busy(button, false);
+          referForm.reset();
+          loadRecipients(referForm);
+          document.getElementById("refer-open").href = "/referrals/" + encodeURIComponent(referral.id) +
+            "?lang=" + encodeURIComponent(lang);
+          referResult.hidden = false;
+          referResult.scrollIntoView();
+        }, function (error) {
+          busy(button, false);
+          showError(referForm, error);
+        });
+      });
+    }
   }
 })();
