@@ -25,12 +25,12 @@ import warnings
 from contextlib import closing, contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import urlsplit
 
 import pika
-import requests
 
 from tansiq import config as tansiq_config
+from tansiq.broker_admin import BrokerAdmin
 from tansiq.messaging.relay import BATCH as RELAY_BATCH
 
 warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")
@@ -56,43 +56,26 @@ def say(text):
 # --- broker administration -------------------------------------------------------------------
 
 
-class BrokerAdmin:
-    """The management API of the broker at `amqp_uri` (same host and user, port 15672)."""
-
-    def __init__(self, amqp_uri):
-        parts = urlsplit(amqp_uri)
-        self.host = parts.hostname or "127.0.0.1"
-        self.port = parts.port or 5672
-        self.auth = (unquote(parts.username or "guest"), unquote(parts.password or "guest"))
-        self.url = os.environ.get("TANSIQ_BENCH_ADMIN_URL", f"http://{self.host}:15672")
-
-    def version(self):
-        overview = requests.get(f"{self.url}/api/overview", auth=self.auth, timeout=10).json()
-        return overview.get("rabbitmq_version", "?"), overview.get("erlang_version", "?")
-
-    def create_vhost(self, name):
-        vhost = quote(name, safe="")
-        requests.put(f"{self.url}/api/vhosts/{vhost}", auth=self.auth, timeout=10).raise_for_status()
-        requests.put(f"{self.url}/api/permissions/{vhost}/{quote(self.auth[0], safe='')}",
-                     json={"configure": ".*", "write": ".*", "read": ".*"},
-                     auth=self.auth, timeout=10).raise_for_status()
-        user, password = (quote(part, safe="") for part in self.auth)
-        return f"amqp://{user}:{password}@{self.host}:{self.port}/{vhost}"
-
-    def delete_vhost(self, name):
-        requests.delete(f"{self.url}/api/vhosts/{quote(name, safe='')}", auth=self.auth, timeout=30)
+def broker_admin(amqp_uri, vhost="/"):
+    """The management API of the broker at `amqp_uri` (same host and user, port 15672 unless
+    TANSIQ_RABBIT_ADMIN_URL says otherwise)."""
+    parts = urlsplit(amqp_uri)
+    url = os.environ.get("TANSIQ_RABBIT_ADMIN_URL") or \
+        f"http://{parts.username or 'guest'}:{parts.password or 'guest'}@{parts.hostname or '127.0.0.1'}:15672"
+    return BrokerAdmin(url, vhost=vhost)
 
 
 @contextmanager
 def bench_vhost(amqp_uri):
-    admin = BrokerAdmin(amqp_uri)
     name = f"bench-{uuid.uuid4().hex[:10]}"
-    uri = admin.create_vhost(name)
+    admin = broker_admin(amqp_uri, vhost=name)
+    admin.add_vhost()
+    parts = urlsplit(amqp_uri)
     say(f"vhost {name} created")
     try:
-        yield uri
+        yield admin.amqp_uri(parts.hostname or "127.0.0.1", parts.port or 5672)
     finally:
-        admin.delete_vhost(name)
+        admin.delete_vhost()
         say(f"vhost {name} deleted")
 
 
@@ -447,7 +430,8 @@ def machine(amqp_uri):
                 if line.startswith("model name")), platform.machine())
     mem_kib = next(int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines()
                    if line.startswith("MemTotal"))
-    rabbit, erlang = BrokerAdmin(amqp_uri).version()
+    overview = broker_admin(amqp_uri).overview()
+    rabbit, erlang = overview.get("rabbitmq_version", "?"), overview.get("erlang_version", "?")
     try:
         import psycopg2
 

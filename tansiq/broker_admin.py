@@ -61,6 +61,19 @@ class BrokerAdmin:
             raise BrokerAdminError(f"{method} {path}: {response.status_code} {response.text[:300]}")
         return response.json() if response.content else None
 
+    def overview(self):
+        return self._call("GET", "/overview")
+
+    def queue_stats(self):
+        """{queue name: (ready, consumers)} for every queue of the vhost."""
+        return {queue["name"]: (queue.get("messages", 0), queue.get("consumers", 0))
+                for queue in self._call("GET", f"/queues/{_q(self.vhost)}")}
+
+    def amqp_uri(self, host="127.0.0.1", port=5672):
+        """An AMQP URI for this vhost with the admin's own credentials (tests and benchmarks)."""
+        user, password = (_q(part) for part in self.auth)
+        return f"amqp://{user}:{password}@{host}:{port}/{_q(self.vhost)}"
+
     # vhost and topology -------------------------------------------------------------
     def add_vhost(self):
         self._call("PUT", f"/vhosts/{_q(self.vhost)}", {})

@@ -1,13 +1,12 @@
 """Operations behind `tansiq status` and `tansiq dlq`: what is in the broker, and moving dead letters back."""
 
 import json
-import os
-from urllib.parse import quote, urlparse
+from urllib.parse import unquote, urlparse
 
-import requests
 from kombu import Connection
 
 from tansiq import config as tansiq_config
+from tansiq.broker_admin import BrokerAdmin
 from tansiq.messaging import topology
 from tansiq.messaging.broker import ConfirmedPublisher
 from tansiq.messaging.consumer import ATTEMPTS_HEADER, ERROR_HEADER, QUEUE_HEADER, REASON_HEADER
@@ -15,23 +14,14 @@ from tansiq.messaging.consumer import ATTEMPTS_HEADER, ERROR_HEADER, QUEUE_HEADE
 CONSUMING_SERVICES = ("intake", "referrals", "events", "notifications", "directory")
 
 
-def admin_url():
-    return os.environ.get("TANSIQ_RABBIT_ADMIN_URL", "http://guest:guest@127.0.0.1:15672")
-
-
 def vhost_of(amqp_uri):
     path = urlparse(amqp_uri).path
-    return "/" if path in ("", "/") else path[1:]
+    return "/" if path in ("", "/") else unquote(path[1:])
 
 
 def queue_depths(amqp_uri):
     """{queue name: (ready, consumers)} for every queue of the vhost, via the management API."""
-    parsed = urlparse(admin_url())
-    base = f"{parsed.scheme}://{parsed.hostname}:{parsed.port or 15672}"
-    response = requests.get(f"{base}/api/queues/{quote(vhost_of(amqp_uri), safe='')}",
-                            auth=(parsed.username or "guest", parsed.password or "guest"), timeout=5)
-    response.raise_for_status()
-    return {queue["name"]: (queue.get("messages", 0), queue.get("consumers", 0)) for queue in response.json()}
+    return BrokerAdmin(vhost=vhost_of(amqp_uri), timeout=5).queue_stats()
 
 
 def queue_depths_passive(amqp_uri, names):

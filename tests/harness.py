@@ -15,14 +15,15 @@ import time
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
-from urllib.parse import quote
 
 import requests
 from kombu import Connection
 
+from tansiq.broker_admin import BrokerAdmin, BrokerAdminError
+
 ROOT = Path(__file__).resolve().parent.parent
 BROKER_HOST = os.environ.get("TANSIQ_TEST_BROKER_HOST", "127.0.0.1")
-ADMIN = (os.environ.get("TANSIQ_TEST_ADMIN_URL", f"http://{BROKER_HOST}:15672"), ("guest", "guest"))
+ADMIN_URL = os.environ.get("TANSIQ_TEST_ADMIN_URL", f"http://guest:guest@{BROKER_HOST}:15672")
 PG_URL = os.environ.get("TANSIQ_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432")
 DATA_SERVICES = ("directory", "intake", "referrals", "events", "notifications")
 
@@ -33,25 +34,26 @@ def free_port():
         return sock.getsockname()[1]
 
 
+def admin(vhost="/"):
+    return BrokerAdmin(ADMIN_URL, vhost=vhost)
+
+
 def management_available():
     try:
-        return requests.get(f"{ADMIN[0]}/api/overview", auth=ADMIN[1], timeout=3).ok
-    except requests.RequestException:
+        admin().overview()
+        return True
+    except (requests.RequestException, BrokerAdminError):
         return False
 
 
 def create_vhost(name):
-    base, auth = ADMIN
-    vhost = quote(name, safe="")
-    requests.put(f"{base}/api/vhosts/{vhost}", auth=auth, timeout=10).raise_for_status()
-    requests.put(f"{base}/api/permissions/{vhost}/guest", json={"configure": ".*", "write": ".*", "read": ".*"},
-                 auth=auth, timeout=10).raise_for_status()
-    return f"amqp://guest:guest@{BROKER_HOST}:5672/{vhost}"
+    vhost_admin = admin(name)
+    vhost_admin.add_vhost()
+    return vhost_admin.amqp_uri(BROKER_HOST)
 
 
 def delete_vhost(name):
-    base, auth = ADMIN
-    requests.delete(f"{base}/api/vhosts/{quote(name, safe='')}", auth=auth, timeout=10)
+    admin(name).delete_vhost()
 
 
 def postgres_available():

@@ -8,18 +8,12 @@ from sqlalchemy import select
 
 from services.directory.models import Association, OfferedService, Staff
 from tansiq import contracts
+from tansiq.contracts.fields import CATEGORIES, LANGUAGES, ROLES
 from tansiq.errors import DomainError, NotFound
 from tansiq.messaging import outbox
 
 SOURCE = "directory"
-ROLES = ("case_worker", "coordinator", "events_manager", "admin")
-LANGUAGES = ("ar", "fr", "en")
 SERVICE_STATUSES = ("active", "inactive", "defunct", "temporarily closed")  # HSDS 3.0
-# Service categories of the network (Open Referral taxonomy terms of our own).
-CATEGORIES = (
-    "listening_orientation", "legal_orientation", "psychological_support", "medical_care", "shelter",
-    "vocational_training", "literacy", "project_support", "marketing", "citizenship_training",
-)
 _hasher = PasswordHasher()
 
 

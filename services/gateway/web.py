@@ -21,12 +21,12 @@ from nameko.web.handlers import HttpRequestHandler
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response
 
+from tansiq.contracts.fields import LANGUAGES
 from tansiq.errors import DomainError
 
 HERE = Path(__file__).resolve().parent
 SESSION_COOKIE = "tansiq_session"
 SESSION_SECONDS = 12 * 3600
-LANGUAGES = ("ar", "fr", "en")
 RTL = {"ar"}
 
 

@@ -3,12 +3,11 @@
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
 
 from tansiq.contracts.fields import URGENCIES, slug, text
+from tansiq.contracts.fields import LANGUAGES, ROLES
 from tansiq.contracts.intake import NEEDS
 from tansiq.contracts.referrals import SHAREABLE_FIELDS
 
 KINDS = ("survivor", "woman_in_difficulty", "project_holder", "trainee", "artisan")
-LANGUAGES = ("ar", "fr", "en")
-ROLES = ("case_worker", "coordinator", "events_manager", "admin")
 NAME_FIELDS = ("first_name", "last_name", "first_name_ar", "last_name_ar")
 
 

@@ -14,10 +14,10 @@ from services.notifications import rules
 from services.notifications.models import (
     FAILED, QUEUED, READ, SENT, Delivery, InboxItem, Preference, WebhookSubscription,
 )
+from tansiq.contracts.fields import LANGUAGES
 from tansiq.errors import DomainError, NotFound
 
 LOCAL_TZ = ZoneInfo("Africa/Casablanca")
-LANGUAGES = ("ar", "fr", "en")
 OUTSIDE_CHANNELS = ("email", "sms")  # per-staff channels besides the inbox; webhooks are per association
 DEFAULT_PREFERENCES = {
     "channels": ["inbox", "email"],

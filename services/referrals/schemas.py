@@ -2,13 +2,12 @@
 
 from marshmallow import EXCLUDE, Schema, fields, validate
 
-from tansiq.contracts.fields import identifier, slug, text, urgency
+from tansiq.contracts.fields import ROLES, identifier, slug, text, urgency
 from tansiq.contracts.referrals import SHAREABLE_FIELDS
 
 from services.referrals.domain import ACTIONS, ORDER, FINAL_STATES
 
 STATES = tuple(ORDER) + FINAL_STATES
-ROLES = ("case_worker", "coordinator", "events_manager", "admin")
 
 
 class Input(Schema):

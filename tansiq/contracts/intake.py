@@ -3,13 +3,9 @@
 from marshmallow import fields, validate
 
 from tansiq.contracts import ContractSchema, contract
-from tansiq.contracts.fields import identifier, slug, text, urgency
+from tansiq.contracts.fields import CATEGORIES, identifier, slug, text, urgency
 
-# Needs identified in a listening session; also the categories of consents and referrals.
-NEEDS = (
-    "listening_orientation", "legal_orientation", "psychological_support", "medical_care", "shelter",
-    "vocational_training", "literacy", "project_support", "marketing", "citizenship_training",
-)
+NEEDS = CATEGORIES  # a need is named by the category of service that answers it
 
 
 @contract(

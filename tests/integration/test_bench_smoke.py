@@ -5,7 +5,7 @@ import subprocess
 import sys
 
 import requests
-from harness import ADMIN, ROOT
+from harness import ROOT, admin
 
 TABLE_ROWS = ("pika, confirm per message", "pika, pipelined confirms", "pika consumer, manual acks",
               "ConfirmedPublisher", "outbox relay, SQLite", "raw pika consumer, ack only", "kernel: probe service")
@@ -26,5 +26,5 @@ def test_bench_writes_every_table_and_cleans_up(broker_admin, tmp_path):
     assert any(line.startswith("| probe service (nameko + kernel) |") for line in lines)  # memory table
 
     vhost = re.search(r"vhost (bench-\w+) created", result.stdout).group(1)
-    base, auth = ADMIN
-    assert requests.get(f"{base}/api/vhosts/{vhost}", auth=auth, timeout=10).status_code == 404
+    management = admin()
+    assert requests.get(f"{management.base}/vhosts/{vhost}", auth=management.auth, timeout=10).status_code == 404
