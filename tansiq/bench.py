@@ -31,6 +31,7 @@ import pika
 
 from tansiq import config as tansiq_config
 from tansiq.broker_admin import BrokerAdmin
+from tansiq.envelope import CONTENT_TYPE
 from tansiq.messaging.relay import BATCH as RELAY_BATCH
 
 warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")
@@ -155,7 +156,7 @@ def envelopes(n):
 
 
 def properties(envelope):
-    return pika.BasicProperties(message_id=envelope.id, delivery_mode=2, content_type="application/cloudevents+json",
+    return pika.BasicProperties(message_id=envelope.id, delivery_mode=2, content_type=CONTENT_TYPE,
                                 content_encoding="utf-8")
 
 

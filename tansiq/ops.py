@@ -153,14 +153,17 @@ def status(amqp_uri=None, out=print, check_services=True):
     unroutable = depths.get(topology.UNROUTABLE_QUEUE, (0, 0))[0]
     out(f"dead letters {dead}   unroutable {unroutable}")
     if check_services:
-        for service in tansiq_config.SERVICES:
-            if service == "gateway":
-                continue
-            try:
-                ping_service(amqp_uri, service, timeout=3)
-                out(f"service     {service:<14} up")
-            except Exception:  # noqa: BLE001
-                out(f"service     {service:<14} DOWN")
+        from nameko.standalone.rpc import ClusterRpcProxy
+
+        with ClusterRpcProxy({"AMQP_URI": amqp_uri}, timeout=3) as cluster:  # one connection for every ping
+            for service in tansiq_config.SERVICES:
+                if service == "gateway":
+                    continue
+                try:
+                    getattr(cluster, service).health()
+                    out(f"service     {service:<14} up")
+                except Exception:  # noqa: BLE001
+                    out(f"service     {service:<14} DOWN")
     return 0
 
 

@@ -3,7 +3,6 @@
 from datetime import timedelta
 
 from nameko.dependency_providers import Config
-from nameko.exceptions import RemoteError
 from nameko.rpc import RpcProxy, rpc
 from nameko.timer import timer
 
@@ -45,16 +44,9 @@ class EventsService:
     directory = RpcProxy("directory")
     config = Config()
 
-    def _association_exists(self, slug):
-        try:
-            self.directory.get_association(slug)
-        except NotFound:
-            return False
-        except RemoteError as exc:  # an older directory that does not send NotFound back as such
-            if exc.exc_type == "NotFound":
-                return False
-            raise
-        return True
+    def _known_associations(self):
+        # One RPC, asked before the unit of work opens: no network call while holding the database.
+        return {association["slug"] for association in self.directory.list_associations()}
 
     def _result(self, event, warnings):
         return {"event": event_out.dump(event), "warnings": warnings}
@@ -78,18 +70,19 @@ class EventsService:
     def create_event(self, payload, staff=None, force=False):
         spec = CreateEvent().load(payload)
         domain.check_editor(staff, spec["organiser"], spec["co_organisers"])
+        known = self._known_associations()
         with self.db.session() as session:
-            event, warnings = domain.create_event(session, utcnow(), spec, self._association_exists, force=force)
+            event, warnings = domain.create_event(session, utcnow(), spec, known, force=force)
             return self._result(event, warnings)
 
     @rpc
     def update_event(self, event_id, changes, staff=None, force=False):
         changes = UpdateEvent().load(changes)
+        known = self._known_associations()
         with self.db.session() as session:
             current = domain.get_event(session, event_id)
             domain.check_editor(staff, current.organiser, current.co_organisers)
-            event, warnings = domain.update_event(session, utcnow(), event_id, changes, self._association_exists,
-                                                  force=force)
+            event, warnings = domain.update_event(session, utcnow(), event_id, changes, known, force=force)
             return self._result(event, warnings)
 
     @rpc
@@ -140,9 +133,9 @@ class EventsService:
     def register(self, event_id, payload, staff=None):
         values = registration_io.load(payload)
         domain.check_registrant(staff, values["association"])
+        known = self._known_associations()
         with self.db.session() as session:
-            registration = domain.register(session, utcnow(), event_id, known_associations=self._association_exists,
-                                           **values)
+            registration = domain.register(session, utcnow(), event_id, known_associations=known, **values)
             return registration_io.dump(registration)
 
     @rpc
@@ -168,10 +161,11 @@ class EventsService:
     def on_partner_event(self, event):
         """A partner system's own event; the kernel already checked its sender (broker user, signature).
         A refusal (not its event, older SEQUENCE…) goes back to the partner as a rejection."""
+        known = self._known_associations()
         with self.db.session() as session:
             if not inbox.first_time(session, self.name, event):
                 return
-            domain.apply_partner_event(session, utcnow(), event, self._association_exists)
+            domain.apply_partner_event(session, utcnow(), event, known)
 
     @timer(interval=REMINDER_INTERVAL_SECONDS)
     def send_reminders(self):

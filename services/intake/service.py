@@ -71,17 +71,16 @@ class IntakeService:
         if staff_association is None:
             staff_association = self.directory.get_staff(staff_id)["association"]
         staff = {"id": staff_id, "association": staff_association, "roles": list(staff_roles or ())}
+        # For consents to "any partner offering <category>"; asked before the unit of work opens.
+        offering = {s["association"] for s in self.directory.find_services(category)
+                    if s.get("status", "active") == "active"}
         with self.guarded(beneficiary_id, staff, "share") as session:
             return domain.prepare_referral_share(
                 session, self.keyring, beneficiary_id, recipient_association, category, fields, staff_id, utcnow(),
                 override_reason=override_reason, staff_roles=tuple(staff["roles"]),
-                staff_association=staff_association, recipient_offers=self._offers,
+                staff_association=staff_association,
+                recipient_offers=lambda association, _category: association in offering,
             )
-
-    def _offers(self, association, category):
-        """For consents to "any partner offering <category>": ask the directory (active services only)."""
-        return any(s["association"] == association and s.get("status", "active") == "active"
-                   for s in self.directory.find_services(category))
 
     @rpc
     def erase_beneficiary(self, beneficiary_id, staff):

@@ -130,17 +130,21 @@ class ReferralsService:
 
     @handles_partner("ma.tansiq.referral.sent.v1")
     def on_referral_sent(self, event):
+        recipient = self._association_or_none(event.data["to_association"])  # asked before the unit of work
         with self.db.session() as session:
             # Our own referral.sent comes back here too: nothing to do for an id we already have.
             if inbox.first_time(session, self.name, event) and not domain.is_known(session, event.data["referral_id"]):
-                self._or_reject(session, event, self._receive, session, event)
+                self._or_reject(session, event, self._receive, session, event, recipient)
 
-    def _receive(self, session, event):
+    def _association_or_none(self, slug):
         try:
-            recipient = self.directory.get_association(event.data["to_association"])
+            return self.directory.get_association(slug)
         except NotFound:
-            raise DomainError(f"unknown association {event.data['to_association']}",
-                              code="unknown_association") from None
+            return None
+
+    def _receive(self, session, event, recipient):
+        if recipient is None:
+            raise DomainError(f"unknown association {event.data['to_association']}", code="unknown_association")
         return domain.receive_partner_referral(session, utcnow(), self.keyring, event.source, event.data,
                                                to_integration=recipient.get("integration", "tansiq"))
 

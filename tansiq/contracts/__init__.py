@@ -68,10 +68,11 @@ def validate(envelope):
 def make(type_, source, data, correlationid=None):
     """Build an outgoing envelope; refuses data its own contract would refuse (a bug, not input)."""
     schema = get(type_).schema()
-    errors = schema.validate(data)
-    if errors:
-        raise ValueError(f"{type_}: {errors}")
-    return Envelope(type=type_, source=source, data=schema.dump(schema.load(data)), correlationid=correlationid)
+    try:
+        loaded = schema.load(data)
+    except ValidationError as exc:
+        raise ValueError(f"{type_}: {exc.messages}") from None
+    return Envelope(type=type_, source=source, data=schema.dump(loaded), correlationid=correlationid)
 
 
 def _first_errors(messages, limit=300):

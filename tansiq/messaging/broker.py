@@ -8,6 +8,7 @@ import time
 from amqp.exceptions import PreconditionFailed
 from kombu import Connection, Exchange as KombuExchange, Queue as KombuQueue, binding
 
+from tansiq.envelope import CONTENT_TYPE
 from tansiq.messaging import topology
 
 log = logging.getLogger(__name__)
@@ -53,6 +54,11 @@ def declare(connection, queues=()):
             ) from exc
 
 
+def persistent_message(channel, body, message_id, headers=None, content_type=CONTENT_TYPE):
+    return channel.prepare_message(body, properties={"message_id": message_id, "delivery_mode": 2},
+                                   content_type=content_type, content_encoding="utf-8", headers=headers or {})
+
+
 class ConfirmedPublisher:
     """Publishes with publisher confirms and `mandatory`; raises Unroutable on basic.return.
 
@@ -77,15 +83,12 @@ class ConfirmedPublisher:
         self._returned.append((exchange, routing_key, getattr(message, "properties", {}).get("message_id")))
 
     def publish(self, body, exchange, routing_key, message_id, headers=None,
-                content_type="application/cloudevents+json"):
+                content_type=CONTENT_TYPE):
         with self._lock:
             try:
                 channel = self._channel()
                 self._returned.clear()
-                message = channel.prepare_message(
-                    body, properties={"message_id": message_id, "delivery_mode": 2},
-                    content_type=content_type, content_encoding="utf-8", headers=headers or {},
-                )
+                message = persistent_message(channel, body, message_id, headers, content_type)
                 # py-amqp with confirm_publish blocks until basic.ack; a basic.return comes first.
                 channel.basic_publish(message, exchange=exchange, routing_key=routing_key, mandatory=True)
             except Exception:
@@ -125,9 +128,7 @@ class ConfirmedPublisher:
             try:
                 channel.confirm_select()
                 for body, exchange, routing_key, message_id in messages:
-                    message = channel.prepare_message(
-                        body, properties={"message_id": message_id, "delivery_mode": 2},
-                        content_type="application/cloudevents+json", content_encoding="utf-8", headers={})
+                    message = persistent_message(channel, body, message_id)
                     channel._basic_publish(message, exchange=exchange, routing_key=routing_key, mandatory=True)
                 deadline = time.monotonic() + timeout
                 while len(acked | nacked) < len(messages) and time.monotonic() < deadline:

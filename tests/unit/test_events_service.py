@@ -16,6 +16,9 @@ COORDINATOR = {"id": "s-1", "association": "amal-safi", "roles": ["coordinator"]
 class FakeDirectory:
     associations = {"amal-safi", "nour-safi"}
 
+    def list_associations(self):
+        return [{"slug": slug} for slug in sorted(self.associations)]
+
     def get_association(self, slug):
         if slug not in self.associations:
             raise NotFound(f"no association {slug}")
