@@ -107,6 +107,17 @@ def session_scope(engine):
                 hook(session)
 
 
+class Sessions:
+    """What `self.db` is inside a worker: units of work on the service's engine.
+    Tests hand the same object to nameko's worker_factory."""
+
+    def __init__(self, engine):
+        self.engine = engine
+
+    def session(self):
+        return session_scope(self.engine)
+
+
 class Database(DependencyProvider):
     """nameko dependency: `self.db.session()` is a unit of work on the service's own database.
 
@@ -120,6 +131,7 @@ class Database(DependencyProvider):
     def setup(self):
         self.engine = make_engine(self.container.config[DB_URI_KEY])
         self.relay.engine = self.engine
+        self.sessions = Sessions(self.engine)
 
     def stop(self):
         self.engine.dispose()
@@ -128,7 +140,4 @@ class Database(DependencyProvider):
         self.engine.dispose()
 
     def get_dependency(self, worker_ctx):
-        return self
-
-    def session(self):
-        return session_scope(self.engine)
+        return self.sessions

@@ -9,11 +9,9 @@ of services/*/schemas.py, converted by apispec's MarshmallowPlugin.
 tests/unit/test_openapi.py regenerates the document and compares it with the committed file.
 """
 
-import argparse
 import inspect
 import json
 import re
-import sys
 from pathlib import Path
 
 from apispec import APISpec
@@ -55,6 +53,7 @@ from services.referrals.schemas import (
     RerouteSchema,
     TransitionSchema,
 )
+from tansiq import generated
 from tansiq.contracts.events import EVENT_KINDS
 
 OUTPUT = Path(__file__).resolve().parents[2] / "docs" / "openapi.json"
@@ -330,15 +329,7 @@ _cache = []  # the routes cannot change while the process runs
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--write", action="store_true", help=f"write {OUTPUT} instead of printing")
-    args = parser.parse_args(argv)
-    text = render()
-    if args.write:
-        OUTPUT.write_text(text, encoding="utf-8")
-        print(f"wrote {OUTPUT}")
-    else:
-        sys.stdout.write(text)
+    generated.main(render, OUTPUT, __doc__.splitlines()[0], argv)
 
 
 if __name__ == "__main__":

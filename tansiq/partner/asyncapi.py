@@ -7,15 +7,13 @@ The payload schemas come from the marshmallow contracts through apispec's conver
 tests/unit/test_asyncapi.py regenerates it and compares it with the committed file.
 """
 
-import argparse
-import sys
 from pathlib import Path
 
 import yaml
 from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
 
-from tansiq import contracts, envelope as envelopes
+from tansiq import contracts, envelope as envelopes, generated
 from tansiq.errors import REASON_CODES
 from tansiq.messaging import topology
 
@@ -193,14 +191,7 @@ def render():
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--write", action="store_true", help=f"write {OUTPUT} instead of printing")
-    args = parser.parse_args(argv)
-    text = render()
-    if args.write:
-        OUTPUT.write_text(text, encoding="utf-8")
-    else:
-        sys.stdout.write(text)
+    generated.main(render, OUTPUT, __doc__.splitlines()[0], argv)
 
 
 if __name__ == "__main__":

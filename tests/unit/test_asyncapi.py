@@ -8,6 +8,8 @@ from tansiq import contracts
 from tansiq.envelope import parse
 from tansiq.partner import asyncapi
 
+from documents import all_refs, resolve  # tests/documents.py
+
 
 def committed():
     return asyncapi.OUTPUT.read_text(encoding="utf-8")
@@ -15,24 +17,6 @@ def committed():
 
 def test_the_committed_document_is_the_generator_output():
     assert committed() == asyncapi.render(), "run: python -m tansiq.partner.asyncapi --write"
-
-
-def resolve(document, ref):
-    node = document
-    for part in ref.removeprefix("#/").split("/"):
-        node = node[part]
-    return node
-
-
-def all_refs(node):
-    if isinstance(node, dict):
-        if "$ref" in node:
-            yield node["$ref"]
-        for value in node.values():
-            yield from all_refs(value)
-    elif isinstance(node, list):
-        for value in node:
-            yield from all_refs(value)
 
 
 def test_every_partner_contract_is_on_the_right_channel_and_nothing_else():

@@ -12,7 +12,7 @@ from services.events.models import Base
 from services.events.service import EventsService
 from services.gateway import web
 from services.gateway.api_events import EventsApi
-from tansiq.db import make_engine, session_scope
+from tansiq.db import Sessions, make_engine
 from tansiq.errors import NotFound
 from tansiq.messaging.store import messaging_metadata
 
@@ -28,14 +28,6 @@ class Directory:
 
     def list_associations(self, city=None, category=None):
         return ASSOCIATIONS
-
-
-class Db:
-    def __init__(self, engine):
-        self.engine = engine
-
-    def session(self):
-        return session_scope(self.engine)
 
 
 class BearerSessions:
@@ -56,7 +48,7 @@ def gateway(tmp_path):
     engine = make_engine(f"sqlite:///{tmp_path / 'events.db'}")
     Base.metadata.create_all(engine)
     messaging_metadata.create_all(engine)
-    events = worker_factory(EventsService, db=Db(engine), directory=Directory())
+    events = worker_factory(EventsService, db=Sessions(engine), directory=Directory())
     saved, web._active[0] = web._active[0], BearerSessions()
     yield worker_factory(Gateway, events_rpc=events, directory_rpc=Directory())
     web._active[0] = saved

@@ -6,7 +6,7 @@ from marshmallow import ValidationError
 
 from services.events.models import Base
 from services.events.service import EventsService
-from tansiq.db import make_engine, session_scope
+from tansiq.db import Sessions, make_engine
 from tansiq.errors import DomainError, Forbidden, NotFound
 from tansiq.messaging.store import messaging_metadata
 
@@ -25,20 +25,12 @@ class FakeDirectory:
         return {"slug": slug}
 
 
-class SqliteDb:
-    def __init__(self, engine):
-        self.engine = engine
-
-    def session(self):
-        return session_scope(self.engine)
-
-
 @pytest.fixture
 def service(tmp_path):
     engine = make_engine(f"sqlite:///{tmp_path / 'events.db'}")
     Base.metadata.create_all(engine)
     messaging_metadata.create_all(engine)
-    yield worker_factory(EventsService, db=SqliteDb(engine), directory=FakeDirectory(),
+    yield worker_factory(EventsService, db=Sessions(engine), directory=FakeDirectory(),
                          config={"REMINDER_HORIZON_HOURS": 48})
     engine.dispose()
 

@@ -19,7 +19,7 @@ from services.gateway.api_intake import IntakeApi
 from services.intake.models import create_all
 from services.intake.service import IntakeService
 from tansiq.crypto import KeyRing
-from tansiq.db import make_engine, session_scope
+from tansiq.db import Sessions, make_engine, session_scope
 from tansiq.errors import DomainError, Forbidden
 from tansiq.messaging.store import OutboxMessage
 
@@ -50,7 +50,7 @@ class Directory:
 
 @pytest.fixture
 def service(engine):
-    return worker_factory(IntakeService, db=SimpleNamespace(session=lambda: session_scope(engine)),
+    return worker_factory(IntakeService, db=Sessions(engine),
                           keyring=KeyRing(os.urandom(32)), directory=Directory())
 
 

@@ -5,27 +5,11 @@ import json
 from services.gateway import api_openapi
 from services.gateway.service import GatewayService
 
+from documents import all_refs, resolve  # tests/documents.py
+
 
 def committed():
     return json.loads(api_openapi.OUTPUT.read_text(encoding="utf-8"))
-
-
-def resolve(document, ref):
-    node = document
-    for part in ref.removeprefix("#/").split("/"):
-        node = node[part]
-    return node
-
-
-def all_refs(node):
-    if isinstance(node, dict):
-        if "$ref" in node:
-            yield node["$ref"]
-        for value in node.values():
-            yield from all_refs(value)
-    elif isinstance(node, list):
-        for value in node:
-            yield from all_refs(value)
 
 
 def test_the_committed_document_is_the_generator_output():

@@ -7,7 +7,7 @@ from nameko.testing.services import worker_factory
 from sqlalchemy import select
 
 from tansiq import contracts
-from tansiq.db import session_scope
+from tansiq.db import Sessions
 from tansiq.errors import DomainError, Forbidden
 from tansiq.messaging.store import OutboxMessage
 
@@ -44,18 +44,10 @@ class FakeIntake:
         return {"consent_id": "c-19", "shared": {f: PII[f] for f in fields}, "override": False}
 
 
-class FakeDb:
-    def __init__(self, engine):
-        self.engine = engine
-
-    def session(self):
-        return session_scope(self.engine)
-
-
 @pytest.fixture
 def service(tmp_path):
     with sqlite_session(tmp_path / "referrals.db") as session:
-        worker = worker_factory(ReferralsService, db=FakeDb(session.get_bind()), intake=FakeIntake(),
+        worker = worker_factory(ReferralsService, db=Sessions(session.get_bind()), intake=FakeIntake(),
                                 directory=FakeDirectory(), keyring=keyring())
         worker.session = session
         yield worker
