@@ -6,11 +6,9 @@ end-to-end suite points the same checks at the real gateway.
 """
 
 import json
-import os
 import re
 import threading
 from datetime import datetime
-from pathlib import Path
 
 import pytest
 from sqlalchemy.orm import Session
@@ -28,22 +26,11 @@ from tansiq.messaging.store import messaging_metadata
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync"]
 ASSOCIATIONS = [
     {"slug": "amal-safi", "name_fr": "Association Amal", "name_ar": "جمعية أمل", "city": "Safi"},
     {"slug": "tilila-marrakech", "name_fr": "Association Tilila", "name_ar": "جمعية تيليلا", "city": "Marrakech"},
 ]
 NOW = datetime.fromisoformat("2027-01-10T08:00:00+00:00")
-
-
-def _browser_or_skip():
-    if not Path(CHROMIUM).exists():
-        if os.environ.get("TANSIQ_REQUIRE_BROWSER") == "1":
-            pytest.fail(f"{CHROMIUM} is missing and TANSIQ_REQUIRE_BROWSER=1")
-        pytest.skip(f"{CHROMIUM} is not installed")
-    return pytest.importorskip("playwright.sync_api")
 
 
 @pytest.fixture(scope="module")
@@ -91,26 +78,6 @@ def site(tmp_path_factory):
     yield f"http://127.0.0.1:{server.server_port}"
     server.shutdown()
     engine.dispose()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    sync_api = _browser_or_skip()
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield browser
-        browser.close()
-
-
-@pytest.fixture
-def page(browser):
-    context = browser.new_context(viewport={"width": 1200, "height": 900}, locale="fr-FR")
-    page = context.new_page()
-    errors = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    yield page
-    context.close()
-    assert errors == []
 
 
 def test_month_and_list_views_show_the_network_events(site, page):

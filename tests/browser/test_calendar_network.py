@@ -7,8 +7,6 @@ from datetime import datetime, timedelta, timezone
 import pytest
 import requests
 
-from test_calendar import browser, page  # noqa: F401 - the same Chromium fixtures
-
 pytestmark = pytest.mark.browser
 
 

@@ -18,29 +18,9 @@ from harness import eventually
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync"]
 PHONE = {"width": 390, "height": 844}
 SERVICES = ("directory", "intake", "notifications", "referrals", "events", "gateway")
 SHOTS = Path(os.environ.get("TANSIQ_SCREENSHOTS", "/tmp"))
-
-
-def _playwright_or_skip():
-    if not Path(CHROMIUM).exists():
-        if os.environ.get("TANSIQ_REQUIRE_BROWSER") == "1":
-            pytest.fail(f"{CHROMIUM} is missing and TANSIQ_REQUIRE_BROWSER=1")
-        pytest.skip(f"{CHROMIUM} is not installed")
-    if os.environ.get("TANSIQ_REQUIRE_BROWSER") == "1":
-        import playwright.sync_api  # must be there: fail, don't skip
-
-        return playwright.sync_api
-    return pytest.importorskip("playwright.sync_api")
-
-
-@pytest.fixture(scope="module")
-def sync_api():
-    return _playwright_or_skip()
 
 
 @pytest.fixture
@@ -55,14 +35,6 @@ def live_network(network_factory):
 @pytest.fixture
 def network(sync_api, live_network):
     return live_network  # skipped before starting anything when there is no browser
-
-
-@pytest.fixture
-def browser(sync_api):
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield browser
-        browser.close()
 
 
 @pytest.fixture
