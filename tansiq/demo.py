@@ -1,5 +1,7 @@
 """`tansiq demo`: a realistic, fictional network to try Tansiq with. Safe to run twice (upserts)."""
 
+from contextlib import contextmanager
+
 from tansiq import config as tansiq_config
 from tansiq.db import make_engine, session_scope
 
@@ -64,11 +66,20 @@ STAFF = [
 ]
 
 
+@contextmanager
+def service_database(service):
+    """The engine of `service`'s own database, disposed afterwards (services own their data)."""
+    engine = make_engine(tansiq_config.load(service)["DB_URI"])
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+
+
 def seed_directory(progress):
     from services.directory import domain
 
-    engine = make_engine(tansiq_config.load("directory")["DB_URI"])
-    with session_scope(engine) as session:
+    with service_database("directory") as engine, session_scope(engine) as session:
         for association in ASSOCIATIONS:
             progress(f"association {association['slug']} ({association['city']})")
             domain.upsert_association(session, association)
@@ -76,7 +87,6 @@ def seed_directory(progress):
             progress(f"staff {email}")
             domain.upsert_staff(session, {"id": staff_id, "association_slug": slug, "name": name, "email": email,
                                           "language": language, "roles": roles}, password=DEMO_PASSWORD)
-    engine.dispose()
 
 
 def is_seeded():
@@ -84,25 +94,20 @@ def is_seeded():
 
     from services.directory.models import Association
 
-    engine = make_engine(tansiq_config.load("directory")["DB_URI"])
-    try:
+    with service_database("directory") as engine:
         if not inspect(engine).has_table("associations"):
             return False
         with session_scope(engine) as session:
             return session.scalar(select(Association.slug).limit(1)) is not None
-    finally:
-        engine.dispose()
 
 
 def seed_events(progress):
     from services.events import demo as events_demo
     from tansiq.envelope import utcnow
 
-    engine = make_engine(tansiq_config.load("events")["DB_URI"])
     known = {association["slug"] for association in ASSOCIATIONS}
-    with session_scope(engine) as session:
+    with service_database("events") as engine, session_scope(engine) as session:
         events_demo.seed(session, utcnow(), known, progress)
-    engine.dispose()
 
 
 # Each step seeds one service's own database (services own their data), in dependency order.
@@ -110,7 +115,6 @@ STEPS = [("directory", seed_directory), ("events", seed_events)]
 
 
 def seed(out=print):
-    total = len(ASSOCIATIONS) + len(STAFF)
     done = [0]
 
     def progress(what):
@@ -121,4 +125,3 @@ def seed(out=print):
         out(f"seeding {name} …")
         step(progress)
     out(f"demo network ready: {len(ASSOCIATIONS)} associations, {len(STAFF)} staff (password: {DEMO_PASSWORD})")
-    return total
