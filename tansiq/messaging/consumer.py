@@ -110,10 +110,7 @@ class ServiceQueue(SharedExtension, ProviderCollector):
             envelope = self.accept(body, message)
             provider = self.route(envelope)
         except BadMessage as exc:
-            log.warning("%s: refused message %s: %s", self.service_name,
-                        message.properties.get("message_id"), exc)
-            self.settle(message, self.dead_letter, exc.reason, exc.detail)
-            self.refused(body, message, exc)
+            self.refuse(message, exc)
             return
         try:
             provider.spawn(envelope, message)
@@ -123,6 +120,12 @@ class ServiceQueue(SharedExtension, ProviderCollector):
     def accept(self, body, message):
         """Parse and validate a delivery (partner queues also check the sender)."""
         return contracts.validate(parse(body))
+
+    def refuse(self, message, exc):
+        """Dead-letter a delivery that can never be accepted, with its reason; then the `refused` hook."""
+        log.warning("%s: refused message %s: %s", self.service_name, message.properties.get("message_id"), exc)
+        self.settle(message, self.dead_letter, exc.reason, exc.detail)
+        self.refused(message.body, message, exc)
 
     def refused(self, body, message, exc):
         """Hook: what else to do with a refused delivery besides dead-lettering it."""
@@ -279,11 +282,7 @@ class PartnerQueue(ServiceQueue):
         if not isinstance(exc, DomainError):
             return False
         reason = exc.code if exc.code in REASON_CODES else "not_allowed"
-        refusal = BadMessage(reason, str(exc)[:500])
-        log.warning("%s: refused partner message %s: %s", self.service_name,
-                    message.properties.get("message_id"), refusal)
-        self.settle(message, self.dead_letter, refusal.reason, refusal.detail)
-        self.refused(message.body, message, refusal)
+        self.refuse(message, BadMessage(reason, str(exc)[:500]))
         return True
 
 
