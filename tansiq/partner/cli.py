@@ -163,8 +163,9 @@ def partner_listen(args):
     stop, seen = threading.Event(), []
 
     def show(envelope):
-        # default=str: validated data holds datetimes
-        print(json.dumps(envelope.to_dict(), default=str, ensure_ascii=False, sort_keys=True), flush=True)
+        # The message as it came over the wire (validated data holds datetimes, not their ISO text).
+        wire = envelope.raw if envelope.raw is not None else envelope.to_dict()
+        print(json.dumps(wire, ensure_ascii=False, sort_keys=True), flush=True)
         seen.append(envelope.id)
         if args.count and len(seen) >= args.count:
             stop.set()
