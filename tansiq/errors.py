@@ -130,7 +130,7 @@ class RefusalLogFilter(logging.Filter):
         quiet = is_refusal(exc) and not _is_forbidden(exc)
         record.levelno = logging.INFO if quiet else logging.WARNING
         record.levelname = logging.getLevelName(record.levelno)
-        return True
+        return record.levelno >= logging.getLogger().getEffectiveLevel()  # the level the user asked for
 
 
 def _is_forbidden(exc):

@@ -23,7 +23,7 @@ def network(broker_admin):
         network.seed()  # the directory's outbox holds announcements the callers will consume
         network.start(*CALLERS, wait=False)
         for service in CALLERS:
-            eventually(lambda: "waiting for directory…" in network.log(service), timeout=60,
+            eventually(lambda service=service: "waiting for directory…" in network.log(service), timeout=60,
                        message=f"{service} did not say it waits for the directory")
         network.start("directory")
         for service in CALLERS:
@@ -54,7 +54,9 @@ def test_a_forbidden_request_is_one_warning_line_without_a_traceback(network):
     assert response.status_code == 403
     assert response.json()["error"]["code"] == "forbidden"
     for service, entrypoint in (("events", "events.create_event"), ("gateway", "gateway.events_create")):
-        line = eventually(lambda: [row for row in network.log(service).splitlines() if f"refused {entrypoint}" in row],
-                          message=f"no refusal line in the {service} log")
+        def refusal_lines(service=service, entrypoint=entrypoint):
+            return [row for row in network.log(service).splitlines() if f"refused {entrypoint}" in row]
+
+        line = eventually(refusal_lines, message=f"no refusal line in the {service} log")
         assert len(line) == 1 and " WARNING " in line[0], line
         assert "Traceback" not in network.log(service), network.log(service)

@@ -23,6 +23,16 @@ class FakeWorker:
     entrypoint = FakeEntrypoint()
 
 
+@pytest.fixture(autouse=True)
+def root_level():
+    """The root logger's level is what `tansiq run` sets from LOG_LEVEL (INFO by default)."""
+    root = logging.getLogger()
+    saved = root.level
+    root.setLevel(logging.INFO)
+    yield root
+    root.setLevel(saved)
+
+
 def logged(exc):
     """What nameko's container writes when a worker raises `exc`, through our handler filter."""
     stream = io.StringIO()
@@ -61,6 +71,12 @@ def test_a_failure_keeps_its_traceback_at_error(exc):
     text = logged(exc)
     assert text.startswith("ERROR error handling worker"), text
     assert "Traceback (most recent call last)" in text
+
+
+def test_at_log_level_warning_only_forbidden_refusals_are_kept(root_level):
+    root_level.setLevel(logging.WARNING)
+    assert logged(NotFound("no such event")) == ""
+    assert logged(Forbidden("not yours")).startswith("WARNING refused events.create_event: Forbidden")
 
 
 def waits(service):
