@@ -5,6 +5,7 @@ and PostgreSQL (psycopg2 made green with psycogreen, so a slow query does not
 starve the AMQP heartbeat under eventlet).
 """
 
+import logging
 import threading
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
@@ -18,6 +19,8 @@ from sqlalchemy.orm import Session
 from nameko.extensions import DependencyProvider
 
 DB_URI_KEY = "DB_URI"
+
+log = logging.getLogger(__name__)
 
 
 class UTCDateTime(TypeDecorator):
@@ -58,9 +61,12 @@ def after_commit(session, hook):
 
 
 def _run_after_commit(session):
-    for hook in session.info.pop(_AFTER_COMMIT, None) or ():
-        hook(session)
-    session.info[_AFTER_COMMIT] = []  # the session may go on with a new transaction
+    hooks, session.info[_AFTER_COMMIT] = session.info.get(_AFTER_COMMIT) or [], []  # a new transaction may follow
+    for hook in hooks:
+        try:
+            hook(session)
+        except Exception:  # noqa: BLE001 - the data is committed: a failing hook must not make it look failed
+            log.exception("after-commit hook %r failed", hook)
 
 
 def _drop_after_commit(session, previous_transaction):

@@ -80,3 +80,18 @@ def test_sessions_hooks_see_what_the_unit_of_work_wrote_and_only_on_commit(engin
     with sessions.session() as session:
         outbox.add(session, Envelope(type="test.committed.v1", source="test", data={}))
     assert woken == [True]
+
+
+def test_a_failing_hook_does_not_turn_a_commit_into_an_error(engine):
+    ran = []
+
+    def broken(session):
+        raise RuntimeError("relay not ready")
+
+    with session_scope(engine) as session:
+        session.execute(text("INSERT INTO t VALUES (1)"))
+        after_commit(session, broken)
+        after_commit(session, lambda s: ran.append("next"))
+    assert ran == ["next"]
+    with session_scope(engine) as session:
+        assert session.execute(text("SELECT count(*) FROM t")).scalar() == 1
