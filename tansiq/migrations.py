@@ -18,7 +18,7 @@ from tansiq.messaging.store import messaging_metadata
 
 SERVICES_DIR = Path(__file__).resolve().parent.parent / "services"
 MESSAGING_VERSIONS = Path(__file__).resolve().parent / "messaging" / "migrations"
-MESSAGING_BRANCH = "messaging"
+MESSAGING_BRANCH = "messaging"  # the branch label of the revisions in MESSAGING_VERSIONS
 DATA_SERVICES = ("directory", "intake", "referrals", "events", "notifications")
 
 
@@ -71,7 +71,7 @@ def service_head(cfg):
     """The head of the service's own branch (the other head is the shared messaging branch)."""
     scripts = ScriptDirectory.from_config(cfg)
     heads = [head for head in scripts.get_heads()
-             if MESSAGING_BRANCH not in scripts.get_revision(head).branch_labels]
+             if Path(scripts.get_revision(head).path).parent != MESSAGING_VERSIONS]
     if len(heads) != 1:
         raise RuntimeError(f"expected one head in the service's own migrations, found {heads}")
     return heads[0]

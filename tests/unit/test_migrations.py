@@ -96,7 +96,7 @@ def test_every_service_history_has_exactly_its_branch_and_the_shared_one():
         scripts = ScriptDirectory.from_config(migrations.alembic_config(service, "sqlite://"))
         heads = set(scripts.get_heads())
         assert heads == {service_head(service), SHARED_REVISION}, service
-        assert "messaging" in scripts.get_revision(SHARED_REVISION).branch_labels
+        assert migrations.MESSAGING_BRANCH in scripts.get_revision(SHARED_REVISION).branch_labels
 
 
 def test_no_service_migration_creates_the_outbox_or_inbox():
