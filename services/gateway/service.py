@@ -23,6 +23,9 @@ class GatewayService(PagesApi, WebAppPages, IntakeApi, ReferralsApi, EventsApi, 
     name = "gateway"
     sessions = Sessions()
     directory_rpc = RpcProxy("directory")
+    # Start once the directory (every sign-in) is up; a call to another service that is not up
+    # yet is answered 503 service_unavailable (tansiq.runner waits for all called services otherwise).
+    waits_for = ("directory",)
 
     @api("GET", "/healthz")
     def healthz(self, request):

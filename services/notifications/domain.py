@@ -1,7 +1,8 @@
 """Notification rules in plain Python: who is told, when, on which channel; delivery with retries.
 
 Functions take a Session and `now` (aware UTC). `directory` is anything with the
-directory RPC methods (the nameko RpcProxy in the service; testing.LocalDirectory in tests).
+directory RPC methods (the nameko RpcProxy in the service; in tests, LocalDirectory of
+tests/fixtures/notifications.py).
 """
 
 from dataclasses import dataclass

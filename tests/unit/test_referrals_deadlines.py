@@ -14,7 +14,7 @@ from tansiq.messaging.store import OutboxMessage
 
 from services.referrals import domain
 from services.referrals.models import FiredDeadline
-from services.referrals.testing import keyring, sqlite_session, staff
+from fixtures.referrals import keyring, sqlite_session, staff
 from services.referrals.workcal import WorkCalendar
 
 CASA = ZoneInfo("Africa/Casablanca")

@@ -13,7 +13,7 @@ from tansiq.messaging.store import OutboxMessage
 
 from services.referrals import domain
 from services.referrals.models import Referral
-from services.referrals.testing import keyring, sqlite_session, staff
+from fixtures.referrals import keyring, sqlite_session, staff
 
 NOW = datetime(2026, 12, 1, 9, 0, tzinfo=timezone.utc)  # a Tuesday
 SAFI, MARRAKECH, AGADIR = "amal-safi", "wafae-marrakech", "nour-agadir"

@@ -12,7 +12,7 @@ from tansiq.errors import DomainError, Forbidden
 from tansiq.messaging.store import OutboxMessage
 
 from services.referrals.service import ReferralsService
-from services.referrals.testing import keyring, sqlite_session
+from fixtures.referrals import keyring, sqlite_session
 
 SAFI, MARRAKECH, AGADIR, RABAT = "amal-safi", "wafae-marrakech", "nour-agadir", "hayat-rabat"
 CASE_WORKER = {"id": "s-1", "association": SAFI, "roles": ["case_worker"]}
