@@ -10,7 +10,7 @@ from datetime import date, timezone
 
 from sqlalchemy import select
 
-from services.intake import matching
+from services.intake import audit, matching
 from services.intake.models import (
     AuditEntry, Beneficiary, BlindIndex, Consent, Disclosure, DuplicateFlag, ListeningSession,
 )
@@ -230,8 +230,9 @@ def _cipher(keyring, beneficiary):
 
 
 def _audit(session, beneficiary_id, staff, action, fields, now, detail=""):
-    session.add(AuditEntry(beneficiary_id=beneficiary_id, staff_id=staff["id"], association=staff.get("association"),
-                           action=action, fields=list(fields), detail=detail, at=now))
+    audit.append(session, AuditEntry(beneficiary_id=beneficiary_id, staff_id=staff["id"],
+                                     association=staff.get("association"), action=action, fields=list(fields),
+                                     detail=detail, at=now))
 
 
 def record_refusal(session, beneficiary_id, staff, action, error, now):
@@ -434,6 +435,48 @@ def erase_beneficiary(session, beneficiary_id, staff, now):
         disclosure.enc_override_reason = None
     for index in session.scalars(select(BlindIndex).where(BlindIndex.beneficiary_id == beneficiary_id)):
         session.delete(index)
+    audit.erase_details(session, beneficiary_id)
     beneficiary.erased_at, beneficiary.erased_by = now, staff["id"]
     _audit(session, beneficiary_id, staff, "erase", list(PERSONAL_FIELDS + SESSION_FIELDS), now)
+    # Referrals (consented or overridden) and notifications end their copies too.
+    outbox.add(session, contracts.make("ma.tansiq.beneficiary.erased.v1", SOURCE, {
+        "beneficiary_id": beneficiary_id, "association": beneficiary.association, "erased_at": now.isoformat()}))
     return {"id": beneficiary_id, "erased_at": now.isoformat()}
+
+
+# --- her right of access (law 09-08) and key rotation ---------------------------------------------
+
+
+EXPORT_ROLES = {"admin"}
+
+
+def export_beneficiary(session, keyring, beneficiary_id, staff, now):
+    """Everything this service holds about her, decrypted, for her right of access; admins only, audited."""
+    if not EXPORT_ROLES & set(staff.get("roles") or ()):
+        raise Forbidden("only an admin may export a beneficiary's data", details={"reason": "role_required"})
+    record = get_beneficiary(session, keyring, beneficiary_id, staff, now)
+    record["disclosures"] = list_disclosures(session, keyring, beneficiary_id, staff, now)
+    record["consents"] = [_consent_dict(c, now) for c in _owned(session, beneficiary_id, staff).consents]
+    _audit(session, beneficiary_id, staff, "export", [], now)
+    session.flush()
+    record["audit_trail"] = audit_trail(session, beneficiary_id, staff, now)
+    return record
+
+
+def rekey(session, keyring, new_keyring):
+    """Master-key rotation: every data key rewrapped, every blind index recomputed. Returns how many records."""
+    count = 0
+    for beneficiary in session.scalars(select(Beneficiary).where(Beneficiary.wrapped_key.is_not(None))).all():
+        cipher = _cipher(keyring, beneficiary)
+        values = {field: cipher.decrypt(field, getattr(beneficiary, f"enc_{field}")) for field in PERSONAL_FIELDS}
+        if values.get("birth_date"):
+            values["birth_date"] = date.fromisoformat(values["birth_date"])
+        beneficiary.wrapped_key = keyring.rewrap(beneficiary.wrapped_key, beneficiary.id, new_keyring)
+        for index in session.scalars(select(BlindIndex).where(BlindIndex.beneficiary_id == beneficiary.id)).all():
+            session.delete(index)
+        session.flush()
+        session.add_all(BlindIndex(beneficiary_id=beneficiary.id, association=beneficiary.association, kind=kind,
+                                   value=value) for kind, value in _blind_indexes(new_keyring, values))
+        count += 1
+    session.flush()
+    return count

@@ -89,6 +89,13 @@ class IntakeService:
             return domain.erase_beneficiary(session, beneficiary_id, staff, utcnow())
 
     @rpc
+    def export_beneficiary(self, beneficiary_id, staff):
+        """Her right of access (law 09-08): everything intake holds about her; admins only."""
+        staff = load_request(StaffSchema(), staff)
+        with self.guarded(beneficiary_id, staff, "export") as session:
+            return domain.export_beneficiary(session, self.keyring, beneficiary_id, staff, utcnow())
+
+    @rpc
     def list_duplicate_flags(self, beneficiary_id, staff):
         with self.db.session() as session:
             return domain.list_duplicate_flags(session, beneficiary_id, load_request(StaffSchema(), staff), utcnow())

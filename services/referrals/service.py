@@ -2,6 +2,7 @@
 
 import logging
 
+from nameko.dependency_providers import Config
 from nameko.rpc import RpcProxy, rpc
 from nameko.timer import timer
 
@@ -32,6 +33,7 @@ class ReferralsService:
     name = "referrals"
     db = Database()
     keyring = MasterKey()
+    config = Config()
     intake = RpcProxy("intake")
     directory = RpcProxy("directory")
 
@@ -67,7 +69,8 @@ class ReferralsService:
         now = utcnow()
         with self.db.session() as session:
             referral = domain.transition(session, now, actor, referral_id, action, reason=data["reason"],
-                                         outcome=data["outcome"], note=data["note"])
+                                         outcome=data["outcome"], note=data["note"],
+                                         retention_days=self._retention_days())
             return referral_out.dump(domain.view(referral, actor, now, self.keyring))
 
     @rpc(expected_exceptions=DomainError)
@@ -128,13 +131,25 @@ class ReferralsService:
 
     # --- messages: partner systems and consent revocation ---
 
+    @timer(interval=SCAN_INTERVAL_S)
+    def expire_copies(self):
+        """Closed and completed referrals past their retention: the recipient's copy ends."""
+        with self.db.session() as session:
+            expired = domain.expire_copies(session, utcnow())
+        if expired:
+            log.info("referrals: %d recipient copies ended after their retention", len(expired))
+        return len(expired)
+
     @handles_partner("ma.tansiq.referral.sent.v1")
     def on_referral_sent(self, event):
-        recipient = self._association_or_none(event.data["to_association"])  # asked before the unit of work
+        # Asked before the unit of work: who receives, and the sender's published encryption key.
+        recipient = self._association_or_none(event.data["to_association"])
+        sender = self._association_or_none(event.source) or {}
         with self.db.session() as session:
             # Our own referral.sent comes back here too: nothing to do for an id we already have.
             if inbox.first_time(session, self.name, event) and not domain.is_known(session, event.data["referral_id"]):
-                self._or_reject(session, event, self._receive, session, event, recipient)
+                self._or_reject(session, event, self._receive, session, event, recipient,
+                                sender.get("encryption_key"))
 
     def _association_or_none(self, slug):
         try:
@@ -142,24 +157,32 @@ class ReferralsService:
         except NotFound:
             return None
 
-    def _receive(self, session, event, recipient):
+    def _receive(self, session, event, recipient, sender_key):
         if recipient is None:
             raise DomainError(f"unknown association {event.data['to_association']}", code="unknown_association")
         return domain.receive_partner_referral(session, utcnow(), self.keyring, event.source, event.data,
-                                               to_integration=recipient.get("integration", "tansiq"))
+                                               to_integration=recipient.get("integration", "tansiq"),
+                                               from_encryption_key=sender_key)
 
     @handles_partner(*PARTNER_UPDATES)
     def on_referral_update(self, event):
         with self.db.session() as session:
             if inbox.first_time(session, self.name, event):
                 self._or_reject(session, event, domain.apply_partner_update, session, utcnow(), event.source,
-                                event.type, event.data)
+                                event.type, event.data, retention_days=self._retention_days())
 
     @handles("ma.tansiq.consent.revoked.v1")
     def on_consent_revoked(self, event):
         with self.db.session() as session:
             if inbox.first_time(session, self.name, event):
                 domain.erase_shared_for_consent(session, utcnow(), event.data["consent_id"])
+
+    @handles("ma.tansiq.beneficiary.erased.v1")
+    def on_beneficiary_erased(self, event):
+        # With or without a consent (an override), every referral about her loses what it held.
+        with self.db.session() as session:
+            if inbox.first_time(session, self.name, event):
+                domain.erase_for_beneficiary(session, utcnow(), event.data["beneficiary_id"])
 
     # --- helpers ---
 
@@ -183,7 +206,11 @@ class ReferralsService:
         details = self.directory.get_association(association)
         offers = any(s["association"] == association and s.get("status", "active") == "active"
                      for s in self.directory.find_services(category))
-        return {"to_integration": details.get("integration", "tansiq"), "recipient_offers": offers}
+        return {"to_integration": details.get("integration", "tansiq"), "recipient_offers": offers,
+                "to_encryption_key": details.get("encryption_key")}
+
+    def _retention_days(self):
+        return int(self.config.get("COPY_RETENTION_DAYS") or domain.COPY_RETENTION_DAYS)
 
     def _share(self, actor, beneficiary_id, recipient, category, fields, override_reason):
         """Intake decides what may be shared (consent, or a recorded override); Forbidden crosses back as is."""
