@@ -6,7 +6,7 @@ import pytest
 from nameko.testing.services import worker_factory
 from sqlalchemy import select
 
-from tansiq import contracts
+from tansiq import contracts, sealing
 from tansiq.db import Sessions
 from tansiq.errors import DomainError, Forbidden
 from tansiq.messaging.store import OutboxMessage
@@ -20,11 +20,15 @@ RECIPIENT = {"id": "s-9", "association": MARRAKECH, "roles": ["case_worker"]}
 PII = {"first_name": "Khadija", "phone": "+212600000042"}
 
 
+RABAT_KEY = sealing.generate_private_key()  # the partner's own; it publishes the public half
+
+
 class FakeDirectory:
     integration = {SAFI: "tansiq", MARRAKECH: "tansiq", AGADIR: "tansiq", RABAT: "queue"}
+    published = {RABAT: sealing.public_key_b64(RABAT_KEY)}
 
     def get_association(self, slug):
-        return {"slug": slug, "integration": self.integration[slug]}
+        return {"slug": slug, "integration": self.integration[slug], "encryption_key": self.published.get(slug)}
 
     def find_services(self, category, city=None):
         return [{"association": slug, "category": category, "status": "active"} for slug in self.integration]
