@@ -66,6 +66,7 @@ EXPIRY_AFTER_DAYS = 5  # working days after the response deadline
 COPY_RETENTION_DAYS = 90  # default: how long a recipient keeps her data after a referral closed or completed
 # Free text: a person's words, sealed to both parties. The shared values go to the recipient alone.
 TEXT_FIELDS = ("reason", "decline_reason", "outcome")
+BENEFICIARY_ERASED = "beneficiary erased"
 
 # (kind, time column, states it applies to, message verb, deadline, column of the deadline it precedes)
 DEADLINE_STEPS = (
@@ -419,14 +420,15 @@ def erase_for_beneficiary(session, now, beneficiary_id):
     """She was erased: every copy of what was said about her ends, on both sides, with or without consent."""
     erased = []
     for referral in session.scalars(select(Referral).where(Referral.beneficiary_id == beneficiary_id)):
-        already = referral.shared_erased_at is not None
+        # A partner is told even when its copy should already have ended (withdrawn, declined): it holds it.
+        already = any(entry.note == BENEFICIARY_ERASED for entry in referral.history)
         referral.sealed = {}
         for entry in referral.history:
             entry.sealed_note = None
         referral.shared_erased_at = referral.shared_erased_at or now
         referral.copy_expires_at = None
         if not already:
-            _announce_erasure(session, referral, now, "beneficiary erased")
+            _announce_erasure(session, referral, now, BENEFICIARY_ERASED)
         erased.append(referral)
     session.flush()
     return erased
