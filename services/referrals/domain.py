@@ -444,13 +444,19 @@ def expire_copies(session, now):
     return due
 
 
+SENDER_TEXT = ("reason",)  # what the sender wrote; decline_reason and outcome are the recipient's own words
+
+
 def destroy_recipient_copy(referral, now):
-    """The recipient can read nothing of this referral any more: the shared values, her slots of the text."""
+    """The recipient can read nothing of what it was sent any more: the shared values, the reason and the
+    sender's notes. What it wrote itself (its decline reason, outcome and notes) it still reads."""
     recipient = referral.to_association
-    referral.sealed = {field: rest for field, value in (referral.sealed or {}).items()
-                       if field != "shared" and (rest := sealing.without(value, recipient))}
+    referral.sealed = {field: (sealing.without(value, recipient) if field in SENDER_TEXT else value)
+                       for field, value in (referral.sealed or {}).items() if field != "shared"}
+    referral.sealed = {field: value for field, value in referral.sealed.items() if value}
     for entry in referral.history:
-        entry.sealed_note = sealing.without(entry.sealed_note, recipient)
+        if entry.by_association != recipient:
+            entry.sealed_note = sealing.without(entry.sealed_note, recipient)
     referral.shared_erased_at = referral.shared_erased_at or now
     referral.copy_expires_at = None
 

@@ -62,8 +62,10 @@ def test_the_recipient_reads_while_the_referral_is_open(session):
 @pytest.mark.parametrize("path", [("withdraw",), ("acknowledge", "withdraw"), ("acknowledge", "decline")])
 def test_withdraw_and_decline_end_the_recipients_copy_at_once(session, path):
     referral = create(session)
-    step(session, referral, *path, decline={"reason": "Pas de place"})
-    assert recipient_reads(referral) == NOTHING
+    step(session, referral, *path, decline={"reason": "Pas de place"}, withdraw={"note": "Elle a déménagé"})
+    # Nothing of what it was sent; its own answer (a decline reason) it still reads.
+    own_words = {"decline_reason": "Pas de place"} if "decline" in path else {}
+    assert recipient_reads(referral) == {**NOTHING, **own_words}
     assert "shared" not in referral.sealed and referral.shared_erased_at == NOW
     # The sender keeps her own words (and the recipient's answer).
     seen = domain.view(referral, SENDER, NOW, KEYS)
@@ -81,7 +83,8 @@ def test_closed_and_completed_keep_the_copy_for_the_retention_then_it_ends(sessi
     assert domain.expire_copies(session, NOW + timedelta(days=29)) == []
     assert recipient_reads(referral)["shared"] == PII
     assert domain.expire_copies(session, NOW + timedelta(days=30)) == [referral]
-    assert recipient_reads(referral) == NOTHING
+    own_words = {"outcome": "Aide juridique obtenue"} if end == "complete" else {}
+    assert recipient_reads(referral) == {**NOTHING, **own_words}
     assert referral.copy_expires_at is None and domain.expire_copies(session, NOW + timedelta(days=90)) == []
     assert domain.view(referral, SENDER, NOW, KEYS)["reason"] == "Needs a lawyer"
 

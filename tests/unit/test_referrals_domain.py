@@ -147,11 +147,11 @@ def test_decline_needs_a_reason_then_reroute_in_one_step(session):
     seen_by_sender = domain.view(referral, SENDER, NOW, KEYS)
     assert seen_by_sender["decline_reason"] == "no_capacity"
     assert seen_by_sender["history"][-1]["note"] == "Full until January"
-    # Declining ended the recipient's copy: nothing of hers, not even the words it wrote itself.
+    # Declining ended the recipient's copy of what it was sent; its own words it still reads.
     seen_by_recipient = domain.view(referral, RECIPIENT, NOW, KEYS)
     assert (seen_by_recipient["shared"], seen_by_recipient["reason"], seen_by_recipient["decline_reason"]) == (
-        {}, "", None)
-    assert seen_by_recipient["history"][-1]["note"] == ""
+        {}, "", "no_capacity")
+    assert seen_by_recipient["history"][-1]["note"] == "Full until January"
 
     with pytest.raises(DomainError) as same:
         domain.reroute(session, NOW, SENDER, KEYS, referral.id, to_association=MARRAKECH, share=CONSENTED)
