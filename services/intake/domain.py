@@ -15,7 +15,7 @@ from services.intake.models import (
     AuditEntry, Beneficiary, BlindIndex, Consent, Disclosure, DuplicateFlag, ListeningSession,
 )
 from services.intake.schemas import NAME_FIELDS
-from tansiq import contracts
+from tansiq import contracts, sealing
 from tansiq.contracts.referrals import SHAREABLE_FIELDS
 from tansiq.crypto import FieldCipher
 from tansiq.errors import DomainError, Forbidden, NotFound
@@ -336,12 +336,22 @@ def _valid_fields(consent, fields):
 
 
 def prepare_referral_share(session, keyring, beneficiary_id, recipient_association, category, fields, staff_id, now, *,
-                           staff_association, override_reason=None, staff_roles=(), recipient_offers=None):
-    """The chosen fields, decrypted, for a referral — only under a consent or a recorded override.
+                           staff_association, override_reason=None, staff_roles=(), recipient_offers=None,
+                           seal_for=None):
+    """The chosen fields for a referral — only under a consent or a recorded override.
 
-    Returns {"consent_id", "shared": {field: value}, "override": bool} and records the disclosure.
+    Returns {"consent_id", "fields", "override", "shared": {field: value}} and records the disclosure.
+    With `seal_for` ({"reader", "key", "context"}: the recipient and its public encryption key) the values
+    leave intake sealed to the recipient alone: "sealed_shared" instead of "shared".
     `staff_association` is required: whose staff the requester is decides whether she may see anything.
     """
+    if seal_for is not None:
+        if seal_for.get("reader") != recipient_association:
+            raise DomainError("values are sealed to the recipient only", code="invalid_request")
+        try:
+            sealing.load_public_key(seal_for.get("key") or "")
+        except ValueError as exc:
+            raise DomainError(str(exc), code="invalid_request") from None
     fields = list(dict.fromkeys(fields))
     unknown = set(fields) - set(SHAREABLE_FIELDS)
     if unknown:
@@ -372,7 +382,11 @@ def prepare_referral_share(session, keyring, beneficiary_id, recipient_associati
     ))
     _audit(session, beneficiary_id, staff, "override_share" if override else "share", fields, now,
            detail=f"to {recipient_association} for {category}")
-    return {"consent_id": consent.id if consent else None, "shared": shared, "override": override}
+    answer = {"consent_id": consent.id if consent else None, "fields": fields, "override": override}
+    if seal_for is None:
+        return {**answer, "shared": shared}
+    return {**answer, "sealed_shared": sealing.seal(shared, {seal_for["reader"]: seal_for["key"]},
+                                                    seal_for["context"])}
 
 
 def _shareable_value(session, beneficiary, cipher, field):

@@ -176,35 +176,41 @@ def scan_deadlines(session, now):
 
 def create_referral(session, now, actor, keyring, *, beneficiary_id, to_association, service_category, reason,
                     urgency, share, from_integration="tansiq", to_integration="tansiq", recipient_offers=True,
-                    service_id=None, rerouted_from=None, calendar=None, note="", to_encryption_key=None):
+                    service_id=None, rerouted_from=None, calendar=None, note="", to_encryption_key=None,
+                    referral_id=None):
     """Record a referral and tell the recipient. `share` is intake's answer to prepare_referral_share.
 
-    Everything personal is sealed here, before it leaves the sender: the shared values to the recipient's
-    public key (`to_encryption_key` for a partner recipient, published in the directory), the reason and
-    the note to both sides.
+    Everything personal is sealed before it leaves the sender: the shared values to the recipient's
+    public key (`to_encryption_key` for a partner recipient, published in the directory) — by intake
+    already when `share` holds "sealed_shared" for `referral_id` — the reason and the note to both sides.
     """
     check_can_create(actor, to_association, service_category, recipient_offers)
+    presealed = share.get("sealed_shared")
     shared = dict(share.get("shared") or {})
-    unknown = sorted(set(shared) - set(SHAREABLE_FIELDS))
+    names = list(share.get("fields") or ()) if presealed else list(shared)
+    unknown = sorted(set(names) - set(SHAREABLE_FIELDS))
     if unknown:
         raise DomainError(f"these fields cannot be shared: {', '.join(unknown)}", code="invalid_fields")
     if not share.get("consent_id") and not share.get("override"):
         raise Forbidden("no consent covers this recipient and purpose", code="no_consent")
     calendar = calendar or load_calendar(session)
     referral = Referral(
-        id=str(uuid.uuid4()), beneficiary_id=beneficiary_id, from_association=actor.association,
+        id=referral_id or str(uuid.uuid4()), beneficiary_id=beneficiary_id, from_association=actor.association,
         to_association=to_association, from_integration=from_integration, to_integration=to_integration,
         origin="local", service_category=service_category, service_id=service_id, reason="", urgency=urgency,
-        shared_fields=sorted(shared),
+        shared_fields=sorted(names),
         consent_id=share.get("consent_id"), consent_override=bool(share.get("override")), state=SENT,
         created_by=actor.staff_id, created_at=now, updated_at=now, rerouted_from=rerouted_from,
         **compute_deadlines(calendar, urgency, now),
     )
     referral.sealing_keys = {
         actor.association: hosted_public_key(session, keyring, actor.association, now),
-        to_association: _recipient_key(session, keyring, to_association, to_integration, to_encryption_key, now),
+        to_association: recipient_public_key(session, keyring, to_association, to_integration, to_encryption_key,
+                                             now),
     }
-    wire = {"shared": _seal(referral, "shared", shared, readers=(to_association,)),
+    if presealed and sealing.readers_of(presealed) != {to_association}:
+        raise DomainError("the shared values must be sealed to the recipient alone", code="invalid_fields")
+    wire = {"shared": presealed or _seal(referral, "shared", shared, readers=(to_association,)),
             "reason": _seal(referral, "reason", reason)}
     # A partner recipient keeps its copy in its own system: ours holds only the sender's reason.
     referral.sealed = wire if to_integration != QUEUE else {"reason": wire["reason"]}
@@ -238,7 +244,7 @@ def check_can_reroute(session, referral_id, actor, to_association=None):
 
 def reroute(session, now, actor, keyring, referral_id, *, to_association, share, to_integration="tansiq",
             recipient_offers=True, service_category=None, reason=None, urgency=None, service_id=None,
-            calendar=None, note="", to_encryption_key=None):
+            calendar=None, note="", to_encryption_key=None, new_referral_id=None):
     """One step: close a declined/expired referral as re-routed and send a new one linked to it.
 
     The new recipient is hosted here or its key is in `to_encryption_key` (a partner's, from the directory).
@@ -251,6 +257,7 @@ def reroute(session, now, actor, keyring, referral_id, *, to_association, share,
         urgency=urgency or old.urgency, share=share, from_integration=old.from_integration,
         to_integration=to_integration, recipient_offers=recipient_offers, service_id=service_id,
         rerouted_from=old.id, calendar=calendar, note=note, to_encryption_key=to_encryption_key,
+        referral_id=new_referral_id,
     )
     old.rerouted_to = new.id
     _move(session, old, REROUTED, "reroute", actor, now, note=f"re-routed to {to_association} as {new.id}")
@@ -484,7 +491,8 @@ def hosted_public_key(session, keyring, association, now):
     return row.public_key
 
 
-def _recipient_key(session, keyring, association, integration, published, now):
+def recipient_public_key(session, keyring, association, integration, published, now):
+    """The key a referral to `association` is sealed to: ours for a hosted one, its published one for a partner."""
     if integration != QUEUE:
         return hosted_public_key(session, keyring, association, now)
     if not published:
@@ -609,7 +617,12 @@ def shared_values(keyring, referral, reader=None):
 # ---- internals --------------------------------------------------------------------------------
 
 def _context(referral, field):
-    return f"referral:{referral.id}:{field}"
+    return sealing_context(referral.id, field)
+
+
+def sealing_context(referral_id, field):
+    """The associated data a referral's sealed `field` is bound to (the partner contract says the same)."""
+    return f"referral:{referral_id}:{field}"
 
 
 def _seal(referral, field, value, readers=None):

@@ -1,6 +1,7 @@
 """nameko entrypoints of the referrals service: thin — validate, call the domain, commit, return."""
 
 import logging
+import uuid
 
 from nameko.dependency_providers import Config
 from nameko.rpc import RpcProxy, rpc
@@ -49,15 +50,18 @@ class ReferralsService:
         recipient = self._recipient(data["to_association"], data["service_category"])
         domain.check_can_create(actor, data["to_association"], data["service_category"], recipient["recipient_offers"])
         sender = self.directory.get_association(actor.association)
+        referral_id = str(uuid.uuid4())
+        seal_for = self._seal_for(referral_id, data["to_association"], recipient)
         share = self._share(actor, data["beneficiary_id"], data["to_association"], data["service_category"],
-                            data["fields"], data["override_reason"])
+                            data["fields"], data["override_reason"], seal_for)
         now = utcnow()
         with self.db.session() as session:
             referral = domain.create_referral(
                 session, now, actor, self.keyring, beneficiary_id=data["beneficiary_id"],
                 to_association=data["to_association"], service_category=data["service_category"],
                 service_id=data["service_id"], reason=data["reason"], urgency=data["urgency"], share=share,
-                note=data["note"], from_integration=sender.get("integration", "tansiq"), **recipient)
+                note=data["note"], from_integration=sender.get("integration", "tansiq"), referral_id=referral_id,
+                **recipient)
             return referral_out.dump(domain.view(referral, actor, now, self.keyring))
 
     @rpc(expected_exceptions=DomainError)
@@ -82,13 +86,15 @@ class ReferralsService:
             category = data["service_category"] or old.service_category
         recipient = self._recipient(data["to_association"], category)
         domain.check_can_create(actor, data["to_association"], category, recipient["recipient_offers"])
-        share = self._share(actor, beneficiary_id, data["to_association"], category, fields, data["override_reason"])
+        new_id = str(uuid.uuid4())
+        share = self._share(actor, beneficiary_id, data["to_association"], category, fields, data["override_reason"],
+                            self._seal_for(new_id, data["to_association"], recipient))
         now = utcnow()
         with self.db.session() as session:
             new = domain.reroute(
                 session, now, actor, self.keyring, referral_id, to_association=data["to_association"], share=share,
                 service_category=category, service_id=data["service_id"], reason=data["reason"],
-                urgency=data["urgency"], note=data["note"], **recipient)
+                urgency=data["urgency"], note=data["note"], new_referral_id=new_id, **recipient)
             return referral_out.dump(domain.view(new, actor, now, self.keyring))
 
     @rpc(expected_exceptions=DomainError)
@@ -209,11 +215,21 @@ class ReferralsService:
         return {"to_integration": details.get("integration", "tansiq"), "recipient_offers": offers,
                 "to_encryption_key": details.get("encryption_key")}
 
+    def _seal_for(self, referral_id, association, recipient):
+        """What intake seals the shared values to, so they leave it readable by the recipient alone.
+        A hosted recipient's key pair is made here on first use (its own small unit of work)."""
+        with self.db.session() as session:
+            key = domain.recipient_public_key(session, self.keyring, association, recipient["to_integration"],
+                                              recipient["to_encryption_key"], utcnow())
+        return {"reader": association, "key": key,
+                "context": domain.sealing_context(referral_id, "shared")}
+
     def _retention_days(self):
         return int(self.config.get("COPY_RETENTION_DAYS") or domain.COPY_RETENTION_DAYS)
 
-    def _share(self, actor, beneficiary_id, recipient, category, fields, override_reason):
-        """Intake decides what may be shared (consent, or a recorded override); Forbidden crosses back as is."""
+    def _share(self, actor, beneficiary_id, recipient, category, fields, override_reason, seal_for):
+        """Intake decides what may be shared (consent, or a recorded override); Forbidden crosses back as is.
+        The values come back sealed to the recipient: this service never sees them."""
         return self.intake.prepare_referral_share(
             beneficiary_id, recipient, category, list(fields), actor.staff_id, override_reason=override_reason,
-            staff_roles=sorted(actor.roles), staff_association=actor.association)
+            staff_roles=sorted(actor.roles), staff_association=actor.association, seal_for=seal_for)
