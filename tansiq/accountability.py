@@ -64,6 +64,16 @@ def export_person(beneficiary_id, by, now=None):
     return record
 
 
+def hosted_public_key(association, now=None):
+    """The public encryption key of an association hosted here (made on first use), for partners that
+    seal what they send it: an operator hands it to them with their credentials."""
+    from services.referrals import domain as referrals
+
+    with unit_of_work("referrals") as session:
+        return referrals.hosted_public_key(session, keyring("referrals"), association,
+                                           now or datetime.now(timezone.utc))
+
+
 def rotate_master_keys(services=KEYED_SERVICES, now=None):
     """Rewrap every data key of each service under a new master key; the old key file is retired.
 

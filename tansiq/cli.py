@@ -153,6 +153,12 @@ def cmd_export(args):
 def cmd_keys(args):
     from tansiq import accountability
 
+    if args.action == "public":
+        if not args.association:
+            print("error: name the association: tansiq keys public <slug>", file=sys.stderr)
+            return 2
+        print(accountability.hosted_public_key(args.association))
+        return 0
     done = accountability.rotate_master_keys(args.services.split(",") if args.services else
                                              accountability.KEYED_SERVICES)
     for service, (count, retired) in done.items():
@@ -217,8 +223,9 @@ def build_parser():
     export.add_argument("--output", help="write to this new file (0600) instead of standard output")
     export.set_defaults(func=cmd_export)
 
-    keys = sub.add_parser("keys", help="master-key rotation (stop the services first)")
-    keys.add_argument("action", choices=("rotate",))
+    keys = sub.add_parser("keys", help="master-key rotation (stop the services first); hosted public keys")
+    keys.add_argument("action", choices=("rotate", "public"))
+    keys.add_argument("association", nargs="?", help="public: the hosted association whose encryption key to print")
     keys.add_argument("--services", help="comma-separated subset of intake,referrals")
     keys.set_defaults(func=cmd_keys)
 

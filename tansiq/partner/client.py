@@ -128,6 +128,12 @@ class PartnerClient:
                 continue
         return opened
 
+    @staticmethod
+    def seal(referral_id, field, value, readers):
+        """`value` sealed for `readers` ({slug: public encryption key}) as a referral's `field`: what goes in
+        a message's `sealed`. A hosted association's key comes from the operator (`tansiq keys public`)."""
+        return sealing.seal(value, readers, f"referral:{referral_id}:{field}")
+
     def properties(self, message_id, type_):
         return pika.BasicProperties(
             content_type=envelopes.CONTENT_TYPE,

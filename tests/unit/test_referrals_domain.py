@@ -294,6 +294,21 @@ def test_a_referral_from_a_partner_system_is_received_once(session):
     assert outbox(session)[-1].routing_key == "hayat-rabat.ma.tansiq.referral.acknowledged.v1"
 
 
+def test_a_partner_may_seal_what_it_sends_and_we_store_it_as_it_came(session):
+    from tansiq.partner import PartnerClient
+
+    recipient_key = domain.hosted_public_key(session, KEYS, MARRAKECH, NOW)  # `tansiq keys public` prints it
+    sealed = {"shared": PartnerClient.seal("p-90", "shared", PII, {MARRAKECH: recipient_key}),
+              "reason": PartnerClient.seal("p-90", "reason", "Unsafe at home", {MARRAKECH: recipient_key})}
+    data = contracts.validate(contracts.make("ma.tansiq.referral.sent.v1", "hayat-rabat", {
+        "referral_id": "p-90", "from_association": "hayat-rabat", "to_association": MARRAKECH,
+        "service_category": "shelter", "urgency": "urgent", "shared_fields": sorted(PII), "sealed": sealed})).data
+    referral = domain.receive_partner_referral(session, NOW, KEYS, "hayat-rabat", data)
+    seen = domain.view(referral, RECIPIENT, NOW, KEYS)
+    assert (seen["shared"], seen["reason"], seen["shared_fields"]) == (PII, "Unsafe at home", sorted(PII))
+    assert referral.sealed == sealed
+
+
 def test_consent_revocation_erases_shared_values_and_tells_the_recipient(session):
     first, second = create(session), create(session, to=AGADIR, to_integration="queue")
     other = create(session, share={"consent_id": "c-20", "shared": PII, "override": False})
