@@ -137,7 +137,8 @@ def _wrap_for(public_key, cek, aad):
 
 
 def _unwrap_with(private_key, slot, aad):
-    ephemeral_public, nonce, wrapped = slot[:KEY_BYTES], slot[KEY_BYTES:KEY_BYTES + NONCE_BYTES], slot[KEY_BYTES + NONCE_BYTES:]
+    ephemeral_public, nonce = slot[:KEY_BYTES], slot[KEY_BYTES:KEY_BYTES + NONCE_BYTES]
+    wrapped = slot[KEY_BYTES + NONCE_BYTES:]
     reader_public = private_key.public_key().public_bytes(**_RAW)
     kek = _kek(private_key.exchange(X25519PublicKey.from_public_bytes(ephemeral_public)), ephemeral_public,
                reader_public)

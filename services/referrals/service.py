@@ -6,6 +6,7 @@ import uuid
 from nameko.dependency_providers import Config
 from nameko.rpc import RpcProxy, rpc
 from nameko.timer import timer
+from sqlalchemy.exc import IntegrityError
 
 from tansiq import contracts
 from tansiq.crypto import MasterKey
@@ -218,11 +219,17 @@ class ReferralsService:
     def _seal_for(self, referral_id, association, recipient):
         """What intake seals the shared values to, so they leave it readable by the recipient alone.
         A hosted recipient's key pair is made here on first use (its own small unit of work)."""
-        with self.db.session() as session:
-            key = domain.recipient_public_key(session, self.keyring, association, recipient["to_integration"],
-                                              recipient["to_encryption_key"], utcnow())
+        try:
+            key = self._recipient_public_key(association, recipient)
+        except IntegrityError:  # another worker made the same association's key pair at the same moment
+            key = self._recipient_public_key(association, recipient)
         return {"reader": association, "key": key,
                 "context": domain.sealing_context(referral_id, "shared")}
+
+    def _recipient_public_key(self, association, recipient):
+        with self.db.session() as session:
+            return domain.recipient_public_key(session, self.keyring, association, recipient["to_integration"],
+                                               recipient["to_encryption_key"], utcnow())
 
     def _retention_days(self):
         return int(self.config.get("COPY_RETENTION_DAYS") or domain.COPY_RETENTION_DAYS)

@@ -10,7 +10,7 @@ import uuid
 
 import pytest
 from harness import Network, admin, eventually
-from test_referrals_loop import SAFI, MARRAKECH, RABAT, Api, Partner, add_partner_association
+from test_referrals_loop import MARRAKECH, RABAT, Api, Partner, add_partner_association
 
 from tansiq import sealing, signing
 
@@ -93,7 +93,8 @@ def test_no_canary_survives_in_clear_and_recipients_read_nothing(network):
     loop = refer(MARRAKECH, texts["Reason"])
     while_open = naima.referral(loop)
     assert (while_open["shared"]["first_name"], while_open["reason"]) == (first, texts["Reason"])
-    for action, body in [("acknowledge", {}), ("accept", {}), ("start", {}), ("complete", {"outcome": texts["Outcome"]})]:
+    for action, body in [("acknowledge", {}), ("accept", {}), ("start", {}),
+                         ("complete", {"outcome": texts["Outcome"]})]:
         naima.ok(naima.act(loop, action, **body))
     # 2. A decline, with the recipient's own words.
     declined = refer(MARRAKECH, texts["Decline"])

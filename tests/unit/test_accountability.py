@@ -213,3 +213,24 @@ def test_export_holds_everything_about_her_and_is_audited(deployment):
     assert referral["reason"] == "Needs a lawyer" and referral["history"][0]["note"] == "She prefers mornings"
     json.dumps(exported, default=str)
     assert verify(engine) == []
+
+
+def test_the_migration_chains_the_entries_written_before_it(tmp_path):
+    from tansiq import migrations
+
+    url = f"sqlite:///{tmp_path / 'intake.sqlite3'}"
+    migrations.upgrade("intake", url, revision="eb0797f94a56")
+    engine = make_engine(url)
+    with engine.begin() as connection:
+        for action in ("register", "read", "share"):
+            connection.execute(text("INSERT INTO audit_entry (beneficiary_id, staff_id, association, action, fields, "
+                                    "detail, at) VALUES ('b-1', 's-1', 'amal-safi', :action, '[]', 'x', :at)"),
+                               {"action": action, "at": NOW})
+    migrations.upgrade("intake", url)
+    assert verify(engine) == []
+    in_unit(engine, intake._audit, "b-1", WORKER, "read", [], NOW)  # a new entry continues the chain
+    assert verify(engine) == []
+    with engine.begin() as connection:
+        connection.execute(text("UPDATE audit_entry SET action = 'erase' WHERE id = 2"))
+    assert verify(engine)
+    engine.dispose()

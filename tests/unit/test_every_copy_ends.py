@@ -8,7 +8,7 @@ from sqlalchemy import select
 
 from services.notifications import domain as notifications
 from services.notifications.models import Delivery, InboxItem
-from services.notifications.testing import directory, session as notifications_session, small_network  # noqa: F401
+from services.notifications.testing import directory, session as notifications_session  # noqa: F401 - fixtures
 from services.referrals import domain
 from services.referrals.testing import keyring, sqlite_session, staff
 from tansiq import contracts, sealing

@@ -1,6 +1,6 @@
 """associations publish an X25519 encryption key (partners: what referral data to them is sealed to)
 
-Revision ID: sealing_0001
+Revision ID: sealing_0003
 Revises: 4caf63185245
 Create Date: 2026-11-30 03:10:00
 """
@@ -9,7 +9,7 @@ from typing import Sequence, Union
 from alembic import op
 import sqlalchemy as sa
 
-revision: str = 'sealing_0001'
+revision: str = 'sealing_0003'
 down_revision: Union[str, Sequence[str], None] = '4caf63185245'
 branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None

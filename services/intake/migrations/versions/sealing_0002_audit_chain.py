@@ -1,6 +1,6 @@
 """hash-chained audit: each entry carries the previous entry's hash; existing entries are chained in id order
 
-Revision ID: sealing_0001
+Revision ID: sealing_0002
 Revises: eb0797f94a56
 Create Date: 2026-11-30 03:10:00
 """
@@ -10,7 +10,7 @@ from alembic import op
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-revision: str = 'sealing_0001'
+revision: str = 'sealing_0002'
 down_revision: Union[str, Sequence[str], None] = 'eb0797f94a56'
 branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
