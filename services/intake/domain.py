@@ -10,12 +10,12 @@ from datetime import date, timezone
 
 from sqlalchemy import select
 
-from services.intake import matching
+from services.intake import audit, matching
 from services.intake.models import (
     AuditEntry, Beneficiary, BlindIndex, Consent, Disclosure, DuplicateFlag, ListeningSession,
 )
 from services.intake.schemas import NAME_FIELDS
-from tansiq import contracts
+from tansiq import contracts, sealing
 from tansiq.contracts.referrals import SHAREABLE_FIELDS
 from tansiq.crypto import FieldCipher
 from tansiq.errors import DomainError, Forbidden, NotFound
@@ -230,8 +230,9 @@ def _cipher(keyring, beneficiary):
 
 
 def _audit(session, beneficiary_id, staff, action, fields, now, detail=""):
-    session.add(AuditEntry(beneficiary_id=beneficiary_id, staff_id=staff["id"], association=staff.get("association"),
-                           action=action, fields=list(fields), detail=detail, at=now))
+    audit.append(session, AuditEntry(beneficiary_id=beneficiary_id, staff_id=staff["id"],
+                                     association=staff.get("association"), action=action, fields=list(fields),
+                                     detail=detail, at=now))
 
 
 def record_refusal(session, beneficiary_id, staff, action, error, now):
@@ -335,12 +336,22 @@ def _valid_fields(consent, fields):
 
 
 def prepare_referral_share(session, keyring, beneficiary_id, recipient_association, category, fields, staff_id, now, *,
-                           staff_association, override_reason=None, staff_roles=(), recipient_offers=None):
-    """The chosen fields, decrypted, for a referral — only under a consent or a recorded override.
+                           staff_association, override_reason=None, staff_roles=(), recipient_offers=None,
+                           seal_for=None):
+    """The chosen fields for a referral — only under a consent or a recorded override.
 
-    Returns {"consent_id", "shared": {field: value}, "override": bool} and records the disclosure.
+    Returns {"consent_id", "fields", "override", "shared": {field: value}} and records the disclosure.
+    With `seal_for` ({"reader", "key", "context"}: the recipient and its public encryption key) the values
+    leave intake sealed to the recipient alone: "sealed_shared" instead of "shared".
     `staff_association` is required: whose staff the requester is decides whether she may see anything.
     """
+    if seal_for is not None:
+        if seal_for.get("reader") != recipient_association:
+            raise DomainError("values are sealed to the recipient only", code="invalid_request")
+        try:
+            sealing.load_public_key(seal_for.get("key") or "")
+        except ValueError as exc:
+            raise DomainError(str(exc), code="invalid_request") from None
     fields = list(dict.fromkeys(fields))
     unknown = set(fields) - set(SHAREABLE_FIELDS)
     if unknown:
@@ -371,7 +382,11 @@ def prepare_referral_share(session, keyring, beneficiary_id, recipient_associati
     ))
     _audit(session, beneficiary_id, staff, "override_share" if override else "share", fields, now,
            detail=f"to {recipient_association} for {category}")
-    return {"consent_id": consent.id if consent else None, "shared": shared, "override": override}
+    answer = {"consent_id": consent.id if consent else None, "fields": fields, "override": override}
+    if seal_for is None:
+        return {**answer, "shared": shared}
+    return {**answer, "sealed_shared": sealing.seal(shared, {seal_for["reader"]: seal_for["key"]},
+                                                    seal_for["context"])}
 
 
 def _shareable_value(session, beneficiary, cipher, field):
@@ -434,6 +449,48 @@ def erase_beneficiary(session, beneficiary_id, staff, now):
         disclosure.enc_override_reason = None
     for index in session.scalars(select(BlindIndex).where(BlindIndex.beneficiary_id == beneficiary_id)):
         session.delete(index)
+    audit.erase_details(session, beneficiary_id)
     beneficiary.erased_at, beneficiary.erased_by = now, staff["id"]
     _audit(session, beneficiary_id, staff, "erase", list(PERSONAL_FIELDS + SESSION_FIELDS), now)
+    # Referrals (consented or overridden) and notifications end their copies too.
+    outbox.add(session, contracts.make("ma.tansiq.beneficiary.erased.v1", SOURCE, {
+        "beneficiary_id": beneficiary_id, "association": beneficiary.association, "erased_at": now.isoformat()}))
     return {"id": beneficiary_id, "erased_at": now.isoformat()}
+
+
+# --- her right of access (law 09-08) and key rotation ---------------------------------------------
+
+
+EXPORT_ROLES = {"admin"}
+
+
+def export_beneficiary(session, keyring, beneficiary_id, staff, now):
+    """Everything this service holds about her, decrypted, for her right of access; admins only, audited."""
+    if not EXPORT_ROLES & set(staff.get("roles") or ()):
+        raise Forbidden("only an admin may export a beneficiary's data", details={"reason": "role_required"})
+    record = get_beneficiary(session, keyring, beneficiary_id, staff, now)
+    record["disclosures"] = list_disclosures(session, keyring, beneficiary_id, staff, now)
+    record["consents"] = [_consent_dict(c, now) for c in _owned(session, beneficiary_id, staff).consents]
+    _audit(session, beneficiary_id, staff, "export", [], now)
+    session.flush()
+    record["audit_trail"] = audit_trail(session, beneficiary_id, staff, now)
+    return record
+
+
+def rekey(session, keyring, new_keyring):
+    """Master-key rotation: every data key rewrapped, every blind index recomputed. Returns how many records."""
+    count = 0
+    for beneficiary in session.scalars(select(Beneficiary).where(Beneficiary.wrapped_key.is_not(None))).all():
+        cipher = _cipher(keyring, beneficiary)
+        values = {field: cipher.decrypt(field, getattr(beneficiary, f"enc_{field}")) for field in PERSONAL_FIELDS}
+        if values.get("birth_date"):
+            values["birth_date"] = date.fromisoformat(values["birth_date"])
+        beneficiary.wrapped_key = keyring.rewrap(beneficiary.wrapped_key, beneficiary.id, new_keyring)
+        for index in session.scalars(select(BlindIndex).where(BlindIndex.beneficiary_id == beneficiary.id)).all():
+            session.delete(index)
+        session.flush()
+        session.add_all(BlindIndex(beneficiary_id=beneficiary.id, association=beneficiary.association, kind=kind,
+                                   value=value) for kind, value in _blind_indexes(new_keyring, values))
+        count += 1
+    session.flush()
+    return count

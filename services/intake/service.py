@@ -65,7 +65,7 @@ class IntakeService:
 
     @rpc
     def prepare_referral_share(self, beneficiary_id, recipient_association, category, fields, staff_id,
-                               override_reason=None, staff_roles=(), staff_association=None):
+                               override_reason=None, staff_roles=(), staff_association=None, seal_for=None):
         """Called by referrals. Without `staff_association` the directory says whose staff she is (fail closed)."""
         load_request(ShareSchema(), {"recipient_association": recipient_association, "category": category, "fields": fields})
         if staff_association is None:
@@ -79,7 +79,7 @@ class IntakeService:
                 session, self.keyring, beneficiary_id, recipient_association, category, fields, staff_id, utcnow(),
                 override_reason=override_reason, staff_roles=tuple(staff["roles"]),
                 staff_association=staff_association,
-                recipient_offers=lambda association, _category: association in offering,
+                recipient_offers=lambda association, _category: association in offering, seal_for=seal_for,
             )
 
     @rpc
@@ -87,6 +87,13 @@ class IntakeService:
         staff = load_request(StaffSchema(), staff)
         with self.guarded(beneficiary_id, staff, "erase") as session:
             return domain.erase_beneficiary(session, beneficiary_id, staff, utcnow())
+
+    @rpc
+    def export_beneficiary(self, beneficiary_id, staff):
+        """Her right of access (law 09-08): everything intake holds about her; admins only."""
+        staff = load_request(StaffSchema(), staff)
+        with self.guarded(beneficiary_id, staff, "export") as session:
+            return domain.export_beneficiary(session, self.keyring, beneficiary_id, staff, utcnow())
 
     @rpc
     def list_duplicate_flags(self, beneficiary_id, staff):

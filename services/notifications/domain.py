@@ -349,3 +349,15 @@ def _groups(due):
         else:
             yield [delivery]
     yield from digests.values()
+
+
+def forget_beneficiary(session, beneficiary_id):
+    """She was erased: the items and deliveries about her (linked to her record) go too. Returns how many."""
+    link = f"/beneficiaries/{beneficiary_id}"
+    items = session.scalars(select(InboxItem).where(InboxItem.link == link)).all()
+    item_ids = [item.id for item in items]
+    deliveries = session.scalars(select(Delivery).where(Delivery.inbox_item_id.in_(item_ids))).all() if item_ids else []
+    for row in (*deliveries, *items):
+        session.delete(row)
+    session.flush()
+    return len(items) + len(deliveries)
