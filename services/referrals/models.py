@@ -45,6 +45,10 @@ class Referral(Base):
     # The parties' public encryption keys when the referral was made: {association: base64}.
     sealing_keys: Mapped[dict] = mapped_column(JSON, default=dict)
     copy_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True, index=True)
+    # Left from before sealing, always NULL: dropping them rebuilds the table on SQLite, which the
+    # history rows' foreign keys refuse (migration sealing_0001 empties them).
+    shared_ciphertext: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    shared_key: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
     shared_erased_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     consent_id: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
     consent_override: Mapped[bool] = mapped_column(Boolean, default=False)

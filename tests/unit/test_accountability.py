@@ -18,7 +18,7 @@ from services.intake.models import AuditEntry, create_all
 from services.intake.schemas import BeneficiarySchema, ConsentSchema
 from services.referrals import domain as referrals
 from services.referrals.models import Base as ReferralsBase
-from services.referrals.testing import staff
+from fixtures.referrals import staff
 from tansiq import accountability
 from tansiq.crypto import DecryptionFailed, KeyRing, load_master_key
 from tansiq.db import make_engine, session_scope

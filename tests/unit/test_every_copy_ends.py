@@ -8,9 +8,9 @@ from sqlalchemy import select
 
 from services.notifications import domain as notifications
 from services.notifications.models import Delivery, InboxItem
-from services.notifications.testing import directory, session as notifications_session  # noqa: F401 - fixtures
+from fixtures.notifications import directory, session as notifications_session  # noqa: F401 - fixtures
 from services.referrals import domain
-from services.referrals.testing import keyring, sqlite_session, staff
+from fixtures.referrals import keyring, sqlite_session, staff
 from tansiq import contracts, sealing
 from tansiq.envelope import parse
 from tansiq.messaging.store import OutboxMessage

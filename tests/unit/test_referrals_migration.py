@@ -7,7 +7,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from services.referrals import domain
-from services.referrals.testing import staff
+from fixtures.referrals import staff
 from tansiq import migrations
 from tansiq.crypto import FieldCipher, KeyRing
 from tansiq.db import make_engine
