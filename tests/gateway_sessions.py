@@ -18,6 +18,18 @@ from tansiq.messaging.store import messaging_metadata
 PASSWORD = "a-long-test-password"
 
 
+@contextmanager
+def cheap_password_hashing():
+    """Argon2 with its smallest cost: the rules under test are the same, each hash takes microseconds."""
+    from argon2 import PasswordHasher
+
+    saved, domain._hasher = domain._hasher, PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
+    try:
+        yield
+    finally:
+        domain._hasher = saved
+
+
 class DirectorySessions(web.Sessions):
     """web.Sessions whose directory is a DirectoryService worker on a SQLite file."""
 
@@ -58,7 +70,8 @@ def directory_sessions(tmp_path):
     sessions = DirectorySessions(engine)
     previous, web._active[0] = web._active[0], sessions
     try:
-        yield sessions
+        with cheap_password_hashing():
+            yield sessions
     finally:
         web._active[0] = previous
         engine.dispose()

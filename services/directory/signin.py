@@ -23,7 +23,8 @@ from datetime import timedelta
 
 from sqlalchemy import select, update
 
-from services.directory.domain import _hasher, authenticate
+from services.directory import domain
+from services.directory.domain import authenticate
 from services.directory.models import SignInThrottle, Staff, StaffSession
 from tansiq.errors import DomainError
 
@@ -149,7 +150,7 @@ def change_password(session, now, token, current_password, new_password):
     if len(new_password) < MIN_PASSWORD_LENGTH:
         raise DomainError(f"a password has at least {MIN_PASSWORD_LENGTH} characters", code="invalid_request",
                           details={"new_password": [f"at least {MIN_PASSWORD_LENGTH} characters"]})
-    staff.password_hash = _hasher.hash(new_password)
+    staff.password_hash = domain._hasher.hash(new_password)
     revoke_all(session, now, staff.id)
     return open_session(session, now, staff, session.get(StaffSession, token_hash(token)).address)
 
