@@ -299,6 +299,7 @@ SAME = {"Host": "127.0.0.1:8000"}
     ({"Origin": "http://127.0.0.1:8000"}, None, {"a": 1}, None),     # our own page
     ({}, None, {"a": 1}, None),                                      # a program (no Origin)
     ({}, None, None, None),                                          # a POST without a body
+    ({}, "text/plain", None, None),                                  # ... as eventlet's server presents it
 ])
 def test_changes_come_from_our_pages_as_json(headers, content_type, body, status):
     refused = web.refuse_cross_site(request("/api/referrals", "POST", body, headers={**SAME, **headers},
