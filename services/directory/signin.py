@@ -26,7 +26,7 @@ from sqlalchemy import select, update
 from services.directory import domain
 from services.directory.domain import authenticate
 from services.directory.models import SignInThrottle, Staff, StaffSession
-from tansiq.errors import DomainError
+from tansiq.errors import DomainError, Forbidden
 
 log = logging.getLogger(__name__)
 
@@ -146,7 +146,7 @@ def change_password(session, now, token, current_password, new_password):
         raise DomainError("sign in first", code="unauthorized")
     staff = found[0]
     if authenticate(session, staff.email, current_password) is None:
-        raise DomainError("the current password is wrong", code="unauthorized")
+        raise Forbidden("the current password is wrong", code="wrong_password")  # 401 would mean "signed out"
     if len(new_password) < MIN_PASSWORD_LENGTH:
         raise DomainError(f"a password has at least {MIN_PASSWORD_LENGTH} characters", code="invalid_request",
                           details={"new_password": [f"at least {MIN_PASSWORD_LENGTH} characters"]})

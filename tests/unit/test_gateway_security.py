@@ -115,7 +115,7 @@ def test_a_password_change_ends_her_other_sessions(directory):
     with units.session() as session:
         with pytest.raises(DomainError) as wrong:
             signin.change_password(session, now, here, WRONG, "a-new-long-password")
-    assert wrong.value.code == "unauthorized"
+    assert wrong.value.code == "wrong_password"
     with units.session() as session:
         renewed = signin.change_password(session, now, here, PASSWORD, "a-new-long-password")["token"]
     assert not live(units, now, stolen) and not live(units, now, here)
