@@ -1,4 +1,5 @@
-"""What every gateway route needs: JSON in/out, the signed-in staff member, one error table, pages.
+"""What every gateway route needs: JSON in/out, the signed-in staff member, one error table, pages,
+and what every answer carries: cross-site refusals and security headers (docs/security.md).
 
 Routes are nameko HTTP entrypoints declared with `@api(method, url)` (not nameko's
 plain `http`): errors raised by a route or by a remote service become JSON
