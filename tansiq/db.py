@@ -5,7 +5,6 @@ and PostgreSQL (psycopg2 made green with psycogreen, so a slow query does not
 starve the AMQP heartbeat under eventlet).
 """
 
-import os
 import threading
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
@@ -73,10 +72,10 @@ def make_private(path):
     """
     path = Path(path)
     path.parent.mkdir(mode=PRIVATE_DIR, parents=True, exist_ok=True)
-    os.close(os.open(path, os.O_RDWR | os.O_CREAT, PRIVATE_FILE))
+    path.touch(mode=PRIVATE_FILE, exist_ok=True)
     for each in (path, Path(f"{path}-wal"), Path(f"{path}-shm"), Path(f"{path}-journal")):
         if each.exists() and each.stat().st_mode & 0o777 != PRIVATE_FILE:
-            os.chmod(each, PRIVATE_FILE)
+            each.chmod(PRIVATE_FILE)
 
 
 def make_engine(url, **kwargs):
