@@ -128,7 +128,8 @@ def test_another_origin_cannot_act_or_frame_as_the_signed_in_user(network, brows
 
 def test_pages_and_apis_carry_the_security_headers(network):
     session = network.login(EMAIL)
-    for path in ("/login", "/intake", "/api/me", "/api/directory/services?category=legal_orientation", "/calendar", "/"):
+    directory = "/api/directory/services?category=legal_orientation"
+    for path in ("/login", "/intake", "/api/me", directory, "/calendar", "/"):
         answer = session.get(f"{network.web}{path}", timeout=30, allow_redirects=False)
         assert answer.status_code == 200, path
         for header in SECURITY_HEADERS:

@@ -196,7 +196,8 @@ def request(path="/", method="GET", body=None, token=None, headers=None, content
 
 
 def login(sessions, password=PASSWORD):
-    return GatewayService.login(Gateway(sessions), request("/api/login", "POST", {"email": EMAIL, "password": password}))
+    credentials = {"email": EMAIL, "password": password}
+    return GatewayService.login(Gateway(sessions), request("/api/login", "POST", credentials))
 
 
 def token_of(response):
