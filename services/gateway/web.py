@@ -191,10 +191,10 @@ def csrf_token(request):
 # --- what every answer carries, and what every change must show --------------------------------
 
 UNSAFE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
-# No inline script anywhere (static/*.js only); styles may be inline (FullCalendar sets them).
+# No inline script anywhere (static/*.js only); inline styles and data: fonts: FullCalendar uses both.
 CONTENT_SECURITY_POLICY = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
-                           "img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; "
-                           "form-action 'self'; frame-ancestors 'none'")
+                           "img-src 'self' data:; font-src 'self' data:; connect-src 'self'; object-src 'none'; "
+                           "base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
 SECURITY_HEADERS = {
     "Content-Security-Policy": CONTENT_SECURITY_POLICY,
     "X-Frame-Options": "DENY",  # frame-ancestors for browsers that predate it

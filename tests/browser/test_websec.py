@@ -69,7 +69,8 @@ def sign_in(page, base, next_path="/intake"):
     page.fill("input[name=email]", EMAIL)
     page.fill("input[name=password]", PASSWORD)
     page.click("#login-form button[type=submit]")
-    expect(page.locator("#intake-form, form").first).to_be_visible()
+    expect(page).to_have_url(f"{base}{next_path}")
+    expect(page.locator("#intake-form")).to_be_visible()
 
 
 def test_a_next_that_browsers_read_as_another_host_lands_on_our_home_page(network, page):
@@ -166,3 +167,23 @@ def test_wrong_passwords_lock_the_account_and_say_for_how_long(network):
     locked = requests.post(f"{network.web}/api/login", json={"email": email, "password": PASSWORD}, timeout=30)
     assert locked.status_code == 429 and int(locked.headers["Retry-After"]) > 0
     assert locked.json()["error"]["code"] == "too_many_attempts"
+
+
+def test_our_pages_run_under_the_policy_without_a_violation(network, browser):
+    """The CSP is strict (no inline script): every page's own script and styles must still load."""
+    from playwright.sync_api import expect
+
+    context = browser.new_context()
+    page = context.new_page()
+    refused = []
+    page.on("console", lambda message: refused.append(message.text)
+            if "Content Security Policy" in message.text else None)
+    page.goto(f"{network.web}/calendar?lang=ar")
+    expect(page.locator(".fc")).to_be_visible()  # FullCalendar drew itself (its script ran)
+    sign_in(page, network.web)
+    page.goto(f"{network.web}/intake?lang=fr")
+    expect(page.locator("#intake-form")).to_be_visible()
+    page.click("#sign-out")  # static/webapp.js: a handler, not an inline onclick
+    expect(page).to_have_url(f"{network.web}/login")
+    assert refused == []
+    context.close()
