@@ -199,6 +199,7 @@ class Network:
         session = requests.Session()
         response = session.post(f"{self.web}/api/login", json={"email": email, "password": password}, timeout=30)
         response.raise_for_status()
+        session.headers["X-CSRF-Token"] = response.headers["X-CSRF-Token"]  # changes need it (cookie sessions)
         return session
 
     def connection(self):

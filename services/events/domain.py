@@ -802,8 +802,12 @@ def check_editor(staff, organiser, co_organisers=()):
 
 
 def check_registrant(staff, association):
-    if staff is not None and staff.get("association") != association:
+    """The staff id the registration is recorded under: the signed-in one's, never one the client names."""
+    if staff is None:
+        return None
+    if staff.get("association") != association:
         raise Forbidden("staff register for their own association")
+    return staff["id"]
 
 
 def list_venues(session, city=None):

@@ -132,7 +132,7 @@ class EventsService:
     @rpc
     def register(self, event_id, payload, staff=None):
         values = registration_io.load(payload)
-        domain.check_registrant(staff, values["association"])
+        values["staff_id"] = domain.check_registrant(staff, values["association"])
         known = self._known_associations()
         with self.db.session() as session:
             registration = domain.register(session, utcnow(), event_id, known_associations=known, **values)
