@@ -14,7 +14,7 @@ from sqlalchemy import or_, select
 from tansiq import contracts
 from tansiq.crypto import FieldCipher
 from tansiq.contracts.referrals import CLOSURE_REASONS, SHAREABLE_FIELDS
-from tansiq.errors import DomainError, Forbidden, NotFound
+from tansiq.errors import Conflict, DomainError, Forbidden, NotFound
 from tansiq.messaging import outbox
 from tansiq.messaging.topology import PARTNERS_OUTBOUND
 
@@ -303,9 +303,17 @@ def _require_role(actor):
 # ---- partner messages and consent revocation --------------------------------------------------
 
 def receive_partner_referral(session, now, keyring, source, data, to_integration="tansiq", calendar=None):
-    """A partner system sent a referral to one of our associations. None if we already have it."""
-    if is_known(session, data["referral_id"]):
-        return None  # our own message coming back, or a re-send
+    """A partner system sent a referral to one of our associations. None if it is a re-send of one we have.
+
+    A referral id already used — by another association, or by this one for another referral —
+    is refused (`duplicate_id`): the sender hears of it instead of its referral vanishing.
+    """
+    existing = session.get(Referral, data["referral_id"])
+    if existing is not None:
+        if _same_referral(existing, source, data):
+            return None  # a re-send under a new message id
+        raise Conflict(f"referral id {data['referral_id']!r} is already used; choose a new one",
+                       code="duplicate_id")
     if source != data["from_association"]:
         raise Forbidden(f"{source} cannot send a referral on behalf of {data['from_association']}")
     if to_integration == QUEUE:
@@ -328,6 +336,12 @@ def receive_partner_referral(session, now, keyring, source, data, to_integration
     _publish(session, referral, "sent", source, None, _sent_data(referral), partners=())
     session.flush()
     return referral
+
+
+def _same_referral(referral, source, data):
+    return (referral.origin == "partner" and referral.from_association == source == data["from_association"]
+            and (referral.to_association, referral.service_category, referral.urgency, referral.reason)
+            == (data["to_association"], data["service_category"], data["urgency"], data["reason"]))
 
 
 def apply_partner_update(session, now, source, event_type, data):

@@ -15,7 +15,7 @@ from nameko.extensions import SharedExtension
 from sqlalchemy import select
 
 from tansiq.envelope import utcnow
-from tansiq.messaging.broker import ConfirmedPublisher, connect, declare
+from tansiq.messaging.broker import ConfirmedPublisher, connect, declare_network
 from tansiq.messaging.outbox import SESSION_FLAG
 from tansiq.messaging.store import PENDING, SENT, OutboxMessage
 
@@ -85,8 +85,11 @@ class OutboxRelay(SharedExtension):
             self.wakeup.send(True)
 
     def start(self):
+        from tansiq.messaging.consumer import retry_delays
+
+        # The whole topology before the first publish: a consumer not started yet still gets its messages.
         with connect(self.container.config["AMQP_URI"]) as connection:
-            declare(connection)
+            declare_network(connection, retry_delays(self.container.config))
         self._running = True
         self.container.spawn_managed_thread(self._run, identifier="outbox-relay")
 
