@@ -80,6 +80,10 @@ class ServiceQueue(SharedExtension, ProviderCollector):
         self.delays = retry_delays(self.container.config)
         self.publisher = ConfirmedPublisher(self.container.config["AMQP_URI"])
         self.queue_consumer.register_provider(self)
+        # In setup, not start: nameko starts extensions concurrently, and the queue consumer must not
+        # receive a message before its retry and dead-letter queues exist.
+        with connect(self.container.config["AMQP_URI"]) as connection:
+            declare_network(connection, self.delays, self.definitions())
 
     @property
     def queue_name(self):
@@ -90,10 +94,6 @@ class ServiceQueue(SharedExtension, ProviderCollector):
 
     def definitions(self):
         return topology.service_queues(self.service_name, self.types(), self.delays)
-
-    def start(self):
-        with connect(self.container.config["AMQP_URI"]) as connection:
-            declare_network(connection, self.delays, self.definitions())
 
     @property
     def queue(self):  # read by the QueueConsumer when it (re)connects

@@ -77,19 +77,19 @@ class OutboxRelay(SharedExtension):
         self.publisher = ConfirmedPublisher(self.container.config["AMQP_URI"])
         self._running = False
         from tansiq.db import on_commit
+        from tansiq.messaging.consumer import retry_delays
 
         on_commit(self._after_commit)
+        # The whole topology before the first publish (setup ends before anything starts): a
+        # consumer not started yet still gets its messages.
+        with connect(self.container.config["AMQP_URI"]) as connection:
+            declare_network(connection, retry_delays(self.container.config))
 
     def _after_commit(self, session):
         if session.info.pop(SESSION_FLAG, False) and not self.wakeup.ready():
             self.wakeup.send(True)
 
     def start(self):
-        from tansiq.messaging.consumer import retry_delays
-
-        # The whole topology before the first publish: a consumer not started yet still gets its messages.
-        with connect(self.container.config["AMQP_URI"]) as connection:
-            declare_network(connection, retry_delays(self.container.config))
         self._running = True
         self.container.spawn_managed_thread(self._run, identifier="outbox-relay")
 
