@@ -149,6 +149,14 @@ def _check_extensions(raw):
             raise BadMessage("invalid_envelope", f"extension {key} must be a short string, an integer or a boolean")
 
 
+def _has_lone_surrogate(raw):
+    try:
+        json.dumps(raw, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
 def parse(body):
     """Bytes (or str) from the wire -> Envelope, or BadMessage with a reason code.
 
@@ -175,6 +183,8 @@ def parse(body):
         raise BadMessage("malformed_json", str(exc)[:200]) from None
     if not isinstance(raw, dict):
         raise BadMessage("malformed_json", "the body must be a JSON object")
+    if "\\u" in text and _has_lone_surrogate(raw):
+        raise BadMessage("malformed_json", "a \\u escape names half a character (lone surrogate)")
     missing = [key for key in REQUIRED if key not in raw]
     if missing:
         raise BadMessage("invalid_envelope", f"missing {', '.join(missing)}")

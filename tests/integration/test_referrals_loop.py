@@ -15,12 +15,10 @@ from urllib.parse import quote
 
 import pika
 import pytest
-from harness import BROKER_HOST, Network, eventually
-from sqlalchemy import select
+from harness import BROKER_HOST, Network, add_partner_association, eventually
 
-from tansiq import config, contracts, ops, signing
+from tansiq import contracts, ops, signing
 from tansiq.broker_admin import BrokerAdmin
-from tansiq.db import make_engine, session_scope
 from tansiq.envelope import MAX_BODY_BYTES, Envelope, parse
 from tansiq.messaging import topology
 from tansiq.partner import PartnerClient
@@ -95,24 +93,6 @@ class Partner:
 
     def close(self):
         self.admin.revoke_partner(self.slug)
-
-
-def add_partner_association(network, slug):
-    """A partner association in the network's directory (a slug of its own: broker users are per broker)."""
-    from services.directory import domain
-
-    engine = make_engine(config.load("directory", environ=network.env)["DB_URI"])
-    with session_scope(engine) as session:
-        domain.upsert_association(session, {
-            "slug": slug, "name_ar": "جمعية نور", "name_fr": "Association Nour (partenaire)", "city": "Casablanca",
-            "address": "Maarif, Casablanca", "phone": "+212522000099", "email": "contact@nour.example",
-            "services": [{"name": "Orientation juridique", "category": "legal_orientation", "languages": ["ar", "fr"]},
-                         {"name": "Soutien psychologique", "category": "psychological_support",
-                          "languages": ["ar", "fr"]}]})
-        from services.directory.models import Association
-
-        assert session.scalar(select(Association.slug).where(Association.slug == slug)) == slug
-    engine.dispose()
 
 
 @pytest.fixture(scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
