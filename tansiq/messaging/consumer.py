@@ -309,8 +309,7 @@ class PartnerQueue(ServiceQueue):
     def refused(self, body, message, exc):
         from tansiq.partner.verify import rejection
 
-        sender, _ = ingress_of(message)
-        answer = rejection(body, sender, exc, self.service_name, message.properties.get("message_id"))
+        answer = rejection(body, answer_address(message), exc, self.service_name, message.properties.get("message_id"))
         if answer is None:  # no authenticated sender to answer
             return
         routing_key, envelope = answer
@@ -358,6 +357,13 @@ def ingress_of(message):
     sender, routing_key = headers.get(SENDER_HEADER), headers.get(ROUTING_KEY_HEADER)
     return (sender if isinstance(sender, str) and sender else None,
             routing_key if isinstance(routing_key, str) else "")
+
+
+def answer_address(message):
+    """Whom to answer: the broker user; without one, the owner of the routing key (a partner's topic
+    permission pins its routing keys to `<slug>.`, so that too was checked by the broker)."""
+    sender, routing_key = ingress_of(message)
+    return sender or routing_key.partition(".")[0] or None
 
 
 class PartnerUnhandledQueue(PartnerQueue):
