@@ -86,3 +86,26 @@ def test_a_message_that_fails_for_good_is_answered_kept_and_replayed_as_the_part
     assert result.returncode == 0, result.stderr
     eventually(lambda: (message_id, slug) in applied(network), message="the replay applies, as the partner's")
     assert ops.dead_letters(network.amqp_uri, QUEUE) == []
+
+
+def test_an_unbounded_unroutable_queue_of_an_older_version_is_bounded_when_empty_kept_when_not(network_factory):
+    from kombu import Connection, Producer, Queue
+
+    from tansiq.messaging.broker import connect, declare_network
+
+    network = network_factory()
+    old = Queue(topology.UNROUTABLE_QUEUE, durable=True, queue_arguments={"x-queue-type": "quorum"})
+    with Connection(network.amqp_uri) as connection:
+        old(connection.default_channel).declare()
+        Producer(connection.default_channel).publish(b"kept", exchange="", routing_key=topology.UNROUTABLE_QUEUE)
+    with connect(network.amqp_uri) as connection:
+        declare_network(connection)  # holds a message: kept as it was, with a warning, and the rest declared
+    assert network.queue_depth(topology.UNROUTABLE_QUEUE) == 1
+    assert network.queue_depth(topology.PARTNERS_UNHANDLED) == 0
+    with Connection(network.amqp_uri) as connection:
+        connection.default_channel.queue_purge(topology.UNROUTABLE_QUEUE)
+    with connect(network.amqp_uri) as connection:
+        declare_network(connection)  # empty: replaced by the bounded one
+    admin = BrokerAdmin(vhost=network.vhost)
+    arguments = admin._call("GET", f"/queues/{quote(network.vhost, safe='')}/{topology.UNROUTABLE_QUEUE}")["arguments"]
+    assert arguments["x-max-length"] == topology.UNROUTABLE_MAX_LENGTH
