@@ -343,7 +343,8 @@ def record_ingress(message):
     """
     if message.delivery_info.get("exchange") != topology.PARTNERS_INBOUND:
         return
-    headers = {key: value for key, value in (message.headers or {}).items()
+    original = message.headers if isinstance(message.headers, dict) else {}
+    headers = {key: value for key, value in original.items()
                if not str(key).lower().startswith(KERNEL_HEADER_PREFIX)}
     headers[SENDER_HEADER] = message.properties.get("user_id") or ""
     headers[ROUTING_KEY_HEADER] = message.delivery_info.get("routing_key") or ""
@@ -353,7 +354,7 @@ def record_ingress(message):
 
 def ingress_of(message):
     """(broker-validated sender, routing key at ingress) of a partner message, or (None, "")."""
-    headers = message.headers or {}
+    headers = message.headers if isinstance(message.headers, dict) else {}
     sender, routing_key = headers.get(SENDER_HEADER), headers.get(ROUTING_KEY_HEADER)
     return (sender if isinstance(sender, str) and sender else None,
             routing_key if isinstance(routing_key, str) else "")
