@@ -150,3 +150,16 @@ def test_the_whole_topology_exists_before_the_first_publish(probe):
     for queue in topology.network_queues():
         probe.queue_depth(queue.name)  # raises if it was not declared
     assert probe.queue_depth(topology.UNROUTABLE_QUEUE) == 0
+
+
+def test_a_first_start_leaves_nothing_unroutable_whatever_starts_first(network_factory):
+    # The demo's association.registered and event.published are relayed as soon as directory and
+    # events start; notifications, which consumes them, is not running yet.
+    network = network_factory()
+    network.migrate()
+    network.seed()
+    network.start("directory", "events")
+    eventually(lambda: network.queue_depth(topology.consumer_queue("notifications")) >= 2, timeout=60,
+               message="the demo's messages wait in the queue of the service that starts later")
+    status = network.tansiq("status", "--broker-only")
+    assert "unroutable 0" in status.stdout and "WARNING" not in status.stdout
