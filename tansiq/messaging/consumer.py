@@ -6,6 +6,8 @@ handlers declare; every delivery is routed by type to its handler and:
 
 - bad input (broken JSON, bad envelope, unknown type, schema failure) goes
   straight to the dead-letter queue with a reason code — no retry can fix it;
+  so does a delivery that raises anything else while it is read, checked or
+  routed (`unreadable`): nothing a message contains can end the container;
 - a handler that raises is republished to a delay queue (1 s, 5 s, 25 s by
   default) that feeds back into the main queue, then dead-lettered with the
   error once the attempts are spent;
