@@ -480,5 +480,7 @@ def test_hostile_partner_input_never_stops_the_network_and_every_message_is_answ
     print("  reasons: " + ", ".join(f"{reason} {count}" for reason, count in reasons.most_common()))
     for answer in answers:
         if answer["reason"] == "handler_failed":  # not a refusal by a rule: worth reading
-            print(f"  handler_failed {answer['rejected_type']}: {answer['detail'][:300]}")
+            sent = by_answer_id.get(answer["rejected_id"], [None])[0]
+            print(f"  handler_failed {answer['rejected_type']}: {answer['detail'][:300]}\n    "
+                  f"{sent.family if sent else '?'}: {sent.body[:600] if sent else ''}")
     assert len(cases) >= MESSAGES
