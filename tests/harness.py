@@ -211,6 +211,33 @@ class Network:
             return ready
 
 
+def add_partner_association(network, slug):
+    """A partner association in the network's directory, under a slug of the test's own: broker users
+    are global to the broker, so a test never provisions or revokes a real (demo) association's user."""
+    from sqlalchemy import select
+
+    from services.directory import domain
+    from services.directory.models import Association
+    from tansiq import config
+    from tansiq.db import make_engine, session_scope
+
+    engine = make_engine(config.load("directory", environ=network.env)["DB_URI"])
+    with session_scope(engine) as session:
+        domain.upsert_association(session, {
+            "slug": slug, "name_ar": "جمعية نور", "name_fr": "Association Nour (partenaire)", "city": "Casablanca",
+            "address": "Maarif, Casablanca", "phone": "+212522000099", "email": "contact@nour.example",
+            "services": [{"name": "Orientation juridique", "category": "legal_orientation", "languages": ["ar", "fr"]},
+                         {"name": "Soutien psychologique", "category": "psychological_support",
+                          "languages": ["ar", "fr"]}]})
+        assert session.scalar(select(Association.slug).where(Association.slug == slug)) == slug
+    engine.dispose()
+
+
+def random_slug(prefix="p"):
+    """A random partner slug: never the name of a real association."""
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
 def eventually(check, timeout=30, interval=0.2, message="condition not met"):
     """Poll `check()` until it returns a truthy value (no fixed sleeps in tests)."""
     deadline = time.monotonic() + timeout

@@ -7,12 +7,12 @@ from urllib.parse import quote
 
 import pytest
 
-from harness import eventually
+from harness import add_partner_association, eventually, random_slug
 from tansiq import signing
 from tansiq.broker_admin import BrokerAdmin
 from tansiq.partner.client import PartnerClient
 
-PARTNER = "tifawin-agadir"
+PARTNER = random_slug("tifawin")  # never a real association's broker user: broker users are global
 COORDINATOR = {"id": "s-safi-2", "association": "amal-safi", "roles": ["coordinator"], "language": "fr",
                "name": "Hanane Benali"}
 
@@ -28,6 +28,7 @@ def calendar_with_partner(network_factory, tmp_path):
     network = network_factory()
     network.migrate()
     network.seed()
+    add_partner_association(network, PARTNER)
     admin = BrokerAdmin(vhost=network.vhost)
     admin.declare_topology()
     credentials = admin.add_partner(PARTNER)
