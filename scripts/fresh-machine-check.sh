@@ -84,7 +84,15 @@ if [ -d "$RUN" ]; then
     rm -rf "$RUN"
 fi
 cp -a "$BASE" "$RUN"
+# The host's network settings: its resolver and the CA bundle its HTTPS (pip, apt) trusts,
+# which may hold a local proxy's CA.
 cp /etc/resolv.conf "$RUN/etc/resolv.conf"
+cp /etc/ssl/certs/ca-certificates.crt "$RUN/etc/ssl/certs/ca-certificates.crt"
+passed_env=()
+for name in http_proxy https_proxy no_proxy HTTP_PROXY HTTPS_PROXY NO_PROXY PIP_CERT PIP_INDEX_URL \
+        REQUESTS_CA_BUNDLE SSL_CERT_FILE; do
+    if [ -n "${!name:-}" ]; then passed_env+=("$name=${!name}"); fi
+done
 mkdir -p "$RUN/root/tansiq"
 git -C "$ROOT" archive HEAD | tar -x -C "$RUN/root/tansiq"
 # git archive has no .git: make one so the code sees a clone (CI prints the commit).
@@ -104,7 +112,7 @@ say "make test PYTEST_ARGS='${PYTEST_ARGS:-}' in the new root, commit $commit (l
 set +e
 chroot "$RUN" /usr/bin/env -i HOME=/root LANG=C.UTF-8 TERM=dumb \
     PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
-    PYTEST_ARGS="${PYTEST_ARGS:-}" \
+    PYTEST_ARGS="${PYTEST_ARGS:-}" "${passed_env[@]}" \
     bash -c 'cd /root/tansiq && make test PYTEST_ARGS="$PYTEST_ARGS"' 2>&1 | tee "$LOG"
 status=${PIPESTATUS[0]}
 set -e
