@@ -311,12 +311,22 @@ def postgres_reachable():
         return False
 
 
+def psql_problem():
+    """Why psql cannot reach PostgreSQL here (the skip reason), or None."""
+    if not shutil.which("psql"):
+        return "psql client missing (apt-get install postgresql-client)"
+    if not postgres_reachable():
+        return "no PostgreSQL at 127.0.0.1:5432"
+    return None
+
+
 @pytest.mark.postgres
 def test_postgres_init_script_creates_one_database_per_service():
-    if not (postgres_reachable() and shutil.which("psql")):
+    problem = psql_problem()
+    if problem:
         if os.environ.get("TANSIQ_REQUIRE_POSTGRES") == "1":
-            pytest.fail("PostgreSQL at 127.0.0.1:5432 is required (TANSIQ_REQUIRE_POSTGRES=1)")
-        pytest.skip("no PostgreSQL at 127.0.0.1:5432")
+            pytest.fail(f"{problem}; required here (TANSIQ_REQUIRE_POSTGRES=1)")
+        pytest.skip(problem)
     prefix = f"tansiq_init_{os.getpid()}"
     names = [f"{prefix}_{service}" for service in ("intake", "events")]
     env = {"POSTGRES_USER": "postgres", "POSTGRES_DB": "postgres", "PGHOST": "127.0.0.1",
