@@ -5,6 +5,7 @@ the set-up scripts that can run without changing the machine are run for real.
 """
 
 import base64
+import json
 import os
 import re
 import shutil
@@ -301,6 +302,34 @@ def test_ensure_broker_refuses_an_unreachable_remote_broker():
     assert result.returncode != 0
     assert "not reachable" in result.stderr
     assert "secret-pw" not in result.stdout + result.stderr, "passwords are never printed"
+
+
+def test_ensure_broker_loads_the_definitions_into_the_vhost_of_amqp_uri(tmp_path, broker_admin):
+    """On a broker the script does not manage (rabbitmqctl cannot reach it), through the management API."""
+    import harness
+
+    (tmp_path / "scripts").mkdir()
+    (tmp_path / "deploy" / "rabbitmq").mkdir(parents=True)
+    for script in ("lib.sh", "ensure-broker.sh"):
+        shutil.copy2(ROOT / "scripts" / script, tmp_path / "scripts" / script)
+    definitions = DEPLOY / "rabbitmq" / "definitions.json"
+    shutil.copy2(definitions, tmp_path / "deploy" / "rabbitmq" / "definitions.json")
+    not_ours = tmp_path / "bin"
+    not_ours.mkdir()
+    (not_ours / "rabbitmq-diagnostics").write_text("#!/bin/sh\nexit 1\n")
+    (not_ours / "rabbitmq-diagnostics").chmod(0o755)
+    vhost = f"test-definitions-{os.getpid()}"
+    amqp_uri = harness.create_vhost(vhost)
+    try:
+        result = run_script(tmp_path / "scripts" / "ensure-broker.sh",
+                            env={"AMQP_URI": amqp_uri, "TANSIQ_RABBIT_ADMIN_URL": harness.ADMIN_URL,
+                                 "PATH": f"{not_ours}:{os.environ['PATH']}"})
+        assert result.returncode == 0, result.stderr
+        assert f"definitions loaded into vhost {vhost}" in result.stdout, result.stderr
+        expected = {queue["name"] for queue in json.loads(definitions.read_text("utf-8"))["queues"]}
+        assert expected <= set(harness.admin(vhost).queue_stats())
+    finally:
+        harness.delete_vhost(vhost)
 
 
 def postgres_reachable():
