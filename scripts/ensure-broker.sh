@@ -97,7 +97,8 @@ configure_local_node() {
     if ! rabbitmqctl -q list_vhosts name | grep -qxF -- "$vhost"; then
         say "creating vhost $vhost for user $(amqp_field "$1" user)"
         rabbitmqctl -q add_vhost "$vhost"
-        rabbitmqctl -q set_permissions -p "$vhost" "$(amqp_field "$1" user)" '.*' '.*' '.*'
+        rabbitmqctl -q set_permissions -p "$vhost" "$(amqp_field "$1" user)" '.*' '.*' '.*' \
+            || warn "user $(amqp_field "$1" user) has no rights on vhost $vhost (does it exist? rabbitmqctl add_user)"
     fi
     want_definitions || return 0
     if [ "$vhost" = / ]; then
@@ -116,19 +117,25 @@ configure_local_node() {
 
 # The local broker is ours to configure only when rabbitmqctl can talk to it.
 use_local_node() {
-    if [ -n "${AMQP_URI:-}" ] && [ "$AMQP_URI" != "$LOCAL_URI" ]; then
-        # The AMQP_URI given is dead: make (via var/broker.env) uses the local broker instead.
-        mkdir -p "$ROOT/var"
-        printf 'AMQP_URI=%s\n' "$LOCAL_URI" >"$BROKER_ENV"
-        warn "using $LOCAL_URI instead of AMQP_URI (written to var/broker.env)"
+    local uri="$LOCAL_URI" host port
+    if [ -n "${AMQP_URI:-}" ]; then
+        read -r host port < <(uri_host_port "$AMQP_URI" 5672)
+        if is_local_host "$host" && [ "$port" = 5672 ]; then
+            uri="$AMQP_URI"  # the local node will answer it once started: keep its user and vhost
+        else
+            # The AMQP_URI given is dead: make (via var/broker.env) uses the local broker instead.
+            mkdir -p "$ROOT/var"
+            printf 'AMQP_URI=%s\n' "$LOCAL_URI" >"$BROKER_ENV"
+            warn "using $LOCAL_URI instead of AMQP_URI (written to var/broker.env)"
+        fi
     fi
     if local_node_running; then
         say "local RabbitMQ is running"
     else
         start_local_node
     fi
-    configure_local_node "$LOCAL_URI"
-    say "broker ready at $(redact "$LOCAL_URI")"
+    configure_local_node "$uri"
+    say "broker ready at $(redact "$uri")"
 }
 
 # Written again below only when make must use another AMQP_URI than the environment's.
