@@ -12,6 +12,7 @@ import shutil
 import socket
 import stat
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -302,6 +303,16 @@ def test_ensure_broker_refuses_an_unreachable_remote_broker():
     assert result.returncode != 0
     assert "not reachable" in result.stderr
     assert "secret-pw" not in result.stdout + result.stderr, "passwords are never printed"
+
+
+@pytest.mark.parametrize("address, url", [("127.0.0.1:8101", "http://127.0.0.1:8101/"),
+                                          ("0.0.0.0:8102", "http://127.0.0.1:8102/")])
+def test_make_run_prints_the_address_the_gateway_will_serve(address, url):
+    # Only the printing: install and broker count as done, and `true` stands in for the tansiq command.
+    result = run_script("make", "-s", "-o", "install", "-o", "broker", "run", "TANSIQ=true",
+                        f"PYTHON={sys.executable}", env={"TANSIQ_WEB_ADDRESS": address})
+    assert result.returncode == 0, result.stderr
+    assert f"open {url} " in result.stdout
 
 
 def test_ensure_broker_loads_the_definitions_into_the_vhost_of_amqp_uri(tmp_path, broker_admin):
