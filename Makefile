@@ -1,5 +1,6 @@
 # Tansiq: `make run` brings the whole network up on this machine, `make test` runs every test.
-# Works as root on a fresh Debian/Ubuntu; see scripts/ for what each step does.
+# Works as root (or with sudo) on a fresh Debian/Ubuntu with make, git, curl, python3 and python3-venv;
+# see scripts/ for what each step does.
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
@@ -15,7 +16,7 @@ BROKER_ENV := set -a; if [ -f var/broker.env ]; then . ./var/broker.env; fi; set
 
 help:
 	@echo "make run      install, start the broker, migrate, seed the demo once, start everything"
-	@echo "make test     install, start broker + PostgreSQL (+ Chromium), run the whole test suite"
+	@echo "make test     install, make sure of broker, PostgreSQL, Chromium (apt when missing), run every test"
 	@echo "make install  create $(VENV) and install Tansiq with its test dependencies"
 	@echo "make lint     ruff check (rules in pyproject.toml; ruff check --fix repairs the fixable ones)"
 	@echo "make broker | postgres | browser   make sure that one is available"
