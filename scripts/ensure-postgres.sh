@@ -36,7 +36,8 @@ role_can_create_databases() {
 }
 
 # SQL run as the cluster's owner over the Unix socket (peer authentication, no password).
-as_cluster_owner() { as_root runuser -u postgres -- psql -X -q -A -t -d postgres "$@"; }
+# From / : the postgres user may not enter the current directory.
+as_cluster_owner() { (cd / && as_root runuser -u postgres -- psql -X -q -A -t -d postgres "$@"); }
 
 give_role_a_password() {
     local has_password
