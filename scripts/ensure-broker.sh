@@ -103,7 +103,8 @@ configure_local_node() {
     want_definitions || return 0
     if [ "$vhost" = / ]; then
         say "loading the broker topology: rabbitmqctl import_definitions deploy/rabbitmq/definitions.json"
-        rabbitmqctl -q import_definitions "$DEFINITIONS" \
+        # On stdin: Debian's rabbitmqctl runs as user rabbitmq, who may not read a checkout under /root.
+        rabbitmqctl -q import_definitions - <"$DEFINITIONS" \
             || warn "definitions not imported (services still declare what they use)"
     else
         # rabbitmqctl imports into the vhosts named in the file; the HTTP API into the one asked.
