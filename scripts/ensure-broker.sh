@@ -104,7 +104,7 @@ configure_local_node() {
     if [ "$vhost" = / ]; then
         say "loading the broker topology: rabbitmqctl import_definitions deploy/rabbitmq/definitions.json"
         # On stdin: Debian's rabbitmqctl runs as user rabbitmq, who may not read a checkout under /root.
-        rabbitmqctl -q import_definitions - <"$DEFINITIONS" \
+        rabbitmqctl -q import_definitions --format json <"$DEFINITIONS" \
             || warn "definitions not imported (services still declare what they use)"
     else
         # rabbitmqctl imports into the vhosts named in the file; the HTTP API into the one asked.
