@@ -121,4 +121,6 @@ summary="$(grep -E '^=+ .*(passed|failed|error|skipped|no tests ran).* =+$' "$LO
 echo
 say "fresh machine ($SUITE minbase + $PREREQUISITES), commit $commit: make test exit $status"
 say "${summary:-no pytest summary line (see $LOG)}"
+# What did not pass or was skipped, and why (make test runs pytest -ra).
+grep -E '^(SKIPPED|FAILED|ERROR|XFAIL) ' "$LOG" | head -n 30 || true
 exit "$status"
