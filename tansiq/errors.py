@@ -29,6 +29,7 @@ REASON_CODES = {
     "bad_signature": "the Ed25519 signature is missing or does not verify",
     "not_allowed": "the sender may not do this to this resource",
     "invalid_transition": "the change is not allowed in the current state",
+    "invalid_rrule": "the recurrence rule is outside what the calendar accepts (see docs/reliability.md)",
     "handler_failed": "processing failed repeatedly; kept in the dead-letter queue",
 }
 
