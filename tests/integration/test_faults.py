@@ -30,6 +30,7 @@ from tansiq.broker_admin import BrokerAdmin
 from tansiq.db import make_engine, session_scope
 from tansiq.envelope import parse
 from tansiq.messaging import topology
+from tansiq.messaging.store import PENDING, OutboxMessage
 from tansiq.partner import PartnerClient
 
 FULL = os.environ.get("TANSIQ_FAULTS") == "full"
@@ -176,9 +177,14 @@ def test_every_accepted_message_has_its_effect_once_through_kills_and_resets(par
         return Counter(dict(rows(network, "events", select(Event.uid, func.count()).where(
             Event.uid.in_(event_uids)).group_by(Event.uid))))
 
-    eventually(lambda: len(referral_counts()) == per_kind and len(event_counts()) == per_kind, timeout=300,
-               interval=2, message="every accepted message applied")
+    settled(lambda: (len(referral_counts()), len(event_counts())), (per_kind, per_kind))
     referrals_done, events_done = referral_counts(), event_counts()
+
+    def unpublished():  # what the services' relays still owe the broker after their own resets
+        return {service: rows(network, service, select(func.count()).select_from(OutboxMessage).where(
+            OutboxMessage.state == PENDING))[0][0] for service in ("referrals", "events")}
+
+    owed = settled(unpublished, {"referrals": 0, "events": 0})
     refused = rejections(uri, client.slug)
     dead = {service: len(ops.dead_letters(network.amqp_uri, service)) for service in ("referrals", "events")}
     restarts = {service: network.log(service).count(" starting ") for service in SERVICES}
@@ -188,7 +194,8 @@ def test_every_accepted_message_has_its_effect_once_through_kills_and_resets(par
         "events_applied_once": sum(1 for count in events_done.values() if count == 1),
         "applied_twice_or_more": sum(1 for c in [*referrals_done.values(), *events_done.values()] if c > 1),
         "lost": 2 * per_kind - len(referrals_done) - len(events_done),
-        "rejected": len(refused), "dead_lettered": sum(dead.values()),
+        "rejected": len(refused), "dead_lettered": sum(dead.values()), "outbox_unpublished": sum(owed.values()),
+        "rejected_reasons": dict(Counter(r["reason"] for r in refused)),
         "faults": len(timeline), "starts_per_service": restarts,
         "seconds": round(time.monotonic() - began, 1),
     }
@@ -200,16 +207,34 @@ def test_every_accepted_message_has_its_effect_once_through_kills_and_resets(par
     assert figures["referrals_applied_once"] == figures["events_applied_once"] == per_kind
 
 
+def settled(measure, goal, timeout=300, quiet=30):
+    """`measure()` once it equals `goal`, or once it has not changed for `quiet` seconds (a loss
+    is then counted and reported rather than waited for until the timeout)."""
+    deadline = time.monotonic() + timeout
+    last, since = None, time.monotonic()
+    while time.monotonic() < deadline:
+        value = measure()
+        if value == goal:
+            return value
+        if value != last:
+            last, since = value, time.monotonic()
+        elif time.monotonic() - since >= quiet:
+            return value
+        time.sleep(2)
+    return last
+
+
 def write_report(figures, timeline):
     lines = [BEGIN, "",
              f"Last full run ({datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {figures['backend']}, "
              f"{figures['seconds']} s):", "",
              "| figure | value |", "|---|---|"]
     for name in ("accepted_referrals", "accepted_events", "referrals_applied_once", "events_applied_once",
-                 "applied_twice_or_more", "lost", "rejected", "dead_lettered", "faults"):
+                 "applied_twice_or_more", "lost", "rejected", "dead_lettered", "outbox_unpublished", "faults"):
         lines.append(f"| {name.replace('_', ' ')} | {figures[name]} |")
     starts = ", ".join(f"{service} {count}" for service, count in figures["starts_per_service"].items())
-    lines += [f"| process starts per service | {starts} |", "", "Faults injected, in order:", "",
+    reasons = ", ".join(f"{reason} {count}" for reason, count in figures["rejected_reasons"].items()) or "-"
+    lines += [f"| rejection reasons | {reasons} |", f"| process starts per service | {starts} |", "", "Faults injected, in order:", "",
               "| at (s) | after message | fault |", "|---|---|---|"]
     lines += [f"| {at} | {after} | {what} |" for at, after, what in timeline]
     lines += ["", END]
