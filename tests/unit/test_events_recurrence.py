@@ -148,3 +148,13 @@ def test_invalid_rrule_is_a_400_in_the_api(session, rule):
     response = web.response_for(refused.value)
     assert response.status_code == 400
     assert json.loads(response.get_data())["error"]["code"] == "invalid_rrule"
+
+
+def test_a_long_expansion_yields_to_other_green_threads(monkeypatch):
+    """Heartbeats and other requests run during CPU-heavy expansion (cooperate() is eventlet.sleep(0) there)."""
+    yields = []
+    monkeypatch.setattr(recurrence, "cooperate", lambda: yields.append(1))
+    rule = recurrence.build("FREQ=DAILY", datetime(2027, 1, 1, 10, tzinfo=CASABLANCA))
+    lo = datetime(2027, 1, 1, tzinfo=CASABLANCA)
+    assert len(recurrence.between(rule, lo, lo + timedelta(days=1000))) == 1000
+    assert len(yields) >= 1000 // recurrence.YIELD_EVERY
