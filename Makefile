@@ -12,7 +12,7 @@ PYTEST_ARGS ?=
 # A broker started by docker compose leaves its AMQP_URI in var/broker.env (scripts/ensure-broker.sh).
 BROKER_ENV := set -a; if [ -f var/broker.env ]; then . ./var/broker.env; fi; set +a;
 
-.PHONY: help install broker postgres browser run test lint bench deploy-env clean
+.PHONY: help install broker postgres browser run test lint bench faults deploy-env clean
 
 help:
 	@echo "make run      install, start the broker, migrate, seed the demo once, start everything"
@@ -21,6 +21,7 @@ help:
 	@echo "make lint     ruff check (rules in pyproject.toml; ruff check --fix repairs the fixable ones)"
 	@echo "make broker | postgres | browser   make sure that one is available"
 	@echo "make bench    run the benchmarks (writes docs/benchmarks.md)"
+	@echo "make faults   kill services, reset the broker and the database under load, then reconcile (writes docs/reliability.md)"
 	@echo "make deploy-env   deploy/.env and var/secrets/ for docker compose"
 	@echo "make clean    remove the virtualenv and build debris (keeps var/ data)"
 
@@ -71,3 +72,8 @@ deploy-env:
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache test-results
 	find . -path ./.git -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
+
+# Partner referrals and events through the real broker while services are SIGKILLed, broker
+# connections closed and database sessions terminated; writes the figures to docs/reliability.md.
+faults: install broker postgres
+	@$(BROKER_ENV) TANSIQ_FAULTS=full $(VENV)/bin/pytest -q -s -p no:cacheprovider tests/integration/test_faults.py

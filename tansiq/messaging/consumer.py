@@ -33,6 +33,7 @@ from tansiq.envelope import parse
 from tansiq.errors import REASON_CODES, BadMessage, DomainError, NotFound
 from tansiq.messaging import topology
 from tansiq.messaging.broker import ConfirmedPublisher, connect, declare_network, kombu_queue
+from tansiq.messaging.robustness import HandlerBudget, budget_seconds
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +82,7 @@ class ServiceQueue(SharedExtension, ProviderCollector):
         self.service_name = self.container.service_name
         self.delays = retry_delays(self.container.config)
         self.publisher = ConfirmedPublisher(self.container.config["AMQP_URI"])
+        self.budget = HandlerBudget(self.container, budget_seconds(self.container.config))
         self.queue_consumer.register_provider(self)
         # In setup, not start: nameko starts extensions concurrently, and the queue consumer must not
         # receive a message before its retry and dead-letter queues exist.
@@ -237,13 +239,15 @@ class EventHandler(Entrypoint):
         super().stop()
 
     def spawn(self, envelope, message):
-        self.container.spawn_worker(
+        worker_ctx = self.container.spawn_worker(
             self, (envelope,), {},
             context_data={"correlation_id": envelope.correlationid or envelope.id},
             handle_result=partial(self.handle_result, message),
         )
+        self.service_queue.budget.start(worker_ctx)  # past it: HandlerTimedOut, then retries as any error
 
     def handle_result(self, message, worker_ctx, result=None, exc_info=None):
+        self.service_queue.budget.stop(worker_ctx)
         if exc_info is None:
             self.service_queue.queue_consumer.ack_message(message)
         else:
