@@ -348,7 +348,7 @@ def fuzz_network(network_factory):
     network.start("directory")
     with network.rpc() as rpc:
         rpc.directory.set_public_key(slug, signing.public_key_b64(key))
-    network.start("referrals", "events")
+    network.start("intake", "referrals", "events")  # referrals waits for intake, which it calls
     partner = FuzzPartner(network, slug, key, f"amqp://{slug}:{quote(password, safe='')}@{BROKER_HOST}:5672/"
                                               f"{quote(network.vhost, safe='')}")
     yield network, partner

@@ -67,7 +67,7 @@ def network(broker_admin):
         network.migrate()
         network.seed()
         partner_probe.create_tables(config.load("events", environ=network.env)["DB_URI"])
-        network.start("directory", "referrals")
+        network.start("directory", "intake", "referrals")  # referrals waits for intake, which it calls
         network.start("events", service_class=PROBE, rpc_name="probe")
         yield network
     finally:
