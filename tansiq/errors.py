@@ -73,6 +73,12 @@ class Forbidden(DomainError):
     default_code = "forbidden"
 
 
+class InvalidActor(DomainError):
+    """An RPC's actor assertion is missing, expired, tampered with or meant for another service."""
+
+    default_code = "unauthorized"
+
+
 def load_request(schema, payload):
     """Validate an RPC argument with a marshmallow schema; a refusal crosses RPC as a DomainError
     (the gateway answers 400) with the field errors as details."""
@@ -88,7 +94,7 @@ def load_request(schema, payload):
 def _register_with_nameko():
     from nameko.exceptions import deserialize_to_instance
 
-    for cls in (DomainError, NotFound, Conflict, Forbidden):
+    for cls in (DomainError, NotFound, Conflict, Forbidden, InvalidActor):
         deserialize_to_instance(cls)
 
 

@@ -4,6 +4,8 @@ Each area's routes live in an `api_<area>.py` mixin; this class puts them togeth
 """
 
 from nameko.rpc import RpcProxy
+
+from tansiq.identity import ActorSigning
 from services.gateway.schemas import LoginSchema
 from services.gateway.web import SESSION_COOKIE, SESSION_SECONDS, Sessions, Unauthorized, api, json_response, load_json
 from services.gateway.api_directory import DirectoryApi
@@ -22,6 +24,7 @@ class GatewayService(PagesApi, WebAppPages, IntakeApi, ReferralsApi, EventsApi, 
                      OpenApiDocument):
     name = "gateway"
     sessions = Sessions()
+    identity = ActorSigning()  # signs the actor assertion each RPC acting for a staff member carries
     directory_rpc = RpcProxy("directory")
 
     @api("GET", "/healthz")

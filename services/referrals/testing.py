@@ -9,7 +9,7 @@ from tansiq.crypto import KeyRing
 from tansiq.db import make_engine
 from tansiq.messaging.store import messaging_metadata
 
-from services.referrals.domain import Actor
+from tansiq.contracts.actor import Actor
 from services.referrals.models import Base
 
 
@@ -30,7 +30,7 @@ def sqlite_session(path):
 def staff(association, *roles, staff_id=None):
     """A staff member of `association` (a case worker unless roles are given)."""
     roles = frozenset(roles or ("case_worker",))
-    return Actor(association=association, staff_id=staff_id or f"s-{association}", roles=roles)
+    return Actor(association=association, id=staff_id or f"s-{association}", roles=roles)
 
 
 def keyring():
