@@ -9,6 +9,7 @@ from amqp.exceptions import PreconditionFailed
 from kombu import Connection, Exchange as KombuExchange, Queue as KombuQueue, binding
 
 from tansiq.envelope import CONTENT_TYPE
+from tansiq.config import amqp_ssl
 from tansiq.messaging import topology
 
 log = logging.getLogger(__name__)
@@ -20,6 +21,7 @@ class Unroutable(Exception):
 
 def connect(amqp_uri, **kwargs):
     # confirm_publish: every publish waits for the broker's ack (py-amqp raises on nack).
+    kwargs.setdefault("ssl", amqp_ssl(amqp_uri))  # amqps://: the broker's certificate is verified
     return Connection(amqp_uri, transport_options={"confirm_publish": True}, heartbeat=30, **kwargs)
 
 

@@ -249,7 +249,8 @@ class PartnerQueue(ServiceQueue):
             return cached[0]
         from nameko.standalone.rpc import ClusterRpcProxy
 
-        with ClusterRpcProxy({"AMQP_URI": self.container.config["AMQP_URI"]}, timeout=10) as cluster:
+        config = {key: self.container.config[key] for key in ("AMQP_URI", "AMQP_SSL") if key in self.container.config}
+        with ClusterRpcProxy(config, timeout=10) as cluster:
             try:
                 key = cluster.directory.get_association(slug).get("public_key")
             except NotFound:
