@@ -100,6 +100,13 @@ def generate(passwords=None, prefix="", vhost="/"):
     return passwords, {"users": users, "permissions": permissions, "topic_permissions": topic_permissions}
 
 
+def permissions_only(prefix="", vhost="/"):
+    """The definitions without users or passwords (deploy/rabbitmq/service-users.json, committed): the
+    rabbitmq container creates each user from its URI in deploy/.env, then imports these."""
+    _, definitions = generate({service: "unused" for service in SERVICES}, prefix, vhost)
+    return {key: definitions[key] for key in ("permissions", "topic_permissions")}
+
+
 def amqp_uri(base_uri, user, password):
     """`base_uri` (host, port, vhost, amqp or amqps) with this user's credentials."""
     parts = urlsplit(base_uri)

@@ -131,6 +131,11 @@ def cmd_broker_users(args):
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             json.dump(definitions, handle, indent=2)
         print(f"wrote {args.definitions}: users (password hashes), permissions, topic permissions")
+    if args.permissions:
+        with open(args.permissions, "w", encoding="utf-8") as handle:
+            json.dump(broker_users.permissions_only(args.prefix, args.vhost), handle, indent=2)
+            handle.write("\n")
+        print(f"wrote {args.permissions}: permissions and topic permissions (no secret)")
     if args.apply:
         broker_users.apply(BrokerAdmin(args.admin_url, vhost=args.vhost), passwords, args.prefix)
         print(f"applied {len(passwords)} users and their permissions to vhost {args.vhost}")
@@ -191,6 +196,7 @@ def build_parser():
     broker.add_argument("--amqp-base", default="amqp://rabbitmq:5672/",
                         help="host, port and vhost of the URIs (amqps://host:5671/ for TLS)")
     broker.add_argument("--definitions", help="also write RabbitMQ definitions (users, permissions) to this file")
+    broker.add_argument("--permissions", help="write only the permissions (deploy/rabbitmq/service-users.json)")
     broker.add_argument("--apply", action="store_true", help="create the users through the management API")
     broker.add_argument("--admin-url", default=None, help="management API (default TANSIQ_RABBIT_ADMIN_URL)")
     broker.add_argument("--vhost", default="/")
