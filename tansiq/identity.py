@@ -138,12 +138,16 @@ def load_or_create_signing_key(private_path, public_path):
     key = serialization.load_pem_private_key(private_path.read_bytes(), password=None)
     if not isinstance(key, Ed25519PrivateKey):
         raise ValueError(f"{private_path}: the actor signing key must be an Ed25519 private key")
-    public_pem = key.public_key().public_bytes(serialization.Encoding.PEM,
-                                               serialization.PublicFormat.SubjectPublicKeyInfo)
-    if not public_path.exists() or public_path.read_bytes() != public_pem:
+    if not public_path.exists() or _raw(load_public_key(public_path)) != _raw(key.public_key()):
+        # Local runs: the services read it from here. Deployed, it is a read-only secret that must match.
         public_path.parent.mkdir(parents=True, exist_ok=True)
-        public_path.write_bytes(public_pem)
+        public_path.write_bytes(key.public_key().public_bytes(serialization.Encoding.PEM,
+                                                              serialization.PublicFormat.SubjectPublicKeyInfo))
     return key
+
+
+def _raw(public_key):
+    return public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
 
 
 def load_public_key(public_path):
