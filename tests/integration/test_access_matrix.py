@@ -21,7 +21,7 @@ from nameko.exceptions import RemoteError
 from harness import eventually
 from services.directory import domain as directory_domain
 from tansiq.db import make_engine, session_scope
-from tansiq.errors import InvalidActor
+from tansiq.errors import Forbidden, InvalidActor
 
 SERVICES = ("directory", "intake", "referrals", "events", "notifications", "gateway")
 PASSWORD = "tansiq-demo"
@@ -264,3 +264,10 @@ def test_a_made_up_or_tampered_actor_on_rpc_is_refused_by_intake(world):
                 cluster.intake.get_beneficiary(data["beneficiary"], forged)
             assert getattr(refused.value, "code", None) == "unauthorized" or "InvalidActor" in str(refused.value)
         assert cluster.intake.get_beneficiary(data["beneficiary"], genuine)["last_name"] == "Canary"
+        # A genuine assertion of the events manager: intake itself refuses her (not only the gateway).
+        youssef = network.assertion({"id": "s-safi-3", "association": "amal-safi", "roles": ["events_manager"]})
+        for call in (cluster.intake.get_beneficiary, cluster.intake.audit_trail, cluster.intake.list_disclosures):
+            with pytest.raises(Forbidden):
+                call(data["beneficiary"], youssef)
+        with pytest.raises(Forbidden):
+            cluster.referrals.get_referral(data["referral"], youssef)
