@@ -64,3 +64,18 @@ def test_the_matrix_gives_case_detail_to_case_workers_only():
     assert refused.value.details == {"reason": "role_required", "permission": "cases.read"}
     with pytest.raises(ValueError):
         allows(["admin"], "cases.everything")
+
+
+def test_every_gateway_route_declares_who_may_use_it_or_is_public_on_purpose():
+    """A new route without @requires / staff_page(url, permission) fails here until someone decides."""
+    import inspect
+
+    from services.gateway.service import GatewayService
+    from services.gateway.web import ApiHandler
+
+    public = {"healthz", "openapi_document", "login", "logout", "me", "home", "static", "login_page",
+              "calendar_page", "events_venues", "ical_network", "ical_city", "ical_association", "ical_event"}
+    undeclared = {name for name, method in inspect.getmembers(GatewayService, inspect.isfunction)
+                  if any(isinstance(e, ApiHandler) for e in getattr(method, "nameko_entrypoints", ()))
+                  and not hasattr(method, "optional")}
+    assert undeclared == public
