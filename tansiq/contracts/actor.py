@@ -46,6 +46,14 @@ def allows(roles, permission):
     return bool(roles_with(permission) & set(roles or ()))
 
 
+def require(roles, permission):
+    """Forbidden (reason role_required) unless one of `roles` holds `permission`."""
+    if not allows(roles, permission):
+        wanted = " or ".join(sorted(role.replace("_", " ") for role in roles_with(permission)))
+        raise Forbidden(f"this needs the role of {wanted}", details={"reason": "role_required",
+                                                                      "permission": permission})
+
+
 @dataclass(frozen=True)
 class Actor:
     """A staff member acting inside her association, or (via_partner) a partner system acting for its own."""
@@ -65,10 +73,7 @@ class Actor:
         return allows(self.roles, permission)
 
     def require(self, permission):
-        if not self.can(permission):
-            wanted = " or ".join(sorted(r.replace("_", " ") for r in roles_with(permission)))
-            raise Forbidden(f"this needs the role of {wanted}",
-                            details={"reason": "role_required", "permission": permission})
+        require(self.roles, permission)
         return self
 
     def to_dict(self):
