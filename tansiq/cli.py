@@ -2,6 +2,7 @@
 
 import argparse
 import json
+import os
 import sys
 import warnings
 
@@ -148,6 +149,57 @@ def cmd_bench(args):
     return bench_main(args)
 
 
+def cmd_audit(args):
+    from tansiq import accountability
+
+    problems, checked = accountability.verify_audit()
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    if problems:
+        print(f"audit chain BROKEN: {len(problems)} problem(s) in {checked} entries", file=sys.stderr)
+        return 1
+    print(f"audit chain intact: {checked} entries")
+    return 0
+
+
+def cmd_export(args):
+    from tansiq import accountability
+    from tansiq.errors import NotFound
+
+    try:
+        record = accountability.export_person(args.beneficiary_id, args.by)
+    except NotFound as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    text = json.dumps(record, indent=2, ensure_ascii=False, default=str)
+    if args.output:
+        # Her whole record: readable by the operator alone.
+        with os.fdopen(os.open(args.output, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w",
+                       encoding="utf-8") as out:
+            out.write(text + "\n")
+        print(f"wrote {args.output}")
+    else:
+        print(text)
+    return 0
+
+
+def cmd_keys(args):
+    from tansiq import accountability
+
+    if args.action == "public":
+        if not args.association:
+            print("error: name the association: tansiq keys public <slug>", file=sys.stderr)
+            return 2
+        print(accountability.hosted_public_key(args.association))
+        return 0
+    done = accountability.rotate_master_keys(args.services.split(",") if args.services else
+                                             accountability.KEYED_SERVICES)
+    for service, (count, retired) in done.items():
+        print(f"{service}: {count} key(s) rewrapped under a new master key; old key retired to {retired}")
+    print("Destroy the retired keys once no backup made with them is still needed.")
+    return 0
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog="tansiq", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -207,6 +259,22 @@ def build_parser():
     bench.add_argument("--messages", type=int, default=2000)
     bench.add_argument("--output", default=str(tansiq_config.ROOT / "docs" / "benchmarks.md"))
     bench.set_defaults(func=cmd_bench)
+
+    audit = sub.add_parser("audit", help="check the hash-chained audit trail of intake")
+    audit.add_argument("action", choices=("verify",))
+    audit.set_defaults(func=cmd_audit)
+
+    export = sub.add_parser("export", help="everything held about one beneficiary (her right of access, law 09-08)")
+    export.add_argument("beneficiary_id")
+    export.add_argument("--by", required=True, help="who asks (an admin's staff id; written to her audit trail)")
+    export.add_argument("--output", help="write to this new file (0600) instead of standard output")
+    export.set_defaults(func=cmd_export)
+
+    keys = sub.add_parser("keys", help="master-key rotation (stop the services first); hosted public keys")
+    keys.add_argument("action", choices=("rotate", "public"))
+    keys.add_argument("association", nargs="?", help="public: the hosted association whose encryption key to print")
+    keys.add_argument("--services", help="comma-separated subset of intake,referrals")
+    keys.set_defaults(func=cmd_keys)
 
     try:
         from tansiq.partner.cli import register as register_partner_commands

@@ -89,7 +89,15 @@ class KeyRing:
     def new_data_key(self, record_id):
         """(data_key, wrapped_data_key) for a new record; store only the wrapped one."""
         data_key = AESGCM.generate_key(bit_length=KEY_BYTES * 8)
-        return data_key, _seal(self._master, data_key, _aad("data-key", record_id))
+        return data_key, self.wrap(data_key, record_id)
+
+    def wrap(self, secret, record_id):
+        """A secret (data key, an association's private key) as it may be stored: under the master key."""
+        return _seal(self._master, secret, _aad("data-key", record_id))
+
+    def rewrap(self, wrapped, record_id, new_keyring):
+        """`wrapped` under `new_keyring`'s master key instead (key rotation); None stays None (erased)."""
+        return None if wrapped is None else new_keyring.wrap(self.unwrap(wrapped, record_id), record_id)
 
     def unwrap(self, wrapped, record_id):
         if wrapped is None:
@@ -127,13 +135,26 @@ def _aad(field, record_id):
     return f"tansiq:{record_id}:{field}".encode("utf-8")
 
 
+def new_master_key_file(path):
+    """Write a fresh master key to `path` (0600, refusing to overwrite); rotation writes the next one here."""
+    path = Path(path)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(base64.b64encode(os.urandom(KEY_BYTES)) + b"\n")
+    return load_master_key(path)
+
+
+def master_key_path(service, config=None):
+    """Where `service` keeps its master key: DATA_KEY_FILE in its config, else var/<service>-master.key."""
+    return Path((config or {}).get("DATA_KEY_FILE") or var_dir() / f"{service}-master.key")
+
+
 class MasterKey(DependencyProvider):
     """nameko dependency: the service's KeyRing, from the master key file in its config
     (DATA_KEY_FILE; created with 0600 permissions on first start when absent)."""
 
     def setup(self):
-        path = self.container.config.get("DATA_KEY_FILE") or var_dir() / f"{self.container.service_name}-master.key"
-        self.keyring = KeyRing.from_file(path)
+        self.keyring = KeyRing.from_file(master_key_path(self.container.service_name, self.container.config))
 
     def get_dependency(self, worker_ctx):
         return self.keyring

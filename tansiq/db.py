@@ -5,6 +5,7 @@ and PostgreSQL (psycopg2 made green with psycogreen, so a slow query does not
 starve the AMQP heartbeat under eventlet).
 """
 
+import logging
 import threading
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
@@ -18,6 +19,8 @@ from sqlalchemy.orm import Session
 from nameko.extensions import DependencyProvider
 
 DB_URI_KEY = "DB_URI"
+
+log = logging.getLogger(__name__)
 
 
 class UTCDateTime(TypeDecorator):
@@ -41,12 +44,34 @@ class UTCDateTime(TypeDecorator):
             return None
         return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
 
-_after_commit_hooks = []
+_AFTER_COMMIT = "tansiq_after_commit"
 
 
-def on_commit(hook):
-    """Register `hook(session)` to run after any session commits (used to wake the outbox relay)."""
-    _after_commit_hooks.append(hook)
+def after_commit(session, hook):
+    """Run `hook(session)` once `session`'s current transaction commits; never if it rolls back.
+
+    Through the session's own events, so work registered by one unit of work never runs for another.
+    """
+    hooks = session.info.get(_AFTER_COMMIT)
+    if hooks is None:
+        hooks = session.info[_AFTER_COMMIT] = []
+        event.listen(session, "after_commit", _run_after_commit)
+        event.listen(session, "after_soft_rollback", _drop_after_commit)
+    hooks.append(hook)
+
+
+def _run_after_commit(session):
+    hooks, session.info[_AFTER_COMMIT] = session.info.get(_AFTER_COMMIT) or [], []  # a new transaction may follow
+    for hook in hooks:
+        try:
+            hook(session)
+        except Exception:  # noqa: BLE001 - the data is committed: a failing hook must not make it look failed
+            log.exception("after-commit hook %r failed", hook)
+
+
+def _drop_after_commit(session, previous_transaction):
+    if previous_transaction.parent is None:  # the whole transaction, not a savepoint inside it
+        session.info[_AFTER_COMMIT] = []
 
 
 def make_green_if_needed():
@@ -90,11 +115,15 @@ def make_engine(url, **kwargs):
 
 
 @contextmanager
-def session_scope(engine):
-    """One unit of work: commit on success, roll back on error, always close."""
+def session_scope(engine, after_commit_hooks=()):
+    """One unit of work: commit on success, roll back on error, always close.
+
+    `after_commit_hooks` run (with the session) only if the unit of work commits."""
     lock = getattr(engine, "tansiq_lock", None) or nullcontext()
     with lock:
         session = Session(engine, expire_on_commit=False)
+        for hook in after_commit_hooks:
+            after_commit(session, hook)
         try:
             yield session
             session.commit()
@@ -103,8 +132,6 @@ def session_scope(engine):
             raise
         finally:
             session.close()
-            for hook in _after_commit_hooks:
-                hook(session)
 
 
 class Sessions:
@@ -113,9 +140,14 @@ class Sessions:
 
     def __init__(self, engine):
         self.engine = engine
+        self.after_commit_hooks = []
+
+    def on_commit(self, hook):
+        """Run `hook(session)` after each unit of work of these sessions that commits."""
+        self.after_commit_hooks.append(hook)
 
     def session(self):
-        return session_scope(self.engine)
+        return session_scope(self.engine, self.after_commit_hooks)
 
 
 class Database(DependencyProvider):
@@ -132,6 +164,7 @@ class Database(DependencyProvider):
         self.engine = make_engine(self.container.config[DB_URI_KEY])
         self.relay.engine = self.engine
         self.sessions = Sessions(self.engine)
+        self.sessions.on_commit(self.relay.wake_if_outbox_written)
 
     def stop(self):
         self.engine.dispose()

@@ -1,4 +1,6 @@
-"""Errors that cross module boundaries, with stable machine-readable codes."""
+"""Errors that cross module boundaries, with stable machine-readable codes, and how they are logged."""
+
+import logging
 
 
 class BadMessage(Exception):
@@ -89,6 +91,62 @@ def load_request(schema, payload):
     except ValidationError as exc:
         raise DomainError("the request does not have the expected shape", code="invalid_request",
                           details=exc.messages) from None
+
+
+# Errors that cross RPC as nameko RemoteError and are refusals, not failures, by class name.
+_REFUSAL_NAMES = {"DomainError", "NotFound", "Conflict", "Forbidden", "InvalidActor", "ValidationError", "BadMessage"}
+
+
+def is_refusal(exc):
+    """True for an error that answers a request as designed (a rule said no, the input was wrong):
+    logged as one line, without a traceback. Anything else is a failure and keeps its traceback."""
+    from marshmallow import ValidationError
+    from nameko.exceptions import RemoteError
+    from werkzeug.exceptions import HTTPException
+
+    if isinstance(exc, (DomainError, BadMessage, ValidationError)):
+        return True
+    if isinstance(exc, RemoteError):
+        return exc.exc_type in _REFUSAL_NAMES
+    return isinstance(exc, HTTPException) and (exc.code or 500) < 500
+
+
+def is_service_missing(exc):
+    """A call to a service that is not running (yet): an operational fact, not a bug here."""
+    from nameko.exceptions import RemoteError, UnknownService
+
+    return isinstance(exc, UnknownService) or (isinstance(exc, RemoteError) and exc.exc_type == "UnknownService")
+
+
+class RefusalLogFilter(logging.Filter):
+    """On a log handler: a record carrying an expected refusal (nameko logs every exception a worker
+    raises, with its traceback, at ERROR) becomes one line without the traceback: WARNING for
+    Forbidden and for a missing service, INFO for the other refusals. Other errors are untouched."""
+
+    def filter(self, record):
+        exc = record.exc_info[1] if record.exc_info else None
+        if exc is None or not (is_refusal(exc) or is_service_missing(exc)):
+            return True
+        worker = record.args[0] if isinstance(record.args, tuple) and record.args else None
+        entrypoint = getattr(worker, "entrypoint", None)
+        where = f"{worker.service_name}.{entrypoint.method_name}" if entrypoint else record.getMessage()
+        kind = "unavailable" if is_service_missing(exc) else "refused"
+        record.msg, record.args = "%s %s: %s: %s", (kind, where, type(exc).__name__, _one_line(exc))
+        record.exc_info, record.exc_text = None, None
+        quiet = is_refusal(exc) and not _is_forbidden(exc)
+        record.levelno = logging.INFO if quiet else logging.WARNING
+        record.levelname = logging.getLevelName(record.levelno)
+        return record.levelno >= logging.getLogger().getEffectiveLevel()  # the level the user asked for
+
+
+def _is_forbidden(exc):
+    """Someone tried what they may not do: worth a WARNING (werkzeug's Forbidden has code 403)."""
+    return (isinstance(exc, Forbidden) or getattr(exc, "code", None) in ("forbidden", 403)
+            or getattr(exc, "exc_type", None) == "Forbidden")
+
+
+def _one_line(exc):
+    return " ".join(str(exc).split())[:500]
 
 
 def _register_with_nameko():

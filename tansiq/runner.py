@@ -5,6 +5,7 @@ import inspect
 import logging
 import os
 import sys
+import time
 
 LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 
@@ -15,6 +16,63 @@ def service_class(module_path, name):
         if member.__module__ == module.__name__ and getattr(member, "name", None) == name:
             return member
     raise LookupError(f"no nameko service named {name!r} in {module_path}")
+
+
+def called_services(cls):
+    """The services `cls` calls by RPC (its nameko RpcProxy dependencies, mixins included)."""
+    from nameko.rpc import RpcProxy
+
+    proxies = (getattr(cls, attribute, None) for attribute in dir(cls))
+    return sorted({proxy.target_service for proxy in proxies if isinstance(proxy, RpcProxy)})
+
+
+def _has_consumer(connection, queue):
+    from amqp.exceptions import NotFound
+
+    channel = connection.channel()
+    try:
+        _, _, consumers = channel.queue_declare(queue, passive=True)
+        return consumers > 0
+    except NotFound:  # the broker closes the channel: a fresh one for the next look
+        return False
+    finally:
+        try:
+            channel.close()
+        except Exception:  # noqa: BLE001 - already closed by the broker
+            pass
+
+
+def wait_for_services(amqp_uri, services, poll_seconds=0.5):
+    """Return once each of `services` listens on its RPC queue.
+
+    A service whose handlers call the directory would otherwise start consuming before the
+    directory is up: UnknownService tracebacks, retries, and at worst messages dead-lettered.
+    Messages for this service wait in its durable queue meanwhile. One line while waiting
+    and one once the service is up; no timeout (the user sees what it waits for)."""
+    from kombu import Connection
+    from nameko.rpc import RPC_QUEUE_TEMPLATE
+
+    log = logging.getLogger("tansiq")
+    with Connection(amqp_uri) as connection:
+        for service in services:
+            waited = False
+            while not _has_consumer(connection, RPC_QUEUE_TEMPLATE.format(service)):
+                if not waited:
+                    log.info("waiting for %s…", service)
+                    waited = True
+                time.sleep(poll_seconds)
+            if waited:
+                log.info("%s is up", service)
+
+
+def configure_logging(level):
+    from tansiq.errors import RefusalLogFilter
+
+    logging.basicConfig(level=level, format=LOG_FORMAT, stream=sys.stdout)
+    logging.getLogger("nameko").setLevel(logging.WARNING)
+    logging.getLogger("kombu").setLevel(logging.WARNING)
+    for handler in logging.getLogger().handlers:  # on the handler: sees records of every logger
+        handler.addFilter(RefusalLogFilter())
 
 
 def run(name, service_path=None):
@@ -28,13 +86,12 @@ def run(name, service_path=None):
     from tansiq import config as tansiq_config
 
     config = tansiq_config.load(name)
-    logging.basicConfig(level=config.get("LOG_LEVEL", "INFO"), format=LOG_FORMAT, stream=sys.stdout)
-    logging.getLogger("nameko").setLevel(logging.WARNING)
-    logging.getLogger("kombu").setLevel(logging.WARNING)
+    configure_logging(config.get("LOG_LEVEL", "INFO"))
     if service_path:  # tests and partners' own extensions: "module:ServiceName"
         module_path, _, cls_name = service_path.partition(":")
         cls = getattr(importlib.import_module(module_path), cls_name)
     else:
         cls = service_class(f"services.{name}.service", name)
     logging.getLogger("tansiq").info("starting %s (pid %d)", cls.name, os.getpid())
+    wait_for_services(config["AMQP_URI"], getattr(cls, "waits_for", called_services(cls)))
     nameko_run([cls], config)

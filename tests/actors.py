@@ -4,7 +4,9 @@ from tansiq.contracts.actor import Actor
 from tansiq.identity import ActorSigner
 
 SERVICES = ("intake", "referrals", "events", "notifications")
-SIGNER = ActorSigner.generate()
+# Valid for hours, not a minute: test modules sign their actors once, at import, and a whole suite
+# takes longer than a minute (tests/unit/test_identity.py checks the real expiry with its own clock).
+SIGNER = ActorSigner.generate(ttl=6 * 3600)
 
 
 def actor(staff):

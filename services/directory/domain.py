@@ -7,7 +7,7 @@ from argon2.exceptions import InvalidHashError, VerifyMismatchError
 from sqlalchemy import select
 
 from services.directory.models import Association, OfferedService, Staff
-from tansiq import contracts
+from tansiq import contracts, sealing
 from tansiq.contracts.fields import CATEGORIES, LANGUAGES, ROLES
 from tansiq.errors import DomainError, NotFound
 from tansiq.messaging import outbox
@@ -134,4 +134,15 @@ def set_public_key(session, slug, public_key, integration="queue"):
     association = get_association(session, slug)
     association.public_key = public_key
     association.integration = integration
+    return association
+
+
+def set_encryption_key(session, slug, encryption_key):
+    """A partner's published X25519 public key (base64): referral data to it is sealed to this key."""
+    try:
+        sealing.load_public_key(encryption_key)
+    except ValueError as exc:
+        raise DomainError(str(exc), code="invalid_request") from None
+    association = get_association(session, slug)
+    association.encryption_key = encryption_key
     return association

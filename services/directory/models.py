@@ -25,6 +25,9 @@ class Association(Base):
     # "app": staff use Tansiq's web app; "queue": the association's own software integrates by message queue.
     integration: Mapped[str] = mapped_column(String(16), default="app")
     public_key: Mapped[str | None] = mapped_column(Text, nullable=True)  # Ed25519, base64 raw
+    # X25519, base64 raw: what others seal a partner's referral data to (tansiq.sealing). The associations
+    # hosted here have theirs in the referrals service.
+    encryption_key: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     services: Mapped[list["OfferedService"]] = relationship(back_populates="association", cascade="all, delete-orphan")

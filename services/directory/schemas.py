@@ -26,6 +26,7 @@ class AssociationSchema(Schema):
     email = fields.String()
     integration = fields.String()
     public_key = fields.String(allow_none=True)
+    encryption_key = fields.String(allow_none=True)
     services = fields.List(fields.Nested(OfferedServiceSchema(exclude=("city",))))
 
 

@@ -5,6 +5,7 @@ from nameko.rpc import rpc
 from services.directory import domain
 from services.directory.schemas import AssociationSchema, OfferedServiceSchema, StaffSchema
 from tansiq.db import Database
+from tansiq.errors import DomainError
 
 associations_out = AssociationSchema()
 services_out = OfferedServiceSchema()
@@ -54,3 +55,8 @@ class DirectoryService:
     def set_public_key(self, slug, public_key):
         with self.db.session() as session:
             return associations_out.dump(domain.set_public_key(session, slug, public_key))
+
+    @rpc(expected_exceptions=DomainError)
+    def set_encryption_key(self, slug, encryption_key):
+        with self.db.session() as session:
+            return associations_out.dump(domain.set_encryption_key(session, slug, encryption_key))

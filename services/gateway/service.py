@@ -26,6 +26,9 @@ class GatewayService(PagesApi, WebAppPages, IntakeApi, ReferralsApi, EventsApi, 
     sessions = Sessions()
     identity = ActorSigning()  # signs the actor assertion each RPC acting for a staff member carries
     directory_rpc = RpcProxy("directory")
+    # Start once the directory (every sign-in) is up; a call to another service that is not up
+    # yet is answered 503 service_unavailable (tansiq.runner waits for all called services otherwise).
+    waits_for = ("directory",)
 
     @api("GET", "/healthz")
     def healthz(self, request):

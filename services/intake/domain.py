@@ -10,12 +10,12 @@ from datetime import date, timezone
 
 from sqlalchemy import select
 
-from services.intake import matching
+from services.intake import audit, matching
 from services.intake.models import (
     AuditEntry, Beneficiary, BlindIndex, Consent, Disclosure, DuplicateFlag, ListeningSession,
 )
 from services.intake.schemas import NAME_FIELDS
-from tansiq import contracts
+from tansiq import contracts, sealing
 from tansiq.contracts.referrals import SHAREABLE_FIELDS
 from tansiq.crypto import FieldCipher
 from tansiq.errors import DomainError, Forbidden, NotFound
@@ -137,8 +137,8 @@ def _find_duplicates(session, association, beneficiary_id, indexes):
     return found
 
 
-def list_duplicate_flags(session, beneficiary_id, actor, now):
-    beneficiary = _owned(session, beneficiary_id, actor)
+def list_duplicate_flags(session, beneficiary_id, actor, now, *, permission="cases.read"):
+    beneficiary = _owned(session, beneficiary_id, actor, permission)
     flags = session.scalars(select(DuplicateFlag).where(
         (DuplicateFlag.beneficiary_id == beneficiary.id) | (DuplicateFlag.other_id == beneficiary.id))).all()
     return [_flag_dict(flag) for flag in flags]
@@ -184,9 +184,9 @@ def _add_session(session, beneficiary, cipher, data, actor, now):
     return listening
 
 
-def get_beneficiary(session, keyring, beneficiary_id, actor, now):
+def get_beneficiary(session, keyring, beneficiary_id, actor, now, *, permission="cases.read"):
     """Her decrypted record, for staff of her own association only; the access is audited."""
-    beneficiary = _owned(session, beneficiary_id, actor)
+    beneficiary = _owned(session, beneficiary_id, actor, permission)
     record = {"id": beneficiary.id, "association": beneficiary.association, "kind": beneficiary.kind,
               "schooled": beneficiary.schooled, "city": beneficiary.city, "language": beneficiary.language,
               "registered_at": _iso(beneficiary.registered_at), "registered_by": beneficiary.registered_by,
@@ -206,7 +206,8 @@ def get_beneficiary(session, keyring, beneficiary_id, actor, now):
         for s in beneficiary.sessions
     ]
     record["consents"] = [_consent_dict(c, now) for c in beneficiary.consents]
-    record["possible_duplicates"] = [f for f in list_duplicate_flags(session, beneficiary_id, actor, now)
+    record["possible_duplicates"] = [f for f in list_duplicate_flags(session, beneficiary_id, actor, now,
+                                                                     permission=permission)
                                      if f["status"] == "open"]
     _audit(session, beneficiary_id, actor, "read", list(PERSONAL_FIELDS + SESSION_FIELDS), now)
     return record
@@ -231,8 +232,8 @@ def _cipher(keyring, beneficiary):
 
 
 def _audit(session, beneficiary_id, actor, action, fields, now, detail=""):
-    session.add(AuditEntry(beneficiary_id=beneficiary_id, staff_id=actor.id, association=actor.association,
-                           action=action, fields=list(fields), detail=detail, at=now))
+    audit.append(session, AuditEntry(beneficiary_id=beneficiary_id, staff_id=actor.id, association=actor.association,
+                                     action=action, fields=list(fields), detail=detail, at=now))
 
 
 def record_refusal(session, beneficiary_id, actor, action, error, now):
@@ -245,8 +246,8 @@ def refusal_reason(error):
     return error.details.get("reason") or error.code
 
 
-def audit_trail(session, beneficiary_id, actor, now):
-    _owned(session, beneficiary_id, actor)
+def audit_trail(session, beneficiary_id, actor, now, *, permission="cases.read"):
+    _owned(session, beneficiary_id, actor, permission)
     entries = session.scalars(select(AuditEntry).where(AuditEntry.beneficiary_id == beneficiary_id)
                               .order_by(AuditEntry.id)).all()
     return [{"staff_id": e.staff_id, "association": e.association, "action": e.action, "fields": list(e.fields),
@@ -336,12 +337,21 @@ def _valid_fields(consent, fields):
 
 
 def prepare_referral_share(session, keyring, beneficiary_id, recipient_association, category, fields, actor, now, *,
-                           override_reason=None, recipient_offers=None):
-    """The chosen fields, decrypted, for a referral — only under a consent or a recorded override.
+                           override_reason=None, recipient_offers=None, seal_for=None):
+    """The chosen fields for a referral — only under a consent or a recorded override.
 
-    Returns {"consent_id", "shared": {field: value}, "override": bool} and records the disclosure.
+    Returns {"consent_id", "fields", "override", "shared": {field: value}} and records the disclosure.
+    With `seal_for` ({"reader", "key", "context"}: the recipient and its public encryption key) the values
+    leave intake sealed to the recipient alone: "sealed_shared" instead of "shared".
     The actor is the case worker making the referral (her assertion, forwarded by referrals).
     """
+    if seal_for is not None:
+        if seal_for.get("reader") != recipient_association:
+            raise DomainError("values are sealed to the recipient only", code="invalid_request")
+        try:
+            sealing.load_public_key(seal_for.get("key") or "")
+        except ValueError as exc:
+            raise DomainError(str(exc), code="invalid_request") from None
     fields = list(dict.fromkeys(fields))
     unknown = set(fields) - set(SHAREABLE_FIELDS)
     if unknown:
@@ -371,7 +381,11 @@ def prepare_referral_share(session, keyring, beneficiary_id, recipient_associati
     ))
     _audit(session, beneficiary_id, actor, "override_share" if override else "share", fields, now,
            detail=f"to {recipient_association} for {category}")
-    return {"consent_id": consent.id if consent else None, "shared": shared, "override": override}
+    answer = {"consent_id": consent.id if consent else None, "fields": fields, "override": override}
+    if seal_for is None:
+        return {**answer, "shared": shared}
+    return {**answer, "sealed_shared": sealing.seal(shared, {seal_for["reader"]: seal_for["key"]},
+                                                    seal_for["context"])}
 
 
 def _shareable_value(session, beneficiary, cipher, field):
@@ -395,9 +409,9 @@ def _shareable_value(session, beneficiary, cipher, field):
     raise DomainError(f"field {field} cannot be shared", code="invalid_request")
 
 
-def list_disclosures(session, keyring, beneficiary_id, actor, now):
+def list_disclosures(session, keyring, beneficiary_id, actor, now, *, permission="cases.read"):
     """Where her data went (for her association: answering her, or checking overrides); audited."""
-    beneficiary = _owned(session, beneficiary_id, actor)
+    beneficiary = _owned(session, beneficiary_id, actor, permission)
     cipher = None if beneficiary.erased_at else _cipher(keyring, beneficiary)
     rows = session.scalars(select(Disclosure).where(Disclosure.beneficiary_id == beneficiary_id)
                            .order_by(Disclosure.id)).all()
@@ -432,6 +446,45 @@ def erase_beneficiary(session, beneficiary_id, actor, now):
         disclosure.enc_override_reason = None
     for index in session.scalars(select(BlindIndex).where(BlindIndex.beneficiary_id == beneficiary_id)):
         session.delete(index)
+    audit.erase_details(session, beneficiary_id)
     beneficiary.erased_at, beneficiary.erased_by = now, actor.id
     _audit(session, beneficiary_id, actor, "erase", list(PERSONAL_FIELDS + SESSION_FIELDS), now)
+    # Referrals (consented or overridden) and notifications end their copies too.
+    outbox.add(session, contracts.make("ma.tansiq.beneficiary.erased.v1", SOURCE, {
+        "beneficiary_id": beneficiary_id, "association": beneficiary.association, "erased_at": now.isoformat()}))
     return {"id": beneficiary_id, "erased_at": now.isoformat()}
+
+
+# --- her right of access (law 09-08) and key rotation ---------------------------------------------
+
+
+def export_beneficiary(session, keyring, beneficiary_id, actor, now):
+    """Everything this service holds about her, decrypted, for her right of access; `cases.export` (admins), audited."""
+    permission = "cases.export"
+    _owned(session, beneficiary_id, actor, permission)
+    record = get_beneficiary(session, keyring, beneficiary_id, actor, now, permission=permission)
+    record["disclosures"] = list_disclosures(session, keyring, beneficiary_id, actor, now, permission=permission)
+    record["consents"] = [_consent_dict(c, now) for c in _owned(session, beneficiary_id, actor, permission).consents]
+    _audit(session, beneficiary_id, actor, "export", [], now)
+    session.flush()
+    record["audit_trail"] = audit_trail(session, beneficiary_id, actor, now, permission=permission)
+    return record
+
+
+def rekey(session, keyring, new_keyring):
+    """Master-key rotation: every data key rewrapped, every blind index recomputed. Returns how many records."""
+    count = 0
+    for beneficiary in session.scalars(select(Beneficiary).where(Beneficiary.wrapped_key.is_not(None))).all():
+        cipher = _cipher(keyring, beneficiary)
+        values = {field: cipher.decrypt(field, getattr(beneficiary, f"enc_{field}")) for field in PERSONAL_FIELDS}
+        if values.get("birth_date"):
+            values["birth_date"] = date.fromisoformat(values["birth_date"])
+        beneficiary.wrapped_key = keyring.rewrap(beneficiary.wrapped_key, beneficiary.id, new_keyring)
+        for index in session.scalars(select(BlindIndex).where(BlindIndex.beneficiary_id == beneficiary.id)).all():
+            session.delete(index)
+        session.flush()
+        session.add_all(BlindIndex(beneficiary_id=beneficiary.id, association=beneficiary.association, kind=kind,
+                                   value=value) for kind, value in _blind_indexes(new_keyring, values))
+        count += 1
+    session.flush()
+    return count

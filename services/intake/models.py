@@ -130,8 +130,22 @@ class AuditEntry(Base):
     association: Mapped[str | None] = mapped_column(String(64), nullable=True)
     action: Mapped[str] = mapped_column(String(32))
     fields: Mapped[list] = mapped_column(JSON, default=list)
-    detail: Mapped[str] = mapped_column(Text, default="")
+    detail: Mapped[str] = mapped_column(Text, default="")  # blanked when she is erased (see audit.py)
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # Hash chain (services/intake/audit.py): the previous entry's hash, this entry's, the detail's digest.
+    prev_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    detail_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
+
+
+class AuditHead(Base):
+    """The end of the audit chain: its last hash and length (one row, locked by each append)."""
+
+    __tablename__ = "audit_head"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    hash: Mapped[str] = mapped_column(String(64))
+    entries: Mapped[int] = mapped_column(Integer)
 
 
 METADATA = (Base.metadata, messaging_metadata)

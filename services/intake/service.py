@@ -71,8 +71,9 @@ class IntakeService:
 
     @rpc
     def prepare_referral_share(self, beneficiary_id, recipient_association, category, fields, actor,
-                               override_reason=None):
-        """Called by referrals, which forwards the case worker's own assertion (it cannot make one up)."""
+                               override_reason=None, seal_for=None):
+        """Called by referrals, which forwards the case worker's own assertion (it cannot make one up).
+        With `seal_for` the shared values leave intake sealed to the recipient (domain.prepare_referral_share)."""
         actor = self.identity.actor(actor)
         load_request(ShareSchema(), {"recipient_association": recipient_association, "category": category, "fields": fields})
         # For consents to "any partner offering <category>"; asked before the unit of work opens.
@@ -82,6 +83,7 @@ class IntakeService:
             return domain.prepare_referral_share(
                 session, self.keyring, beneficiary_id, recipient_association, category, fields, actor, utcnow(),
                 override_reason=override_reason, recipient_offers=lambda association, _category: association in offering,
+                seal_for=seal_for,
             )
 
     @rpc
@@ -89,6 +91,13 @@ class IntakeService:
         actor = self.identity.actor(actor)
         with self.guarded(beneficiary_id, actor, "erase") as session:
             return domain.erase_beneficiary(session, beneficiary_id, actor, utcnow())
+
+    @rpc
+    def export_beneficiary(self, beneficiary_id, actor):
+        """Her right of access (law 09-08): everything intake holds about her; `cases.export` (admins) only."""
+        actor = self.identity.actor(actor)
+        with self.guarded(beneficiary_id, actor, "export") as session:
+            return domain.export_beneficiary(session, self.keyring, beneficiary_id, actor, utcnow())
 
     @rpc
     def list_duplicate_flags(self, beneficiary_id, actor):

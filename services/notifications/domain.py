@@ -1,7 +1,8 @@
 """Notification rules in plain Python: who is told, when, on which channel; delivery with retries.
 
 Functions take a Session and `now` (aware UTC). `directory` is anything with the
-directory RPC methods (the nameko RpcProxy in the service; testing.LocalDirectory in tests).
+directory RPC methods (the nameko RpcProxy in the service; in tests, LocalDirectory of
+tests/fixtures/notifications.py).
 """
 
 from dataclasses import dataclass
@@ -348,3 +349,15 @@ def _groups(due):
         else:
             yield [delivery]
     yield from digests.values()
+
+
+def forget_beneficiary(session, beneficiary_id):
+    """She was erased: the items and deliveries about her (linked to her record) go too. Returns how many."""
+    link = f"/beneficiaries/{beneficiary_id}"
+    items = session.scalars(select(InboxItem).where(InboxItem.link == link)).all()
+    item_ids = [item.id for item in items]
+    deliveries = session.scalars(select(Delivery).where(Delivery.inbox_item_id.in_(item_ids))).all() if item_ids else []
+    for row in (*deliveries, *items):
+        session.delete(row)
+    session.flush()
+    return len(items) + len(deliveries)

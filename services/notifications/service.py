@@ -18,6 +18,7 @@ from tansiq.messaging import inbox
 from tansiq.messaging.consumer import handles
 
 REGISTERED = "ma.tansiq.beneficiary.registered.v1"  # the first vertical slice: intake -> inbox
+ERASED = "ma.tansiq.beneficiary.erased.v1"
 # How often due deliveries are sent (and failed ones retried); tests shorten it.
 DELIVERY_INTERVAL_S = float(os.environ.get("TANSIQ_DELIVERY_INTERVAL_S", "15"))
 
@@ -39,6 +40,12 @@ class NotificationsService:
     @handles(*(type_ for type_ in RULES if type_ != REGISTERED))
     def on_event(self, event):
         self._notify(event)
+
+    @handles(ERASED)
+    def on_beneficiary_erased(self, event):
+        with self.db.session() as session:
+            if inbox.first_time(session, self.name, event):
+                domain.forget_beneficiary(session, event.data["beneficiary_id"])
 
     def _notify(self, event):
         # Directory first, outside the transaction: no DB write lock is held while waiting on RPC.

@@ -4,22 +4,21 @@ Every change writes its history row and its outbox messages in the caller's sess
 they commit (or not) together. Functions take `now` (aware UTC) and never read the clock.
 """
 
-import json
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import or_, select
+from sqlalchemy.orm import object_session
 
-from tansiq import contracts
-from tansiq.crypto import FieldCipher
+from tansiq import contracts, sealing
 from tansiq.contracts.actor import Actor
 from tansiq.contracts.referrals import CLOSURE_REASONS, SHAREABLE_FIELDS
 from tansiq.errors import DomainError, Forbidden, NotFound
 from tansiq.messaging import outbox
 from tansiq.messaging.topology import PARTNERS_OUTBOUND
 
-from services.referrals.models import FiredDeadline, HolidayOverride, Referral, ReferralHistory
+from services.referrals.models import AssociationKey, FiredDeadline, HolidayOverride, Referral, ReferralHistory
 from services.referrals.workcal import WorkCalendar
 
 SERVICE_SOURCE = "referrals"  # the envelope source of what the deadline clock says
@@ -64,6 +63,10 @@ WINDOWS = {"urgent": (("hours", 4), ("days", 1)), "high": (("days", 1), ("days",
            "normal": (("days", 2), ("days", 5)), "low": (("days", 5), ("days", 10))}
 REMINDER_AT = 0.75  # of each window
 EXPIRY_AFTER_DAYS = 5  # working days after the response deadline
+COPY_RETENTION_DAYS = 90  # default: how long a recipient keeps her data after a referral closed or completed
+# Free text: a person's words, sealed to both parties. The shared values go to the recipient alone.
+TEXT_FIELDS = ("reason", "decline_reason", "outcome")
+BENEFICIARY_ERASED = "beneficiary erased"
 
 # (kind, time column, states it applies to, message verb, deadline, column of the deadline it precedes)
 DEADLINE_STEPS = (
@@ -158,31 +161,48 @@ def scan_deadlines(session, now):
 
 def create_referral(session, now, actor, keyring, *, beneficiary_id, to_association, service_category, reason,
                     urgency, share, from_integration="tansiq", to_integration="tansiq", recipient_offers=True,
-                    service_id=None, rerouted_from=None, calendar=None, note=""):
-    """Record a referral and tell the recipient. `share` is intake's answer to prepare_referral_share."""
+                    service_id=None, rerouted_from=None, calendar=None, note="", to_encryption_key=None,
+                    referral_id=None):
+    """Record a referral and tell the recipient. `share` is intake's answer to prepare_referral_share.
+
+    Everything personal is sealed before it leaves the sender: the shared values to the recipient's
+    public key (`to_encryption_key` for a partner recipient, published in the directory) — by intake
+    already when `share` holds "sealed_shared" for `referral_id` — the reason and the note to both sides.
+    """
     check_can_create(actor, to_association, service_category, recipient_offers)
+    presealed = share.get("sealed_shared")
     shared = dict(share.get("shared") or {})
-    unknown = sorted(set(shared) - set(SHAREABLE_FIELDS))
+    names = list(share.get("fields") or ()) if presealed else list(shared)
+    unknown = sorted(set(names) - set(SHAREABLE_FIELDS))
     if unknown:
         raise DomainError(f"these fields cannot be shared: {', '.join(unknown)}", code="invalid_fields")
     if not share.get("consent_id") and not share.get("override"):
         raise Forbidden("no consent covers this recipient and purpose", code="no_consent")
     calendar = calendar or load_calendar(session)
     referral = Referral(
-        id=str(uuid.uuid4()), beneficiary_id=beneficiary_id, from_association=actor.association,
+        id=referral_id or str(uuid.uuid4()), beneficiary_id=beneficiary_id, from_association=actor.association,
         to_association=to_association, from_integration=from_integration, to_integration=to_integration,
-        origin="local", service_category=service_category, service_id=service_id, reason=reason, urgency=urgency,
-        shared_fields=sorted(shared),
+        origin="local", service_category=service_category, service_id=service_id, reason="", urgency=urgency,
+        shared_fields=sorted(names),
         consent_id=share.get("consent_id"), consent_override=bool(share.get("override")), state=SENT,
         created_by=actor.id, created_at=now, updated_at=now, rerouted_from=rerouted_from,
         **compute_deadlines(calendar, urgency, now),
     )
-    if to_integration != QUEUE:  # a partner recipient keeps its copy in its own system
-        _seal_shared(keyring, referral, shared)
+    referral.sealing_keys = {
+        actor.association: hosted_public_key(session, keyring, actor.association, now),
+        to_association: recipient_public_key(session, keyring, to_association, to_integration, to_encryption_key,
+                                             now),
+    }
+    if presealed and sealing.readers_of(presealed) != {to_association}:
+        raise DomainError("the shared values must be sealed to the recipient alone", code="invalid_fields")
+    wire = {"shared": presealed or _seal(referral, "shared", shared, readers=(to_association,)),
+            "reason": _seal(referral, "reason", reason)}
+    # A partner recipient keeps its copy in its own system: ours holds only the sender's reason.
+    referral.sealed = wire if to_integration != QUEUE else {"reason": wire["reason"]}
     session.add(referral)
-    override = " (consent override recorded by intake)" if referral.consent_override else ""
-    _history(session, referral, "send", None, SENT, actor, now, (note or "") + override)
-    _publish_sent(session, referral, shared, actor)
+    override = "consent override recorded by intake" if referral.consent_override else ""
+    _history(session, referral, "send", None, SENT, actor, now, override, written=note)
+    _publish_sent(session, referral, wire, actor)
     session.flush()
     return referral
 
@@ -209,15 +229,20 @@ def check_can_reroute(session, referral_id, actor, to_association=None):
 
 def reroute(session, now, actor, keyring, referral_id, *, to_association, share, to_integration="tansiq",
             recipient_offers=True, service_category=None, reason=None, urgency=None, service_id=None,
-            calendar=None, note=""):
-    """One step: close a declined/expired referral as re-routed and send a new one linked to it."""
+            calendar=None, note="", to_encryption_key=None, new_referral_id=None):
+    """One step: close a declined/expired referral as re-routed and send a new one linked to it.
+
+    The new recipient is hosted here or its key is in `to_encryption_key` (a partner's, from the directory).
+    """
     old = check_can_reroute(session, referral_id, actor, to_association)
     new = create_referral(
         session, now, actor, keyring, beneficiary_id=old.beneficiary_id, to_association=to_association,
-        service_category=service_category or old.service_category, reason=reason or old.reason,
+        service_category=service_category or old.service_category,
+        reason=reason or open_field(keyring, old, "reason", actor.association) or "",
         urgency=urgency or old.urgency, share=share, from_integration=old.from_integration,
         to_integration=to_integration, recipient_offers=recipient_offers, service_id=service_id,
-        rerouted_from=old.id, calendar=calendar, note=note or f"re-routed from {old.id}",
+        rerouted_from=old.id, calendar=calendar, note=note, to_encryption_key=to_encryption_key,
+        referral_id=new_referral_id,
     )
     old.rerouted_to = new.id
     _move(session, old, REROUTED, "reroute", actor, now, note=f"re-routed to {to_association} as {new.id}")
@@ -230,28 +255,46 @@ def reroute(session, now, actor, keyring, referral_id, *, to_association, share,
 
 # ---- transitions ------------------------------------------------------------------------------
 
-def transition(session, now, actor, referral_id, action, *, reason=None, outcome=None, note=""):
-    """Apply `action` (acknowledge, accept, decline, start, complete, close, withdraw) by `actor`."""
+def transition(session, now, actor, referral_id, action, *, reason=None, outcome=None, note="",
+               retention_days=COPY_RETENTION_DAYS, presealed=None):
+    """Apply `action` (acknowledge, accept, decline, start, complete, close, withdraw) by `actor`.
+
+    `presealed` holds what a partner system sealed itself ({"decline_reason" | "outcome" | "note": sealed}).
+    Withdraw and decline end the recipient's copy at once; close and complete keep it
+    `retention_days`, then expire_copies() ends it.
+    """
     if action == "reroute":
         raise DomainError("use reroute() with a new recipient", code="invalid_request")
     referral = get_referral(session, referral_id)
     step = _check(referral, action, actor)
-    extra = {}
-    if action == "decline":
+    extra, presealed = {}, dict(presealed or {})
+    own_text = {"decline": "decline_reason", "complete": "outcome"}.get(action)
+    sealed = {own_text: presealed[own_text]} if own_text and presealed.get(own_text) else {}
+    if action == "decline" and not sealed.get("decline_reason"):
         if not (reason or "").strip():
             raise DomainError("a reason is required to decline a referral", code="reason_required")
-        referral.decline_reason = extra["reason"] = reason.strip()
+        sealed["decline_reason"] = _seal(referral, "decline_reason", reason.strip())
     elif action == "close":
         if reason not in CLOSURE_REASONS:
             raise DomainError(f"closure reason must be one of: {', '.join(CLOSURE_REASONS)}",
                               code="reason_required")
         referral.closure_reason = extra["reason"] = reason
-    elif action == "complete":
+    elif action == "complete" and not sealed.get("outcome"):
         if not (outcome or "").strip():
             raise DomainError("an outcome is required to complete a referral", code="outcome_required")
-        referral.outcome = extra["outcome"] = outcome.strip()
-    _move(session, referral, step.target, action, actor, now, note=note or extra.get("reason", ""))
-    _publish(session, referral, step.event, actor.association, actor, {**extra, "note": note or ""})
+        sealed["outcome"] = _seal(referral, "outcome", outcome.strip())
+    referral.sealed = {**referral.sealed, **sealed}
+    history_note = extra.get("reason", "") if action == "close" else ""
+    entry = _move(session, referral, step.target, action, actor, now, note=history_note, written=note)
+    if presealed.get("note") and not entry.sealed_note:
+        entry.sealed_note = presealed["note"]
+    if entry.sealed_note:
+        sealed["note"] = entry.sealed_note
+    _publish(session, referral, step.event, actor.association, actor, extra, sealed=sealed)
+    if action in ("withdraw", "decline"):
+        destroy_recipient_copy(referral, now)
+    elif action in ("close", "complete"):
+        referral.copy_expires_at = now + timedelta(days=retention_days)
     session.flush()
     return referral
 
@@ -286,8 +329,13 @@ def _require_role(actor):
 
 # ---- partner messages and consent revocation --------------------------------------------------
 
-def receive_partner_referral(session, now, keyring, source, data, to_integration="tansiq", calendar=None):
-    """A partner system sent a referral to one of our associations. None if we already have it."""
+def receive_partner_referral(session, now, keyring, source, data, to_integration="tansiq", calendar=None,
+                             from_encryption_key=None):
+    """A partner system sent a referral to one of our associations. None if we already have it.
+
+    A partner may seal `shared` and `reason` itself (to our association's key); values it sent in clear
+    are sealed on arrival, so our database holds ciphertext only either way.
+    """
     if is_known(session, data["referral_id"]):
         return None  # our own message coming back, or a re-send
     if source != data["from_association"]:
@@ -295,16 +343,24 @@ def receive_partner_referral(session, now, keyring, source, data, to_integration
     if to_integration == QUEUE:
         raise DomainError("partner-to-partner referrals do not pass through Tansiq", code="not_allowed")
     calendar = calendar or load_calendar(session)
+    presealed = dict(data.get("sealed") or {})
     referral = Referral(
         id=data["referral_id"], beneficiary_id=f"partner:{source}:{data['referral_id']}",
         from_association=source, to_association=data["to_association"], from_integration=QUEUE,
         to_integration=to_integration, origin="partner", service_category=data["service_category"],
-        reason=data["reason"], urgency=data["urgency"], shared_fields=sorted(data.get("shared") or {}),
+        reason="", urgency=data["urgency"],
+        shared_fields=sorted(data.get("shared") or data.get("shared_fields") or {}),
         consent_id=data.get("consent_id"), state=SENT,
         created_by=data.get("by"), created_at=now, updated_at=now, rerouted_from=None,
         **compute_deadlines(calendar, data["urgency"], now),
     )
-    _seal_shared(keyring, referral, dict(data.get("shared") or {}))
+    referral.sealing_keys = {source: from_encryption_key,
+                             referral.to_association: hosted_public_key(session, keyring, referral.to_association, now)}
+    referral.sealed = {
+        "shared": presealed.get("shared") or _seal(referral, "shared", dict(data.get("shared") or {}),
+                                                   readers=(referral.to_association,)),
+        "reason": presealed.get("reason") or _seal(referral, "reason", data.get("reason") or ""),
+    }
     session.add(referral)
     _history(session, referral, "send", None, SENT, Actor.partner(source, data.get("by")), now,
              "received from a partner system")
@@ -314,7 +370,7 @@ def receive_partner_referral(session, now, keyring, source, data, to_integration
     return referral
 
 
-def apply_partner_update(session, now, source, event_type, data):
+def apply_partner_update(session, now, source, event_type, data, retention_days=COPY_RETENTION_DAYS):
     """A partner system reports a step on a referral it is party to. None when it is our own echo."""
     verb = event_type.split(".")[3]
     action = EVENT_TO_ACTION.get(verb)
@@ -334,24 +390,138 @@ def apply_partner_update(session, now, source, event_type, data):
         return None
     actor = Actor.partner(source, data.get("by"))
     return transition(session, now, actor, referral.id, action,
-                      reason=data.get("reason"), outcome=data.get("outcome"), note=data.get("note") or "")
+                      reason=data.get("reason"), outcome=data.get("outcome"), note=data.get("note") or "",
+                      retention_days=retention_days, presealed=data.get("sealed"))
 
 
 def erase_shared_for_consent(session, now, consent_id, note="consent revoked"):
-    """The consent behind these referrals was revoked: erase what the recipients hold, tell them."""
+    """The consent behind these referrals was revoked: end the recipients' copies, tell them."""
     erased = []
     for referral in session.scalars(select(Referral).where(Referral.consent_id == consent_id)):
         if referral.shared_erased_at is not None:
             continue
-        referral.shared_key = referral.shared_ciphertext = None  # without its key nothing can be read back
-        referral.shared_erased_at = referral.updated_at = now
-        _history(session, referral, "erase_shared", referral.state, referral.state, None, now, note)
-        # The recipient must be told even when it holds the data in its own (partner) system.
-        _publish(session, referral, "data_erased", referral.from_association, None, {"note": note},
-                 partners=(referral.to_association,))
+        destroy_recipient_copy(referral, now)
+        _announce_erasure(session, referral, now, note)
         erased.append(referral)
     session.flush()
     return erased
+
+
+def erase_for_beneficiary(session, now, beneficiary_id):
+    """She was erased: every copy of what was said about her ends, on both sides, with or without consent."""
+    erased = []
+    for referral in session.scalars(select(Referral).where(Referral.beneficiary_id == beneficiary_id)):
+        # A partner is told even when its copy should already have ended (withdrawn, declined): it holds it.
+        already = any(entry.note == BENEFICIARY_ERASED for entry in referral.history)
+        referral.sealed = {}
+        for entry in referral.history:
+            entry.sealed_note = None
+        referral.shared_erased_at = referral.shared_erased_at or now
+        referral.copy_expires_at = None
+        if not already:
+            _announce_erasure(session, referral, now, BENEFICIARY_ERASED)
+        erased.append(referral)
+    session.flush()
+    return erased
+
+
+def expire_copies(session, now):
+    """Closed and completed referrals whose retention ended: the recipient's copy ends now. Returns them."""
+    due = session.scalars(select(Referral).where(Referral.copy_expires_at <= now)).all()
+    for referral in due:
+        destroy_recipient_copy(referral, now)
+        _announce_erasure(session, referral, now, "retention period ended")
+    session.flush()
+    return due
+
+
+SENDER_TEXT = ("reason",)  # what the sender wrote; decline_reason and outcome are the recipient's own words
+
+
+def destroy_recipient_copy(referral, now):
+    """The recipient can read nothing of what it was sent any more: the shared values, the reason and the
+    sender's notes. What it wrote itself (its decline reason, outcome and notes) it still reads."""
+    recipient = referral.to_association
+    referral.sealed = {field: (sealing.without(value, recipient) if field in SENDER_TEXT else value)
+                       for field, value in (referral.sealed or {}).items() if field != "shared"}
+    referral.sealed = {field: value for field, value in referral.sealed.items() if value}
+    for entry in referral.history:
+        if entry.by_association != recipient:
+            entry.sealed_note = sealing.without(entry.sealed_note, recipient)
+    referral.shared_erased_at = referral.shared_erased_at or now
+    referral.copy_expires_at = None
+
+
+def _announce_erasure(session, referral, now, note):
+    referral.updated_at = now
+    _history(session, referral, "erase_shared", referral.state, referral.state, None, now, note)
+    # The recipient must be told even when it holds the data in its own (partner) system.
+    _publish(session, referral, "data_erased", referral.from_association, None, {"note": note},
+             partners=(referral.to_association,))
+
+
+# ---- keys -------------------------------------------------------------------------------------
+
+def hosted_public_key(session, keyring, association, now):
+    """The public encryption key of an association hosted here; its key pair is made on first use."""
+    row = session.get(AssociationKey, association)
+    if row is None:
+        private = sealing.generate_private_key()
+        row = AssociationKey(association=association, public_key=sealing.public_key_b64(private), created_at=now,
+                             wrapped_private_key=keyring.wrap(sealing.private_key_bytes(private),
+                                                              _key_record(association)))
+        session.add(row)
+        session.flush()
+    return row.public_key
+
+
+def recipient_public_key(session, keyring, association, integration, published, now):
+    """The key a referral to `association` is sealed to: ours for a hosted one, its published one for a partner."""
+    if integration != QUEUE:
+        return hosted_public_key(session, keyring, association, now)
+    if not published:
+        raise DomainError(f"{association} has published no encryption key: nothing can be sealed for it",
+                          code="no_encryption_key")
+    try:
+        sealing.load_public_key(published)
+    except ValueError:
+        raise DomainError(f"{association}'s published encryption key is not valid",
+                          code="no_encryption_key") from None
+    return published
+
+
+def _private_key(keyring, referral, reader):
+    row = object_session(referral).get(AssociationKey, reader)
+    if row is None:
+        return None  # not hosted here: a partner opens its copies in its own system
+    return sealing.load_private_key(keyring.unwrap(row.wrapped_private_key, _key_record(reader)))
+
+
+def _key_record(association):
+    return f"association-key:{association}"
+
+
+def rekey(session, keyring, new_keyring):
+    """Master-key rotation: every hosted association's private key, rewrapped. Returns how many."""
+    rows = session.scalars(select(AssociationKey)).all()
+    for row in rows:
+        row.wrapped_private_key = keyring.rewrap(row.wrapped_private_key, _key_record(row.association), new_keyring)
+    session.flush()
+    return len(rows)
+
+
+def open_field(keyring, referral, field, reader):
+    """What `reader` may read of a sealed field of this referral; None when there is nothing for her."""
+    return _open(keyring, referral, referral.sealed.get(field) if referral.sealed else None, field, reader)
+
+
+def _open(keyring, referral, sealed, field, reader):
+    if not sealed or reader not in sealing.readers_of(sealed):
+        return None
+    private_key = _private_key(keyring, referral, reader)
+    if private_key is None:
+        return None
+    return sealing.open_sealed(sealed, reader, private_key, _context(referral, field))
 
 
 # ---- reading ----------------------------------------------------------------------------------
@@ -397,88 +567,105 @@ def list_referrals(session, now, association, direction="sent", status=None):
 
 
 def view(referral, actor, now, keyring):
-    """What `actor` may see: the shared values only on the recipient's side."""
+    """What `actor` may see: the shared values only on the recipient's side; text only while her copy lasts."""
     data = {
         key: getattr(referral, key)
         for key in ("id", "beneficiary_id", "from_association", "to_association", "service_category",
-                    "service_id", "reason", "urgency", "state", "consent_id", "consent_override", "created_by",
-                    "created_at", "updated_at", "ack_due", "response_due", "expires_at", "decline_reason",
-                    "closure_reason", "outcome", "rerouted_from", "rerouted_to", "shared_fields", "shared_erased_at",
-                    "origin")
+                    "service_id", "urgency", "state", "consent_id", "consent_override", "created_by",
+                    "created_at", "updated_at", "ack_due", "response_due", "expires_at",
+                    "closure_reason", "rerouted_from", "rerouted_to", "shared_fields", "shared_erased_at",
+                    "origin", "copy_expires_at")
     }
+    reader = actor.association
+    for field in TEXT_FIELDS:
+        data[field] = open_field(keyring, referral, field, reader)
+    data["reason"] = data["reason"] or ""
     data["overdue"] = is_overdue(referral, now)
-    data["direction"] = "sent" if actor.association == referral.from_association else "received"
+    data["direction"] = "sent" if reader == referral.from_association else "received"
     if data["direction"] == "received":
         # The sender's intake id means nothing to the recipient; she is known by what was shared.
         data["beneficiary_id"] = None
-        data["shared"] = shared_values(keyring, referral)
+        data["shared"] = shared_values(keyring, referral, reader)
     data["history"] = [
         {"action": h.action, "from_state": h.from_state, "to_state": h.to_state, "by": h.by,
-         "by_association": h.by_association, "at": h.at, "note": h.note}
+         "by_association": h.by_association, "at": h.at,
+         "note": " · ".join(filter(None, (_open(keyring, referral, h.sealed_note, "note", reader), h.note)))}
         for h in referral.history
     ]
     return data
 
 
-def shared_values(keyring, referral):
-    """The values the recipient received, decrypted; {} once erased or when none were kept."""
-    if referral.shared_key is None:
-        return {}
-    cipher = FieldCipher(keyring.unwrap(referral.shared_key, _key_id(referral)), _key_id(referral))
-    return json.loads(cipher.decrypt("shared", referral.shared_ciphertext))
+def shared_values(keyring, referral, reader=None):
+    """The values the recipient received, opened with her key; {} once her copy ended or when none were kept."""
+    return open_field(keyring, referral, "shared", reader or referral.to_association) or {}
 
 
 # ---- internals --------------------------------------------------------------------------------
 
-def _key_id(referral):
-    return f"referral:{referral.id}"
+def _context(referral, field):
+    return sealing_context(referral.id, field)
 
 
-def _seal_shared(keyring, referral, values):
-    data_key, referral.shared_key = keyring.new_data_key(_key_id(referral))
-    referral.shared_ciphertext = FieldCipher(data_key, _key_id(referral)).encrypt(
-        "shared", json.dumps(values, ensure_ascii=False))
+def sealing_context(referral_id, field):
+    """The associated data a referral's sealed `field` is bound to (the partner contract says the same)."""
+    return f"referral:{referral_id}:{field}"
 
 
-def _move(session, referral, target, action, actor, now, note=""):
-    _history(session, referral, action, referral.state, target, actor, now, note)
+def _seal(referral, field, value, readers=None):
+    """`value` sealed to `readers` (default: both parties) with their keys recorded on the referral."""
+    keys = referral.sealing_keys or {}
+    chosen = {name: keys[name] for name in (readers or keys) if keys.get(name)}
+    return sealing.seal(value, chosen, _context(referral, field)) if chosen else None
+
+
+def _move(session, referral, target, action, actor, now, note="", written=""):
+    entry = _history(session, referral, action, referral.state, target, actor, now, note, written)
     referral.state = target
     referral.updated_at = now
+    return entry
 
 
-def _history(session, referral, action, from_state, to_state, actor, now, note=""):
-    session.add(ReferralHistory(
+def _history(session, referral, action, from_state, to_state, actor, now, note="", written=""):
+    """One history row; `note` is Tansiq's own words, `written` a person's (sealed to both parties)."""
+    entry = ReferralHistory(
         referral=referral, action=action, from_state=from_state, to_state=to_state,
         by=actor.id if actor else None, by_association=actor.association if actor else None,
-        at=now, note=note or "",
-    ))
+        at=now, note=note or "", sealed_note=_seal(referral, "note", written.strip()) if written.strip() else None,
+    )
+    session.add(entry)
+    return entry
 
 
-def _sent_data(referral, shared=None):
-    """referral.sent; without `shared` (the internal bus) the reason is left out too: it is her story."""
+def _sent_data(referral, sealed=None):
+    """referral.sent; values and words only sealed, and only in a party's own copy (`sealed`)."""
     return {
         "referral_id": referral.id, "from_association": referral.from_association,
         "to_association": referral.to_association, "service_category": referral.service_category,
-        "urgency": referral.urgency, "reason": referral.reason if shared is not None else "",
-        "shared": shared or {}, "consent_id": referral.consent_id,
+        "urgency": referral.urgency, "reason": "", "shared": {}, "shared_fields": list(referral.shared_fields),
+        "sealed": {field: value for field, value in (sealed or {}).items() if value},
+        "consent_id": referral.consent_id,
         "ack_due": referral.ack_due.isoformat(), "response_due": referral.response_due.isoformat(),
         "rerouted_from": referral.rerouted_from,
     }
 
 
-def _publish_sent(session, referral, shared, actor):
-    # Personal values (and the reason, her story) travel only on the recipient partner's own queue;
-    # the internal event (read by notifications and others) carries none: our recipients read them here.
+def _publish_sent(session, referral, sealed, actor):
+    # The internal event (read by notifications and others) carries nothing sealed: our recipients
+    # read the referral here. A queue partner gets the sealed values on its own queue.
     _publish(session, referral, "sent", actor.association, actor, _sent_data(referral), partners=())
     if referral.to_integration == QUEUE:
-        envelope = contracts.make(TYPE("sent"), actor.association, _sent_data(referral, shared),
+        sealed = {**sealed, **({"note": referral.history[0].sealed_note} if referral.history[0].sealed_note else {})}
+        envelope = contracts.make(TYPE("sent"), actor.association, _sent_data(referral, sealed),
                                   correlationid=_correlation(referral))
         outbox.add(session, envelope, exchange=PARTNERS_OUTBOUND,
                    routing_key=f"{referral.to_association}.{envelope.type}")
 
 
-def _publish(session, referral, verb, source, actor, extra, partners=None):
-    """The internal event, plus a copy for each party that is a queue partner (not the one acting)."""
+def _publish(session, referral, verb, source, actor, extra, partners=None, sealed=None):
+    """The internal event, plus a copy for each party that is a queue partner (not the one acting).
+
+    Only the partner copies carry `sealed` (what a person wrote, sealed to the parties' keys).
+    """
     base = {"referral_id": referral.id, "from_association": referral.from_association,
             "to_association": referral.to_association}
     if verb != "sent":
@@ -492,10 +679,20 @@ def _publish(session, referral, verb, source, actor, extra, partners=None):
                    referral.to_association: referral.to_integration}
     for slug in partners:
         if integration.get(slug) == QUEUE and not (actor and actor.association == slug):
-            envelope = contracts.make(type_, source, data, correlationid=_correlation(referral))
+            copy = {**data, "sealed": {k: v for k, v in sealed.items() if v}} if sealed else data
+            envelope = contracts.make(type_, source, copy, correlationid=_correlation(referral))
             outbox.add(session, envelope, exchange=PARTNERS_OUTBOUND, routing_key=f"{slug}.{type_}")
 
 
 def _correlation(referral):
     # Every message about one referral chain shares the id of the first referral of the chain.
     return referral.rerouted_from or referral.id
+
+
+def about_beneficiary(session, now, keyring, beneficiary_id, association):
+    """The referrals `association` made about one of its beneficiaries, as it sees them (her right of access)."""
+    actor = Actor(association=association)
+    referrals = session.scalars(select(Referral).where(Referral.beneficiary_id == beneficiary_id,
+                                                       Referral.from_association == association)
+                                .order_by(Referral.created_at)).all()
+    return [view(referral, actor, now, keyring) for referral in referrals]

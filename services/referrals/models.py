@@ -1,9 +1,12 @@
 """Tables of the referrals service: referrals, their history, fired deadlines, holiday overrides.
 
 A referral row is shared by both sides. `shared_fields` (names only) is what the sender
-chose; the received values exist only when the recipient uses Tansiq itself (a partner
-recipient keeps its copy in its own system), encrypted with the referral's own data key
-(tansiq.crypto). Revoking the consent destroys that key: the values are gone, backups included.
+chose. The values and every free text (reason, decline reason, outcome, notes) are held only
+sealed (tansiq.sealing) to the public encryption keys of the parties allowed to read them: the
+shared values to the recipient alone, the free text to both sides. A party's copy ends when its
+slot is dropped (withdraw, decline, retention after the end, revocation, erasure).
+The private keys of the associations hosted here live in `association_keys`, wrapped by the
+master key; a partner keeps its own and publishes the public one in the directory.
 """
 
 from datetime import date, datetime
@@ -34,11 +37,18 @@ class Referral(Base):
     origin: Mapped[str] = mapped_column(String(16), default="local")  # local | partner (sent by a partner system)
     service_category: Mapped[str] = mapped_column(String(80))
     service_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
-    reason: Mapped[str] = mapped_column(Text)
+    reason: Mapped[str] = mapped_column(Text, default="")  # always "": the reason is in `sealed`
     urgency: Mapped[str] = mapped_column(String(16))
     shared_fields: Mapped[list] = mapped_column(JSON, default=list)
+    # {"shared" | "reason" | "decline_reason" | "outcome": sealed value}; a destroyed value is absent.
+    sealed: Mapped[dict] = mapped_column(JSON, default=dict)
+    # The parties' public encryption keys when the referral was made: {association: base64}.
+    sealing_keys: Mapped[dict] = mapped_column(JSON, default=dict)
+    copy_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True, index=True)
+    # Left from before sealing, always NULL: dropping them rebuilds the table on SQLite, which the
+    # history rows' foreign keys refuse (migration sealing_0001 empties them).
     shared_ciphertext: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
-    shared_key: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)  # wrapped by the master key
+    shared_key: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
     shared_erased_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     consent_id: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
     consent_override: Mapped[bool] = mapped_column(Boolean, default=False)
@@ -52,9 +62,9 @@ class Referral(Base):
     response_remind_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     response_due: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
-    decline_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    decline_reason: Mapped[str | None] = mapped_column(Text, nullable=True)  # unused: sealed
     closure_reason: Mapped[str | None] = mapped_column(String(32), nullable=True)
-    outcome: Mapped[str | None] = mapped_column(Text, nullable=True)
+    outcome: Mapped[str | None] = mapped_column(Text, nullable=True)  # unused: sealed
     rerouted_from: Mapped[str | None] = mapped_column(ForeignKey("referrals.id"), nullable=True)
     rerouted_to: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
@@ -76,9 +86,21 @@ class ReferralHistory(Base):
     by: Mapped[str | None] = mapped_column(String(64), nullable=True)  # staff id; None for the deadline clock
     by_association: Mapped[str | None] = mapped_column(String(64), nullable=True)
     at: Mapped[datetime] = mapped_column(UTCDateTime)
-    note: Mapped[str] = mapped_column(Text, default="")
+    note: Mapped[str] = mapped_column(Text, default="")  # written by Tansiq itself, never a person's words
+    sealed_note: Mapped[dict | None] = mapped_column(JSON, nullable=True)  # what a person wrote, sealed
 
     referral: Mapped[Referral] = relationship(back_populates="history")
+
+
+class AssociationKey(Base):
+    """The encryption key pair of an association hosted by this network; the private half wrapped."""
+
+    __tablename__ = "referral_association_keys"
+
+    association: Mapped[str] = mapped_column(String(64), primary_key=True)
+    public_key: Mapped[str] = mapped_column(Text)  # X25519, base64 raw
+    wrapped_private_key: Mapped[bytes] = mapped_column(LargeBinary)  # under the master key
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
 class FiredDeadline(Base):

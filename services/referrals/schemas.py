@@ -83,7 +83,7 @@ class ReferralSchema(Schema):
     to_association = fields.String()
     service_category = fields.String()
     service_id = fields.String(allow_none=True)
-    reason = fields.String()
+    reason = fields.String()  # "" once the reader's copy ended
     urgency = fields.String()
     state = fields.String()
     overdue = fields.Boolean()
@@ -103,5 +103,6 @@ class ReferralSchema(Schema):
     rerouted_to = fields.String(allow_none=True)
     shared_fields = fields.List(fields.String())
     shared_erased_at = fields.AwareDateTime(allow_none=True)
+    copy_expires_at = fields.AwareDateTime(allow_none=True)  # when the recipient's copy ends
     shared = fields.Dict(keys=fields.String())
     history = fields.List(fields.Nested(HistorySchema))

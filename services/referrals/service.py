@@ -5,9 +5,12 @@ else; asking intake for the data to share forwards that same assertion.
 """
 
 import logging
+import uuid
 
+from nameko.dependency_providers import Config
 from nameko.rpc import RpcProxy, rpc
 from nameko.timer import timer
+from sqlalchemy.exc import IntegrityError
 
 from tansiq import contracts
 from tansiq.crypto import MasterKey
@@ -34,6 +37,7 @@ class ReferralsService:
     db = Database()
     keyring = MasterKey()
     identity = ActorIdentity()
+    config = Config()
     intake = RpcProxy("intake")
     directory = RpcProxy("directory")
 
@@ -50,15 +54,18 @@ class ReferralsService:
         recipient = self._recipient(data["to_association"], data["service_category"])
         domain.check_can_create(actor, data["to_association"], data["service_category"], recipient["recipient_offers"])
         sender = self.directory.get_association(actor.association)
+        referral_id = str(uuid.uuid4())
+        seal_for = self._seal_for(referral_id, data["to_association"], recipient)
         share = self._share(assertion, data["beneficiary_id"], data["to_association"], data["service_category"],
-                            data["fields"], data["override_reason"])
+                            data["fields"], data["override_reason"], seal_for)
         now = utcnow()
         with self.db.session() as session:
             referral = domain.create_referral(
                 session, now, actor, self.keyring, beneficiary_id=data["beneficiary_id"],
                 to_association=data["to_association"], service_category=data["service_category"],
                 service_id=data["service_id"], reason=data["reason"], urgency=data["urgency"], share=share,
-                note=data["note"], from_integration=sender.get("integration", "tansiq"), **recipient)
+                note=data["note"], from_integration=sender.get("integration", "tansiq"), referral_id=referral_id,
+                **recipient)
             return referral_out.dump(domain.view(referral, actor, now, self.keyring))
 
     @rpc(expected_exceptions=DomainError)
@@ -70,7 +77,8 @@ class ReferralsService:
         now = utcnow()
         with self.db.session() as session:
             referral = domain.transition(session, now, actor, referral_id, action, reason=data["reason"],
-                                         outcome=data["outcome"], note=data["note"])
+                                         outcome=data["outcome"], note=data["note"],
+                                         retention_days=self._retention_days())
             return referral_out.dump(domain.view(referral, actor, now, self.keyring))
 
     @rpc(expected_exceptions=DomainError)
@@ -83,13 +91,15 @@ class ReferralsService:
             category = data["service_category"] or old.service_category
         recipient = self._recipient(data["to_association"], category)
         domain.check_can_create(actor, data["to_association"], category, recipient["recipient_offers"])
-        share = self._share(assertion, beneficiary_id, data["to_association"], category, fields, data["override_reason"])
+        new_id = str(uuid.uuid4())
+        share = self._share(assertion, beneficiary_id, data["to_association"], category, fields,
+                            data["override_reason"], self._seal_for(new_id, data["to_association"], recipient))
         now = utcnow()
         with self.db.session() as session:
             new = domain.reroute(
                 session, now, actor, self.keyring, referral_id, to_association=data["to_association"], share=share,
                 service_category=category, service_id=data["service_id"], reason=data["reason"],
-                urgency=data["urgency"], note=data["note"], **recipient)
+                urgency=data["urgency"], note=data["note"], new_referral_id=new_id, **recipient)
             return referral_out.dump(domain.view(new, actor, now, self.keyring))
 
     @rpc(expected_exceptions=DomainError)
@@ -128,13 +138,25 @@ class ReferralsService:
 
     # --- messages: partner systems and consent revocation ---
 
+    @timer(interval=SCAN_INTERVAL_S)
+    def expire_copies(self):
+        """Closed and completed referrals past their retention: the recipient's copy ends."""
+        with self.db.session() as session:
+            expired = domain.expire_copies(session, utcnow())
+        if expired:
+            log.info("referrals: %d recipient copies ended after their retention", len(expired))
+        return len(expired)
+
     @handles_partner("ma.tansiq.referral.sent.v1")
     def on_referral_sent(self, event):
-        recipient = self._association_or_none(event.data["to_association"])  # asked before the unit of work
+        # Asked before the unit of work: who receives, and the sender's published encryption key.
+        recipient = self._association_or_none(event.data["to_association"])
+        sender = self._association_or_none(event.source) or {}
         with self.db.session() as session:
             # Our own referral.sent comes back here too: nothing to do for an id we already have.
             if inbox.first_time(session, self.name, event) and not domain.is_known(session, event.data["referral_id"]):
-                self._or_reject(session, event, self._receive, session, event, recipient)
+                self._or_reject(session, event, self._receive, session, event, recipient,
+                                sender.get("encryption_key"))
 
     def _association_or_none(self, slug):
         try:
@@ -142,24 +164,32 @@ class ReferralsService:
         except NotFound:
             return None
 
-    def _receive(self, session, event, recipient):
+    def _receive(self, session, event, recipient, sender_key):
         if recipient is None:
             raise DomainError(f"unknown association {event.data['to_association']}", code="unknown_association")
         return domain.receive_partner_referral(session, utcnow(), self.keyring, event.source, event.data,
-                                               to_integration=recipient.get("integration", "tansiq"))
+                                               to_integration=recipient.get("integration", "tansiq"),
+                                               from_encryption_key=sender_key)
 
     @handles_partner(*PARTNER_UPDATES)
     def on_referral_update(self, event):
         with self.db.session() as session:
             if inbox.first_time(session, self.name, event):
                 self._or_reject(session, event, domain.apply_partner_update, session, utcnow(), event.source,
-                                event.type, event.data)
+                                event.type, event.data, retention_days=self._retention_days())
 
     @handles("ma.tansiq.consent.revoked.v1")
     def on_consent_revoked(self, event):
         with self.db.session() as session:
             if inbox.first_time(session, self.name, event):
                 domain.erase_shared_for_consent(session, utcnow(), event.data["consent_id"])
+
+    @handles("ma.tansiq.beneficiary.erased.v1")
+    def on_beneficiary_erased(self, event):
+        # With or without a consent (an override), every referral about her loses what it held.
+        with self.db.session() as session:
+            if inbox.first_time(session, self.name, event):
+                domain.erase_for_beneficiary(session, utcnow(), event.data["beneficiary_id"])
 
     # --- helpers ---
 
@@ -183,10 +213,31 @@ class ReferralsService:
         details = self.directory.get_association(association)
         offers = any(s["association"] == association and s.get("status", "active") == "active"
                      for s in self.directory.find_services(category))
-        return {"to_integration": details.get("integration", "tansiq"), "recipient_offers": offers}
+        return {"to_integration": details.get("integration", "tansiq"), "recipient_offers": offers,
+                "to_encryption_key": details.get("encryption_key")}
 
-    def _share(self, assertion, beneficiary_id, recipient, category, fields, override_reason):
+    def _seal_for(self, referral_id, association, recipient):
+        """What intake seals the shared values to, so they leave it readable by the recipient alone.
+        A hosted recipient's key pair is made here on first use (its own small unit of work)."""
+        try:
+            key = self._recipient_public_key(association, recipient)
+        except IntegrityError:  # another worker made the same association's key pair at the same moment
+            key = self._recipient_public_key(association, recipient)
+        return {"reader": association, "key": key,
+                "context": domain.sealing_context(referral_id, "shared")}
+
+    def _recipient_public_key(self, association, recipient):
+        with self.db.session() as session:
+            return domain.recipient_public_key(session, self.keyring, association, recipient["to_integration"],
+                                               recipient["to_encryption_key"], utcnow())
+
+    def _retention_days(self):
+        return int(self.config.get("COPY_RETENTION_DAYS") or domain.COPY_RETENTION_DAYS)
+
+    def _share(self, assertion, beneficiary_id, recipient, category, fields, override_reason, seal_for):
         """Intake decides what may be shared (consent, or a recorded override); Forbidden crosses back as is.
-        It learns who asks from the case worker's own assertion, forwarded as received."""
+        It learns who asks from the case worker's own assertion, forwarded as received. The values come
+        back sealed to the recipient: this service never sees them."""
         return self.intake.prepare_referral_share(
-            beneficiary_id, recipient, category, list(fields), assertion, override_reason=override_reason)
+            beneficiary_id, recipient, category, list(fields), assertion, override_reason=override_reason,
+            seal_for=seal_for)

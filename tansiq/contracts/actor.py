@@ -21,6 +21,8 @@ MATRIX = {
     "cases.read": {CASE_WORKER},
     "cases.write": {CASE_WORKER},
     "cases.erase": {ADMIN},
+    # her right of access (law 09-08): everything held about her, decrypted, in one document
+    "cases.export": {ADMIN},
     # sharing without a covering consent: recorded, and only by someone answerable for it
     "cases.share_without_consent": {COORDINATOR, ADMIN},
     # referrals sent and received, with what was shared

@@ -37,3 +37,14 @@ class ConsentRevoked(ContractSchema):
     association = slug(required=True)
     recipients = fields.List(slug(), load_default=list)
     revoked_at = fields.AwareDateTime(required=True)
+
+
+@contract(
+    "ma.tansiq.beneficiary.erased.v1",
+    summary="A beneficiary was erased: every copy of her data ends, shared under a consent or an override.",
+    example={"beneficiary_id": "b-7c2e", "association": "amal-safi", "erased_at": "2026-11-29T10:00:00+00:00"},
+)
+class BeneficiaryErased(ContractSchema):
+    beneficiary_id = identifier(required=True)
+    association = slug(required=True)
+    erased_at = fields.AwareDateTime(required=True)

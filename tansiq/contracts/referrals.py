@@ -1,7 +1,17 @@
 """Referral messages: the closed loop between two associations.
 
-`shared` carries only the fields the case worker chose for this referral, and
-only when a consent covers the recipient and purpose.
+Nothing a person said or wrote travels in clear. `sealed` maps a field to its value sealed
+(tansiq.sealing: X25519 + HKDF-SHA256 + AES-GCM) to the public encryption keys of the parties
+that may read it, with the associated data `referral:<referral_id>:<field>`:
+
+- `shared`: the fields the case worker chose (only under a consent or a recorded override),
+  sealed to the recipient alone; `shared_fields` names them in clear.
+- `reason`, `decline_reason`, `outcome`, `note`: free text, sealed to both parties.
+
+Sealed values reach only a party's own queue (`partner.<slug>`); the internal events on
+`tansiq.events` carry no sealed value at all. `reason` and `shared` in clear are kept for
+partner systems that do not seal yet (Tansiq seals them on arrival) and are always empty in
+what Tansiq sends.
 """
 
 from marshmallow import fields, validate
@@ -10,6 +20,13 @@ from tansiq.contracts import ContractSchema, contract
 from tansiq.contracts.fields import identifier, slug, text, urgency
 
 SHAREABLE_FIELDS = ("first_name", "last_name", "phone", "birth_year", "city", "language", "needs", "notes")
+SEALED_FIELDS = ("shared", "reason", "decline_reason", "outcome", "note")
+
+
+def sealed_values():
+    """{field: sealed value}; the shape of a sealed value is checked by whoever opens it."""
+    return fields.Dict(keys=fields.String(validate=validate.OneOf(SEALED_FIELDS)), values=fields.Dict(),
+                       load_default=dict)
 CLOSURE_REASONS = ("could_not_contact", "withdrawn", "no_longer_needed")
 DEADLINES = ("acknowledgement", "response")
 
@@ -25,15 +42,20 @@ class ReferralRef(ContractSchema):
     summary="A referral was sent to an association (minimum data, under a consent).",
     partners="both",
     example={"referral_id": "r-41", "from_association": "amal-safi", "to_association": "wafae-marrakech",
-             "service_category": "legal_orientation", "urgency": "urgent", "reason": "Needs a lawyer",
-             "shared": {"first_name": "Khadija", "phone": "+212600000000"}, "consent_id": "c-19",
+             "service_category": "legal_orientation", "urgency": "urgent", "shared_fields": ["first_name", "phone"],
+             "sealed": {"shared": {"v": 1, "ct": "<base64>", "to": {"wafae-marrakech": "<base64>"}},
+                        "reason": {"v": 1, "ct": "<base64>", "to": {"amal-safi": "<base64>",
+                                                                     "wafae-marrakech": "<base64>"}}},
+             "consent_id": "c-19",
              "ack_due": "2026-11-30T12:00:00+00:00", "response_due": "2026-12-02T17:00:00+00:00"},
 )
 class ReferralSent(ReferralRef):
     service_category = text(80, required=True)
     urgency = urgency(required=True)
-    reason = text(2000, required=True)
+    reason = text(2000, load_default="")  # clear text only from partners that do not seal yet
     shared = fields.Dict(keys=fields.String(validate=validate.OneOf(SHAREABLE_FIELDS)), load_default=dict)
+    shared_fields = fields.List(fields.String(validate=validate.OneOf(SHAREABLE_FIELDS)), load_default=list)
+    sealed = sealed_values()
     consent_id = identifier(allow_none=True, load_default=None)
     ack_due = fields.AwareDateTime(allow_none=True, load_default=None)
     response_due = fields.AwareDateTime(allow_none=True, load_default=None)
@@ -53,7 +75,8 @@ class ReferralSent(ReferralRef):
 )
 class ReferralTransition(ReferralRef):
     by = identifier(allow_none=True, load_default=None)
-    note = text(2000, load_default="")
+    note = text(2000, load_default="")  # clear text only from partners that do not seal yet
+    sealed = sealed_values()
     urgency = urgency(load_default="normal")
 
 
@@ -62,10 +85,10 @@ class ReferralTransition(ReferralRef):
     summary="The recipient declined the referral; a reason is required.",
     partners="both",
     example={"referral_id": "r-41", "from_association": "amal-safi", "to_association": "wafae-marrakech",
-             "by": "s-9", "reason": "no_capacity", "note": "Full until January"},
+             "by": "s-9", "sealed": {"decline_reason": {"v": 1, "ct": "<base64>", "to": {"amal-safi": "<base64>"}}}},
 )
 class ReferralDeclined(ReferralTransition):
-    reason = text(200, min_length=1, required=True)
+    reason = text(200, load_default="")  # required, in clear or in sealed.decline_reason
 
 
 @contract(
@@ -109,7 +132,7 @@ class ReferralClosed(ReferralTransition):
     summary="The referral ended with an outcome reported back to the sender.",
     partners="both",
     example={"referral_id": "r-41", "from_association": "amal-safi", "to_association": "wafae-marrakech",
-             "by": "s-9", "outcome": "Legal aid granted"},
+             "by": "s-9", "sealed": {"outcome": {"v": 1, "ct": "<base64>", "to": {"amal-safi": "<base64>"}}}},
 )
 class ReferralEnded(ReferralTransition):
-    outcome = text(2000, min_length=1, required=True)
+    outcome = text(2000, load_default="")  # required, in clear or in sealed.outcome

@@ -76,11 +76,9 @@ class OutboxRelay(SharedExtension):
         self.wakeup = Event()
         self.publisher = ConfirmedPublisher(self.container.config["AMQP_URI"])
         self._running = False
-        from tansiq.db import on_commit
 
-        on_commit(self._after_commit)
-
-    def _after_commit(self, session):
+    def wake_if_outbox_written(self, session):
+        """After-commit hook of the service's sessions: publish right away what was just committed."""
         if session.info.pop(SESSION_FLAG, False) and not self.wakeup.ready():
             self.wakeup.send(True)
 

@@ -1,7 +1,8 @@
 """The outbox and inbox tables every service keeps in its own database.
 
 They live in their own metadata so each service's migrations include them
-(alembic target_metadata = [service Base.metadata, messaging_metadata]).
+(alembic target_metadata = [service Base.metadata, messaging_metadata]); their
+migrations are the shared `messaging` branch in tansiq/messaging/migrations.
 """
 
 from datetime import datetime

@@ -2,16 +2,18 @@
 
 tansiq/cli.py calls `register(subparsers)`; every command sets `func(args) -> exit code`.
 A partner's settings come from options or the environment:
-TANSIQ_PARTNER_URI, TANSIQ_PARTNER_SLUG, TANSIQ_PARTNER_KEY (PEM file), TANSIQ_PARTNER_OUTBOX.
+TANSIQ_PARTNER_URI, TANSIQ_PARTNER_SLUG, TANSIQ_PARTNER_KEY (PEM file), TANSIQ_PARTNER_OUTBOX,
+TANSIQ_PARTNER_ENC_KEY (the X25519 private key file that opens sealed referral data).
 """
 
+import base64
 import json
 import os
 import sys
 import threading
 from pathlib import Path
 
-from tansiq import config, signing
+from tansiq import config, sealing, signing
 from tansiq.broker_admin import BrokerAdmin, BrokerAdminError
 from tansiq.errors import BadMessage
 from tansiq.partner.client import PartnerClient, PartnerError
@@ -41,6 +43,8 @@ def register(subparsers):
     partner.add_argument("--slug", default=os.environ.get("TANSIQ_PARTNER_SLUG"))
     partner.add_argument("--key", default=os.environ.get("TANSIQ_PARTNER_KEY"), help="private key PEM file")
     partner.add_argument("--outbox", default=os.environ.get("TANSIQ_PARTNER_OUTBOX"), help="SQLite file")
+    partner.add_argument("--enc-key", default=os.environ.get("TANSIQ_PARTNER_ENC_KEY"),
+                         help="encryption private key file: `listen` adds what was sealed to us, opened")
     commands = partner.add_subparsers(dest="partner_command", required=True)
     send = commands.add_parser("send", help="validate, sign, store and publish one message")
     send.add_argument("type")
@@ -68,31 +72,45 @@ def partners_add(args):
         key = signing.load_private_key(key_path.read_bytes())  # re-adding keeps the partner's key
     else:
         key = signing.generate_key()
-        key_dir.mkdir(parents=True, exist_ok=True)
-        # Created 0600 from the start: a private key is never world-readable, not even briefly.
-        with os.fdopen(os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as out:
-            out.write(signing.private_key_pem(key))
-    public_key = signing.public_key_b64(key)
+        _write_private(key_path, signing.private_key_pem(key))
+    enc_path = key_dir / f"{args.slug}.enc.key"
+    if enc_path.exists():
+        enc_key = sealing.load_private_key(enc_path.read_bytes())
+    else:
+        enc_key = sealing.generate_private_key()
+        _write_private(enc_path, base64.b64encode(sealing.private_key_bytes(enc_key)) + b"\n")
+    public_key, encryption_key = signing.public_key_b64(key), sealing.public_key_b64(enc_key)
     print(f"broker user:  {credentials['username']}\npassword:     {credentials['password']}\n"
           f"vhost:        {credentials['vhost']}\nqueue:        {credentials['queue']}\n"
           f"publish to:   {credentials['exchange']} with routing key {args.slug}.<type>\n"
           f"private key:  {key_path}  (give it to the partner over a safe channel, then delete it here)\n"
-          f"public key:   {public_key}")
+          f"public key:   {public_key}\n"
+          f"encryption:   {enc_path}  (private: opens referral data sealed to the partner; give it with the other)\n"
+          f"encryption public key: {encryption_key}")
     try:
-        register_public_key(args.amqp_uri or config.amqp_uri(), args.slug, public_key)
+        register_public_key(args.amqp_uri or config.amqp_uri(), args.slug, public_key, encryption_key)
     except Exception as exc:  # any failure here leaves the broker user usable; say what to do
         print(f"error: the public key is NOT registered in the directory: {_rpc_problem(exc)}.\n"
               f"Start the directory service, then run this command again (the key is kept).", file=sys.stderr)
         return 2
-    print("public key registered in the directory")
+    print("public key registered in the directory, with the encryption key")
     return 0
 
 
-def register_public_key(amqp_uri, slug, public_key):
+def _write_private(path, content):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Created 0600 from the start: a private key is never world-readable, not even briefly.
+    with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as out:
+        out.write(content)
+
+
+def register_public_key(amqp_uri, slug, public_key, encryption_key=None):
     from nameko.standalone.rpc import ClusterRpcProxy  # imported here: only this command needs nameko
 
     with ClusterRpcProxy({"AMQP_URI": amqp_uri}, timeout=RPC_TIMEOUT_S) as rpc:
         rpc.directory.set_public_key(slug, public_key)
+        if encryption_key:
+            rpc.directory.set_encryption_key(slug, encryption_key)
 
 
 def _rpc_problem(exc):
@@ -133,7 +151,7 @@ def _client(args):
         raise SystemExit(f"error: set --{' --'.join(missing)} (or TANSIQ_PARTNER_URI/SLUG/KEY)")
     outbox = args.outbox or config.var_dir() / f"partner-{args.slug}.sqlite3"
     Path(outbox).parent.mkdir(parents=True, exist_ok=True)
-    return PartnerClient(args.uri, args.slug, args.key, outbox)
+    return PartnerClient(args.uri, args.slug, args.key, outbox, encryption_key=args.enc_key)
 
 
 def partner_send(args):
@@ -165,6 +183,8 @@ def partner_listen(args):
     def show(envelope):
         # The message as it came over the wire (validated data holds datetimes, not their ISO text).
         wire = envelope.raw if envelope.raw is not None else envelope.to_dict()
+        if client.encryption_key is not None and envelope.data.get("sealed"):
+            wire = {**wire, "opened": client.open_sealed(envelope)}  # only with --enc-key: ours alone
         print(json.dumps(wire, ensure_ascii=False, sort_keys=True), flush=True)
         seen.append(envelope.id)
         if args.count and len(seen) >= args.count:

@@ -4,6 +4,10 @@
                            "amal-safi.key", "var/amal-safi-outbox.sqlite3")
     client.send("ma.tansiq.referral.sent.v1", {...})   # validated, signed, stored, then published
     client.listen(handle)                                # handle(envelope) for what is addressed to us
+    client.open_sealed(envelope)                         # {field: value} of what was sealed to us
+
+Referral data reaches a partner sealed to its encryption key (tansiq.sealing; the public half is
+published in the directory by `tansiq partners add`): pass the private key as `encryption_key`.
 
 Sending goes through a local SQLite outbox: `send` never loses a message when the
 broker is unreachable, and `flush` (or `run_outbox`) publishes everything pending,
@@ -19,7 +23,7 @@ from pathlib import Path
 import pika
 import pika.exceptions
 
-from tansiq import contracts, envelope as envelopes, signing
+from tansiq import contracts, envelope as envelopes, sealing, signing
 from tansiq.errors import BadMessage
 from tansiq.messaging import topology
 from tansiq.partner.store import LocalStore
@@ -48,6 +52,15 @@ def _load_signing_key(signing_key):
     return signing.load_private_key(Path(signing_key).read_bytes())
 
 
+def _load_encryption_key(encryption_key):
+    if encryption_key is None or hasattr(encryption_key, "exchange"):
+        return encryption_key
+    path = Path(encryption_key) if isinstance(encryption_key, (str, Path)) else None
+    if path is not None and path.exists():
+        return sealing.load_private_key(path.read_bytes())
+    return sealing.load_private_key(encryption_key)
+
+
 def backoff_delays(first=0.5, maximum=BACKOFF_MAX_S):
     """Exponential backoff with jitter, forever: 0.5, 1, 2, … capped at `maximum` seconds."""
     delay = first
@@ -57,10 +70,12 @@ def backoff_delays(first=0.5, maximum=BACKOFF_MAX_S):
 
 
 class PartnerClient:
-    def __init__(self, amqp_uri, slug, signing_key, outbox_path, tls=None, window=WINDOW):
-        """`tls`: None (follow the URI), True (verify with the system CAs) or an ssl.SSLContext."""
+    def __init__(self, amqp_uri, slug, signing_key, outbox_path, tls=None, window=WINDOW, encryption_key=None):
+        """`tls`: None (follow the URI), True (verify with the system CAs) or an ssl.SSLContext.
+        `encryption_key`: the X25519 private key (file, base64 or key) that opens what is sealed to us."""
         self.slug = slug
         self.key = _load_signing_key(signing_key)
+        self.encryption_key = _load_encryption_key(encryption_key)
         self.store = LocalStore(outbox_path)
         self.window = window
         self._flushing = threading.Lock()  # one publisher at a time, or rows would go out twice
@@ -96,6 +111,28 @@ class PartnerClient:
             except (pika.exceptions.AMQPConnectionError, OSError, TimeoutError) as exc:
                 log.warning("broker unreachable, %s kept in the outbox: %s", envelope.id, exc)
         return envelope
+
+    # reading what was sealed to us ------------------------------------------------------------
+    def open_sealed(self, envelope):
+        """{field: value} of the message's `sealed` values addressed to us (a referral's shared values,
+        reason, notes...). A value not sealed to us, or whose copy ended, is left out."""
+        if self.encryption_key is None:
+            raise ValueError("this client has no encryption key: pass encryption_key= to open sealed values")
+        data = envelope.data if hasattr(envelope, "data") else envelope
+        opened = {}
+        for field, value in (data.get("sealed") or {}).items():
+            try:
+                opened[field] = sealing.open_sealed(value, self.slug, self.encryption_key,
+                                                    f"referral:{data['referral_id']}:{field}")
+            except sealing.NotSealedFor:
+                continue
+        return opened
+
+    @staticmethod
+    def seal(referral_id, field, value, readers):
+        """`value` sealed for `readers` ({slug: public encryption key}) as a referral's `field`: what goes in
+        a message's `sealed`. A hosted association's key comes from the operator (`tansiq keys public`)."""
+        return sealing.seal(value, readers, f"referral:{referral_id}:{field}")
 
     def properties(self, message_id, type_):
         return pika.BasicProperties(

@@ -18,7 +18,7 @@ from harness import create_pg_database, drop_pg_database
 from services.notifications import channels, domain
 from services.notifications.models import FAILED, SENT, Base, Delivery
 from services.notifications.render import Renderer
-from services.notifications.testing import small_network
+from fixtures.notifications import small_network
 from tansiq import contracts
 from tansiq.db import make_engine, session_scope
 from tansiq.messaging import inbox

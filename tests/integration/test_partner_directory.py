@@ -1,8 +1,8 @@
-"""`tansiq partners add` registers the partner's public key in the real directory service."""
+"""`tansiq partners add` registers the partner's public keys (signature, encryption) in the real directory."""
 
 import re
 
-from tansiq import signing
+from tansiq import sealing, signing
 from tansiq.broker_admin import BrokerAdmin
 
 SLUG = "mogador-essaouira"  # a demo association; other tests use the better-known ones
@@ -23,8 +23,12 @@ def test_partners_add_registers_the_public_key_in_the_directory(network_factory)
         assert key_path.startswith(str(network.var))
         with open(key_path, "rb") as key_file:
             public_key = signing.public_key_b64(signing.load_private_key(key_file.read()))
+        enc_path = re.search(r"^encryption:\s+(\S+)", result.stdout, re.M).group(1)
+        with open(enc_path, "rb") as key_file:
+            encryption_key = sealing.public_key_b64(sealing.load_private_key(key_file.read()))
         with network.rpc() as rpc:
-            assert rpc.directory.get_association(SLUG)["public_key"] == public_key
+            published = rpc.directory.get_association(SLUG)
+        assert (published["public_key"], published["encryption_key"]) == (public_key, encryption_key)
         assert [p["slug"] for p in admin.list_partners()] == [SLUG]
     finally:
         admin.revoke_partner(SLUG)

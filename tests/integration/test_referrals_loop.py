@@ -18,7 +18,7 @@ import pytest
 from harness import BROKER_HOST, Network, eventually
 from sqlalchemy import select
 
-from tansiq import config, contracts, ops, signing
+from tansiq import config, contracts, ops, sealing, signing
 from tansiq.broker_admin import BrokerAdmin
 from tansiq.db import make_engine, session_scope
 from tansiq.envelope import MAX_BODY_BYTES, Envelope, parse
@@ -45,7 +45,9 @@ class Partner:
         password = self.admin.add_partner(slug)["password"]
         self.uri = f"amqp://{slug}:{password}@{BROKER_HOST}:5672/{quote(network.vhost, safe='')}"
         self.key = signing.generate_key()
-        self.client = PartnerClient(self.uri, slug, self.key, network.var / f"{slug}-outbox.sqlite3")
+        self.encryption_key = sealing.generate_private_key()  # opens what Tansiq seals to this partner
+        self.client = PartnerClient(self.uri, slug, self.key, network.var / f"{slug}-outbox.sqlite3",
+                                    encryption_key=self.encryption_key)
         self.received = []  # (envelope, raw body) of everything read from its queue so far
 
     def send(self, verb, data, correlationid=None):
@@ -129,6 +131,7 @@ def network(request, broker_admin):
         network.start(*SERVICES)
         with network.rpc() as rpc:
             rpc.directory.set_public_key(slug, signing.public_key_b64(partner.key))
+            rpc.directory.set_encryption_key(slug, sealing.public_key_b64(partner.encryption_key))
             assert rpc.directory.get_association(slug)["integration"] == "queue"
         network.staff = {name: network.login(email) for name, email in {
             "fatima": "fatima@amal-safi.example",   # case worker, Safi (sender)
@@ -263,8 +266,10 @@ def test_the_loop_with_a_partner_recipient_integrating_by_queue(network, partner
 
     envelope, _ = partner.about(referral_id, "sent")
     assert envelope.source == SAFI and envelope.data["to_association"] == partner.slug
-    assert envelope.data["reason"] == "Besoin d'une avocate"
-    assert envelope.data["shared"]["first_name"] == "Hafsa" and set(envelope.data["shared"]) == {"first_name", "phone"}
+    assert (envelope.data["reason"], envelope.data["shared"]) == ("", {})  # sealed: only the partner opens them
+    opened = partner.client.open_sealed(envelope)
+    assert opened["reason"] == "Besoin d'une avocate"
+    assert opened["shared"]["first_name"] == "Hafsa" and set(opened["shared"]) == {"first_name", "phone"}
     assert envelope.data["ack_due"] and envelope.data["consent_id"] == sent["consent_id"]
 
     ref = {"referral_id": referral_id, "from_association": SAFI, "to_association": partner.slug, "by": "nour-cw-1"}
@@ -310,7 +315,7 @@ def test_the_loop_with_a_partner_sender_and_a_recipient_using_the_app(network, p
         envelope, _ = partner.about(referral_id, verb)
         assert envelope.source == MARRAKECH and envelope.data["by"] == "s-mrk-1"
     completed, _ = partner.about(referral_id, "completed")
-    assert completed.data["outcome"] == "Six séances; elle va mieux."
+    assert partner.client.open_sealed(completed)["outcome"] == "Six séances; elle va mieux."
 
 
 # --- 3. minimum data, consent, revocation -------------------------------------------------------------------
@@ -339,7 +344,7 @@ def test_only_chosen_fields_leave_the_sender_consent_is_required_and_revocation_
     assert naima.ok(seen)["shared"] == {"first_name": "Meriem", "needs": ["legal_orientation"]}
     assert not [value for value in secrets if value in seen.text]
     envelope, body = partner.about(to_partner, "sent")
-    assert envelope.data["shared"] == {"first_name": "Meriem"}
+    assert partner.client.open_sealed(envelope)["shared"] == {"first_name": "Meriem"}
     assert not [value for value in secrets if value in body.decode()]
 
     # Revocation reaches both recipients: erased on the Tansiq side, told to the partner.

@@ -12,11 +12,11 @@ from sqlalchemy import inspect, select, text
 from services.intake import domain
 from services.intake.models import AuditEntry, Beneficiary, BlindIndex, Disclosure, DuplicateFlag, create_all
 from services.intake.schemas import BeneficiarySchema, ConsentSchema
-from tansiq import contracts
+from tansiq import contracts, sealing
 from tansiq.crypto import FieldCipher, KeyDestroyed, KeyRing
 from tansiq.db import make_engine, session_scope
 from tansiq.envelope import parse
-from tansiq.errors import Forbidden, NotFound
+from tansiq.errors import DomainError, Forbidden, NotFound
 from tansiq.messaging.store import OutboxMessage
 from actors import actor  # tests/actors.py
 
@@ -222,13 +222,28 @@ def test_consent_covers_recipient_purpose_and_fields(engine, intake, keyring):
                     fields=["first_name", "phone", "needs"], expires_at="2027-01-01T00:00:00+00:00")
 
     shared = share(intake, keyring, beneficiary, fields=["first_name", "phone", "needs"])
-    assert shared == {"consent_id": given["id"], "override": False,
+    assert shared == {"consent_id": given["id"], "override": False, "fields": ["first_name", "phone", "needs"],
                       "shared": {"first_name": "Khadija", "phone": "0612345678",
                                  "needs": ["legal_orientation", "shelter"]}}
     with session_scope(engine) as session:
         [disclosure] = session.scalars(select(Disclosure)).all()
         assert (disclosure.recipient_association, disclosure.fields, disclosure.consent_id, disclosure.staff_id) == (
             "wafae-marrakech", ["first_name", "phone", "needs"], given["id"], "s-1")
+
+
+def test_shared_values_leave_intake_sealed_to_the_recipient_alone(intake, keyring):
+    beneficiary = register(intake, keyring)["id"]
+    consent(intake, beneficiary, recipient_association="wafae-marrakech", fields=["first_name", "phone"])
+    recipient = sealing.generate_private_key()
+    seal_for = {"reader": "wafae-marrakech", "key": sealing.public_key_b64(recipient), "context": "referral:r-1:shared"}
+    answer = share(intake, keyring, beneficiary, fields=["first_name", "phone"], seal_for=seal_for)
+    assert "shared" not in answer and "Khadija" not in json.dumps(answer)
+    assert sealing.open_sealed(answer["sealed_shared"], "wafae-marrakech", recipient, "referral:r-1:shared") == {
+        "first_name": "Khadija", "phone": "0612345678"}
+    with pytest.raises(DomainError):  # sealed to anyone but the recipient: refused
+        share(intake, keyring, beneficiary, fields=["first_name"], seal_for={**seal_for, "reader": "nour-safi"})
+    with pytest.raises(DomainError):
+        share(intake, keyring, beneficiary, fields=["first_name"], seal_for={**seal_for, "key": "bm90IGEga2V5"})
 
 
 @pytest.mark.parametrize("change", [
@@ -269,7 +284,8 @@ def test_override_needs_role_and_reason_and_is_recorded(engine, intake, keyring)
 
     result = share(intake, keyring, beneficiary, staff=SAFI_COORD, override_reason="danger immédiat",
                    fields=["first_name", "phone"])
-    assert result == {"consent_id": None, "override": True, "shared": {"first_name": "Khadija", "phone": "0612345678"}}
+    assert result == {"consent_id": None, "override": True, "fields": ["first_name", "phone"],
+                      "shared": {"first_name": "Khadija", "phone": "0612345678"}}
     [disclosure] = intake(domain.list_disclosures, keyring, beneficiary, SAFI_WORKER, NOW)
     assert (disclosure["override"], disclosure["override_reason"], disclosure["staff_id"]) == (
         True, "danger immédiat", "s-2")

@@ -15,7 +15,7 @@ from sqlalchemy import select
 from services.notifications import channels, domain
 from services.notifications.models import FAILED, QUEUED, READ, SENT, Delivery
 from services.notifications.render import Renderer
-from services.notifications.testing import directory, session, small_network  # noqa: F401 - fixtures
+from fixtures.notifications import directory, session, small_network  # noqa: F401 - fixtures
 from tansiq import contracts
 from tansiq.errors import NotFound
 

@@ -7,7 +7,7 @@ from sqlalchemy import select
 
 from services.notifications import domain, schemas
 from services.notifications.models import Delivery
-from services.notifications.testing import directory, session, small_network  # noqa: F401 - fixtures
+from fixtures.notifications import directory, session, small_network  # noqa: F401 - fixtures
 from tansiq import contracts
 from tansiq.errors import DomainError, load_request
 

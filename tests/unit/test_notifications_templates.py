@@ -8,7 +8,7 @@ from sqlalchemy.orm import Session
 
 from services.notifications import domain, rules
 from services.notifications.render import CONTEXT_KEYS, Renderer, format_when, safe_context
-from services.notifications.testing import small_network
+from fixtures.notifications import small_network
 from tansiq import contracts
 from tansiq.db import make_engine
 from tansiq.messaging.store import messaging_metadata

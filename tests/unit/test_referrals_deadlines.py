@@ -7,14 +7,14 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import select
 
-from tansiq import contracts
+from tansiq import contracts, sealing
 from tansiq.envelope import parse
 from tansiq.errors import Forbidden
 from tansiq.messaging.store import OutboxMessage
 
 from services.referrals import domain
 from services.referrals.models import FiredDeadline
-from services.referrals.testing import keyring, sqlite_session, staff
+from fixtures.referrals import keyring, sqlite_session, staff
 from services.referrals.workcal import WorkCalendar
 
 CASA = ZoneInfo("Africa/Casablanca")
@@ -37,7 +37,7 @@ def send(session, urgency, at, to_integration="tansiq"):
     referral = domain.create_referral(
         session, at.astimezone(timezone.utc), staff(SAFI), keyring(), beneficiary_id="b-1", to_association=MARRAKECH,
         service_category="legal_orientation", reason="Needs a lawyer", urgency=urgency, share=SHARE,
-        to_integration=to_integration)
+        to_integration=to_integration, to_encryption_key=sealing.public_key_b64(sealing.generate_private_key()))
     session.commit()
     return referral
 

@@ -6,14 +6,14 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from sqlalchemy import select
 
-from tansiq import contracts
+from tansiq import contracts, sealing
 from tansiq.envelope import parse
 from tansiq.errors import DomainError, Forbidden, NotFound
 from tansiq.messaging.store import OutboxMessage
 
 from services.referrals import domain
 from services.referrals.models import Referral
-from services.referrals.testing import keyring, sqlite_session, staff
+from fixtures.referrals import keyring, sqlite_session, staff
 
 NOW = datetime(2026, 12, 1, 9, 0, tzinfo=timezone.utc)  # a Tuesday
 SAFI, MARRAKECH, AGADIR = "amal-safi", "wafae-marrakech", "nour-agadir"
@@ -22,6 +22,7 @@ CONSENTED = {"consent_id": "c-19", "shared": PII, "override": False}
 SENDER = staff(SAFI)
 RECIPIENT = staff(MARRAKECH)
 KEYS = keyring()
+PARTNER_KEY = sealing.generate_private_key()  # a queue partner's own encryption key
 
 # The lifecycle as the issue states it, written out independently of domain.STEPS.
 VALID = {
@@ -47,6 +48,8 @@ def session(tmp_path):
 
 
 def create(session, to=MARRAKECH, share=CONSENTED, to_integration="tansiq", actor=SENDER, **kwargs):
+    if to_integration == "queue":
+        kwargs.setdefault("to_encryption_key", sealing.public_key_b64(PARTNER_KEY))
     return domain.create_referral(
         session, NOW, actor, KEYS, beneficiary_id="b-7c2e", to_association=to, service_category="legal_orientation",
         reason="Needs a lawyer", urgency=kwargs.pop("urgency", "normal"), share=share,
@@ -78,7 +81,8 @@ def test_full_lifecycle_writes_history_and_one_event_per_transition(session):
     session.commit()
 
     stored = session.get(Referral, referral.id)
-    assert stored.state == "completed" and stored.outcome == "Legal aid granted"
+    assert stored.state == "completed" and stored.outcome is None  # the outcome is sealed
+    assert domain.view(stored, SENDER, NOW, KEYS)["outcome"] == "Legal aid granted"
     assert [(h.action, h.from_state, h.to_state) for h in stored.history] == [
         ("send", None, "sent"), ("acknowledge", "sent", "received"), ("accept", "received", "accepted"),
         ("start", "accepted", "in_progress"), ("complete", "in_progress", "completed")]
@@ -143,7 +147,14 @@ def test_decline_needs_a_reason_then_reroute_in_one_step(session):
         domain.transition(session, NOW, RECIPIENT, referral.id, "decline", reason="  ")
     assert refused.value.code == "reason_required"
     domain.transition(session, NOW, RECIPIENT, referral.id, "decline", reason="no_capacity", note="Full until January")
-    assert referral.decline_reason == "no_capacity"
+    seen_by_sender = domain.view(referral, SENDER, NOW, KEYS)
+    assert seen_by_sender["decline_reason"] == "no_capacity"
+    assert seen_by_sender["history"][-1]["note"] == "Full until January"
+    # Declining ended the recipient's copy of what it was sent; its own words it still reads.
+    seen_by_recipient = domain.view(referral, RECIPIENT, NOW, KEYS)
+    assert (seen_by_recipient["shared"], seen_by_recipient["reason"], seen_by_recipient["decline_reason"]) == (
+        {}, "", "no_capacity")
+    assert seen_by_recipient["history"][-1]["note"] == "Full until January"
 
     with pytest.raises(DomainError) as same:
         domain.reroute(session, NOW, SENDER, KEYS, referral.id, to_association=MARRAKECH, share=CONSENTED)
@@ -222,19 +233,28 @@ def test_no_personal_field_leaves_in_events_for_a_tansiq_recipient(session):
     assert not any(value in repr(sender_view) for value in PII.values())
 
 
-def test_a_queue_partner_recipient_gets_the_chosen_fields_on_its_own_queue_only(session):
+def test_a_queue_partner_recipient_gets_the_chosen_fields_sealed_on_its_own_queue_only(session):
     referral = create(session, to_integration="queue")
     act(session, referral, "withdraw")
     messages = outbox(session)
-    with_values = [m for m in messages if any(value in m.body for value in PII.values())]
-    assert [(m.exchange, m.routing_key) for m in with_values] == [
-        ("partners.outbound", f"{MARRAKECH}.ma.tansiq.referral.sent.v1")]
-    partner_copy = contracts.validate(parse(with_values[0].body)).data
-    assert (partner_copy["shared"], partner_copy["reason"]) == (PII, "Needs a lawyer")
+    assert not [m for m in messages if any(value in m.body for value in (*PII.values(), "Needs a lawyer"))]
+    partner_copy = contracts.validate(parse(next(m.body for m in messages if m.exchange == "partners.outbound"))).data
+    assert (partner_copy["shared"], partner_copy["reason"]) == ({}, "")
+    context = f"referral:{referral.id}:"
+    opened = {field: sealing.open_sealed(value, MARRAKECH, PARTNER_KEY, context + field)
+              for field, value in partner_copy["sealed"].items()}
+    assert opened == {"shared": PII, "reason": "Needs a lawyer"}
     assert [m.routing_key for m in messages if m.exchange == "partners.outbound"] == [
         f"{MARRAKECH}.ma.tansiq.referral.sent.v1", f"{MARRAKECH}.ma.tansiq.referral.withdrawn.v1"]
     # The partner keeps its copy; we keep only the names.
-    assert referral.shared_key is None and domain.shared_values(KEYS, referral) == {}
+    assert "shared" not in referral.sealed and domain.shared_values(KEYS, referral) == {}
+
+
+def test_a_queue_partner_without_an_encryption_key_gets_nothing(session):
+    with pytest.raises(DomainError) as refused:
+        create(session, to_integration="queue", to_encryption_key=None)
+    assert refused.value.code == "no_encryption_key"
+    assert session.scalars(select(Referral)).all() == [] and outbox(session) == []
 
 
 def test_partner_updates_apply_once_and_our_own_echo_is_ignored(session):
@@ -277,13 +297,28 @@ def test_a_referral_from_a_partner_system_is_received_once(session):
     assert outbox(session)[-1].routing_key == "hayat-rabat.ma.tansiq.referral.acknowledged.v1"
 
 
+def test_a_partner_may_seal_what_it_sends_and_we_store_it_as_it_came(session):
+    from tansiq.partner import PartnerClient
+
+    recipient_key = domain.hosted_public_key(session, KEYS, MARRAKECH, NOW)  # `tansiq keys public` prints it
+    sealed = {"shared": PartnerClient.seal("p-90", "shared", PII, {MARRAKECH: recipient_key}),
+              "reason": PartnerClient.seal("p-90", "reason", "Unsafe at home", {MARRAKECH: recipient_key})}
+    data = contracts.validate(contracts.make("ma.tansiq.referral.sent.v1", "hayat-rabat", {
+        "referral_id": "p-90", "from_association": "hayat-rabat", "to_association": MARRAKECH,
+        "service_category": "shelter", "urgency": "urgent", "shared_fields": sorted(PII), "sealed": sealed})).data
+    referral = domain.receive_partner_referral(session, NOW, KEYS, "hayat-rabat", data)
+    seen = domain.view(referral, RECIPIENT, NOW, KEYS)
+    assert (seen["shared"], seen["reason"], seen["shared_fields"]) == (PII, "Unsafe at home", sorted(PII))
+    assert referral.sealed == sealed
+
+
 def test_consent_revocation_erases_shared_values_and_tells_the_recipient(session):
     first, second = create(session), create(session, to=AGADIR, to_integration="queue")
     other = create(session, share={"consent_id": "c-20", "shared": PII, "override": False})
     erased = domain.erase_shared_for_consent(session, NOW + timedelta(hours=1), "c-19")
     session.commit()
     assert {r.id for r in erased} == {first.id, second.id}
-    assert first.shared_key is None and first.shared_ciphertext is None
+    assert "shared" not in first.sealed and MARRAKECH not in sealing.readers_of(first.sealed["reason"])
     assert first.shared_erased_at == NOW + timedelta(hours=1)
     assert first.history[-1].action == "erase_shared" and first.state == "sent"
     assert domain.view(first, RECIPIENT, NOW, KEYS)["shared"] == {}
@@ -308,11 +343,12 @@ def test_lists_overdue_first(session):
     assert domain.list_referrals(session, later, SAFI, "received") == []
 
 
-def test_received_values_are_encrypted_at_rest_under_the_referral_key(session):
-    referral = create(session)
+def test_received_values_and_words_are_sealed_at_rest(session):
+    referral = create(session, note="She asked for a woman lawyer")
     session.commit()
-    raw = session.connection().exec_driver_sql("SELECT * FROM referrals").fetchall()
-    assert raw and not any(value.encode() in repr(raw).encode() for value in PII.values())
+    raw = repr([session.connection().exec_driver_sql(f"SELECT * FROM {table}").fetchall()
+                for table in ("referrals", "referral_history")]).encode()
+    assert not any(value.encode() in raw for value in (*PII.values(), "Needs a lawyer", "woman lawyer"))
     assert domain.shared_values(KEYS, referral) == PII
     with pytest.raises(Exception):  # another master key reads nothing
         domain.shared_values(keyring(), referral)

@@ -6,13 +6,13 @@ import pytest
 from nameko.testing.services import worker_factory
 from sqlalchemy import select
 
-from tansiq import contracts
+from tansiq import contracts, sealing
 from tansiq.db import Sessions
 from tansiq.errors import DomainError, Forbidden, InvalidActor
 from tansiq.messaging.store import OutboxMessage
 
 from services.referrals.service import ReferralsService
-from services.referrals.testing import keyring, sqlite_session
+from fixtures.referrals import keyring, sqlite_session
 
 from actors import signed, verifier  # tests/actors.py
 
@@ -22,11 +22,15 @@ RECIPIENT = signed({"id": "s-9", "association": MARRAKECH, "roles": ["case_worke
 PII = {"first_name": "Khadija", "phone": "+212600000042"}
 
 
+RABAT_KEY = sealing.generate_private_key()  # the partner's own; it publishes the public half
+
+
 class FakeDirectory:
     integration = {SAFI: "tansiq", MARRAKECH: "tansiq", AGADIR: "tansiq", RABAT: "queue"}
+    published = {RABAT: sealing.public_key_b64(RABAT_KEY)}
 
     def get_association(self, slug):
-        return {"slug": slug, "integration": self.integration[slug]}
+        return {"slug": slug, "integration": self.integration[slug], "encryption_key": self.published.get(slug)}
 
     def find_services(self, category, city=None):
         return [{"association": slug, "category": category, "status": "active"} for slug in self.integration]
@@ -38,12 +42,16 @@ class FakeIntake:
     def __init__(self):
         self.calls = []
 
-    def prepare_referral_share(self, beneficiary_id, recipient, category, fields, actor, override_reason=None):
+    def prepare_referral_share(self, beneficiary_id, recipient, category, fields, actor, override_reason=None,
+                               seal_for=None):
         verifier("intake").actor(actor)  # referrals forwards the case worker's own assertion
         self.calls.append((beneficiary_id, recipient, tuple(fields)))
         if beneficiary_id != "b-1" or recipient not in (MARRAKECH, AGADIR, RABAT):
             raise Forbidden("no consent covers this recipient and purpose", code="no_consent")
-        return {"consent_id": "c-19", "shared": {f: PII[f] for f in fields}, "override": False}
+        # As intake does: the values leave sealed to the recipient's key, for this referral only.
+        assert seal_for["reader"] == recipient
+        sealed = sealing.seal({f: PII[f] for f in fields}, {recipient: seal_for["key"]}, seal_for["context"])
+        return {"consent_id": "c-19", "fields": list(fields), "sealed_shared": sealed, "override": False}
 
 
 @pytest.fixture
@@ -137,3 +145,35 @@ def test_a_partner_referral_arrives_and_revocation_erases_it(service):
         contracts.make("ma.tansiq.referral.sent.v1", AGADIR, {**sent.data, "referral_id": "p-78"}))
     service.on_referral_sent(forged)
     assert json.loads(outbox(service)[-1].body)["data"]["reason"] == "not_allowed"
+
+
+def test_the_shared_values_arrive_sealed_by_intake_and_only_the_recipient_opens_them(service):
+    sent = create(service)
+    assert service.transition(sent["id"], "acknowledge", {}, RECIPIENT)["shared"] == PII
+    raw = repr(service.session.connection().exec_driver_sql("SELECT * FROM referrals").fetchall())
+    assert not [value for value in (*PII.values(), "Needs a lawyer") if value in raw]
+    # To a partner: sealed to the key it published ...
+    create(service, to=RABAT)
+    envelope = json.loads(next(m.body for m in outbox(service) if m.exchange == "partners.outbound"))
+    context = f"referral:{envelope['data']['referral_id']}:shared"
+    assert sealing.open_sealed(envelope["data"]["sealed"]["shared"], RABAT, RABAT_KEY, context) == PII
+    # ... and without one, refused before intake is even asked.
+    asked = len(service.intake.calls)
+    published, FakeDirectory.published = FakeDirectory.published, {}
+    try:
+        with pytest.raises(DomainError) as refused:
+            create(service, to=RABAT)
+    finally:
+        FakeDirectory.published = published
+    assert refused.value.code == "no_encryption_key" and len(service.intake.calls) == asked
+
+
+def test_an_erased_beneficiary_leaves_nothing_in_any_referral_override_included(service):
+    sent = create(service)
+    erased = contracts.validate(contracts.make("ma.tansiq.beneficiary.erased.v1", "intake", {
+        "beneficiary_id": "b-1", "association": SAFI, "erased_at": "2026-11-29T10:00:00+00:00"}))
+    service.on_beneficiary_erased(erased)
+    service.on_beneficiary_erased(erased)  # redelivered: nothing more
+    seen = service.get_referral(sent["id"], RECIPIENT)
+    assert (seen["shared"], seen["reason"]) == ({}, "")
+    assert [h["action"] for h in seen["history"]].count("erase_shared") == 1

@@ -1,0 +1,74 @@
+"""The audit trail as a hash chain: each entry carries the hash of the one before it.
+
+An entry's hash covers the previous hash and every column, with the detail by its own digest, so
+erasure can blank a detail (her words may be in it) and the chain still verifies. A single head
+row, locked on each append, holds the last hash and the count: appends are serialised, and
+removing the last entries is detected too. verify() finds an entry changed, removed or reordered.
+"""
+
+import hashlib
+import json
+from datetime import timezone
+
+from sqlalchemy import select
+
+from services.intake.models import AuditEntry, AuditHead
+
+GENESIS = "0" * 64
+HEAD_ID = 1
+
+
+def append(session, entry):
+    """Add `entry` (an AuditEntry not yet added) at the end of the chain."""
+    head = session.get(AuditHead, HEAD_ID, with_for_update=True)
+    if head is None:
+        head = AuditHead(id=HEAD_ID, hash=GENESIS, entries=0)
+        session.add(head)
+    entry.detail_hash = digest(entry.detail or "")
+    entry.prev_hash = head.hash
+    entry.hash = entry_hash(entry)
+    session.add(entry)
+    head.hash, head.entries = entry.hash, head.entries + 1
+    return entry
+
+
+def digest(text):
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def entry_hash(entry):
+    at = entry.at if entry.at.tzinfo else entry.at.replace(tzinfo=timezone.utc)
+    body = [entry.prev_hash, entry.beneficiary_id, entry.staff_id, entry.association, entry.action,
+            list(entry.fields or ()), entry.detail_hash, at.astimezone(timezone.utc).isoformat()]
+    return digest(json.dumps(body, ensure_ascii=False, separators=(",", ":")))
+
+
+def verify(session):
+    """[problems] with the chain, in order; [] when every entry is where and what it was."""
+    problems, previous, count, erased = [], GENESIS, 0, set()
+    entries = session.scalars(select(AuditEntry).order_by(AuditEntry.id)).all()
+    for entry in entries:
+        count += 1
+        if entry.prev_hash != previous:
+            problems.append(f"entry {entry.id}: does not follow the entry before it (removed or reordered)")
+        if entry_hash(entry) != entry.hash:
+            problems.append(f"entry {entry.id}: changed after it was written")
+        if entry.detail and digest(entry.detail) != entry.detail_hash:
+            problems.append(f"entry {entry.id}: detail changed after it was written")
+        if entry.action == "erase":
+            erased.add(entry.beneficiary_id)
+        previous = entry.hash
+    for entry in entries:
+        # Only erasure may blank a detail, and an erasure is itself in the chain.
+        if not entry.detail and entry.detail_hash != digest("") and entry.beneficiary_id not in erased:
+            problems.append(f"entry {entry.id}: detail removed without an erasure")
+    head = session.get(AuditHead, HEAD_ID)
+    if head is not None and (head.hash != previous or head.entries != count):
+        problems.append(f"the chain ends at entry {count}, its head says {head.entries}: entries removed at the end")
+    return problems
+
+
+def erase_details(session, beneficiary_id):
+    """Her entries keep who, what and when; the free-form details go (their digests stay in the chain)."""
+    for entry in session.scalars(select(AuditEntry).where(AuditEntry.beneficiary_id == beneficiary_id)):
+        entry.detail = ""

@@ -1,0 +1,108 @@
+"""Operator commands behind `tansiq audit verify`, `tansiq export` and `tansiq keys rotate`.
+
+They work on the services' databases directly (config from deploy/config, like `tansiq migrate`),
+so they also work when the services are stopped, which key rotation requires.
+"""
+
+import os
+from contextlib import contextmanager
+from datetime import datetime, timezone
+
+from tansiq import config
+from tansiq.crypto import KeyRing, master_key_path, new_master_key_file
+from tansiq.db import make_engine, session_scope
+
+# The services holding data keys under a master key, and how each rewraps them.
+KEYED_SERVICES = ("intake", "referrals")
+
+
+@contextmanager
+def unit_of_work(service):
+    engine = make_engine(config.load(service)["DB_URI"])
+    try:
+        with session_scope(engine) as session:
+            yield session
+    finally:
+        engine.dispose()
+
+
+def keyring(service):
+    return KeyRing.from_file(master_key_path(service, config.load(service)))
+
+
+def verify_audit():
+    """[problems] in intake's audit chain; [] when it is intact. Also returns how many entries were checked."""
+    from sqlalchemy import func, select
+
+    from services.intake import audit
+    from services.intake.models import AuditEntry
+
+    with unit_of_work("intake") as session:
+        return audit.verify(session), session.scalar(select(func.count()).select_from(AuditEntry))
+
+
+def export_person(beneficiary_id, by, now=None):
+    """Everything held about one beneficiary (her right of access, law 09-08): her intake record,
+    consents, disclosures, audit trail, and the referrals made about her as her association sees them.
+    `by` names who asked (written to her audit trail)."""
+    from services.intake import domain as intake
+    from services.intake.models import Beneficiary
+    from services.referrals import domain as referrals
+    from tansiq.contracts.actor import ADMIN, Actor
+    from tansiq.errors import NotFound
+
+    now = now or datetime.now(timezone.utc)
+    with unit_of_work("intake") as session:
+        beneficiary = session.get(Beneficiary, beneficiary_id)
+        if beneficiary is None:
+            raise NotFound(f"beneficiary {beneficiary_id} not found")
+        association = beneficiary.association
+        # The operator acts as an admin of her association (the role matrix's `cases.export`).
+        operator = Actor(association=association, id=by, roles=frozenset({ADMIN}))
+        record = intake.export_beneficiary(session, keyring("intake"), beneficiary_id, operator, now)
+    with unit_of_work("referrals") as session:
+        record["referrals"] = referrals.about_beneficiary(session, now, keyring("referrals"), beneficiary_id,
+                                                          association)
+    return record
+
+
+def hosted_public_key(association, now=None):
+    """The public encryption key of an association hosted here (made on first use), for partners that
+    seal what they send it: an operator hands it to them with their credentials."""
+    from services.referrals import domain as referrals
+
+    with unit_of_work("referrals") as session:
+        return referrals.hosted_public_key(session, keyring("referrals"), association,
+                                           now or datetime.now(timezone.utc))
+
+
+def rotate_master_keys(services=KEYED_SERVICES, now=None):
+    """Rewrap every data key of each service under a new master key; the old key file is retired.
+
+    Stop the services first: they hold the master key in memory. Returns {service: (records, retired path)}.
+    """
+    from services.intake import domain as intake
+    from services.referrals import domain as referrals
+
+    rekey = {"intake": intake.rekey, "referrals": referrals.rekey}
+    stamp = (now or datetime.now(timezone.utc)).strftime("%Y%m%dT%H%M%SZ")
+    done = {}
+    for service in services:
+        path = master_key_path(service, config.load(service))
+        old = KeyRing.from_file(path)
+        pending = path.with_name(path.name + ".new")
+        if pending.exists():
+            raise RuntimeError(f"{pending} exists: an earlier rotation was interrupted; check which key "
+                               f"the database uses before removing it")
+        new = KeyRing(new_master_key_file(pending))
+        try:
+            with unit_of_work(service) as session:
+                count = rekey[service](session, old, new)
+        except BaseException:
+            pending.unlink()  # nothing was committed: the old key stays the one in use
+            raise
+        retired = path.with_name(f"{path.name}.retired-{stamp}")
+        os.replace(path, retired)
+        os.replace(pending, path)
+        done[service] = (count, retired)
+    return done
