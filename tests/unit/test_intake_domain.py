@@ -213,6 +213,26 @@ def test_erasure_makes_data_unreadable(engine, intake, keyring):
         assert secret not in all_rows_text(engine)
 
 
+# --- her right of access ---------------------------------------------------------------------------
+
+
+def test_export_needs_the_export_permission_of_her_own_association(engine, intake, keyring):
+    """cases.export (admins): a case worker, a coordinator and another association's admin are refused,
+    each refusal in the role's terms; her association's admin gets everything, decrypted, and it is audited."""
+    beneficiary = register(intake, keyring)["id"]
+    consent(intake, beneficiary, recipient_association="wafae-marrakech")
+    for who, reason in ((SAFI_WORKER, "role_required"), (SAFI_COORD, "role_required"),
+                        (OTHER_WORKER, "other_association")):
+        with pytest.raises(Forbidden) as refused:
+            intake(domain.export_beneficiary, keyring, beneficiary, who, NOW)
+        assert domain.refusal_reason(refused.value) == reason
+    exported = intake(domain.export_beneficiary, keyring, beneficiary, SAFI_ADMIN, NOW)
+    assert (exported["first_name"], exported["phone"]) == ("Khadija", "0612345678")
+    assert [c["recipient_association"] for c in exported["consents"]] == ["wafae-marrakech"]
+    assert exported["audit_trail"][-1]["action"] == "export" and exported["audit_trail"][-1]["staff_id"] == "s-3"
+    json.dumps(exported)
+
+
 # --- consent and sharing ---------------------------------------------------------------------------
 
 

@@ -100,6 +100,21 @@ def test_refused_attempts_are_audited(service):
         ("share", "s-9", "refused: other_association"), ("erase", "s-1", "refused: role_required")]
 
 
+def test_export_rpc_takes_an_admin_assertion_only(service):
+    """intake.export_beneficiary: her right of access, for her association's admin (cases.export), audited;
+    a case worker is refused (and the refusal audited), an unsigned dict is not believed."""
+    beneficiary = service.register_beneficiary({"first_name": "Khadija"}, signed(STAFF))["id"]
+    with pytest.raises(InvalidActor):
+        service.export_beneficiary(beneficiary, ADMIN)
+    with pytest.raises(Forbidden):
+        service.export_beneficiary(beneficiary, signed(STAFF))
+    exported = service.export_beneficiary(beneficiary, signed(ADMIN))
+    assert json.loads(json.dumps(exported))["first_name"] == "Khadija"
+    trail = [(e["action"], e["staff_id"], e["detail"]) for e in exported["audit_trail"]]
+    assert ("export", "s-1", "refused: role_required") in trail
+    assert trail[-1] == ("export", "s-2", "")
+
+
 def test_share_under_category_consent_asks_the_directory(service):
     beneficiary = service.register_beneficiary({"first_name": "Khadija", "phone": "0612345678"}, signed(STAFF))["id"]
     service.record_consent(beneficiary, {"purpose": "legal_orientation", "fields": ["first_name"],
