@@ -1,5 +1,6 @@
 # Tansiq: `make run` brings the whole network up on this machine, `make test` runs every test.
-# Works as root on a fresh Debian/Ubuntu; see scripts/ for what each step does.
+# Works as root (or with sudo) on a fresh Debian/Ubuntu with make, git, curl, python3 and python3-venv;
+# see scripts/ for what each step does.
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
@@ -7,19 +8,20 @@ VENV     := .venv
 PYTHON   := $(VENV)/bin/python
 TANSIQ   := $(VENV)/bin/tansiq
 STAMP    := $(VENV)/.installed
-WEB_URL  ?= http://127.0.0.1:8000
 PYTEST_ARGS ?=
 # A broker started by docker compose leaves its AMQP_URI in var/broker.env (scripts/ensure-broker.sh).
 BROKER_ENV := set -a; if [ -f var/broker.env ]; then . ./var/broker.env; fi; set +a;
 
-.PHONY: help install broker postgres browser run test bench deploy-env clean
+.PHONY: help install broker postgres browser run test lint bench faults deploy-env clean
 
 help:
 	@echo "make run      install, start the broker, migrate, seed the demo once, start everything"
-	@echo "make test     install, start broker + PostgreSQL (+ Chromium), run the whole test suite"
+	@echo "make test     install, make sure of broker, PostgreSQL, Chromium (apt when missing), run every test"
 	@echo "make install  create $(VENV) and install Tansiq with its test dependencies"
+	@echo "make lint     ruff check (rules in pyproject.toml; ruff check --fix repairs the fixable ones)"
 	@echo "make broker | postgres | browser   make sure that one is available"
 	@echo "make bench    run the benchmarks (writes docs/benchmarks.md)"
+	@echo "make faults   kill services, reset the broker and the database under load, then reconcile (writes docs/reliability.md)"
 	@echo "make deploy-env   deploy/.env and var/secrets/ for docker compose"
 	@echo "make clean    remove the virtualenv and build debris (keeps var/ data)"
 
@@ -50,13 +52,16 @@ browser:
 run: install broker
 	@$(BROKER_ENV) $(TANSIQ) migrate
 	@$(BROKER_ENV) $(TANSIQ) demo --if-empty
-	@echo
-	@echo "==> Tansiq starts now: open $(WEB_URL)   (Ctrl-C stops everything)"
-	@echo
+	@# The address the gateway will serve, read from its configuration (honours TANSIQ_WEB_ADDRESS).
+	@address="$$($(PYTHON) -c 'from tansiq import config; print(config.load("gateway")["WEB_SERVER_ADDRESS"])')"; \
+	printf '\n==> Tansiq starts now: open http://%s/   (Ctrl-C stops everything)\n\n' "$${address/#0.0.0.0:/127.0.0.1:}"
 	@$(BROKER_ENV) exec $(TANSIQ) up
 
 test: install broker postgres browser
 	@$(BROKER_ENV) $(VENV)/bin/pytest -ra $(PYTEST_ARGS)
+
+lint: install
+	@$(VENV)/bin/ruff check .
 
 bench: install broker
 	@$(BROKER_ENV) $(TANSIQ) bench
@@ -67,3 +72,8 @@ deploy-env:
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache test-results
 	find . -path ./.git -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
+
+# Partner referrals and events through the real broker while services are SIGKILLed, broker
+# connections closed and database sessions terminated; writes the figures to docs/reliability.md.
+faults: install broker postgres
+	@$(BROKER_ENV) TANSIQ_FAULTS=full $(VENV)/bin/pytest -q -s -p no:cacheprovider tests/integration/test_faults.py

@@ -1,21 +1,48 @@
 #!/usr/bin/env bash
-# Make sure the OS Chromium is there for the browser tests (Playwright drives it).
-# Installs it with apt when missing and possible; otherwise those tests are skipped,
-# unless TANSIQ_REQUIRE_BROWSER=1, as in CI.
+# Make sure the browser tests can run: the OS Chromium (Playwright drives it) and libatomic1,
+# which Playwright's bundled node needs and which neither a minimal Debian nor the chromium
+# package brings (without it every browser test fails with "Connection closed while reading
+# from the driver"). Installs what is missing with apt when possible; otherwise those tests
+# are skipped, unless TANSIQ_REQUIRE_BROWSER=1, as in CI.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
-for name in chromium chromium-browser; do
-    if have "$name"; then
-        say "browser: $(command -v "$name")"
-        exit 0
+PYTHON="$ROOT/.venv/bin/python"
+
+missing() {
+    if [ "${TANSIQ_REQUIRE_BROWSER:-0}" = 1 ]; then
+        die "$1 (TANSIQ_REQUIRE_BROWSER=1): $2"
     fi
-done
-if apt_install chromium && have chromium; then
-    say "browser: $(command -v chromium)"
+    warn "$1 ($2): the browser tests will be skipped or fail"
     exit 0
+}
+
+# The path tests/browser/conftest.py drives.
+CHROMIUM=/usr/bin/chromium
+
+have_libatomic() { ldconfig -p 2>/dev/null | grep -q 'libatomic\.so\.1 '; }
+
+packages=()
+[ -x "$CHROMIUM" ] || packages+=(chromium)
+have_libatomic || packages+=(libatomic1)
+if [ ${#packages[@]} -gt 0 ]; then
+    apt_install "${packages[@]}" || true
 fi
-if [ "${TANSIQ_REQUIRE_BROWSER:-0}" = 1 ]; then
-    die "Chromium is missing (TANSIQ_REQUIRE_BROWSER=1): apt-get install -y chromium"
+
+if [ ! -x "$CHROMIUM" ]; then
+    # Ubuntu ships Chromium as a snap, started through a wrapper at another path.
+    missing "$CHROMIUM is missing" "apt-get install -y chromium; on Ubuntu, where Chromium is a snap, the browser tests cannot use it yet"
 fi
-warn "Chromium is missing (apt-get install -y chromium): the browser tests will be skipped"
+have_libatomic || missing "libatomic.so.1 is missing (Playwright's node needs it)" "apt-get install -y libatomic1"
+
+# Playwright's driver is a node program: start it once so a missing library shows here, in
+# plain words, instead of as a closed connection in every browser test.
+if [ -x "$PYTHON" ] && "$PYTHON" -c "import playwright" 2>/dev/null; then
+    if ! output="$("$PYTHON" -m playwright --version 2>&1)"; then
+        printf '%s\n' "$output" >&2
+        missing "Playwright's driver does not start" "see the error above"
+    fi
+    say "browser: $CHROMIUM, driven by $output"
+else
+    say "browser: $CHROMIUM"
+fi

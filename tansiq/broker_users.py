@@ -10,6 +10,10 @@ So a client holding, say, the notifications user cannot call `intake.get_benefic
 without a user of the network cannot connect. Who calls whom is read from the services' RpcProxy
 declarations, so this stays true as code changes.
 
+Services declare the whole topology at start when they may (tansiq.messaging.broker.declare_network); with
+these users each declares its own queues and skips the others', so the operator loads the topology first
+(`tansiq topology export` → definitions import, or scripts/ensure-broker.sh), as deploy/README.md says.
+
 Limits worth knowing: declaring an exchange with an alternate exchange needs read on it, so a service user
 could bind one of its own queues to partners.outbound (what goes there is meant for partners, sealed by the
 sender); the default exchange (RPC replies go through the RPC exchange, but delayed retries and

@@ -18,7 +18,14 @@ ENV_PATTERN = re.compile(r"\$\{([A-Z0-9_]+)(?::([^${}]*))?\}")
 
 
 def var_dir():
+    """Where the embedded databases live (TANSIQ_VAR, default var/)."""
     return Path(os.environ.get("TANSIQ_VAR", ROOT / "var"))
+
+
+def keys_dir():
+    """Where master and secret keys live (TANSIQ_KEYS_DIR, default var/keys/): apart from the databases,
+    so a copy of the data folder is not also a copy of its keys."""
+    return Path(os.environ.get("TANSIQ_KEYS_DIR", var_dir() / "keys"))
 
 
 def _substitute(text, environ):
@@ -28,6 +35,8 @@ def _substitute(text, environ):
             return environ[name]
         if name == "TANSIQ_VAR":
             return str(var_dir())
+        if name == "TANSIQ_KEYS_DIR":
+            return str(keys_dir())
         if default is None:
             raise KeyError(f"configuration needs the environment variable {name}")
         return default

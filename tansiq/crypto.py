@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from nameko.extensions import DependencyProvider
 
-from tansiq.config import var_dir
+from tansiq.config import keys_dir, var_dir
 
 KEY_BYTES = 32
 NONCE_BYTES = 12
@@ -43,7 +43,7 @@ def load_master_key(path):
     """The master key from `path` (base64 of 32 bytes); created with 0600 permissions if absent."""
     path = Path(path)
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         key = base64.b64encode(os.urandom(KEY_BYTES))
         try:
             # O_EXCL: two processes starting together must not each write their own key.
@@ -57,6 +57,16 @@ def load_master_key(path):
     if len(key) != KEY_BYTES:
         raise ValueError(f"{path}: the master key must be {KEY_BYTES} bytes (base64)")
     return key
+
+
+def adopt_key_from_data_folder(path):
+    """Keys used to sit beside the databases in var/; move one there into its folder under var/keys/
+    rather than create a new key (which would make every record unreadable)."""
+    path = Path(path)
+    old = var_dir() / path.name
+    if not path.exists() and old.exists() and path.parent.resolve() == keys_dir().resolve():
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.replace(old, path)
 
 
 def _seal(key, plaintext, aad):
@@ -145,8 +155,8 @@ def new_master_key_file(path):
 
 
 def master_key_path(service, config=None):
-    """Where `service` keeps its master key: DATA_KEY_FILE in its config, else var/<service>-master.key."""
-    return Path((config or {}).get("DATA_KEY_FILE") or var_dir() / f"{service}-master.key")
+    """Where `service` keeps its master key: DATA_KEY_FILE in its config, else var/keys/<service>-master.key."""
+    return Path((config or {}).get("DATA_KEY_FILE") or keys_dir() / f"{service}-master.key")
 
 
 class MasterKey(DependencyProvider):
@@ -154,7 +164,9 @@ class MasterKey(DependencyProvider):
     (DATA_KEY_FILE; created with 0600 permissions on first start when absent)."""
 
     def setup(self):
-        self.keyring = KeyRing.from_file(master_key_path(self.container.service_name, self.container.config))
+        path = master_key_path(self.container.service_name, self.container.config)
+        adopt_key_from_data_folder(path)
+        self.keyring = KeyRing.from_file(path)
 
     def get_dependency(self, worker_ctx):
         return self.keyring

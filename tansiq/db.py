@@ -86,11 +86,28 @@ def make_green_if_needed():
         patch_psycopg()
 
 
+PRIVATE_FILE = 0o600
+PRIVATE_DIR = 0o700
+
+
+def make_private(path):
+    """Create the SQLite file readable by its owner only (0600), or tighten an existing one.
+
+    SQLite gives its -wal and -shm files the database file's mode, so they follow.
+    """
+    path = Path(path)
+    path.parent.mkdir(mode=PRIVATE_DIR, parents=True, exist_ok=True)
+    path.touch(mode=PRIVATE_FILE, exist_ok=True)
+    for each in (path, Path(f"{path}-wal"), Path(f"{path}-shm"), Path(f"{path}-journal")):
+        if each.exists() and each.stat().st_mode & 0o777 != PRIVATE_FILE:
+            each.chmod(PRIVATE_FILE)
+
+
 def make_engine(url, **kwargs):
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
-        if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        if parsed.database and parsed.database != ":memory:" and not parsed.database.startswith("file:"):
+            make_private(parsed.database)
         engine = create_engine(url, connect_args={"timeout": 30}, **kwargs)
         # SQLite waits for a lock inside C, which freezes the whole eventlet hub: a worker holding a
         # write lock while it awaits an RPC reply would then never get it. One unit of work at a

@@ -32,6 +32,9 @@ REASON_CODES = {
     "not_allowed": "the sender may not do this to this resource",
     "invalid_transition": "the change is not allowed in the current state",
     "handler_failed": "processing failed repeatedly; kept in the dead-letter queue",
+    "duplicate_id": "this id was already used for a different message or resource",
+    "invalid_rrule": "the recurrence rule is refused (unreadable, unbounded or too costly)",
+    "unreadable": "the message could not be read or checked (kept for inspection)",
 }
 
 

@@ -10,7 +10,8 @@ from tansiq import config as tansiq_config
 from tansiq.broker_admin import BrokerAdmin
 from tansiq.messaging import topology
 from tansiq.messaging.broker import ConfirmedPublisher
-from tansiq.messaging.consumer import ATTEMPTS_HEADER, ERROR_HEADER, QUEUE_HEADER, REASON_HEADER
+from tansiq.messaging.consumer import (ATTEMPTS_HEADER, ERROR_HEADER, KERNEL_HEADER_PREFIX, QUEUE_HEADER,
+                                      REASON_HEADER, ROUTING_KEY_HEADER, SENDER_HEADER)
 
 CONSUMING_SERVICES = ("intake", "referrals", "events", "notifications", "directory")
 
@@ -49,7 +50,7 @@ def known_queues():
     for service in CONSUMING_SERVICES:
         for main in (topology.consumer_queue(service), topology.partner_inbound_queue(service)):
             names += [main, topology.dead_letter_queue(main)]
-    return names
+    return names + [topology.PARTNERS_UNHANDLED, topology.dead_letter_queue(topology.PARTNERS_UNHANDLED)]
 
 
 def main_queue(name):
@@ -77,6 +78,7 @@ def dead_letters(amqp_uri, service, limit=100):
                     "error": headers.get(ERROR_HEADER),
                     "attempts": headers.get(ATTEMPTS_HEADER),
                     "queue": headers.get(QUEUE_HEADER),
+                    "sender": headers.get(SENDER_HEADER),
                     "body": message.body.decode("utf-8", "replace") if isinstance(message.body, bytes)
                     else message.body,
                 })
@@ -103,8 +105,7 @@ def replay(amqp_uri, service, message_id=None):
                 if message_id and message.properties.get("message_id") != message_id:
                     skipped.append(message)
                     continue
-                headers = {key: value for key, value in (message.properties.get("application_headers") or {}).items()
-                           if not key.startswith("x-tansiq-") and key != "x-death"}
+                headers = replay_headers(message.properties)
                 publisher.publish(message.body, "", main_queue(service),
                                   message.properties.get("message_id"), headers=headers,
                                   content_type=message.properties.get("content_type") or "application/json")
@@ -116,6 +117,26 @@ def replay(amqp_uri, service, message_id=None):
             channel.close()
             publisher.close()
     return moved
+
+
+def replay_headers(properties):
+    """Headers for a dead letter sent back: fresh attempts, but a partner message stays the partner's.
+
+    The kernel's record of the sender (and routing key) is kept; a message the broker itself
+    dead-lettered (delivery limit) still carries the AMQP user_id it was published with.
+    """
+    original = properties.get("application_headers") or {}
+    headers = {key: value for key, value in original.items()
+               if not str(key).startswith(KERNEL_HEADER_PREFIX) and key != "x-death"}
+    for key in (SENDER_HEADER, ROUTING_KEY_HEADER):
+        if key in original:
+            headers[key] = original[key]
+    ingress = next((death for death in original.get("x-death") or []
+                    if death.get("exchange") == topology.PARTNERS_INBOUND), None)
+    if properties.get("user_id") and ingress is not None:
+        headers[SENDER_HEADER] = properties["user_id"]
+        headers[ROUTING_KEY_HEADER] = (ingress.get("routing-keys") or [""])[0]
+    return headers
 
 
 def ping_service(amqp_uri, service, timeout=5):
@@ -153,6 +174,9 @@ def status(amqp_uri=None, out=print, check_services=True):
     dead = sum(ready for name, (ready, _) in depths.items() if name.endswith(".dlq"))
     unroutable = depths.get(topology.UNROUTABLE_QUEUE, (0, 0))[0]
     out(f"dead letters {dead}   unroutable {unroutable}")
+    if unroutable:
+        out(f"WARNING     {unroutable} message(s) reached no queue (in {topology.UNROUTABLE_QUEUE}): a type "
+            f"nobody consumes, or a service declared after the publish; inspect them in the management UI")
     if check_services:
         from nameko.standalone.rpc import ClusterRpcProxy
 
@@ -190,7 +214,7 @@ def service_bindings():
 
 def export_definitions(path):
     """RabbitMQ definitions (exchanges, queues, bindings) generated from tansiq.messaging.topology."""
-    definitions = topology.definitions(*service_bindings())
+    definitions = topology.definitions()
     with open(path, "w", encoding="utf-8") as handle:
         json.dump(definitions, handle, indent=2, sort_keys=True)
         handle.write("\n")

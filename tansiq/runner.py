@@ -83,6 +83,10 @@ def run(name, service_path=None):
     eventlet.monkey_patch()
     from nameko.cli.run import run as nameko_run
 
+    from tansiq.messaging import robustness
+
+    robustness.install()  # a reset while acking or replying must not end the container
+
     from tansiq import config as tansiq_config
 
     config = tansiq_config.load(name)

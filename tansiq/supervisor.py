@@ -1,4 +1,8 @@
-"""`tansiq up`: every service as its own process, logs prefixed and coloured, Ctrl-C stops all cleanly."""
+"""`tansiq up`: every service as its own process, logs prefixed and coloured, Ctrl-C stops all cleanly.
+
+A service that dies is started again after a backoff (1 s, 2 s, 4 s ... at most MAX_BACKOFF_SECONDS,
+back to 1 s once it has stayed up STABLE_SECONDS), with one line saying so; the others keep running.
+"""
 
 import os
 import selectors
@@ -11,6 +15,34 @@ from tansiq import config as tansiq_config
 
 COLOURS = ("36", "32", "33", "35", "34", "31", "96", "92")
 STOP_GRACE_SECONDS = 15
+FIRST_BACKOFF_SECONDS = 1.0
+MAX_BACKOFF_SECONDS = 30.0
+STABLE_SECONDS = 60.0
+
+
+class Restarts:
+    """When each dead service may start again: exponential backoff, forgiven after a stable run."""
+
+    def __init__(self, first=FIRST_BACKOFF_SECONDS, limit=MAX_BACKOFF_SECONDS, stable=STABLE_SECONDS):
+        self.first, self.limit, self.stable = first, limit, stable
+        self.delay = {}
+        self.count = {}
+        self.due = {}
+
+    def died(self, name, ran_for, now):
+        """Record a death after `ran_for` seconds of life; returns the delay before the restart."""
+        delay = self.first if ran_for >= self.stable else min(self.delay.get(name, self.first / 2) * 2, self.limit)
+        self.delay[name] = delay
+        self.count[name] = self.count.get(name, 0) + 1
+        self.due[name] = now + delay
+        return delay
+
+    def ready(self, now):
+        """Names whose restart is due now."""
+        due = [name for name, at in self.due.items() if at <= now]
+        for name in due:
+            del self.due[name]
+        return due
 
 
 def _prefix(name, index, width):
@@ -20,16 +52,22 @@ def _prefix(name, index, width):
     return f"{label} | "
 
 
+def _start(name, prefix, selector):
+    proc = subprocess.Popen([sys.executable, "-m", "tansiq.cli", "run", name], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, env=dict(os.environ, PYTHONUNBUFFERED="1"),
+                            start_new_session=True)  # Ctrl-C reaches us only; we stop them in order
+    selector.register(proc.stdout, selectors.EVENT_READ, (name, prefix))
+    return proc
+
+
 def up(services):
     width = max(len(name) for name in services)
-    procs = {}
+    prefixes = {name: _prefix(name, index, width) for index, name in enumerate(services)}
+    procs, started = {}, {}
     selector = selectors.DefaultSelector()
-    for index, name in enumerate(services):
-        proc = subprocess.Popen([sys.executable, "-m", "tansiq.cli", "run", name], stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, env=dict(os.environ, PYTHONUNBUFFERED="1"),
-                                start_new_session=True)  # Ctrl-C reaches us only; we stop them in order
-        procs[name] = proc
-        selector.register(proc.stdout, selectors.EVENT_READ, (name, _prefix(name, index, width)))
+    for name in services:
+        procs[name], started[name] = _start(name, prefixes[name], selector), time.monotonic()
+    restarts = Restarts()
     address = tansiq_config.load("gateway")["WEB_SERVER_ADDRESS"].replace("0.0.0.0", "127.0.0.1")
     if "gateway" in services:
         print(f"Tansiq is starting: open http://{address}/ (Ctrl-C stops every service)", flush=True)
@@ -41,12 +79,17 @@ def up(services):
 
     signal.signal(signal.SIGTERM, stop)
     try:
-        while selector.get_map() and not stopping:
+        while not stopping:
             _relay_output(selector, timeout=0.5)
-            dead = [name for name, proc in procs.items() if proc.poll() is not None]
-            if dead:
-                print(f"service(s) exited: {', '.join(dead)} — stopping the others", flush=True)
-                break
+            now = time.monotonic()
+            for name, proc in procs.items():
+                if proc.poll() is not None and name not in restarts.due:
+                    _relay_output(selector, timeout=0)  # its last words before ours
+                    delay = restarts.died(name, now - started[name], now)
+                    print(f"{name} exited with code {proc.returncode}; restarting it in {delay:g} s "
+                          f"(restart {restarts.count[name]}); the other services keep running", flush=True)
+            for name in restarts.ready(now):
+                procs[name], started[name] = _start(name, prefixes[name], selector), now
     except KeyboardInterrupt:
         stopping = True
     print("stopping …", flush=True)
@@ -70,10 +113,14 @@ def up(services):
 
 
 def _relay_output(selector, timeout):
+    if not selector.get_map():
+        time.sleep(timeout)
+        return
     for key, _ in selector.select(timeout=timeout):
         line = key.fileobj.readline()
         if not line:
             selector.unregister(key.fileobj)
+            key.fileobj.close()
             continue
         sys.stdout.write(key.data[1] + line.decode("utf-8", "replace"))
         sys.stdout.flush()

@@ -110,8 +110,8 @@ class Network:
         self.procs = {}
         self.rpc_names = {}
         # The gateway's actor-signing pair, made here (the configured default paths) so tests can sign too.
-        self.signer = ActorSigner(load_or_create_signing_key(self.var / "actor-signing.key",
-                                                             self.var / "actor-signing.pub"))
+        self.signer = ActorSigner(load_or_create_signing_key(self.var / "keys" / "actor-signing.key",
+                                                             self.var / "keys" / "actor-signing.pub"))
 
     def assertion(self, staff, *audience):
         """What the gateway would sign for `staff` ({id, association, roles}) to call `audience`."""
@@ -207,6 +207,7 @@ class Network:
         session = requests.Session()
         response = session.post(f"{self.web}/api/login", json={"email": email, "password": password}, timeout=30)
         response.raise_for_status()
+        session.headers["X-CSRF-Token"] = response.headers["X-CSRF-Token"]  # changes need it (cookie sessions)
         return session
 
     def connection(self):
@@ -216,6 +217,33 @@ class Network:
         with Connection(self.amqp_uri) as connection:
             _, ready, _ = connection.default_channel.queue_declare(queue, passive=True)
             return ready
+
+
+def add_partner_association(network, slug):
+    """A partner association in the network's directory, under a slug of the test's own: broker users
+    are global to the broker, so a test never provisions or revokes a real (demo) association's user."""
+    from sqlalchemy import select
+
+    from services.directory import domain
+    from services.directory.models import Association
+    from tansiq import config
+    from tansiq.db import make_engine, session_scope
+
+    engine = make_engine(config.load("directory", environ=network.env)["DB_URI"])
+    with session_scope(engine) as session:
+        domain.upsert_association(session, {
+            "slug": slug, "name_ar": "جمعية نور", "name_fr": "Association Nour (partenaire)", "city": "Casablanca",
+            "address": "Maarif, Casablanca", "phone": "+212522000099", "email": "contact@nour.example",
+            "services": [{"name": "Orientation juridique", "category": "legal_orientation", "languages": ["ar", "fr"]},
+                         {"name": "Soutien psychologique", "category": "psychological_support",
+                          "languages": ["ar", "fr"]}]})
+        assert session.scalar(select(Association.slug).where(Association.slug == slug)) == slug
+    engine.dispose()
+
+
+def random_slug(prefix="p"):
+    """A random partner slug: never the name of a real association."""
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
 
 
 def eventually(check, timeout=30, interval=0.2, message="condition not met"):

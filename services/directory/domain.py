@@ -10,6 +10,7 @@ from services.directory.models import Association, OfferedService, Staff
 from tansiq import contracts, sealing
 from tansiq.contracts.fields import CATEGORIES, LANGUAGES, ROLES
 from tansiq.errors import DomainError, NotFound
+from tansiq.envelope import utcnow
 from tansiq.messaging import outbox
 
 SOURCE = "directory"
@@ -83,6 +84,10 @@ def upsert_staff(session, data, password=None):
     if password:
         staff.password_hash = _hasher.hash(password)
     session.flush()
+    if password or not staff.active:  # a new password or a deactivation ends her sessions at once
+        from services.directory.signin import revoke_all  # signin builds on this module
+
+        revoke_all(session, utcnow(), staff.id)
     return staff
 
 

@@ -2,10 +2,11 @@
 
 from nameko.rpc import rpc
 
-from services.directory import domain
+from services.directory import domain, signin
 from services.directory.schemas import AssociationSchema, OfferedServiceSchema, StaffSchema
 from tansiq.db import Database
 from tansiq.errors import DomainError
+from tansiq.envelope import utcnow
 
 associations_out = AssociationSchema()
 services_out = OfferedServiceSchema()
@@ -60,3 +61,40 @@ class DirectoryService:
     def set_encryption_key(self, slug, encryption_key):
         with self.db.session() as session:
             return associations_out.dump(domain.set_encryption_key(session, slug, encryption_key))
+
+    # --- sessions of the web app (the gateway keeps only the cookie; see signin.py) -----------
+
+    @rpc
+    def sign_in(self, email, password, address=""):
+        """{token, csrf_token, staff} or None for wrong credentials; DomainError too_many_attempts when locked."""
+        with self.db.session() as session:
+            opened = signin.sign_in(session, utcnow(), email, password, address)
+            return _session_out(opened) if opened else None
+
+    @rpc
+    def session_staff(self, token):
+        """{staff, csrf_token} of a live session, else None (signed out, timed out, revoked, deactivated)."""
+        with self.db.session() as session:
+            found = signin.current(session, utcnow(), token)
+            return {"staff": staff_out.dump(found[0]), "csrf_token": found[1]} if found else None
+
+    @rpc
+    def sign_out(self, token):
+        with self.db.session() as session:
+            signin.sign_out(session, utcnow(), token)
+
+    @rpc
+    def change_password(self, token, current_password, new_password):
+        """Every session of hers ends; the answer is this browser's new session."""
+        with self.db.session() as session:
+            return _session_out(signin.change_password(session, utcnow(), token, current_password, new_password))
+
+    @rpc
+    def deactivate_staff(self, staff_id):
+        """She can no longer sign in; her open sessions end now."""
+        with self.db.session() as session:
+            return staff_out.dump(signin.deactivate(session, utcnow(), domain.get_staff(session, staff_id)))
+
+
+def _session_out(opened):
+    return {"token": opened["token"], "csrf_token": opened["csrf_token"], "staff": staff_out.dump(opened["staff"])}

@@ -11,14 +11,15 @@ validation happens before anything is added to the session: a refused request
 leaves nothing behind.
 """
 
+import functools
 import uuid
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from dateutil.rrule import rrulestr
 from sqlalchemy import and_, func, or_, select
 
+from services.events import recurrence
 from services.events.models import DEFAULT_TZ, Event, Override, Registration, ReminderSent, Venue
 from tansiq import contracts
 from tansiq.contracts.events import EVENT_KINDS
@@ -107,7 +108,8 @@ class Timing:
             self.tz).replace(tzinfo=None)
 
     def rule(self):
-        return rrulestr(self.rrule, dtstart=self.local_start) if self.rrule else None
+        """The dateutil rule, or None: not recurring, or a stored rule that fails today's checks."""
+        return _stored_rule(self.rrule, self.local_start) if self.rrule else None
 
     def to_utc(self, local):
         naive = local.replace(tzinfo=None)
@@ -135,18 +137,13 @@ class Timing:
         hi = window_end.astimezone(self.tz)
         if self.all_day:
             lo, hi = lo.replace(tzinfo=None), hi.replace(tzinfo=None)
-        found = []
-        for start in rule.xafter(max(lo, self.local_start), inc=True):
-            if start >= hi or len(found) >= MAX_OCCURRENCES:
-                break
-            found.append(start)
-        return found
+        return recurrence.between(rule, max(lo, self.local_start), hi, MAX_OCCURRENCES)
 
     def is_occurrence(self, local):
         rule = self.rule()
         if rule is None:
             return local == self.local_start
-        return bool(rule.between(local, local, inc=True))
+        return bool(recurrence.between(rule, local, local + timedelta(microseconds=1)))
 
     def occurrence_on(self, day):
         """The first occurrence starting on the local date `day`, if any."""
@@ -154,9 +151,15 @@ class Timing:
         hi = lo + timedelta(days=1)
         if not self.all_day:
             lo, hi = lo.replace(tzinfo=self.tz), hi.replace(tzinfo=self.tz)
-        found = self.rule().between(lo, hi - timedelta(microseconds=1), inc=True) if self.rrule else [
+        rule = self.rule()
+        found = recurrence.between(rule, lo, hi) if rule else [
             self.local_start] if lo <= self.local_start < hi else []
         return found[0] if found else None
+
+
+@functools.lru_cache(maxsize=1024)
+def _stored_rule(text, local_start):
+    return recurrence.stored_rule(text, local_start)
 
 
 def normalise_rrule(text, tz, all_day):
@@ -177,6 +180,10 @@ def normalise_rrule(text, tz, all_day):
         raise _bad_rrule(text, "FREQ is required")
     if "UNTIL" in parts and "COUNT" in parts:
         raise _bad_rrule(text, "UNTIL and COUNT cannot both be given")
+    try:
+        recurrence.check_parts(parts)
+    except recurrence.RuleError as exc:
+        raise _bad_rrule(text, str(exc)) from None
     if "UNTIL" in parts:
         parts["UNTIL"] = _normalise_until(parts["UNTIL"], tz, all_day, text)
     ordered = ";".join(f"{key}={value}" for key, value in sorted(parts.items(), key=lambda kv: kv[0] != "FREQ"))
@@ -283,8 +290,8 @@ def _validate(session, spec, known_associations, carried=None):
     timing = Timing(starts_at, ends_at, tz, all_day, rrule)
     if rrule:
         try:
-            first = next(iter(timing.rule()), None)
-        except (ValueError, TypeError, KeyError, IndexError) as exc:
+            first = recurrence.first_occurrence(recurrence.build(rrule, timing.local_start))
+        except recurrence.RuleError as exc:
             raise _bad_rrule(spec.get("rrule"), str(exc)) from None
         if first != timing.local_start:
             # RFC 5545 counts DTSTART as the first instance, dateutil does not: insist they agree.
@@ -647,6 +654,7 @@ def venue_dict(venue, place=""):
 
 def occurrences_of(event, window_start, window_end):
     """Every occurrence of `event` intersecting [window_start, window_end), expanded in its zone."""
+    recurrence.cooperate()  # listings walk many events: let heartbeats and other requests through
     timing = Timing.of(event)
     moved = {_override_key(o, timing): o for o in event.overrides}
     exdates = set(event.exdates or [])
@@ -798,8 +806,10 @@ def check_editor(actor, organiser, co_organisers=()):
 
 
 def check_registrant(actor, association):
+    """The staff id the registration is recorded under: the actor's own, never one the client names."""
     if actor is None or actor.association != association:
         raise Forbidden("staff register for their own association")
+    return actor.id
 
 
 def list_venues(session, city=None):

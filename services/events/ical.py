@@ -11,6 +11,7 @@ import icalendar
 from sqlalchemy import func, select
 
 from services.events.domain import Timing, get_event, venue_dict
+from services.events.recurrence import cooperate
 from services.events.models import Event
 from tansiq.errors import DomainError, NotFound
 
@@ -56,6 +57,7 @@ def calendar(events, name, now):
     cal.add("refresh-interval", timedelta(hours=1), parameters={"VALUE": "DURATION"})
     cal.add("x-published-ttl", "PT1H")
     for event in events:
+        cooperate()  # a feed of many events is CPU work: let heartbeats and other requests through
         for component in components(event):
             cal.add_component(component)
     if events:
@@ -70,7 +72,7 @@ def components(event):
     """The event's VEVENT, then one VEVENT per moved occurrence (same UID, RECURRENCE-ID)."""
     timing = Timing.of(event)
     master = _vevent(event, timing, timing.starts_at, timing.ends_at)
-    if event.rrule:
+    if timing.rule() is not None:  # a stored rule that fails today's checks is not handed on either
         master.add("rrule", icalendar.vRecur.from_ical(event.rrule))
         if event.exdates:
             # Same value type and zone as DTSTART (RFC 5545 3.8.5.1).

@@ -141,7 +141,7 @@ class EventsService:
     def register(self, event_id, payload, actor=None):
         actor = self.identity.actor(actor)  # refused before anything is read
         values = registration_io.load(payload)
-        domain.check_registrant(actor, values["association"])
+        values["staff_id"] = domain.check_registrant(actor, values["association"])
         known = self._known_associations()
         with self.db.session() as session:
             registration = domain.register(session, utcnow(), event_id, known_associations=known, **values)

@@ -32,6 +32,7 @@ from services.events.schemas import (
 from services.gateway import schemas as gateway
 from services.gateway.web import (
     ERROR_STATUS,
+    CSRF_HEADER,
     SESSION_COOKIE,
     ApiHandler,
     api,
@@ -67,6 +68,7 @@ STAFF, OPTIONAL, PUBLIC = "staff", "optional", "public"
 # Nested ones come before the schemas that nest them (else apispec names them itself).
 COMPONENTS = {
     "Staff": StaffSchema, "LoginRequest": gateway.LoginSchema, "LoginResult": gateway.LoginResultSchema,
+    "PasswordChange": gateway.PasswordChangeSchema,
     "SessionClaims": gateway.SessionClaimsSchema, "Error": gateway.ErrorSchema, "OfferedService": OfferedServiceSchema,
     "BeneficiaryRegistration": BeneficiarySchema, "Registered": gateway.RegisteredSchema,
     "ListeningSession": SessionSchema, "Consent": ConsentSchema, "DuplicateDecision": DuplicateDecisionSchema,
@@ -108,10 +110,15 @@ ROUTES = {
     ("GET", "/healthz"): described(tag="session", auth=PUBLIC, summary="Liveness probe", answer=(200, OBJECT)),
     ("GET", "/api/openapi.json"): described(tag="session", auth=PUBLIC, summary="This document", answer=(200, OBJECT)),
     ("POST", "/api/login"): described(tag="session", auth=PUBLIC, body="LoginRequest", answer=(200, "LoginResult"),
-                                 summary="Sign in; sets the session cookie and returns a bearer token"),
-    ("POST", "/api/logout"): described(tag="session", auth=PUBLIC, summary="Sign out (clears the cookie)",
+                                 summary="Sign in; sets the session cookie, answers her profile and X-CSRF-Token"),
+    ("POST", "/api/logout"): described(tag="session", auth=PUBLIC, summary="Sign out (ends the session at once)",
                                   answer=(200, OBJECT)),
-    ("GET", "/api/me"): described(tag="session", summary="The signed-in staff member", answer=(200, "SessionClaims")),
+    ("GET", "/api/me"): described(tag="session", summary="The signed-in staff member (and X-CSRF-Token)",
+                                  answer=(200, "SessionClaims")),
+    ("POST", "/api/password"): described(tag="session", body="PasswordChange", answer=(200, "LoginResult"),
+                                         summary="Change her password; every other session of hers ends"),
+    ("POST", "/api/staff/{staff_id}/deactivate"): described(
+        tag="session", answer=(200, "Staff"), summary="Deactivate a colleague (admin); her sessions end at once"),
     # intake
     ("POST", "/api/beneficiaries"): described(
         tag="intake", body="BeneficiaryRegistration", answer=(201, "Registered"),
@@ -203,8 +210,12 @@ TAGS = [
 DESCRIPTION = f"""\
 The JSON API of the Tansiq gateway (the staff web app uses it too).
 
-Sign in with `POST /api/login`: the answer sets the `{SESSION_COOKIE}` cookie and returns the same
-token, which other programs send as `Authorization: Bearer <token>` (valid 12 hours). The signed-in
+Sign in with `POST /api/login`: the answer sets the `{SESSION_COOKIE}` cookie (HttpOnly; other programs
+may send its value as `Authorization: Bearer <token>`) and an `{CSRF_HEADER}` header. A session ends on
+`POST /api/logout`, after 30 minutes without a request, 12 hours after sign-in, and when her password
+changes or she is deactivated. Repeated wrong passwords answer 429 `too_many_attempts` with `Retry-After`.
+Every POST, PATCH or DELETE must come from this site (`Origin`), carry a JSON body as `application/json`
+(or no body), and, when signed in by cookie, send the `{CSRF_HEADER}` header. The signed-in
 staff member's association and roles decide what she may see and do: each operation names its
 `x-permission` and the `x-roles` that hold it (403 otherwise); the owning service checks again.
 

@@ -24,6 +24,7 @@ from services.gateway.web import (
     LANGUAGES,
     Unauthorized,
     api,
+    csrf_token,
     current_staff,
     render,
     request_language,
@@ -51,8 +52,18 @@ PAGE_LINK = re.compile(r"^/(referrals|referrals/[\w.-]+|beneficiaries/[\w.-]+|ev
 
 
 def safe_next(target):
-    """A local path to go back to after signing in; anything else (other sites, //host) goes home."""
-    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+    """A local path to go back to after signing in; anything else goes home.
+
+    Browsers drop tabs and newlines from URLs and read a backslash as a slash, so `/<tab>/evil.example`
+    and `/<backslash>evil.example` mean //evil.example: refuse any control character, any backslash, and
+    anything that parses with a scheme or a host.
+    """
+    if not target or not target.startswith("/") or "\\" in target:
+        return "/"
+    if any(ord(char) < 32 or ord(char) == 127 for char in target):
+        return "/"
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or target.startswith("//"):
         return "/"
     return target
 
@@ -107,7 +118,7 @@ def page(template, request, staff, status=200, lang=None, **context):
         return "?" + urlencode(list(args.items(multi=True)))
 
     response = render(template, lang or request_language(request, staff), status=status, staff=staff,
-                      lang_href=lang_href, can=can(staff), **context)
+                      lang_href=lang_href, can=can(staff), csrf_token=csrf_token(request), **context)
     response.headers.update(NO_STORE)
     return response
 
@@ -162,7 +173,8 @@ class WebAppPages:
         target = safe_next(request.args.get("next"))
         # /login?next=/inbox?lang=ar speaks Arabic already, like the page she asked for.
         wanted = parse_qs(urlsplit(target).query).get("lang", [None])[0]
-        lang = request.args.get("lang") or (wanted if wanted in LANGUAGES else None)
+        lang = request.args.get("lang") if request.args.get("lang") in LANGUAGES else None
+        lang = lang or (wanted if wanted in LANGUAGES else None)
         return page("login.html", request, None, lang=lang, next=target)
 
     @staff_page("/inbox", "staff.self")

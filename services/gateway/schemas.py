@@ -13,6 +13,11 @@ class LoginSchema(Schema):
     password = fields.String(required=True, validate=validate.Length(min=1, max=200))
 
 
+class PasswordChangeSchema(Schema):
+    current_password = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    new_password = fields.String(required=True, validate=validate.Length(min=10, max=200))
+
+
 class ServicesQuerySchema(Schema):
     """GET /api/directory/services: the associations offering a service category (optionally in a city)."""
 
@@ -36,8 +41,9 @@ class ErrorSchema(Schema):
 
 
 class LoginResultSchema(Schema):
-    token = fields.String(metadata={"description": "also set as the tansiq_session cookie; send as Bearer token"})
-    staff = fields.Nested(StaffSchema)  # as directory.authenticate returns her
+    """Her profile only: the session token is in the HttpOnly tansiq_session cookie, never in a body."""
+
+    staff = fields.Nested(StaffSchema)  # as directory.sign_in returns her
 
 
 class SessionClaimsSchema(Schema):

@@ -14,7 +14,7 @@ from sqlalchemy.orm import object_session
 from tansiq import contracts, sealing
 from tansiq.contracts.actor import Actor
 from tansiq.contracts.referrals import CLOSURE_REASONS, SHAREABLE_FIELDS
-from tansiq.errors import DomainError, Forbidden, NotFound
+from tansiq.errors import Conflict, DomainError, Forbidden, NotFound
 from tansiq.messaging import outbox
 from tansiq.messaging.topology import PARTNERS_OUTBOUND
 
@@ -331,13 +331,19 @@ def _require_role(actor):
 
 def receive_partner_referral(session, now, keyring, source, data, to_integration="tansiq", calendar=None,
                              from_encryption_key=None):
-    """A partner system sent a referral to one of our associations. None if we already have it.
+    """A partner system sent a referral to one of our associations. None if it is a re-send of one we have.
 
+    A referral id already used — by another association, or by this one for another referral —
+    is refused (`duplicate_id`): the sender hears of it instead of its referral vanishing.
     A partner may seal `shared` and `reason` itself (to our association's key); values it sent in clear
     are sealed on arrival, so our database holds ciphertext only either way.
     """
-    if is_known(session, data["referral_id"]):
-        return None  # our own message coming back, or a re-send
+    existing = session.get(Referral, data["referral_id"])
+    if existing is not None:
+        if _same_referral(existing, source, data):
+            return None  # a re-send under a new message id
+        raise Conflict(f"referral id {data['referral_id']!r} is already used; choose a new one",
+                       code="duplicate_id")
     if source != data["from_association"]:
         raise Forbidden(f"{source} cannot send a referral on behalf of {data['from_association']}")
     if to_integration == QUEUE:
@@ -368,6 +374,13 @@ def receive_partner_referral(session, now, keyring, source, data, to_integration
     _publish(session, referral, "sent", source, None, _sent_data(referral), partners=())
     session.flush()
     return referral
+
+
+def _same_referral(referral, source, data):
+    # The reason is sealed here (and may be sealed by the partner): compare what stays in clear.
+    return (referral.origin == "partner" and referral.from_association == source == data["from_association"]
+            and (referral.to_association, referral.service_category, referral.urgency)
+            == (data["to_association"], data["service_category"], data["urgency"]))
 
 
 def apply_partner_update(session, now, source, event_type, data, retention_days=COPY_RETENTION_DAYS):
@@ -525,9 +538,6 @@ def _open(keyring, referral, sealed, field, reader):
 
 
 # ---- reading ----------------------------------------------------------------------------------
-
-def is_known(session, referral_id):
-    return session.get(Referral, referral_id) is not None
 
 
 def get_referral(session, referral_id):

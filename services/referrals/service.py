@@ -12,15 +12,13 @@ from nameko.rpc import RpcProxy, rpc
 from nameko.timer import timer
 from sqlalchemy.exc import IntegrityError
 
-from tansiq import contracts
 from tansiq.crypto import MasterKey
 from tansiq.db import Database
 from tansiq.envelope import utcnow
-from tansiq.errors import REASON_CODES, DomainError, NotFound, load_request
+from tansiq.errors import DomainError, NotFound, load_request
 from tansiq.identity import ActorIdentity
-from tansiq.messaging import inbox, outbox
+from tansiq.messaging import inbox
 from tansiq.messaging.consumer import handles, handles_partner
-from tansiq.messaging.topology import PARTNERS_OUTBOUND
 
 from services.referrals import domain
 from services.referrals.schemas import (CreateReferralSchema, HolidaySchema, ListQuerySchema, ReferralSchema,
@@ -147,16 +145,17 @@ class ReferralsService:
             log.info("referrals: %d recipient copies ended after their retention", len(expired))
         return len(expired)
 
+    # A partner message the domain refuses raises DomainError: the kernel (handles_partner) rolls the
+    # unit of work back, keeps the message in the dead-letter queue and answers the sender with the reason.
+
     @handles_partner("ma.tansiq.referral.sent.v1")
     def on_referral_sent(self, event):
         # Asked before the unit of work: who receives, and the sender's published encryption key.
         recipient = self._association_or_none(event.data["to_association"])
         sender = self._association_or_none(event.source) or {}
         with self.db.session() as session:
-            # Our own referral.sent comes back here too: nothing to do for an id we already have.
-            if inbox.first_time(session, self.name, event) and not domain.is_known(session, event.data["referral_id"]):
-                self._or_reject(session, event, self._receive, session, event, recipient,
-                                sender.get("encryption_key"))
+            if inbox.first_time(session, self.name, event):
+                self._receive(session, event, recipient, sender.get("encryption_key"))
 
     def _association_or_none(self, slug):
         try:
@@ -175,8 +174,8 @@ class ReferralsService:
     def on_referral_update(self, event):
         with self.db.session() as session:
             if inbox.first_time(session, self.name, event):
-                self._or_reject(session, event, domain.apply_partner_update, session, utcnow(), event.source,
-                                event.type, event.data, retention_days=self._retention_days())
+                domain.apply_partner_update(session, utcnow(), event.source, event.type, event.data,
+                                            retention_days=self._retention_days())
 
     @handles("ma.tansiq.consent.revoked.v1")
     def on_consent_revoked(self, event):
@@ -192,21 +191,6 @@ class ReferralsService:
                 domain.erase_for_beneficiary(session, utcnow(), event.data["beneficiary_id"])
 
     # --- helpers ---
-
-    def _or_reject(self, session, event, apply, *args, **kwargs):
-        """Apply a partner message; a refusal goes back to the sender's own queue instead of a retry loop."""
-        # The domain refuses before it changes anything, so the inbox row and the rejection commit alone.
-        try:
-            return apply(*args, **kwargs)
-        except DomainError as exc:
-            reason = exc.code if exc.code in REASON_CODES else "not_allowed"
-            log.warning("referrals: refused %s %s from %s: %s", event.type, event.id, event.source, reason)
-            rejection = contracts.make("ma.tansiq.message.rejected.v1", "referrals", {
-                "rejected_id": event.id, "rejected_type": event.type, "reason": reason, "detail": str(exc)[:500]},
-                correlationid=event.correlationid or event.id)
-            outbox.add(session, rejection, exchange=PARTNERS_OUTBOUND,
-                       routing_key=f"{event.source}.{rejection.type}")
-            return None
 
     def _recipient(self, association, category):
         """What the domain needs to know about the recipient, from the directory."""

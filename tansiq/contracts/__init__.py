@@ -62,6 +62,8 @@ def validate(envelope):
         loaded = schema.load(envelope.data)
     except ValidationError as exc:
         raise BadMessage("schema_invalid", _first_errors(exc.messages)) from None
+    except Exception as exc:  # noqa: BLE001 - a value no field foresaw: refused, never a crash
+        raise BadMessage("schema_invalid", f"{type(exc).__name__} while reading the data") from None
     return replace(envelope, data=loaded)
 
 

@@ -1,9 +1,8 @@
 """Directory messages: associations of the network and the services they offer."""
 
-from marshmallow import fields
 
 from tansiq.contracts import ContractSchema, contract
-from tansiq.contracts.fields import slug, text
+from tansiq.contracts.fields import bounded_list, slug, text
 
 
 @contract(
@@ -18,4 +17,4 @@ class AssociationChanged(ContractSchema):
     name_ar = text(200, required=True)
     name_fr = text(200, required=True)
     city = text(100, required=True)
-    categories = fields.List(fields.String(), load_default=list)
+    categories = bounded_list(text(80), load_default=list)

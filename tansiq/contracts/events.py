@@ -3,7 +3,7 @@
 from marshmallow import fields, validate
 
 from tansiq.contracts import ContractSchema, contract
-from tansiq.contracts.fields import identifier, slug, text
+from tansiq.contracts.fields import boolean, bounded_list, identifier, integer, moment, slug, text
 
 EVENT_KINDS = ("exhibition", "festival", "fair", "training", "campaign", "meeting")
 
@@ -12,8 +12,8 @@ class MovedOccurrence(ContractSchema):
     """One occurrence of a recurring event moved in time (iCalendar RECURRENCE-ID)."""
 
     recurrence_id = text(40, required=True)  # original start: UTC ISO date-time, or ISO date if all-day
-    starts_at = fields.AwareDateTime(required=True)
-    ends_at = fields.AwareDateTime(required=True)
+    starts_at = moment(required=True)
+    ends_at = moment(required=True)
 
 
 @contract(
@@ -29,23 +29,23 @@ class MovedOccurrence(ContractSchema):
 class EventChanged(ContractSchema):
     event_id = identifier(required=True)
     organiser = slug(required=True)
-    co_organisers = fields.List(slug(), load_default=list)
+    co_organisers = bounded_list(slug(), 20, load_default=list)
     title = text(200, required=True)
     kind = fields.String(required=True, validate=validate.OneOf(EVENT_KINDS))
     city = text(100, required=True)
     venue = text(200, load_default="")
-    starts_at = fields.AwareDateTime(required=True)
-    ends_at = fields.AwareDateTime(required=True)
+    starts_at = moment(required=True)
+    ends_at = moment(required=True)
     tz = text(64, load_default="Africa/Casablanca")
-    all_day = fields.Boolean(load_default=False)
+    all_day = boolean(load_default=False)
     rrule = text(500, allow_none=True, load_default=None)
-    sequence = fields.Integer(load_default=0)
+    sequence = integer(0, 2**31 - 1, load_default=0)
     status = fields.String(load_default="published",
                            validate=validate.OneOf(("draft", "published", "postponed", "cancelled")))
     visibility = fields.String(load_default="network", validate=validate.OneOf(("network", "public")))
     # Optional (added within v1): occurrences that do not happen, and occurrences moved in time.
-    exdates = fields.List(text(40), load_default=list)
-    moved = fields.List(fields.Nested(MovedOccurrence), load_default=list)
+    exdates = bounded_list(text(40), 500, load_default=list)
+    moved = bounded_list(fields.Nested(MovedOccurrence), 500, load_default=list)
 
 
 @contract(
@@ -57,7 +57,7 @@ class EventOverlap(ContractSchema):
     event_id = identifier(required=True)
     other_event_id = identifier(required=True)
     city = text(100, required=True)
-    organisers = fields.List(slug(), required=True)
+    organisers = bounded_list(slug(), 20, required=True)
 
 
 @contract(
@@ -69,5 +69,5 @@ class EventOverlap(ContractSchema):
 class EventReminder(ContractSchema):
     event_id = identifier(required=True)
     title = text(200, required=True)
-    starts_at = fields.AwareDateTime(required=True)
-    staff_ids = fields.List(identifier(), required=True)
+    starts_at = moment(required=True)
+    staff_ids = bounded_list(identifier(), 1000, required=True)

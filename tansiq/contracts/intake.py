@@ -3,7 +3,7 @@
 from marshmallow import fields, validate
 
 from tansiq.contracts import ContractSchema, contract
-from tansiq.contracts.fields import CATEGORIES, identifier, slug, text, urgency
+from tansiq.contracts.fields import CATEGORIES, bounded_list, identifier, moment, slug, text, urgency
 
 NEEDS = CATEGORIES  # a need is named by the category of service that answers it
 
@@ -19,9 +19,9 @@ class BeneficiaryRegistered(ContractSchema):
     association = slug(required=True)
     registered_by = identifier(required=True)
     urgency = urgency(required=True)
-    needs = fields.List(fields.String(validate=validate.OneOf(NEEDS)), load_default=list)
+    needs = bounded_list(fields.String(validate=validate.OneOf(NEEDS)), load_default=list)
     city = text(100, load_default="")
-    possible_duplicate_of = fields.List(identifier(), load_default=list)
+    possible_duplicate_of = bounded_list(identifier(), load_default=list)
 
 
 @contract(
@@ -35,8 +35,8 @@ class ConsentRevoked(ContractSchema):
     consent_id = identifier(required=True)
     beneficiary_id = identifier(required=True)
     association = slug(required=True)
-    recipients = fields.List(slug(), load_default=list)
-    revoked_at = fields.AwareDateTime(required=True)
+    recipients = bounded_list(slug(), load_default=list)
+    revoked_at = moment(required=True)
 
 
 @contract(
@@ -47,4 +47,4 @@ class ConsentRevoked(ContractSchema):
 class BeneficiaryErased(ContractSchema):
     beneficiary_id = identifier(required=True)
     association = slug(required=True)
-    erased_at = fields.AwareDateTime(required=True)
+    erased_at = moment(required=True)

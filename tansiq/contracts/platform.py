@@ -3,6 +3,7 @@
 from marshmallow import fields, validate
 
 from tansiq.contracts import ContractSchema, contract
+from tansiq.contracts.fields import text
 from tansiq.errors import REASON_CODES
 
 
@@ -14,7 +15,7 @@ from tansiq.errors import REASON_CODES
              "reason": "schema_invalid", "detail": "{'urgency': ['Must be one of: …']}"},
 )
 class MessageRejected(ContractSchema):
-    rejected_id = fields.String(required=True, allow_none=True)
-    rejected_type = fields.String(required=True, allow_none=True)
+    rejected_id = text(255, required=True, allow_none=True)
+    rejected_type = text(200, required=True, allow_none=True)
     reason = fields.String(required=True, validate=validate.OneOf(sorted(REASON_CODES)))
-    detail = fields.String(load_default="")
+    detail = text(1000, load_default="")

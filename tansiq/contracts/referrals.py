@@ -14,10 +14,10 @@ partner systems that do not seal yet (Tansiq seals them on arrival) and are alwa
 what Tansiq sends.
 """
 
-from marshmallow import fields, validate
+from marshmallow import RAISE, fields, validate
 
 from tansiq.contracts import ContractSchema, contract
-from tansiq.contracts.fields import identifier, slug, text, urgency
+from tansiq.contracts.fields import CATEGORIES, LANGUAGES, bounded_list, identifier, integer, moment, slug, text, urgency
 
 SHAREABLE_FIELDS = ("first_name", "last_name", "phone", "birth_year", "city", "language", "needs", "notes")
 SEALED_FIELDS = ("shared", "reason", "decline_reason", "outcome", "note")
@@ -27,8 +27,26 @@ def sealed_values():
     """{field: sealed value}; the shape of a sealed value is checked by whoever opens it."""
     return fields.Dict(keys=fields.String(validate=validate.OneOf(SEALED_FIELDS)), values=fields.Dict(),
                        load_default=dict)
+
+
 CLOSURE_REASONS = ("could_not_contact", "withdrawn", "no_longer_needed")
 DEADLINES = ("acknowledgement", "response")
+
+
+class SharedFields(ContractSchema):
+    """The beneficiary's fields a case worker chose to share (each may be absent or null)."""
+
+    class Meta:
+        unknown = RAISE  # only the shareable fields: anything else is refused, never carried along
+
+    first_name = text(100, allow_none=True)
+    last_name = text(100, allow_none=True)
+    phone = text(40, allow_none=True)
+    birth_year = integer(1900, 2100, allow_none=True)
+    city = text(100, allow_none=True)
+    language = fields.String(validate=validate.OneOf(LANGUAGES), allow_none=True)
+    needs = bounded_list(fields.String(validate=validate.OneOf(CATEGORIES)), allow_none=True)
+    notes = text(4000, allow_none=True)
 
 
 class ReferralRef(ContractSchema):
@@ -53,12 +71,12 @@ class ReferralSent(ReferralRef):
     service_category = text(80, required=True)
     urgency = urgency(required=True)
     reason = text(2000, load_default="")  # clear text only from partners that do not seal yet
-    shared = fields.Dict(keys=fields.String(validate=validate.OneOf(SHAREABLE_FIELDS)), load_default=dict)
-    shared_fields = fields.List(fields.String(validate=validate.OneOf(SHAREABLE_FIELDS)), load_default=list)
+    shared = fields.Nested(SharedFields, load_default=dict)
+    shared_fields = bounded_list(fields.String(validate=validate.OneOf(SHAREABLE_FIELDS)), load_default=list)
     sealed = sealed_values()
     consent_id = identifier(allow_none=True, load_default=None)
-    ack_due = fields.AwareDateTime(allow_none=True, load_default=None)
-    response_due = fields.AwareDateTime(allow_none=True, load_default=None)
+    ack_due = moment(allow_none=True, load_default=None)
+    response_due = moment(allow_none=True, load_default=None)
     rerouted_from = identifier(allow_none=True, load_default=None)
 
 
@@ -102,7 +120,7 @@ class ReferralDeclined(ReferralTransition):
 )
 class ReferralDeadline(ReferralTransition):
     deadline = fields.String(validate=validate.OneOf(DEADLINES), load_default=None, allow_none=True)
-    due_at = fields.AwareDateTime(load_default=None, allow_none=True)
+    due_at = moment(load_default=None, allow_none=True)
 
 
 @contract(

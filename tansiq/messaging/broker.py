@@ -5,7 +5,7 @@ import socket
 import threading
 import time
 
-from amqp.exceptions import PreconditionFailed
+from amqp.exceptions import AccessRefused, PreconditionFailed
 from kombu import Connection, Exchange as KombuExchange, Queue as KombuQueue, binding
 
 from tansiq.envelope import CONTENT_TYPE
@@ -42,18 +42,59 @@ class TopologyMismatch(RuntimeError):
 
 def declare(connection, queues=()):
     """Declare the shared exchanges, the unroutable queue and `queues` (idempotent)."""
-    channel = connection.default_channel
-    for entity in [*(kombu_exchange(exchange) for exchange in topology.exchanges()),
-                   *(kombu_queue(queue) for queue in [topology.unroutable_queue(), *queues])]:
+    channel = connection.channel()
+    try:
+        for entity in [*(kombu_exchange(exchange) for exchange in topology.exchanges()),
+                       *(kombu_queue(queue) for queue in [topology.unroutable_queue(), *queues])]:
+            try:
+                entity(channel).declare()
+            except AccessRefused:
+                # A per-service broker user (tansiq.broker_users) configures only its own queues: another
+                # service's queue is declared by that service, or beforehand by the operator's definitions.
+                channel = connection.channel()  # the broker closed the other one
+                log.debug("%s left to its owner: this broker user may not declare it", entity.name)
+            except PreconditionFailed as exc:
+                channel = connection.channel()  # the broker closed the other one
+                if entity.name == topology.UNROUTABLE_QUEUE:
+                    _bound_unroutable_queue(connection, entity)
+                    continue
+                # RabbitMQ never changes the arguments of an existing queue: say what to do, not just 406.
+                raise TopologyMismatch(
+                    f"{entity.name!r} exists on the broker with other arguments than this version declares "
+                    f"({exc}). Stop its consumers, move or drain its messages (tansiq dlq / the management UI), "
+                    f"delete it, and start again: it is re-declared with the current arguments."
+                ) from exc
+    finally:
         try:
-            entity(channel).declare()
-        except PreconditionFailed as exc:
-            # RabbitMQ never changes the arguments of an existing queue: say what to do, not just 406.
-            raise TopologyMismatch(
-                f"{entity.name!r} exists on the broker with other arguments than this version declares "
-                f"({exc}). Stop its consumers, move or drain its messages (tansiq dlq / the management UI), "
-                f"delete it, and start again: it is re-declared with the current arguments."
-            ) from exc
+            channel.close()
+        except Exception:  # noqa: BLE001 - closed with its connection
+            pass
+
+
+def declare_network(connection, retry_delays_ms=topology.RETRY_DELAYS_MS, queues=()):
+    """Declare the whole topology (every queue and binding of tansiq.messaging.topology) and `queues`:
+    called before a service consumes or publishes anything, so no start order leaves a message unroutable."""
+    declare(connection, [*topology.network_queues(retry_delays_ms)[1:], *queues])
+
+
+def _bound_unroutable_queue(connection, queue):
+    """An unroutable queue from a version without a length bound: replaced when empty, else kept (warned)."""
+    channel = connection.channel()
+    try:
+        _, ready, _ = channel.queue_declare(queue.name, passive=True)
+        if ready:
+            log.warning("%s holds %d message(s) and predates its length bound: kept as it is; drain it and "
+                        "restart to bound it", queue.name, ready)
+            return
+        # Quorum queues have no delete-if-empty: checked just above (a message landing in between,
+        # at start-up, would be one nobody consumes anyway).
+        channel.queue_delete(queue.name)
+        queue(channel).declare()
+    finally:
+        try:
+            channel.close()
+        except Exception:  # noqa: BLE001 - already closed by the broker
+            pass
 
 
 def persistent_message(channel, body, message_id, headers=None, content_type=CONTENT_TYPE):

@@ -6,6 +6,8 @@ handlers declare; every delivery is routed by type to its handler and:
 
 - bad input (broken JSON, bad envelope, unknown type, schema failure) goes
   straight to the dead-letter queue with a reason code — no retry can fix it;
+  so does a delivery that raises anything else while it is read, checked or
+  routed (`unreadable`): nothing a message contains can end the container;
 - a handler that raises is republished to a delay queue (1 s, 5 s, 25 s by
   default) that feeds back into the main queue, then dead-lettered with the
   error once the attempts are spent;
@@ -16,6 +18,7 @@ republish and the ack delivers twice.
 """
 
 import logging
+import sys
 import time
 import traceback
 from datetime import datetime, timezone
@@ -29,7 +32,8 @@ from tansiq import contracts
 from tansiq.envelope import parse
 from tansiq.errors import REASON_CODES, BadMessage, DomainError, NotFound
 from tansiq.messaging import topology
-from tansiq.messaging.broker import ConfirmedPublisher, connect, declare, kombu_queue
+from tansiq.messaging.broker import ConfirmedPublisher, connect, declare_network, kombu_queue
+from tansiq.messaging.robustness import HandlerBudget, budget_seconds
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +42,12 @@ REASON_HEADER = "x-tansiq-reason"
 ERROR_HEADER = "x-tansiq-error"
 QUEUE_HEADER = "x-tansiq-queue"
 FAILED_AT_HEADER = "x-tansiq-failed-at"
+# Set by the kernel at ingress from partners.inbound (partner-supplied x-tansiq-* headers are removed
+# there): the broker-validated AMQP user_id and routing key, which a republish to a retry or
+# dead-letter queue would otherwise lose. Only the kernel can publish to those queues.
+SENDER_HEADER = "x-tansiq-sender"
+ROUTING_KEY_HEADER = "x-tansiq-routing-key"
+KERNEL_HEADER_PREFIX = "x-tansiq-"
 RETRY_DELAYS_KEY = "RETRY_DELAYS_MS"
 
 
@@ -72,7 +82,12 @@ class ServiceQueue(SharedExtension, ProviderCollector):
         self.service_name = self.container.service_name
         self.delays = retry_delays(self.container.config)
         self.publisher = ConfirmedPublisher(self.container.config["AMQP_URI"])
+        self.budget = HandlerBudget(self.container, budget_seconds(self.container.config))
         self.queue_consumer.register_provider(self)
+        # In setup, not start: nameko starts extensions concurrently, and the queue consumer must not
+        # receive a message before its retry and dead-letter queues exist.
+        with connect(self.container.config["AMQP_URI"]) as connection:
+            declare_network(connection, self.delays, self.definitions())
 
     @property
     def queue_name(self):
@@ -83,10 +98,6 @@ class ServiceQueue(SharedExtension, ProviderCollector):
 
     def definitions(self):
         return topology.service_queues(self.service_name, self.types(), self.delays)
-
-    def start(self):
-        with connect(self.container.config["AMQP_URI"]) as connection:
-            declare(connection, self.definitions())
 
     @property
     def queue(self):  # read by the QueueConsumer when it (re)connects
@@ -112,6 +123,13 @@ class ServiceQueue(SharedExtension, ProviderCollector):
         except BadMessage as exc:
             self.refuse(message, exc)
             return
+        except Unavailable:  # something the check needs is down: not the message's fault, retried
+            self.handler_failed(message, sys.exc_info())
+            return
+        except Exception as exc:  # noqa: BLE001 - nothing a message contains may end the container
+            log.exception("%s: could not read message %s", self.service_name, message.properties.get("message_id"))
+            self.refuse(message, BadMessage("unreadable", f"{type(exc).__name__}: {exc}"[:300]))
+            return
         try:
             provider.spawn(envelope, message)
         except ContainerBeingKilled:
@@ -125,7 +143,11 @@ class ServiceQueue(SharedExtension, ProviderCollector):
         """Dead-letter a delivery that can never be accepted, with its reason; then the `refused` hook."""
         log.warning("%s: refused message %s: %s", self.service_name, message.properties.get("message_id"), exc)
         self.settle(message, self.dead_letter, exc.reason, exc.detail)
-        self.refused(message.body, message, exc)
+        try:
+            self.refused(message.body, message, exc)
+        except Exception:  # noqa: BLE001 - the message is dead-lettered (kept) either way
+            log.exception("%s: could not answer the refusal of %s", self.service_name,
+                          message.properties.get("message_id"))
 
     def refused(self, body, message, exc):
         """Hook: what else to do with a refused delivery besides dead-lettering it."""
@@ -137,7 +159,7 @@ class ServiceQueue(SharedExtension, ProviderCollector):
     def handler_failed(self, message, exc_info):
         if self.refuse_without_retry(message, exc_info[1]):
             return
-        attempts = int((message.headers or {}).get(ATTEMPTS_HEADER, 0)) + 1
+        attempts = previous_attempts(message) + 1
         error = "".join(traceback.format_exception_only(exc_info[0], exc_info[1])).strip()[:1000]
         if attempts <= len(self.delays):
             log.warning("%s: handler failed (attempt %d of %d), retrying: %s", self.service_name,
@@ -145,7 +167,11 @@ class ServiceQueue(SharedExtension, ProviderCollector):
             self.settle(message, self.retry, attempts, error)
         else:
             log.error("%s: handler failed %d times, dead-lettered: %s", self.service_name, attempts, error)
-            self.settle(message, self.dead_letter, "handler_failed", error, attempts)
+            self.give_up(message, error, attempts)
+
+    def give_up(self, message, error, attempts):
+        """Attempts spent: dead-letter with the last error."""
+        self.settle(message, self.dead_letter, "handler_failed", error, attempts)
 
     def settle(self, message, republish, *args):
         """Republish (confirmed) then ack; if the republish fails, requeue: never dropped."""
@@ -182,6 +208,17 @@ class ServiceQueue(SharedExtension, ProviderCollector):
         )
 
 
+class Unavailable(Exception):
+    """Something a check needs (the directory, a key) cannot be reached now: retry the message later."""
+
+
+def previous_attempts(message):
+    try:
+        return max(0, int((message.headers or {}).get(ATTEMPTS_HEADER, 0)))
+    except (TypeError, ValueError):
+        return 0
+
+
 class EventHandler(Entrypoint):
     """Entrypoint for one or more message types; see the module docstring."""
 
@@ -202,13 +239,15 @@ class EventHandler(Entrypoint):
         super().stop()
 
     def spawn(self, envelope, message):
-        self.container.spawn_worker(
+        worker_ctx = self.container.spawn_worker(
             self, (envelope,), {},
             context_data={"correlation_id": envelope.correlationid or envelope.id},
             handle_result=partial(self.handle_result, message),
         )
+        self.service_queue.budget.start(worker_ctx)  # past it: HandlerTimedOut, then retries as any error
 
     def handle_result(self, message, worker_ctx, result=None, exc_info=None):
+        self.service_queue.budget.stop(worker_ctx)
         if exc_info is None:
             self.service_queue.queue_consumer.ack_message(message)
         else:
@@ -225,9 +264,12 @@ PUBLIC_KEY_TTL_SECONDS = 60
 class PartnerQueue(ServiceQueue):
     """Messages from partner systems (`partners.inbound`): the sender is checked before anything else.
 
-    The AMQP user_id (validated by RabbitMQ) must equal the envelope's source and prefix the
-    routing key, and the Ed25519 signature must verify with the key the directory holds.
-    A refused message is dead-lettered (kept) and answered on the sender's own queue.
+    At ingress the kernel removes any `x-tansiq-*` header the partner set and records the
+    broker-validated sender (AMQP user_id) and routing key in its own headers, so a retry or a
+    replay from the dead-letter queue is still the partner's. The sender must equal the envelope's
+    source and the routing key be `<source>.<type>`; the Ed25519 signature must verify with the key
+    the directory holds. A refused message is dead-lettered (kept) and answered on the sender's queue:
+    one refusal path for every service, domain refusals and spent retries included.
     """
 
     queue_consumer = RawQueueConsumer()
@@ -243,6 +285,10 @@ class PartnerQueue(ServiceQueue):
     def definitions(self):
         return topology.partner_inbound_queues(self.service_name, self.types(), self.delays)
 
+    def handle_message(self, body, message):
+        record_ingress(message)
+        super().handle_message(body, message)
+
     def public_key_for(self, slug):
         cached = self._keys.get(slug)
         if cached and cached[1] > time.monotonic():
@@ -250,24 +296,27 @@ class PartnerQueue(ServiceQueue):
         from nameko.standalone.rpc import ClusterRpcProxy
 
         config = {key: self.container.config[key] for key in ("AMQP_URI", "AMQP_SSL") if key in self.container.config}
-        with ClusterRpcProxy(config, timeout=10) as cluster:
-            try:
-                key = cluster.directory.get_association(slug).get("public_key")
-            except NotFound:
-                key = None
+        try:
+            with ClusterRpcProxy(config, timeout=10) as cluster:
+                try:
+                    key = cluster.directory.get_association(slug).get("public_key")
+                except NotFound:
+                    key = None
+        except Exception as exc:  # noqa: BLE001 - directory down or slow: the message waits, it is not refused
+            raise Unavailable(f"the directory could not be asked for {slug}'s key: {exc}") from exc
         self._keys[slug] = (key, time.monotonic() + PUBLIC_KEY_TTL_SECONDS)
         return key
 
     def accept(self, body, message):
         from tansiq.partner.verify import check_inbound
 
-        return check_inbound(body, message.properties.get("user_id"), message.delivery_info.get("routing_key", ""),
-                             self.public_key_for)
+        sender, routing_key = ingress_of(message)
+        return check_inbound(body, sender, routing_key, self.public_key_for)
 
     def refused(self, body, message, exc):
         from tansiq.partner.verify import rejection
 
-        answer = rejection(body, message.properties.get("user_id"), exc, self.service_name)
+        answer = rejection(body, answer_address(message), exc, self.service_name, message.properties.get("message_id"))
         if answer is None:  # no authenticated sender to answer
             return
         routing_key, envelope = answer
@@ -276,19 +325,86 @@ class PartnerQueue(ServiceQueue):
         except Exception:  # noqa: BLE001 - the refused message is kept in the DLQ either way
             log.exception("%s: could not send the rejection of %s", self.service_name, envelope.data)
 
-
     def refuse_without_retry(self, message, exc):
         # A partner asking for something the domain refuses (not its event, a transition not
-        # allowed now…) is told at once; retrying would only refuse again.
+        # allowed now, an id already used…) is told at once; retrying would only refuse again.
         if not isinstance(exc, DomainError):
             return False
         reason = exc.code if exc.code in REASON_CODES else "not_allowed"
         self.refuse(message, BadMessage(reason, str(exc)[:500]))
         return True
 
+    def give_up(self, message, error, attempts):
+        super().give_up(message, error, attempts)
+        try:  # the partner hears of it too: no message of theirs ends without an answer
+            self.refused(message.body, message, BadMessage("handler_failed", error[:500]))
+        except Exception:  # noqa: BLE001 - dead-lettered (kept) either way
+            log.exception("%s: could not answer a message that failed repeatedly", self.service_name)
+
+
+def record_ingress(message):
+    """First delivery from partners.inbound: drop partner-set kernel headers, record the sender.
+
+    Partners may write only to partners.inbound (broker permissions), so a delivery from any other
+    exchange (a retry queue, a replay) was published by the kernel and its headers are ours.
+    """
+    if message.delivery_info.get("exchange") != topology.PARTNERS_INBOUND:
+        return
+    original = message.headers if isinstance(message.headers, dict) else {}
+    headers = {key: value for key, value in original.items()
+               if not str(key).lower().startswith(KERNEL_HEADER_PREFIX)}
+    headers[SENDER_HEADER] = message.properties.get("user_id") or ""
+    headers[ROUTING_KEY_HEADER] = message.delivery_info.get("routing_key") or ""
+    message.headers = headers
+    message.properties["application_headers"] = headers
+
+
+def ingress_of(message):
+    """(broker-validated sender, routing key at ingress) of a partner message, or (None, "")."""
+    headers = message.headers if isinstance(message.headers, dict) else {}
+    sender, routing_key = headers.get(SENDER_HEADER), headers.get(ROUTING_KEY_HEADER)
+    return (sender if isinstance(sender, str) and sender else None,
+            routing_key if isinstance(routing_key, str) else "")
+
+
+def answer_address(message):
+    """Whom to answer: the broker user; without one, the owner of the routing key (a partner's topic
+    permission pins its routing keys to `<slug>.`, so that too was checked by the broker)."""
+    sender, routing_key = ingress_of(message)
+    return sender or routing_key.partition(".")[0] or None
+
+
+class PartnerUnhandledQueue(PartnerQueue):
+    """The kernel's catch-all on partners.inbound (`#`): every partner message also lands here.
+
+    Those a service consumes are acked and forgotten (that service answers them); the others —
+    unknown or receive-only types, routing keys no service matches — are checked like any partner
+    message and answered `unknown_type` (or the earlier reason), never left unroutable.
+    """
+
+    @property
+    def queue_name(self):
+        return topology.PARTNERS_UNHANDLED
+
+    def definitions(self):
+        return topology.partner_unhandled_queues(self.delays)
+
+    def route(self, envelope):
+        raise BadMessage("unknown_type", f"no service consumes {envelope.type} from partners")
+
+    def handle_message(self, body, message):
+        record_ingress(message)
+        _, routing_key = ingress_of(message)
+        slug, _, type_ = routing_key.partition(".")
+        if slug and type_ in topology.routed_partner_types():
+            self.queue_consumer.ack_message(message)  # a service's own queue has this one
+            return
+        ServiceQueue.handle_message(self, body, message)
+
 
 class PartnerHandler(EventHandler):
     service_queue = PartnerQueue()
+    unhandled = PartnerUnhandledQueue()  # hosted by every service with partner handlers (competing)
 
 
 handles_partner = PartnerHandler.decorator

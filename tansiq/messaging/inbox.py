@@ -1,8 +1,20 @@
-"""Idempotent consumer: remember processed message ids in the effect's transaction."""
+"""Idempotent consumer: remember processed message ids in the effect's transaction.
+
+A partner's message ids live in its own namespace: the key is scoped by the broker-validated
+sender, so two partners (or a partner and the network) can use the same id without one
+message hiding the other. The same id from the same partner with other content is refused
+(`duplicate_id`), never taken for a redelivery and silently ignored.
+"""
+
+import hashlib
+import json
 
 from sqlalchemy import select
 
+from tansiq.errors import Conflict
 from tansiq.messaging.store import InboxMessage
+
+CONTENT_SUFFIX = ":content"  # the consumer name under which a partner message's fingerprint is kept
 
 
 def first_time(session, consumer, envelope):
@@ -12,11 +24,43 @@ def first_time(session, consumer, envelope):
     the unique constraint fails the second commit; its message is retried and
     then seen as already processed.
     """
-    seen = session.scalar(
-        select(InboxMessage.id).where(InboxMessage.consumer == consumer, InboxMessage.message_id == envelope.id)
-    )
-    if seen is not None:
+    if envelope.sender:
+        return _first_time_from_partner(session, consumer, envelope)
+    if _seen(session, consumer, envelope.id):
         return False
-    session.add(InboxMessage(consumer=consumer, message_id=envelope.id, type=envelope.type))
-    session.flush()
+    _record(session, consumer, envelope.id, envelope.type)
     return True
+
+
+def partner_key(sender, message_id):
+    """The inbox key of a partner's message id: its sender's namespace (64 hex characters)."""
+    return hashlib.sha256(f"{sender}\n{message_id}".encode()).hexdigest()
+
+
+def fingerprint(envelope):
+    """What makes two messages with one id the same message: sender, id, type and data."""
+    data = envelope.raw["data"] if envelope.raw is not None else envelope.data
+    content = json.dumps([envelope.sender, envelope.id, envelope.type, data], sort_keys=True, ensure_ascii=False,
+                         separators=(",", ":"), default=str)
+    return hashlib.sha256(content.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _first_time_from_partner(session, consumer, envelope):
+    key, content = partner_key(envelope.sender, envelope.id), fingerprint(envelope)
+    if _seen(session, consumer, key):
+        if _seen(session, consumer + CONTENT_SUFFIX, content):
+            return False  # a redelivery or a re-send of the same message
+        raise Conflict(f"message id {envelope.id!r} was already used for another message", code="duplicate_id")
+    _record(session, consumer, key, envelope.type)
+    _record(session, consumer + CONTENT_SUFFIX, content, envelope.type)
+    return True
+
+
+def _seen(session, consumer, message_id):
+    return session.scalar(select(InboxMessage.id).where(InboxMessage.consumer == consumer,
+                                                        InboxMessage.message_id == message_id)) is not None
+
+
+def _record(session, consumer, message_id, type_):
+    session.add(InboxMessage(consumer=consumer, message_id=message_id, type=type_))
+    session.flush()

@@ -15,7 +15,7 @@ from nameko.extensions import SharedExtension
 from sqlalchemy import select
 
 from tansiq.envelope import utcnow
-from tansiq.messaging.broker import ConfirmedPublisher, connect, declare
+from tansiq.messaging.broker import ConfirmedPublisher, connect, declare_network
 from tansiq.messaging.outbox import SESSION_FLAG
 from tansiq.messaging.store import PENDING, SENT, OutboxMessage
 
@@ -76,6 +76,12 @@ class OutboxRelay(SharedExtension):
         self.wakeup = Event()
         self.publisher = ConfirmedPublisher(self.container.config["AMQP_URI"])
         self._running = False
+        from tansiq.messaging.consumer import retry_delays
+
+        # The whole topology before the first publish (setup ends before anything starts): a
+        # consumer not started yet still gets its messages.
+        with connect(self.container.config["AMQP_URI"]) as connection:
+            declare_network(connection, retry_delays(self.container.config))
 
     def wake_if_outbox_written(self, session):
         """After-commit hook of the service's sessions: publish right away what was just committed."""
@@ -83,8 +89,6 @@ class OutboxRelay(SharedExtension):
             self.wakeup.send(True)
 
     def start(self):
-        with connect(self.container.config["AMQP_URI"]) as connection:
-            declare(connection)
         self._running = True
         self.container.spawn_managed_thread(self._run, identifier="outbox-relay")
 

@@ -8,9 +8,33 @@ from dataclasses import dataclass, field
 
 EVENTS_EXCHANGE = "tansiq.events"          # topic; routing key = CloudEvents type
 UNROUTABLE_EXCHANGE = "tansiq.unroutable"  # fanout; alternate exchange of every topic exchange
-UNROUTABLE_QUEUE = "tansiq.unroutable"     # counted by `tansiq status`, never dropped
+UNROUTABLE_QUEUE = "tansiq.unroutable"     # counted by `tansiq status`; bounded, full = publish refused
+UNROUTABLE_MAX_LENGTH = 10000
 PARTNERS_INBOUND = "partners.inbound"      # topic; routing key = "<slug>.<type>"
 PARTNERS_OUTBOUND = "partners.outbound"    # topic; routing key = "<slug>.<type>"
+# Every partner message also lands here (binding "#"): the kernel answers those no service
+# consumes (unknown or receive-only types, malformed routing keys) with `unknown_type`.
+PARTNERS_UNHANDLED = "partners.unhandled"
+
+_REFERRAL_STEPS = ("accepted", "acknowledged", "closed", "completed", "declined", "sent", "started", "withdrawn")
+_CALENDAR = tuple(f"ma.tansiq.event.{verb}.v1" for verb in ("cancelled", "published", "updated"))
+_REFERRAL = tuple(f"ma.tansiq.referral.{verb}.v1" for verb in _REFERRAL_STEPS)
+# What each service consumes, by type. The whole topology is declared from these tables before
+# anything is published, whatever starts first (tests/unit/test_topology.py keeps them equal to the
+# services' @handles / @handles_partner declarations).
+EVENT_BINDINGS = {
+    "events": _CALENDAR,
+    "notifications": tuple(sorted((
+        "ma.tansiq.association.registered.v1", "ma.tansiq.beneficiary.erased.v1",
+        "ma.tansiq.beneficiary.registered.v1", "ma.tansiq.consent.revoked.v1", "ma.tansiq.event.overlap_detected.v1", "ma.tansiq.event.published.v1",
+        "ma.tansiq.event.reminder_due.v1", *_REFERRAL,
+        *(f"ma.tansiq.referral.{verb}.v1" for verb in ("escalated", "expired", "reminder_due"))))),
+    "referrals": ("ma.tansiq.beneficiary.erased.v1", "ma.tansiq.consent.revoked.v1"),
+}
+PARTNER_BINDINGS = {
+    "events": _CALENDAR,
+    "referrals": _REFERRAL,
+}
 
 # Backoff before each retry of a failed handler, then the dead-letter queue.
 RETRY_DELAYS_MS = (1000, 5000, 25000)
@@ -100,17 +124,36 @@ def partner_inbound_queues(service, types, retry_delays_ms=RETRY_DELAYS_MS):
 
 
 def unroutable_queue():
-    return Queue(UNROUTABLE_QUEUE, dict(QUORUM), [(UNROUTABLE_EXCHANGE, "")])
+    # Bounded; when full the broker refuses (nacks) the publish, so the outbox keeps the message.
+    return Queue(UNROUTABLE_QUEUE, dict(QUORUM, **{"x-max-length": UNROUTABLE_MAX_LENGTH,
+                                                   "x-overflow": "reject-publish"}),
+                 [(UNROUTABLE_EXCHANGE, "")])
 
 
-def definitions(bindings_by_service, partner_bindings_by_service=None, vhost="/",
+def partner_unhandled_queues(retry_delays_ms=RETRY_DELAYS_MS):
+    """The kernel's catch-all on partners.inbound: answers what no service consumes."""
+    return queue_set(PARTNERS_UNHANDLED, PARTNERS_INBOUND, ["#"], retry_delays_ms)
+
+
+def routed_partner_types():
+    """Partner message types some service consumes from partners.inbound."""
+    return frozenset(type_ for types in PARTNER_BINDINGS.values() for type_ in types)
+
+
+def network_queues(retry_delays_ms=RETRY_DELAYS_MS, bindings_by_service=None, partner_bindings_by_service=None):
+    """Every queue of the network with its bindings (the unroutable queue first)."""
+    queues = [unroutable_queue()]
+    for service, types in sorted((bindings_by_service or EVENT_BINDINGS).items()):
+        queues += service_queues(service, types, retry_delays_ms)
+    for service, types in sorted((partner_bindings_by_service or PARTNER_BINDINGS).items()):
+        queues += partner_inbound_queues(service, types, retry_delays_ms)
+    return queues + partner_unhandled_queues(retry_delays_ms)
+
+
+def definitions(bindings_by_service=None, partner_bindings_by_service=None, vhost="/",
                 retry_delays_ms=RETRY_DELAYS_MS):
     """RabbitMQ definitions JSON (as loaded by `management.load_definitions`) for the whole network."""
-    queues = [unroutable_queue()]
-    for service, types in sorted(bindings_by_service.items()):
-        queues += service_queues(service, types, retry_delays_ms)
-    for service, types in sorted((partner_bindings_by_service or {}).items()):
-        queues += partner_inbound_queues(service, types, retry_delays_ms)
+    queues = network_queues(retry_delays_ms, bindings_by_service, partner_bindings_by_service)
     return {
         "vhosts": [{"name": vhost}],
         "exchanges": [

@@ -28,7 +28,9 @@ DESCRIPTION = f"""\
 How a partner association's own software exchanges messages with Tansiq over AMQP 0-9-1 (RabbitMQ).
 
 Every message is a CloudEvents 1.0 envelope in JSON structured mode
-(content type `{envelopes.CONTENT_TYPE}`, at most {envelopes.MAX_BODY_BYTES} bytes).
+(content type `{envelopes.CONTENT_TYPE}`, UTF-8, at most {envelopes.MAX_BODY_BYTES} bytes, JSON nested
+at most {envelopes.MAX_DEPTH} levels; at most {envelopes.MAX_EXTENSIONS} extension attributes, each a short
+string, integer or boolean). Data is strict: no string for a number, `true`/`false` for booleans.
 `source` is your association's slug; `type` is `ma.tansiq.<aggregate>.<verb>.v<N>`.
 
 Publish to the exchange `{topology.PARTNERS_INBOUND}` with routing key `<your slug>.<type>`, the AMQP
@@ -40,12 +42,18 @@ Send exactly the attributes of the examples: `time`, `datacontenttype` and `data
 `correlationid` only when it has a value, no other attributes.
 
 Read your queue `partner.<your slug>` with manual acknowledgements; deduplicate on the envelope `id`
-(delivery is at least once). A message of yours that is refused comes back there as
+(delivery is at least once). Every message you send is applied or answered: a message of yours
+that is refused (unknown and receive-only types included) comes back there as
 `ma.tansiq.message.rejected.v1` with one of the reason codes:
 {chr(10).join(f"- `{code}`: {text}" for code, text in REASON_CODES.items())}
 
 Versioning: {contracts.__doc__.split("Evolution rule:", 1)[1].strip()}
 """
+
+
+def _ecma(regex):
+    """A Python pattern as JSON Schema (ECMA 262) writes it: `\\Z` (end, no newline before) is `$` there."""
+    return regex.pattern.replace("\\Z", "$")
 
 
 def _converter():
@@ -59,16 +67,23 @@ ENVELOPE_SCHEMA = {
     "required": ["specversion", "id", "source", "type", "data"],
     "properties": {
         "specversion": {"type": "string", "const": envelopes.SPECVERSION},
-        "id": {"type": "string", "maxLength": 200, "description": "unique per message; used to deduplicate"},
-        "source": {"type": "string", "pattern": envelopes.SOURCE_PATTERN.pattern,
+        "id": {"type": "string", "minLength": 1, "maxLength": envelopes.MAX_ID_LENGTH,
+               "pattern": _ecma(envelopes.PRINTABLE),
+               "description": "unique per message within your namespace; the same id with other content is "
+                              "refused (duplicate_id)"},
+        "source": {"type": "string", "pattern": _ecma(envelopes.SOURCE_PATTERN),
                    "description": "the sending association's slug (or Tansiq service name)"},
-        "type": {"type": "string", "pattern": envelopes.TYPE_PATTERN.pattern},
-        "time": {"type": "string", "format": "date-time"},
-        "datacontenttype": {"type": "string", "const": "application/json"},
-        "dataschema": {"type": "string", "description": "urn:tansiq:contract:<type>"},
-        "correlationid": {"type": "string", "description": "id of the first message of the conversation"},
-        "signature": {"type": "string", "contentEncoding": "base64",
-                      "description": "Ed25519 signature; required on everything partners send"},
+        "type": {"type": "string", "pattern": _ecma(envelopes.TYPE_PATTERN)},
+        "time": {"type": "string", "format": "date-time", "description": "RFC 3339"},
+        "datacontenttype": {"type": "string", "const": envelopes.DATA_CONTENT_TYPE},
+        "dataschema": {"type": "string", "maxLength": envelopes.MAX_ATTRIBUTE_LENGTH,
+                       "description": "urn:tansiq:contract:<type>"},
+        "correlationid": {"type": "string", "maxLength": envelopes.MAX_ID_LENGTH,
+                          "pattern": _ecma(envelopes.PRINTABLE),
+                          "description": "id of the first message of the conversation"},
+        "signature": {"type": "string", "contentEncoding": "base64", "minLength": envelopes.SIGNATURE_LENGTH,
+                      "maxLength": envelopes.SIGNATURE_LENGTH,
+                      "description": "Ed25519 signature (64 bytes); required on everything partners send"},
         "data": {"type": "object"},
     },
 }
@@ -116,7 +131,7 @@ def build():
                           for type_, contract in partner_contracts.items() if contract.partners in direction]}
 
     slug_parameter = {"description": "the association's slug (its broker user name)",
-                      "schema": {"type": "string", "pattern": envelopes.SOURCE_PATTERN.pattern}}
+                      "schema": {"type": "string", "pattern": _ecma(envelopes.SOURCE_PATTERN)}}
     return {
         "asyncapi": "2.6.0",
         "id": "urn:ma:tansiq:partners",

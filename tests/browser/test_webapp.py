@@ -47,12 +47,14 @@ def phone(browser):
         contexts.append(context)
         page = context.new_page()
         page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.on("console", lambda message: errors.append(message.text)  # the strict CSP refused something
+                if "Content Security Policy" in message.text else None)
         return page
 
     yield new_phone
     for context in contexts:
         context.close()
-    assert errors == [], "JavaScript errors on the pages"
+    assert errors == [], "JavaScript errors or policy violations on the pages"
 
 
 def sign_in(page, base, path, email):

@@ -45,6 +45,8 @@ ALLOWED = {
     ("POST", "/api/login"): SIGNED_IN,  # the deactivated account and a stranger are refused
     ("POST", "/api/logout"): EVERYONE,
     ("GET", "/api/me"): SIGNED_IN,
+    ("POST", "/api/password"): SIGNED_IN,  # asked with a too short new password: nobody's sessions end here
+    ("POST", "/api/staff/{staff_id}/deactivate"): {"admin"},  # staff.manage; the target is already deactivated
     # a survivor's record: her association's case workers only
     ("POST", "/api/beneficiaries"): CASE_WORKER | {"other_association"},  # each registers in her own association
     ("GET", "/api/beneficiaries/{beneficiary_id}"): CASE_WORKER,
@@ -175,7 +177,7 @@ def request_for(method, path, data, caller):
               "consent_id": data["consent"], "flag_id": data["flag"], "referral_id": data["referral"],
               "action": "acknowledge", "event_id": data["event_to_cancel"] if path.endswith("/cancel") and
               "occurrences" not in path else data["event"], "item_id": data["item"], "city": "Safi",
-              "slug": "amal-safi"}
+              "slug": "amal-safi", "staff_id": "s-t-gone"}
     url = re.sub(r"\{(\w+)\}", lambda match: str(values[match[1]]), path)
     # A week of the weekly event per caller and per route, so no attempt finds it already moved or cancelled.
     week = CALLERS.index(caller) + (len(CALLERS) if path.endswith("occurrences/cancel") else 0)
@@ -201,6 +203,7 @@ def request_for(method, path, data, caller):
         ("POST", "/api/events/{event_id}/occurrences/cancel"): {"recurrence_id": occurrence},
         ("POST", "/api/events/{event_id}/registrations"): {"association": "amal-safi", "name": "Stand"},
         ("PUT", "/api/preferences"): {"digest": False},
+        ("POST", "/api/password"): {"current_password": PASSWORD, "new_password": "short"},
     }
     query = {"GET /api/directory/services": {"category": "legal_orientation"},
              "GET /api/referrals": {"direction": "received"}}.get(f"{method} {path}", {})

@@ -133,8 +133,33 @@ def test_a_service_killed_between_commit_and_publish_publishes_after_restart(pro
 
 
 def test_an_unroutable_message_goes_to_the_alternate_exchange_and_is_counted(probe):
-    with probe.rpc() as cluster:
-        cluster.probe.publish("Rabat", "ma.tansiq.event.overlap_detected.v1")  # nobody binds this type here
+    with Connection(probe.amqp_uri) as connection:  # a type no service of the network consumes
+        Producer(connection.default_channel).publish(b"{}", exchange=topology.EVENTS_EXCHANGE,
+                                                     routing_key="ma.tansiq.nobody.listens.v1", delivery_mode=2)
     eventually(lambda: probe.queue_depth(topology.UNROUTABLE_QUEUE) == 1)
     status = probe.tansiq("status", "--broker-only")
-    assert "unroutable 1" in status.stdout
+    assert "unroutable 1" in status.stdout and "WARNING" in status.stdout
+
+
+def test_the_whole_topology_exists_before_the_first_publish(probe):
+    # Only the probe runs, yet every service's queue is there: what the relay publishes for a
+    # service that starts later waits in its queue instead of going unroutable.
+    with probe.rpc() as cluster:
+        cluster.probe.publish("Rabat", "ma.tansiq.event.overlap_detected.v1")  # consumed by notifications
+    eventually(lambda: probe.queue_depth(topology.consumer_queue("notifications")) == 1)
+    for queue in topology.network_queues():
+        probe.queue_depth(queue.name)  # raises if it was not declared
+    assert probe.queue_depth(topology.UNROUTABLE_QUEUE) == 0
+
+
+def test_a_first_start_leaves_nothing_unroutable_whatever_starts_first(network_factory):
+    # The demo's association.registered and event.published are relayed as soon as directory and
+    # events start; notifications, which consumes them, is not running yet.
+    network = network_factory()
+    network.migrate()
+    network.seed()
+    network.start("directory", "events")
+    eventually(lambda: network.queue_depth(topology.consumer_queue("notifications")) >= 2, timeout=60,
+               message="the demo's messages wait in the queue of the service that starts later")
+    status = network.tansiq("status", "--broker-only")
+    assert "unroutable 0" in status.stdout and "WARNING" not in status.stdout

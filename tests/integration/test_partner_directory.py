@@ -2,16 +2,18 @@
 
 import re
 
+from harness import add_partner_association, random_slug
 from tansiq import sealing, signing
 from tansiq.broker_admin import BrokerAdmin
 
-SLUG = "mogador-essaouira"  # a demo association; other tests use the better-known ones
+SLUG = random_slug("mogador")  # never a real association's broker user: broker users are global
 
 
 def test_partners_add_registers_the_public_key_in_the_directory(network_factory):
     network = network_factory()
     network.migrate()
     network.seed()
+    add_partner_association(network, SLUG)
     network.start("directory")
     admin = BrokerAdmin(vhost=network.vhost)
     admin.declare_topology()

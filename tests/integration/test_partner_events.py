@@ -7,12 +7,12 @@ from urllib.parse import quote
 
 import pytest
 
-from harness import eventually
+from harness import add_partner_association, eventually, random_slug
 from tansiq import signing
 from tansiq.broker_admin import BrokerAdmin
 from tansiq.partner.client import PartnerClient
 
-PARTNER = "tifawin-agadir"
+PARTNER = random_slug("tifawin")  # never a real association's broker user: broker users are global
 COORDINATOR = {"id": "s-safi-2", "association": "amal-safi", "roles": ["coordinator"], "language": "fr",
                "name": "Hanane Benali"}
 
@@ -28,6 +28,7 @@ def calendar_with_partner(network_factory, tmp_path):
     network = network_factory()
     network.migrate()
     network.seed()
+    add_partner_association(network, PARTNER)
     admin = BrokerAdmin(vhost=network.vhost)
     admin.declare_topology()
     credentials = admin.add_partner(PARTNER)
@@ -79,3 +80,24 @@ def test_a_partner_publishes_its_own_event_and_is_refused_for_another(calendar_w
     assert rejection.data["rejected_id"] == forged.id
     assert rejection.data["reason"] == "not_allowed"
     assert "Pas le nôtre" not in listed()
+
+
+
+def test_runaway_recurrence_rules_are_answered_invalid_rrule(calendar_with_partner):
+    network, client, received = calendar_with_partner
+    refused = {client.send("ma.tansiq.event.published.v1",
+                           {**event_data(PARTNER, f"tf-r{n}", "Règle sans fin", "Agadir"), "rrule": rule}).id
+               for n, rule in enumerate(["FREQ=DAILY;INTERVAL=0", "FREQ=MINUTELY", "FREQ=DAILY;COUNT=1000000"])}
+    client.send("ma.tansiq.event.published.v1", event_data(PARTNER, "tf-ok", "Après la règle", "Agadir"))
+    client.flush(timeout=30)
+    rejections = eventually(lambda: (found := {m.data["rejected_id"]: m.data["reason"] for m in received
+                                               if m.type == "ma.tansiq.message.rejected.v1"})
+                            and set(found) >= refused and found, timeout=60)
+    assert {rejections[message_id] for message_id in refused} == {"invalid_rrule"}
+
+    def listed():  # the service is alive and applies the next message
+        with network.rpc() as rpc:
+            return [o["title"] for o in rpc.events.list_occurrences("2027-04-01", "2027-05-01")]
+
+    eventually(lambda: "Après la règle" in listed(), timeout=60)
+    assert "Règle sans fin" not in listed()

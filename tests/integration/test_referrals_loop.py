@@ -15,12 +15,10 @@ from urllib.parse import quote
 
 import pika
 import pytest
-from harness import BROKER_HOST, Network, eventually
-from sqlalchemy import select
+from harness import BROKER_HOST, Network, add_partner_association, eventually
 
 from tansiq import config, contracts, ops, sealing, signing
 from tansiq.broker_admin import BrokerAdmin
-from tansiq.db import make_engine, session_scope
 from tansiq.envelope import MAX_BODY_BYTES, Envelope, parse
 from tansiq.messaging import topology
 from tansiq.partner import PartnerClient
@@ -97,24 +95,6 @@ class Partner:
 
     def close(self):
         self.admin.revoke_partner(self.slug)
-
-
-def add_partner_association(network, slug):
-    """A partner association in the network's directory (a slug of its own: broker users are per broker)."""
-    from services.directory import domain
-
-    engine = make_engine(config.load("directory", environ=network.env)["DB_URI"])
-    with session_scope(engine) as session:
-        domain.upsert_association(session, {
-            "slug": slug, "name_ar": "جمعية نور", "name_fr": "Association Nour (partenaire)", "city": "Casablanca",
-            "address": "Maarif, Casablanca", "phone": "+212522000099", "email": "contact@nour.example",
-            "services": [{"name": "Orientation juridique", "category": "legal_orientation", "languages": ["ar", "fr"]},
-                         {"name": "Soutien psychologique", "category": "psychological_support",
-                          "languages": ["ar", "fr"]}]})
-        from services.directory.models import Association
-
-        assert session.scalar(select(Association.slug).where(Association.slug == slug)) == slug
-    engine.dispose()
 
 
 @pytest.fixture(scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -443,44 +423,49 @@ def test_malformed_partner_messages_are_each_rejected_kept_and_the_services_keep
     naima = Api(network, "naima")
     tampered_id, tampered = raw(partner)
     tampered = tampered.replace(b'"urgent"', b'"low"')  # changed after signing
-    unreadable = {  # message id -> (body, expected reason): nothing in them to quote back
+    cases = {  # message id -> (body, expected reason); unreadable bodies are answered under their AMQP message_id
         "broken-json": (b"{not json", "malformed_json"),
         "not-an-object": (b"[1, 2, 3]", "malformed_json"),
         "oversized": (b'{"pad": "' + b" " * MAX_BODY_BYTES + b'"}', "oversized"),
+        "too-deep": (b"[" * 1000 + b"]" * 1000, "malformed_json"),  # once killed the service
     }
-    readable = {}
+    unhandled = {}  # types no service consumes: the kernel's catch-all answers them
     for reason, (message_id, body) in [
         ("invalid_envelope", raw(partner, specversion=None)),
-        ("unknown_type", raw(partner, type_="ma.tansiq.unheard_of.thing.v1", data={"x": 1})),
-        ("unknown_type", raw(partner, type_=TYPE("expired"), data={  # a type partners may only receive
-            "referral_id": "r-1", "from_association": partner.slug, "to_association": MARRAKECH})),
         ("schema_invalid", raw(partner, data={**SENT, "from_association": partner.slug, "urgency": "whenever"})),
         ("bad_signature", raw(partner, key=None)),  # unsigned
         ("bad_signature", raw(partner, key=signing.generate_key())),  # someone else's key
         ("bad_signature", (tampered_id, tampered)),
+        ("bad_signature", raw(partner, signature=5)),  # a number: once killed the service
         ("forged_sender", raw(partner, source=SAFI, data={**SENT, "from_association": SAFI})),
     ]:
-        readable[message_id] = (body, reason)
-    cases = {**unreadable, **readable}
+        cases[message_id] = (body, reason)
+    for type_, data in [("ma.tansiq.unheard_of.thing.v1", {"x": 1}),
+                        (TYPE("expired"), {"referral_id": "r-1", "from_association": partner.slug,  # receive-only
+                                           "to_association": MARRAKECH})]:
+        message_id, body = raw(partner, type_=type_, data=data)
+        unhandled[message_id] = (body, "unknown_type", f"{partner.slug}.{type_}")
     for message_id, (body, _) in cases.items():
         partner.publish_raw(body, message_id=message_id)
+    for message_id, (body, _, routing_key) in unhandled.items():
+        partner.publish_raw(body, routing_key=routing_key, message_id=message_id)
+    expected = {message_id: reason for message_id, (_, reason, *_) in {**cases, **unhandled}.items()}
 
     # Each gets its rejection on the sender's own queue ...
-    reasons = {reason for _, reason in cases.values()}
-    rejections = [e for e, _ in partner.wait_for(lambda e: e.type == REJECTED and e.data["reason"] in reasons,
-                                                 "the rejections", count=len(cases))]
-    assert {e.data["rejected_id"]: e.data["reason"] for e in rejections if e.data["rejected_id"]} == {
-        message_id: reason for message_id, (_, reason) in readable.items()}
-    assert sorted(e.data["reason"] for e in rejections if not e.data["rejected_id"]) == sorted(
-        reason for _, reason in unreadable.values())
-    assert all(e.source == "referrals" for e in rejections)
+    rejections = [e for e, _ in partner.wait_for(lambda e: e.type == REJECTED and e.data["rejected_id"] in expected,
+                                                 "the rejections", count=len(expected))]
+    assert {e.data["rejected_id"]: e.data["reason"] for e in rejections} == expected
+    assert all(e.source in ("referrals", "events") for e in rejections)
 
     # ... is kept in the dead-letter queue with its reason, as received ...
-    letters = eventually(lambda: len(d := ops.dead_letters(network.amqp_uri, "referrals.partners")) >= len(cases)
-                         and d, message="every refused message dead-lettered")
-    assert {letter["message_id"]: letter["reason"] for letter in letters} == {
-        message_id: reason for message_id, (_, reason) in cases.items()}
-    assert next(letter for letter in letters if letter["message_id"] == "broken-json")["body"] == "{not json"
+    def letters():
+        return (ops.dead_letters(network.amqp_uri, "referrals.partners")
+                + ops.dead_letters(network.amqp_uri, topology.PARTNERS_UNHANDLED))
+
+    kept = eventually(lambda: len(d := [x for x in letters() if x["message_id"] in expected]) >= len(expected) and d,
+                      message="every refused message dead-lettered")
+    assert {letter["message_id"]: letter["reason"] for letter in kept} == expected
+    assert next(letter for letter in kept if letter["message_id"] == "broken-json")["body"] == "{not json"
 
     # ... and the services keep running: a good message afterwards works.
     assert all(network.procs[service].poll() is None for service in SERVICES)

@@ -173,6 +173,7 @@ def deployment(tmp_path, monkeypatch):
         monkeypatch.delenv(f"TANSIQ_{service}_DB_URI", raising=False)
     monkeypatch.delenv("TANSIQ_DATA_KEY_FILE", raising=False)
     monkeypatch.delenv("TANSIQ_REFERRALS_DATA_KEY_FILE", raising=False)
+    monkeypatch.delenv("TANSIQ_KEYS_DIR", raising=False)
     engine = make_engine(f"sqlite:///{tmp_path / 'intake.sqlite3'}")
     create_all(engine)
     rengine = referrals_engine(tmp_path / "referrals.sqlite3")
@@ -184,11 +185,12 @@ def deployment(tmp_path, monkeypatch):
 def test_tansiq_keys_rotate_replaces_the_key_files_and_retires_the_old_ones(deployment):
     var, engine, _ = deployment
     beneficiary_id = a_trail(engine, accountability.keyring("intake"))
-    old_key = (var / "intake-master.key").read_bytes()
+    keys = var / "keys"  # tansiq.crypto.keys_dir() under this TANSIQ_VAR
+    old_key = (keys / "intake-master.key").read_bytes()
     done = accountability.rotate_master_keys()
     count, retired = done["intake"]
     assert count == 1 and retired.read_bytes() == old_key and stat.S_IMODE(retired.stat().st_mode) == 0o600
-    assert (var / "intake-master.key").read_bytes() != old_key and not list(var.glob("*.new"))
+    assert (keys / "intake-master.key").read_bytes() != old_key and not list(keys.glob("*.new"))
     record = in_unit(engine, intake.get_beneficiary, accountability.keyring("intake"), beneficiary_id, WORKER, NOW)
     assert record["first_name"] == "Khadija"
     with pytest.raises(DecryptionFailed):

@@ -5,12 +5,14 @@ the set-up scripts that can run without changing the machine are run for real.
 """
 
 import base64
+import json
 import os
 import re
 import shutil
 import socket
 import stat
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -306,6 +308,44 @@ def test_ensure_broker_refuses_an_unreachable_remote_broker():
     assert "secret-pw" not in result.stdout + result.stderr, "passwords are never printed"
 
 
+@pytest.mark.parametrize("address, url", [("127.0.0.1:8101", "http://127.0.0.1:8101/"),
+                                          ("0.0.0.0:8102", "http://127.0.0.1:8102/")])
+def test_make_run_prints_the_address_the_gateway_will_serve(address, url):
+    # Only the printing: install and broker count as done, and `true` stands in for the tansiq command.
+    result = run_script("make", "-s", "-o", "install", "-o", "broker", "run", "TANSIQ=true",
+                        f"PYTHON={sys.executable}", env={"TANSIQ_WEB_ADDRESS": address})
+    assert result.returncode == 0, result.stderr
+    assert f"open {url} " in result.stdout
+
+
+def test_ensure_broker_loads_the_definitions_into_the_vhost_of_amqp_uri(tmp_path, broker_admin):
+    """On a broker the script does not manage (rabbitmqctl cannot reach it), through the management API."""
+    import harness
+
+    (tmp_path / "scripts").mkdir()
+    (tmp_path / "deploy" / "rabbitmq").mkdir(parents=True)
+    for script in ("lib.sh", "ensure-broker.sh"):
+        shutil.copy2(ROOT / "scripts" / script, tmp_path / "scripts" / script)
+    definitions = DEPLOY / "rabbitmq" / "definitions.json"
+    shutil.copy2(definitions, tmp_path / "deploy" / "rabbitmq" / "definitions.json")
+    not_ours = tmp_path / "bin"
+    not_ours.mkdir()
+    (not_ours / "rabbitmq-diagnostics").write_text("#!/bin/sh\nexit 1\n")
+    (not_ours / "rabbitmq-diagnostics").chmod(0o755)
+    vhost = f"test-definitions-{os.getpid()}"
+    amqp_uri = harness.create_vhost(vhost)
+    try:
+        result = run_script(tmp_path / "scripts" / "ensure-broker.sh",
+                            env={"AMQP_URI": amqp_uri, "TANSIQ_RABBIT_ADMIN_URL": harness.ADMIN_URL,
+                                 "PATH": f"{not_ours}:{os.environ['PATH']}"})
+        assert result.returncode == 0, result.stderr
+        assert f"definitions loaded into vhost {vhost}" in result.stdout, result.stderr
+        expected = {queue["name"] for queue in json.loads(definitions.read_text("utf-8"))["queues"]}
+        assert expected <= set(harness.admin(vhost).queue_stats())
+    finally:
+        harness.delete_vhost(vhost)
+
+
 def postgres_reachable():
     try:
         socket.create_connection(("127.0.0.1", 5432), timeout=3).close()
@@ -314,12 +354,22 @@ def postgres_reachable():
         return False
 
 
+def psql_problem():
+    """Why psql cannot reach PostgreSQL here (the skip reason), or None."""
+    if not shutil.which("psql"):
+        return "psql client missing (apt-get install postgresql-client)"
+    if not postgres_reachable():
+        return "no PostgreSQL at 127.0.0.1:5432"
+    return None
+
+
 @pytest.mark.postgres
 def test_postgres_init_script_creates_one_database_per_service():
-    if not (postgres_reachable() and shutil.which("psql")):
+    problem = psql_problem()
+    if problem:
         if os.environ.get("TANSIQ_REQUIRE_POSTGRES") == "1":
-            pytest.fail("PostgreSQL at 127.0.0.1:5432 is required (TANSIQ_REQUIRE_POSTGRES=1)")
-        pytest.skip("no PostgreSQL at 127.0.0.1:5432")
+            pytest.fail(f"{problem}; required here (TANSIQ_REQUIRE_POSTGRES=1)")
+        pytest.skip(problem)
     prefix = f"tansiq_init_{os.getpid()}"
     names = [f"{prefix}_{service}" for service in ("intake", "events")]
     env = {"POSTGRES_USER": "postgres", "POSTGRES_DB": "postgres", "PGHOST": "127.0.0.1",

@@ -20,9 +20,10 @@ WORDS = ("Needs a lawyer", "Pas de place", "Elle a appelé deux fois")
 def test_existing_referrals_are_sealed_in_place(tmp_path, monkeypatch):
     monkeypatch.setenv("TANSIQ_VAR", str(tmp_path))
     monkeypatch.delenv("TANSIQ_REFERRALS_DATA_KEY_FILE", raising=False)
+    monkeypatch.delenv("TANSIQ_KEYS_DIR", raising=False)
     url = f"sqlite:///{tmp_path / 'referrals.sqlite3'}"
     migrations.upgrade("referrals", url, revision="54844f15b6bb")
-    keyring = KeyRing.from_file(tmp_path / "referrals-master.key")
+    keyring = KeyRing.from_file(tmp_path / "keys" / "referrals-master.key")
     # A referral as the code before this revision stored it: values under its own data key, words in clear.
     data_key, wrapped = keyring.new_data_key("referral:r-1")
     ciphertext = FieldCipher(data_key, "referral:r-1").encrypt("shared", json.dumps(PII))

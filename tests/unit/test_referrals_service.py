@@ -110,14 +110,14 @@ def test_decline_then_reroute_shares_the_same_fields_under_a_new_consent_check(s
     assert service.get_referral(sent["id"], CASE_WORKER)["state"] == "rerouted"
 
 
-def test_a_partner_update_applies_and_a_bad_one_gets_a_rejection_on_its_queue(service):
+def test_a_partner_update_applies_and_a_bad_one_is_refused_with_its_reason(service):
     sent = create(service, to=RABAT)
     ref = {"referral_id": sent["id"], "from_association": SAFI, "to_association": RABAT, "by": "p-1"}
     accepted = contracts.validate(contracts.make("ma.tansiq.referral.accepted.v1", RABAT, ref))
-    service.on_referral_update(accepted)  # not acknowledged yet: refused, told back
-    rejection = json.loads(outbox(service)[-1].body)
-    assert outbox(service)[-1].routing_key == f"{RABAT}.ma.tansiq.message.rejected.v1"
-    assert rejection["data"]["reason"] == "invalid_transition" and rejection["data"]["rejected_id"] == accepted.id
+    # Not acknowledged yet: refused. The kernel (handles_partner) dead-letters and answers it.
+    with pytest.raises(DomainError) as refused:
+        service.on_referral_update(accepted)
+    assert refused.value.code == "invalid_transition"
 
     acknowledged = contracts.validate(contracts.make("ma.tansiq.referral.acknowledged.v1", RABAT, ref))
     service.on_referral_update(acknowledged)
@@ -143,8 +143,8 @@ def test_a_partner_referral_arrives_and_revocation_erases_it(service):
 
     forged = contracts.validate(
         contracts.make("ma.tansiq.referral.sent.v1", AGADIR, {**sent.data, "referral_id": "p-78"}))
-    service.on_referral_sent(forged)
-    assert json.loads(outbox(service)[-1].body)["data"]["reason"] == "not_allowed"
+    with pytest.raises(Forbidden):  # answered `not_allowed` by the kernel
+        service.on_referral_sent(forged)
 
 
 def test_the_shared_values_arrive_sealed_by_intake_and_only_the_recipient_opens_them(service):
@@ -177,3 +177,17 @@ def test_an_erased_beneficiary_leaves_nothing_in_any_referral_override_included(
     seen = service.get_referral(sent["id"], RECIPIENT)
     assert (seen["shared"], seen["reason"]) == ({}, "")
     assert [h["action"] for h in seen["history"]].count("erase_shared") == 1
+
+
+def test_a_referral_id_already_used_is_refused_as_duplicate_not_dropped(service):
+    data = {"referral_id": "p-90", "from_association": RABAT, "to_association": MARRAKECH,
+            "service_category": "shelter", "urgency": "urgent", "reason": "Unsafe at home"}
+    service.on_referral_sent(contracts.validate(contracts.make("ma.tansiq.referral.sent.v1", RABAT, data)))
+    resent = contracts.validate(contracts.make("ma.tansiq.referral.sent.v1", RABAT, data))
+    service.on_referral_sent(resent)  # the same referral sent again under a new message id: no second effect
+    other = contracts.validate(contracts.make("ma.tansiq.referral.sent.v1", AGADIR, {
+        **data, "from_association": AGADIR, "reason": "Another woman"}))
+    with pytest.raises(DomainError) as refused:
+        service.on_referral_sent(other)
+    assert refused.value.code == "duplicate_id"
+    assert service.get_referral("p-90", RECIPIENT)["reason"] == "Unsafe at home"

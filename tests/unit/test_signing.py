@@ -95,7 +95,11 @@ def test_invalid_envelope(drop_or_change):
 
 def test_unknown_type():
     body = signed_body(envelope(type="ma.tansiq.referral.teleported.v1"))
-    assert reason(body) == "unknown_type"
+    assert reason(body, routing_key=f"{SLUG}.ma.tansiq.referral.teleported.v1") == "unknown_type"
+
+
+def test_a_routing_key_naming_another_type_is_refused():
+    assert reason(signed_body(), routing_key=f"{SLUG}.ma.tansiq.event.published.v1") == "invalid_envelope"
 
 
 def test_a_type_partners_may_only_receive_is_refused_as_unknown_type():

@@ -29,3 +29,18 @@ def test_every_topic_exchange_has_the_alternate_exchange():
     for exchange in topology.exchanges():
         if exchange.type == "topic":
             assert exchange.arguments["alternate-exchange"] == topology.UNROUTABLE_EXCHANGE
+
+
+def test_the_topology_tables_are_what_the_services_consume():
+    events, partners = ops.service_bindings()
+    assert {service: sorted(types) for service, types in topology.EVENT_BINDINGS.items()} == events
+    assert {service: sorted(types) for service, types in topology.PARTNER_BINDINGS.items()} == partners
+
+
+def test_every_partner_message_has_a_queue_and_the_unroutable_queue_is_bounded():
+    queues = {queue.name: queue for queue in topology.network_queues()}
+    assert (topology.PARTNERS_INBOUND, "#") in queues[topology.PARTNERS_UNHANDLED].bindings
+    assert f"{topology.PARTNERS_UNHANDLED}.dlq" in queues
+    unroutable = queues[topology.UNROUTABLE_QUEUE].arguments
+    assert unroutable["x-max-length"] == topology.UNROUTABLE_MAX_LENGTH
+    assert unroutable["x-overflow"] == "reject-publish"  # full: the publisher is nacked and keeps the message

@@ -4,13 +4,13 @@ and the pages rendered from service answers (the RPC proxies are stubbed: the ed
 from urllib.parse import quote
 
 import pytest
-from cryptography.fernet import Fernet
 from werkzeug.test import EnvironBuilder
 from werkzeug.wrappers import Request
 
 from services.gateway import web
 from services.gateway.api_webapp import actions_for, for_page, safe_next, when
 from services.gateway.service import GatewayService
+from gateway_sessions import directory_sessions
 
 from actors import SIGNER, verifier  # tests/actors.py
 
@@ -19,12 +19,9 @@ HANANE = {"id": "s-safi-2", "association": "amal-safi", "roles": ["case_worker",
 
 
 @pytest.fixture
-def sessions():
-    sessions = web.Sessions()
-    sessions.fernet = Fernet(Fernet.generate_key())
-    previous, web._active[0] = web._active[0], sessions
-    yield sessions
-    web._active[0] = previous
+def sessions(tmp_path):
+    with directory_sessions(tmp_path) as sessions:
+        yield sessions
 
 
 def request(path, token=None):
@@ -117,7 +114,7 @@ def test_the_inbox_page_renders_her_own_items_from_her_session(sessions):
          "body": "", "link": "/referrals/r-1", "created_at": "2026-11-28T14:00:00+00:00",
          "read_at": "2026-11-28T15:00:00+00:00", "read": True}], unread_count=1)
     response = GatewayService.inbox_page(Gateway(notifications_rpc=notifications),
-                                         request("/inbox?lang=ar", sessions.issue(HANANE)))
+                                         request("/inbox?lang=ar", sessions.signed_in(HANANE)))
     html = response.get_data(as_text=True)
     assert response.status_code == 200 and response.headers["Cache-Control"] == "no-store"
     assert 'dir="rtl"' in html and 'data-unread="1"' in html
@@ -135,7 +132,7 @@ def test_a_refused_page_is_an_html_page_not_json(sessions):
             raise Forbidden("not one of your association's referrals")
 
     response = GatewayService.referral_page(Gateway(referrals_rpc=Refusing()),
-                                            request("/referrals/r-9?lang=en", sessions.issue(HANANE)),
+                                            request("/referrals/r-9?lang=en", sessions.signed_in(HANANE)),
                                             referral_id="r-9")
     assert response.status_code == 403 and response.mimetype == "text/html"
     assert "You do not have access to this page." in response.get_data(as_text=True)
@@ -171,7 +168,7 @@ def test_the_beneficiary_page_shows_her_record_consents_and_flags_with_the_forms
     intake = Stub(get_beneficiary=dict(RECORD))
     gateway = Gateway(intake_rpc=intake, directory_rpc=Stub(list_associations=ASSOCIATIONS))
     response = GatewayService.beneficiary_page(gateway, request("/beneficiaries/b-1?lang=ar",
-                                                                sessions.issue(HANANE)), beneficiary_id="b-1")
+                                                                sessions.signed_in(HANANE)), beneficiary_id="b-1")
     html = response.get_data(as_text=True)
     assert response.status_code == 200 and response.headers["Cache-Control"] == "no-store"
     assert 'dir="rtl"' in html and "Khadija" in html and "0661234567" in html
@@ -198,7 +195,7 @@ def test_the_beneficiary_page_of_another_association_is_refused_without_her_data
             raise Forbidden("this beneficiary belongs to another association")
 
     response = GatewayService.beneficiary_page(Gateway(intake_rpc=Refusing()),
-                                               request("/beneficiaries/b-1?lang=fr", sessions.issue(NAIMA)),
+                                               request("/beneficiaries/b-1?lang=fr", sessions.signed_in(NAIMA)),
                                                beneficiary_id="b-1")
     html = response.get_data(as_text=True)
     assert response.status_code == 403 and response.mimetype == "text/html"
@@ -211,7 +208,7 @@ def test_an_erased_record_shows_no_forms(sessions):
                                            "registered_at", "registered_by")}
     gateway = Gateway(intake_rpc=Stub(get_beneficiary={**erased, "erased": True}),
                       directory_rpc=Stub(list_associations=ASSOCIATIONS))
-    html = GatewayService.beneficiary_page(gateway, request("/beneficiaries/b-1", sessions.issue(HANANE)),
+    html = GatewayService.beneficiary_page(gateway, request("/beneficiaries/b-1", sessions.signed_in(HANANE)),
                                            beneficiary_id="b-1").get_data(as_text=True)
     assert 'id="erased"' in html and 'id="refer-form"' not in html
 
@@ -220,7 +217,7 @@ def test_an_event_link_opens_the_calendar_at_that_event(sessions):
     events = Stub(get_event={"id": "e-7", "starts_at": "2026-12-04T23:30:00+00:00",
                              "start_local": "2026-12-05T00:30:00+01:00"})
     response = GatewayService.event_page(Gateway(events_rpc=events), request("/events/e-7?lang=ar",
-                                                                             sessions.issue(HANANE)), event_id="e-7")
+                                                                             sessions.signed_in(HANANE)), event_id="e-7")
     assert response.status_code == 303
     assert response.headers["Location"] == "/calendar?date=2026-12-05&event=e-7&lang=ar"  # the local day
     assert verifier("events").actor(events.calls[0][2]["actor"]).id == "s-safi-2"
@@ -236,7 +233,7 @@ YOUSSEF = {"id": "s-safi-3", "association": "amal-safi", "roles": ["events_manag
 def test_an_events_manager_gets_no_case_page_and_no_service_is_asked(sessions, page, values):
     untouchable = Stub()  # any RPC would fail the test: the gateway refuses first
     gateway = Gateway(intake_rpc=untouchable, referrals_rpc=untouchable, directory_rpc=untouchable)
-    response = page(gateway, request("/x?lang=fr", sessions.issue(YOUSSEF)), **values)
+    response = page(gateway, request("/x?lang=fr", sessions.signed_in(YOUSSEF)), **values)
     assert response.status_code == 403 and response.mimetype == "text/html" and untouchable.calls == []
 
 
@@ -245,7 +242,7 @@ def test_navigation_follows_her_roles(sessions):
     nav = {}
     for name, staff in (("hanane", HANANE), ("youssef", YOUSSEF)):
         nav[name] = GatewayService.inbox_page(Gateway(notifications_rpc=inbox),
-                                              request("/inbox", sessions.issue(staff))).get_data(as_text=True)
+                                              request("/inbox", sessions.signed_in(staff))).get_data(as_text=True)
     assert 'id="nav-referrals"' in nav["hanane"] and 'id="nav-intake"' in nav["hanane"]
     assert 'id="nav-referrals"' not in nav["youssef"] and 'id="nav-intake"' not in nav["youssef"]
     assert 'href="/calendar' in nav["youssef"]
@@ -259,7 +256,7 @@ def test_every_inbox_link_with_a_page_gets_an_open_link(sessions):
     links = ["/beneficiaries/b-1", "/events/e-7", "/referrals/r-1", "/referrals", "/", "https://evil.example/x"]
     notifications = Stub(inbox=[item(n, link) for n, link in enumerate(links)], unread_count=len(links))
     html = GatewayService.inbox_page(Gateway(notifications_rpc=notifications),
-                                     request("/inbox", sessions.issue(HANANE))).get_data(as_text=True)
+                                     request("/inbox", sessions.signed_in(HANANE))).get_data(as_text=True)
     for link in links[:4]:
         assert f'href="{link}"' in html
     assert 'href="https://evil.example/x"' not in html and html.count(">Ouvrir<") == 4
@@ -272,7 +269,7 @@ def test_the_directory_route_lists_active_services_for_signed_in_staff(sessions)
         {"id": "sv-1", "association": "wafae-marrakech", "category": "legal_orientation", "status": "active"},
         {"id": "sv-2", "association": "dar-noor-casablanca", "category": "legal_orientation", "status": "paused"}])
     gateway = Gateway(directory_rpc=directory)
-    token = sessions.issue(HANANE)
+    token = sessions.signed_in(HANANE)
     response = GatewayService.directory_services(
         gateway, request("/api/directory/services?category=legal_orientation&city=Marrakech&lang=fr", token))
     assert [s["id"] for s in response.get_json()] == ["sv-1"]

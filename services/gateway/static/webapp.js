@@ -6,12 +6,21 @@
   var messagesNode = document.getElementById("messages");
   var M = messagesNode ? JSON.parse(messagesNode.textContent) : {};
 
+  // Every change sends the session's CSRF token (from the page) and a JSON body: the server refuses others.
+  var csrfNode = document.querySelector("meta[name=csrf-token]");
+  var csrf = csrfNode ? csrfNode.getAttribute("content") : "";
+
   function api(method, url, body) {
+    var headers = { Accept: "application/json" };
+    if (method !== "GET") {
+      headers["Content-Type"] = "application/json";
+      if (csrf) { headers["X-CSRF-Token"] = csrf; }
+    }
     return fetch(url, {
       method: method,
       credentials: "same-origin",
-      headers: body === undefined ? {} : { "Content-Type": "application/json" },
-      body: body === undefined ? undefined : JSON.stringify(body)
+      headers: headers,
+      body: method === "GET" ? undefined : JSON.stringify(body === undefined ? {} : body)
     }).then(function (response) {
       return response.text().then(function (text) {
         var data = null;
@@ -97,6 +106,12 @@
       api("POST", "/api/logout").then(function () { window.location.assign("/login"); },
                                       function (error) { showError(document, error); });
     });
+  }
+
+  // The referrals page's status filter applies as soon as it changes (no inline handlers: CSP).
+  var statusFilter = document.getElementById("status-filter");
+  if (statusFilter) {
+    statusFilter.addEventListener("change", function () { statusFilter.form.submit(); });
   }
 
   // ---- inbox ------------------------------------------------------------------------------
