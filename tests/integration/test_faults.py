@@ -77,7 +77,7 @@ def partner_network(broker_admin):
         network.start("directory")
         with network.rpc() as rpc:
             rpc.directory.set_public_key(slug, signing.public_key_b64(key))
-        network.start("referrals", "events")
+        network.start("intake", "referrals", "events")  # referrals waits for intake, which it calls
         uri = f"amqp://{slug}:{quote(password, safe='')}@{BROKER_HOST}:5672/{quote(network.vhost, safe='')}"
         client = PartnerClient(uri, slug, key, network.var / "partner-outbox.sqlite3")
         yield network, client, uri
