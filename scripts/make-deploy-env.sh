@@ -36,3 +36,12 @@ for key in gateway-secret.key intake-master.key referrals-master.key; do
     chmod 644 "$SECRETS/$key"
     say "wrote var/secrets/$key"
 done
+# Ed25519 pair signing the actor assertions (tansiq.identity): the private key goes to the gateway only.
+if [ -f "$SECRETS/actor-signing.key" ]; then
+    say "var/secrets/actor-signing.key exists; left as it is"
+else
+    openssl genpkey -algorithm ed25519 -out "$SECRETS/actor-signing.key"
+    openssl pkey -in "$SECRETS/actor-signing.key" -pubout -out "$SECRETS/actor-signing.pub"
+    chmod 644 "$SECRETS/actor-signing.key" "$SECRETS/actor-signing.pub"  # see above: the 700 folder guards them
+    say "wrote var/secrets/actor-signing.key and actor-signing.pub"
+fi

@@ -24,6 +24,19 @@ fi
 # administrator: `tansiq partners add` provisions partner users through this account.
 rabbitmqctl -q set_user_tags "$TANSIQ_RABBITMQ_USER" administrator
 rabbitmqctl -q set_permissions -p / "$TANSIQ_RABBITMQ_USER" '.*' '.*' '.*'
+# One least-privilege user per service (tansiq.broker_users), its password taken from its URI in
+# deploy/.env; the permissions are the committed deploy/rabbitmq/service-users.json.
+for service in directory intake referrals events notifications gateway; do
+    uri=$(printenv "TANSIQ_$(echo "$service" | tr a-z A-Z)_AMQP_URI" || true)
+    [ -n "$uri" ] || { echo "tansiq: TANSIQ_..._AMQP_URI of $service missing in deploy/.env" >&2; exit 1; }
+    password=$(printf '%s' "$uri" | sed -E 's|^amqps?://[^:]+:([^@]+)@.*$|\1|')
+    if rabbitmqctl -q list_users | cut -f1 | grep -qx "$service"; then
+        rabbitmqctl -q change_password "$service" "$password"
+    else
+        rabbitmqctl -q add_user "$service" "$password"
+    fi
+done
+rabbitmqctl -q import_definitions /etc/rabbitmq/service-users.json
 touch "$READY"
-echo "tansiq: RabbitMQ user $TANSIQ_RABBITMQ_USER ready"
+echo "tansiq: RabbitMQ users $TANSIQ_RABBITMQ_USER and one per service ready"
 wait "$server"

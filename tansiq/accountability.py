@@ -48,6 +48,7 @@ def export_person(beneficiary_id, by, now=None):
     from services.intake import domain as intake
     from services.intake.models import Beneficiary
     from services.referrals import domain as referrals
+    from tansiq.contracts.actor import ADMIN, Actor
     from tansiq.errors import NotFound
 
     now = now or datetime.now(timezone.utc)
@@ -56,7 +57,8 @@ def export_person(beneficiary_id, by, now=None):
         if beneficiary is None:
             raise NotFound(f"beneficiary {beneficiary_id} not found")
         association = beneficiary.association
-        operator = {"id": by, "association": association, "roles": ["admin"]}
+        # The operator acts as an admin of her association (the role matrix's `cases.export`).
+        operator = Actor(association=association, id=by, roles=frozenset({ADMIN}))
         record = intake.export_beneficiary(session, keyring("intake"), beneficiary_id, operator, now)
     with unit_of_work("referrals") as session:
         record["referrals"] = referrals.about_beneficiary(session, now, keyring("referrals"), beneficiary_id,

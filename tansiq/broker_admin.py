@@ -100,6 +100,18 @@ class BrokerAdmin:
             self.declare_exchange(exchange)
         self.declare_queue(topology.unroutable_queue())
 
+    # users (services: tansiq.broker_users) -------------------------------------------
+    def put_user(self, name, password, tags=""):
+        self._call("PUT", f"/users/{_q(name)}", {"password": password, "tags": tags})
+
+    def set_permissions(self, name, permissions, topic_permissions=()):
+        self._call("PUT", f"/permissions/{_q(self.vhost)}/{_q(name)}", permissions)
+        for topic in topic_permissions:
+            self._call("PUT", f"/topic-permissions/{_q(self.vhost)}/{_q(name)}", topic)
+
+    def delete_user(self, name):
+        self._call("DELETE", f"/users/{_q(name)}", ok_missing=True)
+
     # partners -----------------------------------------------------------------------
     def add_partner(self, slug, password=None):
         """Create (or reset) partner `slug`'s user, permissions and queue -> credentials dict."""

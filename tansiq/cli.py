@@ -53,7 +53,7 @@ def cmd_status(args):
 def cmd_health(args):
     from tansiq import ops
 
-    amqp_uri = tansiq_config.amqp_uri()
+    amqp_uri = tansiq_config.load(args.service)["AMQP_URI"]  # the service's own broker user
     try:
         if args.service == "gateway":
             import requests
@@ -108,6 +108,39 @@ def cmd_topology(args):
 
     definitions = ops.export_definitions(args.output)
     print(f"wrote {args.output}: {len(definitions['exchanges'])} exchanges, {len(definitions['queues'])} queues")
+
+
+def cmd_broker_users(args):
+    """Per-service broker users: keep the passwords already in the env file, add the missing ones."""
+    import json
+    import os
+
+    from tansiq import broker_users
+    from tansiq.broker_admin import BrokerAdmin
+
+    passwords, definitions = broker_users.generate(broker_users.read_env(args.env_file), args.prefix, args.vhost)
+    lines = broker_users.env_lines(passwords, args.amqp_base, args.prefix)
+    kept = [line for line in (open(args.env_file, encoding="utf-8").read().splitlines()
+                              if os.path.exists(args.env_file) else [])
+            if not any(line.startswith(new.split("=", 1)[0] + "=") for new in lines)]
+    fd = os.open(args.env_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write("\n".join(kept + lines) + "\n")
+    print(f"wrote {len(lines)} TANSIQ_<SERVICE>_AMQP_URI lines to {args.env_file} (mode 600)")
+    if args.definitions:
+        fd = os.open(args.definitions, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(definitions, handle, indent=2)
+        print(f"wrote {args.definitions}: users (password hashes), permissions, topic permissions")
+    if args.permissions:
+        with open(args.permissions, "w", encoding="utf-8") as handle:
+            json.dump(broker_users.permissions_only(args.prefix, args.vhost), handle, indent=2)
+            handle.write("\n")
+        print(f"wrote {args.permissions}: permissions and topic permissions (no secret)")
+    if args.apply:
+        broker_users.apply(BrokerAdmin(args.admin_url, vhost=args.vhost), passwords, args.prefix)
+        print(f"applied {len(passwords)} users and their permissions to vhost {args.vhost}")
+    return 0
 
 
 def cmd_bench(args):
@@ -207,6 +240,20 @@ def build_parser():
     topology.add_argument("action", choices=("export",))
     topology.add_argument("--output", default=str(tansiq_config.ROOT / "deploy" / "rabbitmq" / "definitions.json"))
     topology.set_defaults(func=cmd_topology)
+
+    broker = sub.add_parser("broker", help="per-service broker users with least privilege")
+    broker.add_argument("action", choices=("users",))
+    broker.add_argument("--env-file", default=str(tansiq_config.ROOT / "deploy" / ".env"),
+                        help="where the TANSIQ_<SERVICE>_AMQP_URI lines go (passwords already there are kept)")
+    broker.add_argument("--amqp-base", default="amqp://rabbitmq:5672/",
+                        help="host, port and vhost of the URIs (amqps://host:5671/ for TLS)")
+    broker.add_argument("--definitions", help="also write RabbitMQ definitions (users, permissions) to this file")
+    broker.add_argument("--permissions", help="write only the permissions (deploy/rabbitmq/service-users.json)")
+    broker.add_argument("--apply", action="store_true", help="create the users through the management API")
+    broker.add_argument("--admin-url", default=None, help="management API (default TANSIQ_RABBIT_ADMIN_URL)")
+    broker.add_argument("--vhost", default="/")
+    broker.add_argument("--prefix", default="", help="prefix of the user names (several networks, tests)")
+    broker.set_defaults(func=cmd_broker_users)
 
     bench = sub.add_parser("bench", help="measure the kernel against the raw broker; writes docs/benchmarks.md")
     bench.add_argument("--messages", type=int, default=2000)

@@ -56,7 +56,21 @@ def load(service, environ=None):
     text = (CONFIG_DIR / f"{service}.yaml").read_text(encoding="utf-8")
     config = yaml.safe_load(_substitute(text, environ)) or {}
     config.setdefault("SERVICE_NAME", service)
+    if amqp_ssl(config.get("AMQP_URI", "")):
+        config.setdefault("AMQP_SSL", amqp_ssl(config["AMQP_URI"], environ))  # nameko's TLS options
     return config
+
+
+def amqp_ssl(uri, environ=None):
+    """TLS options for an `amqps://` URI (None for amqp://): the broker's certificate chain and host name are
+    verified, against TANSIQ_AMQP_CA_FILE if set, else the system's trusted roots."""
+    if not uri.startswith("amqps://"):
+        return None
+    import ssl
+
+    environ = os.environ if environ is None else environ
+    # server_hostname None: kombu fills in the URI's host, so the certificate must name it.
+    return {"cert_reqs": ssl.CERT_REQUIRED, "server_hostname": None, "ca_certs": environ.get("TANSIQ_AMQP_CA_FILE")}
 
 
 def amqp_uri(environ=None):

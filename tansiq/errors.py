@@ -78,6 +78,12 @@ class Forbidden(DomainError):
     default_code = "forbidden"
 
 
+class InvalidActor(DomainError):
+    """An RPC's actor assertion is missing, expired, tampered with or meant for another service."""
+
+    default_code = "unauthorized"
+
+
 def load_request(schema, payload):
     """Validate an RPC argument with a marshmallow schema; a refusal crosses RPC as a DomainError
     (the gateway answers 400) with the field errors as details."""
@@ -91,7 +97,7 @@ def load_request(schema, payload):
 
 
 # Errors that cross RPC as nameko RemoteError and are refusals, not failures, by class name.
-_REFUSAL_NAMES = {"DomainError", "NotFound", "Conflict", "Forbidden", "ValidationError", "BadMessage"}
+_REFUSAL_NAMES = {"DomainError", "NotFound", "Conflict", "Forbidden", "InvalidActor", "ValidationError", "BadMessage"}
 
 
 def is_refusal(exc):
@@ -149,7 +155,7 @@ def _one_line(exc):
 def _register_with_nameko():
     from nameko.exceptions import deserialize_to_instance
 
-    for cls in (DomainError, NotFound, Conflict, Forbidden):
+    for cls in (DomainError, NotFound, Conflict, Forbidden, InvalidActor):
         deserialize_to_instance(cls)
 
 

@@ -5,6 +5,7 @@ from urllib.parse import unquote, urlparse
 
 from kombu import Connection
 
+from tansiq.config import amqp_ssl
 from tansiq import config as tansiq_config
 from tansiq.broker_admin import BrokerAdmin
 from tansiq.messaging import topology
@@ -141,7 +142,7 @@ def replay_headers(properties):
 def ping_service(amqp_uri, service, timeout=5):
     from nameko.standalone.rpc import ClusterRpcProxy
 
-    with ClusterRpcProxy({"AMQP_URI": amqp_uri}, timeout=timeout) as cluster:
+    with ClusterRpcProxy({"AMQP_URI": amqp_uri, "AMQP_SSL": amqp_ssl(amqp_uri)}, timeout=timeout) as cluster:
         return getattr(cluster, service).health()
 
 
@@ -179,7 +180,7 @@ def status(amqp_uri=None, out=print, check_services=True):
     if check_services:
         from nameko.standalone.rpc import ClusterRpcProxy
 
-        with ClusterRpcProxy({"AMQP_URI": amqp_uri}, timeout=3) as cluster:  # one connection for every ping
+        with ClusterRpcProxy({"AMQP_URI": amqp_uri, "AMQP_SSL": amqp_ssl(amqp_uri)}, timeout=3) as cluster:  # one connection for every ping
             for service in tansiq_config.SERVICES:
                 if service == "gateway":
                     continue

@@ -20,6 +20,7 @@ import requests
 from kombu import Connection
 
 from tansiq.broker_admin import BrokerAdmin, BrokerAdminError
+from tansiq.identity import ActorSigner, load_or_create_signing_key
 
 ROOT = Path(__file__).resolve().parent.parent
 BROKER_HOST = os.environ.get("TANSIQ_TEST_BROKER_HOST", "127.0.0.1")
@@ -108,6 +109,13 @@ class Network:
                 self.pg_databases.append(name)
         self.procs = {}
         self.rpc_names = {}
+        # The gateway's actor-signing pair, made here (the configured default paths) so tests can sign too.
+        self.signer = ActorSigner(load_or_create_signing_key(self.var / "keys" / "actor-signing.key",
+                                                             self.var / "keys" / "actor-signing.pub"))
+
+    def assertion(self, staff, *audience):
+        """What the gateway would sign for `staff` ({id, association, roles}) to call `audience`."""
+        return self.signer.sign(staff, *(audience or ("intake", "referrals", "events", "notifications")))
 
     @property
     def web(self):

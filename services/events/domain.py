@@ -795,27 +795,21 @@ def _emit(session, type_, event):
 
 # --- who may change what ----------------------------------------------------------------------
 
-EDITOR_ROLES = {"coordinator", "events_manager", "admin"}
-
-
-def check_editor(staff, organiser, co_organisers=()):
+def check_editor(actor, organiser, co_organisers=()):
     """Staff may change an event of their own association (organiser or co-organiser) if their
-    role allows it. `staff` None is a trusted internal caller (CLI, partner adapter)."""
-    if staff is None:
-        return
-    if not EDITOR_ROLES & set(staff.get("roles") or ()):
-        raise Forbidden("only coordinators, events managers and admins edit the calendar")
-    if staff.get("association") not in {organiser, *(co_organisers or ())}:
+    role allows it (tansiq.contracts.actor MATRIX). There is no trusted caller without an actor."""
+    if actor is None:
+        raise Forbidden("only signed-in staff change the calendar")
+    actor.require("calendar.edit")
+    if actor.association not in {organiser, *(co_organisers or ())}:
         raise Forbidden("only the organising associations may change this event")
 
 
-def check_registrant(staff, association):
-    """The staff id the registration is recorded under: the signed-in one's, never one the client names."""
-    if staff is None:
-        return None
-    if staff.get("association") != association:
+def check_registrant(actor, association):
+    """The staff id the registration is recorded under: the actor's own, never one the client names."""
+    if actor is None or actor.association != association:
         raise Forbidden("staff register for their own association")
-    return staff["id"]
+    return actor.id
 
 
 def list_venues(session, city=None):

@@ -16,6 +16,7 @@ from tansiq.messaging import inbox, outbox
 from tansiq.messaging.consumer import handles, handles_partner
 from tansiq.messaging.topology import PARTNERS_OUTBOUND
 from tansiq.errors import DomainError, NotFound
+from tansiq.identity import ActorIdentity
 
 REMINDER_INTERVAL_SECONDS = 300
 REMINDER_HORIZON_HOURS_KEY = "REMINDER_HORIZON_HOURS"
@@ -43,6 +44,7 @@ class EventsService:
     db = Database()
     directory = RpcProxy("directory")
     config = Config()
+    identity = ActorIdentity()  # changes take the gateway's signed actor assertion; reading may be anonymous
 
     def _known_associations(self):
         # One RPC, asked before the unit of work opens: no network call while holding the database.
@@ -67,56 +69,62 @@ class EventsService:
             return venue_io.dump(domain.list_venues(session, city), many=True)
 
     @rpc
-    def create_event(self, payload, staff=None, force=False):
+    def create_event(self, payload, actor=None, force=False):
+        actor = self.identity.actor(actor)  # refused before anything is read
         spec = CreateEvent().load(payload)
-        domain.check_editor(staff, spec["organiser"], spec["co_organisers"])
+        domain.check_editor(actor, spec["organiser"], spec["co_organisers"])
         known = self._known_associations()
         with self.db.session() as session:
             event, warnings = domain.create_event(session, utcnow(), spec, known, force=force)
             return self._result(event, warnings)
 
     @rpc
-    def update_event(self, event_id, changes, staff=None, force=False):
+    def update_event(self, event_id, changes, actor=None, force=False):
+        actor = self.identity.actor(actor)  # refused before anything is read
         changes = UpdateEvent().load(changes)
         known = self._known_associations()
         with self.db.session() as session:
             current = domain.get_event(session, event_id)
-            domain.check_editor(staff, current.organiser, current.co_organisers)
+            domain.check_editor(actor, current.organiser, current.co_organisers)
             event, warnings = domain.update_event(session, utcnow(), event_id, changes, known, force=force)
             return self._result(event, warnings)
 
     @rpc
-    def cancel_event(self, event_id, staff=None):
+    def cancel_event(self, event_id, actor=None):
+        actor = self.identity.actor(actor)  # refused before anything is read
         with self.db.session() as session:
             current = domain.get_event(session, event_id)
-            domain.check_editor(staff, current.organiser, current.co_organisers)
+            domain.check_editor(actor, current.organiser, current.co_organisers)
             return event_out.dump(domain.cancel_event(session, utcnow(), event_id))
 
     @rpc
-    def move_occurrence(self, event_id, payload, staff=None, force=False):
+    def move_occurrence(self, event_id, payload, actor=None, force=False):
+        actor = self.identity.actor(actor)  # refused before anything is read
         values = MoveOccurrence().load(payload)
         with self.db.session() as session:
             current = domain.get_event(session, event_id)
-            domain.check_editor(staff, current.organiser, current.co_organisers)
+            domain.check_editor(actor, current.organiser, current.co_organisers)
             event, warnings = domain.move_occurrence(session, utcnow(), event_id, values["recurrence_id"],
                                                      values["start"], values["end"], force=force)
             return self._result(event, warnings)
 
     @rpc
-    def cancel_occurrence(self, event_id, payload, staff=None):
+    def cancel_occurrence(self, event_id, payload, actor=None):
+        actor = self.identity.actor(actor)  # refused before anything is read
         values = CancelOccurrence().load(payload)
         with self.db.session() as session:
             current = domain.get_event(session, event_id)
-            domain.check_editor(staff, current.organiser, current.co_organisers)
+            domain.check_editor(actor, current.organiser, current.co_organisers)
             return event_out.dump(domain.cancel_occurrence(session, utcnow(), event_id, values["recurrence_id"]))
 
     @rpc
-    def get_event(self, event_id, audience="public", staff=None):
+    def get_event(self, event_id, audience="public", actor=None):
         """An event; drafts and registrations only for staff of the organising associations."""
+        actor = self.identity.optional_actor(actor)
         with self.db.session() as session:
             event = domain.get_event(session, event_id)
             organisers = {event.organiser, *event.co_organisers}
-            own = staff is not None and staff.get("association") in organisers
+            own = actor is not None and actor.association in organisers
             if not own and (event.status == "draft" or event.visibility not in _visibilities(audience)):
                 raise NotFound(f"no event {event_id!r}", code="unknown_event")
             return (event_with_registrations_out if own else event_out).dump(event)
@@ -130,9 +138,10 @@ class EventsService:
                 association=window["association"], visibilities=_visibilities(audience)))
 
     @rpc
-    def register(self, event_id, payload, staff=None):
+    def register(self, event_id, payload, actor=None):
+        actor = self.identity.actor(actor)  # refused before anything is read
         values = registration_io.load(payload)
-        values["staff_id"] = domain.check_registrant(staff, values["association"])
+        values["staff_id"] = domain.check_registrant(actor, values["association"])
         known = self._known_associations()
         with self.db.session() as session:
             registration = domain.register(session, utcnow(), event_id, known_associations=known, **values)

@@ -3,16 +3,17 @@
 from nameko.rpc import RpcProxy
 
 from services.gateway.schemas import ServicesQuerySchema
-from services.gateway.web import api, current_staff, json_response
+from services.gateway.access import requires
+from services.gateway.web import api, json_response
 
 
 class DirectoryApi:
     directory_rpc = RpcProxy("directory")  # the same proxy GatewayService declares; listed so the mixin stands alone
 
     @api("GET", "/api/directory/services")
-    def directory_services(self, request):
+    @requires(None)  # any signed-in staff member: the network's public offer, nothing personal
+    def directory_services(self, request, actor):
         """Active services of a category (optionally in one city): the recipients a referral or consent may name."""
-        current_staff(request)
         query = ServicesQuerySchema().load(request.args.to_dict())
         services = self.directory_rpc.find_services(query["category"], city=query["city"])
         return json_response([s for s in services if s.get("status", "active") == "active"])

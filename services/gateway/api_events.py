@@ -13,7 +13,8 @@ from nameko.rpc import RpcProxy
 from werkzeug.wrappers import Response
 
 from services.events.schemas import CancelOccurrence, CreateEvent, MoveOccurrence, RegistrationSchema, UpdateEvent
-from services.gateway.web import Unauthorized, api, current_staff, json_response, load_json, render, request_language
+from services.gateway.access import can, requires, signed_in_or_none
+from services.gateway.web import api, json_response, load_json, render, request_language
 from tansiq.contracts.events import EVENT_KINDS
 
 DEFAULT_WINDOW = (timedelta(days=-7), timedelta(days=62))
@@ -28,15 +29,8 @@ def _force(request):
     return request.args.get("force", "").lower() in ("1", "true", "yes")
 
 
-def _staff_or_none(request):
-    try:
-        return current_staff(request)
-    except Unauthorized:
-        return None
-
-
-def _audience(staff):
-    return "network" if staff else "public"
+def _audience(actor):
+    return "network" if actor else "public"
 
 
 def _ics(text, filename):
@@ -51,54 +45,54 @@ class EventsApi:
     # --- JSON API ---------------------------------------------------------------------------
 
     @api("GET", "/api/events")
-    def events_list(self, request):
+    @requires(None, "events", optional=True)
+    def events_list(self, request, actor):
         now = datetime.now(timezone.utc)
         start = request.args.get("start") or (now + DEFAULT_WINDOW[0]).isoformat()
         end = request.args.get("end") or (now + DEFAULT_WINDOW[1]).isoformat()
-        staff = _staff_or_none(request)
         return json_response(self.events_rpc.list_occurrences(
             start, end, city=request.args.get("city") or None, kind=request.args.get("kind") or None,
-            association=request.args.get("association") or None, audience=_audience(staff)))
+            association=request.args.get("association") or None, audience=_audience(actor)))
 
     @api("GET", "/api/events/<string:event_id>")
-    def events_get(self, request, event_id):
-        staff = _staff_or_none(request)
-        return json_response(self.events_rpc.get_event(event_id, audience=_audience(staff), staff=staff))
+    @requires(None, "events", optional=True)
+    def events_get(self, request, actor, event_id):
+        return json_response(self.events_rpc.get_event(event_id, audience=_audience(actor), actor=actor))
 
     @api("POST", "/api/events")
-    def events_create(self, request):
-        staff = current_staff(request)
+    @requires("calendar.edit", "events")
+    def events_create(self, request, actor):
         body = _json_body(request, CreateEvent())
-        return json_response(self.events_rpc.create_event(body, staff=staff, force=_force(request)), status=201)
+        return json_response(self.events_rpc.create_event(body, actor=actor, force=_force(request)), status=201)
 
     @api("PATCH", "/api/events/<string:event_id>")
-    def events_update(self, request, event_id):
-        staff = current_staff(request)
+    @requires("calendar.edit", "events")
+    def events_update(self, request, actor, event_id):
         body = _json_body(request, UpdateEvent())
-        return json_response(self.events_rpc.update_event(event_id, body, staff=staff, force=_force(request)))
+        return json_response(self.events_rpc.update_event(event_id, body, actor=actor, force=_force(request)))
 
     @api("POST", "/api/events/<string:event_id>/cancel")
-    def events_cancel(self, request, event_id):
-        staff = current_staff(request)
-        return json_response(self.events_rpc.cancel_event(event_id, staff=staff))
+    @requires("calendar.edit", "events")
+    def events_cancel(self, request, actor, event_id):
+        return json_response(self.events_rpc.cancel_event(event_id, actor=actor))
 
     @api("POST", "/api/events/<string:event_id>/occurrences/move")
-    def events_move_occurrence(self, request, event_id):
-        staff = current_staff(request)
+    @requires("calendar.edit", "events")
+    def events_move_occurrence(self, request, actor, event_id):
         body = _json_body(request, MoveOccurrence())
-        return json_response(self.events_rpc.move_occurrence(event_id, body, staff=staff, force=_force(request)))
+        return json_response(self.events_rpc.move_occurrence(event_id, body, actor=actor, force=_force(request)))
 
     @api("POST", "/api/events/<string:event_id>/occurrences/cancel")
-    def events_cancel_occurrence(self, request, event_id):
-        staff = current_staff(request)
+    @requires("calendar.edit", "events")
+    def events_cancel_occurrence(self, request, actor, event_id):
         body = _json_body(request, CancelOccurrence())
-        return json_response(self.events_rpc.cancel_occurrence(event_id, body, staff=staff))
+        return json_response(self.events_rpc.cancel_occurrence(event_id, body, actor=actor))
 
     @api("POST", "/api/events/<string:event_id>/registrations")
-    def events_register(self, request, event_id):
-        staff = current_staff(request)
+    @requires(None, "events")  # her own association registers (the events service checks)
+    def events_register(self, request, actor, event_id):
         body = _json_body(request, RegistrationSchema())
-        return json_response(self.events_rpc.register(event_id, body, staff=staff), status=201)
+        return json_response(self.events_rpc.register(event_id, body, actor=actor), status=201)
 
     @api("GET", "/api/venues")
     def events_venues(self, request):
@@ -126,13 +120,13 @@ class EventsApi:
 
     @api("GET", "/calendar")
     def calendar_page(self, request):
-        return calendar_page(request, self.directory_rpc.list_associations())
+        return calendar_page(request, self.directory_rpc.list_associations(), signed_in_or_none(request))
 
 
-def calendar_page(request, associations):
-    """The calendar page (also served by the browser test's fixture server)."""
-    lang = request_language(request)
+def calendar_page(request, associations, staff=None):
+    """The calendar page (also served by the browser test's fixture server); navigation follows her roles."""
+    lang = request_language(request, staff)
     cities = sorted({a["city"] for a in associations if a.get("city")})
-    return render("calendar.html", lang, cities=cities, kinds=EVENT_KINDS, associations=sorted(
+    return render("calendar.html", lang, staff=staff, can=can(staff), cities=cities, kinds=EVENT_KINDS, associations=sorted(
         associations, key=lambda a: a["slug"]), initial_date=request.args.get("date", "")[:10],
         selected={key: request.args.get(key, "") for key in ("city", "kind", "association", "view")})

@@ -55,6 +55,7 @@ from services.referrals.schemas import (
     TransitionSchema,
 )
 from tansiq import generated
+from tansiq.contracts.actor import roles_with
 from tansiq.contracts.events import EVENT_KINDS
 
 OUTPUT = Path(__file__).resolve().parents[2] / "docs" / "openapi.json"
@@ -155,7 +156,7 @@ ROUTES = {
         summary="Act on a referral: acknowledge, accept, decline (reason), start, complete (outcome), close, "
                 "withdraw, or reroute (201, a new referral)"),
     ("POST", "/api/holidays"): described(tag="referrals", body="Holiday", answer=(200, "Holiday"),
-                                    summary="Add or correct a public holiday (admins; deadlines count working days)"),
+                                    summary="Add or correct a public holiday (deadlines count working days)"),
     # events
     ("GET", "/api/events"): described(tag="events", auth=OPTIONAL, query=WINDOW, answer=(200, ["Occurrence"]),
                                  summary="Occurrences in a window (public ones, plus network ones when signed in)"),
@@ -215,7 +216,8 @@ may send its value as `Authorization: Bearer <token>`) and an `{CSRF_HEADER}` he
 changes or she is deactivated. Repeated wrong passwords answer 429 `too_many_attempts` with `Retry-After`.
 Every POST, PATCH or DELETE must come from this site (`Origin`), carry a JSON body as `application/json`
 (or no body), and, when signed in by cookie, send the `{CSRF_HEADER}` header. The signed-in
-staff member's association and roles decide what she may see and do.
+staff member's association and roles decide what she may see and do: each operation names its
+`x-permission` and the `x-roles` that hold it (403 otherwise); the owning service checks again.
 
 Every refused request answers `{{"error": {{"code", "message", "details"}}}}` with the status of its code:
 {chr(10).join(f"- `{code}`: {status}" for code, status in ERROR_STATUS.items())}
@@ -242,6 +244,14 @@ def gateway_routes(service_class=None):
     return sorted(found, key=lambda route: (route[1], route[0]))
 
 
+def route_permissions(service_class=None):
+    """{method name: permission} of every route that declares one (services.gateway.access)."""
+    if service_class is None:
+        from services.gateway.service import GatewayService as service_class
+    return {name: method.permission for name, method in inspect.getmembers(service_class, inspect.isfunction)
+            if getattr(method, "permission", None)}
+
+
 def openapi_path(url):
     """/api/x/<int:flag_id> -> (/api/x/{flag_id}, {flag_id: {"type": "integer"}})."""
     types = {}
@@ -261,7 +271,7 @@ def _content(schema, media=JSON):
     return {media: {"schema": schema}}
 
 
-def operation(method, url, name, doc, info):
+def operation(method, url, name, doc, info, permission=None):
     path, types = openapi_path(url)
     auth = info.get("auth", STAFF)
     summary = info.get("summary") or (doc.splitlines()[0] if doc else name)
@@ -288,6 +298,10 @@ def operation(method, url, name, doc, info):
     op["responses"] = {str(status): {"description": "OK" if status == 200 else "Created", "content": content}}
     if auth == STAFF:
         op["responses"]["401"] = {"$ref": "#/components/responses/Unauthorized"}
+    if permission:  # the role matrix (tansiq.contracts.actor): who may call it, checked again by the service
+        op["x-permission"] = permission
+        op["x-roles"] = sorted(roles_with(permission))
+        op["responses"]["403"] = {"$ref": "#/components/responses/Forbidden"}
     if body or (extra and not isinstance(extra, list)):
         op["responses"]["422"] = {"$ref": "#/components/responses/ValidationError"}
     op["responses"]["default"] = {"$ref": "#/components/responses/Error"}
@@ -296,7 +310,7 @@ def operation(method, url, name, doc, info):
     return path, method.lower(), op
 
 
-def build(routes=None):
+def build(routes=None, permissions=None):
     plugin = MarshmallowPlugin()
     spec = APISpec(title="Tansiq gateway API", version="1.0.0", openapi_version="3.1.0", plugins=[plugin],
                    info={"description": DESCRIPTION, "license": {"name": "AGPL-3.0-or-later"}},
@@ -310,14 +324,19 @@ def build(routes=None):
     spec.components.response("Error", {"description": "refused (see the status table above)", "content": error})
     spec.components.response("Unauthorized", {"description": "not signed in, or the session expired",
                                               "content": error})
+    spec.components.response("Forbidden", {"description": "signed in, but none of her roles holds the route's "
+                                                          "x-permission (x-roles lists those that do)",
+                                           "content": error})
     spec.components.response("ValidationError", {
         "description": "validation_error: the body or query does not have the expected shape; "
                        "`details` has the messages per field", "content": error})
     paths = {}
+    permissions = route_permissions() if permissions is None else permissions
     for method, url, name, doc in routes if routes is not None else gateway_routes():
         if not DOCUMENTED.match(url):
             continue
-        path, verb, op = operation(method, url, name, doc, ROUTES.get((method, openapi_path(url)[0]), {}))
+        path, verb, op = operation(method, url, name, doc, ROUTES.get((method, openapi_path(url)[0]), {}),
+                                   permissions.get(name))
         paths.setdefault(path, {})[verb] = op
     for path in sorted(paths):
         spec.path(path=path, operations=paths[path])
@@ -332,7 +351,7 @@ class OpenApiDocument:
     @api("GET", "/api/openapi.json")
     def openapi_document(self, request):
         if not _cache:
-            _cache.append(build(gateway_routes(type(self))))
+            _cache.append(build(gateway_routes(type(self)), route_permissions(type(self))))
         return json_response(_cache[0], headers={"Access-Control-Allow-Origin": "*"})
 
 

@@ -6,6 +6,7 @@ from werkzeug.exceptions import NotFound
 from werkzeug.security import safe_join
 from werkzeug.wrappers import Response
 
+from services.gateway.access import can, signed_in_or_none
 from services.gateway.web import HERE, api, render, request_language
 
 STATIC_DIR = HERE / "static"
@@ -14,7 +15,8 @@ STATIC_DIR = HERE / "static"
 class PagesApi:
     @api("GET", "/")
     def home(self, request):
-        return render("home.html", request_language(request))
+        staff = signed_in_or_none(request)  # the links follow her roles
+        return render("home.html", request_language(request, staff), staff=staff, can=can(staff))
 
     @api("GET", "/static/<path:path>")
     def static(self, request, path):

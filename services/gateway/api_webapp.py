@@ -19,6 +19,7 @@ from babel.dates import format_datetime
 from werkzeug.exceptions import HTTPException
 from werkzeug.utils import redirect
 
+from services.gateway.access import can, check
 from services.gateway.web import (
     LANGUAGES,
     Unauthorized,
@@ -117,7 +118,7 @@ def page(template, request, staff, status=200, lang=None, **context):
         return "?" + urlencode(list(args.items(multi=True)))
 
     response = render(template, lang or request_language(request, staff), status=status, staff=staff,
-                      lang_href=lang_href, csrf_token=csrf_token(request), **context)
+                      lang_href=lang_href, can=can(staff), csrf_token=csrf_token(request), **context)
     response.headers.update(NO_STORE)
     return response
 
@@ -132,8 +133,9 @@ def error_page(request, staff, exc):
                 message=error["message"])
 
 
-def staff_page(url):
-    """GET route of a page for signed-in staff: `fn(self, request, staff, **url_values)`.
+def staff_page(url, permission=None):
+    """GET route of a page for signed-in staff whose roles hold `permission` (tansiq.contracts.actor):
+    `fn(self, request, staff, **url_values)`.
 
     Without a valid session the browser goes to /login?next=<this page>; a refusal or a
     failure of a service becomes an error page instead of the JSON error body.
@@ -146,6 +148,8 @@ def staff_page(url):
             except Unauthorized:
                 return to_login(request)
             try:
+                if permission is not None:
+                    check(staff, permission)
                 return fn(self, request, staff, **values)
             except Unauthorized:
                 return to_login(request)
@@ -154,6 +158,7 @@ def staff_page(url):
 
         route.__signature__ = inspect.Signature([p for name, p in inspect.signature(fn).parameters.items()
                                                  if name != "staff"])  # nameko checks the URL's arguments
+        route.permission, route.optional = permission, False
         return api("GET", url)(route)
 
     return decorate
@@ -172,40 +177,43 @@ class WebAppPages:
         lang = lang or (wanted if wanted in LANGUAGES else None)
         return page("login.html", request, None, lang=lang, next=target)
 
-    @staff_page("/inbox")
+    @staff_page("/inbox", "staff.self")
     def inbox_page(self, request, staff):
         lang = request_language(request, staff)
-        items = self.notifications_rpc.inbox(staff["id"], limit=100, language=lang)
+        actor = self.identity.sign(staff, "notifications")
+        items = self.notifications_rpc.inbox(actor, limit=100, language=lang)
         for item in items:
             item["when"] = when(item.get("created_at"), lang)
             item["open"] = has_page(item.get("link"))
-        unread = self.notifications_rpc.unread_count(staff["id"])
+        unread = self.notifications_rpc.unread_count(actor)
         return page("inbox.html", request, staff, items=items, unread=unread)
 
-    @staff_page("/inbox/<int:item_id>")
+    @staff_page("/inbox/<int:item_id>", "staff.self")
     def inbox_item_page(self, request, staff, item_id):
         """E-mails and SMS link here (notifications' inbox_link): the inbox, scrolled to that item."""
         return redirect(f"/inbox?{urlencode(list(request.args.items(multi=True)))}#item-{item_id}", code=303)
 
-    @staff_page("/referrals")
+    @staff_page("/referrals", "referrals.read")
     def referrals_page(self, request, staff):
         lang = request_language(request, staff)
         status = request.args.get("status") or None
         if status not in STATES:
             status = None
         lists = {}
+        actor = self.identity.sign(staff, "referrals")
         for direction in ("received", "sent"):
-            referrals = self.referrals_rpc.list_referrals(staff["association"], direction, status, staff=staff)
+            referrals = self.referrals_rpc.list_referrals(actor, direction, status)
             # The service orders them already; keep overdue first even if that ever changes (stable sort).
             referrals.sort(key=lambda referral: not referral.get("overdue"))
             lists[direction] = [for_page(referral, lang) for referral in referrals]
         return page("referrals.html", request, staff, lists=lists, selected_status=status or "", states=STATES,
                     single=False, names=self._association_names(lang))
 
-    @staff_page("/referrals/<string:referral_id>")
+    @staff_page("/referrals/<string:referral_id>", "referrals.read")
     def referral_page(self, request, staff, referral_id):
         """One referral (the inbox links here); the service refuses it to anyone but its two associations."""
-        referral = for_page(self.referrals_rpc.get_referral(referral_id, staff), request_language(request, staff))
+        referral = for_page(self.referrals_rpc.get_referral(referral_id, self.identity.sign(staff, "referrals")),
+                            request_language(request, staff))
         lists = {"received": [], "sent": [], referral["direction"]: [referral]}
         return page("referrals.html", request, staff, lists=lists, selected_status="", states=STATES, single=True,
                     names=self._association_names(request_language(request, staff)))
@@ -215,19 +223,19 @@ class WebAppPages:
         return {a["slug"]: a.get("name_ar" if lang == "ar" else "name_fr") or a["slug"]
                 for a in self.directory_rpc.list_associations()}
 
-    @staff_page("/intake")
+    @staff_page("/intake", "cases.write")
     def intake_page(self, request, staff):
         return page("intake.html", request, staff, needs=NEEDS, urgencies=URGENCIES, kinds=KINDS,
                     spoken=SPOKEN_LANGUAGES, this_year=datetime.now(LOCAL_TZ).year)
 
-    @staff_page("/beneficiaries/<string:beneficiary_id>")
+    @staff_page("/beneficiaries/<string:beneficiary_id>", "cases.read")
     def beneficiary_page(self, request, staff, beneficiary_id):
         """Her record, sessions, consents and duplicate flags, with the consent and referral forms.
 
         Intake refuses (and audits) anyone outside her association: that becomes the error page.
         """
         lang = request_language(request, staff)
-        record = self.intake_rpc.get_beneficiary(beneficiary_id, staff)
+        record = self.intake_rpc.get_beneficiary(beneficiary_id, self.identity.sign(staff, "intake"))
         record["registered_local"] = when(record.get("registered_at"), lang)
         for listening in record.get("sessions", []):
             listening["held_local"] = when(listening.get("held_at"), lang)
@@ -244,7 +252,7 @@ class WebAppPages:
     def event_page(self, request, staff, event_id):
         """Notifications link here: the calendar at the event's first day, its details open (staff also
         see network-only events)."""
-        event = self.events_rpc.get_event(event_id, audience="network", staff=staff)
+        event = self.events_rpc.get_event(event_id, audience="network", actor=self.identity.sign(staff, "events"))
         args = [("date", (event.get("start_local") or event["starts_at"])[:10]), ("event", event_id)]
         args += [("lang", request.args["lang"])] if request.args.get("lang") in LANGUAGES else []
         return redirect(f"/calendar?{urlencode(args)}", code=303)

@@ -4,6 +4,9 @@ Each area's routes live in an `api_<area>.py` mixin; this class puts them togeth
 """
 
 from nameko.rpc import RpcProxy
+
+from tansiq.identity import ActorSigning
+from services.gateway.access import requires
 from services.gateway.schemas import LoginSchema, PasswordChangeSchema
 from services.gateway.web import (
     CSRF_HEADER,
@@ -35,6 +38,7 @@ class GatewayService(PagesApi, WebAppPages, IntakeApi, ReferralsApi, EventsApi, 
                      OpenApiDocument):
     name = "gateway"
     sessions = Sessions()
+    identity = ActorSigning()  # signs the actor assertion each RPC acting for a staff member carries
     directory_rpc = RpcProxy("directory")
     # Start once the directory (every sign-in) is up; a call to another service that is not up
     # yet is answered 503 service_unavailable (tansiq.runner waits for all called services otherwise).
@@ -63,7 +67,8 @@ class GatewayService(PagesApi, WebAppPages, IntakeApi, ReferralsApi, EventsApi, 
         return response
 
     @api("POST", "/api/password")
-    def change_password(self, request):
+    @requires("staff.self")
+    def change_password(self, request, actor):
         """Her other sessions end at once; this browser carries on with a new session."""
         current_staff(request)  # a live session, and the CSRF token of its pages
         body = load_json(request, password_in)
@@ -72,11 +77,12 @@ class GatewayService(PagesApi, WebAppPages, IntakeApi, ReferralsApi, EventsApi, 
                                                                   body["new_password"]))
 
     @api("POST", "/api/staff/<string:staff_id>/deactivate")
-    def deactivate_staff(self, request, staff_id):
+    @requires("staff.manage")
+    def deactivate_staff(self, request, actor, staff_id):
         """An admin of her association ends a colleague's access; her open sessions end now."""
         admin = current_staff(request)
         target = self.directory_rpc.get_staff(staff_id)
-        if "admin" not in admin["roles"] or target["association"] != admin["association"]:
+        if target["association"] != admin["association"]:
             raise Forbidden("only an admin of her association deactivates a staff member")
         return json_response(self.directory_rpc.deactivate_staff(staff_id))
 

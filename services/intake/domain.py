@@ -2,7 +2,7 @@
 
 Every function takes a SQLAlchemy Session, the KeyRing and `now`; it never commits
 (the caller's unit of work does, together with the outbox rows).
-`staff` is a dict {id, association, roles}.
+`actor` is a tansiq.contracts.actor.Actor (verified by the service); every rule checks its role here.
 """
 
 import uuid
@@ -24,8 +24,6 @@ from tansiq.messaging import outbox
 SOURCE = "intake"
 PERSONAL_FIELDS = NAME_FIELDS + ("phone", "birth_date", "birth_year")
 SESSION_FIELDS = ("orientation", "notes")
-OVERRIDE_ROLES = {"coordinator", "admin"}
-ERASE_ROLES = {"coordinator", "admin"}
 
 
 def new_id(prefix):
@@ -35,18 +33,19 @@ def new_id(prefix):
 # --- registration -----------------------------------------------------------------------------
 
 
-def register_beneficiary(session, keyring, data, staff, now):
+def register_beneficiary(session, keyring, data, actor, now):
     """Store a beneficiary (encrypted) and her first listening session; flag possible duplicates.
 
     `data` is loaded by schemas.BeneficiarySchema. Returns {"id", "possible_duplicates": [{id, reasons}]}.
     """
+    actor.require("cases.write")
     beneficiary_id = new_id("b")
     data_key, wrapped = keyring.new_data_key(beneficiary_id)
     cipher = FieldCipher(data_key, beneficiary_id)
     beneficiary = Beneficiary(
-        id=beneficiary_id, association=staff["association"], kind=data["kind"], schooled=data.get("schooled"),
+        id=beneficiary_id, association=actor.association, kind=data["kind"], schooled=data.get("schooled"),
         city=data.get("city") or "", language=data.get("language"), wrapped_key=wrapped,
-        registered_by=staff["id"], registered_at=now,
+        registered_by=actor.id, registered_at=now,
     )
     for field in PERSONAL_FIELDS:
         value = data.get(field)
@@ -55,18 +54,18 @@ def register_beneficiary(session, keyring, data, staff, now):
         setattr(beneficiary, f"enc_{field}", cipher.encrypt(field, _blank_to_none(value)))
     session.add(beneficiary)
     session.flush()
-    listening = _add_session(session, beneficiary, cipher, data, staff, now)
+    listening = _add_session(session, beneficiary, cipher, data, actor, now)
 
     indexes = _blind_indexes(keyring, data)
-    duplicates = _find_duplicates(session, staff["association"], beneficiary_id, indexes)
-    session.add_all(BlindIndex(beneficiary_id=beneficiary_id, association=staff["association"], kind=kind, value=value)
+    duplicates = _find_duplicates(session, actor.association, beneficiary_id, indexes)
+    session.add_all(BlindIndex(beneficiary_id=beneficiary_id, association=actor.association, kind=kind, value=value)
                     for kind, value in indexes)
     for other_id, reasons in duplicates.items():
         session.add(DuplicateFlag(beneficiary_id=beneficiary_id, other_id=other_id, reasons=reasons, created_at=now))
-    _audit(session, beneficiary_id, staff, "register", [f for f in PERSONAL_FIELDS if data.get(f)], now)
+    _audit(session, beneficiary_id, actor, "register", [f for f in PERSONAL_FIELDS if data.get(f)], now)
 
     outbox.add(session, contracts.make("ma.tansiq.beneficiary.registered.v1", SOURCE, {
-        "beneficiary_id": beneficiary_id, "association": staff["association"], "registered_by": staff["id"],
+        "beneficiary_id": beneficiary_id, "association": actor.association, "registered_by": actor.id,
         "urgency": listening.urgency, "needs": listening.needs, "city": beneficiary.city,
         "possible_duplicate_of": sorted(duplicates),
     }))
@@ -138,22 +137,22 @@ def _find_duplicates(session, association, beneficiary_id, indexes):
     return found
 
 
-def list_duplicate_flags(session, beneficiary_id, staff, now):
-    beneficiary = _owned(session, beneficiary_id, staff)
+def list_duplicate_flags(session, beneficiary_id, actor, now, *, permission="cases.read"):
+    beneficiary = _owned(session, beneficiary_id, actor, permission)
     flags = session.scalars(select(DuplicateFlag).where(
         (DuplicateFlag.beneficiary_id == beneficiary.id) | (DuplicateFlag.other_id == beneficiary.id))).all()
     return [_flag_dict(flag) for flag in flags]
 
 
-def resolve_duplicate_flag(session, flag_id, decision, staff, now):
+def resolve_duplicate_flag(session, flag_id, decision, actor, now):
     """The case worker's decision on a flag: 'distinct' or 'same'. Nothing is merged automatically."""
     if decision not in ("distinct", "same"):
         raise DomainError("decision must be 'distinct' or 'same'", code="invalid_request")
     flag = session.get(DuplicateFlag, flag_id)
     if flag is None:
         raise NotFound(f"duplicate flag {flag_id} not found")
-    _owned(session, flag.beneficiary_id, staff)
-    flag.status, flag.resolved_by, flag.resolved_at = decision, staff["id"], now
+    _owned(session, flag.beneficiary_id, actor, "cases.write")
+    flag.status, flag.resolved_by, flag.resolved_at = decision, actor.id, now
     return _flag_dict(flag)
 
 
@@ -165,17 +164,17 @@ def _flag_dict(flag):
 # --- listening sessions and reading -------------------------------------------------------------
 
 
-def add_session(session, keyring, beneficiary_id, data, staff, now):
-    beneficiary = _owned(session, beneficiary_id, staff)
+def add_session(session, keyring, beneficiary_id, data, actor, now):
+    beneficiary = _owned(session, beneficiary_id, actor, "cases.write")
     cipher = _cipher(keyring, beneficiary)
-    listening = _add_session(session, beneficiary, cipher, data, staff, now)
-    _audit(session, beneficiary_id, staff, "add_session", [f for f in SESSION_FIELDS if data.get(f)], now)
+    listening = _add_session(session, beneficiary, cipher, data, actor, now)
+    _audit(session, beneficiary_id, actor, "add_session", [f for f in SESSION_FIELDS if data.get(f)], now)
     return {"id": listening.id, "beneficiary_id": beneficiary_id}
 
 
-def _add_session(session, beneficiary, cipher, data, staff, now):
+def _add_session(session, beneficiary, cipher, data, actor, now):
     listening = ListeningSession(
-        id=new_id("s"), beneficiary_id=beneficiary.id, staff_id=staff["id"], held_at=data.get("held_at") or now,
+        id=new_id("s"), beneficiary_id=beneficiary.id, staff_id=actor.id, held_at=data.get("held_at") or now,
         needs=list(dict.fromkeys(data.get("needs") or [])), urgency=data.get("urgency") or "normal",
         enc_orientation=cipher.encrypt("orientation", _blank_to_none(data.get("orientation"))),
         enc_notes=cipher.encrypt("notes", _blank_to_none(data.get("notes"))),
@@ -185,15 +184,15 @@ def _add_session(session, beneficiary, cipher, data, staff, now):
     return listening
 
 
-def get_beneficiary(session, keyring, beneficiary_id, staff, now):
+def get_beneficiary(session, keyring, beneficiary_id, actor, now, *, permission="cases.read"):
     """Her decrypted record, for staff of her own association only; the access is audited."""
-    beneficiary = _owned(session, beneficiary_id, staff)
+    beneficiary = _owned(session, beneficiary_id, actor, permission)
     record = {"id": beneficiary.id, "association": beneficiary.association, "kind": beneficiary.kind,
               "schooled": beneficiary.schooled, "city": beneficiary.city, "language": beneficiary.language,
               "registered_at": _iso(beneficiary.registered_at), "registered_by": beneficiary.registered_by,
               "erased": beneficiary.erased_at is not None}
     if beneficiary.erased_at is not None:
-        _audit(session, beneficiary_id, staff, "read", [], now, detail="erased")
+        _audit(session, beneficiary_id, actor, "read", [], now, detail="erased")
         return record
     cipher = _cipher(keyring, beneficiary)
     for field in PERSONAL_FIELDS:
@@ -207,19 +206,22 @@ def get_beneficiary(session, keyring, beneficiary_id, staff, now):
         for s in beneficiary.sessions
     ]
     record["consents"] = [_consent_dict(c, now) for c in beneficiary.consents]
-    record["possible_duplicates"] = [f for f in list_duplicate_flags(session, beneficiary_id, staff, now)
+    record["possible_duplicates"] = [f for f in list_duplicate_flags(session, beneficiary_id, actor, now,
+                                                                     permission=permission)
                                      if f["status"] == "open"]
-    _audit(session, beneficiary_id, staff, "read", list(PERSONAL_FIELDS + SESSION_FIELDS), now)
+    _audit(session, beneficiary_id, actor, "read", list(PERSONAL_FIELDS + SESSION_FIELDS), now)
     return record
 
 
-def _owned(session, beneficiary_id, staff):
+def _owned(session, beneficiary_id, actor, permission="cases.read"):
+    """Her record, for an actor of her association whose role holds `permission` (else Forbidden, audited upstream)."""
     beneficiary = session.get(Beneficiary, beneficiary_id)
     if beneficiary is None:
         raise NotFound(f"beneficiary {beneficiary_id} not found")
-    if beneficiary.association != staff.get("association"):
+    if beneficiary.association != actor.association:
         # Same answer as a missing record would leak existence; Forbidden is explicit and is audited upstream.
         raise Forbidden("this beneficiary belongs to another association", details={"reason": "other_association"})
+    actor.require(permission)
     return beneficiary
 
 
@@ -229,15 +231,14 @@ def _cipher(keyring, beneficiary):
     return FieldCipher(keyring.unwrap(beneficiary.wrapped_key, beneficiary.id), beneficiary.id)
 
 
-def _audit(session, beneficiary_id, staff, action, fields, now, detail=""):
-    audit.append(session, AuditEntry(beneficiary_id=beneficiary_id, staff_id=staff["id"],
-                                     association=staff.get("association"), action=action, fields=list(fields),
-                                     detail=detail, at=now))
+def _audit(session, beneficiary_id, actor, action, fields, now, detail=""):
+    audit.append(session, AuditEntry(beneficiary_id=beneficiary_id, staff_id=actor.id, association=actor.association,
+                                     action=action, fields=list(fields), detail=detail, at=now))
 
 
-def record_refusal(session, beneficiary_id, staff, action, error, now):
+def record_refusal(session, beneficiary_id, actor, action, error, now):
     """Audit a refused attempt (its own unit of work: the refused one was rolled back)."""
-    _audit(session, beneficiary_id, staff, action, [], now, detail=f"refused: {refusal_reason(error)}")
+    _audit(session, beneficiary_id, actor, action, [], now, detail=f"refused: {refusal_reason(error)}")
 
 
 def refusal_reason(error):
@@ -245,8 +246,8 @@ def refusal_reason(error):
     return error.details.get("reason") or error.code
 
 
-def audit_trail(session, beneficiary_id, staff, now):
-    _owned(session, beneficiary_id, staff)
+def audit_trail(session, beneficiary_id, actor, now, *, permission="cases.read"):
+    _owned(session, beneficiary_id, actor, permission)
     entries = session.scalars(select(AuditEntry).where(AuditEntry.beneficiary_id == beneficiary_id)
                               .order_by(AuditEntry.id)).all()
     return [{"staff_id": e.staff_id, "association": e.association, "action": e.action, "fields": list(e.fields),
@@ -256,9 +257,9 @@ def audit_trail(session, beneficiary_id, staff, now):
 # --- consents ----------------------------------------------------------------------------------
 
 
-def record_consent(session, beneficiary_id, data, staff, now):
+def record_consent(session, beneficiary_id, data, actor, now):
     """`data` is loaded by schemas.ConsentSchema."""
-    beneficiary = _owned(session, beneficiary_id, staff)
+    beneficiary = _owned(session, beneficiary_id, actor, "cases.write")
     if beneficiary.erased_at is not None:
         raise Forbidden("this beneficiary's personal data was erased", details={"reason": "erased"})
     if data.get("expires_at") and _aware(data["expires_at"]) <= now:
@@ -267,34 +268,34 @@ def record_consent(session, beneficiary_id, data, staff, now):
         id=new_id("c"), beneficiary_id=beneficiary_id, association=beneficiary.association, purpose=data["purpose"],
         fields=sorted(set(data["fields"])), recipient_association=data.get("recipient_association"),
         recipient_category=data.get("recipient_category"), given_at=now, expires_at=data.get("expires_at"),
-        recorded_by=staff["id"],
+        recorded_by=actor.id,
     )
     session.add(consent)
     session.flush()
-    _audit(session, beneficiary_id, staff, "record_consent", consent.fields, now, detail=consent.id)
+    _audit(session, beneficiary_id, actor, "record_consent", consent.fields, now, detail=consent.id)
     return _consent_dict(consent, now)
 
 
-def revoke_consent(session, consent_id, staff, now):
+def revoke_consent(session, consent_id, actor, now):
     """Revoke; the event names every association that received data under this consent."""
     consent = session.get(Consent, consent_id)
     if consent is None:
         raise NotFound(f"consent {consent_id} not found")
-    _owned(session, consent.beneficiary_id, staff)
+    _owned(session, consent.beneficiary_id, actor, "cases.write")
     if consent.revoked_at is None:
-        _revoke(session, consent, staff, now)
+        _revoke(session, consent, actor, now)
     return _consent_dict(consent, now)
 
 
-def _revoke(session, consent, staff, now):
-    consent.revoked_at, consent.revoked_by = now, staff["id"]
+def _revoke(session, consent, actor, now):
+    consent.revoked_at, consent.revoked_by = now, actor.id
     recipients = sorted(set(session.scalars(
         select(Disclosure.recipient_association).where(Disclosure.consent_id == consent.id))))
     outbox.add(session, contracts.make("ma.tansiq.consent.revoked.v1", SOURCE, {
         "consent_id": consent.id, "beneficiary_id": consent.beneficiary_id, "association": consent.association,
         "recipients": recipients, "revoked_at": now.isoformat(),
     }))
-    _audit(session, consent.beneficiary_id, staff, "revoke_consent", [], now, detail=consent.id)
+    _audit(session, consent.beneficiary_id, actor, "revoke_consent", [], now, detail=consent.id)
 
 
 def _consent_dict(consent, now):
@@ -335,15 +336,14 @@ def _valid_fields(consent, fields):
 # --- sharing for a referral ----------------------------------------------------------------------
 
 
-def prepare_referral_share(session, keyring, beneficiary_id, recipient_association, category, fields, staff_id, now, *,
-                           staff_association, override_reason=None, staff_roles=(), recipient_offers=None,
-                           seal_for=None):
+def prepare_referral_share(session, keyring, beneficiary_id, recipient_association, category, fields, actor, now, *,
+                           override_reason=None, recipient_offers=None, seal_for=None):
     """The chosen fields for a referral — only under a consent or a recorded override.
 
     Returns {"consent_id", "fields", "override", "shared": {field: value}} and records the disclosure.
     With `seal_for` ({"reader", "key", "context"}: the recipient and its public encryption key) the values
     leave intake sealed to the recipient alone: "sealed_shared" instead of "shared".
-    `staff_association` is required: whose staff the requester is decides whether she may see anything.
+    The actor is the case worker making the referral (her assertion, forwarded by referrals).
     """
     if seal_for is not None:
         if seal_for.get("reader") != recipient_association:
@@ -359,8 +359,7 @@ def prepare_referral_share(session, keyring, beneficiary_id, recipient_associati
     beneficiary = session.get(Beneficiary, beneficiary_id)
     if beneficiary is None:
         raise NotFound(f"beneficiary {beneficiary_id} not found")
-    staff = {"id": staff_id, "association": staff_association, "roles": list(staff_roles)}
-    _owned(session, beneficiary_id, staff)
+    _owned(session, beneficiary_id, actor, "referrals.act")
     cipher = _cipher(keyring, beneficiary)
 
     consent = next((c for c in sorted(beneficiary.consents, key=lambda c: c.given_at, reverse=True)
@@ -369,18 +368,18 @@ def prepare_referral_share(session, keyring, beneficiary_id, recipient_associati
     if override:
         if not override_reason or not override_reason.strip():
             raise Forbidden("no valid consent covers this recipient, purpose and fields", code="no_consent")
-        if not OVERRIDE_ROLES & set(staff_roles):
+        if not actor.can("cases.share_without_consent"):
             raise Forbidden("only a coordinator or an admin may share without consent", details={"reason": "override_not_allowed"})
 
     shared = {field: _shareable_value(session, beneficiary, cipher, field) for field in fields}
     session.add(Disclosure(
         beneficiary_id=beneficiary_id, consent_id=consent.id if consent else None,
-        recipient_association=recipient_association, category=category, fields=fields, staff_id=staff_id, at=now,
+        recipient_association=recipient_association, category=category, fields=fields, staff_id=actor.id, at=now,
         override=override,
         # The reason often tells her story: encrypted with her key like her other personal data.
         enc_override_reason=cipher.encrypt("override_reason", override_reason.strip()) if override else None,
     ))
-    _audit(session, beneficiary_id, staff, "override_share" if override else "share", fields, now,
+    _audit(session, beneficiary_id, actor, "override_share" if override else "share", fields, now,
            detail=f"to {recipient_association} for {category}")
     answer = {"consent_id": consent.id if consent else None, "fields": fields, "override": override}
     if seal_for is None:
@@ -410,13 +409,13 @@ def _shareable_value(session, beneficiary, cipher, field):
     raise DomainError(f"field {field} cannot be shared", code="invalid_request")
 
 
-def list_disclosures(session, keyring, beneficiary_id, staff, now):
+def list_disclosures(session, keyring, beneficiary_id, actor, now, *, permission="cases.read"):
     """Where her data went (for her association: answering her, or checking overrides); audited."""
-    beneficiary = _owned(session, beneficiary_id, staff)
+    beneficiary = _owned(session, beneficiary_id, actor, permission)
     cipher = None if beneficiary.erased_at else _cipher(keyring, beneficiary)
     rows = session.scalars(select(Disclosure).where(Disclosure.beneficiary_id == beneficiary_id)
                            .order_by(Disclosure.id)).all()
-    _audit(session, beneficiary_id, staff, "read_disclosures", ["override_reason"], now)
+    _audit(session, beneficiary_id, actor, "read_disclosures", ["override_reason"], now)
     return [{"id": d.id, "consent_id": d.consent_id, "recipient_association": d.recipient_association,
              "category": d.category, "fields": list(d.fields), "staff_id": d.staff_id, "at": _iso(d.at),
              "override": d.override,
@@ -427,19 +426,17 @@ def list_disclosures(session, keyring, beneficiary_id, staff, now):
 # --- erasure -------------------------------------------------------------------------------------
 
 
-def erase_beneficiary(session, beneficiary_id, staff, now):
+def erase_beneficiary(session, beneficiary_id, actor, now):
     """Destroy her data key (nothing can be decrypted afterwards) and her blind indexes.
 
     Active consents are revoked first, so every association that received data is told to erase it.
     """
-    beneficiary = _owned(session, beneficiary_id, staff)
-    if not ERASE_ROLES & set(staff.get("roles") or ()):
-        raise Forbidden("only a coordinator or an admin may erase a beneficiary", details={"reason": "role_required"})
+    beneficiary = _owned(session, beneficiary_id, actor, "cases.erase")
     if beneficiary.erased_at is not None:
         return {"id": beneficiary_id, "erased_at": _iso(beneficiary.erased_at)}
     for consent in beneficiary.consents:
         if consent.revoked_at is None:
-            _revoke(session, consent, staff, now)
+            _revoke(session, consent, actor, now)
     beneficiary.wrapped_key = None
     for field in PERSONAL_FIELDS:
         setattr(beneficiary, f"enc_{field}", None)  # belt and braces: the key is already gone
@@ -450,8 +447,8 @@ def erase_beneficiary(session, beneficiary_id, staff, now):
     for index in session.scalars(select(BlindIndex).where(BlindIndex.beneficiary_id == beneficiary_id)):
         session.delete(index)
     audit.erase_details(session, beneficiary_id)
-    beneficiary.erased_at, beneficiary.erased_by = now, staff["id"]
-    _audit(session, beneficiary_id, staff, "erase", list(PERSONAL_FIELDS + SESSION_FIELDS), now)
+    beneficiary.erased_at, beneficiary.erased_by = now, actor.id
+    _audit(session, beneficiary_id, actor, "erase", list(PERSONAL_FIELDS + SESSION_FIELDS), now)
     # Referrals (consented or overridden) and notifications end their copies too.
     outbox.add(session, contracts.make("ma.tansiq.beneficiary.erased.v1", SOURCE, {
         "beneficiary_id": beneficiary_id, "association": beneficiary.association, "erased_at": now.isoformat()}))
@@ -461,19 +458,16 @@ def erase_beneficiary(session, beneficiary_id, staff, now):
 # --- her right of access (law 09-08) and key rotation ---------------------------------------------
 
 
-EXPORT_ROLES = {"admin"}
-
-
-def export_beneficiary(session, keyring, beneficiary_id, staff, now):
-    """Everything this service holds about her, decrypted, for her right of access; admins only, audited."""
-    if not EXPORT_ROLES & set(staff.get("roles") or ()):
-        raise Forbidden("only an admin may export a beneficiary's data", details={"reason": "role_required"})
-    record = get_beneficiary(session, keyring, beneficiary_id, staff, now)
-    record["disclosures"] = list_disclosures(session, keyring, beneficiary_id, staff, now)
-    record["consents"] = [_consent_dict(c, now) for c in _owned(session, beneficiary_id, staff).consents]
-    _audit(session, beneficiary_id, staff, "export", [], now)
+def export_beneficiary(session, keyring, beneficiary_id, actor, now):
+    """Everything this service holds about her, decrypted, for her right of access; `cases.export` (admins), audited."""
+    permission = "cases.export"
+    _owned(session, beneficiary_id, actor, permission)
+    record = get_beneficiary(session, keyring, beneficiary_id, actor, now, permission=permission)
+    record["disclosures"] = list_disclosures(session, keyring, beneficiary_id, actor, now, permission=permission)
+    record["consents"] = [_consent_dict(c, now) for c in _owned(session, beneficiary_id, actor, permission).consents]
+    _audit(session, beneficiary_id, actor, "export", [], now)
     session.flush()
-    record["audit_trail"] = audit_trail(session, beneficiary_id, staff, now)
+    record["audit_trail"] = audit_trail(session, beneficiary_id, actor, now, permission=permission)
     return record
 
 

@@ -3,7 +3,7 @@
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
 
 from tansiq.contracts.fields import URGENCIES, slug, text
-from tansiq.contracts.fields import LANGUAGES, ROLES
+from tansiq.contracts.fields import LANGUAGES
 from tansiq.contracts.intake import NEEDS
 from tansiq.contracts.referrals import SHAREABLE_FIELDS
 
@@ -18,17 +18,6 @@ class Strict(Schema):
 
 def need(**kwargs):
     return fields.String(validate=validate.OneOf(NEEDS), **kwargs)
-
-
-class StaffSchema(Schema):
-    """The acting staff member, as the gateway passes it."""
-
-    class Meta:
-        unknown = "exclude"
-
-    id = fields.String(required=True, validate=validate.Length(min=1, max=64))
-    association = slug(required=True)
-    roles = fields.List(fields.String(validate=validate.OneOf(ROLES)), load_default=list)
 
 
 class SessionSchema(Strict):

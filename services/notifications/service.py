@@ -13,6 +13,7 @@ from services.notifications.rules import RULES
 from tansiq.db import Database
 from tansiq.envelope import utcnow
 from tansiq.errors import NotFound, load_request
+from tansiq.identity import ActorIdentity
 from tansiq.messaging import inbox
 from tansiq.messaging.consumer import handles
 
@@ -28,6 +29,7 @@ class NotificationsService:
     db = Database()
     config = Config()
     directory = RpcProxy("directory")
+    identity = ActorIdentity()
 
     # --- events ---
 
@@ -66,12 +68,16 @@ class NotificationsService:
     def _renderer(self):
         return Renderer(self.config.get("WEB_BASE_URL", "http://127.0.0.1:8000"))
 
-    # --- inbox ---
+    # --- inbox: each RPC acts for the staff member of the signed actor assertion, on her own items only ---
+
+    def _staff_id(self, actor):
+        return self.identity.actor(actor).require("staff.self").id
 
     @rpc
-    def inbox(self, staff_id, unread_only=False, limit=50, language=None):
+    def inbox(self, actor, unread_only=False, limit=50, language=None):
         """The staff member's items, newest first, each with subject and body in `language`
         (the page she is reading) or else in the language of her preferences."""
+        staff_id = self._staff_id(actor)
         directory_language = None if language else self._directory_language(staff_id)
         with self.db.session() as session:
             items = domain.list_inbox(session, staff_id, unread_only=unread_only, limit=limit)
@@ -81,12 +87,14 @@ class NotificationsService:
                          **renderer.entry(item.kind, language, item.subject_params)) for item in items]
 
     @rpc
-    def unread_count(self, staff_id):
+    def unread_count(self, actor):
+        staff_id = self._staff_id(actor)
         with self.db.session() as session:
             return domain.unread_count(session, staff_id)
 
     @rpc
-    def mark_read(self, staff_id, item_id):
+    def mark_read(self, actor, item_id):
+        staff_id = self._staff_id(actor)
         with self.db.session() as session:
             item = domain.mark_read(session, staff_id, item_id, utcnow())
             return schemas.InboxItemSchema().dump(item)
@@ -94,13 +102,15 @@ class NotificationsService:
     # --- preferences ---
 
     @rpc
-    def get_preferences(self, staff_id):
+    def get_preferences(self, actor):
+        staff_id = self._staff_id(actor)
         directory_language = self._directory_language(staff_id)
         with self.db.session() as session:
             return domain.preferences(session, staff_id, directory_language)
 
     @rpc
-    def set_preferences(self, staff_id, changes):
+    def set_preferences(self, actor, changes):
+        staff_id = self._staff_id(actor)
         changes = load_request(schemas.PreferencesSchema(), changes)
         directory_language = self._directory_language(staff_id)
         with self.db.session() as session:

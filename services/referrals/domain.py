@@ -5,13 +5,14 @@ they commit (or not) together. Functions take `now` (aware UTC) and never read t
 """
 
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import or_, select
 from sqlalchemy.orm import object_session
 
 from tansiq import contracts, sealing
+from tansiq.contracts.actor import Actor
 from tansiq.contracts.referrals import CLOSURE_REASONS, SHAREABLE_FIELDS
 from tansiq.errors import Conflict, DomainError, Forbidden, NotFound
 from tansiq.messaging import outbox
@@ -33,7 +34,6 @@ FINAL_STATES = (COMPLETED, CLOSED, WITHDRAWN, REROUTED)
 ORDER = {SENT: 0, RECEIVED: 1, ACCEPTED: 2, DECLINED: 2, IN_PROGRESS: 3, EXPIRED: 2}
 
 RECIPIENT, SENDER = "recipient", "sender"
-ACTING_ROLES = {"case_worker", "coordinator", "admin"}
 
 
 @dataclass(frozen=True)
@@ -78,20 +78,6 @@ DEADLINE_STEPS = (
 )
 
 
-@dataclass(frozen=True)
-class Actor:
-    """Who acts: a staff member through the app, or a partner system through its queue."""
-
-    association: str
-    staff_id: str | None = None
-    roles: frozenset = field(default_factory=frozenset)
-    via_partner: bool = False
-
-    @classmethod
-    def from_staff(cls, staff):
-        return cls(association=staff["association"], staff_id=staff["id"], roles=frozenset(staff.get("roles") or ()))
-
-
 # ---- calendar and deadlines -------------------------------------------------------------------
 
 def load_calendar(session):
@@ -101,10 +87,9 @@ def load_calendar(session):
 
 def set_holiday(session, now, actor, day, is_holiday, name=""):
     """Add or correct one day of the holiday calendar (admins only); running clocks follow."""
-    if "admin" not in actor.roles:
-        raise Forbidden("only an admin may change the holiday calendar")
+    actor.require("deadlines.manage")
     row = session.get(HolidayOverride, day) or HolidayOverride(day=day)
-    row.is_holiday, row.name, row.set_by, row.set_at = is_holiday, name, actor.staff_id, now
+    row.is_holiday, row.name, row.set_by, row.set_at = is_holiday, name, actor.id, now
     session.add(row)
     session.flush()
     calendar = load_calendar(session)
@@ -200,7 +185,7 @@ def create_referral(session, now, actor, keyring, *, beneficiary_id, to_associat
         origin="local", service_category=service_category, service_id=service_id, reason="", urgency=urgency,
         shared_fields=sorted(names),
         consent_id=share.get("consent_id"), consent_override=bool(share.get("override")), state=SENT,
-        created_by=actor.staff_id, created_at=now, updated_at=now, rerouted_from=rerouted_from,
+        created_by=actor.id, created_at=now, updated_at=now, rerouted_from=rerouted_from,
         **compute_deadlines(calendar, urgency, now),
     )
     referral.sealing_keys = {
@@ -339,8 +324,7 @@ def _refusal(state, action, step):
 
 
 def _require_role(actor):
-    if not actor.roles & ACTING_ROLES:
-        raise Forbidden("only case workers, coordinators and admins act on referrals")
+    actor.require("referrals.act")
 
 
 # ---- partner messages and consent revocation --------------------------------------------------
@@ -384,7 +368,7 @@ def receive_partner_referral(session, now, keyring, source, data, to_integration
         "reason": presealed.get("reason") or _seal(referral, "reason", data.get("reason") or ""),
     }
     session.add(referral)
-    _history(session, referral, "send", None, SENT, Actor(source, data.get("by"), via_partner=True), now,
+    _history(session, referral, "send", None, SENT, Actor.partner(source, data.get("by")), now,
              "received from a partner system")
     # Our recipient learns of it from the internal event; the partner already knows what it sent.
     _publish(session, referral, "sent", source, None, _sent_data(referral), partners=())
@@ -417,7 +401,7 @@ def apply_partner_update(session, now, source, event_type, data, retention_days=
     # Each action happens at most once in a referral's life: a second one is a re-send or our echo.
     if any(entry.action == action for entry in referral.history):
         return None
-    actor = Actor(association=source, staff_id=data.get("by"), via_partner=True)
+    actor = Actor.partner(source, data.get("by"))
     return transition(session, now, actor, referral.id, action,
                       reason=data.get("reason"), outcome=data.get("outcome"), note=data.get("note") or "",
                       retention_days=retention_days, presealed=data.get("sealed"))
@@ -565,6 +549,8 @@ def get_referral(session, referral_id):
 
 def get_for(session, referral_id, actor):
     """A referral as a party sees it; anyone else is told it does not exist."""
+    if not actor.via_partner:
+        actor.require("referrals.read")
     referral = get_referral(session, referral_id)
     if actor.association not in (referral.from_association, referral.to_association):
         raise NotFound(f"no referral {referral_id}")
@@ -653,7 +639,7 @@ def _history(session, referral, action, from_state, to_state, actor, now, note="
     """One history row; `note` is Tansiq's own words, `written` a person's (sealed to both parties)."""
     entry = ReferralHistory(
         referral=referral, action=action, from_state=from_state, to_state=to_state,
-        by=actor.staff_id if actor else None, by_association=actor.association if actor else None,
+        by=actor.id if actor else None, by_association=actor.association if actor else None,
         at=now, note=note or "", sealed_note=_seal(referral, "note", written.strip()) if written.strip() else None,
     )
     session.add(entry)
@@ -693,7 +679,7 @@ def _publish(session, referral, verb, source, actor, extra, partners=None, seale
     base = {"referral_id": referral.id, "from_association": referral.from_association,
             "to_association": referral.to_association}
     if verb != "sent":
-        base.update(by=actor.staff_id if actor else None, urgency=referral.urgency)
+        base.update(by=actor.id if actor else None, urgency=referral.urgency)
     data = {**base, **extra}
     type_ = TYPE(verb)
     outbox.add(session, contracts.make(type_, source, data, correlationid=_correlation(referral)))

@@ -2,7 +2,7 @@
 
 from marshmallow import EXCLUDE, Schema, fields, validate
 
-from tansiq.contracts.fields import ROLES, identifier, slug, text, urgency
+from tansiq.contracts.fields import identifier, slug, text, urgency
 from tansiq.contracts.referrals import SHAREABLE_FIELDS
 
 from services.referrals.domain import ACTIONS, ORDER, FINAL_STATES
@@ -13,14 +13,6 @@ STATES = tuple(ORDER) + FINAL_STATES
 class Input(Schema):
     class Meta:
         unknown = EXCLUDE
-
-
-class StaffSchema(Input):
-    """The acting staff member, as the gateway passes it."""
-
-    id = identifier(required=True)
-    association = slug(required=True)
-    roles = fields.List(fields.String(validate=validate.OneOf(ROLES)), load_default=list)
 
 
 def shared_fields(**kwargs):

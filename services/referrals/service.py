@@ -1,4 +1,8 @@
-"""nameko entrypoints of the referrals service: thin — validate, call the domain, commit, return."""
+"""nameko entrypoints of the referrals service: thin — validate, call the domain, commit, return.
+
+Staff RPCs take `actor`, the gateway's signed assertion (tansiq.identity), verified before anything
+else; asking intake for the data to share forwards that same assertion.
+"""
 
 import logging
 import uuid
@@ -11,13 +15,14 @@ from sqlalchemy.exc import IntegrityError
 from tansiq.crypto import MasterKey
 from tansiq.db import Database
 from tansiq.envelope import utcnow
-from tansiq.errors import DomainError, Forbidden, NotFound, load_request
+from tansiq.errors import DomainError, NotFound, load_request
+from tansiq.identity import ActorIdentity
 from tansiq.messaging import inbox
 from tansiq.messaging.consumer import handles, handles_partner
 
 from services.referrals import domain
 from services.referrals.schemas import (CreateReferralSchema, HolidaySchema, ListQuerySchema, ReferralSchema,
-                                        RerouteSchema, StaffSchema, TransitionSchema)
+                                        RerouteSchema, TransitionSchema)
 
 log = logging.getLogger(__name__)
 SCAN_INTERVAL_S = 60
@@ -25,14 +30,11 @@ PARTNER_UPDATES = tuple(f"ma.tansiq.referral.{verb}.v1" for verb in domain.EVENT
 referral_out = ReferralSchema()
 
 
-def actor_of(staff):
-    return domain.Actor.from_staff(load_request(StaffSchema(), staff))
-
-
 class ReferralsService:
     name = "referrals"
     db = Database()
     keyring = MasterKey()
+    identity = ActorIdentity()
     config = Config()
     intake = RpcProxy("intake")
     directory = RpcProxy("directory")
@@ -44,14 +46,15 @@ class ReferralsService:
     # --- staff, through the gateway ---
 
     @rpc(expected_exceptions=DomainError)
-    def create_referral(self, payload, staff):
-        actor, data = actor_of(staff), load_request(CreateReferralSchema(), payload)
+    def create_referral(self, payload, actor):
+        assertion, actor = actor, self.identity.actor(actor)
+        data = load_request(CreateReferralSchema(), payload)
         recipient = self._recipient(data["to_association"], data["service_category"])
         domain.check_can_create(actor, data["to_association"], data["service_category"], recipient["recipient_offers"])
         sender = self.directory.get_association(actor.association)
         referral_id = str(uuid.uuid4())
         seal_for = self._seal_for(referral_id, data["to_association"], recipient)
-        share = self._share(actor, data["beneficiary_id"], data["to_association"], data["service_category"],
+        share = self._share(assertion, data["beneficiary_id"], data["to_association"], data["service_category"],
                             data["fields"], data["override_reason"], seal_for)
         now = utcnow()
         with self.db.session() as session:
@@ -64,10 +67,10 @@ class ReferralsService:
             return referral_out.dump(domain.view(referral, actor, now, self.keyring))
 
     @rpc(expected_exceptions=DomainError)
-    def transition(self, referral_id, action, payload, staff):
-        actor = actor_of(staff)
+    def transition(self, referral_id, action, payload, actor):
         if action == "reroute":
-            return self.reroute(referral_id, payload, staff)
+            return self.reroute(referral_id, payload, actor)
+        actor = self.identity.actor(actor)
         data = load_request(TransitionSchema(), payload)
         now = utcnow()
         with self.db.session() as session:
@@ -77,8 +80,9 @@ class ReferralsService:
             return referral_out.dump(domain.view(referral, actor, now, self.keyring))
 
     @rpc(expected_exceptions=DomainError)
-    def reroute(self, referral_id, payload, staff):
-        actor, data = actor_of(staff), load_request(RerouteSchema(), payload)
+    def reroute(self, referral_id, payload, actor):
+        assertion, actor = actor, self.identity.actor(actor)
+        data = load_request(RerouteSchema(), payload)
         with self.db.session() as session:  # refuse before intake hands out any data
             old = domain.check_can_reroute(session, referral_id, actor, data["to_association"])
             beneficiary_id, fields = old.beneficiary_id, data["fields"] or list(old.shared_fields)
@@ -86,8 +90,8 @@ class ReferralsService:
         recipient = self._recipient(data["to_association"], category)
         domain.check_can_create(actor, data["to_association"], category, recipient["recipient_offers"])
         new_id = str(uuid.uuid4())
-        share = self._share(actor, beneficiary_id, data["to_association"], category, fields, data["override_reason"],
-                            self._seal_for(new_id, data["to_association"], recipient))
+        share = self._share(assertion, beneficiary_id, data["to_association"], category, fields,
+                            data["override_reason"], self._seal_for(new_id, data["to_association"], recipient))
         now = utcnow()
         with self.db.session() as session:
             new = domain.reroute(
@@ -97,29 +101,25 @@ class ReferralsService:
             return referral_out.dump(domain.view(new, actor, now, self.keyring))
 
     @rpc(expected_exceptions=DomainError)
-    def get_referral(self, referral_id, staff):
-        actor = actor_of(staff)
+    def get_referral(self, referral_id, actor):
+        actor = self.identity.actor(actor)
         with self.db.session() as session:
             referral = domain.get_for(session, referral_id, actor)
             return referral_out.dump(domain.view(referral, actor, utcnow(), self.keyring))
 
     @rpc(expected_exceptions=DomainError)
-    def list_referrals(self, association, direction="sent", status=None, staff=None):
+    def list_referrals(self, actor, direction="sent", status=None):
+        """The actor's own association's referrals (no actor, no list: nothing is read on trust)."""
+        actor = self.identity.actor(actor).require("referrals.read")
         query = load_request(ListQuerySchema(), {"direction": direction, "status": status})
-        if staff is not None:
-            actor = actor_of(staff)
-            if actor.association != association:
-                raise Forbidden("you can list only your own association's referrals")
-        else:
-            actor = domain.Actor(association=association)
         now = utcnow()
         with self.db.session() as session:
-            referrals = domain.list_referrals(session, now, association, query["direction"], query["status"])
+            referrals = domain.list_referrals(session, now, actor.association, query["direction"], query["status"])
             return referral_out.dump([domain.view(r, actor, now, self.keyring) for r in referrals], many=True)
 
     @rpc(expected_exceptions=DomainError)
-    def set_holiday(self, payload, staff):
-        actor, data = actor_of(staff), load_request(HolidaySchema(), payload)
+    def set_holiday(self, payload, actor):
+        actor, data = self.identity.actor(actor), load_request(HolidaySchema(), payload)
         with self.db.session() as session:
             domain.set_holiday(session, utcnow(), actor, data["day"], data["is_holiday"], data["name"])
             return HolidaySchema().dump(data)
@@ -218,9 +218,10 @@ class ReferralsService:
     def _retention_days(self):
         return int(self.config.get("COPY_RETENTION_DAYS") or domain.COPY_RETENTION_DAYS)
 
-    def _share(self, actor, beneficiary_id, recipient, category, fields, override_reason, seal_for):
+    def _share(self, assertion, beneficiary_id, recipient, category, fields, override_reason, seal_for):
         """Intake decides what may be shared (consent, or a recorded override); Forbidden crosses back as is.
-        The values come back sealed to the recipient: this service never sees them."""
+        It learns who asks from the case worker's own assertion, forwarded as received. The values come
+        back sealed to the recipient: this service never sees them."""
         return self.intake.prepare_referral_share(
-            beneficiary_id, recipient, category, list(fields), actor.staff_id, override_reason=override_reason,
-            staff_roles=sorted(actor.roles), staff_association=actor.association, seal_for=seal_for)
+            beneficiary_id, recipient, category, list(fields), assertion, override_reason=override_reason,
+            seal_for=seal_for)

@@ -5,10 +5,11 @@ import socket
 import threading
 import time
 
-from amqp.exceptions import PreconditionFailed
+from amqp.exceptions import AccessRefused, PreconditionFailed
 from kombu import Connection, Exchange as KombuExchange, Queue as KombuQueue, binding
 
 from tansiq.envelope import CONTENT_TYPE
+from tansiq.config import amqp_ssl
 from tansiq.messaging import topology
 
 log = logging.getLogger(__name__)
@@ -20,6 +21,7 @@ class Unroutable(Exception):
 
 def connect(amqp_uri, **kwargs):
     # confirm_publish: every publish waits for the broker's ack (py-amqp raises on nack).
+    kwargs.setdefault("ssl", amqp_ssl(amqp_uri))  # amqps://: the broker's certificate is verified
     return Connection(amqp_uri, transport_options={"confirm_publish": True}, heartbeat=30, **kwargs)
 
 
@@ -46,6 +48,11 @@ def declare(connection, queues=()):
                        *(kombu_queue(queue) for queue in [topology.unroutable_queue(), *queues])]:
             try:
                 entity(channel).declare()
+            except AccessRefused:
+                # A per-service broker user (tansiq.broker_users) configures only its own queues: another
+                # service's queue is declared by that service, or beforehand by the operator's definitions.
+                channel = connection.channel()  # the broker closed the other one
+                log.debug("%s left to its owner: this broker user may not declare it", entity.name)
             except PreconditionFailed as exc:
                 channel = connection.channel()  # the broker closed the other one
                 if entity.name == topology.UNROUTABLE_QUEUE:

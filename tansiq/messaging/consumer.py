@@ -295,8 +295,9 @@ class PartnerQueue(ServiceQueue):
             return cached[0]
         from nameko.standalone.rpc import ClusterRpcProxy
 
+        config = {key: self.container.config[key] for key in ("AMQP_URI", "AMQP_SSL") if key in self.container.config}
         try:
-            with ClusterRpcProxy({"AMQP_URI": self.container.config["AMQP_URI"]}, timeout=10) as cluster:
+            with ClusterRpcProxy(config, timeout=10) as cluster:
                 try:
                     key = cluster.directory.get_association(slug).get("public_key")
                 except NotFound:

@@ -12,9 +12,24 @@ import pytest
 from harness import Network, admin, eventually
 from test_referrals_loop import MARRAKECH, RABAT, Api, Partner, add_partner_association
 
-from tansiq import sealing, signing
+from tansiq import config, sealing, signing
+from tansiq.db import make_engine, session_scope
 
 SERVICES = ("directory", "intake", "referrals", "notifications", "gateway")
+SAFI_ADMIN = "rachida@amal-safi.test"  # the demo has no admin at Safi; only an admin erases (cases.erase)
+
+
+def add_safi_admin(network):
+    from services.directory import domain
+
+    engine = make_engine(config.load("directory", environ=network.env)["DB_URI"])
+    try:
+        with session_scope(engine) as session:
+            domain.upsert_staff(session, {
+                "id": "s-t-safi-admin", "association_slug": "amal-safi", "name": "Rachida (admin)",
+                "email": SAFI_ADMIN, "language": "fr", "roles": ["admin"], "active": True}, password="tansiq-demo")
+    finally:
+        engine.dispose()
 
 
 @pytest.fixture(scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -26,6 +41,7 @@ def network(request, broker_admin):
         network.seed()
         slug = f"nour-{network.id}"
         add_partner_association(network, slug)
+        add_safi_admin(network)
         partner = network.partner = Partner(network, slug)
         network.start(*SERVICES)
         with network.rpc() as rpc:
@@ -33,7 +49,8 @@ def network(request, broker_admin):
             rpc.directory.set_encryption_key(slug, sealing.public_key_b64(partner.encryption_key))
         network.staff = {name: network.login(email) for name, email in {
             "fatima": "fatima@amal-safi.example",   # case worker, Safi (sender)
-            "hanane": "hanane@amal-safi.example",   # case worker + coordinator, Safi (override, erasure)
+            "hanane": "hanane@amal-safi.example",   # case worker + coordinator, Safi (override)
+            "rachida": SAFI_ADMIN,                  # admin, Safi (erasure)
             "naima": "naima@wafae.example",         # case worker, Marrakech (recipient)
             "amina": "amina@insaf.example",         # case worker + coordinator, Rabat (override recipient)
         }.items()}
@@ -71,7 +88,8 @@ def stored_bytes(network):
 
 
 def test_no_canary_survives_in_clear_and_recipients_read_nothing(network):
-    fatima, hanane, naima, amina = (Api(network, who) for who in ("fatima", "hanane", "naima", "amina"))
+    fatima, hanane, naima, amina, rachida = (Api(network, who)
+                                             for who in ("fatima", "hanane", "naima", "amina", "rachida"))
     partner = network.partner
     first, last, notes = canary("First"), canary("Last"), canary("Notes")
     phone = "06" + str(uuid.uuid4().int)[:8]
@@ -110,8 +128,8 @@ def test_no_canary_survives_in_clear_and_recipients_read_nothing(network):
     # 4. An override (no consent covers Rabat): a coordinator shares anyway, with a reason.
     override = refer(RABAT, texts["Override"], who=hanane, override_reason=texts["OverrideReason"])
     assert amina.referral(override)["shared"]["phone"] == phone
-    # 5. She is erased.
-    hanane.ok(hanane.http.delete(f"{network.web}/api/beneficiaries/{beneficiary}", timeout=30))
+    # 5. She is erased (by an admin of her association: cases.erase).
+    rachida.ok(rachida.http.delete(f"{network.web}/api/beneficiaries/{beneficiary}", timeout=30))
 
     # The recipients read nothing any more: closed-loop, declined, override (erasure), and withdrawn.
     for api, referral_id in ((naima, loop), (naima, declined), (amina, override)):

@@ -199,12 +199,16 @@ def test_through_the_broker_a_registration_reaches_inbox_email_and_json_api_once
     finally:
         publisher.close()
 
+    def staff(staff_id, association):
+        return network.assertion({"id": staff_id, "association": association, "roles": ["case_worker"]})
+
     with network.rpc() as cluster:
-        items = eventually(lambda: cluster.notifications.inbox("s-amal-cw-ar"), message="no inbox item")
+        items = eventually(lambda: cluster.notifications.inbox(staff("s-amal-cw-ar", "amal-safi")),
+                           message="no inbox item")
         assert [item["kind"] for item in items] == ["beneficiary.registered"]
         assert items[0]["subject"] == "تسجيل مستفيدة جديدة في جمعية أمل"  # in her language
-        assert cluster.notifications.inbox("s-wafae-cw-en") == []  # another association: nothing
-        assert cluster.notifications.get_preferences("s-amal-cw-ar")["language"] == "ar"
+        assert cluster.notifications.inbox(staff("s-wafae-cw-en", "wafae-marrakech")) == []  # another association: nothing
+        assert cluster.notifications.get_preferences(staff("s-amal-cw-ar", "amal-safi"))["language"] == "ar"
         assert cluster.notifications.health() == "ok"
 
     # Urgent: both case workers are emailed at once, whatever the hour; the duplicate adds nothing.

@@ -55,9 +55,9 @@ def test_network_calendar_changes_reach_the_partner_queue(calendar_with_partner)
         created = rpc.events.create_event({
             "title": "Foire des coopératives", "kind": "fair", "organiser": "amal-safi", "city": "Safi",
             "start": "2027-04-17T09:00", "end": "2027-04-17T18:00", "status": "published",
-            "visibility": "public"}, staff=COORDINATOR)
+            "visibility": "public"}, actor=network.assertion(COORDINATOR, "events"))
         event_id = created["event"]["id"]
-        rpc.events.cancel_event(event_id, staff=COORDINATOR)
+        rpc.events.cancel_event(event_id, actor=network.assertion(COORDINATOR, "events"))
     types = eventually(lambda: [m.type for m in received if m.data.get("event_id") == event_id] == [
         "ma.tansiq.event.published.v1", "ma.tansiq.event.cancelled.v1"] and received, timeout=60)
     assert types

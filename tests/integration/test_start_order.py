@@ -8,6 +8,7 @@ retries, and the directory's first announcements dead-lettered by the services c
 import pytest
 
 from harness import eventually
+from tansiq.errors import Forbidden
 from tansiq.messaging import topology
 
 CALLERS = ("gateway", "notifications", "events", "referrals", "intake")  # each calls the directory
@@ -48,11 +49,16 @@ def test_services_started_before_the_directory_wait_for_it_without_a_traceback(n
 
 def test_a_forbidden_request_is_one_warning_line_without_a_traceback(network):
     case_worker = network.login("fatima@amal-safi.example")  # may not edit the calendar
-    response = case_worker.post(f"{network.web}/api/events", json={
-        "title": "Foire", "kind": "fair", "organiser": "amal-safi", "city": "Safi",
-        "start": "2027-04-17T09:00", "end": "2027-04-17T18:00"})
+    event = {"title": "Foire", "kind": "fair", "organiser": "amal-safi", "city": "Safi",
+             "start": "2027-04-17T09:00", "end": "2027-04-17T18:00"}
+    response = case_worker.post(f"{network.web}/api/events", json=event)
     assert response.status_code == 403
     assert response.json()["error"]["code"] == "forbidden"
+    # The gateway refuses on the route's permission, so the events service is not asked; it refuses
+    # the same case worker's genuine assertion itself when called directly (and logs it the same way).
+    fatima = {"id": "s-safi-1", "association": "amal-safi", "roles": ["case_worker"]}
+    with network.rpc() as rpc, pytest.raises(Forbidden):
+        rpc.events.create_event(event, actor=network.assertion(fatima, "events"))
     for service, entrypoint in (("events", "events.create_event"), ("gateway", "gateway.events_create")):
         def refusal_lines(service=service, entrypoint=entrypoint):
             return [row for row in network.log(service).splitlines() if f"refused {entrypoint}" in row]

@@ -19,14 +19,15 @@ from services.intake.schemas import BeneficiarySchema, ConsentSchema
 from services.referrals import domain as referrals
 from services.referrals.models import Base as ReferralsBase
 from fixtures.referrals import staff
+from actors import actor  # tests/actors.py
 from tansiq import accountability
 from tansiq.crypto import DecryptionFailed, KeyRing, load_master_key
 from tansiq.db import make_engine, session_scope
 from tansiq.messaging.store import OutboxMessage, messaging_metadata
 
 NOW = datetime(2026, 11, 30, 9, 0, tzinfo=timezone.utc)
-WORKER = {"id": "s-1", "association": "amal-safi", "roles": ["case_worker"]}
-ADMIN = {"id": "s-3", "association": "amal-safi", "roles": ["admin"]}
+WORKER = actor({"id": "s-1", "association": "amal-safi", "roles": ["case_worker"]})
+ADMIN = actor({"id": "s-3", "association": "amal-safi", "roles": ["admin"]})
 KHADIJA = {"first_name": "Khadija", "last_name": "Benali", "phone": "0612345678", "birth_date": "1990-04-12",
            "kind": "survivor", "needs": ["legal_orientation"], "urgency": "urgent", "notes": "Violences depuis 2019"}
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -68,7 +69,7 @@ def a_trail(engine, keyring):
             ConsentSchema().load({"purpose": "legal_orientation", "fields": ["first_name"],
                                   "recipient_association": "wafae-marrakech"}), WORKER, NOW)
     in_unit(engine, intake.prepare_referral_share, keyring, beneficiary_id, "wafae-marrakech", "legal_orientation",
-            ["first_name"], WORKER["id"], NOW, staff_association="amal-safi", staff_roles=["case_worker"])
+            ["first_name"], WORKER, NOW)
     return beneficiary_id
 
 

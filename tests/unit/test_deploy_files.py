@@ -141,8 +141,11 @@ def test_keys_are_files_given_only_to_their_service(compose):
     for name, service in compose["services"].items():
         for secret in service.get("secrets", []):
             assert secret in secrets, f"{name} uses undeclared secret {secret}"
-    assert compose["services"]["intake"]["secrets"] == ["intake_data_key"]
-    assert compose["services"]["gateway"]["secrets"] == ["gateway_secret_key"]
+    assert compose["services"]["intake"]["secrets"] == ["intake_data_key", "actor_public_key"]
+    assert compose["services"]["gateway"]["secrets"] == ["gateway_secret_key", "actor_signing_key", "actor_public_key"]
+    # The actor signing key is the gateway's alone: whoever holds it can speak for any staff member.
+    assert [name for name, service in compose["services"].items()
+            if "actor_signing_key" in service.get("secrets", [])] == ["gateway"]
     for secret in secrets.values():
         assert secret["file"].startswith("./var/"), "key files live under the git-ignored var/"
 

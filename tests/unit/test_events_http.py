@@ -16,6 +16,8 @@ from tansiq.db import Sessions, make_engine
 from tansiq.errors import NotFound
 from tansiq.messaging.store import messaging_metadata
 
+from actors import SIGNER, verifier  # tests/actors.py
+
 COORDINATOR = {"id": "s-1", "association": "amal-safi", "roles": ["coordinator"], "language": "fr", "name": "K"}
 ASSOCIATIONS = [{"slug": "amal-safi", "name_fr": "Amal", "name_ar": "أمل", "city": "Safi"}]
 
@@ -41,6 +43,7 @@ class BearerSessions:
 
 class Gateway(EventsApi):
     name = "gateway"
+    identity = SIGNER
 
 
 @pytest.fixture
@@ -48,7 +51,7 @@ def gateway(tmp_path):
     engine = make_engine(f"sqlite:///{tmp_path / 'events.db'}")
     Base.metadata.create_all(engine)
     messaging_metadata.create_all(engine)
-    events = worker_factory(EventsService, db=Sessions(engine), directory=Directory())
+    events = worker_factory(EventsService, db=Sessions(engine), directory=Directory(), identity=verifier("events"))
     saved, web._active[0] = web._active[0], BearerSessions()
     yield worker_factory(Gateway, events_rpc=events, directory_rpc=Directory())
     web._active[0] = saved

@@ -8,9 +8,14 @@ from services.events.models import Base
 from services.events.service import EventsService
 from tansiq.db import Sessions, make_engine
 from tansiq.errors import DomainError, Forbidden, NotFound
+from tansiq.errors import InvalidActor
 from tansiq.messaging.store import messaging_metadata
 
+from actors import signed, verifier  # tests/actors.py
+
 COORDINATOR = {"id": "s-1", "association": "amal-safi", "roles": ["coordinator"], "language": "fr", "name": "K"}
+AS_COORDINATOR = signed(COORDINATOR, "events")
+NOUR_STAFF = signed({"id": "s-7", "association": "nour-safi", "roles": ["case_worker"]}, "events")
 
 
 class FakeDirectory:
@@ -31,7 +36,7 @@ def service(tmp_path):
     Base.metadata.create_all(engine)
     messaging_metadata.create_all(engine)
     yield worker_factory(EventsService, db=Sessions(engine), directory=FakeDirectory(),
-                         config={"REMINDER_HORIZON_HOURS": 48})
+                         config={"REMINDER_HORIZON_HOURS": 48}, identity=verifier("events"))
     engine.dispose()
 
 
@@ -42,33 +47,38 @@ def payload(**values):
 
 
 def test_create_list_register_and_feed(service):
-    created = service.create_event(payload(), staff=COORDINATOR)
+    created = service.create_event(payload(), actor=AS_COORDINATOR)
     event = created["event"]
     assert (event["starts_at"], event["start_local"]) == ("2027-02-20T10:00:00+00:00", "2027-02-20T10:00:00+00:00")
     [occurrence] = service.list_occurrences("2027-02-01", "2027-03-01", city="safi")
     assert occurrence["event_id"] == event["id"]
     assert service.list_occurrences("2027-02-01", "2027-03-01", kind="training") == []
-    stand = service.register(event["id"], {"association": "nour-safi", "name": "Coopérative", "products": ["tapis"]})
+    stand = service.register(event["id"], {"association": "nour-safi", "name": "Coopérative", "products": ["tapis"]},
+                             actor=NOUR_STAFF)
     assert stand["kind"] == "stand"
     with pytest.raises(DomainError) as caught:
-        service.register(event["id"], {"association": "amal-safi", "name": "Autre", "products": ["poterie"]})
+        service.register(event["id"], {"association": "amal-safi", "name": "Autre", "products": ["poterie"]},
+                         actor=AS_COORDINATOR)
     assert caught.value.code == "event_full"
     # The organisers see who registered; the public does not.
-    assert service.get_event(event["id"], staff=COORDINATOR)["registrations"][0]["name"] == "Coopérative"
+    assert service.get_event(event["id"], actor=AS_COORDINATOR)["registrations"][0]["name"] == "Coopérative"
     assert "registrations" not in service.get_event(event["id"])
     assert "BEGIN:VCALENDAR" in service.ical_feed("city", "Safi")
 
 
 def test_refusals(service):
     with pytest.raises(ValidationError):
-        service.create_event(payload(start="not a date"))
-    with pytest.raises(NotFound):
-        service.create_event(payload(organiser="ghost"))
+        service.create_event(payload(start="not a date"), actor=AS_COORDINATOR)
+    with pytest.raises(Forbidden):  # nobody edits for an association that is not hers
+        service.create_event(payload(organiser="ghost"), actor=AS_COORDINATOR)
+    for untrusted in (None, COORDINATOR, signed(COORDINATOR, "intake")):  # no trusted caller without an assertion
+        with pytest.raises(InvalidActor):
+            service.create_event(payload(), actor=untrusted)
     with pytest.raises(Forbidden):
-        service.create_event(payload(organiser="nour-safi"), staff=COORDINATOR)
+        service.create_event(payload(organiser="nour-safi"), actor=AS_COORDINATOR)
     with pytest.raises(Forbidden):
-        service.create_event(payload(), staff={**COORDINATOR, "roles": ["case_worker"]})
-    network_only = service.create_event(payload(visibility="network"))["event"]
+        service.create_event(payload(), actor=signed({**COORDINATOR, "roles": ["case_worker"]}, "events"))
+    network_only = service.create_event(payload(visibility="network"), actor=AS_COORDINATOR)["event"]
     with pytest.raises(NotFound):
         service.get_event(network_only["id"])  # not for the public
     assert service.get_event(network_only["id"], audience="network")["id"] == network_only["id"]
@@ -76,12 +86,15 @@ def test_refusals(service):
 
 
 def test_update_and_cancel(service):
-    event = service.create_event(payload(rrule="FREQ=DAILY;COUNT=3"))["event"]
-    moved = service.move_occurrence(event["id"], {"recurrence_id": "2027-02-21T10:00", "start": "2027-02-24T10:00"})
+    event = service.create_event(payload(rrule="FREQ=DAILY;COUNT=3"), actor=AS_COORDINATOR)["event"]
+    moved = service.move_occurrence(event["id"], {"recurrence_id": "2027-02-21T10:00", "start": "2027-02-24T10:00"},
+                                    actor=AS_COORDINATOR)
     assert moved["event"]["moved"][0]["recurrence_id"] == "2027-02-21T10:00:00+00:00"
-    updated = service.update_event(event["id"], {"title": "Salon d'hiver"}, staff=COORDINATOR)["event"]
+    updated = service.update_event(event["id"], {"title": "Salon d'hiver"}, actor=AS_COORDINATOR)["event"]
     assert updated["title"] == "Salon d'hiver" and updated["sequence"] == 2
-    assert service.cancel_event(event["id"])["status"] == "cancelled"
+    with pytest.raises(Forbidden):  # a case worker does not edit the calendar
+        service.cancel_event(event["id"], actor=NOUR_STAFF)
+    assert service.cancel_event(event["id"], actor=AS_COORDINATOR)["status"] == "cancelled"
     assert "STATUS:CANCELLED" in service.ical_feed("event", event["id"])
 
 

@@ -17,7 +17,9 @@ from tansiq.messaging.store import OutboxMessage
 
 NOW = datetime(2026, 12, 1, 9, 0, tzinfo=timezone.utc)
 SAFI, MARRAKECH = "amal-safi", "wafae-marrakech"
-SENDER, RECIPIENT, COORDINATOR = staff(SAFI), staff(MARRAKECH), staff(SAFI, "coordinator")
+SENDER, RECIPIENT = staff(SAFI), staff(MARRAKECH)
+# Overrides are made by a case worker who is also a coordinator (only case workers act on referrals).
+COORDINATOR = staff(SAFI, "case_worker", "coordinator")
 PII = {"first_name": "Khadija", "phone": "+212600000042"}
 KEYS = keyring()
 

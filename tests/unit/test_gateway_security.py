@@ -11,6 +11,7 @@ import pytest
 from werkzeug.test import EnvironBuilder
 from werkzeug.wrappers import Request, Response
 
+from actors import signed, verifier  # tests/actors.py
 from gateway_sessions import PASSWORD, cheap_password_hashing, directory_sessions
 from nameko.testing.services import worker_factory
 from services.directory import domain, signin
@@ -427,11 +428,11 @@ def test_a_registration_is_recorded_under_the_signed_in_staff_not_the_one_sent(t
     EventsBase.metadata.create_all(engine)
     messaging_metadata.create_all(engine)
     events = worker_factory(EventsService, db=Units(engine), directory=Associations(),
-                            config={"REMINDER_HORIZON_HOURS": 48})
+                            config={"REMINDER_HORIZON_HOURS": 48}, identity=verifier("events"))
     event = events.create_event({"title": "Formation", "kind": "training", "organiser": "amal-safi", "city": "Safi",
                                  "start": "2027-02-20T10:00", "end": "2027-02-20T12:00", "status": "published",
-                                 "visibility": "network"}, staff=HANANE)["event"]
+                                 "visibility": "network"}, actor=signed(HANANE, "events"))["event"]
     registered = events.register(event["id"], {"association": "amal-safi", "name": "Hanane",
-                                               "staff_id": "s-someone-else"}, staff=HANANE)
+                                               "staff_id": "s-someone-else"}, actor=signed(HANANE, "events"))
     assert registered["staff_id"] == HANANE["id"]
     engine.dispose()

@@ -18,11 +18,13 @@ from tansiq.db import make_engine, session_scope
 from tansiq.envelope import parse
 from tansiq.errors import DomainError, Forbidden, NotFound
 from tansiq.messaging.store import OutboxMessage
+from actors import actor  # tests/actors.py
 
 NOW = datetime(2026, 11, 30, 9, 0, tzinfo=timezone.utc)
-SAFI_WORKER = {"id": "s-1", "association": "amal-safi", "roles": ["case_worker"]}
-SAFI_COORD = {"id": "s-2", "association": "amal-safi", "roles": ["coordinator"]}
-OTHER_WORKER = {"id": "s-9", "association": "wafae-marrakech", "roles": ["case_worker", "admin"]}
+SAFI_WORKER = actor({"id": "s-1", "association": "amal-safi", "roles": ["case_worker"]})
+SAFI_COORD = actor({"id": "s-2", "association": "amal-safi", "roles": ["case_worker", "coordinator"]})
+SAFI_ADMIN = actor({"id": "s-3", "association": "amal-safi", "roles": ["admin"]})
+OTHER_WORKER = actor({"id": "s-9", "association": "wafae-marrakech", "roles": ["case_worker", "admin"]})
 KHADIJA = {"first_name": "Khadija", "last_name": "Benali", "phone": "0612345678", "birth_date": "1990-04-12",
            "city": "Safi", "language": "ar", "kind": "survivor", "needs": ["legal_orientation", "shelter"],
            "urgency": "urgent", "orientation": "Orientée vers avocate", "notes": "Violences conjugales depuis 2019"}
@@ -81,7 +83,7 @@ def consent(intake, beneficiary_id, staff=SAFI_WORKER, **payload):
 def share(intake, keyring, beneficiary_id, recipient="wafae-marrakech", category="legal_orientation",
           fields=("first_name",), staff=SAFI_WORKER, now=NOW, **kwargs):
     return intake(domain.prepare_referral_share, keyring, beneficiary_id, recipient, category, list(fields),
-                  staff["id"], now, staff_roles=staff["roles"], staff_association=staff["association"], **kwargs)
+                  staff, now, **kwargs)
 
 
 def outbox_messages(engine, type_):
@@ -162,6 +164,28 @@ def test_every_access_to_personal_data_is_audited(engine, intake, keyring):
     assert "first_name" in trail[1]["fields"] and trail[1]["at"].startswith("2026-11-30T10:00")
 
 
+@pytest.mark.parametrize("roles", [["coordinator"], ["events_manager"], ["admin"], ["coordinator", "admin"]])
+def test_roles_without_case_work_see_no_case_detail(engine, intake, keyring, roles):
+    """Only case workers open her record: the coordinator, events manager and admin of her own association
+    read nothing (record, audit, disclosures, duplicates) and change nothing; each refusal is audited."""
+    beneficiary = register(intake, keyring)["id"]
+    given = consent(intake, beneficiary, recipient_association="wafae-marrakech")
+    colleague = actor({"id": "s-5", "association": "amal-safi", "roles": roles})
+    attempts = [(domain.get_beneficiary, keyring, beneficiary), (domain.audit_trail, beneficiary),
+                (domain.list_disclosures, keyring, beneficiary), (domain.list_duplicate_flags, beneficiary),
+                (domain.revoke_consent, given["id"]),
+                (domain.add_session, keyring, beneficiary, {"needs": ["shelter"]}),
+                (domain.record_consent, beneficiary, {"purpose": "shelter", "fields": ["first_name"]})]
+    for function, *args in attempts:
+        with pytest.raises(Forbidden) as refused:
+            intake(function, *args, colleague, NOW)
+        assert domain.refusal_reason(refused.value) == "role_required", function.__name__
+    with pytest.raises(Forbidden):
+        register(intake, keyring, staff=colleague)
+    with pytest.raises(Forbidden):
+        share(intake, keyring, beneficiary, staff=colleague, override_reason="urgence")
+
+
 # --- erasure --------------------------------------------------------------------------------------
 
 
@@ -172,7 +196,7 @@ def test_erasure_makes_data_unreadable(engine, intake, keyring):
     with pytest.raises(Forbidden):  # a case worker may not erase
         intake(domain.erase_beneficiary, result["id"], SAFI_WORKER, NOW)
 
-    intake(domain.erase_beneficiary, result["id"], SAFI_COORD, NOW)
+    intake(domain.erase_beneficiary, result["id"], SAFI_ADMIN, NOW)
 
     with session_scope(engine) as session:
         erased = session.get(Beneficiary, result["id"])
@@ -187,6 +211,26 @@ def test_erasure_makes_data_unreadable(engine, intake, keyring):
     assert domain.refusal_reason(refused.value) == "erased"
     for secret in SECRETS:
         assert secret not in all_rows_text(engine)
+
+
+# --- her right of access ---------------------------------------------------------------------------
+
+
+def test_export_needs_the_export_permission_of_her_own_association(engine, intake, keyring):
+    """cases.export (admins): a case worker, a coordinator and another association's admin are refused,
+    each refusal in the role's terms; her association's admin gets everything, decrypted, and it is audited."""
+    beneficiary = register(intake, keyring)["id"]
+    consent(intake, beneficiary, recipient_association="wafae-marrakech")
+    for who, reason in ((SAFI_WORKER, "role_required"), (SAFI_COORD, "role_required"),
+                        (OTHER_WORKER, "other_association")):
+        with pytest.raises(Forbidden) as refused:
+            intake(domain.export_beneficiary, keyring, beneficiary, who, NOW)
+        assert domain.refusal_reason(refused.value) == reason
+    exported = intake(domain.export_beneficiary, keyring, beneficiary, SAFI_ADMIN, NOW)
+    assert (exported["first_name"], exported["phone"]) == ("Khadija", "0612345678")
+    assert [c["recipient_association"] for c in exported["consents"]] == ["wafae-marrakech"]
+    assert exported["audit_trail"][-1]["action"] == "export" and exported["audit_trail"][-1]["staff_id"] == "s-3"
+    json.dumps(exported)
 
 
 # --- consent and sharing ---------------------------------------------------------------------------
@@ -297,7 +341,7 @@ def test_erasure_revokes_active_consents(engine, intake, keyring):
     beneficiary = register(intake, keyring)["id"]
     consent(intake, beneficiary, recipient_association="wafae-marrakech")
     share(intake, keyring, beneficiary)
-    intake(domain.erase_beneficiary, beneficiary, SAFI_COORD, NOW)
+    intake(domain.erase_beneficiary, beneficiary, SAFI_ADMIN, NOW)
     [(_, envelope)] = outbox_messages(engine, "ma.tansiq.consent.revoked.v1")
     assert envelope.data["recipients"] == ["wafae-marrakech"]
 

@@ -4,6 +4,7 @@ The service runs through nameko's worker_factory with its real dependencies (dat
 key ring); only the directory RPC and the signed-in staff lookup are stand-ins (the edge).
 """
 
+import base64
 import json
 import os
 from types import SimpleNamespace
@@ -20,11 +21,14 @@ from services.intake.models import create_all
 from services.intake.service import IntakeService
 from tansiq.crypto import KeyRing
 from tansiq.db import Sessions, make_engine, session_scope
-from tansiq.errors import DomainError, Forbidden
+from tansiq.errors import DomainError, Forbidden, InvalidActor
+from tansiq.identity import ActorSigner
 from tansiq.messaging.store import OutboxMessage
 
+from actors import SIGNER, signed, verifier  # tests/actors.py
+
 STAFF = {"id": "s-1", "association": "amal-safi", "roles": ["case_worker"], "name": "Salma", "language": "fr"}
-COORD = {"id": "s-2", "association": "amal-safi", "roles": ["coordinator"]}
+ADMIN = {"id": "s-2", "association": "amal-safi", "roles": ["admin"]}
 OTHER = {"id": "s-9", "association": "wafae-marrakech", "roles": ["admin"]}
 
 
@@ -51,16 +55,16 @@ class Directory:
 @pytest.fixture
 def service(engine):
     return worker_factory(IntakeService, db=Sessions(engine),
-                          keyring=KeyRing(os.urandom(32)), directory=Directory())
+                          keyring=KeyRing(os.urandom(32)), directory=Directory(), identity=verifier("intake"))
 
 
 def test_register_rpc_round_trip(service, engine):
     result = service.register_beneficiary({"first_name_ar": "خديجة", "phone": "0612345678", "birth_date": "1990-04-12",
-                                           "needs": ["shelter"], "urgency": "high", "city": "Safi"}, STAFF)
+                                           "needs": ["shelter"], "urgency": "high", "city": "Safi"}, signed(STAFF))
     assert json.loads(json.dumps(result)) == result
     assert result["possible_duplicates"] == []
     assert service.health() == "ok"
-    record = service.get_beneficiary(result["id"], STAFF)
+    record = service.get_beneficiary(result["id"], signed(STAFF))
     assert record["first_name_ar"] == "خديجة" and record["birth_date"] == "1990-04-12"
     with session_scope(engine) as session:
         [message] = session.scalars(select(OutboxMessage)).all()
@@ -69,48 +73,65 @@ def test_register_rpc_round_trip(service, engine):
 
 def test_rpc_refuses_bad_input_and_other_association(service):
     with pytest.raises(DomainError) as refused:
-        service.register_beneficiary({"first_name": "Khadija", "needs": ["astrology"]}, STAFF)
+        service.register_beneficiary({"first_name": "Khadija", "needs": ["astrology"]}, signed(STAFF))
     assert refused.value.code == "invalid_request" and "needs" in refused.value.details
     with pytest.raises(DomainError):
-        service.register_beneficiary({"first_name": "Khadija"}, {"id": "s-1"})  # no association: no staff
-    beneficiary = service.register_beneficiary({"first_name": "Khadija"}, STAFF)["id"]
+        service.register_beneficiary({"first_name": "Khadija"}, {"id": "s-1"})  # a dict, not a signed assertion
+    beneficiary = service.register_beneficiary({"first_name": "Khadija"}, signed(STAFF))["id"]
     with pytest.raises(Forbidden):
-        service.get_beneficiary(beneficiary, OTHER)
+        service.get_beneficiary(beneficiary, signed(OTHER))
     with pytest.raises(DomainError):  # "any partner offering shelter" under a legal purpose could never be used
         service.record_consent(beneficiary, {"purpose": "legal_orientation", "fields": ["first_name"],
-                                             "recipient_category": "shelter"}, STAFF)
+                                             "recipient_category": "shelter"}, signed(STAFF))
 
 
 def test_refused_attempts_are_audited(service):
-    beneficiary = service.register_beneficiary({"first_name": "Khadija"}, STAFF)["id"]
+    beneficiary = service.register_beneficiary({"first_name": "Khadija"}, signed(STAFF))["id"]
     with pytest.raises(Forbidden):
-        service.get_beneficiary(beneficiary, OTHER)
+        service.get_beneficiary(beneficiary, signed(OTHER))
     with pytest.raises(Forbidden):  # staff of another association, as the directory knows her
-        service.prepare_referral_share(beneficiary, "amal-safi", "shelter", ["first_name"], "s-9",
-                                       override_reason="urgence", staff_roles=["admin"])
+        service.prepare_referral_share(beneficiary, "amal-safi", "shelter", ["first_name"], signed(OTHER),
+                                       override_reason="urgence")
     with pytest.raises(Forbidden):
-        service.erase_beneficiary(beneficiary, STAFF)
-    trail = service.audit_trail(beneficiary, STAFF)
+        service.erase_beneficiary(beneficiary, signed(STAFF))
+    trail = service.audit_trail(beneficiary, signed(STAFF))
     assert [(e["action"], e["staff_id"], e["detail"]) for e in trail] == [
         ("register", "s-1", ""), ("read", "s-9", "refused: other_association"),
         ("share", "s-9", "refused: other_association"), ("erase", "s-1", "refused: role_required")]
 
 
+def test_export_rpc_takes_an_admin_assertion_only(service):
+    """intake.export_beneficiary: her right of access, for her association's admin (cases.export), audited;
+    a case worker is refused (and the refusal audited), an unsigned dict is not believed."""
+    beneficiary = service.register_beneficiary({"first_name": "Khadija"}, signed(STAFF))["id"]
+    with pytest.raises(InvalidActor):
+        service.export_beneficiary(beneficiary, ADMIN)
+    with pytest.raises(Forbidden):
+        service.export_beneficiary(beneficiary, signed(STAFF))
+    exported = service.export_beneficiary(beneficiary, signed(ADMIN))
+    assert json.loads(json.dumps(exported))["first_name"] == "Khadija"
+    trail = [(e["action"], e["staff_id"], e["detail"]) for e in exported["audit_trail"]]
+    assert ("export", "s-1", "refused: role_required") in trail
+    assert trail[-1] == ("export", "s-2", "")
+
+
 def test_share_under_category_consent_asks_the_directory(service):
-    beneficiary = service.register_beneficiary({"first_name": "Khadija", "phone": "0612345678"}, STAFF)["id"]
+    beneficiary = service.register_beneficiary({"first_name": "Khadija", "phone": "0612345678"}, signed(STAFF))["id"]
     service.record_consent(beneficiary, {"purpose": "legal_orientation", "fields": ["first_name"],
-                                         "recipient_category": "legal_orientation"}, STAFF)
-    shared = service.prepare_referral_share(beneficiary, "wafae-marrakech", "legal_orientation", ["first_name"], "s-1",
-                                            staff_roles=["case_worker"], staff_association="amal-safi")
+                                         "recipient_category": "legal_orientation"}, signed(STAFF))
+    shared = service.prepare_referral_share(beneficiary, "wafae-marrakech", "legal_orientation", ["first_name"],
+                                            signed(STAFF))
     assert shared["shared"] == {"first_name": "Khadija"} and not shared["override"]
     with pytest.raises(Forbidden) as refused:  # the directory says this one does not offer it
-        service.prepare_referral_share(beneficiary, "ennakhil-casa", "legal_orientation", ["first_name"], "s-1",
-                                       staff_roles=["case_worker"], staff_association="amal-safi")
+        service.prepare_referral_share(beneficiary, "ennakhil-casa", "legal_orientation", ["first_name"],
+                                       signed(STAFF))
     assert refused.value.code == "no_consent"
 
 
 class Gateway(IntakeApi):
     """The intake routes mixed into a minimal gateway whose RPC proxy is the real intake worker."""
+
+    identity = SIGNER
 
     def __init__(self, intake):
         self.intake_rpc = intake
@@ -157,7 +178,7 @@ def test_gateway_routes(service):
 
     with pytest.raises(Forbidden):  # a case worker may not erase; the gateway's error table answers 403
         gateway.intake_erase(request("DELETE"), beneficiary)
-    erased = gateway.intake_erase(request("DELETE", staff=COORD), beneficiary)
+    erased = gateway.intake_erase(request("DELETE", staff=ADMIN), beneficiary)
     assert erased.status_code == 200
     assert json.loads(gateway.intake_get(request("GET"), beneficiary).get_data())["erased"] is True
 
@@ -167,3 +188,21 @@ def test_gateway_refuses_malformed_body_before_rpc(service):
 
     with pytest.raises(ValidationError):
         Gateway(service).intake_register(request("POST", body={"first_name": "K", "urgency": "whenever"}))
+
+
+def test_rpc_believes_only_a_valid_assertion_meant_for_intake(service):
+    """A dict, another key's signature, a changed claim, another audience or an expired one: all refused."""
+    beneficiary = service.register_beneficiary({"first_name": "Khadija"}, signed(STAFF))["id"]
+    good = signed(STAFF, "intake")
+    version, body, signature = good.split(".")
+    claims = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
+    claims["association"], claims["roles"] = "amal-safi", ["case_worker", "admin"]
+    tampered = ".".join((version, base64.urlsafe_b64encode(json.dumps(claims).encode()).rstrip(b"=").decode(),
+                         signature))
+    expired = ActorSigner(SIGNER.private_key, clock=lambda: 0).sign(STAFF, "intake")
+    forged = [STAFF, None, "", "v1.e30.", good + "x", tampered, ActorSigner.generate().sign(STAFF, "intake"),
+              signed(STAFF, "referrals"), expired, {"association": "amal-safi", "roles": []}]
+    for attempt in forged:
+        with pytest.raises(InvalidActor):
+            service.get_beneficiary(beneficiary, attempt)
+    assert service.get_beneficiary(beneficiary, good)["first_name"] == "Khadija"

@@ -8,15 +8,17 @@ from sqlalchemy import select
 
 from tansiq import contracts, sealing
 from tansiq.db import Sessions
-from tansiq.errors import DomainError, Forbidden
+from tansiq.errors import DomainError, Forbidden, InvalidActor
 from tansiq.messaging.store import OutboxMessage
 
 from services.referrals.service import ReferralsService
 from fixtures.referrals import keyring, sqlite_session
 
+from actors import signed, verifier  # tests/actors.py
+
 SAFI, MARRAKECH, AGADIR, RABAT = "amal-safi", "wafae-marrakech", "nour-agadir", "hayat-rabat"
-CASE_WORKER = {"id": "s-1", "association": SAFI, "roles": ["case_worker"]}
-RECIPIENT = {"id": "s-9", "association": MARRAKECH, "roles": ["case_worker"]}
+CASE_WORKER = signed({"id": "s-1", "association": SAFI, "roles": ["case_worker"]}, "referrals", "intake")
+RECIPIENT = signed({"id": "s-9", "association": MARRAKECH, "roles": ["case_worker"]}, "referrals", "intake")
 PII = {"first_name": "Khadija", "phone": "+212600000042"}
 
 
@@ -40,8 +42,9 @@ class FakeIntake:
     def __init__(self):
         self.calls = []
 
-    def prepare_referral_share(self, beneficiary_id, recipient, category, fields, staff_id, override_reason=None,
-                               staff_roles=(), staff_association=None, seal_for=None):
+    def prepare_referral_share(self, beneficiary_id, recipient, category, fields, actor, override_reason=None,
+                               seal_for=None):
+        verifier("intake").actor(actor)  # referrals forwards the case worker's own assertion
         self.calls.append((beneficiary_id, recipient, tuple(fields)))
         if beneficiary_id != "b-1" or recipient not in (MARRAKECH, AGADIR, RABAT):
             raise Forbidden("no consent covers this recipient and purpose", code="no_consent")
@@ -55,7 +58,7 @@ class FakeIntake:
 def service(tmp_path):
     with sqlite_session(tmp_path / "referrals.db") as session:
         worker = worker_factory(ReferralsService, db=Sessions(session.get_bind()), intake=FakeIntake(),
-                                directory=FakeDirectory(), keyring=keyring())
+                                directory=FakeDirectory(), keyring=keyring(), identity=verifier("referrals"))
         worker.session = session
         yield worker
 
@@ -77,10 +80,13 @@ def test_create_act_and_read_over_rpc(service):
     assert sent["state"] == "sent" and sent["direction"] == "sent" and "shared" not in sent
     received = service.transition(sent["id"], "acknowledge", {}, RECIPIENT)
     assert received["state"] == "received" and received["shared"] == PII and received["beneficiary_id"] is None
-    assert [r["id"] for r in service.list_referrals(MARRAKECH, "received", staff=RECIPIENT)] == [sent["id"]]
-    assert service.list_referrals(MARRAKECH, "received", status="completed", staff=RECIPIENT) == []
+    assert [r["id"] for r in service.list_referrals(RECIPIENT, "received")] == [sent["id"]]
+    assert service.list_referrals(RECIPIENT, "received", status="completed") == []
+    for untrusted in (None, SAFI, {"id": "s-1", "association": SAFI, "roles": ["case_worker"]}):
+        with pytest.raises(InvalidActor):  # nothing is listed on trust
+            service.list_referrals(untrusted, "sent")
     with pytest.raises(Forbidden):
-        service.list_referrals(SAFI, "sent", staff=RECIPIENT)
+        service.list_referrals(signed({"id": "s-3", "association": MARRAKECH, "roles": ["events_manager"]}), "received")
     with pytest.raises(DomainError) as refused:
         service.transition(sent["id"], "complete", {"outcome": "done"}, RECIPIENT)
     assert refused.value.code == "invalid_transition"

@@ -12,6 +12,8 @@ from services.gateway.api_webapp import actions_for, for_page, safe_next, when
 from services.gateway.service import GatewayService
 from gateway_sessions import directory_sessions
 
+from actors import SIGNER, verifier  # tests/actors.py
+
 HANANE = {"id": "s-safi-2", "association": "amal-safi", "roles": ["case_worker", "coordinator"], "language": "fr",
           "name": "Hanane Benali"}
 
@@ -42,6 +44,8 @@ class Stub:
 
 class Gateway:
     """Just the attributes the page routes use."""
+
+    identity = SIGNER
 
     def __init__(self, **proxies):
         self.__dict__.update(proxies)
@@ -116,7 +120,8 @@ def test_the_inbox_page_renders_her_own_items_from_her_session(sessions):
     assert 'dir="rtl"' in html and 'data-unread="1"' in html
     assert html.count('class="mark-read"') == 1 and 'href="/referrals/r-1"' in html
     assert "&lt;b&gt;" in html  # escaped
-    assert {call[1][0] for call in notifications.calls} == {"s-safi-2"}  # her id, from the session only
+    # her id, from the session only, inside an assertion only the gateway can sign
+    assert {verifier("notifications").actor(call[1][0]).id for call in notifications.calls} == {"s-safi-2"}
 
 
 def test_a_refused_page_is_an_html_page_not_json(sessions):
@@ -168,7 +173,9 @@ def test_the_beneficiary_page_shows_her_record_consents_and_flags_with_the_forms
     assert response.status_code == 200 and response.headers["Cache-Control"] == "no-store"
     assert 'dir="rtl"' in html and "Khadija" in html and "0661234567" in html
     assert "&lt;script&gt;alert(1)" in html  # her notes are escaped
-    assert intake.calls == [("get_beneficiary", ("b-1", {**HANANE}), {})]  # who asks comes from the session only
+    [(name, (beneficiary_id, assertion), kwargs)] = intake.calls  # who asks comes from the session only
+    assert (name, beneficiary_id, kwargs) == ("get_beneficiary", "b-1", {})
+    assert verifier("intake").actor(assertion).to_dict() == {**HANANE, "roles": sorted(HANANE["roles"])}
     assert "جمعية وفاء للمرأة" in html  # the consent's recipient by name
     assert html.count('class="consent-revoke') == 1  # the revoked one has no button
     assert 'data-id="4" data-decision="distinct"' in html and 'data-decision="same"' in html
@@ -183,8 +190,8 @@ def test_the_beneficiary_page_of_another_association_is_refused_without_her_data
     from tansiq.errors import Forbidden
 
     class Refusing:
-        def get_beneficiary(self, beneficiary_id, staff):
-            assert staff["association"] == "wafae-marrakech"
+        def get_beneficiary(self, beneficiary_id, actor):
+            assert verifier("intake").actor(actor).association == "wafae-marrakech"
             raise Forbidden("this beneficiary belongs to another association")
 
     response = GatewayService.beneficiary_page(Gateway(intake_rpc=Refusing()),
@@ -213,7 +220,32 @@ def test_an_event_link_opens_the_calendar_at_that_event(sessions):
                                                                              sessions.signed_in(HANANE)), event_id="e-7")
     assert response.status_code == 303
     assert response.headers["Location"] == "/calendar?date=2026-12-05&event=e-7&lang=ar"  # the local day
-    assert events.calls[0][2]["staff"]["id"] == "s-safi-2"
+    assert verifier("events").actor(events.calls[0][2]["actor"]).id == "s-safi-2"
+
+
+YOUSSEF = {"id": "s-safi-3", "association": "amal-safi", "roles": ["events_manager"], "language": "fr",
+           "name": "Youssef Amrani"}
+
+
+@pytest.mark.parametrize("page, values", [(GatewayService.beneficiary_page, {"beneficiary_id": "b-1"}),
+                                          (GatewayService.referrals_page, {}), (GatewayService.intake_page, {}),
+                                          (GatewayService.referral_page, {"referral_id": "r-1"})])
+def test_an_events_manager_gets_no_case_page_and_no_service_is_asked(sessions, page, values):
+    untouchable = Stub()  # any RPC would fail the test: the gateway refuses first
+    gateway = Gateway(intake_rpc=untouchable, referrals_rpc=untouchable, directory_rpc=untouchable)
+    response = page(gateway, request("/x?lang=fr", sessions.signed_in(YOUSSEF)), **values)
+    assert response.status_code == 403 and response.mimetype == "text/html" and untouchable.calls == []
+
+
+def test_navigation_follows_her_roles(sessions):
+    inbox = Stub(inbox=[], unread_count=0)
+    nav = {}
+    for name, staff in (("hanane", HANANE), ("youssef", YOUSSEF)):
+        nav[name] = GatewayService.inbox_page(Gateway(notifications_rpc=inbox),
+                                              request("/inbox", sessions.signed_in(staff))).get_data(as_text=True)
+    assert 'id="nav-referrals"' in nav["hanane"] and 'id="nav-intake"' in nav["hanane"]
+    assert 'id="nav-referrals"' not in nav["youssef"] and 'id="nav-intake"' not in nav["youssef"]
+    assert 'href="/calendar' in nav["youssef"]
 
 
 def test_every_inbox_link_with_a_page_gets_an_open_link(sessions):
