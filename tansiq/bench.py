@@ -506,7 +506,7 @@ def run(amqp_uri, n):
                     say(f"  stopping after {round_ - 1} rounds ({ROUNDS_BUDGET_SECONDS}s budget spent)")
                     break
                 say(f"  round {round_} of {ROUNDS}")
-                for section, label, measure, left, _ in steps:
+                for _section, label, measure, left, _ in steps:
                     seconds = measure()
                     check_delivered(uri, SINK, left)
                     purge(uri, SINK)

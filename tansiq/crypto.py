@@ -142,7 +142,7 @@ class FieldCipher:
 
 
 def _aad(field, record_id):
-    return f"tansiq:{record_id}:{field}".encode("utf-8")
+    return f"tansiq:{record_id}:{field}".encode()
 
 
 def new_master_key_file(path):

@@ -8,15 +8,13 @@ starve the AMQP heartbeat under eventlet).
 import logging
 import threading
 from contextlib import contextmanager, nullcontext
+from datetime import timezone
 from pathlib import Path
 
-from datetime import timezone
-
+from nameko.extensions import DependencyProvider
 from sqlalchemy import DateTime, TypeDecorator, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
-
-from nameko.extensions import DependencyProvider
 
 DB_URI_KEY = "DB_URI"
 

@@ -5,13 +5,20 @@ from urllib.parse import unquote, urlparse
 
 from kombu import Connection
 
-from tansiq.config import amqp_ssl
 from tansiq import config as tansiq_config
 from tansiq.broker_admin import BrokerAdmin
+from tansiq.config import amqp_ssl
 from tansiq.messaging import topology
 from tansiq.messaging.broker import ConfirmedPublisher
-from tansiq.messaging.consumer import (ATTEMPTS_HEADER, ERROR_HEADER, KERNEL_HEADER_PREFIX, QUEUE_HEADER,
-                                      REASON_HEADER, ROUTING_KEY_HEADER, SENDER_HEADER)
+from tansiq.messaging.consumer import (
+    ATTEMPTS_HEADER,
+    ERROR_HEADER,
+    KERNEL_HEADER_PREFIX,
+    QUEUE_HEADER,
+    REASON_HEADER,
+    ROUTING_KEY_HEADER,
+    SENDER_HEADER,
+)
 
 CONSUMING_SERVICES = ("intake", "referrals", "events", "notifications", "directory")
 
@@ -180,7 +187,8 @@ def status(amqp_uri=None, out=print, check_services=True):
     if check_services:
         from nameko.standalone.rpc import ClusterRpcProxy
 
-        with ClusterRpcProxy({"AMQP_URI": amqp_uri, "AMQP_SSL": amqp_ssl(amqp_uri)}, timeout=3) as cluster:  # one connection for every ping
+        # One connection for every ping.
+        with ClusterRpcProxy({"AMQP_URI": amqp_uri, "AMQP_SSL": amqp_ssl(amqp_uri)}, timeout=3) as cluster:
             for service in tansiq_config.SERVICES:
                 if service == "gateway":
                     continue

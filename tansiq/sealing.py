@@ -116,7 +116,7 @@ def readers_of(sealed):
 # --- internals ---------------------------------------------------------------------------------
 
 def _aad(context):
-    return f"tansiq-sealed:v{VERSION}:{context}".encode("utf-8")
+    return f"tansiq-sealed:v{VERSION}:{context}".encode()
 
 
 def _b64(raw):

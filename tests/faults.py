@@ -9,7 +9,6 @@ databases only.
 import time
 
 import requests
-
 from harness import ADMIN_URL, PG_URL, admin
 
 

@@ -12,7 +12,8 @@ from services.directory import domain
 from services.directory.models import Base
 from services.directory.service import DirectoryService
 from services.gateway import web
-from tansiq.db import Sessions as Units, make_engine
+from tansiq.db import Sessions as Units
+from tansiq.db import make_engine
 from tansiq.messaging.store import messaging_metadata
 
 PASSWORD = "a-long-test-password"

@@ -9,8 +9,8 @@ from sqlalchemy import select
 from services.directory.models import Association, OfferedService, Staff
 from tansiq import contracts, sealing
 from tansiq.contracts.fields import CATEGORIES, LANGUAGES, ROLES
-from tansiq.errors import DomainError, NotFound
 from tansiq.envelope import utcnow
+from tansiq.errors import DomainError, NotFound
 from tansiq.messaging import outbox
 
 SOURCE = "directory"

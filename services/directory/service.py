@@ -5,8 +5,8 @@ from nameko.rpc import rpc
 from services.directory import domain, signin
 from services.directory.schemas import AssociationSchema, OfferedServiceSchema, StaffSchema
 from tansiq.db import Database
-from tansiq.errors import DomainError
 from tansiq.envelope import utcnow
+from tansiq.errors import DomainError
 
 associations_out = AssociationSchema()
 services_out = OfferedServiceSchema()

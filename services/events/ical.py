@@ -11,8 +11,8 @@ import icalendar
 from sqlalchemy import func, select
 
 from services.events.domain import Timing, get_event, venue_dict
-from services.events.recurrence import cooperate
 from services.events.models import Event
+from services.events.recurrence import cooperate
 from tansiq.errors import DomainError, NotFound
 
 PRODID = "-//Tansiq//Calendrier du reseau//FR"

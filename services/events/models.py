@@ -7,12 +7,12 @@ across Morocco's Ramadan offset change.
 
 from datetime import datetime
 
-from sqlalchemy import (JSON, Boolean, Float, ForeignKey, Integer, String, Text, UniqueConstraint)
+from sqlalchemy import JSON, Boolean, Float, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-DEFAULT_TZ = "Africa/Casablanca"
-
 from tansiq.db import UTCDateTime
+
+DEFAULT_TZ = "Africa/Casablanca"
 
 
 class Base(DeclarativeBase):

@@ -7,16 +7,25 @@ from nameko.rpc import RpcProxy, rpc
 from nameko.timer import timer
 
 from services.events import domain, ical
-from services.events.schemas import (CancelOccurrence, CreateEvent, EventSchema, MoveOccurrence, OccurrenceSchema,
-                                     RegistrationSchema, UpdateEvent, VenueSchema, load_window)
+from services.events.schemas import (
+    CancelOccurrence,
+    CreateEvent,
+    EventSchema,
+    MoveOccurrence,
+    OccurrenceSchema,
+    RegistrationSchema,
+    UpdateEvent,
+    VenueSchema,
+    load_window,
+)
+from tansiq import contracts
 from tansiq.db import Database
 from tansiq.envelope import utcnow
-from tansiq import contracts
+from tansiq.errors import DomainError, NotFound
+from tansiq.identity import ActorIdentity
 from tansiq.messaging import inbox, outbox
 from tansiq.messaging.consumer import handles, handles_partner
 from tansiq.messaging.topology import PARTNERS_OUTBOUND
-from tansiq.errors import DomainError, NotFound
-from tansiq.identity import ActorIdentity
 
 REMINDER_INTERVAL_SECONDS = 300
 REMINDER_HORIZON_HOURS_KEY = "REMINDER_HORIZON_HOURS"

@@ -2,8 +2,8 @@
 
 from nameko.rpc import RpcProxy
 
-from services.gateway.schemas import ServicesQuerySchema
 from services.gateway.access import requires
+from services.gateway.schemas import ServicesQuerySchema
 from services.gateway.web import api, json_response
 
 

@@ -31,8 +31,8 @@ from services.events.schemas import (
 )
 from services.gateway import schemas as gateway
 from services.gateway.web import (
-    ERROR_STATUS,
     CSRF_HEADER,
+    ERROR_STATUS,
     SESSION_COOKIE,
     ApiHandler,
     api,
@@ -162,10 +162,12 @@ ROUTES = {
                                  summary="Occurrences in a window (public ones, plus network ones when signed in)"),
     ("POST", "/api/events"): described(tag="events", body="CreateEvent", query=[FORCE], answer=(201, "EventResult"),
                                   summary="Create an event"),
-    ("GET", "/api/events/{event_id}"): described(tag="events", auth=OPTIONAL, answer=(200, "Event"), summary="One event"),
+    ("GET", "/api/events/{event_id}"): described(tag="events", auth=OPTIONAL, answer=(200, "Event"),
+                                                 summary="One event"),
     ("PATCH", "/api/events/{event_id}"): described(tag="events", body="UpdateEvent", query=[FORCE],
                                               answer=(200, "EventResult"), summary="Change an event"),
-    ("POST", "/api/events/{event_id}/cancel"): described(tag="events", answer=(200, "Event"), summary="Cancel an event"),
+    ("POST", "/api/events/{event_id}/cancel"): described(tag="events", answer=(200, "Event"),
+                                                         summary="Cancel an event"),
     ("POST", "/api/events/{event_id}/occurrences/move"): described(
         tag="events", body="MoveOccurrence", query=[FORCE], answer=(200, "EventResult"),
         summary="Move one occurrence of a recurring event"),
@@ -185,7 +187,8 @@ ROUTES = {
     ("GET", "/ical/event/{event_id}.ics"): described(tag="ical", auth=PUBLIC, answer=(200, CALENDAR),
                                                 summary="One public event"),
     # inbox
-    ("GET", "/api/inbox"): described(tag="inbox", answer=(200, "InboxList"), summary="The signed-in staff member's inbox",
+    ("GET", "/api/inbox"): described(tag="inbox", answer=(200, "InboxList"),
+                                     summary="The signed-in staff member's inbox",
                                 query=[query("unread", {"type": "string", "enum": ["1", "true", "yes"]}),
                                        query("limit", {"type": "integer", "default": 50}),
                                        query("lang", {"type": "string", "enum": ["ar", "fr", "en"]})]),

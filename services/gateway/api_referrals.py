@@ -9,8 +9,14 @@ from nameko.rpc import RpcProxy
 
 from services.gateway.access import requires
 from services.gateway.web import api, json_response, load_json
-from services.referrals.schemas import (ActionSchema, CreateReferralSchema, HolidaySchema, ListQuerySchema,
-                                        RerouteSchema, TransitionSchema)
+from services.referrals.schemas import (
+    ActionSchema,
+    CreateReferralSchema,
+    HolidaySchema,
+    ListQuerySchema,
+    RerouteSchema,
+    TransitionSchema,
+)
 
 NO_STORE = {"Cache-Control": "no-store"}  # a received referral carries personal data
 

@@ -5,8 +5,15 @@ Each area's routes live in an `api_<area>.py` mixin; this class puts them togeth
 
 from nameko.rpc import RpcProxy
 
-from tansiq.identity import ActorSigning
 from services.gateway.access import requires
+from services.gateway.api_directory import DirectoryApi
+from services.gateway.api_events import EventsApi
+from services.gateway.api_inbox import InboxApi
+from services.gateway.api_intake import IntakeApi
+from services.gateway.api_openapi import OpenApiDocument
+from services.gateway.api_pages import PagesApi
+from services.gateway.api_referrals import ReferralsApi
+from services.gateway.api_webapp import WebAppPages
 from services.gateway.schemas import LoginSchema, PasswordChangeSchema
 from services.gateway.web import (
     CSRF_HEADER,
@@ -21,14 +28,7 @@ from services.gateway.web import (
     session_token,
 )
 from tansiq.errors import Forbidden
-from services.gateway.api_directory import DirectoryApi
-from services.gateway.api_events import EventsApi
-from services.gateway.api_inbox import InboxApi
-from services.gateway.api_intake import IntakeApi
-from services.gateway.api_openapi import OpenApiDocument
-from services.gateway.api_pages import PagesApi
-from services.gateway.api_referrals import ReferralsApi
-from services.gateway.api_webapp import WebAppPages
+from tansiq.identity import ActorSigning
 
 login_in = LoginSchema()
 password_in = PasswordChangeSchema()

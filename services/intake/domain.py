@@ -12,7 +12,13 @@ from sqlalchemy import select
 
 from services.intake import audit, matching
 from services.intake.models import (
-    AuditEntry, Beneficiary, BlindIndex, Consent, Disclosure, DuplicateFlag, ListeningSession,
+    AuditEntry,
+    Beneficiary,
+    BlindIndex,
+    Consent,
+    Disclosure,
+    DuplicateFlag,
+    ListeningSession,
 )
 from services.intake.schemas import NAME_FIELDS
 from tansiq import contracts, sealing
@@ -326,7 +332,8 @@ def _covers(consent, recipient, category, fields, recipient_offers):
         return consent.recipient_association == recipient
     # "Any partner offering <category>": the referral targets a service of that category; the directory
     # check is optional here (the service passes it) because the referral side already picked the service.
-    return consent.recipient_category == category and (recipient_offers is None or recipient_offers(recipient, category))
+    return consent.recipient_category == category and (
+        recipient_offers is None or recipient_offers(recipient, category))
 
 
 def _valid_fields(consent, fields):
@@ -369,7 +376,8 @@ def prepare_referral_share(session, keyring, beneficiary_id, recipient_associati
         if not override_reason or not override_reason.strip():
             raise Forbidden("no valid consent covers this recipient, purpose and fields", code="no_consent")
         if not actor.can("cases.share_without_consent"):
-            raise Forbidden("only a coordinator or an admin may share without consent", details={"reason": "override_not_allowed"})
+            raise Forbidden("only a coordinator or an admin may share without consent",
+                            details={"reason": "override_not_allowed"})
 
     shared = {field: _shareable_value(session, beneficiary, cipher, field) for field in fields}
     session.add(Disclosure(

@@ -2,8 +2,7 @@
 
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
 
-from tansiq.contracts.fields import URGENCIES, slug, text
-from tansiq.contracts.fields import LANGUAGES
+from tansiq.contracts.fields import LANGUAGES, URGENCIES, slug, text
 from tansiq.contracts.intake import NEEDS
 from tansiq.contracts.referrals import SHAREABLE_FIELDS
 

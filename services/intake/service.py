@@ -17,7 +17,6 @@ from tansiq.errors import Forbidden, load_request
 from tansiq.identity import ActorIdentity
 
 
-
 class IntakeService:
     name = "intake"
     db = Database()
@@ -75,14 +74,16 @@ class IntakeService:
         """Called by referrals, which forwards the case worker's own assertion (it cannot make one up).
         With `seal_for` the shared values leave intake sealed to the recipient (domain.prepare_referral_share)."""
         actor = self.identity.actor(actor)
-        load_request(ShareSchema(), {"recipient_association": recipient_association, "category": category, "fields": fields})
+        load_request(ShareSchema(), {"recipient_association": recipient_association, "category": category,
+                                     "fields": fields})
         # For consents to "any partner offering <category>"; asked before the unit of work opens.
         offering = {s["association"] for s in self.directory.find_services(category)
                     if s.get("status", "active") == "active"}
         with self.guarded(beneficiary_id, actor, "share") as session:
             return domain.prepare_referral_share(
                 session, self.keyring, beneficiary_id, recipient_association, category, fields, actor, utcnow(),
-                override_reason=override_reason, recipient_offers=lambda association, _category: association in offering,
+                override_reason=override_reason,
+                recipient_offers=lambda association, _category: association in offering,
                 seal_for=seal_for,
             )
 

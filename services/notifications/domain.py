@@ -13,7 +13,14 @@ from sqlalchemy import func, select, update
 
 from services.notifications import rules
 from services.notifications.models import (
-    FAILED, QUEUED, READ, SENT, Delivery, InboxItem, Preference, WebhookSubscription,
+    FAILED,
+    QUEUED,
+    READ,
+    SENT,
+    Delivery,
+    InboxItem,
+    Preference,
+    WebhookSubscription,
 )
 from tansiq.contracts.fields import LANGUAGES
 from tansiq.errors import DomainError, NotFound

@@ -6,8 +6,8 @@ are resolved against the directory (roles of associations) or name staff directl
 event titles — never a beneficiary's name, contact, story or a free-text note.
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from tansiq.errors import NotFound
 

@@ -11,15 +11,14 @@ from datetime import datetime, timedelta, timezone
 from sqlalchemy import or_, select
 from sqlalchemy.orm import object_session
 
+from services.referrals.models import AssociationKey, FiredDeadline, HolidayOverride, Referral, ReferralHistory
+from services.referrals.workcal import WorkCalendar
 from tansiq import contracts, sealing
 from tansiq.contracts.actor import Actor
 from tansiq.contracts.referrals import CLOSURE_REASONS, SHAREABLE_FIELDS
 from tansiq.errors import Conflict, DomainError, Forbidden, NotFound
 from tansiq.messaging import outbox
 from tansiq.messaging.topology import PARTNERS_OUTBOUND
-
-from services.referrals.models import AssociationKey, FiredDeadline, HolidayOverride, Referral, ReferralHistory
-from services.referrals.workcal import WorkCalendar
 
 SERVICE_SOURCE = "referrals"  # the envelope source of what the deadline clock says
 TYPE = "ma.tansiq.referral.{}.v1".format

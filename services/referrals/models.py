@@ -11,13 +11,12 @@ master key; a partner keeps its own and publishes the public one in the director
 
 from datetime import date, datetime
 
-from sqlalchemy import (JSON, Boolean, Date, ForeignKey, Integer, LargeBinary, String, Text,
-                        UniqueConstraint)
+from sqlalchemy import JSON, Boolean, Date, ForeignKey, Integer, LargeBinary, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-DEFAULT_TZ = "Africa/Casablanca"
-
 from tansiq.db import UTCDateTime
+
+DEFAULT_TZ = "Africa/Casablanca"
 
 
 class Base(DeclarativeBase):

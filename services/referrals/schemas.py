@@ -2,10 +2,9 @@
 
 from marshmallow import EXCLUDE, Schema, fields, validate
 
+from services.referrals.domain import ACTIONS, FINAL_STATES, ORDER
 from tansiq.contracts.fields import identifier, slug, text, urgency
 from tansiq.contracts.referrals import SHAREABLE_FIELDS
-
-from services.referrals.domain import ACTIONS, ORDER, FINAL_STATES
 
 STATES = tuple(ORDER) + FINAL_STATES
 

@@ -12,6 +12,15 @@ from nameko.rpc import RpcProxy, rpc
 from nameko.timer import timer
 from sqlalchemy.exc import IntegrityError
 
+from services.referrals import domain
+from services.referrals.schemas import (
+    CreateReferralSchema,
+    HolidaySchema,
+    ListQuerySchema,
+    ReferralSchema,
+    RerouteSchema,
+    TransitionSchema,
+)
 from tansiq.crypto import MasterKey
 from tansiq.db import Database
 from tansiq.envelope import utcnow
@@ -19,10 +28,6 @@ from tansiq.errors import DomainError, NotFound, load_request
 from tansiq.identity import ActorIdentity
 from tansiq.messaging import inbox
 from tansiq.messaging.consumer import handles, handles_partner
-
-from services.referrals import domain
-from services.referrals.schemas import (CreateReferralSchema, HolidaySchema, ListQuerySchema, ReferralSchema,
-                                        RerouteSchema, TransitionSchema)
 
 log = logging.getLogger(__name__)
 SCAN_INTERVAL_S = 60

@@ -17,7 +17,17 @@ what Tansiq sends.
 from marshmallow import RAISE, fields, validate
 
 from tansiq.contracts import ContractSchema, contract
-from tansiq.contracts.fields import CATEGORIES, LANGUAGES, bounded_list, identifier, integer, moment, slug, text, urgency
+from tansiq.contracts.fields import (
+    CATEGORIES,
+    LANGUAGES,
+    bounded_list,
+    identifier,
+    integer,
+    moment,
+    slug,
+    text,
+    urgency,
+)
 
 SHAREABLE_FIELDS = ("first_name", "last_name", "phone", "birth_year", "city", "language", "needs", "notes")
 SEALED_FIELDS = ("shared", "reason", "decline_reason", "outcome", "note")

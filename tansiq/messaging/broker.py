@@ -1,15 +1,16 @@
 """Broker plumbing shared by the relay, the consumer and the CLI: connections, declarations, confirmed publishing."""
 
 import logging
-import socket
 import threading
 import time
 
 from amqp.exceptions import AccessRefused, PreconditionFailed
-from kombu import Connection, Exchange as KombuExchange, Queue as KombuQueue, binding
+from kombu import Connection, binding
+from kombu import Exchange as KombuExchange
+from kombu import Queue as KombuQueue
 
-from tansiq.envelope import CONTENT_TYPE
 from tansiq.config import amqp_ssl
+from tansiq.envelope import CONTENT_TYPE
 from tansiq.messaging import topology
 
 log = logging.getLogger(__name__)
@@ -177,7 +178,7 @@ class ConfirmedPublisher:
                 while len(acked | nacked) < len(messages) and time.monotonic() < deadline:
                     try:
                         self._connection.drain_events(timeout=max(0.05, deadline - time.monotonic()))
-                    except socket.timeout:
+                    except TimeoutError:
                         break
             except Exception:
                 self.close()

@@ -26,7 +26,8 @@ EVENT_BINDINGS = {
     "events": _CALENDAR,
     "notifications": tuple(sorted((
         "ma.tansiq.association.registered.v1", "ma.tansiq.beneficiary.erased.v1",
-        "ma.tansiq.beneficiary.registered.v1", "ma.tansiq.consent.revoked.v1", "ma.tansiq.event.overlap_detected.v1", "ma.tansiq.event.published.v1",
+        "ma.tansiq.beneficiary.registered.v1", "ma.tansiq.consent.revoked.v1",
+        "ma.tansiq.event.overlap_detected.v1", "ma.tansiq.event.published.v1",
         "ma.tansiq.event.reminder_due.v1", *_REFERRAL,
         *(f"ma.tansiq.referral.{verb}.v1" for verb in ("escalated", "expired", "reminder_due"))))),
     "referrals": ("ma.tansiq.beneficiary.erased.v1", "ma.tansiq.consent.revoked.v1"),

@@ -13,7 +13,8 @@ import yaml
 from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
 
-from tansiq import contracts, envelope as envelopes, generated
+from tansiq import contracts, generated
+from tansiq import envelope as envelopes
 from tansiq.errors import REASON_CODES
 from tansiq.messaging import topology
 

@@ -89,7 +89,7 @@ def partners_add(args):
           f"encryption public key: {encryption_key}")
     try:
         register_public_key(args.amqp_uri or config.amqp_uri(), args.slug, public_key, encryption_key)
-    except Exception as exc:  # any failure here leaves the broker user usable; say what to do
+    except Exception as exc:  # noqa: BLE001 - any failure here leaves the broker user usable; say what to do
         print(f"error: the public key is NOT registered in the directory: {_rpc_problem(exc)}.\n"
               f"Start the directory service, then run this command again (the key is kept).", file=sys.stderr)
         return 2

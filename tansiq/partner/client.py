@@ -23,7 +23,8 @@ from pathlib import Path
 import pika
 import pika.exceptions
 
-from tansiq import contracts, envelope as envelopes, sealing, signing
+from tansiq import contracts, sealing, signing
+from tansiq import envelope as envelopes
 from tansiq.errors import BadMessage
 from tansiq.messaging import topology
 from tansiq.partner.store import LocalStore
@@ -208,7 +209,7 @@ class PartnerClient:
         channel = connection.channel()
         channel.basic_qos(prefetch_count=prefetch)
         queue = topology.partner_queue(self.slug)
-        for method, properties, body in channel.consume(queue, inactivity_timeout=0.5):
+        for method, _properties, body in channel.consume(queue, inactivity_timeout=0.5):
             if stop.is_set():
                 break
             if method is None:

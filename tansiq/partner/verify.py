@@ -7,7 +7,8 @@ sender learns nothing about our contracts; then the type and its schema.
 import json
 from dataclasses import replace
 
-from tansiq import contracts, envelope as envelopes, signing
+from tansiq import contracts, signing
+from tansiq import envelope as envelopes
 from tansiq.errors import BadMessage
 
 PARTNER_MAY_SEND = ("send", "both")

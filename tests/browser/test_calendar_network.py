@@ -40,7 +40,8 @@ def test_month_and_list_views_show_the_demo_events_and_filter_by_city(demo_netwo
     festival = demo_occurrence(demo_network, "Festival des arts de Mogador")
     day = festival["start"][:10]
     page.goto(f"{demo_network.web}/calendar?lang=fr&date={day}")
-    expect(page.locator(".fc-dayGridMonth-view .fc-event", has_text="Festival des arts de Mogador").first).to_be_visible()
+    festival = page.locator(".fc-dayGridMonth-view .fc-event", has_text="Festival des arts de Mogador")
+    expect(festival.first).to_be_visible()
 
     page.locator(".fc-listMonth-button").click()
     rows = page.locator(".fc-list-event")

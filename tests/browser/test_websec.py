@@ -6,13 +6,13 @@ login page is given a `next` that browsers read as another host. All must fail. 
 end at once on sign-out and on deactivation; wrong passwords lock the account.
 """
 
+import json
 import threading
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import requests
-
 from harness import free_port
 
 pytestmark = pytest.mark.browser
@@ -90,7 +90,7 @@ def test_another_origin_cannot_act_or_frame_as_the_signed_in_user(network, brows
     page = context.new_page()
     sign_in(page, network.web)
     target = f"{network.web}/api/password"
-    body = '{"current_password": "%s", "new_password": "%s"}' % (PASSWORD, NEW_PASSWORD)
+    body = json.dumps({"current_password": PASSWORD, "new_password": NEW_PASSWORD})
     attack = f"""<!doctype html><html><body>
 <form id="f" method="POST" action="{target}" enctype="text/plain" target="sink">
   <input name='{body[:-2]}' value='"}}'></form>

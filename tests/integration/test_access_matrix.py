@@ -16,9 +16,9 @@ from datetime import datetime, timedelta
 
 import pytest
 import requests
+from harness import eventually
 from nameko.exceptions import RemoteError
 
-from harness import eventually
 from services.directory import domain as directory_domain
 from tansiq.db import make_engine, session_scope
 from tansiq.errors import Forbidden, InvalidActor

@@ -15,10 +15,10 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from harness import BROKER_HOST
 from kombu import Queue
 from nameko.standalone.rpc import ClusterRpcProxy
 
-from harness import BROKER_HOST
 from tansiq.config import amqp_ssl
 from tansiq.messaging.broker import connect
 
@@ -99,7 +99,8 @@ def tls(tmp_path):
 def test_a_service_and_its_callers_talk_over_amqps(network_factory, tls, monkeypatch):
     terminator, cert_file = tls
     network = network_factory()
-    uri = network.amqp_uri.replace("amqp://", "amqps://").replace(f"@{BROKER_HOST}:5672", f"@localhost:{terminator.port}")
+    uri = network.amqp_uri.replace("amqp://", "amqps://")
+    uri = uri.replace(f"@{BROKER_HOST}:5672", f"@localhost:{terminator.port}")
     monkeypatch.setenv("TANSIQ_AMQP_CA_FILE", str(cert_file))
 
     with connect(uri) as connection:  # tansiq's own connections (outbox relay, consumers)

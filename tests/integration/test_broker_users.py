@@ -4,9 +4,9 @@ right user cannot call a service."""
 
 import pytest
 from amqp.exceptions import AccessRefused
+from harness import admin
 from nameko.standalone.rpc import ClusterRpcProxy
 
-from harness import admin
 from tansiq import broker_users
 
 

@@ -13,18 +13,17 @@ import os
 import re
 import threading
 import time
-import uuid
 from collections import Counter
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from urllib.parse import quote
 
+import faults
 import pika
 import pytest
+from harness import BROKER_HOST, ROOT, Network, eventually, postgres_available
 from sqlalchemy import func, select
 
-import faults
-from harness import BROKER_HOST, ROOT, Network, eventually, postgres_available
 from tansiq import config, ops, signing
 from tansiq.broker_admin import BrokerAdmin
 from tansiq.db import make_engine, session_scope

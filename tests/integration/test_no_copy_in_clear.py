@@ -134,7 +134,7 @@ def test_no_canary_survives_in_clear_and_recipients_read_nothing(network):
     # The recipients read nothing any more: closed-loop, declined, override (erasure), and withdrawn.
     for api, referral_id in ((naima, loop), (naima, declined), (amina, override)):
         # Her consents are revoked first (their own copies end), then the erasure itself reaches every referral.
-        seen = eventually(lambda: (r := api.referral(referral_id)) and any(
+        seen = eventually(lambda api=api, referral_id=referral_id: (r := api.referral(referral_id)) and any(
             h["action"] == "erase_shared" and "beneficiary erased" in h["note"] for h in r["history"]) and r,
             message=f"the erasure reached {referral_id}")
         assert (seen["shared"], seen["reason"], seen["decline_reason"], seen["outcome"]) == ({}, "", None, None)

@@ -12,13 +12,13 @@ from email.policy import default as default_policy
 import pytest
 import requests
 from aiosmtpd.controller import Controller
+from fixtures.notifications import small_network
+from harness import create_pg_database, drop_pg_database
 from sqlalchemy import select
 
-from harness import create_pg_database, drop_pg_database
 from services.notifications import channels, domain
 from services.notifications.models import FAILED, SENT, Base, Delivery
 from services.notifications.render import Renderer
-from fixtures.notifications import small_network
 from tansiq import contracts
 from tansiq.db import make_engine, session_scope
 from tansiq.messaging import inbox
@@ -178,6 +178,7 @@ def test_a_duplicated_event_notifies_once(engine, directory, smtp):
 def test_through_the_broker_a_registration_reaches_inbox_email_and_json_api_once(network_factory, smtp, backend):
     """The slice's consumer side with real processes (directory, notifications, gateway), broker and SMTP."""
     from harness import eventually
+
     from tansiq.messaging import topology
     from tansiq.messaging.broker import ConfirmedPublisher
 
@@ -207,7 +208,8 @@ def test_through_the_broker_a_registration_reaches_inbox_email_and_json_api_once
                            message="no inbox item")
         assert [item["kind"] for item in items] == ["beneficiary.registered"]
         assert items[0]["subject"] == "تسجيل مستفيدة جديدة في جمعية أمل"  # in her language
-        assert cluster.notifications.inbox(staff("s-wafae-cw-en", "wafae-marrakech")) == []  # another association: nothing
+        # Another association: nothing.
+        assert cluster.notifications.inbox(staff("s-wafae-cw-en", "wafae-marrakech")) == []
         assert cluster.notifications.get_preferences(staff("s-amal-cw-ar", "amal-safi"))["language"] == "ar"
         assert cluster.notifications.health() == "ok"
 
@@ -215,7 +217,7 @@ def test_through_the_broker_a_registration_reaches_inbox_email_and_json_api_once
     eventually(lambda: len(smtp.messages) >= 2, message="the emails did not arrive")
     received = sorted(rcpt for rcpt, _, _ in smtp.messages)
     assert received == [["s-amal-cw-ar@amal-safi.ma"], ["s-amal-cw-fr@amal-safi.ma"]]
-    for _, message, raw in smtp.messages:
+    for _, _message, raw in smtp.messages:
         for secret in ("b-7c2e", "Hay Mohammadi", "shelter"):
             assert secret.encode() not in raw
 

@@ -3,6 +3,7 @@
 import re
 
 from harness import add_partner_association, random_slug
+
 from tansiq import sealing, signing
 from tansiq.broker_admin import BrokerAdmin
 

@@ -6,8 +6,8 @@ import threading
 from urllib.parse import quote
 
 import pytest
-
 from harness import add_partner_association, eventually, random_slug
+
 from tansiq import signing
 from tansiq.broker_admin import BrokerAdmin
 from tansiq.partner.client import PartnerClient

@@ -24,9 +24,10 @@ from urllib.parse import quote
 
 import pika
 import pytest
-from hypothesis import HealthCheck, Phase, given, settings, strategies as st
-
 from harness import BROKER_HOST, add_partner_association, eventually, random_slug
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
+
 from tansiq import config, contracts, ops, signing
 from tansiq.broker_admin import BrokerAdmin
 from tansiq.envelope import MAX_BODY_BYTES, parse
@@ -63,7 +64,8 @@ EVENT_FIELDS = ["organiser", "co_organisers", "title", "kind", "city", "venue", 
                 "all_day", "rrule", "sequence", "status", "visibility", "exdates", "moved"]
 TEXT_FIELDS = {SENT: ["reason", "service_category"], PUBLISHED: ["title", "city", "venue", "tz"]}
 numbers = st.one_of(st.integers(min_value=-2**70, max_value=2**70), st.floats(allow_nan=False, allow_infinity=False),
-                    st.integers(0, 3000).map(str), st.booleans(), st.just(1e308), st.sampled_from([-1, 0, 2**31, 2**63]))
+                    st.integers(0, 3000).map(str), st.booleans(), st.just(1e308),
+                    st.sampled_from([-1, 0, 2**31, 2**63]))
 kinds = st.sampled_from([SENT, PUBLISHED])
 
 FAMILIES = {
@@ -81,7 +83,8 @@ FAMILIES = {
     "nesting": st.tuples(kinds, st.integers(1, 2000), st.booleans()),
     "signatures": st.one_of(st.tuples(st.just("value"), json_values),
                             st.tuples(st.just("short"), st.binary(min_size=0, max_size=100)),
-                            st.tuples(st.just("kind"), st.sampled_from(["missing", "other_key", "tampered", "random"]))),
+                            st.tuples(st.just("kind"),
+                                      st.sampled_from(["missing", "other_key", "tampered", "random"]))),
     "identity": st.tuples(st.sampled_from(["other_source", "no_user_id", "type_mismatch", "deep_key",
                                            "kernel_headers"]), kinds),
     "replay": st.tuples(st.integers(0, 10**6)),

@@ -5,9 +5,9 @@ from urllib.parse import quote
 
 import pika
 import pytest
-
-from harness import BROKER_HOST, Network, add_partner_association, eventually, random_slug
 from fixtures import partner_probe
+from harness import BROKER_HOST, Network, add_partner_association, eventually, random_slug
+
 from tansiq import config, contracts, ops, signing
 from tansiq.broker_admin import BrokerAdmin
 from tansiq.envelope import parse
@@ -102,7 +102,8 @@ def test_a_retried_partner_message_is_still_the_partners(partner):
 def test_a_message_that_fails_for_good_is_answered_kept_and_replayed_as_the_partners(partner):
     network, slug, send, answers = partner
     message_id = send("fail-until-healed")
-    letters = eventually(lambda: [x for x in ops.dead_letters(network.amqp_uri, QUEUE) if x["message_id"] == message_id],
+    letters = eventually(lambda: [x for x in ops.dead_letters(network.amqp_uri, QUEUE)
+                                  if x["message_id"] == message_id],
                          message="dead-lettered after retries")
     assert [(letter["message_id"], letter["reason"], letter["sender"]) for letter in letters] == [
         (message_id, "handler_failed", slug)]

@@ -17,7 +17,7 @@ import pika
 import pytest
 from harness import BROKER_HOST, Network, add_partner_association, eventually
 
-from tansiq import config, contracts, ops, sealing, signing
+from tansiq import contracts, ops, sealing, signing
 from tansiq.broker_admin import BrokerAdmin
 from tansiq.envelope import MAX_BODY_BYTES, Envelope, parse
 from tansiq.messaging import topology

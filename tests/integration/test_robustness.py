@@ -3,14 +3,13 @@ time budget is stopped, retried, then dead-lettered; a connection reset before a
 broker lost while replying to an RPC do not end the container."""
 
 import json
-import uuid
-
-import pytest
-from kombu import Connection, Producer
 
 import faults
+import pytest
 from fixtures import probe_service
 from harness import eventually
+from kombu import Connection, Producer
+
 from tansiq import contracts, ops
 from tansiq.messaging import topology
 

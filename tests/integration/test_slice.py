@@ -4,7 +4,6 @@ visible through the gateway's JSON API — and nothing personal travels in the e
 
 import pytest
 import requests
-
 from harness import eventually
 
 SLICE = ("directory", "intake", "notifications", "gateway")

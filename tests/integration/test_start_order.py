@@ -6,8 +6,8 @@ retries, and the directory's first announcements dead-lettered by the services c
 """
 
 import pytest
-
 from harness import eventually
+
 from tansiq.errors import Forbidden
 from tansiq.messaging import topology
 

@@ -8,8 +8,8 @@ import sys
 import threading
 
 import pytest
-
 from harness import ROOT, eventually
+
 from tansiq.supervisor import Restarts
 
 STARTED = re.compile(r"^(\w+)\s*\| .* starting (\w+) \(pid (\d+)\)")

@@ -10,6 +10,8 @@ from datetime import datetime, timedelta, timezone
 
 import psycopg2
 import pytest
+from actors import actor  # tests/actors.py
+from fixtures.referrals import staff
 from sqlalchemy import select, text
 
 from services.intake import audit
@@ -18,8 +20,6 @@ from services.intake.models import AuditEntry, create_all
 from services.intake.schemas import BeneficiarySchema, ConsentSchema
 from services.referrals import domain as referrals
 from services.referrals.models import Base as ReferralsBase
-from fixtures.referrals import staff
-from actors import actor  # tests/actors.py
 from tansiq import accountability
 from tansiq.crypto import DecryptionFailed, KeyRing, load_master_key
 from tansiq.db import make_engine, session_scope

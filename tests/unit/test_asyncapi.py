@@ -3,12 +3,11 @@
 import json
 
 import yaml
+from documents import all_refs, resolve  # tests/documents.py
 
 from tansiq import contracts
 from tansiq.envelope import parse
 from tansiq.partner import asyncapi
-
-from documents import all_refs, resolve  # tests/documents.py
 
 
 def committed():

@@ -5,8 +5,8 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from tansiq.db import Sessions, after_commit, make_engine, session_scope
-from tansiq.messaging import outbox
 from tansiq.envelope import Envelope
+from tansiq.messaging import outbox
 
 
 @pytest.fixture

@@ -392,7 +392,8 @@ def test_a_partner_speaks_only_for_its_own_events(session):
     assert count(session, Event) == 0
 
 
-@pytest.mark.parametrize("now", [NOW, datetime(2027, 2, 10, 12, 0, tzinfo=UTC), datetime(2026, 12, 31, 23, 30, tzinfo=UTC)])
+@pytest.mark.parametrize("now", [NOW, datetime(2027, 2, 10, 12, 0, tzinfo=UTC),
+                                 datetime(2026, 12, 31, 23, 30, tzinfo=UTC)])
 def test_demo_calendar_seeds_once_around_any_date(session, now):
     from services.events import demo
 

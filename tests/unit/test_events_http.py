@@ -4,6 +4,7 @@ session cookie are replaced."""
 import json
 
 import pytest
+from actors import SIGNER, verifier  # tests/actors.py
 from nameko.testing.services import worker_factory
 from werkzeug.test import EnvironBuilder
 from werkzeug.wrappers import Request
@@ -15,8 +16,6 @@ from services.gateway.api_events import EventsApi
 from tansiq.db import Sessions, make_engine
 from tansiq.errors import NotFound
 from tansiq.messaging.store import messaging_metadata
-
-from actors import SIGNER, verifier  # tests/actors.py
 
 COORDINATOR = {"id": "s-1", "association": "amal-safi", "roles": ["coordinator"], "language": "fr", "name": "K"}
 ASSOCIATIONS = [{"slug": "amal-safi", "name_fr": "Amal", "name_ar": "أمل", "city": "Safi"}]

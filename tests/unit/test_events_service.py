@@ -1,17 +1,15 @@
 """The events service's entrypoints without a broker: real SQLite, the directory faked at the edge."""
 
 import pytest
-from nameko.testing.services import worker_factory
+from actors import signed, verifier  # tests/actors.py
 from marshmallow import ValidationError
+from nameko.testing.services import worker_factory
 
 from services.events.models import Base
 from services.events.service import EventsService
 from tansiq.db import Sessions, make_engine
-from tansiq.errors import DomainError, Forbidden, NotFound
-from tansiq.errors import InvalidActor
+from tansiq.errors import DomainError, Forbidden, InvalidActor, NotFound
 from tansiq.messaging.store import messaging_metadata
-
-from actors import signed, verifier  # tests/actors.py
 
 COORDINATOR = {"id": "s-1", "association": "amal-safi", "roles": ["coordinator"], "language": "fr", "name": "K"}
 AS_COORDINATOR = signed(COORDINATOR, "events")

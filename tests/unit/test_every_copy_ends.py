@@ -4,13 +4,14 @@ erasure everywhere (override-shared referrals, free text, notification rows)."""
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from fixtures.notifications import directory  # noqa: F401 - fixtures
+from fixtures.notifications import session as notifications_session  # noqa: F401 - fixtures
+from fixtures.referrals import keyring, sqlite_session, staff
 from sqlalchemy import select
 
 from services.notifications import domain as notifications
 from services.notifications.models import Delivery, InboxItem
-from fixtures.notifications import directory, session as notifications_session  # noqa: F401 - fixtures
 from services.referrals import domain
-from fixtures.referrals import keyring, sqlite_session, staff
 from tansiq import contracts, sealing
 from tansiq.envelope import parse
 from tansiq.messaging.store import OutboxMessage
@@ -46,7 +47,8 @@ def step(session, referral, *actions, at=NOW, **kwargs):
 def recipient_reads(referral):
     seen = domain.view(referral, RECIPIENT, NOW, KEYS)
     # What people wrote (Tansiq's own notes, like "retention period ended", are not hers to lose).
-    written = [shown["note"] for shown, entry in zip(seen["history"], referral.history) if shown["note"] != entry.note]
+    written = [shown["note"] for shown, entry in zip(seen["history"], referral.history, strict=True)
+               if shown["note"] != entry.note]
     return {"shared": seen["shared"], "reason": seen["reason"], "notes": written,
             "decline_reason": seen["decline_reason"], "outcome": seen["outcome"]}
 

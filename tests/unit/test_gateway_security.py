@@ -8,12 +8,12 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from werkzeug.test import EnvironBuilder
-from werkzeug.wrappers import Request, Response
-
 from actors import signed, verifier  # tests/actors.py
 from gateway_sessions import PASSWORD, cheap_password_hashing, directory_sessions
 from nameko.testing.services import worker_factory
+from werkzeug.test import EnvironBuilder
+from werkzeug.wrappers import Request, Response
+
 from services.directory import domain, signin
 from services.directory.models import Base as DirectoryBase
 from services.events.models import Base as EventsBase

@@ -3,6 +3,7 @@
 import stat
 
 import pytest
+from marshmallow import ValidationError
 
 from tansiq.contracts.actor import MATRIX, Actor, allows
 from tansiq.errors import Forbidden, InvalidActor
@@ -37,7 +38,7 @@ def test_an_assertion_lives_a_minute():
 @pytest.mark.parametrize("staff", [{**FATIMA, "roles": ["superuser"]}, {**FATIMA, "association": "Not A Slug"},
                                    {"association": "amal-safi", "roles": []}])
 def test_the_gateway_refuses_to_sign_what_no_service_would_accept(staff):
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError):
         ActorSigner.generate().sign(staff, "intake")
 
 

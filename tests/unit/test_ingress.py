@@ -2,7 +2,6 @@
 the partner's identity and id namespace: envelope attributes, strict contracts, inbox scoping,
 ingress headers, replay headers, and the safety of the tests themselves on a shared broker."""
 
-import base64
 import json
 import re
 from dataclasses import replace
@@ -17,8 +16,14 @@ from tansiq import contracts, demo, ops, signing
 from tansiq.envelope import MAX_DEPTH, nesting_depth, parse
 from tansiq.errors import BadMessage, Conflict
 from tansiq.messaging import inbox, topology
-from tansiq.messaging.consumer import (ROUTING_KEY_HEADER, SENDER_HEADER, answer_address, ingress_of,
-                                      previous_attempts, record_ingress)
+from tansiq.messaging.consumer import (
+    ROUTING_KEY_HEADER,
+    SENDER_HEADER,
+    answer_address,
+    ingress_of,
+    previous_attempts,
+    record_ingress,
+)
 from tansiq.messaging.store import messaging_metadata
 from tansiq.partner.verify import check_inbound, rejection
 

@@ -7,6 +7,7 @@ from datetime import date, datetime, timedelta, timezone
 
 import psycopg2
 import pytest
+from actors import actor  # tests/actors.py
 from sqlalchemy import inspect, select, text
 
 from services.intake import domain
@@ -18,7 +19,6 @@ from tansiq.db import make_engine, session_scope
 from tansiq.envelope import parse
 from tansiq.errors import DomainError, Forbidden, NotFound
 from tansiq.messaging.store import OutboxMessage
-from actors import actor  # tests/actors.py
 
 NOW = datetime(2026, 11, 30, 9, 0, tzinfo=timezone.utc)
 SAFI_WORKER = actor({"id": "s-1", "association": "amal-safi", "roles": ["case_worker"]})
@@ -332,7 +332,8 @@ def test_revocation_lists_every_recipient_and_stops_sharing(engine, intake, keyr
     assert "Khadija" not in body
     with pytest.raises(Forbidden):
         share(intake, keyring, beneficiary, recipient="wafae-marrakech", now=NOW + timedelta(days=2))
-    assert share(intake, keyring, beneficiary, recipient="ennakhil-casa", category="shelter")["consent_id"] == other["id"]
+    shared = share(intake, keyring, beneficiary, recipient="ennakhil-casa", category="shelter")
+    assert shared["consent_id"] == other["id"]
     with pytest.raises(Forbidden):
         intake(domain.revoke_consent, given["id"], OTHER_WORKER, NOW)
 

@@ -10,6 +10,7 @@ import os
 from types import SimpleNamespace
 
 import pytest
+from actors import SIGNER, signed, verifier  # tests/actors.py
 from nameko.testing.services import worker_factory
 from sqlalchemy import select
 from werkzeug.test import EnvironBuilder
@@ -24,8 +25,6 @@ from tansiq.db import Sessions, make_engine, session_scope
 from tansiq.errors import DomainError, Forbidden, InvalidActor
 from tansiq.identity import ActorSigner
 from tansiq.messaging.store import OutboxMessage
-
-from actors import SIGNER, signed, verifier  # tests/actors.py
 
 STAFF = {"id": "s-1", "association": "amal-safi", "roles": ["case_worker"], "name": "Salma", "language": "fr"}
 ADMIN = {"id": "s-2", "association": "amal-safi", "roles": ["admin"]}

@@ -11,9 +11,9 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from harness import create_pg_database, drop_pg_database
 from sqlalchemy import MetaData, insert, select, text
 
-from harness import create_pg_database, drop_pg_database
 from tansiq import migrations
 from tansiq.db import make_engine
 from tansiq.envelope import utcnow

@@ -10,12 +10,12 @@ from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from fixtures.notifications import directory, session, small_network  # noqa: F401 - fixtures
 from sqlalchemy import select
 
 from services.notifications import channels, domain
 from services.notifications.models import FAILED, QUEUED, READ, SENT, Delivery
 from services.notifications.render import Renderer
-from fixtures.notifications import directory, session, small_network  # noqa: F401 - fixtures
 from tansiq import contracts
 from tansiq.errors import NotFound
 

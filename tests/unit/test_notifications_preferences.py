@@ -3,11 +3,11 @@
 from datetime import datetime, timezone
 
 import pytest
+from fixtures.notifications import directory, session, small_network  # noqa: F401 - fixtures
 from sqlalchemy import select
 
 from services.notifications import domain, schemas
 from services.notifications.models import Delivery
-from fixtures.notifications import directory, session, small_network  # noqa: F401 - fixtures
 from tansiq import contracts
 from tansiq.errors import DomainError, load_request
 

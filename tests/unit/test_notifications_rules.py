@@ -3,11 +3,11 @@
 from datetime import datetime, timezone
 
 import pytest
+from fixtures.notifications import directory, session, small_network  # noqa: F401 - fixtures
 from sqlalchemy import select
 
 from services.notifications import domain, rules
 from services.notifications.models import Delivery, InboxItem
-from fixtures.notifications import directory, session, small_network  # noqa: F401 - fixtures
 from tansiq import contracts
 
 NOW = datetime(2026, 11, 30, 10, 0, tzinfo=timezone.utc)  # 11:00 in Casablanca: outside quiet hours

@@ -4,15 +4,15 @@ from datetime import datetime, timezone
 from types import SimpleNamespace
 
 import pytest
+from fixtures.notifications import small_network
 from sqlalchemy.orm import Session
 
 from services.notifications import domain, rules
+from services.notifications.models import Base
 from services.notifications.render import CONTEXT_KEYS, Renderer, format_when, safe_context
-from fixtures.notifications import small_network
 from tansiq import contracts
 from tansiq.db import make_engine
 from tansiq.messaging.store import messaging_metadata
-from services.notifications.models import Base
 
 NOW = datetime(2026, 11, 30, 10, 0, tzinfo=timezone.utc)
 # What a beneficiary's record could hold; none of it may ever appear in a message.

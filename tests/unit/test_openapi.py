@@ -2,10 +2,10 @@
 
 import json
 
+from documents import all_refs, resolve  # tests/documents.py
+
 from services.gateway import api_openapi
 from services.gateway.service import GatewayService
-
-from documents import all_refs, resolve  # tests/documents.py
 
 
 def committed():

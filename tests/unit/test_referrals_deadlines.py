@@ -5,17 +5,16 @@ from datetime import date, datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 import pytest
+from fixtures.referrals import keyring, sqlite_session, staff
 from sqlalchemy import select
 
+from services.referrals import domain
+from services.referrals.models import FiredDeadline
+from services.referrals.workcal import WorkCalendar
 from tansiq import contracts, sealing
 from tansiq.envelope import parse
 from tansiq.errors import Forbidden
 from tansiq.messaging.store import OutboxMessage
-
-from services.referrals import domain
-from services.referrals.models import FiredDeadline
-from fixtures.referrals import keyring, sqlite_session, staff
-from services.referrals.workcal import WorkCalendar
 
 CASA = ZoneInfo("Africa/Casablanca")
 SAFI, MARRAKECH = "amal-safi", "wafae-marrakech"

@@ -3,11 +3,11 @@
 import json
 from datetime import datetime, timezone
 
+from fixtures.referrals import staff
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from services.referrals import domain
-from fixtures.referrals import staff
 from tansiq import migrations
 from tansiq.crypto import FieldCipher, KeyRing
 from tansiq.db import make_engine

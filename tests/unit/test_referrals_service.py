@@ -3,18 +3,16 @@
 import json
 
 import pytest
+from actors import signed, verifier  # tests/actors.py
+from fixtures.referrals import keyring, sqlite_session
 from nameko.testing.services import worker_factory
 from sqlalchemy import select
 
+from services.referrals.service import ReferralsService
 from tansiq import contracts, sealing
 from tansiq.db import Sessions
 from tansiq.errors import DomainError, Forbidden, InvalidActor
 from tansiq.messaging.store import OutboxMessage
-
-from services.referrals.service import ReferralsService
-from fixtures.referrals import keyring, sqlite_session
-
-from actors import signed, verifier  # tests/actors.py
 
 SAFI, MARRAKECH, AGADIR, RABAT = "amal-safi", "wafae-marrakech", "nour-agadir", "hayat-rabat"
 CASE_WORKER = signed({"id": "s-1", "association": SAFI, "roles": ["case_worker"]}, "referrals", "intake")

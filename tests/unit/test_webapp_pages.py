@@ -4,15 +4,14 @@ and the pages rendered from service answers (the RPC proxies are stubbed: the ed
 from urllib.parse import quote
 
 import pytest
+from actors import SIGNER, verifier  # tests/actors.py
+from gateway_sessions import directory_sessions
 from werkzeug.test import EnvironBuilder
 from werkzeug.wrappers import Request
 
 from services.gateway import web
 from services.gateway.api_webapp import actions_for, for_page, safe_next, when
 from services.gateway.service import GatewayService
-from gateway_sessions import directory_sessions
-
-from actors import SIGNER, verifier  # tests/actors.py
 
 HANANE = {"id": "s-safi-2", "association": "amal-safi", "roles": ["case_worker", "coordinator"], "language": "fr",
           "name": "Hanane Benali"}
@@ -216,8 +215,8 @@ def test_an_erased_record_shows_no_forms(sessions):
 def test_an_event_link_opens_the_calendar_at_that_event(sessions):
     events = Stub(get_event={"id": "e-7", "starts_at": "2026-12-04T23:30:00+00:00",
                              "start_local": "2026-12-05T00:30:00+01:00"})
-    response = GatewayService.event_page(Gateway(events_rpc=events), request("/events/e-7?lang=ar",
-                                                                             sessions.signed_in(HANANE)), event_id="e-7")
+    signed_in = request("/events/e-7?lang=ar", sessions.signed_in(HANANE))
+    response = GatewayService.event_page(Gateway(events_rpc=events), signed_in, event_id="e-7")
     assert response.status_code == 303
     assert response.headers["Location"] == "/calendar?date=2026-12-05&event=e-7&lang=ar"  # the local day
     assert verifier("events").actor(events.calls[0][2]["actor"]).id == "s-safi-2"

@@ -10,8 +10,8 @@ Revises:
 Create Date: 2026-11-30 03:20:00
 """
 
-from alembic import op
 import sqlalchemy as sa
+from alembic import op
 
 revision = "habits_0001"
 down_revision = None
