@@ -35,6 +35,7 @@ REASON_CODES = {
     "duplicate_id": "this id was already used for a different message or resource",
     "invalid_rrule": "the recurrence rule is refused (unreadable, unbounded or too costly)",
     "unreadable": "the message could not be read or checked (kept for inspection)",
+    "sealed_unreadable": "a sealed value does not open with the recipient's published encryption key",
 }
 
 

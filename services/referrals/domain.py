@@ -367,12 +367,24 @@ def receive_partner_referral(session, now, keyring, source, data, to_integration
         "reason": presealed.get("reason") or _seal(referral, "reason", data.get("reason") or ""),
     }
     session.add(referral)
+    for field in ("shared", "reason"):
+        if field in presealed and not _opens_for_recipient(keyring, referral, field):
+            # Refused now, with an answer: stored, it would break every list the recipient reads.
+            raise DomainError(f"the sealed {field} does not open with {referral.to_association}'s key",
+                              code="sealed_unreadable")
     _history(session, referral, "send", None, SENT, Actor.partner(source, data.get("by")), now,
              "received from a partner system")
     # Our recipient learns of it from the internal event; the partner already knows what it sent.
     _publish(session, referral, "sent", source, None, _sent_data(referral), partners=())
     session.flush()
     return referral
+
+
+def _opens_for_recipient(keyring, referral, field):
+    try:
+        return open_field(keyring, referral, field, referral.to_association) is not None
+    except Exception:  # noqa: BLE001 - whatever a partner put there (tampered, malformed): it does not open
+        return False
 
 
 def _same_referral(referral, source, data):

@@ -37,7 +37,8 @@ class ProbePartner:
             rpc.directory.set_public_key(self.slug, signing.public_key_b64(self.key))
 
     def send(self, reason, headers=None, **data):
-        data = {**contracts.get(partner_probe.SENT).example, "referral_id": random_slug("r"),
+        example = {key: value for key, value in contracts.get(partner_probe.SENT).example.items() if key != "sealed"}
+        data = {**example, "referral_id": random_slug("r"),
                 "from_association": self.slug, "reason": reason, **data}
         envelope = signing.sign(contracts.make(partner_probe.SENT, self.slug, data), self.key)
         self.channel.basic_publish(topology.PARTNERS_INBOUND, f"{self.slug}.{partner_probe.SENT}",
@@ -148,9 +149,12 @@ def test_a_referral_id_another_partner_used_is_answered_duplicate_id_not_dropped
         second.register_key(network)
         referral = {"referral_id": random_slug("r"), "to_association": "wafae-marrakech"}
 
+        case_worker = network.assertion({"id": "s-wafae-cw", "association": "wafae-marrakech",
+                                         "roles": ["case_worker"]}, "referrals")
+
         def received():
             with network.rpc() as rpc:
-                return [r for r in rpc.referrals.list_referrals("wafae-marrakech", "received")
+                return [r for r in rpc.referrals.list_referrals(case_worker, "received")
                         if r["id"] == referral["referral_id"]]
 
         first.send("Besoin d'une avocate", **referral)
@@ -166,3 +170,20 @@ def test_a_referral_id_another_partner_used_is_answered_duplicate_id_not_dropped
     finally:
         first.close()
         second.close()
+
+
+def test_a_sealed_value_the_recipient_cannot_open_is_answered_and_breaks_no_list(network):
+    partner = ProbePartner(network, "sceau")
+    try:
+        partner.register_key(network)
+        case_worker = network.assertion({"id": "s-wafae-cw", "association": "wafae-marrakech",
+                                         "roles": ["case_worker"]}, "referrals")
+        bogus = contracts.get(partner_probe.SENT).example["sealed"]  # well formed, sealed to no real key
+        rejected = partner.send("Besoin d'une avocate", to_association="wafae-marrakech", sealed=bogus)
+        collected = []
+        eventually(lambda: collected.extend(partner.answers()) or collected, message="the partner is told")
+        assert [(a["rejected_id"], a["reason"]) for a in collected] == [(rejected, "sealed_unreadable")]
+        with network.rpc() as rpc:  # the recipient's list still opens
+            assert isinstance(rpc.referrals.list_referrals(case_worker, "received"), list)
+    finally:
+        partner.close()
