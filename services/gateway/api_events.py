@@ -9,7 +9,7 @@ sees network-only events.
 
 from datetime import datetime, timedelta, timezone
 
-from nameko.rpc import RpcProxy
+from services.gateway.calls import TimedRpcProxy, idempotency_key
 from werkzeug.wrappers import Response
 
 from services.events.schemas import CancelOccurrence, CreateEvent, MoveOccurrence, RegistrationSchema, UpdateEvent
@@ -39,8 +39,8 @@ def _ics(text, filename):
 
 
 class EventsApi:
-    events_rpc = RpcProxy("events")
-    directory_rpc = RpcProxy("directory")  # the same proxy GatewayService declares; listed so the mixin stands alone
+    events_rpc = TimedRpcProxy("events")
+    directory_rpc = TimedRpcProxy("directory")  # as GatewayService declares it; listed so the mixin stands alone
 
     # --- JSON API ---------------------------------------------------------------------------
 
@@ -63,18 +63,21 @@ class EventsApi:
     @requires("calendar.edit", "events")
     def events_create(self, request, actor):
         body = _json_body(request, CreateEvent())
-        return json_response(self.events_rpc.create_event(body, actor=actor, force=_force(request)), status=201)
+        return json_response(self.events_rpc.create_event(body, actor=actor, force=_force(request),
+                                                          idempotency_key=idempotency_key(request)), status=201)
 
     @api("PATCH", "/api/events/<string:event_id>")
     @requires("calendar.edit", "events")
     def events_update(self, request, actor, event_id):
         body = _json_body(request, UpdateEvent())
-        return json_response(self.events_rpc.update_event(event_id, body, actor=actor, force=_force(request)))
+        return json_response(self.events_rpc.update_event(event_id, body, actor=actor, force=_force(request),
+                                                          idempotency_key=idempotency_key(request)))
 
     @api("POST", "/api/events/<string:event_id>/cancel")
     @requires("calendar.edit", "events")
     def events_cancel(self, request, actor, event_id):
-        return json_response(self.events_rpc.cancel_event(event_id, actor=actor))
+        return json_response(self.events_rpc.cancel_event(event_id, actor=actor,
+                                                          idempotency_key=idempotency_key(request)))
 
     @api("POST", "/api/events/<string:event_id>/occurrences/move")
     @requires("calendar.edit", "events")
@@ -92,7 +95,8 @@ class EventsApi:
     @requires(None, "events")  # her own association registers (the events service checks)
     def events_register(self, request, actor, event_id):
         body = _json_body(request, RegistrationSchema())
-        return json_response(self.events_rpc.register(event_id, body, actor=actor), status=201)
+        return json_response(self.events_rpc.register(event_id, body, actor=actor,
+                                                      idempotency_key=idempotency_key(request)), status=201)
 
     @api("GET", "/api/venues")
     def events_venues(self, request):

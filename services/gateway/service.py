@@ -3,7 +3,7 @@
 Each area's routes live in an `api_<area>.py` mixin; this class puts them together.
 """
 
-from nameko.rpc import RpcProxy
+from services.gateway.calls import TimedRpcProxy
 
 from tansiq.identity import ActorSigning
 from services.gateway.access import requires
@@ -39,7 +39,7 @@ class GatewayService(PagesApi, WebAppPages, IntakeApi, ReferralsApi, EventsApi, 
     name = "gateway"
     sessions = Sessions()
     identity = ActorSigning()  # signs the actor assertion each RPC acting for a staff member carries
-    directory_rpc = RpcProxy("directory")
+    directory_rpc = TimedRpcProxy("directory")
     # Start once the directory (every sign-in) is up; a call to another service that is not up
     # yet is answered 503 service_unavailable (tansiq.runner waits for all called services otherwise).
     waits_for = ("directory",)

@@ -69,7 +69,7 @@ def response_for(exc):
     if isinstance(exc, DomainError):
         status = ERROR_STATUS.get(exc.code) or CLASS_STATUS.get(type(exc).__name__, 400)
         response = error_body(exc.code, exc.message, exc.details, status=status)
-        if status == 429 and "retry_after" in exc.details:
+        if status in (429, 503) and "retry_after" in exc.details:
             response.headers["Retry-After"] = str(exc.details["retry_after"])
         return response
     if isinstance(exc, RemoteError):
