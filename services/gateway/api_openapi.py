@@ -124,19 +124,17 @@ ROUTES = {
         tag="session", answer=(200, "Staff"), summary="Deactivate a colleague (admin); her sessions end at once"),
     # intake
     ("POST", "/api/beneficiaries"): described(
-        command=True, 
-        tag="intake", body="BeneficiaryRegistration", answer=(201, "Registered"),
+        command=True, tag="intake", body="BeneficiaryRegistration", answer=(201, "Registered"),
         summary="Register a beneficiary and her first listening session; lists possible duplicates"),
     ("GET", "/api/beneficiaries/{beneficiary_id}"): described(
         tag="intake", answer=(200, OBJECT), summary="A beneficiary's record (her association only; audited)"),
     ("DELETE", "/api/beneficiaries/{beneficiary_id}"): described(
         tag="intake", answer=(200, OBJECT), summary="Erase a beneficiary's personal data (right to erasure)"),
     ("POST", "/api/beneficiaries/{beneficiary_id}/sessions"): described(
-        command=True, 
-        tag="intake", body="ListeningSession", answer=(201, OBJECT), summary="Add a listening session"),
+        command=True, tag="intake", body="ListeningSession", answer=(201, OBJECT), summary="Add a listening session"),
     ("POST", "/api/beneficiaries/{beneficiary_id}/consents"): described(
-        command=True, 
-        tag="intake", body="Consent", answer=(201, OBJECT), summary="Record her consent to share chosen fields"),
+        command=True, tag="intake", body="Consent", answer=(201, OBJECT),
+        summary="Record her consent to share chosen fields"),
     ("GET", "/api/beneficiaries/{beneficiary_id}/audit"): described(
         tag="intake", answer=(200, {"type": "array", "items": OBJECT}), summary="Who read or changed her record"),
     ("GET", "/api/beneficiaries/{beneficiary_id}/disclosures"): described(
@@ -152,13 +150,13 @@ ROUTES = {
     # referrals
     ("GET", "/api/referrals"): described(tag="referrals", query=ListQuerySchema, answer=(200, ["Referral"]),
                                     summary="Referrals the association sent or received, overdue first"),
-    ("POST", "/api/referrals"): described(command=True, tag="referrals", body="CreateReferral", answer=(201, "Referral"),
-                                     summary="Refer a beneficiary to another association (needs her consent)"),
+    ("POST", "/api/referrals"): described(command=True, tag="referrals", body="CreateReferral",
+                                          answer=(201, "Referral"),
+                                          summary="Refer a beneficiary to another association (needs her consent)"),
     ("GET", "/api/referrals/{referral_id}"): described(tag="referrals", answer=(200, "Referral"),
                                                   summary="One referral, as the sender or the recipient sees it"),
     ("POST", "/api/referrals/{referral_id}/{action}"): described(
-        command=True, 
-        tag="referrals", body=["Transition", "Reroute"], answer=(200, "Referral"),
+        command=True, tag="referrals", body=["Transition", "Reroute"], answer=(200, "Referral"),
         params={"action": {"type": "string", "enum": list(ACTIONS)}},
         summary="Act on a referral: acknowledge, accept, decline (reason), start, complete (outcome), close, "
                 "withdraw, or reroute (201, a new referral)"),
@@ -167,20 +165,21 @@ ROUTES = {
     # events
     ("GET", "/api/events"): described(tag="events", auth=OPTIONAL, query=WINDOW, answer=(200, ["Occurrence"]),
                                  summary="Occurrences in a window (public ones, plus network ones when signed in)"),
-    ("POST", "/api/events"): described(command=True, tag="events", body="CreateEvent", query=[FORCE], answer=(201, "EventResult"),
-                                  summary="Create an event"),
+    ("POST", "/api/events"): described(command=True, tag="events", body="CreateEvent", query=[FORCE],
+                                       answer=(201, "EventResult"), summary="Create an event"),
     ("GET", "/api/events/{event_id}"): described(tag="events", auth=OPTIONAL, answer=(200, "Event"), summary="One event"),
     ("PATCH", "/api/events/{event_id}"): described(command=True, tag="events", body="UpdateEvent", query=[FORCE],
                                               answer=(200, "EventResult"), summary="Change an event"),
-    ("POST", "/api/events/{event_id}/cancel"): described(command=True, tag="events", answer=(200, "Event"), summary="Cancel an event"),
+    ("POST", "/api/events/{event_id}/cancel"): described(command=True, tag="events", answer=(200, "Event"),
+                                                         summary="Cancel an event"),
     ("POST", "/api/events/{event_id}/occurrences/move"): described(
         tag="events", body="MoveOccurrence", query=[FORCE], answer=(200, "EventResult"),
         summary="Move one occurrence of a recurring event"),
     ("POST", "/api/events/{event_id}/occurrences/cancel"): described(
         tag="events", body="CancelOccurrence", answer=(200, "Event"), summary="Cancel one occurrence"),
     ("POST", "/api/events/{event_id}/registrations"): described(
-        command=True, 
-        tag="events", body="Registration", answer=(201, "Registration"), summary="Register a participant or stand"),
+        command=True, tag="events", body="Registration", answer=(201, "Registration"),
+        summary="Register a participant or stand"),
     ("GET", "/api/venues"): described(tag="events", auth=PUBLIC, query=[query("city", {"type": "string"})],
                                  answer=(200, ["Venue"]), summary="Registered venues"),
     # iCalendar feeds: public events only, so calendar apps can subscribe without signing in

@@ -12,9 +12,9 @@ import uuid
 
 import pytest
 import requests
-from sqlalchemy import func, select
-
 from harness import Network, eventually
+from sqlalchemy import select
+
 from services.intake.models import Beneficiary
 from tansiq import config
 from tansiq.db import make_engine, session_scope

@@ -10,6 +10,7 @@ from datetime import timedelta
 
 import eventlet
 import pytest
+from actors import signed, verifier  # tests/actors.py
 from nameko.testing.services import worker_factory
 from sqlalchemy import func, select
 from werkzeug.test import EnvironBuilder
@@ -27,8 +28,6 @@ from tansiq.db import Sessions, make_engine, session_scope
 from tansiq.envelope import utcnow
 from tansiq.errors import Conflict, DomainError
 from tansiq.messaging.store import CommandKey, OutboxMessage, messaging_metadata
-
-from actors import signed, verifier  # tests/actors.py
 
 SALMA = Actor(association="amal-safi", id="s-1")
 NADIA = Actor(association="amal-safi", id="s-2")

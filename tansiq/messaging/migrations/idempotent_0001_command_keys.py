@@ -5,8 +5,8 @@ Revises: habits_0001
 Create Date: 2026-11-30 04:30:00
 """
 
-from alembic import op
 import sqlalchemy as sa
+from alembic import op
 
 revision = "idempotent_0001"
 down_revision = "habits_0001"
