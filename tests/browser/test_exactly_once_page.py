@@ -3,11 +3,11 @@ her once (the real gateway and intake; the answer is lost between the gateway an
 
 import pytest
 from sqlalchemy import select
+from test_webapp import live_network, network, phone, sign_in  # noqa: F401 - the page's fixtures
 
 from services.intake.models import Beneficiary
 from tansiq import config
 from tansiq.db import make_engine, session_scope
-from test_webapp import live_network, network, phone, sign_in  # noqa: F401 - the page's fixtures
 
 pytestmark = pytest.mark.browser
 
