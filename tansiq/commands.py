@@ -12,8 +12,8 @@ for its form) and goes through `Command`:
 The key is scoped by the actor inside her association and by the command name; the row (key, request
 fingerprint, first result) is written in the SAME transaction as the effect, so both exist or neither.
 A repeat with the same request gets the first result; the same key with another request is refused
-(409 `idempotency_key_reused`). Two attempts racing each other: the unique constraint fails the second
-commit, its effect is rolled back, and its retry finds the first result. Keys are forgotten after
+(409 `idempotency_key_reused`). Two attempts racing each other: the unique key refuses the second one
+(409 `idempotency_key_in_progress`), its effect is rolled back, and its retry finds the first result. Keys are forgotten after
 COMMAND_KEY_TTL_H hours (24 by default) by `CommandKeyJanitor`, which every `tansiq.db.Database` brings.
 """
 
@@ -25,6 +25,7 @@ import eventlet
 from kombu.utils import json as wire_json
 from nameko.extensions import SharedExtension
 from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError
 
 from tansiq.envelope import utcnow
 from tansiq.errors import Conflict, DomainError
@@ -38,6 +39,7 @@ KEY_MAX_LENGTH = 200
 
 
 KEY_REUSED = "idempotency_key_reused"  # a Conflict (409): the key was used for another request
+IN_PROGRESS = "idempotency_key_in_progress"  # a Conflict (409): another attempt with this key committed first
 
 
 def fingerprint(request):
@@ -89,9 +91,16 @@ class Command:
     def record(self, session, result):
         """Keep `result` as this key's answer, in `session`'s transaction (the one holding the effect)."""
         if self.key is not None:
+            session.flush()  # the effect's own constraints fail here, not as a key conflict
             session.add(CommandKey(scope=self.scope, command=self.name, key=self.key, fingerprint=self.fingerprint,
                                    result=wire_json.dumps(result)))
-            session.flush()
+            try:
+                session.flush()
+            except IntegrityError:
+                # A racing attempt with this key got there first: this one's effect must roll back with it.
+                raise Conflict(f"another attempt with this Idempotency-Key was carried out first; send it again "
+                               f"for its answer", code=IN_PROGRESS, details={"command": self.name, "retry_after": 1}
+                               ) from None
         # What the caller gets is what a repeat will get: the result as it travels, not as it was built.
         return wire_json.loads(wire_json.dumps(result))
 

@@ -352,8 +352,9 @@ def build(routes=None, permissions=None):
         "description": "validation_error: the body or query does not have the expected shape; "
                        "`details` has the messages per field", "content": error})
     spec.components.response("IdempotencyKeyReused", {
-        "description": "idempotency_key_reused: this Idempotency-Key already carried out another request "
-                       "(or another conflict of the domain)", "content": error})
+        "description": "idempotency_key_reused: this Idempotency-Key already carried out another request; "
+                       "idempotency_key_in_progress: another attempt with it got there first (send it again for "
+                       "its answer); or another conflict of the domain", "content": error})
     spec.components.response("Unavailable", {
         "description": f"service_unavailable: a service did not answer within RPC_TIMEOUT_S (default "
                        f"{DEFAULT_TIMEOUT_S:g} s); retry after `Retry-After` seconds, with the same Idempotency-Key",
