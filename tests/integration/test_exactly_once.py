@@ -1,7 +1,8 @@
 """Exactly-once commands through the real gateway, RabbitMQ and intake (issue 12, item 1).
 
 A stream of registrations with client retries under one Idempotency-Key each, while intake is
-SIGKILLed and restarted: every registration exists exactly once. With intake down, the gateway
+SIGKILLed and restarted, or while every broker connection is closed (a broker restart as clients
+see it): every registration exists exactly once. With intake down, the gateway
 answers 503 with Retry-After within its RPC timeout, and the request does not run later behind
 the user's back: after the restart, the retried key runs the command once.
 """
@@ -10,6 +11,7 @@ import threading
 import time
 import uuid
 
+import faults
 import pytest
 import requests
 from harness import Network, eventually
@@ -85,7 +87,19 @@ def test_a_repeat_through_the_gateway_gets_the_first_result(network):
     assert beneficiaries(network) - before == {first.json()["id"]}
 
 
-def test_sigkill_in_a_stream_of_creations_duplicates_nothing_and_loses_nothing(network):
+def kill_intake(network, retries):
+    network.kill("intake")  # requests in flight are redelivered to the next intake, which may have run them
+    eventually(lambda: retries, timeout=RPC_TIMEOUT_S * 10)  # and clients retry what timed out meanwhile
+    network.start("intake")
+
+
+def restart_the_broker(network, retries):
+    """What a broker restart looks like to every client: all the network's connections closed at once."""
+    assert faults.close_connections(network.vhost, "fault: broker restart") > 0
+
+
+@pytest.mark.parametrize("fault", [kill_intake, restart_the_broker], ids=["sigkill", "broker"])
+def test_a_fault_in_a_stream_of_creations_duplicates_nothing_and_loses_nothing(network, fault):
     before = beneficiaries(network)
     run = uuid.uuid4().hex[:8]
     answers, retries, done = {}, [], threading.Semaphore(0)
@@ -99,11 +113,9 @@ def test_sigkill_in_a_stream_of_creations_duplicates_nothing_and_loses_nothing(n
     threads = [threading.Thread(target=client, args=(range(n, STREAM, CLIENTS),)) for n in range(CLIENTS)]
     for thread in threads:
         thread.start()
-    for _ in range(STREAM // 3):  # a third of the stream through, the others in flight: kill intake
+    for _ in range(STREAM // 3):  # a third of the stream through, the others in flight: the fault
         done.acquire()
-    network.kill("intake")  # requests in flight are redelivered to the next intake, which may have run them
-    eventually(lambda: retries, timeout=RPC_TIMEOUT_S * 10)  # and clients retry what timed out meanwhile
-    network.start("intake")
+    fault(network, retries)
     for thread in threads:
         thread.join(timeout=300)
     assert not any(thread.is_alive() for thread in threads)
