@@ -102,24 +102,26 @@ class EventsService:
             return command.run(session, lambda: event_out.dump(domain.cancel_event(session, utcnow(), event_id)))
 
     @rpc
-    def move_occurrence(self, event_id, payload, actor=None, force=False):
+    def move_occurrence(self, event_id, payload, actor=None, force=False, idempotency_key=None):
         actor = self.identity.actor(actor)  # refused before anything is read
+        command = Command("events.move_occurrence", actor, idempotency_key, event_id, payload, force)
         values = MoveOccurrence().load(payload)
         with self.db.session() as session:
             current = domain.get_event(session, event_id)
             domain.check_editor(actor, current.organiser, current.co_organisers)
-            event, warnings = domain.move_occurrence(session, utcnow(), event_id, values["recurrence_id"],
-                                                     values["start"], values["end"], force=force)
-            return self._result(event, warnings)
+            return command.run(session, lambda: self._result(*domain.move_occurrence(
+                session, utcnow(), event_id, values["recurrence_id"], values["start"], values["end"], force=force)))
 
     @rpc
-    def cancel_occurrence(self, event_id, payload, actor=None):
+    def cancel_occurrence(self, event_id, payload, actor=None, idempotency_key=None):
         actor = self.identity.actor(actor)  # refused before anything is read
+        command = Command("events.cancel_occurrence", actor, idempotency_key, event_id, payload)
         values = CancelOccurrence().load(payload)
         with self.db.session() as session:
             current = domain.get_event(session, event_id)
             domain.check_editor(actor, current.organiser, current.co_organisers)
-            return event_out.dump(domain.cancel_occurrence(session, utcnow(), event_id, values["recurrence_id"]))
+            return command.run(session, lambda: event_out.dump(
+                domain.cancel_occurrence(session, utcnow(), event_id, values["recurrence_id"])))
 
     @rpc
     def get_event(self, event_id, audience="public", actor=None):

@@ -83,13 +83,15 @@ class EventsApi:
     @requires("calendar.edit", "events")
     def events_move_occurrence(self, request, actor, event_id):
         body = _json_body(request, MoveOccurrence())
-        return json_response(self.events_rpc.move_occurrence(event_id, body, actor=actor, force=_force(request)))
+        return json_response(self.events_rpc.move_occurrence(event_id, body, actor=actor, force=_force(request),
+                                                             idempotency_key=idempotency_key(request)))
 
     @api("POST", "/api/events/<string:event_id>/occurrences/cancel")
     @requires("calendar.edit", "events")
     def events_cancel_occurrence(self, request, actor, event_id):
         body = _json_body(request, CancelOccurrence())
-        return json_response(self.events_rpc.cancel_occurrence(event_id, body, actor=actor))
+        return json_response(self.events_rpc.cancel_occurrence(event_id, body, actor=actor,
+                                                               idempotency_key=idempotency_key(request)))
 
     @api("POST", "/api/events/<string:event_id>/registrations")
     @requires(None, "events")  # her own association registers (the events service checks)

@@ -173,10 +173,10 @@ ROUTES = {
     ("POST", "/api/events/{event_id}/cancel"): described(command=True, tag="events", answer=(200, "Event"),
                                                          summary="Cancel an event"),
     ("POST", "/api/events/{event_id}/occurrences/move"): described(
-        tag="events", body="MoveOccurrence", query=[FORCE], answer=(200, "EventResult"),
+        command=True, tag="events", body="MoveOccurrence", query=[FORCE], answer=(200, "EventResult"),
         summary="Move one occurrence of a recurring event"),
     ("POST", "/api/events/{event_id}/occurrences/cancel"): described(
-        tag="events", body="CancelOccurrence", answer=(200, "Event"), summary="Cancel one occurrence"),
+        command=True, tag="events", body="CancelOccurrence", answer=(200, "Event"), summary="Cancel one occurrence"),
     ("POST", "/api/events/{event_id}/registrations"): described(
         command=True, tag="events", body="Registration", answer=(201, "Registration"),
         summary="Register a participant or stand"),
