@@ -154,6 +154,15 @@ def test_expired_keys_are_forgotten(engine):
         assert session.scalars(select(CommandKey.key)).all() == ["new"]
 
 
+def test_the_janitor_sweeps_its_database(engine):
+    attempt(engine, Effects(), "old", {"name": "Khadija"})
+    with session_scope(engine) as session:
+        session.scalar(select(CommandKey)).created_at = utcnow() - timedelta(hours=2)
+    janitor = commands.CommandKeyJanitor()
+    janitor.engine, janitor.ttl_hours = engine, 1
+    assert janitor.sweep() == 1 and count(engine, CommandKey) == 0
+
+
 # --- an owning service's entrypoint ---
 
 class Directory:
