@@ -11,17 +11,25 @@ for its form) and goes through `Command`:
 
 The key is scoped by the actor inside her association and by the command name; the row (key, request
 fingerprint, first result) is written in the SAME transaction as the effect, so both exist or neither.
+A first result may hold personal data (a referral's shared fields): the row keeps no copy in clear.
+It stores a hash of the key, and the result encrypted (AES-GCM) under another hash of it, so only a
+caller who holds the key itself can have it back; clients use random keys (the web app: UUIDs).
 A repeat with the same request gets the first result; the same key with another request is refused
 (409 `idempotency_key_reused`). Two attempts racing each other: the unique key refuses the second one
 (409 `idempotency_key_in_progress`), its effect is rolled back, and its retry finds the first result. Keys are forgotten after
 COMMAND_KEY_TTL_H hours (24 by default) by `CommandKeyJanitor`, which every `tansiq.db.Database` brings.
 """
 
+import base64
 import hashlib
+import hmac
 import logging
+import os
 from datetime import timedelta
 
 import eventlet
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from kombu.utils import json as wire_json
 from nameko.extensions import SharedExtension
 from sqlalchemy import delete, select
@@ -42,10 +50,11 @@ KEY_REUSED = "idempotency_key_reused"  # a Conflict (409): the key was used for 
 IN_PROGRESS = "idempotency_key_in_progress"  # a Conflict (409): another attempt with this key committed first
 
 
-def fingerprint(request):
-    """What makes two attempts the same request (sha256 of its canonical JSON)."""
+def fingerprint(request, secret):
+    """What makes two attempts the same request: an HMAC of its canonical JSON (keyed, since the request
+    may hold a phone number that a plain hash would let anyone reading the table guess)."""
     content = wire_json.dumps(request, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
-    return hashlib.sha256(content.encode("utf-8", "surrogatepass")).hexdigest()
+    return hmac.new(secret, content.encode("utf-8", "surrogatepass"), hashlib.sha256).hexdigest()
 
 
 def scope_of(actor):
@@ -65,13 +74,34 @@ def check_key(key):
     return key
 
 
+def _derive(purpose, *parts):
+    return hashlib.sha256("\n".join(["tansiq.commands", purpose, *parts]).encode("utf-8")).digest()
+
+
 class Command:
     """One attempt at a command: `name`, who asks (`actor`), her key (None: no protection), the request."""
 
     def __init__(self, name, actor, key, *request):
-        self.name, self.key = name, check_key(key)
+        self.name, key = name, check_key(key)
         self.scope = scope_of(actor)
-        self.fingerprint = fingerprint([name, *request]) if self.key is not None else None
+        self.key = self.fingerprint = None
+        if key is not None:
+            self.key = _derive("lookup", self.scope, name, key).hex()  # what the table holds of the key
+            self._result_key = _derive("result", self.scope, name, key)
+            self.fingerprint = fingerprint([name, *request], _derive("fingerprint", self.scope, name, key))
+
+    def _seal(self, result):
+        nonce = os.urandom(12)
+        sealed = AESGCM(self._result_key).encrypt(nonce, wire_json.dumps(result).encode("utf-8"), self.key.encode())
+        return base64.b64encode(nonce + sealed).decode("ascii")
+
+    def _open(self, stored):
+        token = base64.b64decode(stored)
+        try:
+            return wire_json.loads(AESGCM(self._result_key).decrypt(token[:12], token[12:], self.key.encode()))
+        except InvalidTag:  # cannot happen with the key that sealed it; never answer someone else's result
+            raise Conflict("this Idempotency-Key does not open its first result", code=KEY_REUSED,
+                           details={"command": self.name}) from None
 
     def first_result(self, session):
         """(True, result) if this key already carried out this request; (False, None) if it is new.
@@ -86,14 +116,14 @@ class Command:
         if row.fingerprint != self.fingerprint:
             raise Conflict(f"this Idempotency-Key was already used for another {self.name} request",
                            code=KEY_REUSED, details={"command": self.name})
-        return True, wire_json.loads(row.result)
+        return True, self._open(row.result)
 
     def record(self, session, result):
         """Keep `result` as this key's answer, in `session`'s transaction (the one holding the effect)."""
         if self.key is not None:
             session.flush()  # the effect's own constraints fail here, not as a key conflict
             session.add(CommandKey(scope=self.scope, command=self.name, key=self.key, fingerprint=self.fingerprint,
-                                   result=wire_json.dumps(result)))
+                                   result=self._seal(result)))
             try:
                 session.flush()
             except IntegrityError:

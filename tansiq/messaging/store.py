@@ -63,7 +63,7 @@ class CommandKey(MessagingBase):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     scope: Mapped[str] = mapped_column(String(200))  # who may reuse the key: the actor inside her association
     command: Mapped[str] = mapped_column(String(120))
-    key: Mapped[str] = mapped_column(String(200))
+    key: Mapped[str] = mapped_column(String(200))  # a hash of the key (hex), never the key itself
     fingerprint: Mapped[str] = mapped_column(String(64))  # sha256 of the request: same key, other request -> refused
-    result: Mapped[str] = mapped_column(Text)
+    result: Mapped[str] = mapped_column(Text)  # encrypted under another hash of the key: no copy in clear
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)

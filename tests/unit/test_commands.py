@@ -151,7 +151,18 @@ def test_expired_keys_are_forgotten(engine):
     with session_scope(engine) as session:
         assert commands.forget_expired(session, utcnow()) == 1
     with session_scope(engine) as session:
-        assert session.scalars(select(CommandKey.key)).all() == ["new"]
+        assert session.scalars(select(CommandKey.key)).all() == [Command("test.create", SALMA, "new", {}).key]
+
+
+def test_the_table_keeps_no_copy_in_clear_and_only_the_key_opens_the_result(engine):
+    first = attempt(engine, Effects(), "a-random-key", {"first_name": "Khadija", "phone": "0612345678"})
+    with session_scope(engine) as session:
+        row = session.scalar(select(CommandKey))
+        stored = " ".join(str(value) for value in (row.scope, row.command, row.key, row.fingerprint, row.result))
+    assert "a-random-key" not in stored and "Khadija" not in stored and "0612345678" not in stored
+    assert first["id"] not in stored  # the result itself is sealed
+    with session_scope(engine) as session:  # another actor's same key finds nothing of hers
+        assert Command("test.create", NADIA, "a-random-key", {}).first_result(session) == (False, None)
 
 
 def test_the_janitor_sweeps_its_database(engine):
@@ -230,3 +241,41 @@ def test_a_call_without_an_answer_becomes_503_with_retry_after():
     response = web.response_for(unavailable.value)
     assert response.status_code == 503 and int(response.headers["Retry-After"]) > 0
     assert "Idempotency-Key" in unavailable.value.message
+
+
+# --- referrals: intake is not asked twice, a transition repeated is not refused as invalid ---
+
+@pytest.fixture
+def referrals(tmp_path):
+    from fixtures.referrals import keyring, sqlite_session
+    from test_referrals_service import FakeDirectory, FakeIntake
+
+    from services.referrals.service import ReferralsService
+
+    with sqlite_session(tmp_path / "referrals.db") as session:
+        worker = worker_factory(ReferralsService, db=Sessions(session.get_bind()), intake=FakeIntake(),
+                                directory=FakeDirectory(), keyring=keyring(), identity=verifier("referrals"))
+        worker.session = session
+        yield worker
+
+
+def test_a_referral_repeated_with_its_key_is_made_once_and_intake_asked_once(referrals):
+    from test_referrals_service import CASE_WORKER, RECIPIENT
+
+    from services.referrals.models import Referral
+
+    request = {"beneficiary_id": "b-1", "to_association": "wafae-marrakech",
+               "service_category": "legal_orientation", "reason": "Needs a lawyer", "urgency": "urgent",
+               "fields": ["first_name", "phone"]}
+    first = referrals.create_referral(request, CASE_WORKER, idempotency_key="ref-1")
+    assert referrals.create_referral(request, CASE_WORKER, idempotency_key="ref-1") == first
+    assert len(referrals.intake.calls) == 1  # the personal data was not handed out a second time
+    assert referrals.session.scalar(select(func.count()).select_from(Referral)) == 1
+    with pytest.raises(Conflict) as refused:
+        referrals.create_referral({**request, "reason": "Other"}, CASE_WORKER, idempotency_key="ref-1")
+    assert refused.value.code == KEY_REUSED
+
+    acknowledged = referrals.transition(first["id"], "acknowledge", {}, RECIPIENT, idempotency_key="ack-1")
+    assert referrals.transition(first["id"], "acknowledge", {}, RECIPIENT, idempotency_key="ack-1") == acknowledged
+    with pytest.raises(DomainError):  # without its key, acknowledging twice is refused, as before
+        referrals.transition(first["id"], "acknowledge", {}, RECIPIENT)
