@@ -16,8 +16,9 @@ It stores a hash of the key, and the result encrypted (AES-GCM) under another ha
 caller who holds the key itself can have it back; clients use random keys (the web app: UUIDs).
 A repeat with the same request gets the first result; the same key with another request is refused
 (409 `idempotency_key_reused`). Two attempts racing each other: the unique key refuses the second one
-(409 `idempotency_key_in_progress`), its effect is rolled back, and its retry finds the first result. Keys are forgotten after
-COMMAND_KEY_TTL_H hours (24 by default) by `CommandKeyJanitor`, which every `tansiq.db.Database` brings.
+(409 `idempotency_key_in_progress`), its effect is rolled back, and its retry finds the first result.
+Keys are forgotten after COMMAND_KEY_TTL_H hours (24 by default) by `CommandKeyJanitor`, which every
+`tansiq.db.Database` brings along.
 """
 
 import base64
@@ -44,8 +45,6 @@ log = logging.getLogger(__name__)
 TTL_KEY, DEFAULT_TTL_H = "COMMAND_KEY_TTL_H", 24
 SWEEP_SECONDS = 3600
 KEY_MAX_LENGTH = 200
-
-
 KEY_REUSED = "idempotency_key_reused"  # a Conflict (409): the key was used for another request
 IN_PROGRESS = "idempotency_key_in_progress"  # a Conflict (409): another attempt with this key committed first
 
@@ -128,8 +127,8 @@ class Command:
                 session.flush()
             except IntegrityError:
                 # A racing attempt with this key got there first: this one's effect must roll back with it.
-                raise Conflict(f"another attempt with this Idempotency-Key was carried out first; send it again "
-                               f"for its answer", code=IN_PROGRESS, details={"command": self.name, "retry_after": 1}
+                raise Conflict("another attempt with this Idempotency-Key was carried out first; send it again "
+                               "for its answer", code=IN_PROGRESS, details={"command": self.name, "retry_after": 1}
                                ) from None
         # What the caller gets is what a repeat will get: the result as it travels, not as it was built.
         return wire_json.loads(wire_json.dumps(result))
