@@ -168,16 +168,20 @@ class Sessions:
 class Database(DependencyProvider):
     """nameko dependency: `self.db.session()` is a unit of work on the service's own database.
 
-    It brings the outbox relay along: a service that has a database publishes its outbox.
+    It brings the outbox relay along: a service that has a database publishes its outbox; and the
+    janitor that forgets expired idempotency keys.
     """
 
+    from tansiq.commands import CommandKeyJanitor
     from tansiq.messaging.relay import OutboxRelay
 
     relay = OutboxRelay()
+    janitor = CommandKeyJanitor()  # forgets expired idempotency keys (tansiq.commands)
 
     def setup(self):
         self.engine = make_engine(self.container.config[DB_URI_KEY])
         self.relay.engine = self.engine
+        self.janitor.engine = self.engine
         self.sessions = Sessions(self.engine)
         self.sessions.on_commit(self.relay.wake_if_outbox_written)
 

@@ -19,6 +19,7 @@ from services.events.schemas import (
     load_window,
 )
 from tansiq import contracts
+from tansiq.commands import Command
 from tansiq.db import Database
 from tansiq.envelope import utcnow
 from tansiq.errors import DomainError, NotFound
@@ -78,53 +79,58 @@ class EventsService:
             return venue_io.dump(domain.list_venues(session, city), many=True)
 
     @rpc
-    def create_event(self, payload, actor=None, force=False):
+    def create_event(self, payload, actor=None, force=False, idempotency_key=None):
         actor = self.identity.actor(actor)  # refused before anything is read
         spec = CreateEvent().load(payload)
         domain.check_editor(actor, spec["organiser"], spec["co_organisers"])
+        command = Command("events.create_event", actor, idempotency_key, payload, force)
         known = self._known_associations()
         with self.db.session() as session:
-            event, warnings = domain.create_event(session, utcnow(), spec, known, force=force)
-            return self._result(event, warnings)
+            return command.run(session, lambda: self._result(*domain.create_event(session, utcnow(), spec, known,
+                                                                                   force=force)))
 
     @rpc
-    def update_event(self, event_id, changes, actor=None, force=False):
+    def update_event(self, event_id, changes, actor=None, force=False, idempotency_key=None):
         actor = self.identity.actor(actor)  # refused before anything is read
+        command = Command("events.update_event", actor, idempotency_key, event_id, changes, force)
         changes = UpdateEvent().load(changes)
         known = self._known_associations()
         with self.db.session() as session:
             current = domain.get_event(session, event_id)
             domain.check_editor(actor, current.organiser, current.co_organisers)
-            event, warnings = domain.update_event(session, utcnow(), event_id, changes, known, force=force)
-            return self._result(event, warnings)
+            return command.run(session, lambda: self._result(*domain.update_event(session, utcnow(), event_id, changes,
+                                                                                   known, force=force)))
 
     @rpc
-    def cancel_event(self, event_id, actor=None):
+    def cancel_event(self, event_id, actor=None, idempotency_key=None):
         actor = self.identity.actor(actor)  # refused before anything is read
+        command = Command("events.cancel_event", actor, idempotency_key, event_id)
         with self.db.session() as session:
             current = domain.get_event(session, event_id)
             domain.check_editor(actor, current.organiser, current.co_organisers)
-            return event_out.dump(domain.cancel_event(session, utcnow(), event_id))
+            return command.run(session, lambda: event_out.dump(domain.cancel_event(session, utcnow(), event_id)))
 
     @rpc
-    def move_occurrence(self, event_id, payload, actor=None, force=False):
+    def move_occurrence(self, event_id, payload, actor=None, force=False, idempotency_key=None):
         actor = self.identity.actor(actor)  # refused before anything is read
+        command = Command("events.move_occurrence", actor, idempotency_key, event_id, payload, force)
         values = MoveOccurrence().load(payload)
         with self.db.session() as session:
             current = domain.get_event(session, event_id)
             domain.check_editor(actor, current.organiser, current.co_organisers)
-            event, warnings = domain.move_occurrence(session, utcnow(), event_id, values["recurrence_id"],
-                                                     values["start"], values["end"], force=force)
-            return self._result(event, warnings)
+            return command.run(session, lambda: self._result(*domain.move_occurrence(
+                session, utcnow(), event_id, values["recurrence_id"], values["start"], values["end"], force=force)))
 
     @rpc
-    def cancel_occurrence(self, event_id, payload, actor=None):
+    def cancel_occurrence(self, event_id, payload, actor=None, idempotency_key=None):
         actor = self.identity.actor(actor)  # refused before anything is read
+        command = Command("events.cancel_occurrence", actor, idempotency_key, event_id, payload)
         values = CancelOccurrence().load(payload)
         with self.db.session() as session:
             current = domain.get_event(session, event_id)
             domain.check_editor(actor, current.organiser, current.co_organisers)
-            return event_out.dump(domain.cancel_occurrence(session, utcnow(), event_id, values["recurrence_id"]))
+            return command.run(session, lambda: event_out.dump(
+                domain.cancel_occurrence(session, utcnow(), event_id, values["recurrence_id"])))
 
     @rpc
     def get_event(self, event_id, audience="public", actor=None):
@@ -147,14 +153,15 @@ class EventsService:
                 association=window["association"], visibilities=_visibilities(audience)))
 
     @rpc
-    def register(self, event_id, payload, actor=None):
+    def register(self, event_id, payload, actor=None, idempotency_key=None):
         actor = self.identity.actor(actor)  # refused before anything is read
+        command = Command("events.register", actor, idempotency_key, event_id, payload)
         values = registration_io.load(payload)
         values["staff_id"] = domain.check_registrant(actor, values["association"])
         known = self._known_associations()
         with self.db.session() as session:
-            registration = domain.register(session, utcnow(), event_id, known_associations=known, **values)
-            return registration_io.dump(registration)
+            return command.run(session, lambda: registration_io.dump(
+                domain.register(session, utcnow(), event_id, known_associations=known, **values)))
 
     @rpc
     def ical_feed(self, scope, value=None, audience="public"):

@@ -1,14 +1,13 @@
 """JSON API of the directory the staff pages need: which associations offer a service."""
 
-from nameko.rpc import RpcProxy
-
 from services.gateway.access import requires
+from services.gateway.calls import TimedRpcProxy
 from services.gateway.schemas import ServicesQuerySchema
 from services.gateway.web import api, json_response
 
 
 class DirectoryApi:
-    directory_rpc = RpcProxy("directory")  # the same proxy GatewayService declares; listed so the mixin stands alone
+    directory_rpc = TimedRpcProxy("directory")  # as GatewayService declares it; listed so the mixin stands alone
 
     @api("GET", "/api/directory/services")
     @requires(None)  # any signed-in staff member: the network's public offer, nothing personal

@@ -9,11 +9,11 @@ sees network-only events.
 
 from datetime import datetime, timedelta, timezone
 
-from nameko.rpc import RpcProxy
 from werkzeug.wrappers import Response
 
 from services.events.schemas import CancelOccurrence, CreateEvent, MoveOccurrence, RegistrationSchema, UpdateEvent
 from services.gateway.access import can, requires, signed_in_or_none
+from services.gateway.calls import TimedRpcProxy, idempotency_key
 from services.gateway.web import api, json_response, load_json, render, request_language
 from tansiq.contracts.events import EVENT_KINDS
 
@@ -39,8 +39,8 @@ def _ics(text, filename):
 
 
 class EventsApi:
-    events_rpc = RpcProxy("events")
-    directory_rpc = RpcProxy("directory")  # the same proxy GatewayService declares; listed so the mixin stands alone
+    events_rpc = TimedRpcProxy("events")
+    directory_rpc = TimedRpcProxy("directory")  # as GatewayService declares it; listed so the mixin stands alone
 
     # --- JSON API ---------------------------------------------------------------------------
 
@@ -63,36 +63,42 @@ class EventsApi:
     @requires("calendar.edit", "events")
     def events_create(self, request, actor):
         body = _json_body(request, CreateEvent())
-        return json_response(self.events_rpc.create_event(body, actor=actor, force=_force(request)), status=201)
+        return json_response(self.events_rpc.create_event(body, actor=actor, force=_force(request),
+                                                          idempotency_key=idempotency_key(request)), status=201)
 
     @api("PATCH", "/api/events/<string:event_id>")
     @requires("calendar.edit", "events")
     def events_update(self, request, actor, event_id):
         body = _json_body(request, UpdateEvent())
-        return json_response(self.events_rpc.update_event(event_id, body, actor=actor, force=_force(request)))
+        return json_response(self.events_rpc.update_event(event_id, body, actor=actor, force=_force(request),
+                                                          idempotency_key=idempotency_key(request)))
 
     @api("POST", "/api/events/<string:event_id>/cancel")
     @requires("calendar.edit", "events")
     def events_cancel(self, request, actor, event_id):
-        return json_response(self.events_rpc.cancel_event(event_id, actor=actor))
+        return json_response(self.events_rpc.cancel_event(event_id, actor=actor,
+                                                          idempotency_key=idempotency_key(request)))
 
     @api("POST", "/api/events/<string:event_id>/occurrences/move")
     @requires("calendar.edit", "events")
     def events_move_occurrence(self, request, actor, event_id):
         body = _json_body(request, MoveOccurrence())
-        return json_response(self.events_rpc.move_occurrence(event_id, body, actor=actor, force=_force(request)))
+        return json_response(self.events_rpc.move_occurrence(event_id, body, actor=actor, force=_force(request),
+                                                             idempotency_key=idempotency_key(request)))
 
     @api("POST", "/api/events/<string:event_id>/occurrences/cancel")
     @requires("calendar.edit", "events")
     def events_cancel_occurrence(self, request, actor, event_id):
         body = _json_body(request, CancelOccurrence())
-        return json_response(self.events_rpc.cancel_occurrence(event_id, body, actor=actor))
+        return json_response(self.events_rpc.cancel_occurrence(event_id, body, actor=actor,
+                                                               idempotency_key=idempotency_key(request)))
 
     @api("POST", "/api/events/<string:event_id>/registrations")
     @requires(None, "events")  # her own association registers (the events service checks)
     def events_register(self, request, actor, event_id):
         body = _json_body(request, RegistrationSchema())
-        return json_response(self.events_rpc.register(event_id, body, actor=actor), status=201)
+        return json_response(self.events_rpc.register(event_id, body, actor=actor,
+                                                      idempotency_key=idempotency_key(request)), status=201)
 
     @api("GET", "/api/venues")
     def events_venues(self, request):

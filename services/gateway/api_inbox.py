@@ -4,9 +4,8 @@ Every route acts for the signed-in staff member only: the staff id comes from th
 session (inside the signed actor assertion), never from the request, so nobody can read someone else's inbox.
 """
 
-from nameko.rpc import RpcProxy
-
 from services.gateway.access import requires
+from services.gateway.calls import TimedRpcProxy
 from services.gateway.web import LANGUAGES, api, json_response, load_json
 from services.notifications.schemas import PreferencesSchema
 
@@ -14,7 +13,7 @@ TRUE = ("1", "true", "yes")
 
 
 class InboxApi:
-    notifications_rpc = RpcProxy("notifications")
+    notifications_rpc = TimedRpcProxy("notifications")
 
     @api("GET", "/api/inbox")
     @requires("staff.self", "notifications")

@@ -6,9 +6,8 @@ may see what (the signed-in staff member travels with each call as a signed acto
 Each route declares its permission of the role matrix (services.gateway.access).
 """
 
-from nameko.rpc import RpcProxy
-
 from services.gateway.access import requires
+from services.gateway.calls import TimedRpcProxy, idempotency_key
 from services.gateway.web import api, json_response, load_json
 from services.intake.schemas import BeneficiarySchema, ConsentSchema, DuplicateDecisionSchema, SessionSchema
 
@@ -19,12 +18,13 @@ def _json_body(request, schema):
 
 
 class IntakeApi:
-    intake_rpc = RpcProxy("intake")
+    intake_rpc = TimedRpcProxy("intake")
 
     @api("POST", "/api/beneficiaries")
     @requires("cases.write", "intake")
     def intake_register(self, request, actor):
-        return json_response(self.intake_rpc.register_beneficiary(_json_body(request, BeneficiarySchema()), actor),
+        return json_response(self.intake_rpc.register_beneficiary(_json_body(request, BeneficiarySchema()), actor,
+                                                                   idempotency_key=idempotency_key(request)),
                              status=201)
 
     @api("GET", "/api/beneficiaries/<string:beneficiary_id>")
@@ -37,19 +37,22 @@ class IntakeApi:
     @api("POST", "/api/beneficiaries/<string:beneficiary_id>/sessions")
     @requires("cases.write", "intake")
     def intake_add_session(self, request, actor, beneficiary_id):
-        return json_response(self.intake_rpc.add_session(beneficiary_id, _json_body(request, SessionSchema()), actor),
+        return json_response(self.intake_rpc.add_session(beneficiary_id, _json_body(request, SessionSchema()), actor,
+                                                          idempotency_key=idempotency_key(request)),
                              status=201)
 
     @api("POST", "/api/beneficiaries/<string:beneficiary_id>/consents")
     @requires("cases.write", "intake")
     def intake_record_consent(self, request, actor, beneficiary_id):
         body = _json_body(request, ConsentSchema())
-        return json_response(self.intake_rpc.record_consent(beneficiary_id, body, actor), status=201)
+        return json_response(self.intake_rpc.record_consent(beneficiary_id, body, actor,
+                                                            idempotency_key=idempotency_key(request)), status=201)
 
     @api("POST", "/api/consents/<string:consent_id>/revoke")
     @requires("cases.write", "intake")
     def intake_revoke_consent(self, request, actor, consent_id):
-        return json_response(self.intake_rpc.revoke_consent(consent_id, actor))
+        return json_response(self.intake_rpc.revoke_consent(consent_id, actor,
+                                                            idempotency_key=idempotency_key(request)))
 
     @api("DELETE", "/api/beneficiaries/<string:beneficiary_id>")
     @requires("cases.erase", "intake")

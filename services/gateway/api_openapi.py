@@ -30,6 +30,7 @@ from services.events.schemas import (
     WallTime,
 )
 from services.gateway import schemas as gateway
+from services.gateway.calls import DEFAULT_TIMEOUT_S, IDEMPOTENCY_HEADER
 from services.gateway.web import (
     CSRF_HEADER,
     ERROR_STATUS,
@@ -55,6 +56,7 @@ from services.referrals.schemas import (
     TransitionSchema,
 )
 from tansiq import generated
+from tansiq.commands import KEY_MAX_LENGTH
 from tansiq.contracts.actor import roles_with
 from tansiq.contracts.events import EVENT_KINDS
 
@@ -93,16 +95,17 @@ WINDOW = [query("start", {"type": "string", "format": "date-time"}, "default: 7 
           query("city", {"type": "string"}), query("kind", {"type": "string", "enum": list(EVENT_KINDS)}),
           query("association", {"type": "string"}, "organiser or co-organiser slug")]
 
-def described(tag, summary, answer=(200, OBJECT), auth=STAFF, body=None, query=None, params=None):
+def described(tag, summary, answer=(200, OBJECT), auth=STAFF, body=None, query=None, params=None, command=False):
     """What a route's code does not say.
 
     answer: (status, component name | [component name] for an array | JSON schema | CALENDAR);
     auth: STAFF (a session is needed), OPTIONAL (signed in sees more) or PUBLIC;
     body: component name, or a list of them (one of); query: a marshmallow schema or parameter list;
-    params: extra JSON schema per path parameter (e.g. an enum).
+    params: extra JSON schema per path parameter (e.g. an enum);
+    command: it changes something, and takes an `Idempotency-Key` (tansiq.commands).
     """
     return {"tag": tag, "summary": summary, "answer": answer, "auth": auth, "body": body, "query": query,
-            "params": params or {}}
+            "params": params or {}, "command": command}
 
 
 # (METHOD, OpenAPI path) -> described(...)
@@ -121,21 +124,22 @@ ROUTES = {
         tag="session", answer=(200, "Staff"), summary="Deactivate a colleague (admin); her sessions end at once"),
     # intake
     ("POST", "/api/beneficiaries"): described(
-        tag="intake", body="BeneficiaryRegistration", answer=(201, "Registered"),
+        command=True, tag="intake", body="BeneficiaryRegistration", answer=(201, "Registered"),
         summary="Register a beneficiary and her first listening session; lists possible duplicates"),
     ("GET", "/api/beneficiaries/{beneficiary_id}"): described(
         tag="intake", answer=(200, OBJECT), summary="A beneficiary's record (her association only; audited)"),
     ("DELETE", "/api/beneficiaries/{beneficiary_id}"): described(
         tag="intake", answer=(200, OBJECT), summary="Erase a beneficiary's personal data (right to erasure)"),
     ("POST", "/api/beneficiaries/{beneficiary_id}/sessions"): described(
-        tag="intake", body="ListeningSession", answer=(201, OBJECT), summary="Add a listening session"),
+        command=True, tag="intake", body="ListeningSession", answer=(201, OBJECT), summary="Add a listening session"),
     ("POST", "/api/beneficiaries/{beneficiary_id}/consents"): described(
-        tag="intake", body="Consent", answer=(201, OBJECT), summary="Record her consent to share chosen fields"),
+        command=True, tag="intake", body="Consent", answer=(201, OBJECT),
+        summary="Record her consent to share chosen fields"),
     ("GET", "/api/beneficiaries/{beneficiary_id}/audit"): described(
         tag="intake", answer=(200, {"type": "array", "items": OBJECT}), summary="Who read or changed her record"),
     ("GET", "/api/beneficiaries/{beneficiary_id}/disclosures"): described(
         tag="intake", answer=(200, {"type": "array", "items": OBJECT}), summary="What was shared, with whom"),
-    ("POST", "/api/consents/{consent_id}/revoke"): described(tag="intake", answer=(200, OBJECT),
+    ("POST", "/api/consents/{consent_id}/revoke"): described(command=True, tag="intake", answer=(200, OBJECT),
                                                         summary="Revoke a consent"),
     ("POST", "/api/duplicates/{flag_id}"): described(tag="intake", body="DuplicateDecision", answer=(200, OBJECT),
                                                 summary="Decide whether a possible duplicate is the same woman"),
@@ -146,12 +150,13 @@ ROUTES = {
     # referrals
     ("GET", "/api/referrals"): described(tag="referrals", query=ListQuerySchema, answer=(200, ["Referral"]),
                                     summary="Referrals the association sent or received, overdue first"),
-    ("POST", "/api/referrals"): described(tag="referrals", body="CreateReferral", answer=(201, "Referral"),
-                                     summary="Refer a beneficiary to another association (needs her consent)"),
+    ("POST", "/api/referrals"): described(command=True, tag="referrals", body="CreateReferral",
+                                          answer=(201, "Referral"),
+                                          summary="Refer a beneficiary to another association (needs her consent)"),
     ("GET", "/api/referrals/{referral_id}"): described(tag="referrals", answer=(200, "Referral"),
                                                   summary="One referral, as the sender or the recipient sees it"),
     ("POST", "/api/referrals/{referral_id}/{action}"): described(
-        tag="referrals", body=["Transition", "Reroute"], answer=(200, "Referral"),
+        command=True, tag="referrals", body=["Transition", "Reroute"], answer=(200, "Referral"),
         params={"action": {"type": "string", "enum": list(ACTIONS)}},
         summary="Act on a referral: acknowledge, accept, decline (reason), start, complete (outcome), close, "
                 "withdraw, or reroute (201, a new referral)"),
@@ -160,21 +165,22 @@ ROUTES = {
     # events
     ("GET", "/api/events"): described(tag="events", auth=OPTIONAL, query=WINDOW, answer=(200, ["Occurrence"]),
                                  summary="Occurrences in a window (public ones, plus network ones when signed in)"),
-    ("POST", "/api/events"): described(tag="events", body="CreateEvent", query=[FORCE], answer=(201, "EventResult"),
-                                  summary="Create an event"),
+    ("POST", "/api/events"): described(command=True, tag="events", body="CreateEvent", query=[FORCE],
+                                       answer=(201, "EventResult"), summary="Create an event"),
     ("GET", "/api/events/{event_id}"): described(tag="events", auth=OPTIONAL, answer=(200, "Event"),
                                                  summary="One event"),
-    ("PATCH", "/api/events/{event_id}"): described(tag="events", body="UpdateEvent", query=[FORCE],
+    ("PATCH", "/api/events/{event_id}"): described(command=True, tag="events", body="UpdateEvent", query=[FORCE],
                                               answer=(200, "EventResult"), summary="Change an event"),
-    ("POST", "/api/events/{event_id}/cancel"): described(tag="events", answer=(200, "Event"),
+    ("POST", "/api/events/{event_id}/cancel"): described(command=True, tag="events", answer=(200, "Event"),
                                                          summary="Cancel an event"),
     ("POST", "/api/events/{event_id}/occurrences/move"): described(
-        tag="events", body="MoveOccurrence", query=[FORCE], answer=(200, "EventResult"),
+        command=True, tag="events", body="MoveOccurrence", query=[FORCE], answer=(200, "EventResult"),
         summary="Move one occurrence of a recurring event"),
     ("POST", "/api/events/{event_id}/occurrences/cancel"): described(
-        tag="events", body="CancelOccurrence", answer=(200, "Event"), summary="Cancel one occurrence"),
+        command=True, tag="events", body="CancelOccurrence", answer=(200, "Event"), summary="Cancel one occurrence"),
     ("POST", "/api/events/{event_id}/registrations"): described(
-        tag="events", body="Registration", answer=(201, "Registration"), summary="Register a participant or stand"),
+        command=True, tag="events", body="Registration", answer=(201, "Registration"),
+        summary="Register a participant or stand"),
     ("GET", "/api/venues"): described(tag="events", auth=PUBLIC, query=[query("city", {"type": "string"})],
                                  answer=(200, ["Venue"]), summary="Registered venues"),
     # iCalendar feeds: public events only, so calendar apps can subscribe without signing in
@@ -225,6 +231,14 @@ staff member's association and roles decide what she may see and do: each operat
 Every refused request answers `{{"error": {{"code", "message", "details"}}}}` with the status of its code:
 {chr(10).join(f"- `{code}`: {status}" for code, status in ERROR_STATUS.items())}
 - any other refusal: 400 (404/409/403 when it is a not-found, conflict or forbidden kind); `internal_error`: 500.
+
+Every change that creates or acts (the operations with an `{IDEMPOTENCY_HEADER}` parameter) may carry an
+`{IDEMPOTENCY_HEADER}` header: the owning service records it with the change, in the same transaction, and
+answers a repeat of the same request with the first answer (nothing is created twice); the same key with
+another request is refused 409 `idempotency_key_reused`. The web app sends one per form. A service that does
+not answer within the gateway's timeout (RPC_TIMEOUT_S, default {DEFAULT_TIMEOUT_S:g} s) gives 503
+`service_unavailable` with `Retry-After`; the request is not run later behind the caller's back, and retrying
+it with the same key is safe (it runs once, or answers what the first attempt did).
 
 Times are ISO 8601 in UTC; events also carry local wall times in their IANA zone (Africa/Casablanca).
 """
@@ -282,6 +296,8 @@ def operation(method, url, name, doc, info, permission=None):
           "parameters": [{"in": "path", "name": param, "required": True, "schema": {**schema, **info.get(
               "params", {}).get(param, {})}} for param, schema in types.items()]}
     extra = info.get("query") or []
+    if info.get("command"):
+        op["parameters"].append("IdempotencyKey")  # apispec: a component by name
     if isinstance(extra, list):
         op["parameters"] += extra
     else:
@@ -307,6 +323,10 @@ def operation(method, url, name, doc, info, permission=None):
         op["responses"]["403"] = {"$ref": "#/components/responses/Forbidden"}
     if body or (extra and not isinstance(extra, list)):
         op["responses"]["422"] = {"$ref": "#/components/responses/ValidationError"}
+    if info.get("command"):
+        op["responses"]["409"] = {"$ref": "#/components/responses/IdempotencyKeyReused"}
+    if path.startswith("/api/") and path != "/api/openapi.json":  # it calls a service
+        op["responses"]["503"] = {"$ref": "#/components/responses/Unavailable"}
     op["responses"]["default"] = {"$ref": "#/components/responses/Error"}
     op["security"] = {STAFF: [{"session": []}, {"bearer": []}], OPTIONAL: [{}, {"session": []}, {"bearer": []}],
                       PUBLIC: []}[auth]
@@ -333,6 +353,22 @@ def build(routes=None, permissions=None):
     spec.components.response("ValidationError", {
         "description": "validation_error: the body or query does not have the expected shape; "
                        "`details` has the messages per field", "content": error})
+    spec.components.response("IdempotencyKeyReused", {
+        "description": "idempotency_key_reused: this Idempotency-Key already carried out another request; "
+                       "idempotency_key_in_progress: another attempt with it got there first (send it again for "
+                       "its answer); or another conflict of the domain", "content": error})
+    spec.components.response("Unavailable", {
+        "description": f"service_unavailable: a service did not answer within RPC_TIMEOUT_S (default "
+                       f"{DEFAULT_TIMEOUT_S:g} s); retry after `Retry-After` seconds, with the same Idempotency-Key",
+        "headers": {"Retry-After": {"schema": {"type": "integer"}, "description": "seconds"}}, "content": error})
+    spec.components.parameter("IdempotencyKey", "header", {
+        "name": IDEMPOTENCY_HEADER, "required": False, "schema": {"type": "string", "minLength": 1,
+                                                                  "maxLength": KEY_MAX_LENGTH,
+                                                                  "pattern": "^[!-~]+$"},
+        "description": "A key of the client's choice (e.g. a UUID) for this one change. Sent again with the same "
+                       "request (after a timeout, a 503, a lost connection), the change is made once and the first "
+                       "answer is repeated; with another request it is refused 409 idempotency_key_reused. "
+                       "Kept 24 hours, per staff member and operation."})
     paths = {}
     permissions = route_permissions() if permissions is None else permissions
     for method, url, name, doc in routes if routes is not None else gateway_routes():

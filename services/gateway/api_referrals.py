@@ -5,9 +5,8 @@ service validates again and decides who may do what with the signed-in staff mem
 assertion meant for referrals and for intake, to which referrals forwards it).
 """
 
-from nameko.rpc import RpcProxy
-
 from services.gateway.access import requires
+from services.gateway.calls import TimedRpcProxy, idempotency_key
 from services.gateway.web import api, json_response, load_json
 from services.referrals.schemas import (
     ActionSchema,
@@ -22,7 +21,7 @@ NO_STORE = {"Cache-Control": "no-store"}  # a received referral carries personal
 
 
 class ReferralsApi:
-    referrals_rpc = RpcProxy("referrals")
+    referrals_rpc = TimedRpcProxy("referrals")
 
     @api("GET", "/api/referrals")
     @requires("referrals.read", "referrals")
@@ -35,7 +34,8 @@ class ReferralsApi:
     @requires("referrals.act", "referrals", "intake")
     def referrals_create(self, request, actor):
         body = CreateReferralSchema().dump(load_json(request, CreateReferralSchema()))
-        return json_response(self.referrals_rpc.create_referral(body, actor), status=201)
+        return json_response(self.referrals_rpc.create_referral(body, actor, idempotency_key=idempotency_key(request)),
+                             status=201)
 
     @api("GET", "/api/referrals/<string:referral_id>")
     @requires("referrals.read", "referrals")
@@ -48,9 +48,11 @@ class ReferralsApi:
         action = ActionSchema().load({"action": action})["action"]
         if action == "reroute":
             body = RerouteSchema().dump(load_json(request, RerouteSchema()))
-            return json_response(self.referrals_rpc.reroute(referral_id, body, actor), status=201)
+            return json_response(self.referrals_rpc.reroute(referral_id, body, actor,
+                                                            idempotency_key=idempotency_key(request)), status=201)
         body = TransitionSchema().dump(load_json(request, TransitionSchema()))
-        return json_response(self.referrals_rpc.transition(referral_id, action, body, actor))
+        return json_response(self.referrals_rpc.transition(referral_id, action, body, actor,
+                                                            idempotency_key=idempotency_key(request)))
 
     @api("POST", "/api/holidays")
     @requires("deadlines.manage", "referrals")

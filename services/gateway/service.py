@@ -3,8 +3,6 @@
 Each area's routes live in an `api_<area>.py` mixin; this class puts them together.
 """
 
-from nameko.rpc import RpcProxy
-
 from services.gateway.access import requires
 from services.gateway.api_directory import DirectoryApi
 from services.gateway.api_events import EventsApi
@@ -14,6 +12,7 @@ from services.gateway.api_openapi import OpenApiDocument
 from services.gateway.api_pages import PagesApi
 from services.gateway.api_referrals import ReferralsApi
 from services.gateway.api_webapp import WebAppPages
+from services.gateway.calls import TimedRpcProxy
 from services.gateway.schemas import LoginSchema, PasswordChangeSchema
 from services.gateway.web import (
     CSRF_HEADER,
@@ -39,7 +38,7 @@ class GatewayService(PagesApi, WebAppPages, IntakeApi, ReferralsApi, EventsApi, 
     name = "gateway"
     sessions = Sessions()
     identity = ActorSigning()  # signs the actor assertion each RPC acting for a staff member carries
-    directory_rpc = RpcProxy("directory")
+    directory_rpc = TimedRpcProxy("directory")
     # Start once the directory (every sign-in) is up; a call to another service that is not up
     # yet is answered 503 service_unavailable (tansiq.runner waits for all called services otherwise).
     waits_for = ("directory",)

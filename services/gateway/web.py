@@ -69,7 +69,7 @@ def response_for(exc):
     if isinstance(exc, DomainError):
         status = ERROR_STATUS.get(exc.code) or CLASS_STATUS.get(type(exc).__name__, 400)
         response = error_body(exc.code, exc.message, exc.details, status=status)
-        if status == 429 and "retry_after" in exc.details:
+        if status in (429, 503) and "retry_after" in exc.details:
             response.headers["Retry-After"] = str(exc.details["retry_after"])
         return response
     if isinstance(exc, RemoteError):
@@ -120,8 +120,11 @@ class Sessions(DependencyProvider):
     rpc_reply_listener = ReplyListener()  # what nameko's RpcProxy uses (a provider cannot nest an RpcProxy)
 
     def setup(self):
+        from services.gateway.calls import DEFAULT_TIMEOUT_S, TIMEOUT_KEY
+
         config = self.container.config
         self.secure_cookies = secure_cookies(config)
+        self.rpc_timeout = float(config.get(TIMEOUT_KEY, DEFAULT_TIMEOUT_S))
         _active[0] = self  # one gateway service per process: lets routes call current_staff(request)
 
     def worker_setup(self, worker_ctx):
@@ -134,7 +137,10 @@ class Sessions(DependencyProvider):
         return self
 
     def directory_for_worker(self):
-        return ServiceProxy(_worker.ctx, "directory", self.rpc_reply_listener)
+        from services.gateway.calls import TimedServiceProxy  # bounded like every other call (503, Retry-After)
+
+        return TimedServiceProxy(ServiceProxy(_worker.ctx, "directory", self.rpc_reply_listener,
+                                              expiration=self.rpc_timeout), self.rpc_timeout)
 
     def staff(self, request):
         known = request.environ.get("tansiq.staff")

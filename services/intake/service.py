@@ -10,6 +10,7 @@ from nameko.rpc import RpcProxy, rpc
 
 from services.intake import domain
 from services.intake.schemas import BeneficiarySchema, ConsentSchema, SessionSchema, ShareSchema
+from tansiq.commands import Command
 from tansiq.crypto import MasterKey
 from tansiq.db import Database
 from tansiq.envelope import utcnow
@@ -40,10 +41,12 @@ class IntakeService:
             raise
 
     @rpc
-    def register_beneficiary(self, payload, actor):
+    def register_beneficiary(self, payload, actor, idempotency_key=None):
         data, actor = load_request(BeneficiarySchema(), payload), self.identity.actor(actor)
+        command = Command("intake.register_beneficiary", actor, idempotency_key, payload)
         with self.db.session() as session:
-            return domain.register_beneficiary(session, self.keyring, data, actor, utcnow())
+            return command.run(session, lambda: domain.register_beneficiary(session, self.keyring, data, actor,
+                                                                            utcnow()))
 
     @rpc
     def get_beneficiary(self, beneficiary_id, actor):
@@ -52,21 +55,26 @@ class IntakeService:
             return domain.get_beneficiary(session, self.keyring, beneficiary_id, actor, utcnow())
 
     @rpc
-    def add_session(self, beneficiary_id, payload, actor):
+    def add_session(self, beneficiary_id, payload, actor, idempotency_key=None):
         data, actor = load_request(SessionSchema(), payload), self.identity.actor(actor)
+        command = Command("intake.add_session", actor, idempotency_key, beneficiary_id, payload)
         with self.guarded(beneficiary_id, actor, "add_session") as session:
-            return domain.add_session(session, self.keyring, beneficiary_id, data, actor, utcnow())
+            return command.run(session, lambda: domain.add_session(session, self.keyring, beneficiary_id, data, actor,
+                                                                   utcnow()))
 
     @rpc
-    def record_consent(self, beneficiary_id, payload, actor):
+    def record_consent(self, beneficiary_id, payload, actor, idempotency_key=None):
         data, actor = load_request(ConsentSchema(), payload), self.identity.actor(actor)
+        command = Command("intake.record_consent", actor, idempotency_key, beneficiary_id, payload)
         with self.guarded(beneficiary_id, actor, "record_consent") as session:
-            return domain.record_consent(session, beneficiary_id, data, actor, utcnow())
+            return command.run(session, lambda: domain.record_consent(session, beneficiary_id, data, actor, utcnow()))
 
     @rpc
-    def revoke_consent(self, consent_id, actor):
+    def revoke_consent(self, consent_id, actor, idempotency_key=None):
+        actor = self.identity.actor(actor)
+        command = Command("intake.revoke_consent", actor, idempotency_key, consent_id)
         with self.db.session() as session:
-            return domain.revoke_consent(session, consent_id, self.identity.actor(actor), utcnow())
+            return command.run(session, lambda: domain.revoke_consent(session, consent_id, actor, utcnow()))
 
     @rpc
     def prepare_referral_share(self, beneficiary_id, recipient_association, category, fields, actor,

@@ -21,6 +21,7 @@ from services.referrals.schemas import (
     RerouteSchema,
     TransitionSchema,
 )
+from tansiq.commands import Command
 from tansiq.crypto import MasterKey
 from tansiq.db import Database
 from tansiq.envelope import utcnow
@@ -51,9 +52,13 @@ class ReferralsService:
     # --- staff, through the gateway ---
 
     @rpc(expected_exceptions=DomainError)
-    def create_referral(self, payload, actor):
+    def create_referral(self, payload, actor, idempotency_key=None):
         assertion, actor = actor, self.identity.actor(actor)
         data = load_request(CreateReferralSchema(), payload)
+        command = Command("referrals.create_referral", actor, idempotency_key, payload)
+        done, first = command.already_done(self.db)  # before intake is asked to hand out data again
+        if done:
+            return first
         recipient = self._recipient(data["to_association"], data["service_category"])
         domain.check_can_create(actor, data["to_association"], data["service_category"], recipient["recipient_offers"])
         sender = self.directory.get_association(actor.association)
@@ -63,32 +68,41 @@ class ReferralsService:
                             data["fields"], data["override_reason"], seal_for)
         now = utcnow()
         with self.db.session() as session:
-            referral = domain.create_referral(
-                session, now, actor, self.keyring, beneficiary_id=data["beneficiary_id"],
-                to_association=data["to_association"], service_category=data["service_category"],
-                service_id=data["service_id"], reason=data["reason"], urgency=data["urgency"], share=share,
-                note=data["note"], from_integration=sender.get("integration", "tansiq"), referral_id=referral_id,
-                **recipient)
-            return referral_out.dump(domain.view(referral, actor, now, self.keyring))
+            def create():
+                referral = domain.create_referral(
+                    session, now, actor, self.keyring, beneficiary_id=data["beneficiary_id"],
+                    to_association=data["to_association"], service_category=data["service_category"],
+                    service_id=data["service_id"], reason=data["reason"], urgency=data["urgency"], share=share,
+                    note=data["note"], from_integration=sender.get("integration", "tansiq"), referral_id=referral_id,
+                    **recipient)
+                return referral_out.dump(domain.view(referral, actor, now, self.keyring))
+            return command.run(session, create)
 
     @rpc(expected_exceptions=DomainError)
-    def transition(self, referral_id, action, payload, actor):
+    def transition(self, referral_id, action, payload, actor, idempotency_key=None):
         if action == "reroute":
-            return self.reroute(referral_id, payload, actor)
+            return self.reroute(referral_id, payload, actor, idempotency_key=idempotency_key)
         actor = self.identity.actor(actor)
         data = load_request(TransitionSchema(), payload)
+        command = Command("referrals.transition", actor, idempotency_key, referral_id, action, payload)
         now = utcnow()
         with self.db.session() as session:
-            referral = domain.transition(session, now, actor, referral_id, action, reason=data["reason"],
-                                         outcome=data["outcome"], note=data["note"],
-                                         retention_days=self._retention_days())
-            return referral_out.dump(domain.view(referral, actor, now, self.keyring))
+            def act():
+                referral = domain.transition(session, now, actor, referral_id, action, reason=data["reason"],
+                                             outcome=data["outcome"], note=data["note"],
+                                             retention_days=self._retention_days())
+                return referral_out.dump(domain.view(referral, actor, now, self.keyring))
+            return command.run(session, act)
 
     @rpc(expected_exceptions=DomainError)
-    def reroute(self, referral_id, payload, actor):
+    def reroute(self, referral_id, payload, actor, idempotency_key=None):
         assertion, actor = actor, self.identity.actor(actor)
         data = load_request(RerouteSchema(), payload)
+        command = Command("referrals.reroute", actor, idempotency_key, referral_id, payload)
         with self.db.session() as session:  # refuse before intake hands out any data
+            done, first = command.first_result(session)
+            if done:
+                return first
             old = domain.check_can_reroute(session, referral_id, actor, data["to_association"])
             beneficiary_id, fields = old.beneficiary_id, data["fields"] or list(old.shared_fields)
             category = data["service_category"] or old.service_category
@@ -99,11 +113,13 @@ class ReferralsService:
                             data["override_reason"], self._seal_for(new_id, data["to_association"], recipient))
         now = utcnow()
         with self.db.session() as session:
-            new = domain.reroute(
-                session, now, actor, self.keyring, referral_id, to_association=data["to_association"], share=share,
-                service_category=category, service_id=data["service_id"], reason=data["reason"],
-                urgency=data["urgency"], note=data["note"], new_referral_id=new_id, **recipient)
-            return referral_out.dump(domain.view(new, actor, now, self.keyring))
+            def reroute():
+                new = domain.reroute(
+                    session, now, actor, self.keyring, referral_id, to_association=data["to_association"], share=share,
+                    service_category=category, service_id=data["service_id"], reason=data["reason"],
+                    urgency=data["urgency"], note=data["note"], new_referral_id=new_id, **recipient)
+                return referral_out.dump(domain.view(new, actor, now, self.keyring))
+            return command.run(session, reroute)
 
     @rpc(expected_exceptions=DomainError)
     def get_referral(self, referral_id, actor):

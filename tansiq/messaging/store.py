@@ -50,3 +50,20 @@ class InboxMessage(MessagingBase):
     message_id: Mapped[str] = mapped_column(String(64))
     type: Mapped[str] = mapped_column(String(120))
     processed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class CommandKey(MessagingBase):
+    """A command already carried out under an idempotency key, with its first result (tansiq.commands).
+
+    Written in the same transaction as the command's effect: either both exist or neither."""
+
+    __tablename__ = "command_keys"
+    __table_args__ = (UniqueConstraint("scope", "command", "key", name="uq_command_keys_scope_command_key"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    scope: Mapped[str] = mapped_column(String(200))  # who may reuse the key: the actor inside her association
+    command: Mapped[str] = mapped_column(String(120))
+    key: Mapped[str] = mapped_column(String(200))  # a hash of the key (hex), never the key itself
+    fingerprint: Mapped[str] = mapped_column(String(64))  # sha256 of the request: same key, other request -> refused
+    result: Mapped[str] = mapped_column(Text)  # encrypted under another hash of the key: no copy in clear
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)

@@ -17,9 +17,10 @@ from sqlalchemy import MetaData, insert, select, text
 from tansiq import migrations
 from tansiq.db import make_engine
 from tansiq.envelope import utcnow
-from tansiq.messaging.store import OutboxMessage, messaging_metadata
+from tansiq.messaging.store import InboxMessage, OutboxMessage, messaging_metadata
 
-SHARED_REVISION = "habits_0001"
+SHARED_BRANCH_BASE = "habits_0001"
+SHARED_REVISION = "idempotent_0001"  # the head of the shared branch
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -75,7 +76,7 @@ def test_a_database_from_before_the_shared_branch_upgrades_in_place(service, dat
     # What the old initial migration left: the service's tables, the outbox and inbox, one revision recorded.
     migrations.upgrade(service, database_url, revision=service_head(service))
     engine = make_engine(database_url)
-    messaging_metadata.create_all(engine)
+    messaging_metadata.create_all(engine, tables=[OutboxMessage.__table__, InboxMessage.__table__])
     with engine.begin() as connection:
         connection.execute(insert(OutboxMessage.__table__).values(
             message_id="kept", type="t.v1", exchange="x", routing_key="t.v1", body="{}", state="pending",
@@ -96,7 +97,7 @@ def test_every_service_history_has_exactly_its_branch_and_the_shared_one():
         scripts = ScriptDirectory.from_config(migrations.alembic_config(service, "sqlite://"))
         heads = set(scripts.get_heads())
         assert heads == {service_head(service), SHARED_REVISION}, service
-        assert migrations.MESSAGING_BRANCH in scripts.get_revision(SHARED_REVISION).branch_labels
+        assert migrations.MESSAGING_BRANCH in scripts.get_revision(SHARED_BRANCH_BASE).branch_labels
 
 
 def test_no_service_migration_creates_the_outbox_or_inbox():

@@ -10,21 +10,37 @@
   var csrfNode = document.querySelector("meta[name=csrf-token]");
   var csrf = csrfNode ? csrfNode.getAttribute("content") : "";
 
+  // Every change carries an Idempotency-Key: the same form sent again with the same content (after a
+  // timeout, a 503, a lost connection) reuses its key, so the server runs it once and answers with the
+  // first result. A new key once it succeeded. Kept in memory only: the body may hold personal data.
+  var pendingKeys = {};
+
+  function newKey() {
+    if (window.crypto && window.crypto.randomUUID) { return window.crypto.randomUUID(); }
+    var bytes = new Uint8Array(16);
+    window.crypto.getRandomValues(bytes);
+    return Array.prototype.map.call(bytes, function (b) { return ("0" + b.toString(16)).slice(-2); }).join("");
+  }
+
   function api(method, url, body) {
     var headers = { Accept: "application/json" };
+    var payload = method === "GET" ? undefined : JSON.stringify(body === undefined ? {} : body);
+    var attempt = method + " " + url + " " + payload;
     if (method !== "GET") {
       headers["Content-Type"] = "application/json";
       if (csrf) { headers["X-CSRF-Token"] = csrf; }
+      headers["Idempotency-Key"] = pendingKeys[attempt] = pendingKeys[attempt] || newKey();
     }
     return fetch(url, {
       method: method,
       credentials: "same-origin",
       headers: headers,
-      body: method === "GET" ? undefined : JSON.stringify(body === undefined ? {} : body)
+      body: payload
     }).then(function (response) {
       return response.text().then(function (text) {
         var data = null;
         try { data = text ? JSON.parse(text) : null; } catch (e) { data = null; }
+        if (response.ok) { delete pendingKeys[attempt]; }
         if (!response.ok) {
           var error = (data && data.error) || { code: "http_" + response.status, message: response.statusText };
           error.status = response.status;

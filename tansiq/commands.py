@@ -1,0 +1,190 @@
+"""Exactly-once commands: an idempotency key recorded with the command's effect, a repeat answered from it.
+
+nameko acks an RPC request only after replying, so a worker that committed and died runs the command
+again on redelivery; a client that saw a timeout retries. Every command entrypoint therefore takes an
+optional `idempotency_key` (the gateway passes the `Idempotency-Key` header or the key a page generated
+for its form) and goes through `Command`:
+
+    command = Command("intake.register_beneficiary", actor, idempotency_key, payload)
+    with self.db.session() as session:
+        return command.run(session, lambda: domain.register_beneficiary(session, ...))
+
+The key is scoped by the actor inside her association and by the command name; the row (key, request
+fingerprint, first result) is written in the SAME transaction as the effect, so both exist or neither.
+A first result may hold personal data (a referral's shared fields): the row keeps no copy in clear.
+It stores a hash of the key, and the result encrypted (AES-GCM) under another hash of it, so only a
+caller who holds the key itself can have it back; clients use random keys (the web app: UUIDs).
+A repeat with the same request gets the first result; the same key with another request is refused
+(409 `idempotency_key_reused`). Two attempts racing each other: the unique key refuses the second one
+(409 `idempotency_key_in_progress`), its effect is rolled back, and its retry finds the first result.
+Keys are forgotten after COMMAND_KEY_TTL_H hours (24 by default) by `CommandKeyJanitor`, which every
+`tansiq.db.Database` brings along.
+"""
+
+import base64
+import hashlib
+import hmac
+import logging
+import os
+from datetime import timedelta
+
+import eventlet
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from kombu.utils import json as wire_json
+from nameko.extensions import SharedExtension
+from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError
+
+from tansiq.envelope import utcnow
+from tansiq.errors import Conflict, DomainError
+from tansiq.messaging.store import CommandKey
+
+log = logging.getLogger(__name__)
+
+TTL_KEY, DEFAULT_TTL_H = "COMMAND_KEY_TTL_H", 24
+SWEEP_SECONDS = 3600
+KEY_MAX_LENGTH = 200
+KEY_REUSED = "idempotency_key_reused"  # a Conflict (409): the key was used for another request
+IN_PROGRESS = "idempotency_key_in_progress"  # a Conflict (409): another attempt with this key committed first
+
+
+def fingerprint(request, secret):
+    """What makes two attempts the same request: an HMAC of its canonical JSON (keyed, since the request
+    may hold a phone number that a plain hash would let anyone reading the table guess)."""
+    content = wire_json.dumps(request, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hmac.new(secret, content.encode("utf-8", "surrogatepass"), hashlib.sha256).hexdigest()
+
+
+def scope_of(actor):
+    """Whose keys these are: one staff member (or partner system) inside her association."""
+    if actor is None:
+        return "-"
+    return f"{actor.association}/{actor.id or '-'}"
+
+
+def check_key(key):
+    """None, or a key of 1 to KEY_MAX_LENGTH visible ASCII characters (else 400 invalid_request)."""
+    if key is None:
+        return None
+    if not isinstance(key, str) or not 0 < len(key) <= KEY_MAX_LENGTH or not all(33 <= ord(c) < 127 for c in key):
+        raise DomainError(f"an idempotency key is 1 to {KEY_MAX_LENGTH} visible ASCII characters",
+                          code="invalid_request", details={"field": "Idempotency-Key"})
+    return key
+
+
+def _derive(purpose, *parts):
+    return hashlib.sha256("\n".join(["tansiq.commands", purpose, *parts]).encode("utf-8")).digest()
+
+
+class Command:
+    """One attempt at a command: `name`, who asks (`actor`), her key (None: no protection), the request."""
+
+    def __init__(self, name, actor, key, *request):
+        self.name, key = name, check_key(key)
+        self.scope = scope_of(actor)
+        self.key = self.fingerprint = None
+        if key is not None:
+            self.key = _derive("lookup", self.scope, name, key).hex()  # what the table holds of the key
+            self._result_key = _derive("result", self.scope, name, key)
+            self.fingerprint = fingerprint([name, *request], _derive("fingerprint", self.scope, name, key))
+
+    def _seal(self, result):
+        nonce = os.urandom(12)
+        sealed = AESGCM(self._result_key).encrypt(nonce, wire_json.dumps(result).encode("utf-8"), self.key.encode())
+        return base64.b64encode(nonce + sealed).decode("ascii")
+
+    def _open(self, stored):
+        token = base64.b64decode(stored)
+        try:
+            return wire_json.loads(AESGCM(self._result_key).decrypt(token[:12], token[12:], self.key.encode()))
+        except InvalidTag:  # cannot happen with the key that sealed it; never answer someone else's result
+            raise Conflict("this Idempotency-Key does not open its first result", code=KEY_REUSED,
+                           details={"command": self.name}) from None
+
+    def first_result(self, session):
+        """(True, result) if this key already carried out this request; (False, None) if it is new.
+
+        Raises Conflict (KEY_REUSED) if the key carried out another request."""
+        if self.key is None:
+            return False, None
+        row = session.scalar(select(CommandKey).where(CommandKey.scope == self.scope, CommandKey.command == self.name,
+                                                      CommandKey.key == self.key))
+        if row is None:
+            return False, None
+        if row.fingerprint != self.fingerprint:
+            raise Conflict(f"this Idempotency-Key was already used for another {self.name} request",
+                           code=KEY_REUSED, details={"command": self.name})
+        return True, self._open(row.result)
+
+    def record(self, session, result):
+        """Keep `result` as this key's answer, in `session`'s transaction (the one holding the effect)."""
+        if self.key is not None:
+            session.flush()  # the effect's own constraints fail here, not as a key conflict
+            session.add(CommandKey(scope=self.scope, command=self.name, key=self.key, fingerprint=self.fingerprint,
+                                   result=self._seal(result)))
+            try:
+                session.flush()
+            except IntegrityError:
+                # A racing attempt with this key got there first: this one's effect must roll back with it.
+                raise Conflict("another attempt with this Idempotency-Key was carried out first; send it again "
+                               "for its answer", code=IN_PROGRESS, details={"command": self.name, "retry_after": 1}
+                               ) from None
+        # What the caller gets is what a repeat will get: the result as it travels, not as it was built.
+        return wire_json.loads(wire_json.dumps(result))
+
+    def run(self, session, work):
+        """The first result if this key already ran; else `work()`, recorded with its effect in `session`."""
+        done, result = self.first_result(session)
+        if done:
+            return result
+        return self.record(session, work())
+
+    def already_done(self, db):
+        """For commands that call other services before their unit of work: look first, in a short one."""
+        if self.key is None:
+            return False, None
+        with db.session() as session:
+            return self.first_result(session)
+
+
+def forget_expired(session, now, ttl_hours=DEFAULT_TTL_H):
+    """Delete keys older than `ttl_hours`; returns how many."""
+    result = session.execute(delete(CommandKey).where(CommandKey.created_at < now - timedelta(hours=ttl_hours)))
+    return result.rowcount or 0
+
+
+class CommandKeyJanitor(SharedExtension):
+    """Forgets expired idempotency keys, hourly, in the service's database (a sub-extension of Database)."""
+
+    engine = None  # set by the Database provider that owns this janitor
+
+    def setup(self):
+        self.ttl_hours = float(self.container.config.get(TTL_KEY, DEFAULT_TTL_H))
+        self._running = False
+
+    def start(self):
+        self._running = True
+        self.container.spawn_managed_thread(self._run, identifier="command-key-janitor")
+
+    def sweep(self):
+        from tansiq.db import session_scope  # not at import time: tansiq.db brings this janitor along
+
+        with session_scope(self.engine) as session:
+            return forget_expired(session, utcnow(), self.ttl_hours)
+
+    def _run(self):
+        while self._running:
+            try:
+                count = self.sweep()
+                if count:
+                    log.info("forgot %d expired idempotency key(s)", count)
+            except Exception as exc:  # noqa: BLE001 - database busy or down: try again next time
+                log.warning("idempotency key sweep failed: %s", exc)
+            eventlet.sleep(SWEEP_SECONDS)
+
+    def stop(self):
+        self._running = False
+
+    def kill(self):
+        self._running = False
