@@ -67,6 +67,8 @@ class RegisteredSchema(Schema):
 
     id = fields.String()
     possible_duplicates = fields.List(fields.Nested(DuplicateSchema))
+    # Kinds of value (phone, name, skeleton) found on too many records to mean anything: not flagged.
+    shared_values = fields.List(fields.String())
 
 
 class InboxEntrySchema(InboxItemSchema):

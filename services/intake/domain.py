@@ -57,7 +57,7 @@ def register_beneficiary(session, keyring, data, actor, now):
     listening = _add_session(session, beneficiary, cipher, data, actor, now)
 
     indexes = _blind_indexes(keyring, data)
-    duplicates = _find_duplicates(session, actor.association, beneficiary_id, indexes)
+    duplicates, shared_values = _find_duplicates(session, actor.association, beneficiary_id, indexes)
     session.add_all(BlindIndex(beneficiary_id=beneficiary_id, association=actor.association, kind=kind, value=value)
                     for kind, value in indexes)
     for other_id, reasons in duplicates.items():
@@ -70,7 +70,8 @@ def register_beneficiary(session, keyring, data, actor, now):
         "possible_duplicate_of": sorted(duplicates),
     }))
     return {"id": beneficiary_id, "session_id": listening.id,
-            "possible_duplicates": [{"id": other, "reasons": reasons} for other, reasons in sorted(duplicates.items())]}
+            "possible_duplicates": [{"id": other, "reasons": reasons} for other, reasons in sorted(duplicates.items())],
+            "shared_values": shared_values}
 
 
 def _blank_to_none(value):
@@ -99,25 +100,48 @@ def _blind_indexes(keyring, data):
     return sorted({(kind, keyring.blind_index(kind, value)) for kind, value in values})
 
 
+# A value on more than this many earlier records of the association (its own phone number, a
+# very common name) says nothing about who she is: it stops producing flags and is reported once,
+# in the answer's `shared_values`, instead of flagging every record that carries it.
+SHARED_VALUE_LIMIT = 10
+# Kinds that can make two records candidates; birth date/year only confirm or contradict a name.
+MATCHING_KINDS = ("phone", "name", "skeleton")
+BIRTH_KINDS = ("birth_date", "birth_year")
+
+
 def _find_duplicates(session, association, beneficiary_id, indexes):
-    """{other_id: [reasons]} for earlier records of the same association that may be the same woman.
+    """({other_id: [reasons]}, [shared kinds]) for earlier records of the association that may be her.
 
     Same phone is enough; a same name (exact or cross-script skeleton) needs the birth date or year
     not to contradict it. Scoped to the association: another association's records are not hers to see.
+    Each value is looked up through ix_blind_index_lookup (association, kind, value) and read at most
+    SHARED_VALUE_LIMIT + 1 rows deep, so the cost does not grow with the association's records.
     """
-    if not indexes:
-        return {}
-    rows = session.execute(
-        select(BlindIndex.beneficiary_id, BlindIndex.kind, BlindIndex.value).where(
-            BlindIndex.association == association, BlindIndex.beneficiary_id != beneficiary_id,
-        )
-    ).all()
     mine = {}
     for kind, value in indexes:
         mine.setdefault(kind, set()).add(value)
-    theirs = {}
-    for other, kind, value in rows:
-        theirs.setdefault(other, {}).setdefault(kind, set()).add(value)
+    theirs, shared = {}, set()
+    for kind, value in indexes:
+        if kind not in MATCHING_KINDS:
+            continue
+        others = session.scalars(
+            select(BlindIndex.beneficiary_id).where(
+                BlindIndex.association == association, BlindIndex.kind == kind, BlindIndex.value == value,
+                BlindIndex.beneficiary_id != beneficiary_id,
+            ).limit(SHARED_VALUE_LIMIT + 1)
+        ).all()
+        if len(others) > SHARED_VALUE_LIMIT:
+            shared.add(kind)
+            continue
+        for other in others:
+            theirs.setdefault(other, {}).setdefault(kind, set()).add(value)
+    if theirs and mine.keys() & set(BIRTH_KINDS):
+        births = session.execute(
+            select(BlindIndex.beneficiary_id, BlindIndex.kind, BlindIndex.value).where(
+                BlindIndex.beneficiary_id.in_(sorted(theirs)), BlindIndex.kind.in_(BIRTH_KINDS))
+        ).all()
+        for other, kind, value in births:
+            theirs[other].setdefault(kind, set()).add(value)
     found = {}
     for other, kinds in theirs.items():
         same = {kind for kind in mine if mine[kind] & kinds.get(kind, set())}
@@ -134,7 +158,7 @@ def _find_duplicates(session, association, beneficiary_id, indexes):
                 reasons.append("same_birth_year")
         if reasons:
             found[other] = reasons
-    return found
+    return found, sorted(shared)
 
 
 def list_duplicate_flags(session, beneficiary_id, actor, now, *, permission="cases.read"):
