@@ -20,10 +20,10 @@ class InboxApi:
     @requires("staff.self", "notifications")
     def inbox_list(self, request, actor):
         unread_only = request.args.get("unread", "").lower() in TRUE
-        limit = request.args.get("limit", 50, type=int)
         language = request.args.get("lang") if request.args.get("lang") in LANGUAGES else None
-        items = self.notifications_rpc.inbox(actor, unread_only=unread_only, limit=limit, language=language)
-        return json_response({"items": items}, headers={"Cache-Control": "no-store"})
+        page = self.notifications_rpc.inbox(actor, unread_only=unread_only, limit=request.args.get("limit"),
+                                            language=language, cursor=request.args.get("cursor"), paged=True)
+        return json_response(page, headers={"Cache-Control": "no-store"})
 
     @api("GET", "/api/inbox/unread-count")
     @requires("staff.self", "notifications")

@@ -54,7 +54,7 @@ from services.referrals.schemas import (
     RerouteSchema,
     TransitionSchema,
 )
-from tansiq import generated
+from tansiq import generated, paging
 from tansiq.contracts.actor import roles_with
 from tansiq.contracts.events import EVENT_KINDS
 
@@ -87,6 +87,10 @@ def query(name, schema, description=""):
     return {"in": "query", "name": name, "required": False, "schema": schema, "description": description}
 
 
+# Cursor paging of lists (tansiq.paging): the answer's `next` is the `cursor` of the following page.
+PAGING = [query("limit", {"type": "integer", "minimum": 1, "maximum": paging.MAX_LIMIT, "default": paging.DEFAULT_LIMIT},
+                "page size; above the maximum the request is refused (400 invalid_request)"),
+          query("cursor", {"type": "string"}, "the `next` of the previous page; refused on another list")]
 FORCE = query("force", {"type": "string", "enum": ["1", "true", "yes"]}, "save despite venue/time clash warnings")
 WINDOW = [query("start", {"type": "string", "format": "date-time"}, "default: 7 days ago"),
           query("end", {"type": "string", "format": "date-time"}, "default: in 62 days"),
@@ -187,7 +191,7 @@ ROUTES = {
     # inbox
     ("GET", "/api/inbox"): described(tag="inbox", answer=(200, "InboxList"), summary="The signed-in staff member's inbox",
                                 query=[query("unread", {"type": "string", "enum": ["1", "true", "yes"]}),
-                                       query("limit", {"type": "integer", "default": 50}),
+                                       *PAGING,
                                        query("lang", {"type": "string", "enum": ["ar", "fr", "en"]})]),
     ("GET", "/api/inbox/unread-count"): described(tag="inbox", answer=(200, "UnreadCount"), summary="Unread items"),
     ("POST", "/api/inbox/{item_id}/read"): described(tag="inbox", answer=(200, "InboxEntry"), summary="Mark one read"),

@@ -79,7 +79,11 @@ class InboxEntrySchema(InboxItemSchema):
 
 
 class InboxListSchema(Schema):
+    """One page of the inbox, newest first (tansiq.paging)."""
+
     items = fields.List(fields.Nested(InboxEntrySchema))
+    next = fields.String(allow_none=True, metadata={
+        "description": "cursor of the following page (pass it as `cursor`); null on the last page"})
 
 
 class UnreadCountSchema(Schema):
