@@ -78,6 +78,7 @@ COMPONENTS = {
     "UpdateEvent": UpdateEvent(partial=True), "Event": EventSchema, "EventResult": gateway.EventResultSchema,
     "Occurrence": OccurrenceSchema, "MoveOccurrence": MoveOccurrence, "CancelOccurrence": CancelOccurrence,
     "InboxEntry": gateway.InboxEntrySchema, "InboxList": gateway.InboxListSchema,
+    "ReferralPage": gateway.ReferralPageSchema,
     "UnreadCount": gateway.UnreadCountSchema, "Preferences": PreferencesSchema,
 }
 OBJECT = {"type": "object"}
@@ -148,8 +149,9 @@ ROUTES = {
         tag="directory", query=gateway.ServicesQuerySchema, answer=(200, ["OfferedService"]),
         summary="Active services of a category (optionally in a city): whom a referral or consent may name"),
     # referrals
-    ("GET", "/api/referrals"): described(tag="referrals", query=ListQuerySchema, answer=(200, ["Referral"]),
-                                    summary="Referrals the association sent or received, overdue first"),
+    ("GET", "/api/referrals"): described(tag="referrals", query=ListQuerySchema, answer=(200, "ReferralPage"),
+                                    summary="Referrals the association sent or received, newest first, one page "
+                                            "at a time (each says whether it is overdue)"),
     ("POST", "/api/referrals"): described(tag="referrals", body="CreateReferral", answer=(201, "Referral"),
                                      summary="Refer a beneficiary to another association (needs her consent)"),
     ("GET", "/api/referrals/{referral_id}"): described(tag="referrals", answer=(200, "Referral"),

@@ -5,6 +5,7 @@ from marshmallow import EXCLUDE, Schema, fields, validate
 from services.directory.schemas import StaffSchema
 from services.events.schemas import EventSchema
 from services.notifications.schemas import InboxItemSchema
+from services.referrals.schemas import ReferralSchema
 from tansiq.contracts.intake import NEEDS
 
 
@@ -76,6 +77,14 @@ class InboxEntrySchema(InboxItemSchema):
 
     subject = fields.String()
     body = fields.String()
+
+
+class ReferralPageSchema(Schema):
+    """One page of referrals sent or received, newest first (tansiq.paging)."""
+
+    items = fields.List(fields.Nested(ReferralSchema))
+    next = fields.String(allow_none=True, metadata={
+        "description": "cursor of the following page (pass it as `cursor`); null on the last page"})
 
 
 class InboxListSchema(Schema):

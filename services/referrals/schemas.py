@@ -2,6 +2,7 @@
 
 from marshmallow import EXCLUDE, Schema, fields, validate
 
+from tansiq import paging
 from tansiq.contracts.fields import identifier, slug, text, urgency
 from tansiq.contracts.referrals import SHAREABLE_FIELDS
 
@@ -55,6 +56,13 @@ class ActionSchema(Input):
 class ListQuerySchema(Input):
     direction = fields.String(load_default="sent", validate=validate.OneOf(("sent", "received")))
     status = fields.String(load_default=None, allow_none=True, validate=validate.OneOf(STATES))
+    # Paging (tansiq.paging, which checks both): the page size, and the previous page's `next`.
+    limit = fields.Integer(load_default=None, allow_none=True,
+                           validate=validate.Range(min=1, max=paging.MAX_LIMIT),
+                           metadata={"description": f"page size, default {paging.DEFAULT_LIMIT}; above the "
+                                                    "maximum the request is refused"})
+    cursor = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=1000),
+                           metadata={"description": "the `next` of the previous page; refused on another list"})
 
 
 class HolidaySchema(Input):
