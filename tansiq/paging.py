@@ -13,12 +13,28 @@ import hashlib
 import json
 from datetime import datetime
 
+from marshmallow import EXCLUDE, Schema, fields, validate
 from sqlalchemy import and_, or_
 
 from tansiq.errors import DomainError
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
+
+
+class PageQuery(Schema):
+    """`limit` and `cursor` of a list's query string (422 at the gateway; the services check them again).
+
+    A list's query schema inherits it, so every list documents and reads them the same way."""
+
+    class Meta:
+        unknown = EXCLUDE  # the page's own parameters (lang...) are not the list's business
+
+    limit = fields.Integer(load_default=None, allow_none=True, validate=validate.Range(min=1, max=MAX_LIMIT),
+                           metadata={"description": f"page size, default {DEFAULT_LIMIT}, at most {MAX_LIMIT}; "
+                                                    "above it the request is refused, nothing is cut silently"})
+    cursor = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=1000),
+                           metadata={"description": "the `next` of the previous page; refused on another list"})
 
 
 def check_limit(limit):

@@ -10,7 +10,8 @@ from nameko.rpc import RpcProxy
 
 from services.gateway.access import requires
 from services.gateway.web import api, json_response, load_json
-from services.intake.schemas import BeneficiarySchema, ConsentSchema, DuplicateDecisionSchema, SessionSchema
+from services.intake.schemas import (BeneficiaryListQuerySchema, BeneficiarySchema, ConsentSchema,
+                                     DuplicateDecisionSchema, SessionSchema)
 
 
 def _json_body(request, schema):
@@ -26,6 +27,12 @@ class IntakeApi:
     def intake_register(self, request, actor):
         return json_response(self.intake_rpc.register_beneficiary(_json_body(request, BeneficiarySchema()), actor),
                              status=201)
+
+    @api("GET", "/api/beneficiaries")
+    @requires("cases.read", "intake")
+    def intake_list(self, request, actor):
+        query = BeneficiaryListQuerySchema().load(request.args.to_dict())
+        return json_response(self.intake_rpc.list_beneficiaries(actor, **query), headers={"Cache-Control": "no-store"})
 
     @api("GET", "/api/beneficiaries/<string:beneficiary_id>")
     @requires("cases.read", "intake")

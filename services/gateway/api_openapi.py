@@ -39,6 +39,7 @@ from services.gateway.web import (
     json_response,
 )
 from services.intake.schemas import (
+    BeneficiaryListQuerySchema,
     BeneficiarySchema,
     ConsentSchema,
     DuplicateDecisionSchema,
@@ -78,7 +79,7 @@ COMPONENTS = {
     "UpdateEvent": UpdateEvent(partial=True), "Event": EventSchema, "EventResult": gateway.EventResultSchema,
     "Occurrence": OccurrenceSchema, "MoveOccurrence": MoveOccurrence, "CancelOccurrence": CancelOccurrence,
     "InboxEntry": gateway.InboxEntrySchema, "InboxList": gateway.InboxListSchema,
-    "ReferralPage": gateway.ReferralPageSchema,
+    "ReferralPage": gateway.ReferralPageSchema, "BeneficiaryPage": gateway.BeneficiaryPageSchema,
     "UnreadCount": gateway.UnreadCountSchema, "Preferences": PreferencesSchema,
 }
 OBJECT = {"type": "object"}
@@ -128,6 +129,10 @@ ROUTES = {
     ("POST", "/api/beneficiaries"): described(
         tag="intake", body="BeneficiaryRegistration", answer=(201, "Registered"),
         summary="Register a beneficiary and her first listening session; lists possible duplicates"),
+    ("GET", "/api/beneficiaries"): described(
+        tag="intake", query=BeneficiaryListQuerySchema, answer=(200, "BeneficiaryPage"),
+        summary="Her association's beneficiaries, newest first, one page at a time (no personal fields); "
+                "`phone` or `name` finds the records with that value through the blind index"),
     ("GET", "/api/beneficiaries/{beneficiary_id}"): described(
         tag="intake", answer=(200, OBJECT), summary="A beneficiary's record (her association only; audited)"),
     ("DELETE", "/api/beneficiaries/{beneficiary_id}"): described(

@@ -79,6 +79,25 @@ class InboxEntrySchema(InboxItemSchema):
     body = fields.String()
 
 
+class BeneficiarySummarySchema(Schema):
+    """A record in her association's list: no personal field (opening it is the audited read)."""
+
+    id = fields.String()
+    kind = fields.String()
+    city = fields.String()
+    language = fields.String(allow_none=True)
+    registered_at = fields.String(metadata={"format": "date-time"})
+    registered_by = fields.String()
+
+
+class BeneficiaryPageSchema(Schema):
+    """One page of an association's beneficiaries, newest first (tansiq.paging)."""
+
+    items = fields.List(fields.Nested(BeneficiarySummarySchema))
+    next = fields.String(allow_none=True, metadata={
+        "description": "cursor of the following page (pass it as `cursor`); null on the last page"})
+
+
 class ReferralPageSchema(Schema):
     """One page of referrals sent or received, newest first (tansiq.paging)."""
 

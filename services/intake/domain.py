@@ -15,7 +15,7 @@ from services.intake.models import (
     AuditEntry, Beneficiary, BlindIndex, Consent, Disclosure, DuplicateFlag, ListeningSession,
 )
 from services.intake.schemas import NAME_FIELDS
-from tansiq import contracts, sealing
+from tansiq import contracts, paging, sealing
 from tansiq.contracts.referrals import SHAREABLE_FIELDS
 from tansiq.crypto import FieldCipher
 from tansiq.errors import DomainError, Forbidden, NotFound
@@ -235,6 +235,34 @@ def get_beneficiary(session, keyring, beneficiary_id, actor, now, *, permission=
                                      if f["status"] == "open"]
     _audit(session, beneficiary_id, actor, "read", list(PERSONAL_FIELDS + SESSION_FIELDS), now)
     return record
+
+
+def list_beneficiaries(session, keyring, actor, *, phone=None, name=None, limit=None, cursor=None):
+    """One page of her association's records, newest first: ids and coarse fields, no personal data.
+
+    `phone` or `name` narrow it to the records carrying that value, found through the blind index
+    (exact after normalisation: any phone format, any case or diacritics). Personal fields stay
+    encrypted here; opening a record (get_beneficiary) is the audited read. Erased records are not listed.
+    """
+    actor.require("cases.read")
+    query = select(Beneficiary).where(Beneficiary.association == actor.association, Beneficiary.erased_at.is_(None))
+    searched = []
+    if phone:
+        searched.append(("phone", matching.normalise_phone(phone)))
+    if name:
+        searched.append(("name", matching.normalise_name(name)))
+    for kind, value in searched:
+        if not value:
+            raise DomainError(f"the {kind} to search for is not readable", code="invalid_request")
+        digest = keyring.blind_index(kind, value)
+        query = query.where(Beneficiary.id.in_(select(BlindIndex.beneficiary_id).where(
+            BlindIndex.association == actor.association, BlindIndex.kind == kind, BlindIndex.value == digest)))
+    scope = ("beneficiaries", actor.association, [(kind, keyring.blind_index(kind, value)) for kind, value in searched])
+    rows, next_cursor = paging.page_descending(session, query, (Beneficiary.registered_at, Beneficiary.id), scope,
+                                               limit, cursor)
+    return {"items": [{"id": b.id, "kind": b.kind, "city": b.city, "language": b.language,
+                       "registered_at": _iso(b.registered_at), "registered_by": b.registered_by} for b in rows],
+            "next": next_cursor}
 
 
 def _owned(session, beneficiary_id, actor, permission="cases.read"):

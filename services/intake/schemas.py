@@ -2,6 +2,7 @@
 
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
 
+from tansiq import paging
 from tansiq.contracts.fields import URGENCIES, slug, text
 from tansiq.contracts.fields import LANGUAGES
 from tansiq.contracts.intake import NEEDS
@@ -18,6 +19,13 @@ class Strict(Schema):
 
 def need(**kwargs):
     return fields.String(validate=validate.OneOf(NEEDS), **kwargs)
+
+
+class BeneficiaryListQuerySchema(paging.PageQuery):
+    """GET /api/beneficiaries: one page of her association's records, optionally those with this phone or name."""
+
+    phone = text(40, load_default=None, allow_none=True)
+    name = text(200, load_default=None, allow_none=True)
 
 
 class SessionSchema(Strict):

@@ -53,6 +53,14 @@ class IntakeService:
             return domain.get_beneficiary(session, self.keyring, beneficiary_id, actor, utcnow())
 
     @rpc
+    def list_beneficiaries(self, actor, *, phone=None, name=None, limit=None, cursor=None):
+        """One page of her association's records (no personal data): {"items", "next"} (tansiq.paging)."""
+        actor = self.identity.actor(actor)
+        with self.db.session() as session:
+            return domain.list_beneficiaries(session, self.keyring, actor, phone=phone, name=name, limit=limit,
+                                             cursor=cursor)
+
+    @rpc
     def add_session(self, beneficiary_id, payload, actor):
         data, actor = load_request(SessionSchema(), payload), self.identity.actor(actor)
         with self.guarded(beneficiary_id, actor, "add_session") as session:

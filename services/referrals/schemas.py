@@ -53,16 +53,9 @@ class ActionSchema(Input):
     action = fields.String(required=True, validate=validate.OneOf(ACTIONS))
 
 
-class ListQuerySchema(Input):
+class ListQuerySchema(Input, paging.PageQuery):
     direction = fields.String(load_default="sent", validate=validate.OneOf(("sent", "received")))
     status = fields.String(load_default=None, allow_none=True, validate=validate.OneOf(STATES))
-    # Paging (tansiq.paging, which checks both): the page size, and the previous page's `next`.
-    limit = fields.Integer(load_default=None, allow_none=True,
-                           validate=validate.Range(min=1, max=paging.MAX_LIMIT),
-                           metadata={"description": f"page size, default {paging.DEFAULT_LIMIT}; above the "
-                                                    "maximum the request is refused"})
-    cursor = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=1000),
-                           metadata={"description": "the `next` of the previous page; refused on another list"})
 
 
 class HolidaySchema(Input):

@@ -467,3 +467,38 @@ def test_duplicate_lookup_reads_the_blind_index_not_every_row(engine, intake, ke
             assert "Index" in text_plan and "Seq Scan" not in text_plan, text_plan
         else:
             assert "SEARCH" in text_plan and not any(" SCAN blind_index" in f" {line}" for line in plan), text_plan
+
+
+# --- her association's list, paged (issue 12, item 5) --------------------------------------------
+
+
+def test_beneficiaries_page_by_cursor_without_personal_data_and_search_by_phone_or_name(engine, intake, keyring):
+    ids = [register(intake, keyring, dict(first_name="Femme", last_name=_distinct_name(n), phone=f"06120000{n:02d}"),
+                    now=NOW + timedelta(minutes=n // 2))["id"] for n in range(13)]  # pairs share a time
+    register(intake, keyring, KHADIJA, staff=OTHER_WORKER)  # another association's: never listed here
+    seen, cursor = [], None
+    while True:
+        page = intake(domain.list_beneficiaries, keyring, SAFI_WORKER, limit=5, cursor=cursor)
+        seen += [b["id"] for b in page["items"]]
+        register(intake, keyring, dict(first_name="Nouvelle"), now=NOW + timedelta(days=1))  # arrives meanwhile
+        cursor = page["next"]
+        if cursor is None:
+            break
+    assert len(seen) == len(set(seen)) == 13 and set(seen) == set(ids)
+    assert not any(secret in json.dumps(page) for secret in ("Femme", "0612"))  # no personal field in a list
+
+    by_phone = intake(domain.list_beneficiaries, keyring, SAFI_WORKER, phone="+212 6 12 00 00 07")
+    assert [b["id"] for b in by_phone["items"]] == [ids[7]] and by_phone["next"] is None
+    by_name = intake(domain.list_beneficiaries, keyring, SAFI_WORKER, name=f"FEMME {_distinct_name(3)}")
+    assert [b["id"] for b in by_name["items"]] == [ids[3]]
+    assert intake(domain.list_beneficiaries, keyring, OTHER_WORKER, phone="0612000007")["items"] == []
+
+    first = intake(domain.list_beneficiaries, keyring, SAFI_WORKER, limit=1)
+    for other_list in ({"actor": OTHER_WORKER}, {"actor": SAFI_WORKER, "phone": "0612000007"}):
+        with pytest.raises(DomainError, match="another list"):
+            intake(domain.list_beneficiaries, keyring, other_list.pop("actor"), cursor=first["next"], **other_list)
+    with pytest.raises(DomainError):
+        intake(domain.list_beneficiaries, keyring, SAFI_WORKER, limit=201)
+    with pytest.raises(Forbidden):
+        intake(domain.list_beneficiaries, keyring, actor({"id": "s-7", "association": "amal-safi",
+                                                          "roles": ["events_manager"]}))
