@@ -9,6 +9,7 @@ from nameko.rpc import RpcProxy
 from services.gateway.access import requires
 from services.gateway.web import LANGUAGES, api, json_response, load_json
 from services.notifications.schemas import PreferencesSchema
+from tansiq.paging import PageQuery
 
 TRUE = ("1", "true", "yes")
 
@@ -21,8 +22,8 @@ class InboxApi:
     def inbox_list(self, request, actor):
         unread_only = request.args.get("unread", "").lower() in TRUE
         language = request.args.get("lang") if request.args.get("lang") in LANGUAGES else None
-        page = self.notifications_rpc.inbox(actor, unread_only=unread_only, limit=request.args.get("limit"),
-                                            language=language, cursor=request.args.get("cursor"), paged=True)
+        paging = PageQuery().load(request.args.to_dict())  # 422 here, before any RPC
+        page = self.notifications_rpc.inbox(actor, unread_only=unread_only, language=language, paged=True, **paging)
         return json_response(page, headers={"Cache-Control": "no-store"})
 
     @api("GET", "/api/inbox/unread-count")

@@ -12,6 +12,7 @@ from services.gateway.access import requires
 from services.gateway.web import api, json_response, load_json
 from services.intake.schemas import (BeneficiaryListQuerySchema, BeneficiarySchema, ConsentSchema,
                                      DuplicateDecisionSchema, SessionSchema)
+from tansiq.paging import PageQuery
 
 
 def _json_body(request, schema):
@@ -66,12 +67,15 @@ class IntakeApi:
     @api("GET", "/api/beneficiaries/<string:beneficiary_id>/audit")
     @requires("cases.read", "intake")
     def intake_audit(self, request, actor, beneficiary_id):
-        return json_response(self.intake_rpc.audit_trail(beneficiary_id, actor), headers={"Cache-Control": "no-store"})
+        page = PageQuery().load(request.args.to_dict())
+        return json_response(self.intake_rpc.audit_trail(beneficiary_id, actor, paged=True, **page),
+                             headers={"Cache-Control": "no-store"})
 
     @api("GET", "/api/beneficiaries/<string:beneficiary_id>/disclosures")
     @requires("cases.read", "intake")
     def intake_disclosures(self, request, actor, beneficiary_id):
-        return json_response(self.intake_rpc.list_disclosures(beneficiary_id, actor),
+        page = PageQuery().load(request.args.to_dict())
+        return json_response(self.intake_rpc.list_disclosures(beneficiary_id, actor, paged=True, **page),
                              headers={"Cache-Control": "no-store"})
 
     @api("POST", "/api/duplicates/<int:flag_id>")

@@ -89,10 +89,13 @@ def query(name, schema, description=""):
     return {"in": "query", "name": name, "required": False, "schema": schema, "description": description}
 
 
-# Cursor paging of lists (tansiq.paging): the answer's `next` is the `cursor` of the following page.
-PAGING = [query("limit", {"type": "integer", "minimum": 1, "maximum": paging.MAX_LIMIT, "default": paging.DEFAULT_LIMIT},
-                "page size; above the maximum the request is refused (400 invalid_request)"),
-          query("cursor", {"type": "string"}, "the `next` of the previous page; refused on another list")]
+def page_of(item):
+    """The answer of a paged list whose items have no named schema."""
+    return {"type": "object", "properties": {
+        "items": {"type": "array", "items": item},
+        "next": {"type": ["string", "null"], "description": "cursor of the following page; null on the last"}}}
+
+
 FORCE = query("force", {"type": "string", "enum": ["1", "true", "yes"]}, "save despite venue/time clash warnings")
 WINDOW = [query("start", {"type": "string", "format": "date-time"}, "default: 7 days ago"),
           query("end", {"type": "string", "format": "date-time"}, "default: in 62 days"),
@@ -142,9 +145,11 @@ ROUTES = {
     ("POST", "/api/beneficiaries/{beneficiary_id}/consents"): described(
         tag="intake", body="Consent", answer=(201, OBJECT), summary="Record her consent to share chosen fields"),
     ("GET", "/api/beneficiaries/{beneficiary_id}/audit"): described(
-        tag="intake", answer=(200, {"type": "array", "items": OBJECT}), summary="Who read or changed her record"),
+        tag="intake", query=paging.PageQuery, answer=(200, page_of(OBJECT)),
+        summary="Who read or changed her record, newest first, one page at a time"),
     ("GET", "/api/beneficiaries/{beneficiary_id}/disclosures"): described(
-        tag="intake", answer=(200, {"type": "array", "items": OBJECT}), summary="What was shared, with whom"),
+        tag="intake", query=paging.PageQuery, answer=(200, page_of(OBJECT)),
+        summary="What was shared, with whom, newest first, one page at a time"),
     ("POST", "/api/consents/{consent_id}/revoke"): described(tag="intake", answer=(200, OBJECT),
                                                         summary="Revoke a consent"),
     ("POST", "/api/duplicates/{flag_id}"): described(tag="intake", body="DuplicateDecision", answer=(200, OBJECT),
@@ -197,9 +202,7 @@ ROUTES = {
                                                 summary="One public event"),
     # inbox
     ("GET", "/api/inbox"): described(tag="inbox", answer=(200, "InboxList"), summary="The signed-in staff member's inbox",
-                                query=[query("unread", {"type": "string", "enum": ["1", "true", "yes"]}),
-                                       *PAGING,
-                                       query("lang", {"type": "string", "enum": ["ar", "fr", "en"]})]),
+                                query=gateway.InboxQuerySchema),
     ("GET", "/api/inbox/unread-count"): described(tag="inbox", answer=(200, "UnreadCount"), summary="Unread items"),
     ("POST", "/api/inbox/{item_id}/read"): described(tag="inbox", answer=(200, "InboxEntry"), summary="Mark one read"),
     ("GET", "/api/preferences"): described(tag="inbox", answer=(200, "Preferences"),

@@ -6,6 +6,7 @@ from services.directory.schemas import StaffSchema
 from services.events.schemas import EventSchema
 from services.notifications.schemas import InboxItemSchema
 from services.referrals.schemas import ReferralSchema
+from tansiq.paging import PageQuery
 from tansiq.contracts.intake import NEEDS
 
 
@@ -104,6 +105,13 @@ class ReferralPageSchema(Schema):
     items = fields.List(fields.Nested(ReferralSchema))
     next = fields.String(allow_none=True, metadata={
         "description": "cursor of the following page (pass it as `cursor`); null on the last page"})
+
+
+class InboxQuerySchema(PageQuery):
+    """GET /api/inbox: one page of her inbox, newest first; `lang` renders subjects in that language."""
+
+    unread = fields.String(load_default=None, validate=validate.OneOf(("1", "true", "yes")))
+    lang = fields.String(load_default=None, validate=validate.OneOf(("ar", "fr", "en")))
 
 
 class InboxListSchema(Schema):

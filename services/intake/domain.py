@@ -302,8 +302,21 @@ def audit_trail(session, beneficiary_id, actor, now, *, permission="cases.read")
     _owned(session, beneficiary_id, actor, permission)
     entries = session.scalars(select(AuditEntry).where(AuditEntry.beneficiary_id == beneficiary_id)
                               .order_by(AuditEntry.id)).all()
-    return [{"staff_id": e.staff_id, "association": e.association, "action": e.action, "fields": list(e.fields),
-             "detail": e.detail, "at": _iso(e.at)} for e in entries]
+    return [_audit_dict(e) for e in entries]
+
+
+def audit_page(session, beneficiary_id, actor, now, *, limit=None, cursor=None):
+    """One page of her audit trail, newest first: {"items", "next"} (tansiq.paging)."""
+    _owned(session, beneficiary_id, actor)
+    query = select(AuditEntry).where(AuditEntry.beneficiary_id == beneficiary_id)
+    rows, next_cursor = paging.page_descending(session, query, (AuditEntry.id,), ("audit", beneficiary_id),
+                                               limit, cursor)
+    return {"items": [_audit_dict(e) for e in rows], "next": next_cursor}
+
+
+def _audit_dict(entry):
+    return {"staff_id": entry.staff_id, "association": entry.association, "action": entry.action,
+            "fields": list(entry.fields), "detail": entry.detail, "at": _iso(entry.at)}
 
 
 # --- consents ----------------------------------------------------------------------------------
@@ -468,11 +481,26 @@ def list_disclosures(session, keyring, beneficiary_id, actor, now, *, permission
     rows = session.scalars(select(Disclosure).where(Disclosure.beneficiary_id == beneficiary_id)
                            .order_by(Disclosure.id)).all()
     _audit(session, beneficiary_id, actor, "read_disclosures", ["override_reason"], now)
-    return [{"id": d.id, "consent_id": d.consent_id, "recipient_association": d.recipient_association,
-             "category": d.category, "fields": list(d.fields), "staff_id": d.staff_id, "at": _iso(d.at),
-             "override": d.override,
-             "override_reason": cipher.decrypt("override_reason", d.enc_override_reason) if cipher else None}
-            for d in rows]
+    return [_disclosure_dict(d, cipher) for d in rows]
+
+
+def disclosures_page(session, keyring, beneficiary_id, actor, now, *, limit=None, cursor=None):
+    """One page of where her data went, newest first: {"items", "next"} (tansiq.paging); audited."""
+    beneficiary = _owned(session, beneficiary_id, actor)
+    cipher = None if beneficiary.erased_at else _cipher(keyring, beneficiary)
+    query = select(Disclosure).where(Disclosure.beneficiary_id == beneficiary_id)
+    rows, next_cursor = paging.page_descending(session, query, (Disclosure.id,), ("disclosures", beneficiary_id),
+                                               limit, cursor)
+    _audit(session, beneficiary_id, actor, "read_disclosures", ["override_reason"], now)
+    return {"items": [_disclosure_dict(d, cipher) for d in rows], "next": next_cursor}
+
+
+def _disclosure_dict(disclosure, cipher):
+    d = disclosure
+    return {"id": d.id, "consent_id": d.consent_id, "recipient_association": d.recipient_association,
+            "category": d.category, "fields": list(d.fields), "staff_id": d.staff_id, "at": _iso(d.at),
+            "override": d.override,
+            "override_reason": cipher.decrypt("override_reason", d.enc_override_reason) if cipher else None}
 
 
 # --- erasure -------------------------------------------------------------------------------------
