@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import or_, select
-from sqlalchemy.orm import object_session
+from sqlalchemy.orm import object_session, selectinload
 
 from tansiq import contracts, paging, sealing
 from tansiq.contracts.actor import Actor
@@ -585,7 +585,8 @@ def referrals_page(session, association, direction="sent", status=None, limit=No
     if direction not in ("sent", "received"):
         raise DomainError("direction is 'sent' or 'received'", code="invalid_request")
     column = Referral.from_association if direction == "sent" else Referral.to_association
-    query = select(Referral).where(column == association)
+    # Each view shows its history: one query for the page's histories, not one per referral.
+    query = select(Referral).where(column == association).options(selectinload(Referral.history))
     if status:
         query = query.where(Referral.state == status)
     scope = ("referrals", association, direction, status)
