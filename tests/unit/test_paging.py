@@ -7,9 +7,15 @@ import psycopg2
 import pytest
 from sqlalchemy.orm import Session
 
+from services.intake import domain as intake
+from services.intake.models import Base as IntakeBase
 from services.notifications import domain as notifications
 from services.notifications.models import Base as NotificationsBase, InboxItem
+from services.referrals import domain as referrals
+from services.referrals.models import Base as ReferralsBase
 from tansiq import paging
+from tansiq.contracts.actor import Actor
+from tansiq.crypto import KeyRing
 from tansiq.db import make_engine
 from tansiq.errors import DomainError
 
@@ -104,11 +110,11 @@ def test_a_cursor_from_another_list_is_refused(session):
             notifications.inbox_page(session, "s-1", cursor=broken)
 
 
-def test_a_page_is_an_index_range_not_a_sort_of_her_whole_inbox(engine, session):
+def plan_of(engine, call, table):
+    """The database's plan for the SELECT on `table` that `call` runs (sequential scans off on PostgreSQL,
+    so a plan without a usable index shows as one)."""
     from sqlalchemy import event
 
-    add_items(session, "s-1", [T0 + timedelta(minutes=n) for n in range(30)])
-    _, cursor = notifications.inbox_page(session, "s-1", limit=5)
     statements = []
 
     def record(conn, cursor_, statement, parameters, context, executemany):
@@ -116,16 +122,46 @@ def test_a_page_is_an_index_range_not_a_sort_of_her_whole_inbox(engine, session)
 
     event.listen(engine, "before_cursor_execute", record)
     try:
-        notifications.inbox_page(session, "s-1", limit=5, cursor=cursor)
+        call()
     finally:
         event.remove(engine, "before_cursor_execute", record)
-    [(statement, parameters)] = [s for s in statements if "FROM inbox_items" in s[0]]
+    [(statement, parameters)] = [s for s in statements if f"FROM {table}" in s[0]]
     with engine.connect() as connection:
         if engine.dialect.name == "postgresql":
             connection.exec_driver_sql("SET enable_seqscan = off")
-            plan = "\n".join(row[0] for row in connection.exec_driver_sql("EXPLAIN " + statement, parameters))
-            assert "ix_inbox_items_staff_page" in plan and "Sort" not in plan.split("->")[0], plan
-        else:
-            plan = "\n".join(row[-1] for row in connection.exec_driver_sql("EXPLAIN QUERY PLAN " + statement,
-                                                                           parameters))
-            assert "ix_inbox_items_staff_page" in plan and "TEMP B-TREE" not in plan, plan
+            return "\n".join(row[0] for row in connection.exec_driver_sql("EXPLAIN " + statement, parameters))
+        return "\n".join(row[-1] for row in connection.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, parameters))
+
+
+def assert_index_range(engine, plan, index):
+    """Read through `index` in its order: no full scan, no sort of the owner's whole list."""
+    assert index in plan, plan
+    if engine.dialect.name == "postgresql":
+        assert "Sort" not in plan and "Seq Scan" not in plan, plan
+    else:
+        assert "TEMP B-TREE" not in plan, plan
+
+
+def test_a_page_is_an_index_range_not_a_sort_of_her_whole_inbox(engine, session):
+    add_items(session, "s-1", [T0 + timedelta(minutes=n) for n in range(30)])
+    _, cursor = notifications.inbox_page(session, "s-1", limit=5)
+    plan = plan_of(engine, lambda: notifications.inbox_page(session, "s-1", limit=5, cursor=cursor), "inbox_items")
+    assert_index_range(engine, plan, "ix_inbox_items_staff_page")
+
+
+@pytest.mark.parametrize("direction", ["sent", "received"])
+def test_a_referrals_page_is_an_index_range(engine, session, direction):
+    ReferralsBase.metadata.create_all(engine)
+    plan = plan_of(engine, lambda: referrals.referrals_page(session, "amal-safi", direction, limit=5,
+                                                            cursor=paging.encode_cursor(
+                                                                ("referrals", "amal-safi", direction, None),
+                                                                [T0, "r-1"])), "referrals")
+    assert_index_range(engine, plan, f"ix_referrals_{direction}_page")
+
+
+def test_a_beneficiaries_page_is_an_index_range(engine, session):
+    IntakeBase.metadata.create_all(engine)
+    reader = Actor(association="amal-safi", id="s-1", roles=frozenset({"case_worker"}))
+    plan = plan_of(engine, lambda: intake.list_beneficiaries(session, KeyRing(bytes(32)), reader, limit=5),
+                   "beneficiary")
+    assert_index_range(engine, plan, "ix_beneficiary_page")
