@@ -15,7 +15,7 @@ import sys
 import tempfile
 import time
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psycopg2
@@ -25,18 +25,21 @@ from sqlalchemy.orm import Session
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from services.intake import domain as intake  # noqa: E402
-from services.intake.models import Base as IntakeBase, Beneficiary  # noqa: E402
+from services.intake.models import Base as IntakeBase  # noqa: E402
+from services.intake.models import Beneficiary
 from services.notifications import domain as notifications  # noqa: E402
-from services.notifications.models import Base as NotificationsBase, InboxItem  # noqa: E402
+from services.notifications.models import Base as NotificationsBase  # noqa: E402
+from services.notifications.models import InboxItem
 from services.referrals import domain as referrals  # noqa: E402
-from services.referrals.models import Base as ReferralsBase, Referral  # noqa: E402
+from services.referrals.models import Base as ReferralsBase  # noqa: E402
+from services.referrals.models import Referral
 from services.referrals.schemas import ReferralSchema  # noqa: E402
 from tansiq.contracts.actor import Actor  # noqa: E402
 from tansiq.crypto import KeyRing  # noqa: E402
 from tansiq.db import make_engine  # noqa: E402
 
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
-T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
 STAFF = "s-bench"
 HOME, OTHER = "amal-safi", "wafae-marrakech"
 

@@ -77,7 +77,8 @@ def decode_cursor(scope, cursor, size):
         digest = body["s"]
         if len(key) != size or not all(isinstance(value, (str, int, float, datetime)) for value in key):
             raise ValueError("not a sort key of this list")
-    except Exception:  # anything a client sends may be broken in any way
+    # A client's text may be broken in any way: bad base64 or JSON (ValueError), wrong shapes, deep nesting.
+    except (ValueError, TypeError, KeyError, AttributeError, RecursionError):
         raise DomainError("the cursor is not readable", code="invalid_request") from None
     if digest != _scope_digest(scope):
         raise DomainError("the cursor belongs to another list", code="invalid_request")

@@ -10,8 +10,13 @@ from nameko.rpc import RpcProxy
 
 from services.gateway.access import requires
 from services.gateway.web import api, json_response, load_json
-from services.intake.schemas import (BeneficiaryListQuerySchema, BeneficiarySchema, ConsentSchema,
-                                     DuplicateDecisionSchema, SessionSchema)
+from services.intake.schemas import (
+    BeneficiaryListQuerySchema,
+    BeneficiarySchema,
+    ConsentSchema,
+    DuplicateDecisionSchema,
+    SessionSchema,
+)
 from tansiq.paging import PageQuery
 
 

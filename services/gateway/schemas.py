@@ -6,8 +6,8 @@ from services.directory.schemas import StaffSchema
 from services.events.schemas import EventSchema
 from services.notifications.schemas import InboxItemSchema
 from services.referrals.schemas import ReferralSchema
-from tansiq.paging import PageQuery
 from tansiq.contracts.intake import NEEDS
+from tansiq.paging import PageQuery
 
 
 class LoginSchema(Schema):

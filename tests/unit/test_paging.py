@@ -1,7 +1,7 @@
 """Cursor paging (tansiq.paging) of real lists on a real database: SQLite file, and PostgreSQL when marked."""
 
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import psycopg2
 import pytest
@@ -10,7 +10,8 @@ from sqlalchemy.orm import Session
 from services.intake import domain as intake
 from services.intake.models import Base as IntakeBase
 from services.notifications import domain as notifications
-from services.notifications.models import Base as NotificationsBase, InboxItem
+from services.notifications.models import Base as NotificationsBase
+from services.notifications.models import InboxItem
 from services.referrals import domain as referrals
 from services.referrals.models import Base as ReferralsBase
 from tansiq import paging
@@ -20,7 +21,7 @@ from tansiq.db import make_engine
 from tansiq.errors import DomainError
 
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
-T0 = datetime(2026, 11, 30, 9, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
