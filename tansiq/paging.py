@@ -14,7 +14,7 @@ import json
 from datetime import datetime
 
 from marshmallow import EXCLUDE, Schema, fields, validate
-from sqlalchemy import and_, or_
+from sqlalchemy import tuple_
 
 from tansiq.errors import DomainError
 
@@ -103,8 +103,8 @@ def page_descending(session, query, columns, scope, limit=None, cursor=None):
 
 
 def _after(columns, key):
-    """Rows strictly after `key` in descending order: (a, b) < (ka, kb), written out for every database."""
-    first, *rest = columns
-    if not rest:
-        return first < key[0]
-    return or_(first < key[0], and_(first == key[0], _after(rest, key[1:])))
+    """Rows strictly after `key` in descending order: the row value (a, b) < (ka, kb), which SQLite and
+    PostgreSQL both read as one index range (an OR of the columns is not)."""
+    if len(columns) == 1:
+        return columns[0] < key[0]
+    return tuple_(*columns) < tuple_(*key)
