@@ -8,6 +8,7 @@ from services.gateway.access import requires
 from services.gateway.calls import TimedRpcProxy
 from services.gateway.web import LANGUAGES, api, json_response, load_json
 from services.notifications.schemas import PreferencesSchema
+from tansiq.paging import PageQuery
 
 TRUE = ("1", "true", "yes")
 
@@ -19,10 +20,10 @@ class InboxApi:
     @requires("staff.self", "notifications")
     def inbox_list(self, request, actor):
         unread_only = request.args.get("unread", "").lower() in TRUE
-        limit = request.args.get("limit", 50, type=int)
         language = request.args.get("lang") if request.args.get("lang") in LANGUAGES else None
-        items = self.notifications_rpc.inbox(actor, unread_only=unread_only, limit=limit, language=language)
-        return json_response({"items": items}, headers={"Cache-Control": "no-store"})
+        paging = PageQuery().load(request.args.to_dict())  # 422 here, before any RPC
+        page = self.notifications_rpc.inbox(actor, unread_only=unread_only, language=language, paged=True, **paging)
+        return json_response(page, headers={"Cache-Control": "no-store"})
 
     @api("GET", "/api/inbox/unread-count")
     @requires("staff.self", "notifications")

@@ -9,7 +9,14 @@ Each route declares its permission of the role matrix (services.gateway.access).
 from services.gateway.access import requires
 from services.gateway.calls import TimedRpcProxy, idempotency_key
 from services.gateway.web import api, json_response, load_json
-from services.intake.schemas import BeneficiarySchema, ConsentSchema, DuplicateDecisionSchema, SessionSchema
+from services.intake.schemas import (
+    BeneficiaryListQuerySchema,
+    BeneficiarySchema,
+    ConsentSchema,
+    DuplicateDecisionSchema,
+    SessionSchema,
+)
+from tansiq.paging import PageQuery
 
 
 def _json_body(request, schema):
@@ -26,6 +33,12 @@ class IntakeApi:
         return json_response(self.intake_rpc.register_beneficiary(_json_body(request, BeneficiarySchema()), actor,
                                                                    idempotency_key=idempotency_key(request)),
                              status=201)
+
+    @api("GET", "/api/beneficiaries")
+    @requires("cases.read", "intake")
+    def intake_list(self, request, actor):
+        query = BeneficiaryListQuerySchema().load(request.args.to_dict())
+        return json_response(self.intake_rpc.list_beneficiaries(actor, **query), headers={"Cache-Control": "no-store"})
 
     @api("GET", "/api/beneficiaries/<string:beneficiary_id>")
     @requires("cases.read", "intake")
@@ -62,12 +75,15 @@ class IntakeApi:
     @api("GET", "/api/beneficiaries/<string:beneficiary_id>/audit")
     @requires("cases.read", "intake")
     def intake_audit(self, request, actor, beneficiary_id):
-        return json_response(self.intake_rpc.audit_trail(beneficiary_id, actor), headers={"Cache-Control": "no-store"})
+        page = PageQuery().load(request.args.to_dict())
+        return json_response(self.intake_rpc.audit_trail(beneficiary_id, actor, paged=True, **page),
+                             headers={"Cache-Control": "no-store"})
 
     @api("GET", "/api/beneficiaries/<string:beneficiary_id>/disclosures")
     @requires("cases.read", "intake")
     def intake_disclosures(self, request, actor, beneficiary_id):
-        return json_response(self.intake_rpc.list_disclosures(beneficiary_id, actor),
+        page = PageQuery().load(request.args.to_dict())
+        return json_response(self.intake_rpc.list_disclosures(beneficiary_id, actor, paged=True, **page),
                              headers={"Cache-Control": "no-store"})
 
     @api("POST", "/api/duplicates/<int:flag_id>")

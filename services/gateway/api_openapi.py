@@ -40,6 +40,7 @@ from services.gateway.web import (
     json_response,
 )
 from services.intake.schemas import (
+    BeneficiaryListQuerySchema,
     BeneficiarySchema,
     ConsentSchema,
     DuplicateDecisionSchema,
@@ -55,7 +56,7 @@ from services.referrals.schemas import (
     RerouteSchema,
     TransitionSchema,
 )
-from tansiq import generated
+from tansiq import generated, paging
 from tansiq.commands import KEY_MAX_LENGTH
 from tansiq.contracts.actor import roles_with
 from tansiq.contracts.events import EVENT_KINDS
@@ -80,6 +81,7 @@ COMPONENTS = {
     "UpdateEvent": UpdateEvent(partial=True), "Event": EventSchema, "EventResult": gateway.EventResultSchema,
     "Occurrence": OccurrenceSchema, "MoveOccurrence": MoveOccurrence, "CancelOccurrence": CancelOccurrence,
     "InboxEntry": gateway.InboxEntrySchema, "InboxList": gateway.InboxListSchema,
+    "ReferralPage": gateway.ReferralPageSchema, "BeneficiaryPage": gateway.BeneficiaryPageSchema,
     "UnreadCount": gateway.UnreadCountSchema, "Preferences": PreferencesSchema,
 }
 OBJECT = {"type": "object"}
@@ -87,6 +89,13 @@ OBJECT = {"type": "object"}
 
 def query(name, schema, description=""):
     return {"in": "query", "name": name, "required": False, "schema": schema, "description": description}
+
+
+def page_of(item):
+    """The answer of a paged list whose items have no named schema."""
+    return {"type": "object", "properties": {
+        "items": {"type": "array", "items": item},
+        "next": {"type": ["string", "null"], "description": "cursor of the following page; null on the last"}}}
 
 
 FORCE = query("force", {"type": "string", "enum": ["1", "true", "yes"]}, "save despite venue/time clash warnings")
@@ -126,6 +135,10 @@ ROUTES = {
     ("POST", "/api/beneficiaries"): described(
         command=True, tag="intake", body="BeneficiaryRegistration", answer=(201, "Registered"),
         summary="Register a beneficiary and her first listening session; lists possible duplicates"),
+    ("GET", "/api/beneficiaries"): described(
+        tag="intake", query=BeneficiaryListQuerySchema, answer=(200, "BeneficiaryPage"),
+        summary="Her association's beneficiaries, newest first, one page at a time (no personal fields); "
+                "`phone` or `name` finds the records with that value through the blind index"),
     ("GET", "/api/beneficiaries/{beneficiary_id}"): described(
         tag="intake", answer=(200, OBJECT), summary="A beneficiary's record (her association only; audited)"),
     ("DELETE", "/api/beneficiaries/{beneficiary_id}"): described(
@@ -136,9 +149,11 @@ ROUTES = {
         command=True, tag="intake", body="Consent", answer=(201, OBJECT),
         summary="Record her consent to share chosen fields"),
     ("GET", "/api/beneficiaries/{beneficiary_id}/audit"): described(
-        tag="intake", answer=(200, {"type": "array", "items": OBJECT}), summary="Who read or changed her record"),
+        tag="intake", query=paging.PageQuery, answer=(200, page_of(OBJECT)),
+        summary="Who read or changed her record, newest first, one page at a time"),
     ("GET", "/api/beneficiaries/{beneficiary_id}/disclosures"): described(
-        tag="intake", answer=(200, {"type": "array", "items": OBJECT}), summary="What was shared, with whom"),
+        tag="intake", query=paging.PageQuery, answer=(200, page_of(OBJECT)),
+        summary="What was shared, with whom, newest first, one page at a time"),
     ("POST", "/api/consents/{consent_id}/revoke"): described(command=True, tag="intake", answer=(200, OBJECT),
                                                         summary="Revoke a consent"),
     ("POST", "/api/duplicates/{flag_id}"): described(tag="intake", body="DuplicateDecision", answer=(200, OBJECT),
@@ -148,8 +163,9 @@ ROUTES = {
         tag="directory", query=gateway.ServicesQuerySchema, answer=(200, ["OfferedService"]),
         summary="Active services of a category (optionally in a city): whom a referral or consent may name"),
     # referrals
-    ("GET", "/api/referrals"): described(tag="referrals", query=ListQuerySchema, answer=(200, ["Referral"]),
-                                    summary="Referrals the association sent or received, overdue first"),
+    ("GET", "/api/referrals"): described(tag="referrals", query=ListQuerySchema, answer=(200, "ReferralPage"),
+                                    summary="Referrals the association sent or received, newest first, one page "
+                                            "at a time (each says whether it is overdue)"),
     ("POST", "/api/referrals"): described(command=True, tag="referrals", body="CreateReferral",
                                           answer=(201, "Referral"),
                                           summary="Refer a beneficiary to another association (needs her consent)"),
@@ -194,10 +210,7 @@ ROUTES = {
                                                 summary="One public event"),
     # inbox
     ("GET", "/api/inbox"): described(tag="inbox", answer=(200, "InboxList"),
-                                     summary="The signed-in staff member's inbox",
-                                query=[query("unread", {"type": "string", "enum": ["1", "true", "yes"]}),
-                                       query("limit", {"type": "integer", "default": 50}),
-                                       query("lang", {"type": "string", "enum": ["ar", "fr", "en"]})]),
+                                     summary="The signed-in staff member's inbox", query=gateway.InboxQuerySchema),
     ("GET", "/api/inbox/unread-count"): described(tag="inbox", answer=(200, "UnreadCount"), summary="Unread items"),
     ("POST", "/api/inbox/{item_id}/read"): described(tag="inbox", answer=(200, "InboxEntry"), summary="Mark one read"),
     ("GET", "/api/preferences"): described(tag="inbox", answer=(200, "Preferences"),

@@ -27,8 +27,9 @@ class ReferralsApi:
     @requires("referrals.read", "referrals")
     def referrals_list(self, request, actor):
         query = ListQuerySchema().load(request.args.to_dict())
-        return json_response(self.referrals_rpc.list_referrals(actor, query["direction"], query["status"]),
-                             headers=NO_STORE)
+        return json_response(self.referrals_rpc.list_referrals(actor, query["direction"], query["status"],
+                                                               limit=query["limit"], cursor=query["cursor"],
+                                                               paged=True), headers=NO_STORE)
 
     @api("POST", "/api/referrals")
     @requires("referrals.act", "referrals", "intake")

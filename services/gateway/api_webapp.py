@@ -181,12 +181,15 @@ class WebAppPages:
     def inbox_page(self, request, staff):
         lang = request_language(request, staff)
         actor = self.identity.sign(staff, "notifications")
-        items = self.notifications_rpc.inbox(actor, limit=100, language=lang)
+        # The newest 100, and a link to the older ones (tansiq.paging): never a silent cut.
+        inbox = self.notifications_rpc.inbox(actor, limit=100, language=lang, cursor=request.args.get("cursor") or None,
+                                             paged=True)
+        items = inbox["items"]
         for item in items:
             item["when"] = when(item.get("created_at"), lang)
             item["open"] = has_page(item.get("link"))
         unread = self.notifications_rpc.unread_count(actor)
-        return page("inbox.html", request, staff, items=items, unread=unread)
+        return page("inbox.html", request, staff, items=items, unread=unread, next=inbox["next"])
 
     @staff_page("/inbox/<int:item_id>", "staff.self")
     def inbox_item_page(self, request, staff, item_id):

@@ -5,7 +5,9 @@ from marshmallow import EXCLUDE, Schema, fields, validate
 from services.directory.schemas import StaffSchema
 from services.events.schemas import EventSchema
 from services.notifications.schemas import InboxItemSchema
+from services.referrals.schemas import ReferralSchema
 from tansiq.contracts.intake import NEEDS
+from tansiq.paging import PageQuery
 
 
 class LoginSchema(Schema):
@@ -67,6 +69,8 @@ class RegisteredSchema(Schema):
 
     id = fields.String()
     possible_duplicates = fields.List(fields.Nested(DuplicateSchema))
+    # Kinds of value (phone, name, skeleton) found on too many records to mean anything: not flagged.
+    shared_values = fields.List(fields.String())
 
 
 class InboxEntrySchema(InboxItemSchema):
@@ -76,8 +80,46 @@ class InboxEntrySchema(InboxItemSchema):
     body = fields.String()
 
 
+class BeneficiarySummarySchema(Schema):
+    """A record in her association's list: no personal field (opening it is the audited read)."""
+
+    id = fields.String()
+    kind = fields.String()
+    city = fields.String()
+    language = fields.String(allow_none=True)
+    registered_at = fields.String(metadata={"format": "date-time"})
+    registered_by = fields.String()
+
+
+class BeneficiaryPageSchema(Schema):
+    """One page of an association's beneficiaries, newest first (tansiq.paging)."""
+
+    items = fields.List(fields.Nested(BeneficiarySummarySchema))
+    next = fields.String(allow_none=True, metadata={
+        "description": "cursor of the following page (pass it as `cursor`); null on the last page"})
+
+
+class ReferralPageSchema(Schema):
+    """One page of referrals sent or received, newest first (tansiq.paging)."""
+
+    items = fields.List(fields.Nested(ReferralSchema))
+    next = fields.String(allow_none=True, metadata={
+        "description": "cursor of the following page (pass it as `cursor`); null on the last page"})
+
+
+class InboxQuerySchema(PageQuery):
+    """GET /api/inbox: one page of her inbox, newest first; `lang` renders subjects in that language."""
+
+    unread = fields.String(load_default=None, validate=validate.OneOf(("1", "true", "yes")))
+    lang = fields.String(load_default=None, validate=validate.OneOf(("ar", "fr", "en")))
+
+
 class InboxListSchema(Schema):
+    """One page of the inbox, newest first (tansiq.paging)."""
+
     items = fields.List(fields.Nested(InboxEntrySchema))
+    next = fields.String(allow_none=True, metadata={
+        "description": "cursor of the following page (pass it as `cursor`); null on the last page"})
 
 
 class UnreadCountSchema(Schema):

@@ -21,7 +21,7 @@ from services.intake.models import (
     ListeningSession,
 )
 from services.intake.schemas import NAME_FIELDS
-from tansiq import contracts, sealing
+from tansiq import contracts, paging, sealing
 from tansiq.contracts.referrals import SHAREABLE_FIELDS
 from tansiq.crypto import FieldCipher
 from tansiq.errors import DomainError, Forbidden, NotFound
@@ -63,7 +63,7 @@ def register_beneficiary(session, keyring, data, actor, now):
     listening = _add_session(session, beneficiary, cipher, data, actor, now)
 
     indexes = _blind_indexes(keyring, data)
-    duplicates = _find_duplicates(session, actor.association, beneficiary_id, indexes)
+    duplicates, shared_values = _find_duplicates(session, actor.association, beneficiary_id, indexes)
     session.add_all(BlindIndex(beneficiary_id=beneficiary_id, association=actor.association, kind=kind, value=value)
                     for kind, value in indexes)
     for other_id, reasons in duplicates.items():
@@ -76,7 +76,8 @@ def register_beneficiary(session, keyring, data, actor, now):
         "possible_duplicate_of": sorted(duplicates),
     }))
     return {"id": beneficiary_id, "session_id": listening.id,
-            "possible_duplicates": [{"id": other, "reasons": reasons} for other, reasons in sorted(duplicates.items())]}
+            "possible_duplicates": [{"id": other, "reasons": reasons} for other, reasons in sorted(duplicates.items())],
+            "shared_values": shared_values}
 
 
 def _blank_to_none(value):
@@ -105,25 +106,48 @@ def _blind_indexes(keyring, data):
     return sorted({(kind, keyring.blind_index(kind, value)) for kind, value in values})
 
 
+# A value on more than this many earlier records of the association (its own phone number, a
+# very common name) says nothing about who she is: it stops producing flags and is reported once,
+# in the answer's `shared_values`, instead of flagging every record that carries it.
+SHARED_VALUE_LIMIT = 10
+# Kinds that can make two records candidates; birth date/year only confirm or contradict a name.
+MATCHING_KINDS = ("phone", "name", "skeleton")
+BIRTH_KINDS = ("birth_date", "birth_year")
+
+
 def _find_duplicates(session, association, beneficiary_id, indexes):
-    """{other_id: [reasons]} for earlier records of the same association that may be the same woman.
+    """({other_id: [reasons]}, [shared kinds]) for earlier records of the association that may be her.
 
     Same phone is enough; a same name (exact or cross-script skeleton) needs the birth date or year
     not to contradict it. Scoped to the association: another association's records are not hers to see.
+    Each value is looked up through ix_blind_index_lookup (association, kind, value) and read at most
+    SHARED_VALUE_LIMIT + 1 rows deep, so the cost does not grow with the association's records.
     """
-    if not indexes:
-        return {}
-    rows = session.execute(
-        select(BlindIndex.beneficiary_id, BlindIndex.kind, BlindIndex.value).where(
-            BlindIndex.association == association, BlindIndex.beneficiary_id != beneficiary_id,
-        )
-    ).all()
     mine = {}
     for kind, value in indexes:
         mine.setdefault(kind, set()).add(value)
-    theirs = {}
-    for other, kind, value in rows:
-        theirs.setdefault(other, {}).setdefault(kind, set()).add(value)
+    theirs, shared = {}, set()
+    for kind, value in indexes:
+        if kind not in MATCHING_KINDS:
+            continue
+        others = session.scalars(
+            select(BlindIndex.beneficiary_id).where(
+                BlindIndex.association == association, BlindIndex.kind == kind, BlindIndex.value == value,
+                BlindIndex.beneficiary_id != beneficiary_id,
+            ).limit(SHARED_VALUE_LIMIT + 1)
+        ).all()
+        if len(others) > SHARED_VALUE_LIMIT:
+            shared.add(kind)
+            continue
+        for other in others:
+            theirs.setdefault(other, {}).setdefault(kind, set()).add(value)
+    if theirs and mine.keys() & set(BIRTH_KINDS):
+        births = session.execute(
+            select(BlindIndex.beneficiary_id, BlindIndex.kind, BlindIndex.value).where(
+                BlindIndex.beneficiary_id.in_(sorted(theirs)), BlindIndex.kind.in_(BIRTH_KINDS))
+        ).all()
+        for other, kind, value in births:
+            theirs[other].setdefault(kind, set()).add(value)
     found = {}
     for other, kinds in theirs.items():
         same = {kind for kind in mine if mine[kind] & kinds.get(kind, set())}
@@ -140,7 +164,7 @@ def _find_duplicates(session, association, beneficiary_id, indexes):
                 reasons.append("same_birth_year")
         if reasons:
             found[other] = reasons
-    return found
+    return found, sorted(shared)
 
 
 def list_duplicate_flags(session, beneficiary_id, actor, now, *, permission="cases.read"):
@@ -219,6 +243,34 @@ def get_beneficiary(session, keyring, beneficiary_id, actor, now, *, permission=
     return record
 
 
+def list_beneficiaries(session, keyring, actor, *, phone=None, name=None, limit=None, cursor=None):
+    """One page of her association's records, newest first: ids and coarse fields, no personal data.
+
+    `phone` or `name` narrow it to the records carrying that value, found through the blind index
+    (exact after normalisation: any phone format, any case or diacritics). Personal fields stay
+    encrypted here; opening a record (get_beneficiary) is the audited read. Erased records are not listed.
+    """
+    actor.require("cases.read")
+    query = select(Beneficiary).where(Beneficiary.association == actor.association, Beneficiary.erased_at.is_(None))
+    searched = []
+    if phone:
+        searched.append(("phone", matching.normalise_phone(phone)))
+    if name:
+        searched.append(("name", matching.normalise_name(name)))
+    for kind, value in searched:
+        if not value:
+            raise DomainError(f"the {kind} to search for is not readable", code="invalid_request")
+        digest = keyring.blind_index(kind, value)
+        query = query.where(Beneficiary.id.in_(select(BlindIndex.beneficiary_id).where(
+            BlindIndex.association == actor.association, BlindIndex.kind == kind, BlindIndex.value == digest)))
+    scope = ("beneficiaries", actor.association, [(kind, keyring.blind_index(kind, value)) for kind, value in searched])
+    rows, next_cursor = paging.page_descending(session, query, (Beneficiary.registered_at, Beneficiary.id), scope,
+                                               limit, cursor)
+    return {"items": [{"id": b.id, "kind": b.kind, "city": b.city, "language": b.language,
+                       "registered_at": _iso(b.registered_at), "registered_by": b.registered_by} for b in rows],
+            "next": next_cursor}
+
+
 def _owned(session, beneficiary_id, actor, permission="cases.read"):
     """Her record, for an actor of her association whose role holds `permission` (else Forbidden, audited upstream)."""
     beneficiary = session.get(Beneficiary, beneficiary_id)
@@ -256,8 +308,21 @@ def audit_trail(session, beneficiary_id, actor, now, *, permission="cases.read")
     _owned(session, beneficiary_id, actor, permission)
     entries = session.scalars(select(AuditEntry).where(AuditEntry.beneficiary_id == beneficiary_id)
                               .order_by(AuditEntry.id)).all()
-    return [{"staff_id": e.staff_id, "association": e.association, "action": e.action, "fields": list(e.fields),
-             "detail": e.detail, "at": _iso(e.at)} for e in entries]
+    return [_audit_dict(e) for e in entries]
+
+
+def audit_page(session, beneficiary_id, actor, now, *, limit=None, cursor=None):
+    """One page of her audit trail, newest first: {"items", "next"} (tansiq.paging)."""
+    _owned(session, beneficiary_id, actor)
+    query = select(AuditEntry).where(AuditEntry.beneficiary_id == beneficiary_id)
+    rows, next_cursor = paging.page_descending(session, query, (AuditEntry.id,), ("audit", beneficiary_id),
+                                               limit, cursor)
+    return {"items": [_audit_dict(e) for e in rows], "next": next_cursor}
+
+
+def _audit_dict(entry):
+    return {"staff_id": entry.staff_id, "association": entry.association, "action": entry.action,
+            "fields": list(entry.fields), "detail": entry.detail, "at": _iso(entry.at)}
 
 
 # --- consents ----------------------------------------------------------------------------------
@@ -424,11 +489,26 @@ def list_disclosures(session, keyring, beneficiary_id, actor, now, *, permission
     rows = session.scalars(select(Disclosure).where(Disclosure.beneficiary_id == beneficiary_id)
                            .order_by(Disclosure.id)).all()
     _audit(session, beneficiary_id, actor, "read_disclosures", ["override_reason"], now)
-    return [{"id": d.id, "consent_id": d.consent_id, "recipient_association": d.recipient_association,
-             "category": d.category, "fields": list(d.fields), "staff_id": d.staff_id, "at": _iso(d.at),
-             "override": d.override,
-             "override_reason": cipher.decrypt("override_reason", d.enc_override_reason) if cipher else None}
-            for d in rows]
+    return [_disclosure_dict(d, cipher) for d in rows]
+
+
+def disclosures_page(session, keyring, beneficiary_id, actor, now, *, limit=None, cursor=None):
+    """One page of where her data went, newest first: {"items", "next"} (tansiq.paging); audited."""
+    beneficiary = _owned(session, beneficiary_id, actor)
+    cipher = None if beneficiary.erased_at else _cipher(keyring, beneficiary)
+    query = select(Disclosure).where(Disclosure.beneficiary_id == beneficiary_id)
+    rows, next_cursor = paging.page_descending(session, query, (Disclosure.id,), ("disclosures", beneficiary_id),
+                                               limit, cursor)
+    _audit(session, beneficiary_id, actor, "read_disclosures", ["override_reason"], now)
+    return {"items": [_disclosure_dict(d, cipher) for d in rows], "next": next_cursor}
+
+
+def _disclosure_dict(disclosure, cipher):
+    d = disclosure
+    return {"id": d.id, "consent_id": d.consent_id, "recipient_association": d.recipient_association,
+            "category": d.category, "fields": list(d.fields), "staff_id": d.staff_id, "at": _iso(d.at),
+            "override": d.override,
+            "override_reason": cipher.decrypt("override_reason", d.enc_override_reason) if cipher else None}
 
 
 # --- erasure -------------------------------------------------------------------------------------

@@ -16,6 +16,8 @@ class Base(DeclarativeBase):
 
 class Beneficiary(Base):
     __tablename__ = "beneficiary"
+    # Her association's records, newest first, one page at a time (tansiq.paging).
+    __table_args__ = (Index("ix_beneficiary_page", "association", "registered_at", "id"),)
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     association: Mapped[str] = mapped_column(String(64), index=True)  # the owner; others cannot read her

@@ -2,6 +2,7 @@
 
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
 
+from tansiq import paging
 from tansiq.contracts.fields import LANGUAGES, URGENCIES, slug, text
 from tansiq.contracts.intake import NEEDS
 from tansiq.contracts.referrals import SHAREABLE_FIELDS
@@ -17,6 +18,13 @@ class Strict(Schema):
 
 def need(**kwargs):
     return fields.String(validate=validate.OneOf(NEEDS), **kwargs)
+
+
+class BeneficiaryListQuerySchema(paging.PageQuery):
+    """GET /api/beneficiaries: one page of her association's records, optionally those with this phone or name."""
+
+    phone = text(40, load_default=None, allow_none=True)
+    name = text(200, load_default=None, allow_none=True)
 
 
 class SessionSchema(Strict):

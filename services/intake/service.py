@@ -55,6 +55,14 @@ class IntakeService:
             return domain.get_beneficiary(session, self.keyring, beneficiary_id, actor, utcnow())
 
     @rpc
+    def list_beneficiaries(self, actor, *, phone=None, name=None, limit=None, cursor=None):
+        """One page of her association's records (no personal data): {"items", "next"} (tansiq.paging)."""
+        actor = self.identity.actor(actor)
+        with self.db.session() as session:
+            return domain.list_beneficiaries(session, self.keyring, actor, phone=phone, name=name, limit=limit,
+                                             cursor=cursor)
+
+    @rpc
     def add_session(self, beneficiary_id, payload, actor, idempotency_key=None):
         data, actor = load_request(SessionSchema(), payload), self.identity.actor(actor)
         command = Command("intake.add_session", actor, idempotency_key, beneficiary_id, payload)
@@ -119,13 +127,20 @@ class IntakeService:
             return domain.resolve_duplicate_flag(session, flag_id, decision, self.identity.actor(actor), utcnow())
 
     @rpc
-    def list_disclosures(self, beneficiary_id, actor):
+    def list_disclosures(self, beneficiary_id, actor, *, limit=None, cursor=None, paged=False):
+        """All of them as a list; with `paged` (or a `cursor`), one page newest first: {"items", "next"}."""
         actor = self.identity.actor(actor)
         with self.guarded(beneficiary_id, actor, "read_disclosures") as session:
+            if paged or cursor:
+                return domain.disclosures_page(session, self.keyring, beneficiary_id, actor, utcnow(), limit=limit,
+                                               cursor=cursor)
             return domain.list_disclosures(session, self.keyring, beneficiary_id, actor, utcnow())
 
     @rpc
-    def audit_trail(self, beneficiary_id, actor):
+    def audit_trail(self, beneficiary_id, actor, *, limit=None, cursor=None, paged=False):
+        """All of it, oldest first; with `paged` (or a `cursor`), one page newest first: {"items", "next"}."""
         actor = self.identity.actor(actor)
         with self.guarded(beneficiary_id, actor, "read_audit") as session:
+            if paged or cursor:
+                return domain.audit_page(session, beneficiary_id, actor, utcnow(), limit=limit, cursor=cursor)
             return domain.audit_trail(session, beneficiary_id, actor, utcnow())

@@ -22,6 +22,7 @@ from services.notifications.models import (
     Preference,
     WebhookSubscription,
 )
+from tansiq import paging
 from tansiq.contracts.fields import LANGUAGES
 from tansiq.errors import DomainError, NotFound
 
@@ -237,11 +238,16 @@ def _webhooks(session, rule, data):
 # --- the in-app inbox -------------------------------------------------------------------------------------------
 
 def list_inbox(session, staff_id, unread_only=False, limit=50):
+    return inbox_page(session, staff_id, unread_only=unread_only, limit=limit)[0]
+
+
+def inbox_page(session, staff_id, unread_only=False, limit=None, cursor=None):
+    """(items newest first, next cursor or None): one page of her inbox, by (created_at, id)."""
     query = select(InboxItem).where(InboxItem.staff_id == staff_id)
     if unread_only:
         query = query.where(InboxItem.read_at.is_(None))
-    query = query.order_by(InboxItem.created_at.desc(), InboxItem.id.desc()).limit(max(1, min(int(limit), 200)))
-    return session.scalars(query).all()
+    scope = ("inbox", staff_id, bool(unread_only))
+    return paging.page_descending(session, query, (InboxItem.created_at, InboxItem.id), scope, limit, cursor)
 
 
 def unread_count(session, staff_id):

@@ -6,7 +6,7 @@ and whitelisted parameters (association names, deadlines, event titles), never a
 
 from datetime import datetime
 
-from sqlalchemy import JSON, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from tansiq.db import UTCDateTime
@@ -26,7 +26,9 @@ class InboxItem(Base):
 
     __tablename__ = "inbox_items"
     # Same event, same person, same kind: one item, however many times the event is delivered.
-    __table_args__ = (UniqueConstraint("source_message_id", "staff_id", "kind", name="uq_inbox_item_source_staff"),)
+    __table_args__ = (UniqueConstraint("source_message_id", "staff_id", "kind", name="uq_inbox_item_source_staff"),
+                      # Her inbox, newest first, one page at a time (tansiq.paging): an index range, not a sort.
+                      Index("ix_inbox_items_staff_page", "staff_id", "created_at", "id"))
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     staff_id: Mapped[str] = mapped_column(String(64), index=True)

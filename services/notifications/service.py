@@ -74,17 +74,22 @@ class NotificationsService:
         return self.identity.actor(actor).require("staff.self").id
 
     @rpc
-    def inbox(self, actor, unread_only=False, limit=50, language=None):
+    def inbox(self, actor, unread_only=False, limit=50, language=None, *, cursor=None, paged=False):
         """The staff member's items, newest first, each with subject and body in `language`
-        (the page she is reading) or else in the language of her preferences."""
+        (the page she is reading) or else in the language of her preferences.
+
+        With `paged` (or a `cursor`): {"items", "next"}, `next` the cursor of the following page or None
+        (tansiq.paging); without, the first `limit` items as a list, as before."""
         staff_id = self._staff_id(actor)
         directory_language = None if language else self._directory_language(staff_id)
         with self.db.session() as session:
-            items = domain.list_inbox(session, staff_id, unread_only=unread_only, limit=limit)
+            items, next_cursor = domain.inbox_page(session, staff_id, unread_only=unread_only, limit=limit,
+                                                   cursor=cursor)
             language = language or domain.preferences(session, staff_id, directory_language)["language"]
             renderer = self._renderer()
-            return [dict(schemas.InboxItemSchema().dump(item),
-                         **renderer.entry(item.kind, language, item.subject_params)) for item in items]
+            entries = [dict(schemas.InboxItemSchema().dump(item),
+                            **renderer.entry(item.kind, language, item.subject_params)) for item in items]
+        return {"items": entries, "next": next_cursor} if paged or cursor else entries
 
     @rpc
     def unread_count(self, actor):

@@ -9,11 +9,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import or_, select
-from sqlalchemy.orm import object_session
+from sqlalchemy.orm import object_session, selectinload
 
 from services.referrals.models import AssociationKey, FiredDeadline, HolidayOverride, Referral, ReferralHistory
 from services.referrals.workcal import WorkCalendar
-from tansiq import contracts, sealing
+from tansiq import contracts, paging, sealing
 from tansiq.contracts.actor import Actor
 from tansiq.contracts.referrals import CLOSURE_REASONS, SHAREABLE_FIELDS
 from tansiq.errors import Conflict, DomainError, Forbidden, NotFound
@@ -585,6 +585,23 @@ def list_referrals(session, now, association, direction="sent", status=None):
                 -referral.created_at.timestamp())
 
     return sorted(session.scalars(query), key=order)
+
+
+def referrals_page(session, association, direction="sent", status=None, limit=None, cursor=None):
+    """(referrals newest first, next cursor or None): one page of what an association sent or received.
+
+    Keyset order by (created_at, id), which never moves: overdue-first would reorder pages as time
+    passes. Each view says `overdue`; the pages show those first within what they list.
+    """
+    if direction not in ("sent", "received"):
+        raise DomainError("direction is 'sent' or 'received'", code="invalid_request")
+    column = Referral.from_association if direction == "sent" else Referral.to_association
+    # Each view shows its history: one query for the page's histories, not one per referral.
+    query = select(Referral).where(column == association).options(selectinload(Referral.history))
+    if status:
+        query = query.where(Referral.state == status)
+    scope = ("referrals", association, direction, status)
+    return paging.page_descending(session, query, (Referral.created_at, Referral.id), scope, limit, cursor)
 
 
 def view(referral, actor, now, keyring):

@@ -11,7 +11,7 @@ master key; a partner keeps its own and publishes the public one in the director
 
 from datetime import date, datetime
 
-from sqlalchemy import JSON, Boolean, Date, ForeignKey, Integer, LargeBinary, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Boolean, Date, ForeignKey, Index, Integer, LargeBinary, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from tansiq.db import UTCDateTime
@@ -25,6 +25,9 @@ class Base(DeclarativeBase):
 
 class Referral(Base):
     __tablename__ = "referrals"
+    # Sent and received lists, newest first, one page at a time (tansiq.paging): an index range, not a sort.
+    __table_args__ = (Index("ix_referrals_sent_page", "from_association", "created_at", "id"),
+                      Index("ix_referrals_received_page", "to_association", "created_at", "id"))
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     beneficiary_id: Mapped[str] = mapped_column(String(64), index=True)  # opaque: the person lives in intake

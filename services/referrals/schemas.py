@@ -3,6 +3,7 @@
 from marshmallow import EXCLUDE, Schema, fields, validate
 
 from services.referrals.domain import ACTIONS, FINAL_STATES, ORDER
+from tansiq import paging
 from tansiq.contracts.fields import identifier, slug, text, urgency
 from tansiq.contracts.referrals import SHAREABLE_FIELDS
 
@@ -51,7 +52,7 @@ class ActionSchema(Input):
     action = fields.String(required=True, validate=validate.OneOf(ACTIONS))
 
 
-class ListQuerySchema(Input):
+class ListQuerySchema(Input, paging.PageQuery):
     direction = fields.String(load_default="sent", validate=validate.OneOf(("sent", "received")))
     status = fields.String(load_default=None, allow_none=True, validate=validate.OneOf(STATES))
 

@@ -129,14 +129,23 @@ class ReferralsService:
             return referral_out.dump(domain.view(referral, actor, utcnow(), self.keyring))
 
     @rpc(expected_exceptions=DomainError)
-    def list_referrals(self, actor, direction="sent", status=None):
-        """The actor's own association's referrals (no actor, no list: nothing is read on trust)."""
+    def list_referrals(self, actor, direction="sent", status=None, *, limit=None, cursor=None, paged=False):
+        """The actor's own association's referrals (no actor, no list: nothing is read on trust).
+
+        With `paged` (or a `cursor`): one page newest first, {"items", "next"} (tansiq.paging); without,
+        the whole list, overdue first, as before."""
         actor = self.identity.actor(actor).require("referrals.read")
         query = load_request(ListQuerySchema(), {"direction": direction, "status": status})
         now = utcnow()
         with self.db.session() as session:
-            referrals = domain.list_referrals(session, now, actor.association, query["direction"], query["status"])
-            return referral_out.dump([domain.view(r, actor, now, self.keyring) for r in referrals], many=True)
+            if not (paged or cursor):
+                referrals = domain.list_referrals(session, now, actor.association, query["direction"],
+                                                  query["status"])
+                return referral_out.dump([domain.view(r, actor, now, self.keyring) for r in referrals], many=True)
+            referrals, next_cursor = domain.referrals_page(session, actor.association, query["direction"],
+                                                           query["status"], limit, cursor)
+            items = referral_out.dump([domain.view(r, actor, now, self.keyring) for r in referrals], many=True)
+            return {"items": items, "next": next_cursor}
 
     @rpc(expected_exceptions=DomainError)
     def set_holiday(self, payload, actor):

@@ -49,6 +49,7 @@ ALLOWED = {
     ("POST", "/api/staff/{staff_id}/deactivate"): {"admin"},  # staff.manage; the target is already deactivated
     # a survivor's record: her association's case workers only
     ("POST", "/api/beneficiaries"): CASE_WORKER | {"other_association"},  # each registers in her own association
+    ("GET", "/api/beneficiaries"): CASE_WORKER | {"other_association"},  # her own association's list
     ("GET", "/api/beneficiaries/{beneficiary_id}"): CASE_WORKER,
     ("DELETE", "/api/beneficiaries/{beneficiary_id}"): {"admin"},
     ("POST", "/api/beneficiaries/{beneficiary_id}/sessions"): CASE_WORKER,

@@ -172,12 +172,21 @@ class Api:
     def act(self, referral_id, action, **body):
         return self.post(f"/api/referrals/{referral_id}/{action}", body)
 
+    def walk(self, path, **params):
+        """Every item of a paged list, following `next` to the last page."""
+        items, cursor = [], None
+        while True:
+            page = self.ok(self.get(path, params={**params, "limit": 200, **({"cursor": cursor} if cursor else {})}))
+            items += page["items"]
+            cursor = page["next"]
+            if cursor is None:
+                return items
+
     def received(self):
-        return self.ok(self.get("/api/referrals", params={"direction": "received"}))
+        return self.walk("/api/referrals", direction="received")
 
     def inbox_items(self, link):
-        return [item for item in self.ok(self.get("/api/inbox", params={"limit": 500}))["items"]
-                if item["link"] == link]
+        return [item for item in self.walk("/api/inbox") if item["link"] == link]
 
     def inbox_kinds(self, link):
         return {item["kind"] for item in self.inbox_items(link)}

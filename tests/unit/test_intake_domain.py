@@ -400,3 +400,106 @@ def test_service_results_are_json(intake, keyring):
     json.dumps(intake(domain.get_beneficiary, keyring, beneficiary, SAFI_WORKER, NOW))
     json.dumps(share(intake, keyring, beneficiary))
     assert date.fromisoformat(intake(domain.get_beneficiary, keyring, beneficiary, SAFI_WORKER, NOW)["birth_date"])
+
+
+# --- duplicate lookup stays bounded (issue 12, item 4) -------------------------------------------
+
+
+def _distinct_name(n):
+    """A name whose exact form and consonant skeleton differ for every n (digits have no skeleton)."""
+    return " ".join("bdfgklmnrt"[int(digit)] + "a" for digit in f"{n:03d}")
+
+
+def test_a_number_shared_by_many_women_does_not_multiply_flags(engine, intake, keyring):
+    """800 women registered with the association's own phone: flags stop after SHARED_VALUE_LIMIT."""
+    limit = domain.SHARED_VALUE_LIMIT
+    answers = [register(intake, keyring, dict(first_name="Femme", last_name=_distinct_name(n), phone="0522000000",
+                                              birth_year=1980 + n % 30))
+               for n in range(800)]
+    with session_scope(engine) as session:
+        flags = session.scalars(select(DuplicateFlag)).all()
+    assert len(flags) == limit * (limit + 1) // 2  # 0 + 1 + ... + limit, whatever the number of women
+    assert all(a["shared_values"] == [] for a in answers[:limit + 1])
+    assert all(a["shared_values"] == ["phone"] and a["possible_duplicates"] == [] for a in answers[limit + 1:])
+    # A real duplicate is still found beside the shared number: her name and birth year match.
+    again = register(intake, keyring, dict(first_name="Femme", last_name=_distinct_name(7), phone="0522000000",
+                                           birth_year=1987))
+    assert again["possible_duplicates"] == [{"id": answers[7]["id"], "reasons": ["same_name", "same_birth_year"]}]
+    assert again["shared_values"] == ["phone"]
+
+
+def _plans(engine, statements):
+    """The database's plan for each recorded statement, as text lines."""
+    plans = []
+    with engine.connect() as connection:
+        if engine.dialect.name == "postgresql":
+            connection.exec_driver_sql("SET enable_seqscan = off")  # a plan with no usable index stays a Seq Scan
+            prefix = "EXPLAIN "
+        else:
+            prefix = "EXPLAIN QUERY PLAN "
+        for statement, parameters in statements:
+            rows = connection.exec_driver_sql(prefix + statement, parameters).all()
+            plans.append([" ".join(str(column) for column in row) for row in rows])
+    return plans
+
+
+def test_duplicate_lookup_reads_the_blind_index_not_every_row(engine, intake, keyring):
+    from sqlalchemy import event
+
+    for n in range(30):
+        register(intake, keyring, dict(first_name="Femme", last_name=_distinct_name(n), phone=f"06120000{n:02d}",
+                                       birth_year=1980 + n))
+    statements = []
+
+    def record(conn, cursor, statement, parameters, context, executemany):
+        if statement.lstrip().upper().startswith("SELECT") and "FROM blind_index" in statement:
+            statements.append((statement, parameters))
+
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        register(intake, keyring, dict(first_name="Femme", last_name=_distinct_name(3), phone="0612000003",
+                                       birth_year=1983))
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    assert statements
+    for plan in _plans(engine, statements):
+        text_plan = "\n".join(plan)
+        if engine.dialect.name == "postgresql":
+            assert "Index" in text_plan and "Seq Scan" not in text_plan, text_plan
+        else:
+            assert "SEARCH" in text_plan and not any(" SCAN blind_index" in f" {line}" for line in plan), text_plan
+
+
+# --- her association's list, paged (issue 12, item 5) --------------------------------------------
+
+
+def test_beneficiaries_page_by_cursor_without_personal_data_and_search_by_phone_or_name(engine, intake, keyring):
+    ids = [register(intake, keyring, dict(first_name="Femme", last_name=_distinct_name(n), phone=f"06120000{n:02d}"),
+                    now=NOW + timedelta(minutes=n // 2))["id"] for n in range(13)]  # pairs share a time
+    register(intake, keyring, KHADIJA, staff=OTHER_WORKER)  # another association's: never listed here
+    seen, cursor = [], None
+    while True:
+        page = intake(domain.list_beneficiaries, keyring, SAFI_WORKER, limit=5, cursor=cursor)
+        seen += [b["id"] for b in page["items"]]
+        register(intake, keyring, dict(first_name="Nouvelle"), now=NOW + timedelta(days=1))  # arrives meanwhile
+        cursor = page["next"]
+        if cursor is None:
+            break
+    assert len(seen) == len(set(seen)) == 13 and set(seen) == set(ids)
+    assert not any(secret in json.dumps(page) for secret in ("Femme", "0612"))  # no personal field in a list
+
+    by_phone = intake(domain.list_beneficiaries, keyring, SAFI_WORKER, phone="+212 6 12 00 00 07")
+    assert [b["id"] for b in by_phone["items"]] == [ids[7]] and by_phone["next"] is None
+    by_name = intake(domain.list_beneficiaries, keyring, SAFI_WORKER, name=f"FEMME {_distinct_name(3)}")
+    assert [b["id"] for b in by_name["items"]] == [ids[3]]
+    assert intake(domain.list_beneficiaries, keyring, OTHER_WORKER, phone="0612000007")["items"] == []
+
+    first = intake(domain.list_beneficiaries, keyring, SAFI_WORKER, limit=1)
+    for other_list in ({"actor": OTHER_WORKER}, {"actor": SAFI_WORKER, "phone": "0612000007"}):
+        with pytest.raises(DomainError, match="another list"):
+            intake(domain.list_beneficiaries, keyring, other_list.pop("actor"), cursor=first["next"], **other_list)
+    with pytest.raises(DomainError):
+        intake(domain.list_beneficiaries, keyring, SAFI_WORKER, limit=201)
+    with pytest.raises(Forbidden):
+        intake(domain.list_beneficiaries, keyring, actor({"id": "s-7", "association": "amal-safi",
+                                                          "roles": ["events_manager"]}))

@@ -170,10 +170,17 @@ def test_gateway_routes(service):
 
     revoked = json.loads(gateway.intake_revoke_consent(request("POST"), consent_id).get_data())
     assert revoked["valid"] is False
-    assert json.loads(gateway.intake_disclosures(request("GET"), beneficiary).get_data()) == []
-    trail = json.loads(gateway.intake_audit(request("GET"), beneficiary).get_data())
-    assert [entry["action"] for entry in trail] == ["register", "add_session", "record_consent", "read",
-                                                     "revoke_consent", "read_disclosures"]
+    assert json.loads(gateway.intake_disclosures(request("GET"), beneficiary).get_data()) == {"items": [],
+                                                                                               "next": None}
+    trail, path = [], "/?limit=4"
+    while path:  # newest first, page after page
+        page = json.loads(gateway.intake_audit(request("GET", path), beneficiary).get_data())
+        trail += [entry["action"] for entry in page["items"]]
+        path = page["next"] and f"/?limit=4&cursor={page['next']}"
+    assert trail[::-1] == ["register", "add_session", "record_consent", "read", "revoke_consent",
+                           "read_disclosures"]
+    [beneficiaries] = json.loads(gateway.intake_list(request("GET", "/?limit=5")).get_data())["items"]
+    assert beneficiaries["id"] == beneficiary and "first_name" not in beneficiaries
 
     with pytest.raises(Forbidden):  # a case worker may not erase; the gateway's error table answers 403
         gateway.intake_erase(request("DELETE"), beneficiary)

@@ -189,3 +189,29 @@ def test_a_referral_id_already_used_is_refused_as_duplicate_not_dropped(service)
         service.on_referral_sent(other)
     assert refused.value.code == "duplicate_id"
     assert service.get_referral("p-90", RECIPIENT)["reason"] == "Unsafe at home"
+
+
+def test_received_referrals_page_by_cursor_while_new_ones_arrive(service):
+    """Every referral once, none skipped, while more are sent between pages; a cursor is for one list."""
+    existing = {create(service)["id"] for _ in range(23)}
+    seen, cursor = [], None
+    while True:
+        page = service.list_referrals(RECIPIENT, "received", limit=7, cursor=cursor, paged=True)
+        json.dumps(page)  # crosses RPC as JSON
+        seen += [referral["id"] for referral in page["items"]]
+        create(service)  # sent meanwhile: newer than everything listed, so on no page of this walk
+        cursor = page["next"]
+        if cursor is None:
+            break
+    assert len(seen) == len(set(seen)) == 23 and set(seen) == existing
+    assert all(r["direction"] == "received" for r in page["items"])
+
+    first = service.list_referrals(RECIPIENT, "received", limit=2, paged=True)
+    for actor, direction, status in ((CASE_WORKER, "sent", None), (RECIPIENT, "sent", None),
+                                     (RECIPIENT, "received", "sent")):
+        with pytest.raises(DomainError, match="another list"):
+            service.list_referrals(actor, direction, status, limit=2, cursor=first["next"])
+    for limit in (0, 201):
+        with pytest.raises(DomainError) as refused:
+            service.list_referrals(RECIPIENT, "received", limit=limit, paged=True)
+        assert refused.value.code == "invalid_request"

@@ -105,16 +105,17 @@ def test_deadlines_are_shown_in_casablanca_time():
 
 
 def test_the_inbox_page_renders_her_own_items_from_her_session(sessions):
-    notifications = Stub(inbox=[
+    notifications = Stub(inbox={"next": "b2xkZXI", "items": [
         {"id": 7, "kind": "beneficiary.registered", "urgency": "urgent", "subject": "Nouvelle bénéficiaire",
          "body": "Ouvrez votre boîte.", "link": "/beneficiaries/b-1", "created_at": "2026-11-29T14:00:00+00:00",
          "read_at": None, "read": False},
         {"id": 3, "kind": "referral.accepted", "urgency": "normal", "subject": "Orientation acceptée <b>",
          "body": "", "link": "/referrals/r-1", "created_at": "2026-11-28T14:00:00+00:00",
-         "read_at": "2026-11-28T15:00:00+00:00", "read": True}], unread_count=1)
+         "read_at": "2026-11-28T15:00:00+00:00", "read": True}]}, unread_count=1)
     response = GatewayService.inbox_page(Gateway(notifications_rpc=notifications),
                                          request("/inbox?lang=ar", sessions.signed_in(HANANE)))
     html = response.get_data(as_text=True)
+    assert 'href="/inbox?cursor=b2xkZXI"' in html  # the older items are one link away, not cut off
     assert response.status_code == 200 and response.headers["Cache-Control"] == "no-store"
     assert 'dir="rtl"' in html and 'data-unread="1"' in html
     assert html.count('class="mark-read"') == 1 and 'href="/referrals/r-1"' in html
@@ -237,7 +238,7 @@ def test_an_events_manager_gets_no_case_page_and_no_service_is_asked(sessions, p
 
 
 def test_navigation_follows_her_roles(sessions):
-    inbox = Stub(inbox=[], unread_count=0)
+    inbox = Stub(inbox={"items": [], "next": None}, unread_count=0)
     nav = {}
     for name, staff in (("hanane", HANANE), ("youssef", YOUSSEF)):
         nav[name] = GatewayService.inbox_page(Gateway(notifications_rpc=inbox),
@@ -253,7 +254,8 @@ def test_every_inbox_link_with_a_page_gets_an_open_link(sessions):
                 "created_at": "2026-11-29T14:00:00+00:00", "read_at": None, "read": False}
 
     links = ["/beneficiaries/b-1", "/events/e-7", "/referrals/r-1", "/referrals", "/", "https://evil.example/x"]
-    notifications = Stub(inbox=[item(n, link) for n, link in enumerate(links)], unread_count=len(links))
+    notifications = Stub(inbox={"items": [item(n, link) for n, link in enumerate(links)], "next": None},
+                         unread_count=len(links))
     html = GatewayService.inbox_page(Gateway(notifications_rpc=notifications),
                                      request("/inbox", sessions.signed_in(HANANE))).get_data(as_text=True)
     for link in links[:4]:

@@ -1,0 +1,150 @@
+"""First-page latency of the paged lists at size: 10,000 referrals, 100,000+ inbox items, 10,000 beneficiaries.
+
+    .venv/bin/python scripts/bench_lists.py [--notifications 100000] [--referrals 10000] [--runs 200]
+
+Fills a throwaway SQLite file and a throwaway PostgreSQL database (127.0.0.1:5432, user postgres) with
+bulk inserts (not timed), then times the domain call each RPC makes for a page (query, and for
+referrals the per-item view and schema dump), first page and a page from a cursor, and prints a
+Markdown table (p50/p95/max in ms). Everything is dropped at the end.
+"""
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import psycopg2
+from sqlalchemy import insert
+from sqlalchemy.orm import Session
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from services.intake import domain as intake  # noqa: E402
+from services.intake.models import Base as IntakeBase  # noqa: E402
+from services.intake.models import Beneficiary
+from services.notifications import domain as notifications  # noqa: E402
+from services.notifications.models import Base as NotificationsBase  # noqa: E402
+from services.notifications.models import InboxItem
+from services.referrals import domain as referrals  # noqa: E402
+from services.referrals.models import Base as ReferralsBase  # noqa: E402
+from services.referrals.models import Referral
+from services.referrals.schemas import ReferralSchema  # noqa: E402
+from tansiq.contracts.actor import Actor  # noqa: E402
+from tansiq.crypto import KeyRing  # noqa: E402
+from tansiq.db import make_engine  # noqa: E402
+
+PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+STAFF = "s-bench"
+HOME, OTHER = "amal-safi", "wafae-marrakech"
+
+
+def fill(engine, args):
+    for base in (NotificationsBase, ReferralsBase, IntakeBase):
+        base.metadata.create_all(engine)
+    with Session(engine) as session:
+        batch = 10_000
+        for start in range(0, args.notifications, batch):
+            session.execute(insert(InboxItem), [
+                {"staff_id": STAFF if n % 2 == 0 else f"s-{n % 50}", "association": HOME, "kind": "referral.sent",
+                 "urgency": "normal", "subject_key": "referral.sent", "subject_params": {}, "link": "/referrals",
+                 "source_message_id": uuid.uuid4().hex, "created_at": T0 + timedelta(seconds=n)}
+                for n in range(start, min(start + batch, args.notifications))])
+        session.execute(insert(Referral), [
+            {"id": f"r-{n:06d}", "beneficiary_id": f"b-{n}", "from_association": HOME if n % 2 else OTHER,
+             "to_association": OTHER if n % 2 else HOME, "service_category": "legal_orientation",
+             "urgency": "normal", "state": "sent", "created_at": T0 + timedelta(seconds=n),
+             "updated_at": T0 + timedelta(seconds=n), "ack_due": T0 + timedelta(days=2)}
+            for n in range(args.referrals * 2)])  # half of them received by HOME
+        session.execute(insert(Beneficiary), [
+            {"id": f"b-{n:06d}", "association": HOME, "kind": "survivor", "city": "Safi", "registered_by": STAFF,
+             "registered_at": T0 + timedelta(seconds=n)} for n in range(args.referrals)])
+        session.commit()
+
+
+def timed(engine, call, runs):
+    samples = []
+    for _ in range(runs):
+        with Session(engine) as session:
+            started = time.perf_counter()
+            call(session)
+            samples.append((time.perf_counter() - started) * 1000)
+    samples.sort()
+    return statistics.median(samples), samples[int(len(samples) * 0.95) - 1], samples[-1]
+
+
+def rows(engine, args):
+    keyring = KeyRing(os.urandom(32))
+    reader = Actor(association=HOME, id=STAFF, roles=frozenset({"case_worker"}))
+    now = T0 + timedelta(days=400)
+
+    def inbox_first(session):
+        return notifications.inbox_page(session, STAFF, limit=50)
+
+    with Session(engine) as session:
+        inbox_cursor = notifications.inbox_page(session, STAFF, limit=50)[1]
+        referral_cursor = referrals.referrals_page(session, HOME, "received", limit=50)[1]
+
+    def referrals_page(cursor):
+        def call(session):
+            page, _ = referrals.referrals_page(session, HOME, "received", limit=50, cursor=cursor)
+            return ReferralSchema().dump([referrals.view(r, reader, now, keyring) for r in page], many=True)
+        return call
+
+    def referrals_unpaged(session):
+        found = referrals.list_referrals(session, now, HOME, "received")
+        return ReferralSchema().dump([referrals.view(r, reader, now, keyring) for r in found[:50]], many=True)
+
+    def beneficiaries_first(session):
+        return intake.list_beneficiaries(session, keyring, reader, limit=50)
+
+    yield (f"inbox, first page of 50 ({args.notifications // 2:,} hers of {args.notifications:,})",
+           timed(engine, inbox_first, args.runs))
+    yield ("inbox, a page from a cursor",
+           timed(engine, lambda s: notifications.inbox_page(s, STAFF, limit=50, cursor=inbox_cursor), args.runs))
+    yield (f"referrals received, first page of 50 ({args.referrals:,} received), with views",
+           timed(engine, referrals_page(None), args.runs))
+    yield ("referrals received, a page from a cursor, with views", timed(engine, referrals_page(referral_cursor),
+                                                                          args.runs))
+    yield (f"beneficiaries, first page of 50 ({args.referrals:,})", timed(engine, beneficiaries_first, args.runs))
+    yield (f"before: referrals received unpaged (all {args.referrals:,} read and sorted, 50 viewed)",
+           timed(engine, referrals_unpaged, max(3, args.runs // 20)))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--notifications", type=int, default=100_000)
+    parser.add_argument("--referrals", type=int, default=10_000)
+    parser.add_argument("--runs", type=int, default=200)
+    args = parser.parse_args()
+    print("| database | list | p50 ms | p95 ms | max ms |\n|---|---|---:|---:|---:|")
+    with tempfile.TemporaryDirectory() as folder:
+        engine = make_engine(f"sqlite:///{folder}/lists.sqlite3")
+        fill(engine, args)
+        for name, (p50, p95, worst) in rows(engine, args):
+            print(f"| SQLite | {name} | {p50:.1f} | {p95:.1f} | {worst:.1f} |", flush=True)
+        engine.dispose()
+    database = f"tansiq_bench_lists_{uuid.uuid4().hex[:8]}"
+    admin = psycopg2.connect(PG_ADMIN)
+    admin.autocommit = True
+    admin.cursor().execute(f'CREATE DATABASE "{database}"')
+    try:
+        engine = make_engine(f"postgresql+psycopg2://postgres@127.0.0.1:5432/{database}")
+        fill(engine, args)
+        with engine.connect() as connection:
+            connection.exec_driver_sql("ANALYZE")
+        for name, (p50, p95, worst) in rows(engine, args):
+            print(f"| PostgreSQL | {name} | {p50:.1f} | {p95:.1f} | {worst:.1f} |", flush=True)
+        engine.dispose()
+    finally:
+        admin.cursor().execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+        admin.close()
+
+
+if __name__ == "__main__":
+    main()
