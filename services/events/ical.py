@@ -1,7 +1,8 @@
 """iCalendar (RFC 5545) feeds of the calendar, built with the `icalendar` library.
 
 Times keep their IANA zone: DTSTART/DTEND/EXDATE/RECURRENCE-ID carry TZID and the
-calendar carries a VTIMEZONE generated from zoneinfo, so Google Calendar, Outlook and
+calendar carries a VTIMEZONE written from zoneinfo for exactly the years the feed covers
+(services/events/vtimezone.py), so Google Calendar, Outlook and
 Thunderbird show Moroccan events at the right hour on both sides of Ramadan.
 """
 
@@ -10,6 +11,7 @@ from datetime import datetime, timedelta
 import icalendar
 from sqlalchemy import func, select
 
+from services.events import vtimezone
 from services.events.domain import Timing, get_event, venue_dict
 from services.events.recurrence import cooperate
 from services.events.models import Event
@@ -56,16 +58,24 @@ def calendar(events, name, now):
     cal.add("x-wr-calname", name)
     cal.add("refresh-interval", timedelta(hours=1), parameters={"VALUE": "DURATION"})
     cal.add("x-published-ttl", "PT1H")
+    zones = {event.tz for event in events if not event.all_day}
+    if zones:
+        # Before the events that use them; every transition of the covered years, from zoneinfo.
+        first, last = covered_years(events, now)
+        for component in vtimezone.for_zones(zones, first, last):
+            cal.add_component(component)
     for event in events:
         cooperate()  # a feed of many events is CPU work: let heartbeats and other requests through
         for component in components(event):
             cal.add_component(component)
-    if events:
-        # VTIMEZONE from zoneinfo, covering the events (not 1970-2038: keeps the feed small).
-        first = min(e.starts_at for e in events).date() - timedelta(days=1)
-        last = max([*(e.ends_at for e in events), now + timedelta(days=3 * 366)]).date() + timedelta(days=1)
-        cal.add_missing_timezones(first_date=first, last_date=last)
     return cal
+
+
+def covered_years(events, now):
+    """The years a feed's times fall in: its first start to its last end, or three years ahead."""
+    first = min(e.starts_at for e in events) - timedelta(days=1)
+    last = max([*(e.ends_at for e in events), now + timedelta(days=3 * 366)]) + timedelta(days=1)
+    return first.year, last.year
 
 
 def components(event):
