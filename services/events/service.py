@@ -6,9 +6,10 @@ from nameko.dependency_providers import Config
 from nameko.rpc import RpcProxy, rpc
 from nameko.timer import timer
 
-from services.events import domain, ical
-from services.events.schemas import (CancelOccurrence, CreateEvent, EventSchema, MoveOccurrence, OccurrenceSchema,
-                                     RegistrationSchema, UpdateEvent, VenueSchema, load_window)
+from services.events import domain, ical, occurrences
+from services.events.schemas import (CancelOccurrence, CreateEvent, EventSchema, MoveOccurrence, OccurrencePageSchema,
+                                     OccurrenceSchema, PagedWindow, RegistrationSchema, UpdateEvent, VenueSchema,
+                                     load_window)
 from tansiq.db import Database
 from tansiq.envelope import utcnow
 from tansiq import contracts
@@ -18,12 +19,14 @@ from tansiq.messaging.topology import PARTNERS_OUTBOUND
 from tansiq.errors import DomainError, NotFound
 
 REMINDER_INTERVAL_SECONDS = 300
+HORIZON_INTERVAL_SECONDS = 3600  # stored occurrences: how often the rolling horizon is moved on
 REMINDER_HORIZON_HOURS_KEY = "REMINDER_HORIZON_HOURS"
 AUDIENCES = {"public": ("public",), "network": ("public", "network")}
 
 event_out = EventSchema(exclude=("registrations",))
 event_with_registrations_out = EventSchema()
 occurrences_out = OccurrenceSchema(many=True)
+occurrence_page_out = OccurrencePageSchema()
 registration_io = RegistrationSchema()
 venue_io = VenueSchema()
 
@@ -130,6 +133,19 @@ class EventsService:
                 association=window["association"], visibilities=_visibilities(audience)))
 
     @rpc
+    def list_occurrences_page(self, start, end, city=None, kind=None, association=None, audience="public",
+                              cursor=None, limit=None):
+        """One page of occurrences: {"items", "next" (cursor or null), "truncated": false}."""
+        query = {"start": start, "end": end, "city": city, "kind": kind, "association": association, "cursor": cursor}
+        window = load_window({**query, **({"limit": limit} if limit is not None else {})}, PagedWindow)
+        with self.db.session() as session:
+            page = occurrences.page(
+                session, window["start"], window["end"], city=window["city"], kind=window["kind"],
+                association=window["association"], visibilities=_visibilities(audience),
+                cursor=window["cursor"], limit=window["limit"])
+            return occurrence_page_out.dump({"items": page.items, "next": page.next})
+
+    @rpc
     def register(self, event_id, payload, staff=None):
         values = registration_io.load(payload)
         values["staff_id"] = domain.check_registrant(staff, values["association"])
@@ -166,6 +182,16 @@ class EventsService:
             if not inbox.first_time(session, self.name, event):
                 return
             domain.apply_partner_event(session, utcnow(), event, known)
+
+    @timer(interval=HORIZON_INTERVAL_SECONDS, eager=True)
+    def extend_occurrences(self):
+        """Keep every series stored HORIZON ahead (and store events older than the table), a batch
+        per unit of work so no transaction holds the database for long."""
+        while True:
+            with self.db.session() as session:
+                done = occurrences.extend(session, utcnow())
+            if done < occurrences.EXTEND_BATCH:
+                return
 
     @timer(interval=REMINDER_INTERVAL_SECONDS)
     def send_reminders(self):

@@ -60,6 +60,18 @@ class EventsApi:
             start, end, city=request.args.get("city") or None, kind=request.args.get("kind") or None,
             association=request.args.get("association") or None, audience=_audience(staff)))
 
+    @api("GET", "/api/occurrences")
+    def occurrences_page(self, request):
+        """The listing page by page: follow `next` until it is null (`truncated` is always false)."""
+        now = datetime.now(timezone.utc)
+        start = request.args.get("start") or (now + DEFAULT_WINDOW[0]).isoformat()
+        end = request.args.get("end") or (now + DEFAULT_WINDOW[1]).isoformat()
+        staff = _staff_or_none(request)
+        return json_response(self.events_rpc.list_occurrences_page(
+            start, end, city=request.args.get("city") or None, kind=request.args.get("kind") or None,
+            association=request.args.get("association") or None, audience=_audience(staff),
+            cursor=request.args.get("cursor") or None, limit=request.args.get("limit") or None))
+
     @api("GET", "/api/events/<string:event_id>")
     def events_get(self, request, event_id):
         staff = _staff_or_none(request)

@@ -23,6 +23,7 @@ from services.events.schemas import (
     CreateEvent,
     EventSchema,
     MoveOccurrence,
+    OccurrencePageSchema,
     OccurrenceSchema,
     RegistrationSchema,
     UpdateEvent,
@@ -75,7 +76,7 @@ COMPONENTS = {
     "Reroute": RerouteSchema, "Holiday": HolidaySchema,
     "Venue": VenueSchema, "Registration": RegistrationSchema, "CreateEvent": CreateEvent,
     "UpdateEvent": UpdateEvent(partial=True), "Event": EventSchema, "EventResult": gateway.EventResultSchema,
-    "Occurrence": OccurrenceSchema, "MoveOccurrence": MoveOccurrence, "CancelOccurrence": CancelOccurrence,
+    "Occurrence": OccurrenceSchema, "OccurrencePage": OccurrencePageSchema, "MoveOccurrence": MoveOccurrence, "CancelOccurrence": CancelOccurrence,
     "InboxEntry": gateway.InboxEntrySchema, "InboxList": gateway.InboxListSchema,
     "UnreadCount": gateway.UnreadCountSchema, "Preferences": PreferencesSchema,
 }
@@ -91,6 +92,9 @@ WINDOW = [query("start", {"type": "string", "format": "date-time"}, "default: 7 
           query("end", {"type": "string", "format": "date-time"}, "default: in 62 days"),
           query("city", {"type": "string"}), query("kind", {"type": "string", "enum": list(EVENT_KINDS)}),
           query("association", {"type": "string"}, "organiser or co-organiser slug")]
+PAGING = [query("cursor", {"type": "string"}, "the `next` of the page before; absent for the first page"),
+          query("limit", {"type": "integer", "minimum": 1, "maximum": 2000, "default": 500}, "occurrences per page")]
+
 
 def described(tag, summary, answer=(200, OBJECT), auth=STAFF, body=None, query=None, params=None):
     """What a route's code does not say.
@@ -158,7 +162,12 @@ ROUTES = {
                                     summary="Add or correct a public holiday (admins; deadlines count working days)"),
     # events
     ("GET", "/api/events"): described(tag="events", auth=OPTIONAL, query=WINDOW, answer=(200, ["Occurrence"]),
-                                 summary="Occurrences in a window (public ones, plus network ones when signed in)"),
+                                 summary="Occurrences in a window (public ones, plus network ones when signed in); "
+                                         "422 too_many_occurrences past 2000 (never cut): use /api/occurrences"),
+    ("GET", "/api/occurrences"): described(
+        tag="events", auth=OPTIONAL, answer=(200, "OccurrencePage"), query=[*WINDOW, *PAGING],
+        summary="Occurrences in a window, page by page: follow `next` until it is null; `truncated` is "
+                "always false (nothing is cut without a `next`)"),
     ("POST", "/api/events"): described(tag="events", body="CreateEvent", query=[FORCE], answer=(201, "EventResult"),
                                   summary="Create an event"),
     ("GET", "/api/events/{event_id}"): described(tag="events", auth=OPTIONAL, answer=(200, "Event"), summary="One event"),
