@@ -6,12 +6,13 @@ calendar carries a VTIMEZONE written from zoneinfo for exactly the years the fee
 Thunderbird show Moroccan events at the right hour on both sides of Ramadan.
 """
 
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 
 import icalendar
-from sqlalchemy import func, select
+from dateutil.relativedelta import relativedelta
+from sqlalchemy import String, cast, func, or_, select
 
-from services.events import vtimezone
+from services.events import occurrences, vtimezone
 from services.events.domain import Timing, get_event, venue_dict
 from services.events.recurrence import cooperate
 from services.events.models import Event
@@ -21,33 +22,88 @@ PRODID = "-//Tansiq//Calendrier du reseau//FR"
 SCOPES = ("network", "city", "association", "event")
 ICS_STATUS = {"published": "CONFIRMED", "postponed": "TENTATIVE", "cancelled": "CANCELLED"}
 TITLES = {"network": "Tansiq", "city": "Tansiq - {}", "association": "Tansiq - {}", "event": "Tansiq - {}"}
+MONTHS_BACK, MONTHS_AHEAD = 3, 18  # a feed's default window, from the start of the current month
+MAX_FEED_WINDOW = timedelta(days=5 * 366)  # ?from=&to= may ask for more, up to this
+UTC = timezone.utc
 
 
-def feed(session, now, scope, value=None, visibilities=("public",)):
+def window(now, start=None, end=None):
+    """A feed's window: [start, end) if given, else 3 months back and 18 ahead of this month's
+    start (so a feed, and its ETag, stay the same for a month when nothing changes)."""
+    month = now.astimezone(UTC).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    start = start or month - relativedelta(months=MONTHS_BACK)
+    end = end or month + relativedelta(months=MONTHS_AHEAD)
+    if end <= start or end - start > MAX_FEED_WINDOW:
+        raise DomainError(f"a feed covers 1 to {MAX_FEED_WINDOW.days} days (from < to)", code="invalid_window")
+    return start, end
+
+
+def feed(session, now, scope, value=None, visibilities=("public",), start=None, end=None):
     """The iCalendar text of one feed: the whole network, a city, an association or one event.
 
     Drafts never appear; cancelled events stay with STATUS:CANCELLED so that
     subscribed calendars remove them. `visibilities` says whether network-only events
-    may be included (only for an authenticated reader).
+    may be included (only for an authenticated reader). A feed holds the events with an
+    occurrence in its window (see `window`), read from the stored occurrences.
     """
+    name, events, (start, end) = feed_events(session, now, scope, value, visibilities, start, end)
+    return text(events, name, now, start, end)
+
+
+def feed_events(session, now, scope, value=None, visibilities=("public",), start=None, end=None):
+    """(calendar name, events, window) of a feed: everything `text` needs, loaded in one go."""
+    start, end = window(now, start, end)
+    query, name = scope_query(scope, value, visibilities), TITLES[scope].format(value)
+    if scope == "event":
+        event = get_event(session, value)
+        if event.status == "draft" or event.visibility not in visibilities:
+            raise NotFound(f"no event {value!r}", code="unknown_event")
+        name = TITLES[scope].format(event.title)
+    else:
+        query = query.where(Event.id.in_(occurrences.events_between(session, start, end)))
+    events = list(session.scalars(query.order_by(Event.starts_at, Event.id)))
+    if scope == "association":
+        events = [e for e in events if e.organiser == value or value in (e.co_organisers or [])]
+    return name, events, (start, end)
+
+
+def scope_query(scope, value, visibilities):
+    """The events a feed may hold, whatever its window (an association's: a superset, see above)."""
     if scope not in SCOPES:
         raise DomainError(f"scope must be one of {', '.join(SCOPES)}", code="invalid_scope")
     if scope != "network" and not value:
         raise DomainError(f"the {scope} feed needs a value", code="invalid_scope")
     query = select(Event).where(Event.status != "draft", Event.visibility.in_(visibilities))
-    name = TITLES[scope].format(value)
     if scope == "city":
         query = query.where(func.lower(Event.city) == value.lower())
     elif scope == "event":
-        event = get_event(session, value)
-        if event.status == "draft" or event.visibility not in visibilities:
-            raise NotFound(f"no event {value!r}", code="unknown_event")
-        name = TITLES[scope].format(event.title)
         query = query.where(Event.id == value)
-    events = list(session.scalars(query.order_by(Event.starts_at)))
-    if scope == "association":
-        events = [e for e in events if e.organiser == value or value in (e.co_organisers or [])]
-    return calendar(events, name, now).to_ical().decode("utf-8")
+    elif scope == "association":
+        query = query.where(or_(Event.organiser == value, cast(Event.co_organisers, String).like(f'%"{value}"%')))
+    return query
+
+
+def version(session, scope, value, visibilities):
+    """(last change, number of events) of what a feed may hold: its ETag changes when either does."""
+    inner = scope_query(scope, value, visibilities).subquery()
+    return session.execute(select(func.max(inner.c.updated_at), func.count()).select_from(inner)).one()
+
+
+def text(events, name, now, start=None, end=None):
+    """The feed's text, written one component at a time with a yield between them: a feed of
+    many events never holds the event loop (heartbeats, other requests) for long."""
+    head = calendar([], name, now).to_ical().decode("utf-8")
+    opening, closing = head[:head.rindex("END:VCALENDAR")], "END:VCALENDAR\r\n"
+    parts = [opening]
+    zones = {event.tz for event in events if not event.all_day}
+    if zones:
+        first, last = (start.year, (end - timedelta(seconds=1)).year) if start and end else covered_years(events, now)
+        parts += [component.to_ical().decode("utf-8") for component in vtimezone.for_zones(zones, first, last)]
+    for event in events:
+        cooperate()
+        parts += [component.to_ical().decode("utf-8") for component in components(event)]
+    parts.append(closing)
+    return "".join(parts)
 
 
 def calendar(events, name, now):

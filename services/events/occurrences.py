@@ -251,6 +251,13 @@ def decode_cursor(cursor):
     return _sort_key(start, title, event_id, recurrence_key)
 
 
+def events_between(session, window_start, window_end):
+    """A select of the ids of events with an occurrence in the window (stored, or past their horizon)."""
+    stored = select(StoredOccurrence.event_id).where(_intersecting(window_start, window_end, _longest(session)))
+    live = select(Event.id).where(_beyond_horizon(window_end), Event.starts_at < window_end)
+    return stored.union(live)
+
+
 # --- overlaps ---------------------------------------------------------------------------------
 
 def clashing(session, who, spans, window_end):

@@ -187,6 +187,14 @@ class PagedWindow(Window):
     limit = fields.Integer(load_default=500, validate=validate.Range(min=1, max=2000))
 
 
+class FeedWindow(Schema):
+    """?from=&to= of a feed (dates or aware date-times); absent: the default window."""
+
+    start = fields.AwareDateTime(load_default=None, allow_none=True)
+    end = fields.AwareDateTime(load_default=None, allow_none=True)
+    if_modified_since = fields.AwareDateTime(load_default=None, allow_none=True)
+
+
 class OccurrencePageSchema(Schema):
     """One page of occurrences: `next` is the cursor of the following page, null on the last one,
     and `truncated` is always false: what a window holds is never cut without a `next`."""

@@ -6,8 +6,9 @@ from nameko.dependency_providers import Config
 from nameko.rpc import RpcProxy, rpc
 from nameko.timer import timer
 
-from services.events import domain, ical, occurrences
-from services.events.schemas import (CancelOccurrence, CreateEvent, EventSchema, MoveOccurrence, OccurrencePageSchema,
+from services.events import domain, feeds, ical, occurrences
+from services.events.schemas import (CancelOccurrence, CreateEvent, EventSchema, FeedWindow, MoveOccurrence,
+                                     OccurrencePageSchema,
                                      OccurrenceSchema, PagedWindow, RegistrationSchema, UpdateEvent, VenueSchema,
                                      load_window)
 from tansiq.db import Database
@@ -158,6 +159,17 @@ class EventsService:
     def ical_feed(self, scope, value=None, audience="public"):
         with self.db.session() as session:
             return ical.feed(session, utcnow(), scope, value, visibilities=_visibilities(audience))
+
+    @rpc
+    def ical_feed_answer(self, scope, value=None, audience="public", start=None, end=None, if_none_match=None,
+                         if_modified_since=None):
+        """A feed for HTTP: {"etag", "last_modified", "text"}; text null when the client's copy is
+        current (If-None-Match / If-Modified-Since). Cached; built after the unit of work closes."""
+        window = load_window({"start": start, "end": end, "if_modified_since": if_modified_since}, FeedWindow)
+        answer = feeds.CACHE.answer(self.db.session, utcnow(), scope, value, _visibilities(audience),
+                                    window["start"], window["end"], if_none_match, window["if_modified_since"])
+        return {"etag": answer.etag, "text": answer.text,
+                "last_modified": answer.last_modified.isoformat() if answer.last_modified else None}
 
     @handles(*CALENDAR_CHANGES)
     def forward_to_partners(self, event):

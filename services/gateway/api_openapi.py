@@ -92,6 +92,9 @@ WINDOW = [query("start", {"type": "string", "format": "date-time"}, "default: 7 
           query("end", {"type": "string", "format": "date-time"}, "default: in 62 days"),
           query("city", {"type": "string"}), query("kind", {"type": "string", "enum": list(EVENT_KINDS)}),
           query("association", {"type": "string"}, "organiser or co-organiser slug")]
+FEED = [query("from", {"type": "string", "format": "date-time"}, "window start; default: 3 months before this month"),
+        query("to", {"type": "string", "format": "date-time"}, "window end; default: 18 months after this month "
+              "(at most 5 years in all)")]
 PAGING = [query("cursor", {"type": "string"}, "the `next` of the page before; absent for the first page"),
           query("limit", {"type": "integer", "minimum": 1, "maximum": 2000, "default": 500}, "occurrences per page")]
 
@@ -184,13 +187,14 @@ ROUTES = {
     ("GET", "/api/venues"): described(tag="events", auth=PUBLIC, query=[query("city", {"type": "string"})],
                                  answer=(200, ["Venue"]), summary="Registered venues"),
     # iCalendar feeds: public events only, so calendar apps can subscribe without signing in
-    ("GET", "/ical/network.ics"): described(tag="ical", auth=PUBLIC, answer=(200, CALENDAR),
+    # Each carries an ETag and Last-Modified and answers 304 to If-None-Match / If-Modified-Since.
+    ("GET", "/ical/network.ics"): described(tag="ical", auth=PUBLIC, answer=(200, CALENDAR), query=FEED,
                                        summary="Every public event of the network"),
-    ("GET", "/ical/city/{city}.ics"): described(tag="ical", auth=PUBLIC, answer=(200, CALENDAR),
+    ("GET", "/ical/city/{city}.ics"): described(tag="ical", auth=PUBLIC, answer=(200, CALENDAR), query=FEED,
                                            summary="Public events in one city"),
-    ("GET", "/ical/association/{slug}.ics"): described(tag="ical", auth=PUBLIC, answer=(200, CALENDAR),
+    ("GET", "/ical/association/{slug}.ics"): described(tag="ical", auth=PUBLIC, answer=(200, CALENDAR), query=FEED,
                                                   summary="Public events an association organises"),
-    ("GET", "/ical/event/{event_id}.ics"): described(tag="ical", auth=PUBLIC, answer=(200, CALENDAR),
+    ("GET", "/ical/event/{event_id}.ics"): described(tag="ical", auth=PUBLIC, answer=(200, CALENDAR), query=FEED,
                                                 summary="One public event"),
     # inbox
     ("GET", "/api/inbox"): described(tag="inbox", answer=(200, "InboxList"), summary="The signed-in staff member's inbox",
@@ -295,6 +299,11 @@ def operation(method, url, name, doc, info):
     else:
         content = _content(answer)
     op["responses"] = {str(status): {"description": "OK" if status == 200 else "Created", "content": content}}
+    if answer == CALENDAR:  # feeds carry validators and answer conditional requests
+        validators = {"ETag": {"schema": {"type": "string"}}, "Last-Modified": {"schema": {"type": "string"}}}
+        op["responses"]["200"]["headers"] = validators
+        op["responses"]["304"] = {"description": "Not modified (If-None-Match / If-Modified-Since)",
+                                  "headers": validators}
     if auth == STAFF:
         op["responses"]["401"] = {"$ref": "#/components/responses/Unauthorized"}
     if body or (extra and not isinstance(extra, list)):

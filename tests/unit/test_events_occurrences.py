@@ -218,7 +218,8 @@ def test_the_series_its_exceptions_and_its_rows_change_together(session):
 
 
 def test_the_horizon_moves_on_and_listings_do_not_change(session):
-    event, _ = create(session, rrule="FREQ=WEEKLY", start=datetime(2026, 12, 7, 10, 0), end=datetime(2026, 12, 7, 11, 0))
+    event, _ = create(session, rrule="FREQ=WEEKLY", start=datetime(2026, 12, 7, 10, 0),
+                      end=datetime(2026, 12, 7, 11, 0))
     single, _ = create(session, title="Salon", start=datetime(2029, 5, 1, 10, 0), end=datetime(2029, 5, 1, 12, 0))
     session.commit()
     assert event.occurrences_until == event.starts_at + occurrences.HORIZON  # it starts after now
