@@ -367,7 +367,7 @@ def create_event(session, now, spec, known_associations, force=False):
                                     set(event.exdates), [], force)
     session.add(event)
     session.flush()
-    stored.store(session, event, now)
+    stored.store(session, event, now, new=True)
     if event.status == "published":
         _emit(session, "ma.tansiq.event.published.v1", event)
     return event, warnings

@@ -37,10 +37,11 @@ _SPANS_PER_QUERY = 50  # overlap checks ask for this many of a series' spans at 
 
 # --- writing ----------------------------------------------------------------------------------
 
-def store(session, event, now):
-    """(Re)write every stored occurrence of `event`, as it is now in this session."""
+def store(session, event, now, new=False):
+    """(Re)write every stored occurrence of `event`, as it is now in this session (`new`: it has none yet)."""
     session.flush()
-    session.execute(delete(StoredOccurrence).where(StoredOccurrence.event_id == event.id))
+    if not new:
+        session.execute(delete(StoredOccurrence).where(StoredOccurrence.event_id == event.id))
     timing = domain.Timing.of(event)
     until = max(now, timing.starts_at) + HORIZON
     rows = _natural_rows(event, timing, None, until)

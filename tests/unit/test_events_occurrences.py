@@ -95,7 +95,8 @@ def generate(session, size, seed=13):
 def independent(session, window):
     """(uid, start, end, status) of every occurrence in the window, as recurring_ical_events
     expands the network feed (which uses the feed's own rules, not our table)."""
-    cal = icalendar.Calendar.from_ical(ical.feed(session, NOW, "network", visibilities=("public", "network")))
+    cal = icalendar.Calendar.from_ical(ical.feed(session, NOW, "network", visibilities=("public", "network"),
+                                                 start=window[0], end=window[1]))  # the feed of that window
     tz_of = {e.uid: domain.zone(e.tz) for e in session.scalars(select(Event))}
     found = set()
     # A day wider: all-day events are floating dates there; the exact UTC bounds are applied below.
