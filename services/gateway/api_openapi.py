@@ -76,7 +76,8 @@ COMPONENTS = {
     "Reroute": RerouteSchema, "Holiday": HolidaySchema,
     "Venue": VenueSchema, "Registration": RegistrationSchema, "CreateEvent": CreateEvent,
     "UpdateEvent": UpdateEvent(partial=True), "Event": EventSchema, "EventResult": gateway.EventResultSchema,
-    "Occurrence": OccurrenceSchema, "OccurrencePage": OccurrencePageSchema, "MoveOccurrence": MoveOccurrence, "CancelOccurrence": CancelOccurrence,
+    "Occurrence": OccurrenceSchema, "OccurrencePage": OccurrencePageSchema, "MoveOccurrence": MoveOccurrence,
+    "CancelOccurrence": CancelOccurrence,
     "InboxEntry": gateway.InboxEntrySchema, "InboxList": gateway.InboxListSchema,
     "UnreadCount": gateway.UnreadCountSchema, "Preferences": PreferencesSchema,
 }
