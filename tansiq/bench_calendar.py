@@ -6,6 +6,7 @@ throwaway PostgreSQL database, then the month views, feeds and single creates ar
 this process, in the events service's own code, without the RPC and HTTP hops.
 """
 
+import os
 import random
 import resource
 import statistics
@@ -62,6 +63,7 @@ def ms(seconds):
 
 
 def run(n, pg_url):
+    load_before = os.getloadavg()[0]
     engine = make_engine(pg_url)
     Base.metadata.create_all(engine)
     messaging_metadata.create_all(engine)
@@ -129,10 +131,10 @@ def run(n, pg_url):
                      "—"))
     finally:
         engine.dispose()
-    return load_seconds, stored, rows
+    return load_seconds, stored, rows, (load_before, os.getloadavg()[0])
 
 
-def section(n, load_seconds, stored, rows):
+def section(n, load_seconds, stored, rows, load_average):
     lines = [
         f"## The calendar at {n:,} events (PostgreSQL)",
         "",
@@ -140,7 +142,8 @@ def section(n, load_seconds, stored, rows):
         f"(a third recurring, some without an end) in 12 cities, created through `domain.create_event` in "
         f"{load_seconds:,.0f} s ({n / load_seconds:,.0f} per second, {BATCH} per unit of work), "
         f"{stored:,} stored occurrences. Timed in one process on the events service's code (no RPC or HTTP hop); "
-        f"p50/p95 over {SAMPLES} random months of the coming year.",
+        f"p50/p95 over {SAMPLES} random months of the coming year. Load average {load_average[0]:.1f} at the "
+        f"start, {load_average[1]:.1f} at the end, on {os.cpu_count()} cores.",
         "",
         "| operation | p50 | p95 |",
         "|---|---|---|",
