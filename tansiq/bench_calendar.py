@@ -17,7 +17,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from services.events import domain, feeds, occurrences
-from services.events.models import Base, StoredOccurrence
+from services.events.models import Base, Event, StoredOccurrence
 from tansiq.db import Sessions, make_engine
 from tansiq.messaging.store import messaging_metadata
 
@@ -116,6 +116,15 @@ def run(n, pg_url):
         rss_after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         rows.append((f"network feed (.ics), built ({len(network.text) / 1e6:.1f} MB; peak RSS {rss_after:,.0f} MiB, "
                      f"{rss_before:,.0f} before)", ms(network_cold), "—"))
+
+        with db.session() as session:
+            some = session.scalar(select(Event.id).where(Event.rrule.is_(None)).limit(1))
+            domain.update_event(session, NOW, some, {"title": "Evenement change"}, ASSOCIATIONS, force=True)
+        started = time.perf_counter()
+        rebuilt = cache.answer(db.session, NOW, "network")
+        rows.append(("network feed (.ics), rebuilt after one event changed (the others' text reused)",
+                     ms(time.perf_counter() - started), "—"))
+        assert "Evenement change" in rebuilt.text
 
         creates = 200
         started = time.perf_counter()

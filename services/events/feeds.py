@@ -3,7 +3,8 @@
 A feed's ETag is a hash of what it covers (scope, audience, window) and of the last change
 to the events it may hold (their latest `updated_at` and their number): one small query. A
 client that already has that version is told so without a build (HTTP 304); a feed already
-built for it is served from memory. Otherwise the events are loaded in one short unit of
+built for it is served from memory, and so is each event's VEVENT text until that event changes.
+Otherwise the events are loaded in one short unit of
 work and the text is written after it has closed, yielding between components, so a long
 build holds neither the database (SQLite's unit-of-work lock) nor the event loop. Two
 requests for the same feed share one build.
@@ -18,6 +19,7 @@ from datetime import datetime
 from services.events import ical
 
 CACHE_BYTES = 64 * 1024 * 1024  # feeds kept in memory, most recently used first
+EVENT_CACHE_BYTES = 64 * 1024 * 1024  # events' VEVENT texts, reused by the next build of any feed
 
 
 @dataclass(frozen=True)
@@ -27,11 +29,39 @@ class Answer:
     text: str | None  # None: the client's copy is current (304)
 
 
-class FeedCache:
-    def __init__(self, max_bytes=CACHE_BYTES):
+class TextCache:
+    """Texts by key, least recently used dropped first past `max_bytes`."""
+
+    def __init__(self, max_bytes):
         self.max_bytes = max_bytes
-        self._texts = OrderedDict()  # etag -> text
+        self._texts = OrderedDict()
         self._size = 0
+        self._lock = threading.Lock()
+
+    def get(self, key):
+        with self._lock:
+            text = self._texts.get(key)
+            if text is not None:
+                self._texts.move_to_end(key)
+            return text
+
+    def put(self, key, text):
+        if len(text) > self.max_bytes:
+            return  # served, not kept
+        with self._lock:
+            previous = self._texts.pop(key, None)
+            self._size += len(text) - (len(previous) if previous is not None else 0)
+            self._texts[key] = text
+            while self._size > self.max_bytes:
+                _, dropped = self._texts.popitem(last=False)
+                self._size -= len(dropped)
+
+
+class FeedCache:
+    def __init__(self, max_bytes=CACHE_BYTES, event_bytes=EVENT_CACHE_BYTES):
+        self._feeds = TextCache(max_bytes)  # etag -> feed text
+        # (event id, sequence, last change) -> its VEVENTs: a change rewrites one event, not the feed.
+        self._events = TextCache(event_bytes)
         self._lock = threading.Lock()  # green once eventlet patches threading
         self._building = {}  # etag -> threading.Event of the build under way
 
@@ -47,7 +77,7 @@ class FeedCache:
             etag = _etag(scope, value, visibilities, start, end, last_modified, count)
             if _current(etag, last_modified, if_none_match, if_modified_since):
                 return Answer(etag, last_modified, None)
-            cached = self._get(etag)
+            cached = self._feeds.get(etag)
             if cached is not None:
                 return Answer(etag, last_modified, cached)
             owner, done = self._claim(etag)
@@ -59,14 +89,15 @@ class FeedCache:
                     raise
         if not owner:
             done.wait()
-            cached = self._get(etag)
+            cached = self._feeds.get(etag)
             if cached is not None:
                 return Answer(etag, last_modified, cached)
             return self.answer(sessions, now, scope, value, visibilities, start, end, if_none_match,
                                if_modified_since)
         try:
-            text = ical.text(events, name, now, start, end)  # the session is closed: nothing is held
-            self._put(etag, text)
+            # The session is closed: nothing is held while the text is written.
+            text = ical.text(events, name, now, start, end, event_text=self._event_text)
+            self._feeds.put(etag, text)
         finally:
             self._release(etag, done)
         return Answer(etag, last_modified, text)
@@ -83,23 +114,13 @@ class FeedCache:
             self._building.pop(etag, None)
         done.set()
 
-    def _get(self, etag):
-        with self._lock:
-            text = self._texts.get(etag)
-            if text is not None:
-                self._texts.move_to_end(etag)
-            return text
-
-    def _put(self, etag, text):
-        size = len(text)
-        if size > self.max_bytes:
-            return  # served, not kept
-        with self._lock:
-            self._texts[etag] = text
-            self._size += size
-            while self._size > self.max_bytes:
-                _, dropped = self._texts.popitem(last=False)
-                self._size -= len(dropped)
+    def _event_text(self, event):
+        key = (event.id, event.sequence, event.updated_at.isoformat())
+        text = self._events.get(key)
+        if text is None:
+            text = ical.vevents_text(event)
+            self._events.put(key, text)
+        return text
 
 
 def _etag(scope, value, visibilities, start, end, last_modified, count):

@@ -89,9 +89,11 @@ def version(session, scope, value, visibilities):
     return session.execute(select(func.max(inner.c.updated_at), func.count()).select_from(inner)).one()
 
 
-def text(events, name, now, start=None, end=None):
+def text(events, name, now, start=None, end=None, event_text=None):
     """The feed's text, written one component at a time with a yield between them: a feed of
-    many events never holds the event loop (heartbeats, other requests) for long."""
+    many events never holds the event loop (heartbeats, other requests) for long.
+    `event_text(event)`: an event's VEVENTs as text (feeds.py keeps them between builds)."""
+    event_text = event_text or vevents_text
     head = calendar([], name, now).to_ical().decode("utf-8")
     opening, closing = head[:head.rindex("END:VCALENDAR")], "END:VCALENDAR\r\n"
     parts = [opening]
@@ -101,9 +103,13 @@ def text(events, name, now, start=None, end=None):
         parts += [component.to_ical().decode("utf-8") for component in vtimezone.for_zones(zones, first, last)]
     for event in events:
         cooperate()
-        parts += [component.to_ical().decode("utf-8") for component in components(event)]
+        parts.append(event_text(event))
     parts.append(closing)
     return "".join(parts)
+
+
+def vevents_text(event):
+    return "".join(component.to_ical().decode("utf-8") for component in components(event))
 
 
 def calendar(events, name, now):

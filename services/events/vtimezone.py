@@ -8,6 +8,7 @@ its own STANDARD/DAYLIGHT observance (no RRULE to guess), so the block is exactl
 zone database over those years, and nothing outside them.
 """
 
+import functools
 from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
@@ -17,6 +18,7 @@ UTC = timezone.utc
 _STEP = timedelta(hours=6)  # no zone changes its offset twice within six hours
 
 
+@functools.lru_cache(maxsize=256)  # the zone database does not change while a process runs
 def transitions(tz, first_year, last_year):
     """(instant UTC, offset before, offset after, dst after, name after) for each change of
     `tz`'s UTC offset from 1 January `first_year` to the end of `last_year` (UTC)."""
@@ -40,7 +42,7 @@ def transitions(tz, first_year, last_year):
             found.append((hi, offset, after.utcoffset(), bool(after.dst()), after.tzname()))
             offset = next_offset
         moment = following
-    return found
+    return tuple(found)
 
 
 def vtimezone(tz, first_year, last_year):

@@ -81,15 +81,24 @@ def test_etag_last_modified_and_not_modified(db):
     assert "Nouvelle" in cache.answer(db.session, NOW, "city", "Safi", if_none_match=changed.etag).text
 
 
-def test_a_cached_feed_is_not_built_again(db, monkeypatch):
-    create(db)
+def test_a_cached_feed_is_not_built_again_and_a_change_rewrites_one_event(db, monkeypatch):
+    events = [create(db, title=f"Evenement {n}") for n in range(5)]
     cache = feeds.FeedCache()
-    built = []
-    real = ical.text
-    monkeypatch.setattr(ical, "text", lambda *args, **kwargs: built.append(1) or real(*args, **kwargs))
+    built, written = [], []
+    real_text, real_vevents = ical.text, ical.vevents_text
+    monkeypatch.setattr(ical, "text", lambda *args, **kwargs: built.append(1) or real_text(*args, **kwargs))
+    monkeypatch.setattr(ical, "vevents_text", lambda event: written.append(event.title) or real_vevents(event))
     first = cache.answer(db.session, NOW, "network")
     assert cache.answer(db.session, NOW, "network").text == first.text
-    assert len(built) == 1
+    assert len(built) == 1 and len(written) == 5
+    with db.session() as session:
+        domain.update_event(session, NOW + timedelta(hours=1), events[2].id, {"title": "Change"}, ASSOCIATIONS)
+    second = cache.answer(db.session, NOW, "network")
+    assert len(built) == 2 and written[5:] == ["Change"]  # the other four came from the cache
+    assert titles(second.text) == sorted(["Evenement 0", "Evenement 1", "Change", "Evenement 3", "Evenement 4"])
+    with db.session() as session:
+        fresh = ical.feed(session, NOW, "network")
+    assert second.text == fresh  # the same text as a build from nothing
 
 
 def test_the_build_holds_neither_the_database_nor_the_event_loop(db, monkeypatch):
