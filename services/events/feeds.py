@@ -73,8 +73,8 @@ class FeedCache:
         `sessions`: a callable opening a unit of work (the service's `db.session`)."""
         start, end = ical.window(now, start, end)
         with sessions() as session:
-            last_modified, count = ical.version(session, scope, value, visibilities)
-            etag = _etag(scope, value, visibilities, start, end, last_modified, count)
+            last_modified, counts = ical.version(session, scope, value, visibilities)
+            etag = _etag(scope, value, visibilities, start, end, last_modified, counts)
             if _current(etag, last_modified, if_none_match, if_modified_since):
                 return Answer(etag, last_modified, None)
             cached = self._feeds.get(etag)
@@ -123,9 +123,9 @@ class FeedCache:
         return text
 
 
-def _etag(scope, value, visibilities, start, end, last_modified, count):
+def _etag(scope, value, visibilities, start, end, last_modified, counts):
     key = "|".join(map(str, (scope, (value or "").lower(), ",".join(sorted(visibilities)), start.isoformat(),
-                             end.isoformat(), last_modified.isoformat() if last_modified else "", count)))
+                             end.isoformat(), last_modified.isoformat() if last_modified else "", counts)))
     return '"' + hashlib.sha256(key.encode("utf-8")).hexdigest()[:32] + '"'
 
 

@@ -84,9 +84,13 @@ def scope_query(scope, value, visibilities):
 
 
 def version(session, scope, value, visibilities):
-    """(last change, number of events) of what a feed may hold: its ETag changes when either does."""
+    """(last change, (number of events, sum of their SEQUENCEs)) of what a feed may hold: its ETag
+    changes when any does (the sum catches two changes within one clock tick)."""
     inner = scope_query(scope, value, visibilities).subquery()
-    return session.execute(select(func.max(inner.c.updated_at), func.count()).select_from(inner)).one()
+    last, count, sequences = session.execute(
+        select(func.max(inner.c.updated_at), func.count(), func.coalesce(func.sum(inner.c.sequence), 0))
+        .select_from(inner)).one()
+    return last, (count, int(sequences))
 
 
 def text(events, name, now, start=None, end=None, event_text=None):
