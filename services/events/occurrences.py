@@ -53,9 +53,10 @@ def store(session, event, now, new=False):
     event.occurrences_until = STORED_FOREVER if _complete(timing, until) else until
 
 
-def extend(session, now, batch=EXTEND_BATCH):
-    """Store the occurrences of up to `batch` series whose horizon is near (or never stored).
-    Returns how many events were brought up to date; the timer calls it until that is 0."""
+def extend(session, now, batch=None):
+    """Store the occurrences of up to `batch` (EXTEND_BATCH) series whose horizon is near (or never
+    stored). Returns how many events were brought up to date; the timer calls it until fewer."""
+    batch = batch or EXTEND_BATCH
     due = now + HORIZON - RENEW_BEFORE
     events = list(session.scalars(select(Event).where(
         or_(Event.occurrences_until.is_(None), Event.occurrences_until < due)).limit(batch)))
