@@ -109,7 +109,9 @@ class Timing:
 
     def rule(self):
         """The dateutil rule, or None: not recurring, or a stored rule that fails today's checks."""
-        return _stored_rule(self.rrule, self.local_start) if self.rrule else None
+        # The zone is part of the cache key: aware datetimes are equal when their instants are, so
+        # 15:30 in Paris and 14:30 in Casablanca would otherwise share one rule (and one wall time).
+        return _stored_rule(self.rrule, self.local_start, self.tz.key) if self.rrule else None
 
     def to_utc(self, local):
         naive = local.replace(tzinfo=None)
@@ -158,7 +160,7 @@ class Timing:
 
 
 @functools.lru_cache(maxsize=1024)
-def _stored_rule(text, local_start):
+def _stored_rule(text, local_start, zone_name):
     return recurrence.stored_rule(text, local_start)
 
 

@@ -250,3 +250,17 @@ def test_events_stored_before_the_table_are_listed_then_stored_by_the_timer(sess
     assert event.occurrences_until == occurrences.STORED_FOREVER
     assert session.scalar(select(func.count()).select_from(StoredOccurrence)) == 4
     assert listed(session, window) == before
+
+
+def test_the_same_instant_in_two_zones_keeps_each_zones_wall_time(session):
+    """A rule is cached by its text and start: two series starting at the same instant in two zones
+    (15:30 in Paris, 14:30 in Casablanca, both 13:30 UTC) must not share one."""
+    paris, _ = create(session, title="Paris", tz="Europe/Paris", rrule="FREQ=DAILY;INTERVAL=3",
+                      start=datetime(2027, 10, 17, 15, 30), end=datetime(2027, 10, 17, 17, 0))
+    casablanca, _ = create(session, title="Casablanca", rrule="FREQ=DAILY;INTERVAL=3",
+                           start=datetime(2027, 10, 17, 14, 30), end=datetime(2027, 10, 17, 16, 0))
+    assert paris.starts_at == casablanca.starts_at
+    session.commit()
+    found = listed(session, (datetime(2028, 9, 1, tzinfo=UTC), datetime(2028, 9, 10, tzinfo=UTC)))
+    assert {o.start_local[11:16] for o in found if o.title == "Casablanca"} == {"14:30"}
+    assert {o.start_local[11:16] for o in found if o.title == "Paris"} == {"15:30"}
