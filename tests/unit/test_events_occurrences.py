@@ -78,9 +78,7 @@ def generate(session, size, seed=13):
             if len(locals_) > 2:
                 domain.cancel_occurrence(session, NOW, event.id, locals_[1].replace(tzinfo=None))
                 original = locals_[2].replace(tzinfo=None)
-                moved = (original + timedelta(days=1)) if not all_day else original + timedelta(days=1)
-                domain.move_occurrence(session, NOW, event.id, original, moved,
-                                       None, force=True)
+                domain.move_occurrence(session, NOW, event.id, original, original + timedelta(days=1), force=True)
         elif rng.random() < 0.03:
             domain.cancel_event(session, NOW, event.id)
     # Rules that pick their own days, started on one of them.
