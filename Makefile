@@ -9,6 +9,8 @@ PYTHON   := $(VENV)/bin/python
 TANSIQ   := $(VENV)/bin/tansiq
 STAMP    := $(VENV)/.installed
 PYTEST_ARGS ?=
+# make bench: the calendar rows of docs/benchmarks.md at this many events (issue 13)
+CALENDAR_EVENTS ?= 100000
 # A broker started by docker compose leaves its AMQP_URI in var/broker.env (scripts/ensure-broker.sh).
 BROKER_ENV := set -a; if [ -f var/broker.env ]; then . ./var/broker.env; fi; set +a;
 
@@ -65,6 +67,7 @@ lint: install
 
 bench: install broker
 	@$(BROKER_ENV) $(TANSIQ) bench
+	@$(TANSIQ) bench --calendar-events $(CALENDAR_EVENTS)
 
 deploy-env:
 	@scripts/make-deploy-env.sh

@@ -702,7 +702,31 @@ def report(n, info, results, memory, elapsed, busy=False):
     return "\n\n".join(sections) + "\n"
 
 
+CALENDAR_MARK = "<!-- calendar bench: tansiq bench --calendar-events N -->"
+
+
+def calendar_main(args):
+    """Only the calendar rows: measured on PostgreSQL, spliced into the output after CALENDAR_MARK."""
+    from tansiq import bench_calendar
+
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    say(f"tansiq bench: the calendar at {args.calendar_events} events (PostgreSQL)")
+    with pg_database() as pg_url:
+        if pg_url is None:
+            return 1
+        text = bench_calendar.section(args.calendar_events, *bench_calendar.run(args.calendar_events, pg_url))
+    output = Path(args.output)
+    before = output.read_text(encoding="utf-8") if output.exists() else ""
+    kept = before.split(CALENDAR_MARK)[0].rstrip("\n")
+    output.write_text(f"{kept}\n\n{CALENDAR_MARK}\n{text}\n", encoding="utf-8")
+    say(f"wrote the calendar rows to {output}")
+    return 0
+
+
 def main(args):
+    if getattr(args, "calendar_events", 0):
+        return calendar_main(args)
     logging.getLogger("pika").setLevel(logging.ERROR)
     if str(ROOT) not in sys.path:  # the probe service lives in tests/fixtures
         sys.path.insert(0, str(ROOT))
@@ -719,7 +743,10 @@ def main(args):
     output = Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)
     busy = max(load_before[0], load_after[0]) > (os.cpu_count() or 1)
-    output.write_text(report(n, info, results, memory, time.monotonic() - started, busy), encoding="utf-8")
+    previous = output.read_text(encoding="utf-8") if output.exists() else ""
+    calendar = CALENDAR_MARK + previous.split(CALENDAR_MARK, 1)[1] if CALENDAR_MARK in previous else ""
+    output.write_text(report(n, info, results, memory, time.monotonic() - started, busy)
+                      + (f"\n{calendar}" if calendar else ""), encoding="utf-8")  # the calendar rows stay
     say(f"wrote {output} ({time.monotonic() - started:.0f}s)")
     return 0
 

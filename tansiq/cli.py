@@ -257,6 +257,8 @@ def build_parser():
 
     bench = sub.add_parser("bench", help="measure the kernel against the raw broker; writes docs/benchmarks.md")
     bench.add_argument("--messages", type=int, default=2000)
+    bench.add_argument("--calendar-events", type=int, default=0,
+                       help="instead: the calendar rows at N events on PostgreSQL (issue 13: 100000)")
     bench.add_argument("--output", default=str(tansiq_config.ROOT / "docs" / "benchmarks.md"))
     bench.set_defaults(func=cmd_bench)
 

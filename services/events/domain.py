@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import and_, func, or_, select
 
+from services.events import occurrences as stored
 from services.events import recurrence
 from services.events.models import DEFAULT_TZ, Event, Override, Registration, ReminderSent, Venue
 from tansiq import contracts
@@ -109,7 +110,9 @@ class Timing:
 
     def rule(self):
         """The dateutil rule, or None: not recurring, or a stored rule that fails today's checks."""
-        return _stored_rule(self.rrule, self.local_start) if self.rrule else None
+        # The zone is part of the cache key: aware datetimes are equal when their instants are, so
+        # 15:30 in Paris and 14:30 in Casablanca would otherwise share one rule (and one wall time).
+        return _stored_rule(self.rrule, self.local_start, self.tz.key) if self.rrule else None
 
     def to_utc(self, local):
         naive = local.replace(tzinfo=None)
@@ -158,7 +161,7 @@ class Timing:
 
 
 @functools.lru_cache(maxsize=1024)
-def _stored_rule(text, local_start):
+def _stored_rule(text, local_start, zone_name):
     return recurrence.stored_rule(text, local_start)
 
 
@@ -367,6 +370,7 @@ def create_event(session, now, spec, known_associations, force=False):
                                     set(event.exdates), [], force)
     session.add(event)
     session.flush()
+    stored.store(session, event, now, new=True)
     if event.status == "published":
         _emit(session, "ma.tansiq.event.published.v1", event)
     return event, warnings
@@ -389,7 +393,7 @@ def update_event(session, now, event_id, changes, known_associations, force=Fals
     old = Timing.of(event)
     spec = {**_spec_of(event), **changes}
     carried = (old, [] if "exdates" in changes else list(event.exdates or []),
-               [(_override_key(o, old), o.starts_at, o.ends_at) for o in event.overrides])
+               [(override_key(o, old), o.starts_at, o.ends_at) for o in event.overrides])
     values, timing, overrides, warnings = _validate(session, spec, known_associations, carried)
     if values["status"] not in TRANSITIONS[event.status]:
         raise Conflict(f"an event cannot go from {event.status} to {values['status']}", code="invalid_transition")
@@ -412,6 +416,7 @@ def update_event(session, now, event_id, changes, known_associations, force=Fals
         event.sequence += 1
     event.updated_at = now
     session.flush()
+    stored.store(session, event, now)
     if was_draft and event.status == "published":
         _emit(session, "ma.tansiq.event.published.v1", event)
     elif not was_draft and changed:
@@ -429,6 +434,7 @@ def cancel_event(session, now, event_id):
         event.sequence += 1
     event.updated_at = now
     session.flush()
+    stored.store(session, event, now)
     if not was_draft:
         _emit(session, "ma.tansiq.event.cancelled.v1", event)
     return event
@@ -457,7 +463,7 @@ def move_occurrence(session, now, event_id, recurrence_id, start, end=None, forc
         moved = Timing(new_start, new_end, timing.tz, timing.all_day)
         warnings = _check_overlaps(session, _Who(event.id, event.organiser, event.city, event.venue_id), moved,
                                    set(), [], force)
-    existing = {_override_key(o, timing): o for o in event.overrides}
+    existing = {override_key(o, timing): o for o in event.overrides}
     if key in existing:
         existing[key].starts_at, existing[key].ends_at = new_start, new_end
     else:
@@ -478,13 +484,13 @@ def cancel_occurrence(session, now, event_id, recurrence_id):
         return event
     event.exdates = sorted({*event.exdates, key})
     for override in list(event.overrides):
-        if _override_key(override, timing) == key:
+        if override_key(override, timing) == key:
             event.overrides.remove(override)
     _touch(session, now, event)
     return event
 
 
-def _override_key(override, timing):
+def override_key(override, timing):
     if timing.all_day:
         return override.recurrence_id.astimezone(timing.tz).date().isoformat()
     return override.recurrence_id.astimezone(UTC).isoformat()
@@ -505,6 +511,7 @@ def _touch(session, now, event):
         event.sequence += 1
     event.updated_at = now
     session.flush()
+    stored.store(session, event, now)
     if event.status != "draft":
         _emit(session, "ma.tansiq.event.updated.v1", event)
 
@@ -528,7 +535,8 @@ def _spec_of(event):
         start, end = start.date(), (end - timedelta(days=1)).date()
     return {"title": event.title, "description": event.description, "kind": event.kind,
             "organiser": event.organiser, "co_organisers": list(event.co_organisers or []), "city": event.city,
-            "venue_id": event.venue_id, "place": event.place, "start": start, "end": end, "tz": event.tz, "all_day": event.all_day,
+            "venue_id": event.venue_id, "place": event.place, "start": start, "end": end, "tz": event.tz,
+            "all_day": event.all_day,
             "rrule": event.rrule, "capacity": event.capacity, "visibility": event.visibility,
             "status": event.status}
 
@@ -548,9 +556,9 @@ def _spans(timing, exdates, overrides, window_start, window_end):
     return sorted(s for s in spans if s[1] > window_start and s[0] < window_end)
 
 
-def _event_spans(event, window_start, window_end):
+def event_spans(event, window_start, window_end):
     timing = Timing.of(event)
-    overrides = [(_override_key(o, timing), o.starts_at, o.ends_at) for o in event.overrides]
+    overrides = [(override_key(o, timing), o.starts_at, o.ends_at) for o in event.overrides]
     return _spans(timing, set(event.exdates or []), overrides, window_start, window_end)
 
 
@@ -575,7 +583,9 @@ class _Who:
 def _check_overlaps(session, event, timing, exdates, overrides, force):
     """Warn about published events in the same city at the same time; refuse a double-booked venue.
 
-    For a recurring series, the comparison covers OVERLAP_HORIZON from its first start.
+    For a recurring series, the comparison covers OVERLAP_HORIZON from its first start. The
+    others are read from stored occurrences by (city, start) and (venue, start): nothing else is
+    expanded.
     """
     window_start = timing.starts_at
     window_end = timing.ends_at if not timing.rrule else timing.starts_at + OVERLAP_HORIZON
@@ -583,16 +593,9 @@ def _check_overlaps(session, event, timing, exdates, overrides, force):
     mine = _spans(timing, exdates, overrides, window_start, window_end)
     if not mine:
         return []
-    same_place = [func.lower(Event.city) == event.city.lower()]
-    if event.venue_id:
-        same_place.append(Event.venue_id == event.venue_id)
-    candidates = session.scalars(
-        select(Event).where(Event.status == "published", Event.id != event.id, or_(*same_place),
-                            or_(Event.rrule.is_not(None), and_(Event.starts_at < window_end,
-                                                               Event.ends_at > window_start))))
     warnings, overlaps = [], []
-    for other in candidates:
-        clash = _first_clash(mine, _event_spans(other, window_start, window_end))
+    for other, theirs in stored.clashing(session, event, mine, window_end).items():
+        clash = _first_clash(mine, theirs)
         if clash is None:
             continue
         if event.venue_id and other.venue_id == event.venue_id:
@@ -656,26 +659,14 @@ def occurrences_of(event, window_start, window_end):
     """Every occurrence of `event` intersecting [window_start, window_end), expanded in its zone."""
     recurrence.cooperate()  # listings walk many events: let heartbeats and other requests through
     timing = Timing.of(event)
-    moved = {_override_key(o, timing): o for o in event.overrides}
+    moved = {override_key(o, timing): o for o in event.overrides}
     exdates = set(event.exdates or [])
     found = []
 
     def add(key, start, end, is_moved):
         if end <= window_start or start >= window_end:
             return
-        local_start, local_end = start.astimezone(timing.tz), end.astimezone(timing.tz)
-        if timing.all_day:
-            start_local, end_local = local_start.date().isoformat(), local_end.date().isoformat()
-        else:
-            start_local, end_local = local_start.isoformat(), local_end.isoformat()
-        found.append(Occurrence(
-            event_id=event.id, occurrence_id=f"{event.id}/{key}" if event.rrule else event.id,
-            recurrence_id=key if event.rrule else None, title=event.title, kind=event.kind, city=event.city,
-            organiser=event.organiser, co_organisers=list(event.co_organisers or []),
-            venue=venue_dict(event.venue, event.place), start=start, end=end, start_local=start_local, end_local=end_local,
-            tz=event.tz, all_day=event.all_day, status=event.status, visibility=event.visibility,
-            sequence=event.sequence, moved=is_moved, recurring=bool(event.rrule), description=event.description,
-            capacity=event.capacity, registered=len(event.registrations)))
+        found.append(make_occurrence(event, timing, key, start, end, is_moved))
 
     for local in timing.starts_between(window_start, window_end):
         key = timing.key(local)
@@ -687,27 +678,33 @@ def occurrences_of(event, window_start, window_end):
     return sorted(found, key=lambda o: o.start)
 
 
+def make_occurrence(event, timing, key, start, end, is_moved):
+    """One occurrence of `event` (original start `key`, see Timing.key) as listings show it."""
+    local_start, local_end = start.astimezone(timing.tz), end.astimezone(timing.tz)
+    if timing.all_day:
+        start_local, end_local = local_start.date().isoformat(), local_end.date().isoformat()
+    else:
+        start_local, end_local = local_start.isoformat(), local_end.isoformat()
+    return Occurrence(
+        event_id=event.id, occurrence_id=f"{event.id}/{key}" if event.rrule else event.id,
+        recurrence_id=key if event.rrule else None, title=event.title, kind=event.kind, city=event.city,
+        organiser=event.organiser, co_organisers=list(event.co_organisers or []),
+        venue=venue_dict(event.venue, event.place), start=start, end=end, start_local=start_local, end_local=end_local,
+        tz=event.tz, all_day=event.all_day, status=event.status, visibility=event.visibility,
+        sequence=event.sequence, moved=is_moved, recurring=bool(event.rrule), description=event.description,
+        capacity=event.capacity, registered=len(event.registrations))
+
+
 def list_occurrences(session, window_start, window_end, city=None, kind=None, association=None,
                      visibilities=VISIBILITIES, include_drafts=False):
-    """Occurrences of events in a window, sorted by start, filtered by city, kind and association."""
-    if window_end <= window_start:
-        raise DomainError("the window end must be after its start", code="invalid_window")
-    if window_end - window_start > MAX_WINDOW:
-        raise DomainError(f"ask for at most {MAX_WINDOW.days} days at a time", code="invalid_window")
-    query = select(Event).where(
-        Event.visibility.in_(visibilities),
-        or_(Event.rrule.is_not(None), and_(Event.starts_at < window_end, Event.ends_at > window_start)))
-    if not include_drafts:
-        query = query.where(Event.status != "draft")
-    if city:
-        query = query.where(func.lower(Event.city) == city.lower())
-    if kind:
-        query = query.where(Event.kind == kind)
-    events = session.scalars(query)
-    if association:
-        events = [e for e in events if e.organiser == association or association in (e.co_organisers or [])]
-    found = [occurrence for event in events for occurrence in occurrences_of(event, window_start, window_end)]
-    return sorted(found, key=lambda o: (o.start, o.title))[:MAX_OCCURRENCES]
+    """Every occurrence of events in a window (see occurrences.page), sorted by start and title;
+    refused rather than cut when there are more than MAX_OCCURRENCES: ask page by page."""
+    page = stored.page(session, window_start, window_end, city=city, kind=kind, association=association,
+                       visibilities=visibilities, include_drafts=include_drafts, limit=MAX_OCCURRENCES)
+    if page.next is not None:
+        raise DomainError(f"more than {MAX_OCCURRENCES} occurrences in this window: ask page by page (cursor)",
+                          code="too_many_occurrences")
+    return page.items
 
 
 # --- registrations and reminders --------------------------------------------------------------
@@ -784,7 +781,7 @@ def event_data(event):
         "starts_at": event.starts_at.isoformat(), "ends_at": event.ends_at.isoformat(), "tz": event.tz,
         "all_day": event.all_day, "rrule": event.rrule, "sequence": event.sequence, "status": event.status,
         "visibility": event.visibility, "exdates": list(event.exdates or []),
-        "moved": [{"recurrence_id": _override_key(o, timing), "starts_at": o.starts_at.isoformat(),
+        "moved": [{"recurrence_id": override_key(o, timing), "starts_at": o.starts_at.isoformat(),
                    "ends_at": o.ends_at.isoformat()} for o in event.overrides],
     }
 
@@ -867,6 +864,7 @@ def apply_partner_event(session, now, envelope, known_associations):
     _set_partner_moves(session, event, data.get("moved") or [])
     event.sequence = max(event.sequence, data["sequence"])
     session.flush()
+    stored.store(session, event, now)
     return event, warnings
 
 

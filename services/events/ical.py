@@ -1,15 +1,18 @@
 """iCalendar (RFC 5545) feeds of the calendar, built with the `icalendar` library.
 
 Times keep their IANA zone: DTSTART/DTEND/EXDATE/RECURRENCE-ID carry TZID and the
-calendar carries a VTIMEZONE generated from zoneinfo, so Google Calendar, Outlook and
+calendar carries a VTIMEZONE written from zoneinfo for exactly the years the feed covers
+(services/events/vtimezone.py), so Google Calendar, Outlook and
 Thunderbird show Moroccan events at the right hour on both sides of Ramadan.
 """
 
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 
 import icalendar
-from sqlalchemy import func, select
+from dateutil.relativedelta import relativedelta
+from sqlalchemy import String, cast, func, or_, select
 
+from services.events import occurrences, vtimezone
 from services.events.domain import Timing, get_event, venue_dict
 from services.events.models import Event
 from services.events.recurrence import cooperate
@@ -19,33 +22,98 @@ PRODID = "-//Tansiq//Calendrier du reseau//FR"
 SCOPES = ("network", "city", "association", "event")
 ICS_STATUS = {"published": "CONFIRMED", "postponed": "TENTATIVE", "cancelled": "CANCELLED"}
 TITLES = {"network": "Tansiq", "city": "Tansiq - {}", "association": "Tansiq - {}", "event": "Tansiq - {}"}
+MONTHS_BACK, MONTHS_AHEAD = 3, 18  # a feed's default window, from the start of the current month
+MAX_FEED_WINDOW = timedelta(days=5 * 366)  # ?from=&to= may ask for more, up to this
+UTC = timezone.utc
 
 
-def feed(session, now, scope, value=None, visibilities=("public",)):
+def window(now, start=None, end=None):
+    """A feed's window: [start, end) if given, else 3 months back and 18 ahead of this month's
+    start (so a feed, and its ETag, stay the same for a month when nothing changes)."""
+    month = now.astimezone(UTC).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    start = start or month - relativedelta(months=MONTHS_BACK)
+    end = end or month + relativedelta(months=MONTHS_AHEAD)
+    if end <= start or end - start > MAX_FEED_WINDOW:
+        raise DomainError(f"a feed covers 1 to {MAX_FEED_WINDOW.days} days (from < to)", code="invalid_window")
+    return start, end
+
+
+def feed(session, now, scope, value=None, visibilities=("public",), start=None, end=None):
     """The iCalendar text of one feed: the whole network, a city, an association or one event.
 
     Drafts never appear; cancelled events stay with STATUS:CANCELLED so that
     subscribed calendars remove them. `visibilities` says whether network-only events
-    may be included (only for an authenticated reader).
+    may be included (only for an authenticated reader). A feed holds the events with an
+    occurrence in its window (see `window`), read from the stored occurrences.
     """
+    name, events, (start, end) = feed_events(session, now, scope, value, visibilities, start, end)
+    return text(events, name, now, start, end)
+
+
+def feed_events(session, now, scope, value=None, visibilities=("public",), start=None, end=None):
+    """(calendar name, events, window) of a feed: everything `text` needs, loaded in one go."""
+    start, end = window(now, start, end)
+    query, name = scope_query(scope, value, visibilities), TITLES[scope].format(value)
+    if scope == "event":
+        event = get_event(session, value)
+        if event.status == "draft" or event.visibility not in visibilities:
+            raise NotFound(f"no event {value!r}", code="unknown_event")
+        name = TITLES[scope].format(event.title)
+    else:
+        query = query.where(Event.id.in_(occurrences.events_between(session, start, end)))
+    events = list(session.scalars(query.order_by(Event.starts_at, Event.id)))
+    if scope == "association":
+        events = [e for e in events if e.organiser == value or value in (e.co_organisers or [])]
+    return name, events, (start, end)
+
+
+def scope_query(scope, value, visibilities):
+    """The events a feed may hold, whatever its window (an association's: a superset, see above)."""
     if scope not in SCOPES:
         raise DomainError(f"scope must be one of {', '.join(SCOPES)}", code="invalid_scope")
     if scope != "network" and not value:
         raise DomainError(f"the {scope} feed needs a value", code="invalid_scope")
     query = select(Event).where(Event.status != "draft", Event.visibility.in_(visibilities))
-    name = TITLES[scope].format(value)
     if scope == "city":
         query = query.where(func.lower(Event.city) == value.lower())
     elif scope == "event":
-        event = get_event(session, value)
-        if event.status == "draft" or event.visibility not in visibilities:
-            raise NotFound(f"no event {value!r}", code="unknown_event")
-        name = TITLES[scope].format(event.title)
         query = query.where(Event.id == value)
-    events = list(session.scalars(query.order_by(Event.starts_at)))
-    if scope == "association":
-        events = [e for e in events if e.organiser == value or value in (e.co_organisers or [])]
-    return calendar(events, name, now).to_ical().decode("utf-8")
+    elif scope == "association":
+        query = query.where(or_(Event.organiser == value, cast(Event.co_organisers, String).like(f'%"{value}"%')))
+    return query
+
+
+def version(session, scope, value, visibilities):
+    """(last change, (number of events, sum of their SEQUENCEs)) of what a feed may hold: its ETag
+    changes when any does (the sum catches two changes within one clock tick)."""
+    inner = scope_query(scope, value, visibilities).subquery()
+    last, count, sequences = session.execute(
+        select(func.max(inner.c.updated_at), func.count(), func.coalesce(func.sum(inner.c.sequence), 0))
+        .select_from(inner)).one()
+    return last, (count, int(sequences))
+
+
+def text(events, name, now, start=None, end=None, event_text=None):
+    """The feed's text, written one component at a time with a yield between them: a feed of
+    many events never holds the event loop (heartbeats, other requests) for long.
+    `event_text(event)`: an event's VEVENTs as text (feeds.py keeps them between builds)."""
+    event_text = event_text or vevents_text
+    head = calendar([], name, now).to_ical().decode("utf-8")
+    opening, closing = head[:head.rindex("END:VCALENDAR")], "END:VCALENDAR\r\n"
+    parts = [opening]
+    zones = {event.tz for event in events if not event.all_day}
+    if zones:
+        first, last = (start.year, (end - timedelta(seconds=1)).year) if start and end else covered_years(events, now)
+        parts += [component.to_ical().decode("utf-8") for component in vtimezone.for_zones(zones, first, last)]
+    for event in events:
+        cooperate()
+        parts.append(event_text(event))
+    parts.append(closing)
+    return "".join(parts)
+
+
+def vevents_text(event):
+    return "".join(component.to_ical().decode("utf-8") for component in components(event))
 
 
 def calendar(events, name, now):
@@ -56,16 +124,24 @@ def calendar(events, name, now):
     cal.add("x-wr-calname", name)
     cal.add("refresh-interval", timedelta(hours=1), parameters={"VALUE": "DURATION"})
     cal.add("x-published-ttl", "PT1H")
+    zones = {event.tz for event in events if not event.all_day}
+    if zones:
+        # Before the events that use them; every transition of the covered years, from zoneinfo.
+        first, last = covered_years(events, now)
+        for component in vtimezone.for_zones(zones, first, last):
+            cal.add_component(component)
     for event in events:
         cooperate()  # a feed of many events is CPU work: let heartbeats and other requests through
         for component in components(event):
             cal.add_component(component)
-    if events:
-        # VTIMEZONE from zoneinfo, covering the events (not 1970-2038: keeps the feed small).
-        first = min(e.starts_at for e in events).date() - timedelta(days=1)
-        last = max([*(e.ends_at for e in events), now + timedelta(days=3 * 366)]).date() + timedelta(days=1)
-        cal.add_missing_timezones(first_date=first, last_date=last)
     return cal
+
+
+def covered_years(events, now):
+    """The years a feed's times fall in: its first start to its last end, or three years ahead."""
+    first = min(e.starts_at for e in events) - timedelta(days=1)
+    last = max([*(e.ends_at for e in events), now + timedelta(days=3 * 366)]) + timedelta(days=1)
+    return first.year, last.year
 
 
 def components(event):

@@ -1,4 +1,4 @@
-"""Calendar tables: venues, events, occurrence overrides, registrations, reminders sent.
+"""Calendar tables: venues, events, occurrence overrides, stored occurrences, registrations, reminders sent.
 
 Instants are stored in UTC next to the IANA zone they were entered in; recurrence
 is expanded in that zone (see domain.py), so a 10:00 training stays at 10:00 local
@@ -7,7 +7,7 @@ across Morocco's Ramadan offset change.
 
 from datetime import datetime
 
-from sqlalchemy import JSON, Boolean, Float, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Boolean, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from tansiq.db import UTCDateTime
@@ -56,6 +56,9 @@ class Event(Base):
     sequence: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # Occurrences starting before this instant are in `event_occurrences` (see occurrences.py);
+    # None: not stored yet (listings expand the event live until the timer stores it).
+    occurrences_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True, index=True)
 
     venue: Mapped[Venue | None] = relationship(lazy="joined")
     overrides: Mapped[list["Override"]] = relationship(
@@ -77,6 +80,36 @@ class Override(Base):
     ends_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
     event: Mapped[Event] = relationship(back_populates="overrides")
+
+
+class StoredOccurrence(Base):
+    """One occurrence of an event as listings, overlap and venue checks read it, by (city, start) or
+    (venue, start). Rewritten with its event in the same unit of work; the filters of a listing are
+    copied here so one index range answers it."""
+
+    __tablename__ = "event_occurrences"
+    __table_args__ = (
+        UniqueConstraint("event_id", "recurrence_key", name="uq_occurrence"),
+        Index("ix_occurrences_city_start", "city_key", "starts_at"),
+        Index("ix_occurrences_venue_start", "venue_id", "starts_at"),
+        Index("ix_occurrences_start", "starts_at"),
+        Index("ix_occurrences_organiser_start", "organiser", "starts_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    event_id: Mapped[str] = mapped_column(ForeignKey("events.id", ondelete="CASCADE"), index=True)
+    recurrence_key: Mapped[str] = mapped_column(String(40))  # Timing.key of its original start; "" if single
+    starts_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    ends_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    minutes: Mapped[int] = mapped_column(Integer, index=True)  # length: how far back a window must look
+    moved: Mapped[bool] = mapped_column(Boolean, default=False)
+    title: Mapped[str] = mapped_column(String(200))  # the listing's tie-break after the start
+    city_key: Mapped[str] = mapped_column(String(100))  # lower-cased city
+    venue_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    organiser: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(20))
+    status: Mapped[str] = mapped_column(String(12))
+    visibility: Mapped[str] = mapped_column(String(10))
 
 
 class Registration(Base):

@@ -97,9 +97,9 @@ class MovedSchema(Schema):
     ends_at = fields.AwareDateTime()
 
     def _key(self, override):
-        from services.events.domain import Timing, _override_key
+        from services.events.domain import Timing, override_key
 
-        return _override_key(override, Timing.of(override.event))
+        return override_key(override, Timing.of(override.event))
 
 
 class EventSchema(Schema):
@@ -180,7 +180,31 @@ class Window(Schema):
     association = slug(load_default=None, allow_none=True)
 
 
-def load_window(data):
+class PagedWindow(Window):
+    """The listing's window, and where a page starts (the `next` of the page before) and its size."""
+
+    cursor = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=2000))
+    limit = fields.Integer(load_default=500, validate=validate.Range(min=1, max=2000))
+
+
+class FeedWindow(Schema):
+    """?from=&to= of a feed (dates or aware date-times); absent: the default window."""
+
+    start = fields.AwareDateTime(load_default=None, allow_none=True)
+    end = fields.AwareDateTime(load_default=None, allow_none=True)
+    if_modified_since = fields.AwareDateTime(load_default=None, allow_none=True)
+
+
+class OccurrencePageSchema(Schema):
+    """One page of occurrences: `next` is the cursor of the following page, null on the last one,
+    and `truncated` is always false: what a window holds is never cut without a `next`."""
+
+    items = fields.List(fields.Nested(OccurrenceSchema))
+    next = fields.String(allow_none=True)
+    truncated = fields.Constant(False)
+
+
+def load_window(data, schema=Window):
     """Window from query strings: dates (2027-03-01) or aware date-times are both accepted."""
     normalised = dict(data)
     for key in ("start", "end"):
@@ -190,4 +214,4 @@ def load_window(data):
     for key in ("city", "kind", "association"):
         if normalised.get(key) == "":
             normalised[key] = None
-    return Window().load(normalised)
+    return schema().load(normalised)

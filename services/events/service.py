@@ -6,13 +6,16 @@ from nameko.dependency_providers import Config
 from nameko.rpc import RpcProxy, rpc
 from nameko.timer import timer
 
-from services.events import domain, ical
+from services.events import domain, feeds, ical, occurrences
 from services.events.schemas import (
     CancelOccurrence,
     CreateEvent,
     EventSchema,
+    FeedWindow,
     MoveOccurrence,
+    OccurrencePageSchema,
     OccurrenceSchema,
+    PagedWindow,
     RegistrationSchema,
     UpdateEvent,
     VenueSchema,
@@ -29,12 +32,14 @@ from tansiq.messaging.consumer import handles, handles_partner
 from tansiq.messaging.topology import PARTNERS_OUTBOUND
 
 REMINDER_INTERVAL_SECONDS = 300
+HORIZON_INTERVAL_SECONDS = 3600  # stored occurrences: how often the rolling horizon is moved on
 REMINDER_HORIZON_HOURS_KEY = "REMINDER_HORIZON_HOURS"
 AUDIENCES = {"public": ("public",), "network": ("public", "network")}
 
 event_out = EventSchema(exclude=("registrations",))
 event_with_registrations_out = EventSchema()
 occurrences_out = OccurrenceSchema(many=True)
+occurrence_page_out = OccurrencePageSchema()
 registration_io = RegistrationSchema()
 venue_io = VenueSchema()
 
@@ -153,6 +158,19 @@ class EventsService:
                 association=window["association"], visibilities=_visibilities(audience)))
 
     @rpc
+    def list_occurrences_page(self, start, end, city=None, kind=None, association=None, audience="public",
+                              cursor=None, limit=None):
+        """One page of occurrences: {"items", "next" (cursor or null), "truncated": false}."""
+        query = {"start": start, "end": end, "city": city, "kind": kind, "association": association, "cursor": cursor}
+        window = load_window({**query, **({"limit": limit} if limit is not None else {})}, PagedWindow)
+        with self.db.session() as session:
+            page = occurrences.page(
+                session, window["start"], window["end"], city=window["city"], kind=window["kind"],
+                association=window["association"], visibilities=_visibilities(audience),
+                cursor=window["cursor"], limit=window["limit"])
+            return occurrence_page_out.dump({"items": page.items, "next": page.next})
+
+    @rpc
     def register(self, event_id, payload, actor=None, idempotency_key=None):
         actor = self.identity.actor(actor)  # refused before anything is read
         command = Command("events.register", actor, idempotency_key, event_id, payload)
@@ -167,6 +185,17 @@ class EventsService:
     def ical_feed(self, scope, value=None, audience="public"):
         with self.db.session() as session:
             return ical.feed(session, utcnow(), scope, value, visibilities=_visibilities(audience))
+
+    @rpc
+    def ical_feed_answer(self, scope, value=None, audience="public", start=None, end=None, if_none_match=None,
+                         if_modified_since=None):
+        """A feed for HTTP: {"etag", "last_modified", "text"}; text null when the client's copy is
+        current (If-None-Match / If-Modified-Since). Cached; built after the unit of work closes."""
+        window = load_window({"start": start, "end": end, "if_modified_since": if_modified_since}, FeedWindow)
+        answer = feeds.CACHE.answer(self.db.session, utcnow(), scope, value, _visibilities(audience),
+                                    window["start"], window["end"], if_none_match, window["if_modified_since"])
+        return {"etag": answer.etag, "text": answer.text,
+                "last_modified": answer.last_modified.isoformat() if answer.last_modified else None}
 
     @handles(*CALENDAR_CHANGES)
     def forward_to_partners(self, event):
@@ -191,6 +220,16 @@ class EventsService:
             if not inbox.first_time(session, self.name, event):
                 return
             domain.apply_partner_event(session, utcnow(), event, known)
+
+    @timer(interval=HORIZON_INTERVAL_SECONDS, eager=True)
+    def extend_occurrences(self):
+        """Keep every series stored HORIZON ahead (and store events older than the table), a batch
+        per unit of work so no transaction holds the database for long."""
+        while True:
+            with self.db.session() as session:
+                done = occurrences.extend(session, utcnow())
+            if done < occurrences.EXTEND_BATCH:
+                return
 
     @timer(interval=REMINDER_INTERVAL_SECONDS)
     def send_reminders(self):

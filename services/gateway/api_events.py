@@ -9,6 +9,7 @@ sees network-only events.
 
 from datetime import datetime, timedelta, timezone
 
+from werkzeug.http import http_date
 from werkzeug.wrappers import Response
 
 from services.events.schemas import CancelOccurrence, CreateEvent, MoveOccurrence, RegistrationSchema, UpdateEvent
@@ -33,9 +34,25 @@ def _audience(actor):
     return "network" if actor else "public"
 
 
-def _ics(text, filename):
-    return Response(text, mimetype="text/calendar", headers={
-        "Content-Disposition": f'inline; filename="{filename}"', "Cache-Control": "public, max-age=300"})
+def _ics(text, filename, answer=None):
+    headers = {"Content-Disposition": f'inline; filename="{filename}"', "Cache-Control": "public, max-age=300"}
+    if answer is not None:
+        headers["ETag"] = answer["etag"]
+        if answer["last_modified"]:
+            headers["Last-Modified"] = http_date(datetime.fromisoformat(answer["last_modified"]))
+        if answer["text"] is None:
+            return Response(status=304, headers={k: v for k, v in headers.items() if k != "Content-Disposition"})
+    return Response(text, mimetype="text/calendar", headers=headers)
+
+
+def _feed(events_rpc, request, scope, value, filename):
+    """A feed with its ETag; 304 when the client's copy is current. ?from=&to= widen the window."""
+    since = request.if_modified_since
+    answer = events_rpc.ical_feed_answer(
+        scope, value, start=request.args.get("from") or None, end=request.args.get("to") or None,
+        if_none_match=request.headers.get("If-None-Match") or None,
+        if_modified_since=since.isoformat() if since else None)
+    return _ics(answer["text"], filename, answer)
 
 
 class EventsApi:
@@ -53,6 +70,18 @@ class EventsApi:
         return json_response(self.events_rpc.list_occurrences(
             start, end, city=request.args.get("city") or None, kind=request.args.get("kind") or None,
             association=request.args.get("association") or None, audience=_audience(actor)))
+
+    @api("GET", "/api/occurrences")
+    @requires(None, "events", optional=True)
+    def occurrences_page(self, request, actor):
+        """The listing page by page: follow `next` until it is null (`truncated` is always false)."""
+        now = datetime.now(timezone.utc)
+        start = request.args.get("start") or (now + DEFAULT_WINDOW[0]).isoformat()
+        end = request.args.get("end") or (now + DEFAULT_WINDOW[1]).isoformat()
+        return json_response(self.events_rpc.list_occurrences_page(
+            start, end, city=request.args.get("city") or None, kind=request.args.get("kind") or None,
+            association=request.args.get("association") or None, audience=_audience(actor),
+            cursor=request.args.get("cursor") or None, limit=request.args.get("limit") or None))
 
     @api("GET", "/api/events/<string:event_id>")
     @requires(None, "events", optional=True)
@@ -105,22 +134,23 @@ class EventsApi:
         return json_response(self.events_rpc.list_venues(request.args.get("city") or None))
 
     # --- iCalendar feeds (public events only: calendar apps subscribe without signing in) ---
+    # Bounded (3 months back, 18 ahead; ?from=&to=), cached by the events service, 304 when current.
 
     @api("GET", "/ical/network.ics")
     def ical_network(self, request):
-        return _ics(self.events_rpc.ical_feed("network"), "tansiq.ics")
+        return _feed(self.events_rpc, request, "network", None, "tansiq.ics")
 
     @api("GET", "/ical/city/<string:city>.ics")
     def ical_city(self, request, city):
-        return _ics(self.events_rpc.ical_feed("city", city), f"tansiq-{city.lower()}.ics")
+        return _feed(self.events_rpc, request, "city", city, f"tansiq-{city.lower()}.ics")
 
     @api("GET", "/ical/association/<string:slug>.ics")
     def ical_association(self, request, slug):
-        return _ics(self.events_rpc.ical_feed("association", slug), f"tansiq-{slug}.ics")
+        return _feed(self.events_rpc, request, "association", slug, f"tansiq-{slug}.ics")
 
     @api("GET", "/ical/event/<string:event_id>.ics")
     def ical_event(self, request, event_id):
-        return _ics(self.events_rpc.ical_feed("event", event_id), f"tansiq-event-{event_id}.ics")
+        return _feed(self.events_rpc, request, "event", event_id, f"tansiq-event-{event_id}.ics")
 
     # --- the page ---------------------------------------------------------------------------
 
@@ -133,6 +163,7 @@ def calendar_page(request, associations, staff=None):
     """The calendar page (also served by the browser test's fixture server); navigation follows her roles."""
     lang = request_language(request, staff)
     cities = sorted({a["city"] for a in associations if a.get("city")})
-    return render("calendar.html", lang, staff=staff, can=can(staff), cities=cities, kinds=EVENT_KINDS, associations=sorted(
-        associations, key=lambda a: a["slug"]), initial_date=request.args.get("date", "")[:10],
-        selected={key: request.args.get(key, "") for key in ("city", "kind", "association", "view")})
+    return render("calendar.html", lang, staff=staff, can=can(staff), cities=cities, kinds=EVENT_KINDS,
+                  associations=sorted(associations, key=lambda a: a["slug"]),
+                  initial_date=request.args.get("date", "")[:10],
+                  selected={key: request.args.get(key, "") for key in ("city", "kind", "association", "view")})

@@ -23,6 +23,7 @@ from services.events.schemas import (
     CreateEvent,
     EventSchema,
     MoveOccurrence,
+    OccurrencePageSchema,
     OccurrenceSchema,
     RegistrationSchema,
     UpdateEvent,
@@ -79,7 +80,8 @@ COMPONENTS = {
     "Reroute": RerouteSchema, "Holiday": HolidaySchema,
     "Venue": VenueSchema, "Registration": RegistrationSchema, "CreateEvent": CreateEvent,
     "UpdateEvent": UpdateEvent(partial=True), "Event": EventSchema, "EventResult": gateway.EventResultSchema,
-    "Occurrence": OccurrenceSchema, "MoveOccurrence": MoveOccurrence, "CancelOccurrence": CancelOccurrence,
+    "Occurrence": OccurrenceSchema, "OccurrencePage": OccurrencePageSchema, "MoveOccurrence": MoveOccurrence,
+    "CancelOccurrence": CancelOccurrence,
     "InboxEntry": gateway.InboxEntrySchema, "InboxList": gateway.InboxListSchema,
     "ReferralPage": gateway.ReferralPageSchema, "BeneficiaryPage": gateway.BeneficiaryPageSchema,
     "UnreadCount": gateway.UnreadCountSchema, "Preferences": PreferencesSchema,
@@ -103,6 +105,12 @@ WINDOW = [query("start", {"type": "string", "format": "date-time"}, "default: 7 
           query("end", {"type": "string", "format": "date-time"}, "default: in 62 days"),
           query("city", {"type": "string"}), query("kind", {"type": "string", "enum": list(EVENT_KINDS)}),
           query("association", {"type": "string"}, "organiser or co-organiser slug")]
+FEED = [query("from", {"type": "string", "format": "date-time"}, "window start; default: 3 months before this month"),
+        query("to", {"type": "string", "format": "date-time"}, "window end; default: 18 months after this month "
+              "(at most 5 years in all)")]
+PAGING = [query("cursor", {"type": "string"}, "the `next` of the page before; absent for the first page"),
+          query("limit", {"type": "integer", "minimum": 1, "maximum": 2000, "default": 500}, "occurrences per page")]
+
 
 def described(tag, summary, answer=(200, OBJECT), auth=STAFF, body=None, query=None, params=None, command=False):
     """What a route's code does not say.
@@ -180,7 +188,12 @@ ROUTES = {
                                     summary="Add or correct a public holiday (deadlines count working days)"),
     # events
     ("GET", "/api/events"): described(tag="events", auth=OPTIONAL, query=WINDOW, answer=(200, ["Occurrence"]),
-                                 summary="Occurrences in a window (public ones, plus network ones when signed in)"),
+                                 summary="Occurrences in a window (public ones, plus network ones when signed in); "
+                                         "422 too_many_occurrences past 2000 (never cut): use /api/occurrences"),
+    ("GET", "/api/occurrences"): described(
+        tag="events", auth=OPTIONAL, answer=(200, "OccurrencePage"), query=[*WINDOW, *PAGING],
+        summary="Occurrences in a window, page by page: follow `next` until it is null; `truncated` is "
+                "always false (nothing is cut without a `next`)"),
     ("POST", "/api/events"): described(command=True, tag="events", body="CreateEvent", query=[FORCE],
                                        answer=(201, "EventResult"), summary="Create an event"),
     ("GET", "/api/events/{event_id}"): described(tag="events", auth=OPTIONAL, answer=(200, "Event"),
@@ -200,13 +213,14 @@ ROUTES = {
     ("GET", "/api/venues"): described(tag="events", auth=PUBLIC, query=[query("city", {"type": "string"})],
                                  answer=(200, ["Venue"]), summary="Registered venues"),
     # iCalendar feeds: public events only, so calendar apps can subscribe without signing in
-    ("GET", "/ical/network.ics"): described(tag="ical", auth=PUBLIC, answer=(200, CALENDAR),
+    # Each carries an ETag and Last-Modified and answers 304 to If-None-Match / If-Modified-Since.
+    ("GET", "/ical/network.ics"): described(tag="ical", auth=PUBLIC, answer=(200, CALENDAR), query=FEED,
                                        summary="Every public event of the network"),
-    ("GET", "/ical/city/{city}.ics"): described(tag="ical", auth=PUBLIC, answer=(200, CALENDAR),
+    ("GET", "/ical/city/{city}.ics"): described(tag="ical", auth=PUBLIC, answer=(200, CALENDAR), query=FEED,
                                            summary="Public events in one city"),
-    ("GET", "/ical/association/{slug}.ics"): described(tag="ical", auth=PUBLIC, answer=(200, CALENDAR),
+    ("GET", "/ical/association/{slug}.ics"): described(tag="ical", auth=PUBLIC, answer=(200, CALENDAR), query=FEED,
                                                   summary="Public events an association organises"),
-    ("GET", "/ical/event/{event_id}.ics"): described(tag="ical", auth=PUBLIC, answer=(200, CALENDAR),
+    ("GET", "/ical/event/{event_id}.ics"): described(tag="ical", auth=PUBLIC, answer=(200, CALENDAR), query=FEED,
                                                 summary="One public event"),
     # inbox
     ("GET", "/api/inbox"): described(tag="inbox", answer=(200, "InboxList"),
@@ -328,6 +342,11 @@ def operation(method, url, name, doc, info, permission=None):
     else:
         content = _content(answer)
     op["responses"] = {str(status): {"description": "OK" if status == 200 else "Created", "content": content}}
+    if answer == CALENDAR:  # feeds carry validators and answer conditional requests
+        validators = {"ETag": {"schema": {"type": "string"}}, "Last-Modified": {"schema": {"type": "string"}}}
+        op["responses"]["200"]["headers"] = validators
+        op["responses"]["304"] = {"description": "Not modified (If-None-Match / If-Modified-Since)",
+                                  "headers": validators}
     if auth == STAFF:
         op["responses"]["401"] = {"$ref": "#/components/responses/Unauthorized"}
     if permission:  # the role matrix (tansiq.contracts.actor): who may call it, checked again by the service

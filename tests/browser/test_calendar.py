@@ -1,8 +1,9 @@
 """The calendar page in the OS Chromium (Playwright): month and list views, filters, Arabic RTL, phone.
 
 Served by a small WSGI fixture that renders the real template and static files and answers
-/api/events from the real events domain on SQLite, so it runs without the broker; the
-end-to-end suite points the same checks at the real gateway.
+/api/occurrences from the real events domain on SQLite (three occurrences a page, so the page
+follows `next` cursors), so it runs without the broker; the end-to-end suite points the same
+checks at the real gateway.
 """
 
 import json
@@ -11,20 +12,22 @@ import threading
 from datetime import datetime
 
 import pytest
+import requests
 from sqlalchemy.orm import Session
 from werkzeug.exceptions import NotFound
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
-from services.events import domain
+from services.events import domain, occurrences
 from services.events.models import Base
-from services.events.schemas import OccurrenceSchema, load_window
+from services.events.schemas import OccurrencePageSchema, PagedWindow, load_window
 from services.gateway.api_events import calendar_page
 from services.gateway.web import HERE
 from tansiq.db import make_engine
 from tansiq.messaging.store import messaging_metadata
 
 pytestmark = pytest.mark.browser
+PAGE_SIZE = 3  # small, so a month view needs several pages
 
 ASSOCIATIONS = [
     {"slug": "amal-safi", "name_fr": "Association Amal", "name_ar": "جمعية أمل", "city": "Safi"},
@@ -58,12 +61,14 @@ def site(tmp_path_factory):
         path = request.path
         if path == "/calendar":
             response = calendar_page(request, ASSOCIATIONS)
-        elif path == "/api/events":
-            window = load_window(request.args.to_dict())
+        elif path == "/api/occurrences":
+            window = load_window({"limit": PAGE_SIZE, **request.args.to_dict()}, PagedWindow)
             with Session(engine) as session:
-                found = domain.list_occurrences(session, window["start"], window["end"], city=window["city"],
-                                                kind=window["kind"], association=window["association"])
-                response = Response(json.dumps(OccurrenceSchema(many=True).dump(found)), mimetype="application/json")
+                found = occurrences.page(session, window["start"], window["end"], city=window["city"],
+                                         kind=window["kind"], association=window["association"],
+                                         cursor=window["cursor"], limit=window["limit"])
+                body = OccurrencePageSchema().dump({"items": found.items, "next": found.next})
+                response = Response(json.dumps(body), mimetype="application/json")
         elif path.startswith("/static/") and (HERE / path.lstrip("/")).is_file():
             file = HERE / path.lstrip("/")
             mimetype = {".js": "text/javascript", ".css": "text/css"}.get(file.suffix, "application/octet-stream")
@@ -153,9 +158,10 @@ def test_an_event_in_the_address_opens_its_details(site, page):
     """/events/<id> (notification links) redirects here: the calendar at its date, its details open."""
     from playwright.sync_api import expect
 
-    with page.expect_response(lambda response: "/api/events" in response.url) as answer:
-        page.goto(f"{site}/calendar?lang=fr&date=2027-03-01")
-    festival = next(o for o in answer.value.json() if o["title"] == "Festival des arts")
+    listed = requests.get(f"{site}/api/occurrences", timeout=30, params={
+        "start": "2027-03-01", "end": "2027-04-01", "limit": 100}).json()
+    assert listed["next"] is None and listed["truncated"] is False
+    festival = next(o for o in listed["items"] if o["title"] == "Festival des arts")
     page.goto(f"{site}/calendar?lang=fr&date=2027-03-12&event={festival['event_id']}")
     details = page.locator("#event-details")
     expect(details).to_be_visible()

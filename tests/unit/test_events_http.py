@@ -102,3 +102,30 @@ def test_calendar_page_renders_each_language(gateway):
         html = gateway.calendar_page(request(signed_in=False, lang=lang)).get_data(as_text=True)
         assert f'dir="{direction}"' in html and 'id="calendar"' in html
         assert "/static/vendor/fullcalendar/index.global.min.js" in html
+
+
+def test_paged_listing_and_conditional_feeds_over_http(gateway):
+    gateway.events_create(request("POST", body=EVENT))
+    pages, cursor = [], None
+    while True:
+        query = {"start": "2027-01-01", "end": "2027-04-01", "limit": "3", **({"cursor": cursor} if cursor else {})}
+        page = json.loads(gateway.occurrences_page(request(signed_in=False, **query)).get_data())
+        assert page["truncated"] is False
+        pages.append(page["items"])
+        cursor = page["next"]
+        if cursor is None:
+            break
+    assert [len(items) for items in pages] == [3, 3, 1]  # 8 weekly, one exdate
+    whole = json.loads(gateway.events_list(request(signed_in=False, start="2027-01-01", end="2027-04-01")).get_data())
+    assert [o for items in pages for o in items] == whole
+    feed = gateway.ical_network(request(signed_in=False))
+    assert feed.status_code == 200 and feed.headers["ETag"] and feed.headers["Last-Modified"]
+    again = gateway.ical_network(Request(EnvironBuilder(path="/ical/network.ics", headers={
+        "If-None-Match": feed.headers["ETag"]}).get_environ()))
+    assert again.status_code == 304 and again.get_data() == b"" and again.headers["ETag"] == feed.headers["ETag"]
+    since = gateway.ical_network(Request(EnvironBuilder(path="/ical/network.ics", headers={
+        "If-Modified-Since": feed.headers["Last-Modified"]}).get_environ()))
+    assert since.status_code == 304
+    later = gateway.ical_network(request(signed_in=False, **{"from": "2028-01-01", "to": "2029-01-01"}))
+    assert later.status_code == 200 and "BEGIN:VEVENT" not in later.get_data(as_text=True)
+    assert later.headers["ETag"] != feed.headers["ETag"]

@@ -106,3 +106,29 @@ def test_partner_event_applied_once_per_message(service):
     service.on_partner_event(contracts.validate(envelope))  # redelivery: no second effect
     occurrences = service.list_occurrences("2027-02-01", "2027-03-01")
     assert [occurrence["title"] for occurrence in occurrences] == ["Foire"]
+
+
+def test_the_horizon_timer_stores_events_older_than_the_table_in_batches(service, monkeypatch):
+    from sqlalchemy import func, select, update
+
+    from services.events import occurrences
+    from services.events.models import Event, StoredOccurrence
+
+    for day in range(1, 6):
+        service.create_event(payload(start=f"2027-03-0{day}T10:00", end=f"2027-03-0{day}T12:00",
+                                     rrule="FREQ=WEEKLY;COUNT=3"), actor=AS_COORDINATOR, force=True)
+    listed = service.list_occurrences_page("2027-03-01", "2027-04-01", limit=100)
+    with service.db.session() as session:  # as the migration leaves every event
+        session.execute(StoredOccurrence.__table__.delete())
+        session.execute(update(Event).values(occurrences_until=None))
+    monkeypatch.setattr(occurrences, "EXTEND_BATCH", 2)  # several units of work
+    assert service.list_occurrences_page("2027-03-01", "2027-04-01", limit=100) == listed  # expanded live
+    units, real_session = [], service.db.session
+    monkeypatch.setattr(service.db, "session", lambda: units.append(1) or real_session())
+    service.extend_occurrences()
+    assert len(units) == 3  # 2 + 2 + 1 events
+    with service.db.session() as session:
+        assert session.scalar(select(func.count()).select_from(StoredOccurrence)) == 15
+        assert session.scalar(select(func.count()).where(Event.occurrences_until.is_(None))) == 0
+    assert service.list_occurrences_page("2027-03-01", "2027-04-01", limit=100) == listed
+    assert listed["next"] is None and listed["truncated"] is False and len(listed["items"]) == 15

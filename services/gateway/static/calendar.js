@@ -1,4 +1,4 @@
-/* The network's calendar: FullCalendar fed by /api/events, filters, details, three languages.
+/* The network's calendar: FullCalendar fed by /api/occurrences, filters, details, three languages.
  *
  * Each occurrence is shown at its own wall time ("start_local" without its offset, with the
  * calendar in UTC), so a 10:00 training in Safi reads 10:00 whatever the viewer's device zone
@@ -54,8 +54,17 @@
     // The view's range is in wall time; widen it by a day so no zone offset hides an edge event.
     const params = new URLSearchParams(Object.assign(
       {start: dayShift(info.start, -1), end: dayShift(info.end, 1)}, filters()));
-    fetch("/api/events?" + params.toString(), {credentials: "same-origin", headers: {Accept: "application/json"}})
-      .then(function (response) { if (!response.ok) { throw new Error(response.status); } return response.json(); })
+    // Page by page until `next` is null: a busy month is never cut short.
+    function fetchAll(cursor, found) {
+      if (cursor) { params.set("cursor", cursor); }
+      return fetch("/api/occurrences?" + params.toString(), {credentials: "same-origin", headers: {Accept: "application/json"}})
+        .then(function (response) { if (!response.ok) { throw new Error(response.status); } return response.json(); })
+        .then(function (page) {
+          const all = found.concat(page.items);
+          return page.next ? fetchAll(page.next, all) : all;
+        });
+    }
+    fetchAll(null, [])
       .then(function (occurrences) {
         success(occurrences.map(function (o) {
           return {id: o.occurrence_id, groupId: o.event_id, title: o.title, start: wall(o.start_local),

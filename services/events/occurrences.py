@@ -1,0 +1,289 @@
+"""Occurrences stored, not recomputed: the `event_occurrences` table and what reads it.
+
+Each event's occurrences are written next to it, in the same unit of work as the series and
+its exceptions (`store`), over a rolling horizon: a recurring series is stored up to
+HORIZON after now (or after its start), and a timer (`extend`) moves that horizon on before it
+comes near. Listings, overlap and venue checks then read one index range, (city, start),
+(venue, start) or (start), instead of expanding every recurring event of the city.
+
+Beyond the stored horizon (a window years ahead, or an event stored before this table
+existed), the few series concerned are expanded live and merged in, so an answer is never
+short of an occurrence. A listing is paged by a cursor on (start, title, event, occurrence):
+a page says where the next one starts, and the last one says there is none.
+"""
+
+import base64
+import binascii
+import json
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+
+from sqlalchemy import String, and_, cast, delete, func, insert, or_, select, tuple_, union_all
+
+from services.events import domain, recurrence
+from services.events.models import Event, StoredOccurrence
+from tansiq.errors import DomainError
+
+UTC = timezone.utc
+HORIZON = timedelta(days=730)  # how far ahead recurring series are stored
+RENEW_BEFORE = timedelta(days=30)  # the timer extends a series once less than this is left
+STORED_FOREVER = datetime(9999, 1, 1, tzinfo=UTC)  # occurrences_until of an event with nothing left to store
+PAGE_SIZE = 500
+MAX_PAGE_SIZE = 2000
+_CHUNK = timedelta(days=366)  # at most one occurrence a day: a chunk stays within the expansion budget
+EXTEND_BATCH = 200  # events one unit of work of the timer brings up to date
+_SPANS_PER_QUERY = 50  # overlap checks ask for this many index ranges in one statement
+
+
+# --- writing ----------------------------------------------------------------------------------
+
+def store(session, event, now, new=False):
+    """(Re)write every stored occurrence of `event`, as it is now in this session (`new`: it has none yet)."""
+    session.flush()
+    if not new:
+        session.execute(delete(StoredOccurrence).where(StoredOccurrence.event_id == event.id))
+    timing = domain.Timing.of(event)
+    until = max(now, timing.starts_at) + HORIZON
+    rows = _natural_rows(event, timing, None, until)
+    moved = _moved(event, timing)
+    exdates = set(event.exdates or [])
+    rows += [_row(event, timing, key, start, end, True) for key, (start, end) in moved.items() if key not in exdates]
+    if rows:
+        session.execute(insert(StoredOccurrence), rows)
+    event.occurrences_until = STORED_FOREVER if _complete(timing, until) else until
+
+
+def extend(session, now, batch=None):
+    """Store the occurrences of up to `batch` (EXTEND_BATCH) series whose horizon is near (or never
+    stored). Returns how many events were brought up to date; the timer calls it until fewer."""
+    batch = batch or EXTEND_BATCH
+    due = now + HORIZON - RENEW_BEFORE
+    events = list(session.scalars(select(Event).where(
+        or_(Event.occurrences_until.is_(None), Event.occurrences_until < due)).limit(batch)))
+    for event in events:
+        recurrence.cooperate()
+        if event.occurrences_until is None:
+            store(session, event, now)
+            continue
+        timing = domain.Timing.of(event)
+        until = max(now, timing.starts_at) + HORIZON
+        rows = _natural_rows(event, timing, event.occurrences_until, until)
+        if rows:
+            session.execute(insert(StoredOccurrence), rows)
+        event.occurrences_until = STORED_FOREVER if _complete(timing, until) else until
+    session.flush()
+    return len(events)
+
+
+def _moved(event, timing):
+    return {domain.override_key(o, timing): (o.starts_at, o.ends_at) for o in event.overrides}
+
+
+def _natural_rows(event, timing, lo, hi):
+    """Rows of the occurrences the rule itself gives, whose start is in [lo, hi) (lo None: from
+    the first), less exdates and moved ones (those are stored from their override)."""
+    skip = set(event.exdates or []) | set(_moved(event, timing))
+    rows = []
+    for local in natural_starts(timing, lo, hi):
+        key = timing.key(local)
+        if key not in skip:
+            rows.append(_row(event, timing, key, timing.to_utc(local), timing.end_of(local), False))
+    return rows
+
+
+def natural_starts(timing, lo, hi):
+    """Local starts of the rule with a UTC start in [lo, hi), walked a year at a time."""
+    rule = timing.rule()
+    if rule is None:
+        inside = (lo is None or timing.starts_at >= lo) and timing.starts_at < hi
+        return [timing.local_start] if inside else []
+    found = []
+    chunk_lo = max(lo, timing.starts_at) if lo is not None else timing.starts_at
+    while chunk_lo < hi:
+        chunk_hi = min(chunk_lo + _CHUNK, hi)
+        local_lo, local_hi = chunk_lo.astimezone(timing.tz), chunk_hi.astimezone(timing.tz)
+        if timing.all_day:
+            local_lo, local_hi = local_lo.replace(tzinfo=None), local_hi.replace(tzinfo=None)
+        found += [local for local in recurrence.between(rule, max(local_lo, timing.local_start), local_hi)
+                  if chunk_lo <= timing.to_utc(local) < chunk_hi]
+        chunk_lo = chunk_hi
+    return found
+
+
+def _complete(timing, until):
+    """Whether the rule has no occurrence starting at or after `until`."""
+    rule = timing.rule()
+    if rule is None:
+        return True
+    if rule._until is not None:
+        last = rule._until
+        last = timing.to_utc(last) if last.tzinfo is None else last.astimezone(UTC)
+        return last < until
+    if rule._count is not None:
+        return len(recurrence.between(rule, timing.local_start, _local(timing, until))) >= rule._count
+    return False
+
+
+def _local(timing, moment):
+    local = moment.astimezone(timing.tz)
+    return local.replace(tzinfo=None) if timing.all_day else local
+
+
+def _row(event, timing, key, start, end, moved):
+    return {"event_id": event.id, "recurrence_key": key, "starts_at": start, "ends_at": end,
+            "minutes": max(0, int((end - start).total_seconds() // 60) + 1), "moved": moved, "title": event.title,
+            "city_key": event.city.lower(), "venue_id": event.venue_id, "organiser": event.organiser,
+            "kind": event.kind, "status": event.status, "visibility": event.visibility}
+
+
+def _longest(session):
+    """The longest stored occurrence: how far before a window an intersecting one may start."""
+    return timedelta(minutes=session.scalar(select(func.max(StoredOccurrence.minutes))) or 0)
+
+
+def _intersecting(start, end, longest):
+    """Rows intersecting [start, end), found by a range on their start (none is longer than `longest`)."""
+    return and_(StoredOccurrence.starts_at < end, StoredOccurrence.ends_at > start,
+                StoredOccurrence.starts_at >= start - longest)
+
+
+def _beyond_horizon(window_end):
+    """Events some of whose occurrences in a window ending at `window_end` are not stored."""
+    return or_(Event.occurrences_until.is_(None), Event.occurrences_until < window_end)
+
+
+# --- listings ---------------------------------------------------------------------------------
+
+@dataclass
+class Page:
+    """One page of a listing; `next` is the cursor of the following page, None on the last."""
+
+    items: list
+    next: str | None
+
+
+def page(session, window_start, window_end, city=None, kind=None, association=None,
+         visibilities=None, include_drafts=False, cursor=None, limit=PAGE_SIZE):
+    """Occurrences in a window sorted by (start, title, event, occurrence), `limit` at a time."""
+    visibilities = domain.VISIBILITIES if visibilities is None else visibilities
+    if window_end <= window_start:
+        raise DomainError("the window end must be after its start", code="invalid_window")
+    if window_end - window_start > domain.MAX_WINDOW:
+        raise DomainError(f"ask for at most {domain.MAX_WINDOW.days} days at a time", code="invalid_window")
+    if not 1 <= limit <= MAX_PAGE_SIZE:
+        raise DomainError(f"limit must be 1..{MAX_PAGE_SIZE}", code="invalid_request")
+    after = decode_cursor(cursor)
+    stored = StoredOccurrence
+    query = (select(stored, Event).join(Event, Event.id == stored.event_id)
+             .where(_intersecting(window_start, window_end, _longest(session)), stored.visibility.in_(visibilities))
+             .order_by(*_ORDER).limit(limit + 1))
+    if not include_drafts:
+        query = query.where(stored.status != "draft")
+    if city:
+        query = query.where(stored.city_key == city.lower())
+    if kind:
+        query = query.where(stored.kind == kind)
+    if association:
+        # A superset in SQL (the JSON list as text), made exact below.
+        query = query.where(or_(stored.organiser == association,
+                                cast(Event.co_organisers, String).like(f'%"{association}"%')))
+    if after is not None:
+        query = query.where(tuple_(*_ORDER) > tuple_(*after))
+    found = [(_sort_key(row.starts_at, row.title, row.event_id, row.recurrence_key),
+              domain.make_occurrence(event, domain.Timing.of(event), row.recurrence_key, row.starts_at,
+                                     row.ends_at, row.moved))
+             for row, event in session.execute(query)]
+    found += _live(session, window_start, window_end, city, kind, visibilities, include_drafts, after)
+    if association:
+        found = [(key, o) for key, o in found if o.organiser == association or association in o.co_organisers]
+    found.sort(key=lambda pair: pair[0])
+    items = [o for _, o in found[:limit]]
+    more = len(found) > limit
+    return Page(items, encode_cursor(found[limit - 1][0]) if more else None)
+
+
+_ORDER = (StoredOccurrence.starts_at, StoredOccurrence.title, StoredOccurrence.event_id,
+          StoredOccurrence.recurrence_key)
+
+
+def _sort_key(start, title, event_id, key):
+    return (start.astimezone(UTC), title, event_id, key)
+
+
+def _live(session, window_start, window_end, city, kind, visibilities, include_drafts, after):
+    """Occurrences in the window that are not stored (beyond an event's horizon), expanded now."""
+    query = select(Event).where(_beyond_horizon(window_end), Event.visibility.in_(visibilities), or_(
+        Event.rrule.is_not(None), and_(Event.starts_at < window_end, Event.ends_at > window_start)))
+    if not include_drafts:
+        query = query.where(Event.status != "draft")
+    if city:
+        query = query.where(func.lower(Event.city) == city.lower())
+    if kind:
+        query = query.where(Event.kind == kind)
+    found = []
+    for event in session.scalars(query):
+        until, timing = event.occurrences_until, domain.Timing.of(event)
+        for occurrence in domain.occurrences_of(event, window_start, window_end):
+            if until is not None and (occurrence.moved or occurrence.start < until):
+                continue  # stored already
+            key = _sort_key(occurrence.start, occurrence.title, occurrence.event_id,
+                            occurrence.recurrence_id or timing.key(timing.local_start))
+            if after is None or key > after:
+                found.append((key, occurrence))
+    return found
+
+
+def encode_cursor(key):
+    start, title, event_id, recurrence_key = key
+    text = json.dumps([start.isoformat(), title, event_id, recurrence_key], ensure_ascii=False)
+    return base64.urlsafe_b64encode(text.encode("utf-8")).decode("ascii").rstrip("=")
+
+
+def decode_cursor(cursor):
+    if not cursor:
+        return None
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("utf-8")
+        start, title, event_id, recurrence_key = json.loads(text)
+        start = datetime.fromisoformat(start)
+        if start.tzinfo is None or not all(isinstance(v, str) for v in (title, event_id, recurrence_key)):
+            raise ValueError(cursor)
+    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError, RecursionError):
+        raise DomainError("this cursor was not given by a listing", code="invalid_cursor") from None
+    return _sort_key(start, title, event_id, recurrence_key)
+
+
+def events_between(session, window_start, window_end):
+    """A select of the ids of events with an occurrence in the window (stored, or past their horizon)."""
+    stored = select(StoredOccurrence.event_id).where(_intersecting(window_start, window_end, _longest(session)))
+    live = select(Event.id).where(_beyond_horizon(window_end), Event.starts_at < window_end)
+    return stored.union(live)
+
+
+# --- overlaps ---------------------------------------------------------------------------------
+
+def clashing(session, who, spans, window_end):
+    """{other event: its spans that intersect one of `spans`}: published events in the same city
+    or at the same venue, read from stored occurrences (and expanded live beyond their horizon)."""
+    stored = StoredOccurrence
+    same_place = [stored.city_key == who.city.lower()]
+    if who.venue_id:
+        same_place.append(stored.venue_id == who.venue_id)
+    theirs, longest = {}, _longest(session)
+    # One index range per (place, span), glued with UNION ALL: both SQLite and PostgreSQL walk
+    # (city_key, starts_at) or (venue_id, starts_at) for each, never the whole table.
+    ranges = [select(stored.event_id, stored.starts_at, stored.ends_at).where(
+        place, stored.status == "published", stored.event_id != who.id, _intersecting(start, end, longest))
+        for place in same_place for start, end in spans]
+    for first in range(0, len(ranges), _SPANS_PER_QUERY):
+        for event_id, start, end in session.execute(union_all(*ranges[first:first + _SPANS_PER_QUERY])):
+            theirs.setdefault(event_id, set()).add((start, end))
+    window_start = spans[0][0]
+    beyond = session.scalars(select(Event).where(
+        Event.status == "published", Event.id != who.id, _beyond_horizon(window_end),
+        or_(func.lower(Event.city) == who.city.lower(), *([Event.venue_id == who.venue_id] if who.venue_id else [])),
+        or_(Event.rrule.is_not(None), and_(Event.starts_at < window_end, Event.ends_at > window_start))))
+    for other in beyond:
+        theirs.setdefault(other.id, set()).update(domain.event_spans(other, window_start, window_end))
+    others = {e.id: e for e in session.scalars(select(Event).where(Event.id.in_(list(theirs))))} if theirs else {}
+    return {others[event_id]: sorted(found) for event_id, found in sorted(theirs.items()) if event_id in others}

@@ -1,0 +1,264 @@
+"""Stored occurrences: listings read the occurrences table and equal an independent expander
+(recurring_ical_events over the feed), pages never cut silently, creating an event expands no
+other event, and the rolling horizon moves on without changing what a listing says.
+
+TANSIQ_CALENDAR_EVENTS sets the size of the generated calendar (10,000 for the full run; CI
+uses the default below so this file stays fast).
+"""
+
+import os
+import random
+from datetime import date, datetime, timedelta, timezone
+
+import icalendar
+import pytest
+import recurring_ical_events
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from services.events import domain, ical, occurrences, recurrence
+from services.events.models import Base, Event, StoredOccurrence
+from tansiq.db import make_engine
+from tansiq.errors import Conflict, DomainError
+from tansiq.messaging.store import messaging_metadata
+
+UTC = timezone.utc
+NOW = datetime(2026, 12, 1, 8, 0, tzinfo=UTC)
+ASSOCIATIONS = {"amal-safi", "nour-safi", "tilila-marrakech", "wafae-agadir"}
+CITIES = ("Safi", "Marrakech", "Agadir", "Rabat")
+ZONES = ("Africa/Casablanca", "Africa/Casablanca", "Africa/Casablanca", "Europe/Paris")
+RULES = (None, None, None, "FREQ=WEEKLY", "FREQ=WEEKLY;COUNT=12", "FREQ=DAILY;COUNT=20", "FREQ=MONTHLY;BYDAY=2SA",
+         "FREQ=WEEKLY;INTERVAL=2;BYDAY=MO,TH", "FREQ=YEARLY", "FREQ=DAILY;INTERVAL=3")
+SIZE = int(os.environ.get("TANSIQ_CALENDAR_EVENTS", "300"))
+
+
+@pytest.fixture
+def session(tmp_path):
+    engine = make_engine(f"sqlite:///{tmp_path / 'events.db'}")
+    Base.metadata.create_all(engine)
+    messaging_metadata.create_all(engine)
+    with Session(engine, expire_on_commit=False) as session:
+        yield session
+    engine.dispose()
+
+
+def create(session, now=NOW, force=True, **values):
+    base = {"title": "Formation couture", "kind": "training", "organiser": "amal-safi", "city": "Safi",
+            "start": datetime(2027, 1, 25, 10, 0), "end": datetime(2027, 1, 25, 12, 0), "status": "published",
+            "visibility": "public"}
+    event, warnings = domain.create_event(session, now, {**base, **values}, ASSOCIATIONS, force=force)
+    return event, warnings
+
+
+def generate(session, size, seed=13):
+    """A calendar of `size` events: single and recurring, timed and all-day, two zones, with
+    exdates, moved occurrences and cancellations, spread over 2026-2028."""
+    rng = random.Random(seed)
+    events = []
+    for number in range(size):
+        rule = rng.choice(RULES)
+        all_day = rng.random() < 0.15
+        day = date(2026, 10, 1) + timedelta(days=rng.randrange(0, 640))
+        start = datetime.combine(day, datetime.min.time()) + timedelta(hours=rng.randrange(8, 20),
+                                                                         minutes=rng.choice((0, 30)))
+        if all_day:
+            start, end = day, day + timedelta(days=rng.randrange(0, 3))
+        else:
+            end = start + timedelta(minutes=rng.choice((60, 90, 120, 240)))
+        if rule == "FREQ=MONTHLY;BYDAY=2SA" or "BYDAY=MO,TH" in (rule or ""):
+            rule = None  # the start must itself be an occurrence: keep those rules for the fixed events below
+        event, _ = create(session, title=f"Evenement {number:05d}", kind=rng.choice(("training", "meeting", "fair")),
+                          organiser=rng.choice(sorted(ASSOCIATIONS)), city=rng.choice(CITIES),
+                          tz=rng.choice(ZONES), all_day=all_day, start=start, end=end, rrule=rule,
+                          visibility=rng.choice(("public", "network")))
+        events.append(event)
+        if rule and rng.random() < 0.3:
+            timing = domain.Timing.of(event)
+            locals_ = timing.starts_between(timing.starts_at, timing.starts_at + timedelta(days=120))
+            if len(locals_) > 2:
+                domain.cancel_occurrence(session, NOW, event.id, locals_[1].replace(tzinfo=None))
+                original = locals_[2].replace(tzinfo=None)
+                domain.move_occurrence(session, NOW, event.id, original, original + timedelta(days=1), force=True)
+        elif rng.random() < 0.03:
+            domain.cancel_event(session, NOW, event.id)
+    # Rules that pick their own days, started on one of them.
+    create(session, title="Marche du 2e samedi", start=datetime(2027, 1, 9, 9, 0), end=datetime(2027, 1, 9, 13, 0),
+           rrule="FREQ=MONTHLY;BYDAY=2SA", city="Agadir", organiser="wafae-agadir")
+    create(session, title="Cours lundi et jeudi", start=datetime(2027, 2, 1, 18, 0), end=datetime(2027, 2, 1, 19, 0),
+           rrule="FREQ=WEEKLY;INTERVAL=2;BYDAY=MO,TH", city="Rabat")
+    session.commit()
+    return events
+
+
+def independent(session, window):
+    """(uid, start, end, status) of every occurrence in the window, as recurring_ical_events
+    expands the network feed (which uses the feed's own rules, not our table)."""
+    cal = icalendar.Calendar.from_ical(ical.feed(session, NOW, "network", visibilities=("public", "network"),
+                                                 start=window[0], end=window[1]))  # the feed of that window
+    tz_of = {e.uid: domain.zone(e.tz) for e in session.scalars(select(Event))}
+    found = set()
+    # A day wider: all-day events are floating dates there; the exact UTC bounds are applied below.
+    for component in recurring_ical_events.of(cal).between(window[0] - timedelta(days=1),
+                                                          window[1] + timedelta(days=1)):
+        start, end = component.decoded("dtstart"), component.decoded("dtend")
+        uid = str(component["uid"])
+        if not isinstance(start, datetime):
+            start = datetime.combine(start, datetime.min.time(), tz_of[uid])
+            end = datetime.combine(end, datetime.min.time(), tz_of[uid])
+        if end.astimezone(UTC) <= window[0] or start.astimezone(UTC) >= window[1]:
+            continue
+        found.add((uid, start.astimezone(UTC), end.astimezone(UTC), str(component["status"])))
+    return found
+
+
+def listed(session, window, limit=occurrences.MAX_PAGE_SIZE, **filters):
+    """Every occurrence of the window, page by page."""
+    items, cursor = [], None
+    while True:
+        page = occurrences.page(session, *window, cursor=cursor, limit=limit, **filters)
+        items += page.items
+        if page.next is None:
+            return items
+        assert len(page.items) == limit  # only the last page may be short
+        cursor = page.next
+
+
+def as_ical(session, found):
+    uids = dict(session.execute(select(Event.id, Event.uid)).all())
+    return {(uids[o.event_id], o.start, o.end, ical.ICS_STATUS[o.status]) for o in found}
+
+
+@pytest.mark.timeout(600 if SIZE <= 1000 else 3600)  # the full run (10,000) takes minutes
+def test_listings_equal_recurring_ical_events_on_a_generated_calendar(session):
+    generate(session, SIZE)
+    stored = session.scalar(select(func.count()).select_from(StoredOccurrence))
+    assert stored > SIZE  # the series are stored, not only their first occurrences
+    for window in ((datetime(2027, 1, 1, tzinfo=UTC), datetime(2027, 7, 1, tzinfo=UTC)),
+                   (datetime(2028, 9, 1, tzinfo=UTC), datetime(2029, 3, 1, tzinfo=UTC))):  # past the horizon
+        found = listed(session, window)
+        assert len({o.occurrence_id for o in found}) == len(found)  # no occurrence twice
+        assert as_ical(session, found) == independent(session, window)
+        in_safi = listed(session, window, city="safi", limit=97)
+        assert in_safi == [o for o in found if o.city == "Safi"]
+        of_one = listed(session, window, association="wafae-agadir", limit=50)
+        assert of_one == [o for o in found if "wafae-agadir" in (o.organiser, *o.co_organisers)]
+
+
+def test_a_listing_never_returns_a_partial_page_without_saying_so(session, monkeypatch):
+    # Many occurrences at the same instant with the same title: the cursor must still tell them apart.
+    for number in range(7):
+        create(session, organiser=sorted(ASSOCIATIONS)[number % 4], rrule="FREQ=DAILY;COUNT=5")
+    session.commit()
+    window = (datetime(2027, 1, 1, tzinfo=UTC), datetime(2027, 2, 28, tzinfo=UTC))
+    whole = occurrences.page(session, *window, limit=occurrences.MAX_PAGE_SIZE)
+    assert whole.next is None and len(whole.items) == 35
+    for limit in (1, 2, 5, 34, 35):
+        assert listed(session, window, limit=limit) == whole.items
+    exactly = occurrences.page(session, *window, limit=35)
+    assert exactly.next is None  # a full last page does not promise another
+    # The list without pages refuses rather than cuts.
+    monkeypatch.setattr(domain, "MAX_OCCURRENCES", 34)
+    with pytest.raises(DomainError) as refused:
+        domain.list_occurrences(session, *window)
+    assert refused.value.code == "too_many_occurrences"
+    monkeypatch.setattr(domain, "MAX_OCCURRENCES", 35)
+    assert len(domain.list_occurrences(session, *window)) == 35
+    for cursor in ("nonsense", "W10", "WyJ4IiwxLDIsM10", "e30"):
+        with pytest.raises(DomainError) as bad:
+            occurrences.page(session, *window, cursor=cursor)
+        assert bad.value.code == "invalid_cursor"
+
+
+def test_creating_an_event_expands_no_other_event(session, monkeypatch):
+    venue = domain.create_venue(session, name="Maison des jeunes", city="Safi")
+    for number in range(40):
+        day = 4 if number == 0 else 5 + number % 4  # only the first series meets on Mondays
+        create(session, title=f"Serie {number}", rrule="FREQ=WEEKLY", start=datetime(2027, 1, day, 9, 0),
+               end=datetime(2027, 1, day, 9, 30), venue_id=venue.id if number == 0 else None)
+    session.commit()
+    calls = []
+    real = recurrence.between
+    monkeypatch.setattr(recurrence, "between", lambda *args, **kwargs: calls.append(args) or real(*args, **kwargs))
+    # Twenty months ahead, at the same time as one series' occurrence: found from the table.
+    _, warnings = create(session, title="Reunion", kind="meeting", start=datetime(2028, 9, 4, 9, 15),
+                         end=datetime(2028, 9, 4, 10, 0), force=False)
+    assert calls == []
+    assert [w["title"] for w in warnings if w["code"] == "overlap"] == ["Serie 0"]
+    with pytest.raises(Conflict) as booked:
+        create(session, title="Autre", kind="meeting", venue_id=venue.id, start=datetime(2028, 9, 4, 9, 0),
+               end=datetime(2028, 9, 4, 9, 10), force=False)
+    assert booked.value.code == "venue_conflict"
+    assert calls == []
+
+
+def test_the_series_its_exceptions_and_its_rows_change_together(session):
+    event, _ = create(session, rrule="FREQ=WEEKLY;COUNT=6")
+    session.commit()
+
+    def rows():
+        return sorted((r.recurrence_key, r.starts_at, r.moved, r.title) for r in session.scalars(
+            select(StoredOccurrence).where(StoredOccurrence.event_id == event.id)))
+
+    assert len(rows()) == 6
+    domain.move_occurrence(session, NOW, event.id, datetime(2027, 2, 1, 10, 0), datetime(2027, 2, 2, 15, 0))
+    domain.cancel_occurrence(session, NOW, event.id, datetime(2027, 2, 8, 10, 0))
+    domain.update_event(session, NOW, event.id, {"title": "Couture avancee"}, ASSOCIATIONS)
+    session.commit()
+    assert [(key[:10], start, moved) for key, start, moved, _ in rows()] == [
+        ("2027-01-25", datetime(2027, 1, 25, 9, 0, tzinfo=UTC), False),
+        ("2027-02-01", datetime(2027, 2, 2, 14, 0, tzinfo=UTC), True),  # 15:00 local, before Ramadan
+        ("2027-02-15", datetime(2027, 2, 15, 10, 0, tzinfo=UTC), False),  # Ramadan: 10:00 local is 10:00 UTC
+        ("2027-02-22", datetime(2027, 2, 22, 10, 0, tzinfo=UTC), False),
+        ("2027-03-01", datetime(2027, 3, 1, 10, 0, tzinfo=UTC), False)]
+    assert {title for *_, title in rows()} == {"Couture avancee"}
+    domain.cancel_event(session, NOW, event.id)
+    session.commit()
+    assert {o.status for o in listed(session, (NOW, NOW + timedelta(days=200)))} == {"cancelled"}
+
+
+def test_the_horizon_moves_on_and_listings_do_not_change(session):
+    event, _ = create(session, rrule="FREQ=WEEKLY", start=datetime(2026, 12, 7, 10, 0),
+                      end=datetime(2026, 12, 7, 11, 0))
+    single, _ = create(session, title="Salon", start=datetime(2029, 5, 1, 10, 0), end=datetime(2029, 5, 1, 12, 0))
+    session.commit()
+    assert event.occurrences_until == event.starts_at + occurrences.HORIZON  # it starts after now
+    assert single.occurrences_until == occurrences.STORED_FOREVER
+    window = (datetime(2028, 11, 1, tzinfo=UTC), datetime(2029, 6, 1, tzinfo=UTC))  # across the horizon
+    before = listed(session, window)
+    assert len(before) == 31 and [o.title for o in before].count("Salon") == 1
+    later = NOW + timedelta(days=720)
+    assert occurrences.extend(session, later) == 1  # only the open-ended series is due
+    session.commit()
+    assert event.occurrences_until == later + occurrences.HORIZON
+    assert listed(session, window) == before
+    assert occurrences.extend(session, later) == 0
+
+
+def test_events_stored_before_the_table_are_listed_then_stored_by_the_timer(session):
+    event, _ = create(session, rrule="FREQ=WEEKLY;COUNT=4")
+    session.commit()
+    window = (NOW, NOW + timedelta(days=120))
+    before = listed(session, window)
+    session.execute(StoredOccurrence.__table__.delete())
+    event.occurrences_until = None  # as the migration leaves every existing event
+    session.commit()
+    assert listed(session, window) == before
+    assert occurrences.extend(session, NOW) == 1
+    session.commit()
+    assert event.occurrences_until == occurrences.STORED_FOREVER
+    assert session.scalar(select(func.count()).select_from(StoredOccurrence)) == 4
+    assert listed(session, window) == before
+
+
+def test_the_same_instant_in_two_zones_keeps_each_zones_wall_time(session):
+    """A rule is cached by its text and start: two series starting at the same instant in two zones
+    (15:30 in Paris, 14:30 in Casablanca, both 13:30 UTC) must not share one."""
+    paris, _ = create(session, title="Paris", tz="Europe/Paris", rrule="FREQ=DAILY;INTERVAL=3",
+                      start=datetime(2027, 10, 17, 15, 30), end=datetime(2027, 10, 17, 17, 0))
+    casablanca, _ = create(session, title="Casablanca", rrule="FREQ=DAILY;INTERVAL=3",
+                           start=datetime(2027, 10, 17, 14, 30), end=datetime(2027, 10, 17, 16, 0))
+    assert paris.starts_at == casablanca.starts_at
+    session.commit()
+    found = listed(session, (datetime(2028, 9, 1, tzinfo=UTC), datetime(2028, 9, 10, tzinfo=UTC)))
+    assert {o.start_local[11:16] for o in found if o.title == "Casablanca"} == {"14:30"}
+    assert {o.start_local[11:16] for o in found if o.title == "Paris"} == {"15:30"}
