@@ -5,12 +5,11 @@ Real databases: SQLite files, and PostgreSQL for the chain (its head row is lock
 
 import json
 import stat
-import uuid
 from datetime import datetime, timedelta, timezone
 
-import psycopg2
 import pytest
 from actors import actor  # tests/actors.py
+from fixtures.databases import BACKENDS, throwaway_engine
 from fixtures.referrals import staff
 from sqlalchemy import select, text
 
@@ -30,29 +29,12 @@ WORKER = actor({"id": "s-1", "association": "amal-safi", "roles": ["case_worker"
 ADMIN = actor({"id": "s-3", "association": "amal-safi", "roles": ["admin"]})
 KHADIJA = {"first_name": "Khadija", "last_name": "Benali", "phone": "0612345678", "birth_date": "1990-04-12",
            "kind": "survivor", "needs": ["legal_orientation"], "urgency": "urgent", "notes": "Violences depuis 2019"}
-PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+@pytest.fixture(params=BACKENDS)
 def engine(request, tmp_path):
-    if request.param == "sqlite":
-        engine = make_engine(f"sqlite:///{tmp_path / 'intake.sqlite3'}")
-        create_all(engine)
+    with throwaway_engine(request.param, tmp_path, create_all, "audit") as engine:
         yield engine
-        engine.dispose()
-        return
-    name = f"tansiq_audit_test_{uuid.uuid4().hex[:12]}"
-    admin = psycopg2.connect(PG_ADMIN)
-    admin.autocommit = True
-    admin.cursor().execute(f'CREATE DATABASE "{name}"')
-    try:
-        engine = make_engine(f"postgresql+psycopg2://postgres@127.0.0.1:5432/{name}")
-        create_all(engine)
-        yield engine
-        engine.dispose()
-    finally:
-        admin.cursor().execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
 
 
 def in_unit(engine, function, *args, **kwargs):

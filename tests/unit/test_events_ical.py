@@ -5,28 +5,15 @@ from datetime import date, datetime, timedelta, timezone
 import icalendar
 import pytest
 import recurring_ical_events
-from sqlalchemy.orm import Session
+from fixtures.events import session  # noqa: F401 - fixture
 
 from services.events import domain, ical
-from services.events.models import Base
-from tansiq.db import make_engine
 from tansiq.errors import DomainError, NotFound
-from tansiq.messaging.store import messaging_metadata
 
 UTC = timezone.utc
 NOW = datetime(2027, 1, 10, 8, 0, tzinfo=UTC)
 ASSOCIATIONS = {"amal-safi", "nour-safi", "tilila-marrakech"}
 WINDOW = (datetime(2027, 1, 1, tzinfo=UTC), datetime(2027, 6, 1, tzinfo=UTC))
-
-
-@pytest.fixture
-def session(tmp_path):
-    engine = make_engine(f"sqlite:///{tmp_path / 'events.db'}")
-    Base.metadata.create_all(engine)
-    messaging_metadata.create_all(engine)
-    with Session(engine, expire_on_commit=False) as session:
-        yield session
-    engine.dispose()
 
 
 def create(session, **values):

@@ -13,14 +13,12 @@ from datetime import date, datetime, timedelta, timezone
 import icalendar
 import pytest
 import recurring_ical_events
+from fixtures.events import session  # noqa: F401 - fixture
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session
 
 from services.events import domain, ical, occurrences, recurrence
-from services.events.models import Base, Event, StoredOccurrence
-from tansiq.db import make_engine
+from services.events.models import Event, StoredOccurrence
 from tansiq.errors import Conflict, DomainError
-from tansiq.messaging.store import messaging_metadata
 
 UTC = timezone.utc
 NOW = datetime(2026, 12, 1, 8, 0, tzinfo=UTC)
@@ -30,16 +28,6 @@ ZONES = ("Africa/Casablanca", "Africa/Casablanca", "Africa/Casablanca", "Europe/
 RULES = (None, None, None, "FREQ=WEEKLY", "FREQ=WEEKLY;COUNT=12", "FREQ=DAILY;COUNT=20", "FREQ=MONTHLY;BYDAY=2SA",
          "FREQ=WEEKLY;INTERVAL=2;BYDAY=MO,TH", "FREQ=YEARLY", "FREQ=DAILY;INTERVAL=3")
 SIZE = int(os.environ.get("TANSIQ_CALENDAR_EVENTS", "300"))
-
-
-@pytest.fixture
-def session(tmp_path):
-    engine = make_engine(f"sqlite:///{tmp_path / 'events.db'}")
-    Base.metadata.create_all(engine)
-    messaging_metadata.create_all(engine)
-    with Session(engine, expire_on_commit=False) as session:
-        yield session
-    engine.dispose()
 
 
 def create(session, now=NOW, force=True, **values):

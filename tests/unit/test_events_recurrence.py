@@ -8,28 +8,16 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from dateutil.rrule import rrulestr
-from sqlalchemy.orm import Session
+from fixtures.events import session  # noqa: F401 - fixture
 
 from services.events import domain, recurrence
-from services.events.models import Base, Event
-from tansiq.db import make_engine
+from services.events.models import Event
 from tansiq.errors import DomainError
-from tansiq.messaging.store import messaging_metadata
 
 UTC = timezone.utc
 CASABLANCA = ZoneInfo("Africa/Casablanca")
 NOW = datetime(2027, 1, 10, 8, 0, tzinfo=UTC)
 ASSOCIATIONS = {"amal-safi"}
-
-
-@pytest.fixture
-def session(tmp_path):
-    engine = make_engine(f"sqlite:///{tmp_path / 'events.db'}")
-    Base.metadata.create_all(engine)
-    messaging_metadata.create_all(engine)
-    with Session(engine, expire_on_commit=False) as session:
-        yield session
-    engine.dispose()
 
 
 def spec(rrule, start=datetime(2027, 1, 20, 10, 0)):

@@ -2,12 +2,11 @@
 
 import json
 import os
-import uuid
 from datetime import date, datetime, timedelta, timezone
 
-import psycopg2
 import pytest
 from actors import actor  # tests/actors.py
+from fixtures.databases import BACKENDS, throwaway_engine
 from sqlalchemy import inspect, select, text
 
 from services.intake import domain
@@ -15,7 +14,7 @@ from services.intake.models import AuditEntry, Beneficiary, BlindIndex, Disclosu
 from services.intake.schemas import BeneficiarySchema, ConsentSchema
 from tansiq import contracts, sealing
 from tansiq.crypto import FieldCipher, KeyDestroyed, KeyRing
-from tansiq.db import make_engine, session_scope
+from tansiq.db import session_scope
 from tansiq.envelope import parse
 from tansiq.errors import DomainError, Forbidden, NotFound
 from tansiq.messaging.store import OutboxMessage
@@ -29,29 +28,12 @@ KHADIJA = {"first_name": "Khadija", "last_name": "Benali", "phone": "0612345678"
            "city": "Safi", "language": "ar", "kind": "survivor", "needs": ["legal_orientation", "shelter"],
            "urgency": "urgent", "orientation": "Orientée vers avocate", "notes": "Violences conjugales depuis 2019"}
 SECRETS = ("Khadija", "Benali", "612345678", "1990-04-12", "avocate", "Violences")
-PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+@pytest.fixture(params=BACKENDS)
 def engine(request, tmp_path):
-    if request.param == "sqlite":
-        engine = make_engine(f"sqlite:///{tmp_path / 'intake.sqlite3'}")
-        create_all(engine)
+    with throwaway_engine(request.param, tmp_path, create_all, "intake") as engine:
         yield engine
-        engine.dispose()
-        return
-    name = f"tansiq_intake_test_{uuid.uuid4().hex[:12]}"
-    admin = psycopg2.connect(PG_ADMIN)
-    admin.autocommit = True
-    admin.cursor().execute(f'CREATE DATABASE "{name}"')
-    try:
-        engine = make_engine(f"postgresql+psycopg2://postgres@127.0.0.1:5432/{name}")
-        create_all(engine)
-        yield engine
-        engine.dispose()
-    finally:
-        admin.cursor().execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
 
 
 @pytest.fixture

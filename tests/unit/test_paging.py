@@ -3,8 +3,8 @@
 import uuid
 from datetime import UTC, datetime, timedelta
 
-import psycopg2
 import pytest
+from fixtures.databases import BACKENDS, throwaway_engine
 from sqlalchemy.orm import Session
 
 from services.intake import domain as intake
@@ -17,33 +17,15 @@ from services.referrals.models import Base as ReferralsBase
 from tansiq import paging
 from tansiq.contracts.actor import Actor
 from tansiq.crypto import KeyRing
-from tansiq.db import make_engine
 from tansiq.errors import DomainError
 
-PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 T0 = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+@pytest.fixture(params=BACKENDS)
 def engine(request, tmp_path):
-    if request.param == "sqlite":
-        engine = make_engine(f"sqlite:///{tmp_path / 'paging.sqlite3'}")
-        NotificationsBase.metadata.create_all(engine)
+    with throwaway_engine(request.param, tmp_path, NotificationsBase.metadata.create_all, "paging") as engine:
         yield engine
-        engine.dispose()
-        return
-    name = f"tansiq_paging_test_{uuid.uuid4().hex[:12]}"
-    admin = psycopg2.connect(PG_ADMIN)
-    admin.autocommit = True
-    admin.cursor().execute(f'CREATE DATABASE "{name}"')
-    try:
-        engine = make_engine(f"postgresql+psycopg2://postgres@127.0.0.1:5432/{name}")
-        NotificationsBase.metadata.create_all(engine)
-        yield engine
-        engine.dispose()
-    finally:
-        admin.cursor().execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
 
 
 @pytest.fixture
