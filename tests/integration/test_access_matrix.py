@@ -67,6 +67,7 @@ ALLOWED = {
     ("POST", "/api/holidays"): {"coordinator", "admin"},
     # the calendar: everyone reads public events; coordinators and events managers edit their association's
     ("GET", "/api/events"): EVERYONE,
+    ("GET", "/api/occurrences"): EVERYONE,  # public occurrences, plus network ones when signed in
     ("POST", "/api/events"): {"coordinator", "events_manager"},
     ("GET", "/api/events/{event_id}"): EVERYONE,
     ("PATCH", "/api/events/{event_id}"): {"coordinator", "events_manager"},
