@@ -14,13 +14,14 @@ CALENDAR_EVENTS ?= 100000
 # A broker started by docker compose leaves its AMQP_URI in var/broker.env (scripts/ensure-broker.sh).
 BROKER_ENV := set -a; if [ -f var/broker.env ]; then . ./var/broker.env; fi; set +a;
 
-.PHONY: help install broker postgres browser run test lint bench faults deploy-env clean
+.PHONY: help install broker postgres browser run test lint i18n bench faults deploy-env clean
 
 help:
 	@echo "make run      install, start the broker, migrate, seed the demo once, start everything"
 	@echo "make test     install, make sure of broker, PostgreSQL, Chromium (apt when missing), run every test"
 	@echo "make install  create $(VENV) and install Tansiq with its test dependencies"
 	@echo "make lint     ruff check (rules in pyproject.toml; ruff check --fix repairs the fixable ones)"
+	@echo "make i18n     extract every string (babel.cfg), update the ar/fr/en catalogues, compile them (docs/web.md)"
 	@echo "make broker | postgres | browser   make sure that one is available"
 	@echo "make bench    run the benchmarks (writes docs/benchmarks.md)"
 	@echo "make faults   kill services, reset the broker and the database under load, then reconcile (writes docs/reliability.md)"
@@ -64,6 +65,15 @@ test: install broker postgres browser
 
 lint: install
 	@$(VENV)/bin/ruff check .
+
+# Strings of the pages and notifications (tansiq/i18n.py): msgids are keys, sorted, without line numbers
+# so that branches merge; obsolete ones are dropped; never fuzzy-matched (a key is not a sentence).
+LOCALE := tansiq/locale
+i18n: install
+	$(VENV)/bin/pybabel extract -F babel.cfg -k t --no-location --sort-output --omit-header \
+		-o $(LOCALE)/tansiq.pot .
+	$(VENV)/bin/pybabel update -i $(LOCALE)/tansiq.pot -d $(LOCALE) -D tansiq --no-fuzzy-matching --ignore-obsolete
+	$(VENV)/bin/pybabel compile -d $(LOCALE) -D tansiq --statistics
 
 bench: install broker
 	@$(BROKER_ENV) $(TANSIQ) bench

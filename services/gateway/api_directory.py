@@ -1,18 +1,20 @@
 """JSON API of the directory the staff pages need: which associations offer a service."""
 
-from services.gateway.access import requires
+from services.directory.schemas import OfferedServiceSchema
 from services.gateway.calls import TimedRpcProxy
+from services.gateway.routes import SIGNED_IN, route
 from services.gateway.schemas import ServicesQuerySchema
-from services.gateway.web import api, json_response
+from services.gateway.web import json_response
 
 
 class DirectoryApi:
     directory_rpc = TimedRpcProxy("directory")  # as GatewayService declares it; listed so the mixin stands alone
 
-    @api("GET", "/api/directory/services")
-    @requires(None)  # any signed-in staff member: the network's public offer, nothing personal
-    def directory_services(self, request, actor):
+    # Any signed-in staff member: the network's public offer, nothing personal.
+    @route("GET", "/api/directory/services", auth=SIGNED_IN, tag="directory", query=ServicesQuerySchema,
+           answer=(200, [OfferedServiceSchema]),
+           summary="Active services of a category (optionally in a city): whom a referral or consent may name")
+    def directory_services(self, request, query):
         """Active services of a category (optionally in one city): the recipients a referral or consent may name."""
-        query = ServicesQuerySchema().load(request.args.to_dict())
         services = self.directory_rpc.find_services(query["category"], city=query["city"])
         return json_response([s for s in services if s.get("status", "active") == "active"])

@@ -12,22 +12,36 @@ from datetime import datetime, timedelta, timezone
 from werkzeug.http import http_date
 from werkzeug.wrappers import Response
 
-from services.events.schemas import CancelOccurrence, CreateEvent, MoveOccurrence, RegistrationSchema, UpdateEvent
-from services.gateway.access import can, requires, signed_in_or_none
+from services.events.schemas import (
+    CancelOccurrence,
+    CreateEvent,
+    EventSchema,
+    MoveOccurrence,
+    OccurrencePageSchema,
+    OccurrenceSchema,
+    RegistrationSchema,
+    UpdateEvent,
+    VenueSchema,
+)
+from services.gateway.access import can
 from services.gateway.calls import TimedRpcProxy, idempotency_key
-from services.gateway.web import api, json_response, load_json, render, request_language
+from services.gateway.routes import CALENDAR, OPTIONAL, PUBLIC, SIGNED_IN, route
+from services.gateway.schemas import (
+    EventResultSchema,
+    EventWindowQuery,
+    FeedQuery,
+    ForceQuery,
+    OccurrencePageQuery,
+    VenuesQuery,
+)
+from services.gateway.web import json_response, render, request_language
 from tansiq.contracts.events import EVENT_KINDS
 
 DEFAULT_WINDOW = (timedelta(days=-7), timedelta(days=62))
 
 
-def _json_body(request, schema):
-    """The validated body, dumped back to JSON types for the RPC."""
-    return schema.dump(load_json(request, schema))
-
-
-def _force(request):
-    return request.args.get("force", "").lower() in ("1", "true", "yes")
+def _force(query):
+    return query["force"] is not None
 
 
 def _audience(actor):
@@ -45,11 +59,11 @@ def _ics(text, filename, answer=None):
     return Response(text, mimetype="text/calendar", headers=headers)
 
 
-def _feed(events_rpc, request, scope, value, filename):
+def _feed(events_rpc, request, query, scope, value, filename):
     """A feed with its ETag; 304 when the client's copy is current. ?from=&to= widen the window."""
     since = request.if_modified_since
     answer = events_rpc.ical_feed_answer(
-        scope, value, start=request.args.get("from") or None, end=request.args.get("to") or None,
+        scope, value, start=query["since"] or None, end=query["until"] or None,
         if_none_match=request.headers.get("If-None-Match") or None,
         if_modified_since=since.isoformat() if since else None)
     return _ics(answer["text"], filename, answer)
@@ -61,102 +75,113 @@ class EventsApi:
 
     # --- JSON API ---------------------------------------------------------------------------
 
-    @api("GET", "/api/events")
-    @requires(None, "events", optional=True)
-    def events_list(self, request, actor):
-        now = datetime.now(timezone.utc)
-        start = request.args.get("start") or (now + DEFAULT_WINDOW[0]).isoformat()
-        end = request.args.get("end") or (now + DEFAULT_WINDOW[1]).isoformat()
+    @route("GET", "/api/events", auth=OPTIONAL, audience=("events",), tag="events", query=EventWindowQuery,
+           answer=(200, [OccurrenceSchema]),
+           summary="Occurrences in a window (public ones, plus network ones when signed in); "
+                   "422 too_many_occurrences past 2000 (never cut): use /api/occurrences")
+    def events_list(self, request, actor, query):
+        start, end = _window(query)
         return json_response(self.events_rpc.list_occurrences(
-            start, end, city=request.args.get("city") or None, kind=request.args.get("kind") or None,
-            association=request.args.get("association") or None, audience=_audience(actor)))
+            start, end, city=query["city"] or None, kind=query["kind"] or None,
+            association=query["association"] or None, audience=_audience(actor)))
 
-    @api("GET", "/api/occurrences")
-    @requires(None, "events", optional=True)
-    def occurrences_page(self, request, actor):
+    @route("GET", "/api/occurrences", auth=OPTIONAL, audience=("events",), tag="events", query=OccurrencePageQuery,
+           answer=(200, OccurrencePageSchema),
+           summary="Occurrences in a window, page by page: follow `next` until it is null; `truncated` is "
+                   "always false (nothing is cut without a `next`)")
+    def occurrences_page(self, request, actor, query):
         """The listing page by page: follow `next` until it is null (`truncated` is always false)."""
-        now = datetime.now(timezone.utc)
-        start = request.args.get("start") or (now + DEFAULT_WINDOW[0]).isoformat()
-        end = request.args.get("end") or (now + DEFAULT_WINDOW[1]).isoformat()
+        start, end = _window(query)
         return json_response(self.events_rpc.list_occurrences_page(
-            start, end, city=request.args.get("city") or None, kind=request.args.get("kind") or None,
-            association=request.args.get("association") or None, audience=_audience(actor),
-            cursor=request.args.get("cursor") or None, limit=request.args.get("limit") or None))
+            start, end, city=query["city"] or None, kind=query["kind"] or None,
+            association=query["association"] or None, audience=_audience(actor),
+            cursor=query["cursor"] or None, limit=query["limit"]))
 
-    @api("GET", "/api/events/<string:event_id>")
-    @requires(None, "events", optional=True)
-    def events_get(self, request, actor, event_id):
+    @route("GET", "/api/events/<string:event_id>", auth=OPTIONAL, audience=("events",), tag="events",
+           answer=(200, EventSchema), summary="One event")
+    def events_get(self, request, event_id, actor):
         return json_response(self.events_rpc.get_event(event_id, audience=_audience(actor), actor=actor))
 
-    @api("POST", "/api/events")
-    @requires("calendar.edit", "events")
-    def events_create(self, request, actor):
-        body = _json_body(request, CreateEvent())
-        return json_response(self.events_rpc.create_event(body, actor=actor, force=_force(request),
+    @route("POST", "/api/events", auth="calendar.edit", audience=("events",), tag="events", command=True,
+           body=CreateEvent, query=ForceQuery, answer=(201, EventResultSchema), summary="Create an event")
+    def events_create(self, request, actor, body, query):
+        return json_response(self.events_rpc.create_event(body, actor=actor, force=_force(query),
                                                           idempotency_key=idempotency_key(request)), status=201)
 
-    @api("PATCH", "/api/events/<string:event_id>")
-    @requires("calendar.edit", "events")
-    def events_update(self, request, actor, event_id):
-        body = _json_body(request, UpdateEvent())
-        return json_response(self.events_rpc.update_event(event_id, body, actor=actor, force=_force(request),
+    @route("PATCH", "/api/events/<string:event_id>", auth="calendar.edit", audience=("events",), tag="events",
+           command=True, body=UpdateEvent, query=ForceQuery, answer=(200, EventResultSchema),
+           summary="Change an event")
+    def events_update(self, request, event_id, actor, body, query):
+        return json_response(self.events_rpc.update_event(event_id, body, actor=actor, force=_force(query),
                                                           idempotency_key=idempotency_key(request)))
 
-    @api("POST", "/api/events/<string:event_id>/cancel")
-    @requires("calendar.edit", "events")
-    def events_cancel(self, request, actor, event_id):
+    @route("POST", "/api/events/<string:event_id>/cancel", auth="calendar.edit", audience=("events",), tag="events",
+           command=True, answer=(200, EventSchema), summary="Cancel an event")
+    def events_cancel(self, request, event_id, actor):
         return json_response(self.events_rpc.cancel_event(event_id, actor=actor,
                                                           idempotency_key=idempotency_key(request)))
 
-    @api("POST", "/api/events/<string:event_id>/occurrences/move")
-    @requires("calendar.edit", "events")
-    def events_move_occurrence(self, request, actor, event_id):
-        body = _json_body(request, MoveOccurrence())
-        return json_response(self.events_rpc.move_occurrence(event_id, body, actor=actor, force=_force(request),
+    @route("POST", "/api/events/<string:event_id>/occurrences/move", auth="calendar.edit", audience=("events",),
+           tag="events", command=True, body=MoveOccurrence, query=ForceQuery, answer=(200, EventResultSchema),
+           summary="Move one occurrence of a recurring event")
+    def events_move_occurrence(self, request, event_id, actor, body, query):
+        return json_response(self.events_rpc.move_occurrence(event_id, body, actor=actor, force=_force(query),
                                                              idempotency_key=idempotency_key(request)))
 
-    @api("POST", "/api/events/<string:event_id>/occurrences/cancel")
-    @requires("calendar.edit", "events")
-    def events_cancel_occurrence(self, request, actor, event_id):
-        body = _json_body(request, CancelOccurrence())
+    @route("POST", "/api/events/<string:event_id>/occurrences/cancel", auth="calendar.edit", audience=("events",),
+           tag="events", command=True, body=CancelOccurrence, answer=(200, EventSchema),
+           summary="Cancel one occurrence")
+    def events_cancel_occurrence(self, request, event_id, actor, body):
         return json_response(self.events_rpc.cancel_occurrence(event_id, body, actor=actor,
                                                                idempotency_key=idempotency_key(request)))
 
-    @api("POST", "/api/events/<string:event_id>/registrations")
-    @requires(None, "events")  # her own association registers (the events service checks)
-    def events_register(self, request, actor, event_id):
-        body = _json_body(request, RegistrationSchema())
+    # Any signed-in staff member: her own association registers (the events service checks).
+    @route("POST", "/api/events/<string:event_id>/registrations", auth=SIGNED_IN, audience=("events",),
+           tag="events", command=True, body=RegistrationSchema, answer=(201, RegistrationSchema),
+           summary="Register a participant or stand")
+    def events_register(self, request, event_id, actor, body):
         return json_response(self.events_rpc.register(event_id, body, actor=actor,
                                                       idempotency_key=idempotency_key(request)), status=201)
 
-    @api("GET", "/api/venues")
-    def events_venues(self, request):
-        return json_response(self.events_rpc.list_venues(request.args.get("city") or None))
+    @route("GET", "/api/venues", auth=PUBLIC, tag="events", query=VenuesQuery, answer=(200, [VenueSchema]),
+           summary="Registered venues")
+    def events_venues(self, request, query):
+        return json_response(self.events_rpc.list_venues(query["city"] or None))
 
     # --- iCalendar feeds (public events only: calendar apps subscribe without signing in) ---
     # Bounded (3 months back, 18 ahead; ?from=&to=), cached by the events service, 304 when current.
 
-    @api("GET", "/ical/network.ics")
-    def ical_network(self, request):
-        return _feed(self.events_rpc, request, "network", None, "tansiq.ics")
+    @route("GET", "/ical/network.ics", auth=PUBLIC, tag="ical", query=FeedQuery, answer=(200, CALENDAR),
+           summary="Every public event of the network")
+    def ical_network(self, request, query):
+        return _feed(self.events_rpc, request, query, "network", None, "tansiq.ics")
 
-    @api("GET", "/ical/city/<string:city>.ics")
-    def ical_city(self, request, city):
-        return _feed(self.events_rpc, request, "city", city, f"tansiq-{city.lower()}.ics")
+    @route("GET", "/ical/city/<string:city>.ics", auth=PUBLIC, tag="ical", query=FeedQuery, answer=(200, CALENDAR),
+           summary="Public events in one city")
+    def ical_city(self, request, city, query):
+        return _feed(self.events_rpc, request, query, "city", city, f"tansiq-{city.lower()}.ics")
 
-    @api("GET", "/ical/association/<string:slug>.ics")
-    def ical_association(self, request, slug):
-        return _feed(self.events_rpc, request, "association", slug, f"tansiq-{slug}.ics")
+    @route("GET", "/ical/association/<string:slug>.ics", auth=PUBLIC, tag="ical", query=FeedQuery,
+           answer=(200, CALENDAR), summary="Public events an association organises")
+    def ical_association(self, request, slug, query):
+        return _feed(self.events_rpc, request, query, "association", slug, f"tansiq-{slug}.ics")
 
-    @api("GET", "/ical/event/<string:event_id>.ics")
-    def ical_event(self, request, event_id):
-        return _feed(self.events_rpc, request, "event", event_id, f"tansiq-event-{event_id}.ics")
+    @route("GET", "/ical/event/<string:event_id>.ics", auth=PUBLIC, tag="ical", query=FeedQuery,
+           answer=(200, CALENDAR), summary="One public event")
+    def ical_event(self, request, event_id, query):
+        return _feed(self.events_rpc, request, query, "event", event_id, f"tansiq-event-{event_id}.ics")
 
     # --- the page ---------------------------------------------------------------------------
 
-    @api("GET", "/calendar")
-    def calendar_page(self, request):
-        return calendar_page(request, self.directory_rpc.list_associations(), signed_in_or_none(request))
+    @route("GET", "/calendar", auth=OPTIONAL, page=True, summary="The shared calendar")
+    def calendar_page(self, request, staff):
+        return calendar_page(request, self.directory_rpc.list_associations(), staff)
+
+
+def _window(query):
+    now = datetime.now(timezone.utc)
+    return (query["start"] or (now + DEFAULT_WINDOW[0]).isoformat(),
+            query["end"] or (now + DEFAULT_WINDOW[1]).isoformat())
 
 
 def calendar_page(request, associations, staff=None):

@@ -6,19 +6,19 @@ from werkzeug.exceptions import NotFound
 from werkzeug.security import safe_join
 from werkzeug.wrappers import Response
 
-from services.gateway.access import can, signed_in_or_none
-from services.gateway.web import HERE, api, render, request_language
+from services.gateway.pages import page
+from services.gateway.routes import OPTIONAL, PUBLIC, route
+from services.gateway.web import HERE
 
 STATIC_DIR = HERE / "static"
 
 
 class PagesApi:
-    @api("GET", "/")
-    def home(self, request):
-        staff = signed_in_or_none(request)  # the links follow her roles
-        return render("home.html", request_language(request, staff), staff=staff, can=can(staff))
+    @route("GET", "/", auth=OPTIONAL, page=True, summary="Home: the links her roles open")
+    def home(self, request, staff):
+        return page("home.html", request, staff)
 
-    @api("GET", "/static/<path:path>")
+    @route("GET", "/static/<path:path>", auth=PUBLIC, summary="The web app's scripts, styles and fonts")
     def static(self, request, path):
         full = safe_join(str(STATIC_DIR), path)  # refuses ../ escapes
         if full is None:

@@ -5,14 +5,16 @@ service validates again and decides who may do what with the signed-in staff mem
 assertion meant for referrals and for intake, to which referrals forwards it).
 """
 
-from services.gateway.access import requires
 from services.gateway.calls import TimedRpcProxy, idempotency_key
-from services.gateway.web import api, json_response, load_json
+from services.gateway.routes import BodyBy, route
+from services.gateway.schemas import ReferralPageSchema
+from services.gateway.web import json_response
 from services.referrals.schemas import (
     ActionSchema,
     CreateReferralSchema,
     HolidaySchema,
     ListQuerySchema,
+    ReferralSchema,
     RerouteSchema,
     TransitionSchema,
 )
@@ -23,41 +25,43 @@ NO_STORE = {"Cache-Control": "no-store"}  # a received referral carries personal
 class ReferralsApi:
     referrals_rpc = TimedRpcProxy("referrals")
 
-    @api("GET", "/api/referrals")
-    @requires("referrals.read", "referrals")
-    def referrals_list(self, request, actor):
-        query = ListQuerySchema().load(request.args.to_dict())
+    @route("GET", "/api/referrals", auth="referrals.read", audience=("referrals",), tag="referrals",
+           query=ListQuerySchema, answer=(200, ReferralPageSchema),
+           summary="Referrals the association sent or received, newest first, one page at a time (each says "
+                   "whether it is overdue)")
+    def referrals_list(self, request, actor, query):
         return json_response(self.referrals_rpc.list_referrals(actor, query["direction"], query["status"],
                                                                limit=query["limit"], cursor=query["cursor"],
                                                                paged=True), headers=NO_STORE)
 
-    @api("POST", "/api/referrals")
-    @requires("referrals.act", "referrals", "intake")
-    def referrals_create(self, request, actor):
-        body = CreateReferralSchema().dump(load_json(request, CreateReferralSchema()))
+    @route("POST", "/api/referrals", auth="referrals.act", audience=("referrals", "intake"), tag="referrals",
+           command=True, body=CreateReferralSchema, answer=(201, ReferralSchema),
+           summary="Refer a beneficiary to another association (needs her consent)")
+    def referrals_create(self, request, actor, body):
         return json_response(self.referrals_rpc.create_referral(body, actor, idempotency_key=idempotency_key(request)),
                              status=201)
 
-    @api("GET", "/api/referrals/<string:referral_id>")
-    @requires("referrals.read", "referrals")
-    def referrals_get(self, request, actor, referral_id):
+    @route("GET", "/api/referrals/<string:referral_id>", auth="referrals.read", audience=("referrals",),
+           tag="referrals", answer=(200, ReferralSchema),
+           summary="One referral, as the sender or the recipient sees it")
+    def referrals_get(self, request, referral_id, actor):
         return json_response(self.referrals_rpc.get_referral(referral_id, actor), headers=NO_STORE)
 
-    @api("POST", "/api/referrals/<string:referral_id>/<string:action>")
-    @requires("referrals.act", "referrals", "intake")
-    def referrals_act(self, request, actor, referral_id, action):
-        action = ActionSchema().load({"action": action})["action"]
+    @route("POST", "/api/referrals/<string:referral_id>/<string:action>", auth="referrals.act",
+           audience=("referrals", "intake"), tag="referrals", command=True, path=ActionSchema,
+           body=BodyBy("action", {"reroute": RerouteSchema}, TransitionSchema), answer=(200, ReferralSchema),
+           summary="Act on a referral: acknowledge, accept, decline (reason), start, complete (outcome), close, "
+                   "withdraw, or reroute (201, a new referral)")
+    def referrals_act(self, request, referral_id, action, actor, body):
         if action == "reroute":
-            body = RerouteSchema().dump(load_json(request, RerouteSchema()))
             return json_response(self.referrals_rpc.reroute(referral_id, body, actor,
                                                             idempotency_key=idempotency_key(request)), status=201)
-        body = TransitionSchema().dump(load_json(request, TransitionSchema()))
         return json_response(self.referrals_rpc.transition(referral_id, action, body, actor,
                                                             idempotency_key=idempotency_key(request)))
 
-    @api("POST", "/api/holidays")
-    @requires("deadlines.manage", "referrals")
-    def referrals_set_holiday(self, request, actor):
+    @route("POST", "/api/holidays", auth="deadlines.manage", audience=("referrals",), tag="referrals",
+           body=HolidaySchema, answer=(200, HolidaySchema),
+           summary="Add or correct a public holiday (deadlines count working days)")
+    def referrals_set_holiday(self, request, actor, body):
         """A coordinator or an admin adds or corrects a public holiday (deadlines count working days)."""
-        body = HolidaySchema().dump(load_json(request, HolidaySchema()))
         return json_response(self.referrals_rpc.set_holiday(body, actor))

@@ -6,27 +6,21 @@ A page that needs a session sends the browser to /login?next=<the page>.
 Pages showing personal data are never cached (Cache-Control: no-store).
 """
 
-import functools
-import inspect
-import json
-import logging
 import re
 from datetime import datetime
-from urllib.parse import parse_qs, quote, urlencode, urlsplit
+from urllib.parse import parse_qs, urlencode, urlsplit
 from zoneinfo import ZoneInfo
 
 from babel.dates import format_datetime
-from werkzeug.exceptions import HTTPException
 from werkzeug.utils import redirect
 
-from services.gateway.access import can, check
+from services.gateway.pages import page
+from services.gateway.routes import PUBLIC, SIGNED_IN, route
+from services.gateway.schemas import LoginSchema
 from services.gateway.web import (
     LANGUAGES,
-    Unauthorized,
-    api,
-    csrf_token,
-    current_staff,
-    render,
+    SESSION_COOKIE,
+    remember_language,
     request_language,
     response_for,
 )
@@ -39,11 +33,9 @@ from tansiq.contracts.intake import NEEDS
 from tansiq.contracts.referrals import SHAREABLE_FIELDS
 from tansiq.errors import DomainError
 
-log = logging.getLogger(__name__)
 LOCAL_TZ = ZoneInfo("Africa/Casablanca")  # deadlines are shown as Moroccan staff live them
 BABEL_LOCALES = {"ar": "ar_MA", "fr": "fr_MA", "en": "en_GB"}  # ar_MA: Western digits, as written in Morocco
 WHEN_FORMAT = "EEE d MMM y, HH:mm"
-NO_STORE = {"Cache-Control": "no-store"}
 # The buttons a referral list offers (close and reroute need more than a button: not here).
 PAGE_ACTIONS = ("acknowledge", "accept", "decline", "start", "complete", "withdraw")
 NEEDS_INPUT = {"decline": "reason", "complete": "outcome"}
@@ -66,11 +58,6 @@ def safe_next(target):
     if parts.scheme or parts.netloc or target.startswith("//"):
         return "/"
     return target
-
-
-def to_login(request):
-    here = request.full_path.rstrip("?")
-    return redirect(f"/login?next={quote(here, safe='')}", code=303)
 
 
 def when(value, lang):
@@ -111,73 +98,50 @@ def for_page(referral, lang):
     return referral
 
 
-def page(template, request, staff, status=200, lang=None, **context):
-    def lang_href(code):  # switching language keeps the page's other parameters (next, status)
-        args = request.args.copy()
-        args["lang"] = code
-        return "?" + urlencode(list(args.items(multi=True)))
-
-    response = render(template, lang or request_language(request, staff), status=status, staff=staff,
-                      lang_href=lang_href, can=can(staff), csrf_token=csrf_token(request), **context)
-    response.headers.update(NO_STORE)
-    return response
-
-
-def error_page(request, staff, exc):
-    """A refused or failed page as an HTML page in the reader's language (the JSON API answers JSON)."""
-    if not isinstance(exc, (DomainError, HTTPException)):
-        log.exception("page %s failed", request.path)
-    answer = response_for(exc)
-    error = json.loads(answer.get_data(as_text=True))["error"]
-    return page("error.html", request, staff, status=answer.status_code, code=error["code"],
-                message=error["message"])
-
-
-def staff_page(url, permission=None):
-    """GET route of a page for signed-in staff whose roles hold `permission` (tansiq.contracts.actor):
-    `fn(self, request, staff, **url_values)`.
-
-    Without a valid session the browser goes to /login?next=<this page>; a refusal or a
-    failure of a service becomes an error page instead of the JSON error body.
-    """
-    def decorate(fn):
-        @functools.wraps(fn)
-        def route(self, request, **values):
-            try:
-                staff = current_staff(request)
-            except Unauthorized:
-                return to_login(request)
-            try:
-                if permission is not None:
-                    check(staff, permission)
-                return fn(self, request, staff, **values)
-            except Unauthorized:
-                return to_login(request)
-            except Exception as exc:  # noqa: BLE001 - shown as a page; unexpected ones are logged
-                return error_page(request, staff, exc)
-
-        route.__signature__ = inspect.Signature([p for name, p in inspect.signature(fn).parameters.items()
-                                                 if name != "staff"])  # nameko checks the URL's arguments
-        route.permission, route.optional = permission, False
-        return api("GET", url)(route)
-
-    return decorate
+def login_form_page(request, status=200, failed=None, errors=None, email=""):
+    """The sign-in form, in the language of the page she asked for; again with what refused her."""
+    target = safe_next(request.args.get("next") or request.form.get("next"))
+    # /login?next=/inbox?lang=ar speaks Arabic already, like the page she asked for.
+    wanted = parse_qs(urlsplit(target).query).get("lang", [None])[0]
+    lang = request.args.get("lang") if request.args.get("lang") in LANGUAGES else None
+    lang = lang or (wanted if wanted in LANGUAGES else None)
+    return page("login.html", request, None, status=status, lang=lang, next=target, failed=failed,
+                errors=errors or {}, email=email)
 
 
 class WebAppPages:
     # notifications_rpc, referrals_rpc, intake_rpc, events_rpc and directory_rpc are declared by the
     # InboxApi, ReferralsApi, IntakeApi, EventsApi and DirectoryApi mixins that GatewayService also inherits.
 
-    @api("GET", "/login")
+    @route("GET", "/login", auth=PUBLIC, page=True, summary="The sign-in form")
     def login_page(self, request):
-        target = safe_next(request.args.get("next"))
-        # /login?next=/inbox?lang=ar speaks Arabic already, like the page she asked for.
-        wanted = parse_qs(urlsplit(target).query).get("lang", [None])[0]
-        lang = request.args.get("lang") if request.args.get("lang") in LANGUAGES else None
-        lang = lang or (wanted if wanted in LANGUAGES else None)
-        return page("login.html", request, None, lang=lang, next=target)
+        return login_form_page(request)
 
-    @staff_page("/inbox", "staff.self")
+    @route("POST", "/login", auth=PUBLIC, page=True, form=True, body=LoginSchema,
+           summary="The sign-in form posted without JavaScript: the password travels in the body, never the URL")
+    def login_form(self, request, body=None, errors=None):
+        """Signed in: her page (`next`) with the session cookie; else the form again, its errors at the fields."""
+        if errors:
+            return login_form_page(request, status=422, errors=errors, email=request.form.get("email", ""))
+        try:
+            opened = self.open_session(request, body)
+        except DomainError as refused:  # unknown email or wrong password, or too many attempts
+            return login_form_page(request, status=response_for(refused).status_code, failed=refused.code,
+                                   email=body["email"])
+        response = redirect(safe_next(request.form.get("next")), code=303)
+        self.sessions.set_cookie(response, opened["token"])
+        remember_language(response, request.args.get("lang") or opened["staff"].get("language"))
+        return response
+
+    @route("POST", "/logout", auth=PUBLIC, page=True, form=True,
+           summary="Sign out from a page's form (works without JavaScript); the language stays")
+    def logout_form(self, request):
+        self.end_session(request)
+        response = redirect("/login", code=303)
+        response.delete_cookie(SESSION_COOKIE, path="/")
+        return response
+
+    @route("GET", "/inbox", auth="staff.self", page=True, summary="Her inbox")
     def inbox_page(self, request, staff):
         lang = request_language(request, staff)
         actor = self.identity.sign(staff, "notifications")
@@ -191,12 +155,12 @@ class WebAppPages:
         unread = self.notifications_rpc.unread_count(actor)
         return page("inbox.html", request, staff, items=items, unread=unread, next=inbox["next"])
 
-    @staff_page("/inbox/<int:item_id>", "staff.self")
+    @route("GET", "/inbox/<int:item_id>", auth="staff.self", page=True, summary="One inbox item (e-mails link here)")
     def inbox_item_page(self, request, staff, item_id):
         """E-mails and SMS link here (notifications' inbox_link): the inbox, scrolled to that item."""
         return redirect(f"/inbox?{urlencode(list(request.args.items(multi=True)))}#item-{item_id}", code=303)
 
-    @staff_page("/referrals", "referrals.read")
+    @route("GET", "/referrals", auth="referrals.read", page=True, summary="Referrals sent and received")
     def referrals_page(self, request, staff):
         lang = request_language(request, staff)
         status = request.args.get("status") or None
@@ -212,7 +176,7 @@ class WebAppPages:
         return page("referrals.html", request, staff, lists=lists, selected_status=status or "", states=STATES,
                     single=False, names=self._association_names(lang))
 
-    @staff_page("/referrals/<string:referral_id>", "referrals.read")
+    @route("GET", "/referrals/<string:referral_id>", auth="referrals.read", page=True, summary="One referral")
     def referral_page(self, request, staff, referral_id):
         """One referral (the inbox links here); the service refuses it to anyone but its two associations."""
         referral = for_page(self.referrals_rpc.get_referral(referral_id, self.identity.sign(staff, "referrals")),
@@ -226,12 +190,12 @@ class WebAppPages:
         return {a["slug"]: a.get("name_ar" if lang == "ar" else "name_fr") or a["slug"]
                 for a in self.directory_rpc.list_associations()}
 
-    @staff_page("/intake", "cases.write")
+    @route("GET", "/intake", auth="cases.write", page=True, summary="The intake form")
     def intake_page(self, request, staff):
         return page("intake.html", request, staff, needs=NEEDS, urgencies=URGENCIES, kinds=KINDS,
                     spoken=SPOKEN_LANGUAGES, this_year=datetime.now(LOCAL_TZ).year)
 
-    @staff_page("/beneficiaries/<string:beneficiary_id>", "cases.read")
+    @route("GET", "/beneficiaries/<string:beneficiary_id>", auth="cases.read", page=True, summary="Her record")
     def beneficiary_page(self, request, staff, beneficiary_id):
         """Her record, sessions, consents and duplicate flags, with the consent and referral forms.
 
@@ -251,7 +215,7 @@ class WebAppPages:
         return page("beneficiary.html", request, staff, record=record, needs=NEEDS, urgencies=URGENCIES,
                     shareable=SHAREABLE_FIELDS, names=self._association_names(lang), suggested=suggested)
 
-    @staff_page("/events/<string:event_id>")
+    @route("GET", "/events/<string:event_id>", auth=SIGNED_IN, page=True, summary="An event, in the calendar")
     def event_page(self, request, staff, event_id):
         """Notifications link here: the calendar at the event's first day, its details open (staff also
         see network-only events)."""

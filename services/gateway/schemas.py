@@ -6,6 +6,7 @@ from services.directory.schemas import StaffSchema
 from services.events.schemas import EventSchema
 from services.notifications.schemas import InboxItemSchema
 from services.referrals.schemas import ReferralSchema
+from tansiq.contracts.events import EVENT_KINDS
 from tansiq.contracts.intake import NEEDS
 from tansiq.paging import PageQuery
 
@@ -36,6 +37,9 @@ class ErrorDetailSchema(Schema):
     code = fields.String(required=True, metadata={"description": "stable machine code, e.g. not_found, no_consent"})
     message = fields.String(required=True, metadata={"description": "human-readable, in English"})
     details = fields.Dict(required=True, metadata={"description": "per-field messages for validation_error, else {}"})
+    field_codes = fields.Dict(keys=fields.String(), values=fields.String(), data_key="fields", metadata={
+        "description": "validation_error only: a stable code per field ({\"needs.0\": \"not_one_of\"}), which the pages "
+                       "translate (msgids field_error.<code>) and show at the field"})
 
 
 class ErrorSchema(Schema):
@@ -131,3 +135,49 @@ class EventResultSchema(Schema):
 
     event = fields.Nested(EventSchema)
     warnings = fields.List(fields.Dict(), metadata={"description": "venue or time clashes; pass force=1 to go on"})
+
+
+# --- query strings of the calendar routes (strings go on to the events service, which reads them again) ---
+
+class Query(Schema):
+    class Meta:
+        unknown = EXCLUDE  # a page's own parameters (lang...) are not the route's business
+
+
+def _when(description, **kwargs):
+    return fields.String(load_default=None, validate=validate.Length(max=40),
+                         metadata={"format": "date-time", "description": description}, **kwargs)
+
+
+class EventWindowQuery(Query):
+    """GET /api/events: occurrences in a window (public ones, plus network ones when signed in)."""
+
+    start = _when("default: 7 days ago")
+    end = _when("default: in 62 days")
+    city = fields.String(load_default=None, validate=validate.Length(max=100))
+    kind = fields.String(load_default=None, validate=validate.OneOf(EVENT_KINDS))
+    association = fields.String(load_default=None, validate=validate.Length(max=63),
+                                metadata={"description": "organiser or co-organiser slug"})
+
+
+class OccurrencePageQuery(EventWindowQuery):
+    cursor = fields.String(load_default=None, validate=validate.Length(max=2000),
+                           metadata={"description": "the `next` of the page before; absent for the first page"})
+    limit = fields.Integer(load_default=None, validate=validate.Range(min=1, max=2000),
+                           metadata={"description": "occurrences per page (default 500)"})
+
+
+class ForceQuery(Query):
+    force = fields.String(load_default=None, validate=validate.OneOf(("1", "true", "yes")),
+                          metadata={"description": "save despite venue/time clash warnings"})
+
+
+class FeedQuery(Query):
+    """?from=&to= of an iCalendar feed."""
+
+    since = _when("window start; default: 3 months before this month", data_key="from")
+    until = _when("window end; default: 18 months after this month (at most 5 years in all)", data_key="to")
+
+
+class VenuesQuery(Query):
+    city = fields.String(load_default=None, validate=validate.Length(max=100))

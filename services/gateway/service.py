@@ -3,7 +3,7 @@
 Each area's routes live in an `api_<area>.py` mixin; this class puts them together.
 """
 
-from services.gateway.access import requires
+from services.directory.schemas import StaffSchema
 from services.gateway.api_directory import DirectoryApi
 from services.gateway.api_events import EventsApi
 from services.gateway.api_inbox import InboxApi
@@ -13,24 +13,24 @@ from services.gateway.api_pages import PagesApi
 from services.gateway.api_referrals import ReferralsApi
 from services.gateway.api_webapp import WebAppPages
 from services.gateway.calls import TimedRpcProxy
-from services.gateway.schemas import LoginSchema, PasswordChangeSchema
+from services.gateway.routes import PUBLIC, SIGNED_IN, route
+from services.gateway.schemas import (
+    LoginResultSchema,
+    LoginSchema,
+    PasswordChangeSchema,
+    SessionClaimsSchema,
+)
 from services.gateway.web import (
     CSRF_HEADER,
     SESSION_COOKIE,
     Sessions,
     Unauthorized,
-    api,
     csrf_token,
-    current_staff,
     json_response,
-    load_json,
     session_token,
 )
 from tansiq.errors import Forbidden
 from tansiq.identity import ActorSigning
-
-login_in = LoginSchema()
-password_in = PasswordChangeSchema()
 
 
 class GatewayService(PagesApi, WebAppPages, IntakeApi, ReferralsApi, EventsApi, InboxApi, DirectoryApi,
@@ -43,51 +43,56 @@ class GatewayService(PagesApi, WebAppPages, IntakeApi, ReferralsApi, EventsApi, 
     # yet is answered 503 service_unavailable (tansiq.runner waits for all called services otherwise).
     waits_for = ("directory",)
 
-    @api("GET", "/healthz")
+    @route("GET", "/healthz", auth=PUBLIC, tag="session", summary="Liveness probe")
     def healthz(self, request):
         return json_response({"status": "ok"})
 
-    @api("POST", "/api/login")
-    def login(self, request):
+    @route("POST", "/api/login", auth=PUBLIC, tag="session", body=LoginSchema, answer=(200, LoginResultSchema),
+           summary="Sign in; sets the session cookie, answers her profile and X-CSRF-Token")
+    def login(self, request, body):
         """Her profile only; the session token goes in an HttpOnly cookie, the CSRF token in a header."""
-        credentials = load_json(request, login_in)
+        return self._signed_in(self.open_session(request, body))
+
+    def open_session(self, request, credentials):
+        """The directory's new session for these credentials (the JSON route and the sign-in form), or 401."""
         opened = self.directory_rpc.sign_in(credentials["email"], credentials["password"], request.remote_addr or "")
         if opened is None:
             raise Unauthorized("unknown email or wrong password")
-        return self._signed_in(opened)
+        return opened
 
-    @api("POST", "/api/logout")
+    @route("POST", "/api/logout", auth=PUBLIC, tag="session", summary="Sign out (ends the session at once)")
     def logout(self, request):
-        token, _ = session_token(request)
-        if token:
-            self.directory_rpc.sign_out(token)
+        self.end_session(request)
         response = json_response({"status": "signed out"})
         response.delete_cookie(SESSION_COOKIE, path="/")
         return response
 
-    @api("POST", "/api/password")
-    @requires("staff.self")
-    def change_password(self, request, actor):
+    def end_session(self, request):
+        token, _ = session_token(request)
+        if token:
+            self.directory_rpc.sign_out(token)
+
+    @route("POST", "/api/password", auth="staff.self", tag="session", body=PasswordChangeSchema,
+           answer=(200, LoginResultSchema), summary="Change her password; every other session of hers ends")
+    def change_password(self, request, body):
         """Her other sessions end at once; this browser carries on with a new session."""
-        current_staff(request)  # a live session, and the CSRF token of its pages
-        body = load_json(request, password_in)
         token, _ = session_token(request)
         return self._signed_in(self.directory_rpc.change_password(token, body["current_password"],
                                                                   body["new_password"]))
 
-    @api("POST", "/api/staff/<string:staff_id>/deactivate")
-    @requires("staff.manage")
-    def deactivate_staff(self, request, actor, staff_id):
+    @route("POST", "/api/staff/<string:staff_id>/deactivate", auth="staff.manage", tag="session",
+           answer=(200, StaffSchema), summary="Deactivate a colleague (admin); her sessions end at once")
+    def deactivate_staff(self, request, staff_id, staff):
         """An admin of her association ends a colleague's access; her open sessions end now."""
-        admin = current_staff(request)
+        admin = staff
         target = self.directory_rpc.get_staff(staff_id)
         if target["association"] != admin["association"]:
             raise Forbidden("only an admin of her association deactivates a staff member")
         return json_response(self.directory_rpc.deactivate_staff(staff_id))
 
-    @api("GET", "/api/me")
-    def me(self, request):
-        staff = current_staff(request)
+    @route("GET", "/api/me", auth=SIGNED_IN, tag="session", answer=(200, SessionClaimsSchema),
+           summary="The signed-in staff member (and X-CSRF-Token)")
+    def me(self, request, staff):
         return json_response(staff, headers={CSRF_HEADER: csrf_token(request)})
 
     def _signed_in(self, opened):

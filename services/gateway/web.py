@@ -8,13 +8,14 @@ plain `http`): errors raised by a route or by a remote service become JSON
 
 import hmac
 import json
+import re
 import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from eventlet import corolocal
 from jinja2 import Environment, FileSystemLoader, select_autoescape
-from marshmallow import ValidationError
+from marshmallow import ValidationError, fields, validate
 from nameko.exceptions import RemoteError
 from nameko.extensions import DependencyProvider
 from nameko.rpc import ReplyListener, ServiceProxy
@@ -22,6 +23,7 @@ from nameko.web.handlers import HttpRequestHandler
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response
 
+from tansiq import i18n
 from tansiq.contracts.fields import LANGUAGES
 from tansiq.errors import DomainError, Forbidden
 
@@ -30,7 +32,6 @@ SESSION_COOKIE = "tansiq_session"
 SESSION_SECONDS = 12 * 3600  # the cookie's life; the directory ends the session sooner (idle, revoked)
 CSRF_HEADER = "X-CSRF-Token"
 STAFF_CLAIMS = ("id", "association", "roles", "language", "name")
-RTL = {"ar"}
 
 
 class Unauthorized(DomainError):
@@ -57,15 +58,18 @@ ERROR_STATUS = {
 CLASS_STATUS = {"Unauthorized": 401, "Forbidden": 403, "NotFound": 404, "Conflict": 409}
 
 
-def error_body(code, message, details=None, status=None):
+def error_body(code, message, details=None, status=None, fields=None):
     status = status or ERROR_STATUS.get(code, 400)
     body = {"error": {"code": code, "message": message, "details": details or {}}}
+    if fields:
+        body["error"]["fields"] = fields
     return Response(json.dumps(body, ensure_ascii=False), status=status, mimetype="application/json")
 
 
 def response_for(exc):
     if isinstance(exc, ValidationError):
-        return error_body("validation_error", "the request does not have the expected shape", exc.messages)
+        return error_body("validation_error", "the request does not have the expected shape", exc.messages,
+                          fields=field_codes(exc.messages))
     if isinstance(exc, DomainError):
         status = ERROR_STATUS.get(exc.code) or CLASS_STATUS.get(type(exc).__name__, 400)
         response = error_body(exc.code, exc.message, exc.details, status=status)
@@ -83,11 +87,59 @@ def response_for(exc):
     return error_body("internal_error", "unexpected error; it was logged", status=500)
 
 
+# --- field codes: what a page translates and shows at the field (i18n msgids "field_error.<code>") ---
+
+def _pattern(template):
+    """A marshmallow message template ("Shorter than minimum length {min}.") as a regular expression."""
+    return re.compile("^" + re.sub(r"(\\\{)+\w+(\\\})+", ".+?", re.escape(template)) + "$")
+
+
+# Range's messages differ only in their words ("Must be greater than or equal to 1."): matched by them.
+FIELD_CODES = [(re.compile(r"^Must be (greater|less) than .* and "), "out_of_range"),
+               (re.compile(r"^Must be greater than "), "too_small"), (re.compile(r"^Must be less than "), "too_large")]
+FIELD_CODES += [(_pattern(template), code) for template, code in (
+    (validate.OneOf.default_message, "not_one_of"),
+    (validate.Length.message_min, "too_short"), (validate.Length.message_max, "too_long"),
+    (validate.Length.message_all, "length"), (validate.Length.message_equal, "length"),
+    (validate.Email.default_message, "invalid_email"), (validate.Regexp.default_message, "invalid_format"),
+    (validate.URL.default_message, "invalid_url"), ("Unknown field.", "unknown_field"),
+    (fields.Field.default_error_messages["required"], "required"),
+    (fields.Field.default_error_messages["null"], "null"),
+)]
+
+
+FIELD_ERROR_CODES = sorted({code for _, code in FIELD_CODES} | {"invalid"})
+
+
+def field_code(message):
+    """The stable code of one marshmallow message; any other message (a rule's own) is `invalid`."""
+    return next((code for pattern, code in FIELD_CODES if pattern.match(str(message))), "invalid")
+
+
+def field_codes(messages, prefix=""):
+    """marshmallow's error messages as {"field": code} ({"needs.0": "not_one_of", "_schema": "invalid"})."""
+    if isinstance(messages, (list, tuple)):
+        if messages and all(isinstance(m, str) for m in messages):
+            return {prefix or "_schema": field_code(messages[0])}
+        found = {}
+        for index, item in enumerate(messages):
+            found.update(field_codes(item, f"{prefix}.{index}" if prefix else str(index)))
+        return found
+    if isinstance(messages, dict):
+        found = {}
+        for key, value in messages.items():
+            found.update(field_codes(value, f"{prefix}.{key}" if prefix else str(key)))
+        return found
+    return {prefix or "_schema": field_code(messages)}
+
+
 class ApiHandler(HttpRequestHandler):
     """nameko's HTTP entrypoint with our error table, the cross-site refusals and the security headers."""
 
     def handle_request(self, request):
-        return with_security_headers(refuse_cross_site(request) or super().handle_request(request))
+        declared = getattr(getattr(self.container.service_cls, self.method_name, None), "route", None)
+        refused = refuse_cross_site(request, form=bool(getattr(declared, "form", False)))
+        return with_security_headers(refused or super().handle_request(request))
 
     def response_from_exception(self, exc):
         return response_for(exc)
@@ -153,7 +205,7 @@ class Sessions(DependencyProvider):
         if found is None:
             raise Unauthorized("your session has ended; sign in again")
         if by_cookie and request.method in UNSAFE_METHODS and not hmac.compare_digest(
-                request.headers.get(CSRF_HEADER, ""), found["csrf_token"]):
+                sent_csrf_token(request), found["csrf_token"]):
             raise Forbidden(f"a change needs the page's {CSRF_HEADER} header", code="csrf_failed")
         staff = {key: found["staff"][key] for key in STAFF_CLAIMS}
         request.environ["tansiq.staff"], request.environ["tansiq.csrf"] = staff, found["csrf_token"]
@@ -174,6 +226,15 @@ def session_token(request):
     if header.startswith("Bearer "):
         return header[len("Bearer "):], False
     return request.cookies.get(SESSION_COOKIE), True
+
+
+def sent_csrf_token(request):
+    """The CSRF token a change carries: the page script's header, or an HTML form's hidden csrf_token field."""
+    if request.headers.get(CSRF_HEADER):
+        return request.headers[CSRF_HEADER]
+    if request.mimetype == FORM:  # only form routes get this far with a form (refuse_cross_site)
+        return request.form.get("csrf_token", "")
+    return ""
 
 
 def secure_cookies(config):
@@ -220,15 +281,21 @@ def same_origin(request):
     return urlsplit(origin).netloc == request.host and origin != "null"
 
 
-def refuse_cross_site(request):
-    """The error answer for a change that did not come from our pages or is not JSON, else None."""
+FORM = "application/x-www-form-urlencoded"
+
+
+def refuse_cross_site(request, form=False):
+    """The error answer for a change that did not come from our pages or is not JSON, else None.
+
+    form: the route is a page's HTML form (routes.route(form=True)); it takes a urlencoded body too,
+    and checks the session's CSRF token in the form (sent_csrf_token)."""
     if request.method not in UNSAFE_METHODS:
         return None
     if not same_origin(request):
         return error_body("cross_origin", "changes are accepted from this site's own pages only", status=403)
     # A body must be JSON. An empty one may come with any type: eventlet says text/plain when none was sent.
     has_body = bool(request.content_length) or "chunked" in request.headers.get("Transfer-Encoding", "").lower()
-    if has_body and request.mimetype != "application/json":
+    if has_body and request.mimetype != "application/json" and not (form and request.mimetype == FORM):
         return error_body("unsupported_media_type", "send the body as application/json", status=415)
     return None
 
@@ -240,33 +307,46 @@ def with_security_headers(response):
     return response
 
 
+LANGUAGE_COOKIE = "lang"
+LANGUAGE_COOKIE_SECONDS = 365 * 24 * 3600
+
+
 def request_language(request, staff=None):
-    lang = request.args.get("lang") or request.cookies.get("lang") or (staff or {}).get("language")
-    if lang not in LANGUAGES:
-        best = request.accept_languages.best_match(LANGUAGES)
-        lang = best or "fr"
-    return lang
+    """?lang= (a link or the language switch), else the remembered choice (cookie, kept after sign-out), else her
+    staff preference, else the browser's; only ever one of LANGUAGES."""
+    for lang in (request.args.get("lang"), request.cookies.get(LANGUAGE_COOKIE), (staff or {}).get("language")):
+        if lang in LANGUAGES:
+            return lang
+    return request.accept_languages.best_match(LANGUAGES) or i18n.DEFAULT_LANGUAGE
 
 
-_catalogs = {}
+def remember_language(response, lang):
+    """Keep her choice for the next pages and after signing out (not secret: not HttpOnly-worthy data)."""
+    if lang in LANGUAGES:
+        response.set_cookie(LANGUAGE_COOKIE, lang, max_age=LANGUAGE_COOKIE_SECONDS, samesite="Lax", path="/")
+    return response
 
 
-def translations(lang):
-    """The catalog of one of LANGUAGES; anything else is refused before any file is named after it."""
-    if lang not in LANGUAGES:
-        raise ValueError(f"no catalog for {lang!r}")
-    if lang not in _catalogs:
-        _catalogs[lang] = json.loads((HERE / "i18n" / f"{lang}.json").read_text(encoding="utf-8"))
-    return _catalogs[lang]
+_environments = {}
 
 
-_templates = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(["html"]))
+def environment(lang):
+    """The pages' Jinja environment for `lang`: gettext (jinja2.ext.i18n) from that language's catalogue."""
+    if lang not in _environments:
+        env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(["html"]),
+                          extensions=["jinja2.ext.i18n"])
+        env.install_gettext_translations(i18n.translations(lang), newstyle=True)
+        env.globals["t"] = env.globals["_"]  # the name older templates use
+        env.filters["number"] = lambda value: i18n.format_number(value, lang)
+        env.globals["plural_forms"] = lambda singular, plural: i18n.plural_forms(lang, singular, plural)
+        env.globals["field_error_messages"] = lambda: {code: i18n.translate(lang, f"field_error.{code}")
+                                                       for code in FIELD_ERROR_CODES}
+        _environments[lang] = env
+    return _environments[lang]
 
 
 def render(name, lang="fr", status=200, **context):
-    lang = lang if lang in LANGUAGES else "fr"
-    catalog = translations(lang)
-    html = _templates.get_template(name).render(
-        lang=lang, dir="rtl" if lang in RTL else "ltr", t=lambda key: catalog.get(key, key),
-        languages=LANGUAGES, now=int(time.time()), **context)
+    lang = lang if lang in LANGUAGES else i18n.DEFAULT_LANGUAGE
+    html = environment(lang).get_template(name).render(
+        lang=lang, dir=i18n.text_direction(lang), languages=LANGUAGES, now=int(time.time()), **context)
     return Response(html, status=status, mimetype="text/html")

@@ -1,30 +1,32 @@
-"""Messages per kind and language: Jinja2 templates, Babel dates, right to left for Arabic.
+"""Messages per kind and language: gettext catalogues (tansiq.i18n), Babel dates, right to left for Arabic.
 
-Safety for survivors is structural: a template is rendered with `safe_context(params)`,
+Each kind's subject and body are the msgids "notification.<kind>.subject" / ".body" of the one catalogue the
+pages use too (tansiq/locale; services/notifications/vocabulary.py lists them for extraction); the e-mail
+layouts (templates/*.j2) take their phrases from it with `_()`.
+
+Safety for survivors is structural: a message is filled from `safe_context(params)`,
 which builds a fixed set of keys (association names, deadline, event title, …) and
 nothing else, so no beneficiary detail can reach an email or SMS body even if an
-event carried one.
+event carried one; a translation naming anything else fails (KeyError), and the catalogue test renders them all.
 """
 
 from dataclasses import dataclass
 from datetime import datetime
-from functools import cached_property
 from pathlib import Path
 
-import yaml
-from babel import Locale
-from babel.dates import format_datetime
-from jinja2 import FileSystemLoader, StrictUndefined, pass_context
+from jinja2 import FileSystemLoader, StrictUndefined
 from jinja2.sandbox import SandboxedEnvironment
 
 from services.notifications.domain import LOCAL_TZ
+from tansiq import i18n
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
-LOCALES = {"ar": "ar_MA", "fr": "fr_MA", "en": "en_GB"}
-DATE_FORMAT = "EEEE d MMMM y, HH:mm"
 # Everything a template may ever see about a notification.
 CONTEXT_KEYS = ("from_name", "to_name", "association_name", "organiser_names", "deadline", "event_title",
                 "starts_at", "city")
+MOMENTS = ("deadline", "starts_at")  # written out in the reader's language before they reach a message
+# Kinds whose body has a second sentence when that value is known ("notification.<kind>.<key>").
+OPTIONAL_SENTENCES = {"referral.sent": "deadline"}
 
 
 @dataclass(frozen=True)
@@ -63,29 +65,34 @@ def safe_context(params, language):
 class Renderer:
     def __init__(self, web_base_url):
         self.web_base_url = web_base_url.rstrip("/")
-        loader = FileSystemLoader(str(TEMPLATES))
-        # Subjects, bodies, text and SMS: plain text. HTML: autoescaped (titles are typed by people).
-        self.text_env = SandboxedEnvironment(loader=loader, undefined=StrictUndefined, autoescape=False,
-                                             keep_trailing_newline=True)
-        self.html_env = SandboxedEnvironment(loader=loader, undefined=StrictUndefined, autoescape=True)
-        self.text_env.filters["when"] = _when
+        self._environments = {}
 
-    @cached_property
-    def catalogue(self):
-        return yaml.safe_load((TEMPLATES / "messages.yaml").read_text(encoding="utf-8"))
+    def environments(self, language):
+        """(text, html) Jinja environments of the layouts in `language` (plain text; HTML autoescaped)."""
+        if language not in self._environments:
+            loader = FileSystemLoader(str(TEMPLATES))
+            text = SandboxedEnvironment(loader=loader, undefined=StrictUndefined, autoescape=False,
+                                        keep_trailing_newline=True, extensions=["jinja2.ext.i18n"])
+            html = SandboxedEnvironment(loader=loader, undefined=StrictUndefined, autoescape=True,
+                                        extensions=["jinja2.ext.i18n"])
+            for env in (text, html):
+                env.install_gettext_translations(i18n.translations(language), newstyle=True)
+            self._environments[language] = (text, html)
+        return self._environments[language]
 
     def kinds(self):
-        return sorted(kind for kind in self.catalogue if not kind.startswith("_"))
+        from services.notifications.vocabulary import KINDS
 
-    def _string(self, template, language, **context):
-        return self.text_env.from_string(template).render(language=language, **context).strip()
+        return sorted(KINDS)
 
     def entry(self, kind, language, params):
         """{"subject", "body"} of one notification in `language`."""
-        texts = self.catalogue[kind][language]
         context = safe_context(params, language)
-        return {"subject": self._string(texts["subject"], language, **context),
-                "body": self._string(texts["body"], language, **context)}
+        values = {**context, **{key: format_when(context[key], language) for key in MOMENTS}}
+        body = i18n.translate(language, f"notification.{kind}.body", **values)
+        if context.get(OPTIONAL_SENTENCES.get(kind)):
+            body += " " + i18n.translate(language, f"notification.{kind}.{OPTIONAL_SENTENCES[kind]}", **values)
+        return {"subject": i18n.translate(language, f"notification.{kind}.subject", **values), "body": body}
 
     def inbox_link(self, item_id=None):
         return f"{self.web_base_url}/inbox/{item_id}" if item_id else f"{self.web_base_url}/inbox"
@@ -99,26 +106,21 @@ class Renderer:
         if len(entries) == 1:
             subject = entries[0]["subject"]
         else:
-            subject = self._string(self.catalogue["_layout"][language]["digest_subject"], language,
-                                   count=len(entries))
+            subject = self.environments(language)[0].get_template("digest_subject.txt.j2").render(
+                count=len(entries)).strip()
         return self._layout(language, subject, entries, self.inbox_link())
 
     def _layout(self, language, subject, entries, link):
-        phrases = self.catalogue["_layout"][language]
-        context = {"language": language, "direction": Locale.parse(LOCALES[language]).text_direction,
-                   "subject": subject, "entries": entries, "link": link, "t": phrases}
+        context = {"language": language, "direction": i18n.text_direction(language),
+                   "subject": subject, "entries": entries, "link": link}
+        text, html = self.environments(language)
         return Message(
             language=language,
             subject=subject,
-            text=self.text_env.get_template("email.txt.j2").render(**context),
-            html=self.html_env.get_template("email.html.j2").render(**context),
-            sms=self.text_env.get_template("sms.txt.j2").render(**context).strip(),
+            text=text.get_template("email.txt.j2").render(**context),
+            html=html.get_template("email.html.j2").render(**context),
+            sms=text.get_template("sms.txt.j2").render(**context).strip(),
         )
-
-
-@pass_context
-def _when(context, value):
-    return format_when(value, context["language"])
 
 
 def format_when(value, language):
@@ -126,4 +128,4 @@ def format_when(value, language):
     if not value:
         return ""
     moment = value if isinstance(value, datetime) else datetime.fromisoformat(value)
-    return format_datetime(moment, DATE_FORMAT, tzinfo=LOCAL_TZ, locale=LOCALES[language])
+    return i18n.format_moment(moment, language, tzinfo=LOCAL_TZ, long=True)

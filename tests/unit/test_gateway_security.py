@@ -22,6 +22,7 @@ from services.gateway import web
 from services.gateway.api_webapp import safe_next
 from services.gateway.service import GatewayService
 from tansiq import config as tansiq_config
+from tansiq import i18n
 from tansiq.crypto import adopt_key_from_data_folder, load_master_key
 from tansiq.db import Sessions as Units
 from tansiq.db import make_engine
@@ -182,7 +183,8 @@ class Gateway:
     def __init__(self, sessions):
         self.sessions, self.directory_rpc = sessions, sessions.directory
 
-    _signed_in = GatewayService._signed_in
+    _signed_in, open_session, end_session = (GatewayService._signed_in, GatewayService.open_session,
+                                             GatewayService.end_session)
 
 
 def request(path="/", method="GET", body=None, token=None, headers=None, content_type=None):
@@ -358,20 +360,24 @@ def test_the_login_page_with_a_tab_trick_goes_home():
 
 def test_lang_is_one_of_three_and_never_names_a_file(monkeypatch):
     opened = []
-    real = web.Path.read_text
+    real = i18n.Path.open
 
     def spy(path, *args, **kwargs):
         opened.append(str(path))
         return real(path, *args, **kwargs)
 
-    monkeypatch.setattr(web.Path, "read_text", spy)
-    web._catalogs.clear()
+    monkeypatch.setattr(i18n.Path, "open", spy)
+    i18n.translations.cache_clear()
+    web._environments.clear()
     for lang in ("../../x", "../i18n/fr", "/etc/passwd", "ar/../en"):
         html = GatewayService.login_page(None, request(f"/login?lang={lang}")).get_data(as_text=True)
         assert '<html lang="fr"' in html or '<html lang="en"' in html
         with pytest.raises(ValueError):
-            web.translations(lang)
-    assert all(path.endswith(("/fr.json", "/en.json", "/ar.json")) for path in opened)
+            i18n.translations(lang)
+        with pytest.raises(ValueError):
+            i18n.po_path(lang)
+    assert opened and all(path.endswith(("/fr/LC_MESSAGES/tansiq.po", "/en/LC_MESSAGES/tansiq.po",
+                                         "/ar/LC_MESSAGES/tansiq.po")) for path in opened)
     assert '<html lang="ar"' in GatewayService.login_page(None, request("/login?lang=ar")).get_data(as_text=True)
 
 

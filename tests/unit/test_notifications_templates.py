@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 from services.notifications import domain, rules
 from services.notifications.models import Base
 from services.notifications.render import CONTEXT_KEYS, Renderer, format_when, safe_context
-from tansiq import contracts
+from tansiq import contracts, i18n
 from tansiq.db import make_engine
 from tansiq.messaging.store import messaging_metadata
 
@@ -50,10 +50,13 @@ def hostile_event(type_):
     return contracts.validate(contracts.make(type_, "tests", example))
 
 
-def test_every_kind_of_the_rules_has_a_template_in_three_languages(renderer):
-    assert renderer.kinds() == sorted(rule.kind for rule in rules.RULES.values())
+def test_every_kind_of_the_rules_has_a_subject_and_body_in_three_languages(renderer):
+    assert renderer.kinds() == sorted({rule.kind for rule in rules.RULES.values()})
     for kind in renderer.kinds():
-        assert set(renderer.catalogue[kind]) == {"ar", "fr", "en"}, kind
+        for language in ("ar", "fr", "en"):
+            for part in ("subject", "body"):
+                text = i18n.translate(language, f"notification.{kind}.{part}")
+                assert text and text != f"notification.{kind}.{part}", (kind, language, part)
 
 
 @pytest.mark.parametrize("type_", sorted(rules.RULES))
@@ -85,9 +88,12 @@ def test_the_template_context_is_a_fixed_whitelist():
     assert "Khadija" not in repr(context) and context["association_name"] == "جمعية أمل"
 
 
-def test_a_template_using_anything_else_fails_loudly(renderer):
-    with pytest.raises(Exception, match="first_name"):
-        renderer._string("{{ first_name }}", "fr", **safe_context({}, "fr"))
+def test_a_translation_using_anything_else_fails_loudly(renderer, monkeypatch):
+    real = i18n.translations("fr").gettext
+    monkeypatch.setattr(i18n.translations("fr"), "gettext", lambda msgid: "%(first_name)s" if msgid.endswith(
+        ".subject") else real(msgid))
+    with pytest.raises(KeyError, match="first_name"):
+        renderer.entry("referral.accepted", "fr", {})
 
 
 def delivery(kind, language, **params):
@@ -117,8 +123,9 @@ def test_french_and_english_email_are_left_to_right_with_local_dates(renderer, l
 def test_dates_are_formatted_per_locale_in_casablanca_time():
     moment = "2027-05-12T09:00:00+00:00"  # UTC+1 in Casablanca (outside Ramadan)
     assert format_when(moment, "fr") == "mercredi 12 mai 2027, 10:00"
-    assert format_when(moment, "en") == "Wednesday 12 May 2027, 10:00"
-    assert "ماي" in format_when(moment, "ar")
+    assert format_when(moment, "en") == "Wednesday, 12 May 2027, 10:00"  # CLDR en_GB's own punctuation
+    arabic = format_when(moment, "ar")
+    assert "ماي" in arabic and arabic.endswith("، 10:00") and " ," not in arabic  # never "10:00 ,2027"
 
 
 def test_event_titles_are_escaped_in_html(renderer):

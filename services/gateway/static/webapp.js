@@ -53,26 +53,49 @@
     });
   }
 
-  // A readable message for an API error; field errors ({field: [messages]}) are listed.
+  // A count in the page's language: the server gives each CLDR plural category's form (Arabic has six).
+  function plural(forms, count) {
+    if (!forms || typeof forms === "string") { return String(forms || "").replace("%(num)s", String(count)); }
+    var category = window.Intl && Intl.PluralRules ? new Intl.PluralRules(M.lang || "fr").select(count) : "other";
+    var text = forms[category] || forms.other || "";
+    return text.replace("%(num)s", new Intl.NumberFormat(M.lang === "ar" ? "ar-MA" : M.lang).format(count));
+  }
+
+  // A readable message for an API error, in the page's language: its code's words when the page has them.
   function describe(error) {
     if (error.status === 401) {
       return M.signed_out || error.message;
     }
-    var text = (M.error || "") + " " + (error.message || "");
-    var details = error.details;
-    if (details && typeof details === "object") {
-      var parts = [];
-      Object.keys(details).forEach(function (field) {
-        var value = details[field];
-        parts.push(field + ": " + (Array.isArray(value) ? value.join(" ") : JSON.stringify(value)));
-      });
-      if (parts.length) { text += " (" + parts.join("; ") + ")"; }
-    }
-    return text.trim();
+    if (error.fields) { return M.check_fields || M.error; }
+    if (M.errors && M.errors[error.code]) { return M.errors[error.code]; }
+    return ((M.error || "") + " " + (error.code || "")).trim();
+  }
+
+  // The API's field codes ({"reason": "required"}) shown translated at each field, as the server does
+  // without JavaScript (templates/_fields.html): the form's element for that name, or one made after it.
+  function showFieldErrors(container, fields) {
+    Object.keys(fields || {}).forEach(function (path) {
+      var name = path.split(".")[0];
+      var input = container.querySelector("[name='" + name.replace(/'/g, "") + "']");
+      var box = container.querySelector(".field-error[data-field='" + name.replace(/'/g, "") + "']");
+      if (!box && input) {
+        box = document.createElement("p");
+        box.className = "field-error";
+        box.setAttribute("data-field", name);
+        box.id = name + "-error";
+        (input.closest("label") || input).insertAdjacentElement("afterend", box);
+      }
+      if (!box) { return; }
+      box.textContent = (M.field_errors && M.field_errors[fields[path]]) || fields[path];
+      box.hidden = false;
+      if (input) { input.setAttribute("aria-invalid", "true"); input.setAttribute("aria-describedby", box.id); }
+    });
   }
 
   function showError(container, error) {
-    var box = (container || document).querySelector(".error") || document.querySelector(".error");
+    var scope = container || document;
+    if (error && error.fields) { showFieldErrors(scope, error.fields); }
+    var box = scope.querySelector(".error") || document.querySelector(".error");
     if (!box) { return; }
     box.textContent = typeof error === "string" ? error : describe(error);
     box.hidden = false;
@@ -85,8 +108,11 @@
   }
 
   function clearError(container) {
-    var box = (container || document).querySelector(".error");
+    var scope = container || document;
+    var box = scope.querySelector(".error");
     if (box) { box.hidden = true; box.textContent = ""; }
+    scope.querySelectorAll(".field-error").forEach(function (field) { field.hidden = true; field.textContent = ""; });
+    scope.querySelectorAll("[aria-invalid]").forEach(function (input) { input.removeAttribute("aria-invalid"); });
   }
 
   function busy(button, on) {
@@ -116,13 +142,7 @@
     });
   }
 
-  var signOut = document.getElementById("sign-out");
-  if (signOut) {
-    signOut.addEventListener("click", function () {
-      api("POST", "/api/logout").then(function () { window.location.assign("/login"); },
-                                      function (error) { showError(document, error); });
-    });
-  }
+  // Signing out is the header's form (POST /logout): it works the same with or without this script.
 
   // The referrals page's status filter applies as soon as it changes (no inline handlers: CSP).
   var statusFilter = document.getElementById("status-filter");
@@ -136,7 +156,7 @@
     var badge = document.getElementById("unread-count");
     var text = document.getElementById("unread-text");
     if (badge) { badge.textContent = String(count); badge.setAttribute("data-unread", String(count)); }
-    if (text && M.unread) { text.textContent = M.unread.replace("{n}", String(count)); }
+    if (text && M.unread) { text.textContent = plural(M.unread, count); }
   }
 
   document.querySelectorAll("button.mark-read").forEach(function (button) {

@@ -1,0 +1,37 @@
+"""The page strings whose keys are built at run time (`_("need." ~ need)`): prefix -> the values it takes.
+
+Extraction cannot read such keys (tansiq.i18n explains the whole system); babel.cfg reads this
+VOCABULARY instead, so every value of the contracts' vocabularies is a msgid the catalogue test checks.
+"""
+
+from services.gateway.web import FIELD_ERROR_CODES
+from services.intake.schemas import KINDS
+from services.referrals.domain import ACTIONS
+from services.referrals.schemas import STATES
+from tansiq.contracts.fields import LANGUAGES, URGENCIES
+from tansiq.contracts.intake import NEEDS
+from tansiq.contracts.referrals import SHAREABLE_FIELDS
+
+# What a record, a session or a referral shows, labelled "field.<name>" (beneficiary.html, referrals.html).
+RECORD_FIELDS = ("first_name", "last_name", "first_name_ar", "last_name_ar", "phone", "birth_date", "birth_year",
+                 "city", "language", "kind", "schooled", "needs", "urgency", "notes", "orientation")
+DUPLICATE_REASONS = ("same_phone", "same_name", "similar_name", "same_birth_date", "same_birth_year")
+ERROR_PAGES = ("forbidden", "not_found", "service_unavailable")  # error.html says error.other for the rest
+CONSENT_STATUSES = ("valid", "expired", "revoked")
+LOGIN_REFUSALS = ("unauthorized", "too_many_attempts")
+
+VOCABULARY = {
+    "need.": NEEDS,
+    "state.": STATES,
+    "urgency.": URGENCIES,
+    "action.": ACTIONS,
+    "kind.": KINDS,
+    "language.": LANGUAGES,
+    "field.": sorted({*RECORD_FIELDS, *SHAREABLE_FIELDS}),
+    "dup.": DUPLICATE_REASONS,
+    "error.": ERROR_PAGES,
+    "field_error.": FIELD_ERROR_CODES,
+    "consent.status_": CONSENT_STATUSES,
+    "referrals.": ("received", "sent"),
+    "login.refused_": LOGIN_REFUSALS,
+}
