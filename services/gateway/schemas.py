@@ -38,8 +38,8 @@ class ErrorDetailSchema(Schema):
     message = fields.String(required=True, metadata={"description": "human-readable, in English"})
     details = fields.Dict(required=True, metadata={"description": "per-field messages for validation_error, else {}"})
     field_codes = fields.Dict(keys=fields.String(), values=fields.String(), data_key="fields", metadata={
-        "description": "validation_error only: a stable code per field ({\"needs.0\": \"not_one_of\"}), which the pages "
-                       "translate (msgids field_error.<code>) and show at the field"})
+        "description": "validation_error only: a stable code per field ({\"needs.0\": \"not_one_of\"}), which "
+                       "the pages translate (msgids field_error.<code>) and show at the field"})
 
 
 class ErrorSchema(Schema):
