@@ -15,7 +15,7 @@ from babel.dates import format_datetime
 from werkzeug.utils import redirect
 
 from services.gateway.pages import page
-from services.gateway.routes import PUBLIC, SIGNED_IN, route
+from services.gateway.routes import PUBLIC, SIGNED_IN, may_open, route
 from services.gateway.schemas import LoginSchema
 from services.gateway.web import (
     LANGUAGES,
@@ -151,7 +151,7 @@ class WebAppPages:
         items = inbox["items"]
         for item in items:
             item["when"] = when(item.get("created_at"), lang)
-            item["open"] = has_page(item.get("link"))
+            item["open"] = has_page(item.get("link")) and may_open(staff, item["link"])  # only pages she may open
         unread = self.notifications_rpc.unread_count(actor)
         return page("inbox.html", request, staff, items=items, unread=unread, next=inbox["next"])
 

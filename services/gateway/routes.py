@@ -30,7 +30,7 @@ Adding a route: write the handler in its area's `api_<area>.py` with one `@route
 import functools
 import inspect
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from marshmallow import Schema, ValidationError
 
@@ -59,7 +59,7 @@ class BodyBy:
         return [self.default, *self.schemas.values()]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # one object per declaration: compared (and hashed) by identity
 class Route:
     method: str
     url: str  # werkzeug syntax: /api/x/<int:flag_id>
@@ -75,7 +75,6 @@ class Route:
     command: bool = False  # it changes something and takes an Idempotency-Key (tansiq.commands)
     page: bool = False  # an HTML page of the web app, not the JSON API
     form: bool = False  # a page route reading an HTML form (application/x-www-form-urlencoded)
-    extra: dict = field(default_factory=dict)
 
     @property
     def permission(self):
@@ -202,3 +201,22 @@ def undeclared_entrypoints(service_class):
 
 def is_schema(value):
     return isinstance(value, type) and issubclass(value, Schema)
+
+
+_route_map = []
+
+
+def may_open(staff, path, method="GET"):
+    """Would this route let `staff` in? For links built from data (an inbox item's page): offer only those."""
+    from werkzeug.exceptions import MethodNotAllowed, NotFound
+    from werkzeug.routing import Map, Rule
+
+    if not _route_map:
+        _route_map.append(Map([Rule(d.url, methods=[d.method], endpoint=d) for d in declared_routes()]))
+    try:
+        declared, _ = _route_map[0].bind("gateway").match(path, method=method)
+    except (NotFound, MethodNotAllowed):
+        return False
+    if declared.auth in (PUBLIC, OPTIONAL):
+        return True
+    return staff is not None and (declared.permission is None or bool(declared.roles() & set(staff["roles"])))

@@ -1,0 +1,121 @@
+"""Pages by role: every page, rendered for each role, offers only links and actions her roles may use
+(read from the routes' own declarations), and an events manager sees no case link and no case data."""
+
+import re
+from urllib.parse import urlsplit
+
+import pytest
+from gateway_sessions import directory_sessions
+from test_webapp_pages import ASSOCIATIONS, RECORD, Gateway, Stub, request  # tests/unit/test_webapp_pages.py
+from werkzeug.exceptions import MethodNotAllowed, NotFound
+from werkzeug.routing import Map, Rule
+
+from services.gateway.routes import OPTIONAL, PUBLIC, declared_routes
+from services.gateway.service import GatewayService
+from tansiq.contracts.fields import ROLES
+
+ROUTES = Map([Rule(d.url, methods=[d.method], endpoint=d) for d in declared_routes(GatewayService)])
+# The page script's actions: the element that offers it -> the route it calls (static/webapp.js).
+ACTIONS = {
+    r'class="referral-action[^"]*"[^>]*data-action="(?P<action>\w+)"': ("POST", "/api/referrals/r-1/{action}"),
+    r'class="mark-read"': ("POST", "/api/inbox/7/read"),
+    r'class="consent-revoke': ("POST", "/api/consents/c-1/revoke"),
+    r'class="duplicate-decision': ("POST", "/api/duplicates/4"),
+    r'id="consent-form"': ("POST", "/api/beneficiaries/b-1/consents"),
+    r'id="refer-form"': ("POST", "/api/referrals"),
+    r'id="intake-form"': ("POST", "/api/beneficiaries"),
+}
+REFERRAL = {"id": "r-1", "direction": "received", "state": "sent", "from_association": "wafae-marrakech",
+            "to_association": "amal-safi", "service_category": "legal_orientation", "urgency": "normal",
+            "reason": "canary-reason", "shared": {"first_name": "Khadija"}, "overdue": False,
+            "ack_due": "2026-12-01T10:00:00+00:00", "response_due": None, "created_at": "2026-11-29T14:00:00+00:00"}
+INBOX = {"items": [{"id": 7, "kind": "referral.sent", "urgency": "normal", "subject": "s", "body": "",
+                    "link": "/referrals/r-1", "created_at": "2026-11-29T14:00:00+00:00", "read_at": None,
+                    "read": False}], "next": None}
+CASE_DATA = ("Khadija", "0661234567", "canary-reason", "b-1")
+
+
+def staff(role):
+    return {"id": f"s-{role}", "association": "amal-safi", "roles": [role], "language": "fr", "name": role}
+
+
+def gateway():
+    return Gateway(
+        notifications_rpc=Stub(inbox=INBOX, unread_count=1),
+        referrals_rpc=Stub(list_referrals=[dict(REFERRAL)], get_referral=dict(REFERRAL)),
+        intake_rpc=Stub(get_beneficiary=dict(RECORD)),
+        directory_rpc=Stub(list_associations=ASSOCIATIONS),
+        events_rpc=Stub(get_event={"starts_at": "2027-03-20T10:00:00+00:00"}))
+
+
+PAGES = [("home", "/", {}), ("calendar_page", "/calendar", {}), ("inbox_page", "/inbox", {}),
+         ("referrals_page", "/referrals", {}), ("referral_page", "/referrals/r-1", {"referral_id": "r-1"}),
+         ("intake_page", "/intake", {}), ("beneficiary_page", "/beneficiaries/b-1", {"beneficiary_id": "b-1"})]
+
+
+def declaration(method, path):
+    try:
+        declared, _ = ROUTES.bind("tansiq.test").match(path, method=method)
+    except (NotFound, MethodNotAllowed):
+        return None
+    return declared
+
+
+def allowed(role, method, path):
+    declared = declaration(method, path)
+    assert declared is not None, f"{method} {path} is offered by a page but is no route"
+    return declared.auth in (PUBLIC, OPTIONAL) or role in declared.roles()
+
+
+def offered(html):
+    """(method, path) of every link, form and scripted action of a page."""
+    found = {("GET", urlsplit(href).path) for href in re.findall(r'href="(/[^"]*)"', html)
+             if not href.startswith("/static/")}
+    found |= {(method.upper(), urlsplit(action).path)
+              for method, action in re.findall(r'<form[^>]*method="(\w+)"[^>]*action="(/[^"]*)"', html)}
+    for pattern, (method, template) in ACTIONS.items():
+        for match in re.finditer(pattern, html):
+            found.add((method, template.format(**match.groupdict())))
+    return found
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory):
+    """{role: {page: (status, html)}}: every page, as each role sees it."""
+    with directory_sessions(tmp_path_factory.mktemp("directory")) as sessions:
+        pages = {}
+        for role in ROLES:
+            token = sessions.signed_in(staff(role))
+            pages[role] = {}
+            for name, path, values in PAGES:
+                response = getattr(GatewayService, name)(gateway(), request(f"{path}?lang=fr", token), **values)
+                pages[role][name] = (response.status_code, response.get_data(as_text=True))
+        yield pages
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_every_link_and_action_of_every_page_is_one_her_roles_may_use(rendered, role):
+    refused = [(name, method, path) for name, (_, html) in rendered[role].items()
+               for method, path in sorted(offered(html)) if not allowed(role, method, path)]
+    assert refused == []
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_a_page_her_roles_do_not_open_is_refused_not_half_shown(rendered, role):
+    for name, path, _ in PAGES:
+        status, html = rendered[role][name]
+        assert status == (200 if allowed(role, "GET", path) else 403), (role, name, status)
+
+
+def test_an_events_manager_sees_no_case_link_and_no_case_data_anywhere(rendered):
+    for name, (_, html) in rendered["events_manager"].items():
+        links = {path for method, path in offered(html)}
+        assert not {path for path in links if path.startswith(("/beneficiaries", "/referrals", "/intake"))}, name
+        for secret in CASE_DATA:
+            assert secret not in html, (name, secret)
+
+
+def test_a_case_worker_is_offered_the_actions_of_her_work(rendered):
+    actions = set().union(*(offered(html) for _, html in rendered["case_worker"].values()))
+    assert {("POST", "/api/referrals/r-1/acknowledge"), ("POST", "/api/referrals"), ("POST", "/api/beneficiaries"),
+            ("GET", "/intake"), ("GET", "/referrals"), ("POST", "/logout")} <= actions
