@@ -241,6 +241,22 @@ def add_partner_association(network, slug):
     engine.dispose()
 
 
+def add_staff(network, staff_id, email, roles, association="amal-safi", active=True, password="tansiq-demo"):
+    """A staff member of the test's own in the network's directory (the demo's password unless told)."""
+    from services.directory import domain
+    from tansiq import config
+    from tansiq.db import make_engine, session_scope
+
+    engine = make_engine(config.load("directory", environ=network.env)["DB_URI"])
+    try:
+        with session_scope(engine) as session:
+            domain.upsert_staff(session, {"id": staff_id, "association_slug": association, "name": staff_id,
+                                          "email": email, "language": "fr", "roles": roles, "active": active},
+                                password=password)
+    finally:
+        engine.dispose()
+
+
 def random_slug(prefix="p"):
     """A random partner slug: never the name of a real association."""
     return f"{prefix}-{uuid.uuid4().hex[:10]}"

@@ -41,7 +41,8 @@ from tansiq.contracts.actor import roles_with
 PUBLIC, SIGNED_IN, OPTIONAL = "public", "signed_in", "optional"
 OBJECT = {"type": "object"}
 CALENDAR = "text/calendar"
-INJECTED = ("actor", "staff", "body", "query", "errors")  # what a handler may ask for besides the URL's values
+INJECTED = ("actor", "staff", "body", "query", "errors")
+FORM_CONTROLS = ("csrf_token", "next")  # what a handler may ask for besides the URL's values
 
 
 @dataclass(frozen=True)
@@ -173,10 +174,11 @@ def json_body(request):
 
 
 def form_body(request):
-    """An HTML form as a dict: a field given several times (checkboxes) is a list; csrf_token is not data."""
+    """An HTML form as a dict: a field given several times (checkboxes) is a list; the form's own controls
+    (FORM_CONTROLS: its CSRF token, where to go next) are not data."""
     data = {}
     for key in request.form:
-        if key == "csrf_token":
+        if key in FORM_CONTROLS:
             continue
         values = request.form.getlist(key)
         data[key] = values if len(values) > 1 else values[0]

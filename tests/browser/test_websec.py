@@ -73,6 +73,31 @@ def sign_in(page, base, next_path="/intake"):
     expect(page.locator("#intake-form")).to_be_visible()
 
 
+def test_without_javascript_the_sign_in_form_posts_and_the_password_never_reaches_a_url(network, browser):
+    """A phone with scripts off: the form itself posts to /login, she lands on her page, then signs out."""
+    from playwright.sync_api import expect
+
+    context = browser.new_context(java_script_enabled=False)
+    page = context.new_page()
+    urls = []
+    page.on("request", lambda request: urls.append(request.url))
+    page.goto(f"{network.web}/login?next=%2Finbox&lang=ar")
+    page.fill("input[name=email]", EMAIL)
+    page.fill("input[name=password]", "not-her-password")
+    page.click("#login-form button[type=submit]")
+    expect(page.locator("#login-form .error")).to_be_visible()  # refused, in Arabic, the form again
+    expect(page.locator("html")).to_have_attribute("dir", "rtl")
+    page.fill("input[name=password]", PASSWORD)
+    page.click("#login-form button[type=submit]")
+    expect(page).to_have_url(f"{network.web}/inbox")
+    expect(page.locator("html")).to_have_attribute("lang", "ar")  # the language she chose stays
+    page.click("#sign-out")
+    expect(page).to_have_url(f"{network.web}/login")
+    expect(page.locator("html")).to_have_attribute("lang", "ar")  # ... even signed out
+    assert urls and not any(PASSWORD in url or "not-her-password" in url for url in urls)
+    context.close()
+
+
 def test_a_next_that_browsers_read_as_another_host_lands_on_our_home_page(network, page):
     from playwright.sync_api import expect
 

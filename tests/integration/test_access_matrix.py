@@ -16,11 +16,9 @@ from datetime import datetime, timedelta
 
 import pytest
 import requests
-from harness import eventually
+from harness import add_staff, eventually
 from nameko.exceptions import RemoteError
 
-from services.directory import domain as directory_domain
-from tansiq.db import make_engine, session_scope
 from tansiq.errors import Forbidden, InvalidActor
 
 SERVICES = ("directory", "intake", "referrals", "events", "notifications", "gateway")
@@ -92,16 +90,8 @@ FIRST_OCCURRENCE = datetime(2027, 3, 20, 10, 0)  # of the weekly event the route
 
 
 def add_test_staff(network):
-    url = network.env.get("TANSIQ_DIRECTORY_DB_URI", f"sqlite:///{network.var}/directory.sqlite3")
-    engine = make_engine(url)
-    try:
-        with session_scope(engine) as session:
-            for staff_id, email, roles, active in TEST_STAFF:
-                directory_domain.upsert_staff(session, {
-                    "id": staff_id, "association_slug": "amal-safi", "name": staff_id, "email": email,
-                    "language": "fr", "roles": roles, "active": active}, password=PASSWORD)
-    finally:
-        engine.dispose()
+    for staff_id, email, roles, active in TEST_STAFF:
+        add_staff(network, staff_id, email, roles, active=active, password=PASSWORD)
 
 
 def login(network, email):
@@ -234,6 +224,27 @@ def test_every_route_for_every_caller_follows_the_one_table(world):
             if allowed != (name in ALLOWED[(method, path)]):
                 mismatches.append((method, path, name, answer.status_code, answer.text[:200]))
     assert mismatches == []
+
+
+# The role each kind of caller holds (other_association: a case worker of another association).
+CALLER_ROLES = {"case_worker": "case_worker", "other_association": "case_worker", "coordinator": "coordinator",
+                "events_manager": "events_manager", "admin": "admin"}
+
+
+def test_the_table_agrees_with_the_roles_the_routes_declare():
+    """The gate is read from each route's one declaration (services.gateway.routes): every caller the table
+    lets in holds one of the declared roles, and a route that needs a session lets no anonymous caller in."""
+    from services.gateway.api_openapi import gateway_routes, openapi_path
+
+    declared_routes = gateway_routes()
+    assert {(d.method, openapi_path(d.url)[0]) for d in declared_routes} == set(ALLOWED)
+    for declared in declared_routes:
+        callers = ALLOWED[(declared.method, openapi_path(declared.url)[0])]
+        if declared.auth == "public":
+            continue
+        assert {CALLER_ROLES[c] for c in callers if c in CALLER_ROLES} <= declared.roles(), declared.name
+        if declared.needs_session:
+            assert not callers & {"anonymous", "deactivated"}, declared.name
 
 
 def test_the_events_manager_reads_nothing_of_a_survivor(world):

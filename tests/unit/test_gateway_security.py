@@ -295,6 +295,8 @@ SAME = {"Host": "127.0.0.1:8000"}
 @pytest.mark.parametrize("headers, content_type, body, status", [
     ({"Origin": "http://127.0.0.1:9999"}, None, {"a": 1}, 403),      # another port is another site
     ({"Origin": "null"}, None, {"a": 1}, 403),                       # sandboxed frame, file://
+    ({"Origin": "null", "Sec-Fetch-Site": "cross-site"}, None, {"a": 1}, 403),  # ... as a browser says it
+    ({"Origin": "null", "Sec-Fetch-Site": "same-origin"}, None, {"a": 1}, None),  # our form, no-referrer
     ({"Origin": "http://evil.example"}, None, None, 403),
     ({"Sec-Fetch-Site": "same-site"}, None, {"a": 1}, 403),          # no Origin but the browser says whence
     ({"Origin": "http://127.0.0.1:8000"}, "text/plain", {"a": 1}, 415),  # what a form can send
