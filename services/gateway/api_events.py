@@ -7,6 +7,7 @@ Reading is open to the public (public events only); a signed-in staff member als
 sees network-only events.
 """
 
+import re
 from datetime import datetime, timedelta, timezone
 
 from werkzeug.http import http_date
@@ -29,6 +30,7 @@ from services.gateway.routes import CALENDAR, OPTIONAL, PUBLIC, SIGNED_IN, route
 from services.gateway.schemas import (
     EventResultSchema,
     EventWindowQuery,
+    FeedPathSchema,
     FeedQuery,
     ForceQuery,
     OccurrencePageQuery,
@@ -49,6 +51,7 @@ def _audience(actor):
 
 
 def _ics(text, filename, answer=None):
+    filename = re.sub(r"[^A-Za-z0-9._-]", "-", filename)  # a header is latin-1 and one line: never a city's letters
     headers = {"Content-Disposition": f'inline; filename="{filename}"', "Cache-Control": "public, max-age=300"}
     if answer is not None:
         headers["ETag"] = answer["etag"]
@@ -156,18 +159,19 @@ class EventsApi:
     def ical_network(self, request, query):
         return _feed(self.events_rpc, request, query, "network", None, "tansiq.ics")
 
-    @route("GET", "/ical/city/<string:city>.ics", auth=PUBLIC, tag="ical", query=FeedQuery, answer=(200, CALENDAR),
+    @route("GET", "/ical/city/<string:city>.ics", auth=PUBLIC, tag="ical", query=FeedQuery, path=FeedPathSchema,
+           answer=(200, CALENDAR),
            summary="Public events in one city")
     def ical_city(self, request, city, query):
         return _feed(self.events_rpc, request, query, "city", city, f"tansiq-{city.lower()}.ics")
 
     @route("GET", "/ical/association/<string:slug>.ics", auth=PUBLIC, tag="ical", query=FeedQuery,
-           answer=(200, CALENDAR), summary="Public events an association organises")
+           path=FeedPathSchema, answer=(200, CALENDAR), summary="Public events an association organises")
     def ical_association(self, request, slug, query):
         return _feed(self.events_rpc, request, query, "association", slug, f"tansiq-{slug}.ics")
 
     @route("GET", "/ical/event/<string:event_id>.ics", auth=PUBLIC, tag="ical", query=FeedQuery,
-           answer=(200, CALENDAR), summary="One public event")
+           path=FeedPathSchema, answer=(200, CALENDAR), summary="One public event")
     def ical_event(self, request, event_id, query):
         return _feed(self.events_rpc, request, query, "event", event_id, f"tansiq-event-{event_id}.ics")
 

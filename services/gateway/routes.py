@@ -107,13 +107,16 @@ def route(method, url, *, auth, audience=(), body=None, query=None, path=None, a
 
     def decorate(fn):
         wanted = set(inspect.signature(fn).parameters)
+        url_names = [name for name in list(inspect.signature(fn).parameters)[2:] if name not in INJECTED]
         declaration = Route(method=method.upper(), url=url, name=fn.__name__, auth=auth, audience=tuple(audience),
                             body=body, query=query, path=path, answer=answer,
                             summary=summary or (inspect.getdoc(fn) or fn.__name__).splitlines()[0], tag=tag,
                             command=command, page=page, form=form)
 
         @functools.wraps(fn)
-        def handler(self, request, **values):
+        def handler(self, request, *args, **values):
+            # nameko passes the URL's values by name; a direct call (a test) may pass them in order.
+            values.update(zip(url_names, args, strict=False))
             if page:
                 from services.gateway.pages import page_call  # pages render templates; imported when first used
 

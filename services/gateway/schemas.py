@@ -7,6 +7,7 @@ from services.events.schemas import EventSchema
 from services.notifications.schemas import InboxItemSchema
 from services.referrals.schemas import ReferralSchema
 from tansiq.contracts.events import EVENT_KINDS
+from tansiq.contracts.fields import slug
 from tansiq.contracts.intake import NEEDS
 from tansiq.paging import PageQuery
 
@@ -181,3 +182,14 @@ class FeedQuery(Query):
 
 class VenuesQuery(Query):
     city = fields.String(load_default=None, validate=validate.Length(max=100))
+
+
+# --- values in the URL of the feeds (422 before the events service is asked) ---
+
+PRINTABLE = validate.Regexp(r"^[^\x00-\x1f\x7f-\x9f]*$", error="must not hold control characters")
+
+
+class FeedPathSchema(Schema):
+    city = fields.String(validate=[validate.Length(min=1, max=100), PRINTABLE])
+    slug = slug()
+    event_id = fields.String(validate=[validate.Length(min=1, max=64), PRINTABLE])
