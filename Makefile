@@ -73,6 +73,8 @@ i18n: install
 	$(VENV)/bin/pybabel extract -F babel.cfg -k t --no-location --sort-output --omit-header \
 		-o $(LOCALE)/tansiq.pot .
 	$(VENV)/bin/pybabel update -i $(LOCALE)/tansiq.pot -d $(LOCALE) -D tansiq --no-fuzzy-matching --ignore-obsolete
+	@# No dates in the headers: two branches that both ran make i18n then merge without a conflict.
+	sed -i '/^"POT-Creation-Date: /d; /^"PO-Revision-Date: /d' $(LOCALE)/*/LC_MESSAGES/tansiq.po
 	$(VENV)/bin/pybabel compile -d $(LOCALE) -D tansiq --statistics
 
 bench: install broker
