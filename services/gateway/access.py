@@ -1,20 +1,15 @@
-"""Who may use which route: each route declares a permission of the role matrix (tansiq.contracts.actor).
-
-    @api("GET", "/api/beneficiaries/<string:beneficiary_id>")
-    @requires("cases.read", "intake")
-    def intake_get(self, request, actor, beneficiary_id): ...
+"""Who may use which route: each route declares a permission of the role matrix (tansiq.contracts.actor)
+in its one declaration, `@route(..., auth="cases.read", audience=("intake",))` (services/gateway/routes.py).
 
 Before any RPC the gateway refuses a caller who is not signed in (401) or whose roles lack the
 permission (403); the route then receives `actor`, a short-lived assertion signed for the named
 services (tansiq.identity), which is what it passes over RPC. The owning service verifies it and
-checks the same matrix again: the gateway is a first gate, not the only one.
+checks the same matrix again: the gateway is a first gate, not the only one. Templates get `can`.
 """
 
-import functools
-import inspect
 
 from services.gateway.web import Unauthorized, current_staff
-from tansiq.contracts.actor import allows, require, roles_with
+from tansiq.contracts.actor import allows, require
 
 
 def signed_in_or_none(request):
@@ -32,29 +27,3 @@ def check(staff, permission):
 def can(staff):
     """For templates: can(permission) -> bool for the signed-in staff member (navigation, buttons)."""
     return lambda permission: bool(staff) and allows(staff.get("roles"), permission)
-
-
-def requires(permission, *audience, optional=False):
-    """Route decorator (below @api): the caller's permission, then `actor` signed for `audience`.
-
-    permission None: any signed-in staff member. optional: anonymous callers pass too, with actor None
-    (public reading; a signed-in caller still gets her assertion).
-    """
-    if permission is not None:
-        roles_with(permission)  # a misspelt permission fails at import, not at request time
-
-    def decorate(fn):
-        @functools.wraps(fn)
-        def route(self, request, *args, **values):
-            staff = signed_in_or_none(request) if optional else current_staff(request)
-            if staff is not None and permission is not None:
-                check(staff, permission)
-            actor = self.identity.sign(staff, *audience) if staff is not None and audience else None
-            return fn(self, request, actor, *args, **values)
-
-        route.permission, route.optional = permission, optional
-        route.__signature__ = inspect.Signature([p for name, p in inspect.signature(fn).parameters.items()
-                                                 if name != "actor"])  # nameko checks the URL's arguments
-        return route
-
-    return decorate

@@ -1,9 +1,9 @@
 """What every gateway route needs: JSON in/out, the signed-in staff member, one error table, pages,
 and what every answer carries: cross-site refusals and security headers (docs/security.md).
 
-Routes are nameko HTTP entrypoints declared with `@api(method, url)` (not nameko's
-plain `http`): errors raised by a route or by a remote service become JSON
-`{"error": {"code", "message", "details"}}` with the status from ERROR_STATUS.
+Routes are declared with `@route(...)` (services/gateway/routes.py, docs/web.md), whose nameko entrypoint
+is ApiHandler (not nameko's plain `http`): errors raised by a route or by a remote service become JSON
+`{"error": {"code", "message", "details"[, "fields"]}}` with the status from ERROR_STATUS.
 """
 
 import hmac
@@ -145,21 +145,9 @@ class ApiHandler(HttpRequestHandler):
         return response_for(exc)
 
 
-api = ApiHandler.decorator
-
-
 def json_response(data, status=200, headers=None):
     return Response(json.dumps(data, ensure_ascii=False, default=str), status=status,
                     mimetype="application/json", headers=headers)
-
-
-def load_json(request, schema):
-    """Parse the request body with a marshmallow schema (raises ValidationError -> 422)."""
-    try:
-        payload = json.loads(request.get_data(as_text=True) or "{}")
-    except ValueError:
-        raise ValidationError({"_body": ["the body must be JSON"]}) from None
-    return schema.load(payload)
 
 
 class Sessions(DependencyProvider):
