@@ -5,6 +5,7 @@ directory RPC methods (the nameko RpcProxy in the service; in tests, LocalDirect
 tests/fixtures/notifications.py).
 """
 
+from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo
@@ -294,7 +295,7 @@ def backoff(attempts):
 
 
 def deliver_due(session, now, channels, render):
-    """Send every delivery due at `now`; returns {"sent": n, "failed": n}.
+    """Send the deliveries due at `now`, at most BATCH; returns {"sent": n, "failed": n}.
 
     `channels` maps a channel name to an object with `send(address, message, delivery, secret)`;
     `render` is a render.Renderer (message(delivery), digest(language, deliveries)). Each delivery
@@ -305,6 +306,15 @@ def deliver_due(session, now, channels, render):
         Delivery.state.in_((QUEUED, FAILED)), Delivery.next_attempt_at <= now,
         Delivery.attempts < MAX_ATTEMPTS).order_by(Delivery.next_attempt_at, Delivery.id).limit(BATCH)).all()
     counts = {"sent": 0, "failed": 0}
+    with ExitStack() as connections:
+        for channel in channels.values():  # e.g. one SMTP connection for the run, not one per email
+            if hasattr(channel, "reused"):
+                connections.enter_context(channel.reused())
+        _send_groups(session, due, now, channels, render, counts)
+    return counts
+
+
+def _send_groups(session, due, now, channels, render, counts):
     for group in _groups(due):
         group = _claim(session, group, now)
         if not group:
