@@ -40,8 +40,8 @@ class NotificationsService:
         plans = {event.id: domain.plan(self.directory, event) for event in events}
         with self.db.session() as session:
             now, enabled = utcnow(), self._channels()
-            for event in inbox.first_times(session, self.name, events):
-                domain.record(session, plans[event.id], now, enabled_channels=enabled)
+            fresh = inbox.first_times(session, self.name, events)
+            domain.record_many(session, [plans[event.id] for event in fresh], now, enabled_channels=enabled)
 
     @handles(ERASED)
     def on_beneficiary_erased(self, event):
