@@ -8,6 +8,7 @@ import hashlib
 import hmac
 import json
 import smtplib
+from contextlib import contextmanager
 from email.message import EmailMessage
 from email.utils import make_msgid
 
@@ -19,8 +20,48 @@ TIMEOUT = 10  # seconds; a stuck server must not hold the delivery timer
 class EmailChannel:
     def __init__(self, host, port, sender):
         self.host, self.port, self.sender = host, int(port), sender
+        self._reusing = False
+        self._smtp = None
+
+    @contextmanager
+    def reused(self):
+        """Inside: one SMTP connection for every send (a delivery run), not a connection each."""
+        self._reusing = True
+        try:
+            yield self
+        finally:
+            self._reusing = False
+            self._hang_up()
+
+    def _hang_up(self):
+        smtp, self._smtp = self._smtp, None
+        if smtp is not None:
+            try:
+                smtp.quit()
+            except (smtplib.SMTPException, OSError):
+                smtp.close()
 
     def send(self, address, message, delivery, secret=None):
+        email = self._email(address, message)
+        if not self._reusing:
+            with smtplib.SMTP(self.host, self.port, timeout=TIMEOUT) as smtp:
+                smtp.send_message(email)
+            return
+        for last_try in (False, True):  # a kept connection the server closed meanwhile: dial again, once
+            try:
+                if self._smtp is None:
+                    self._smtp = smtplib.SMTP(self.host, self.port, timeout=TIMEOUT)
+                self._smtp.send_message(email)
+                return
+            except smtplib.SMTPServerDisconnected:
+                self._hang_up()
+                if last_try:
+                    raise
+            except Exception:
+                self._hang_up()  # whatever state the dialogue is in, the next send starts afresh
+                raise
+
+    def _email(self, address, message):
         email = EmailMessage()
         email["From"] = self.sender
         email["To"] = address
@@ -29,8 +70,7 @@ class EmailChannel:
         email.set_content(message.text)
         email.add_alternative(message.html, subtype="html")
         email["Content-Language"] = message.language  # after set_content, which resets Content-* headers
-        with smtplib.SMTP(self.host, self.port, timeout=TIMEOUT) as smtp:
-            smtp.send_message(email)
+        return email
 
 
 class SmsChannel:

@@ -5,6 +5,7 @@ directory RPC methods (the nameko RpcProxy in the service; in tests, LocalDirect
 tests/fixtures/notifications.py).
 """
 
+from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo
@@ -47,7 +48,10 @@ BATCH = 100
 
 def preferences(session, staff_id, directory_language=None):
     """Effective preferences of a staff member (stored row over the defaults; language from the directory)."""
-    row = session.get(Preference, staff_id)
+    return _effective(staff_id, session.get(Preference, staff_id), directory_language)
+
+
+def _effective(staff_id, row, directory_language):
     prefs = dict(DEFAULT_PREFERENCES)
     if row is not None:
         prefs.update(channels=list(row.channels), language=row.language, quiet_start=row.quiet_start,
@@ -146,32 +150,95 @@ def plan(directory, event):
 
 
 def record(session, planned, now, enabled_channels=OUTSIDE_CHANNELS):
-    """Write the inbox items and queued deliveries of a plan; returns the new inbox items.
+    """Write the inbox items and queued deliveries of a plan; returns the new inbox items."""
+    return record_many(session, [planned], now, enabled_channels)
+
+
+def record_many(session, plans, now, enabled_channels=OUTSIDE_CHANNELS):
+    """Write the inbox items and queued deliveries of many plans (a batch of events) in a few queries
+    whatever their number; returns the new inbox items.
 
     Safe to call twice for the same event: items and deliveries are unique per
     (source message, person, channel), so a duplicate adds nothing.
     """
-    if planned is None:
+    plans = [planned for planned in plans if planned is not None]
+    if not plans:
         return []
-    rule, urgency, params = planned.rule, planned.urgency, planned.params
-    created = []
-    for staff in planned.staff:
-        prefs = preferences(session, staff["id"], staff.get("language"))
-        item = _inbox_item(session, planned, staff, now)
-        if item is None:
-            continue  # already told about this event
-        created.append(item)
-        when, digest = schedule(now, prefs, urgency)
+    event_ids = {planned.event_id for planned in plans}
+    rows = _by_key(session, Preference, Preference.staff_id,
+                   {staff["id"] for planned in plans for staff in planned.staff})
+    told = set(_chunked_rows(session, (InboxItem.source_message_id, InboxItem.staff_id, InboxItem.kind),
+                             InboxItem.source_message_id, event_ids))
+    created, outside = [], []
+    for planned in plans:
+        for staff in planned.staff:
+            key = (planned.event_id, staff["id"], planned.rule.kind)
+            if key in told:
+                continue  # already told about this event
+            told.add(key)
+            item = InboxItem(staff_id=staff["id"], association=staff.get("association", ""), kind=planned.rule.kind,
+                             urgency=planned.urgency, subject_key=planned.rule.kind, subject_params=planned.params,
+                             link=planned.link, source_message_id=planned.event_id, created_at=now)
+            session.add(item)
+            created.append(item)
+            prefs = _effective(staff["id"], rows.get(staff["id"]), staff.get("language"))
+            outside.append((planned, staff, item, prefs))
+    session.flush()  # the items' ids, which their deliveries name
+    queued = set(_chunked_rows(session, (Delivery.source_message_id, Delivery.recipient, Delivery.channel),
+                               Delivery.source_message_id, event_ids))
+
+    def queue(planned, recipient, channel, address, language, params, item_id, when, digest):
+        if (planned.event_id, recipient, channel) in queued:
+            return
+        queued.add((planned.event_id, recipient, channel))
+        session.add(Delivery(source_message_id=planned.event_id, recipient=recipient, channel=channel,
+                             address=address, language=language, kind=planned.rule.kind, urgency=planned.urgency,
+                             params=params, inbox_item_id=item_id, digest=digest, state=QUEUED, attempts=0,
+                             next_attempt_at=when, created_at=now))
+
+    for planned, staff, item, prefs in outside:
+        when, digest = schedule(now, prefs, planned.urgency)
         for channel in prefs["channels"]:
             address = {"email": staff.get("email"), "sms": staff.get("phone")}.get(channel)
             if channel in enabled_channels and address:
-                _queue(session, planned.event_id, staff["id"], channel, address, prefs["language"], rule.kind,
-                       urgency, params, item.id, when, digest, now)
-    for subscription in _webhooks(session, rule, planned.data):
-        _queue(session, planned.event_id, f"webhook:{subscription.id}", "webhook", subscription.url, "en",
-               rule.kind, urgency, {**params, "link": planned.link}, None, now, False, now)
+                queue(planned, staff["id"], channel, address, prefs["language"], planned.params, item.id, when,
+                      digest)
+    subscriptions = _active_webhooks(session, {slug for planned in plans for slug in planned.rule.associations(
+        planned.data)})
+    for planned in plans:
+        slugs = set(planned.rule.associations(planned.data))
+        for subscription in subscriptions:
+            if subscription.association in slugs and (not subscription.kinds or planned.rule.kind in
+                                                      subscription.kinds):
+                queue(planned, f"webhook:{subscription.id}", "webhook", subscription.url, "en",
+                      {**planned.params, "link": planned.link}, None, now, False)
     session.flush()
     return created
+
+
+CHUNK = 500  # values in one IN list (SQLite's parameter limit)
+
+
+def _chunked_rows(session, columns, key, values):
+    values = sorted(values)
+    for start in range(0, len(values), CHUNK):
+        yield from session.execute(select(*columns).where(key.in_(values[start:start + CHUNK]))).tuples()
+
+
+def _by_key(session, model, key, values):
+    values, found = sorted(values), {}
+    for start in range(0, len(values), CHUNK):
+        for row in session.scalars(select(model).where(key.in_(values[start:start + CHUNK]))):
+            found[getattr(row, key.key)] = row
+    return found
+
+
+def _active_webhooks(session, slugs):
+    if not slugs:
+        return []
+    return session.scalars(select(WebhookSubscription).where(
+        WebhookSubscription.association.in_(sorted(slugs)), WebhookSubscription.active.is_(True))
+        .order_by(WebhookSubscription.id)).all()
 
 
 def notify(session, directory, event, now, enabled_channels=OUTSIDE_CHANNELS):
@@ -199,40 +266,6 @@ def association_names(directory, params):
 
 def _whitelisted(params):
     return {key: value for key, value in params.items() if key in rules.ALLOWED_PARAMS and value is not None}
-
-
-def _inbox_item(session, planned, staff, now):
-    kind = planned.rule.kind
-    exists = session.scalar(select(InboxItem.id).where(
-        InboxItem.source_message_id == planned.event_id, InboxItem.staff_id == staff["id"], InboxItem.kind == kind))
-    if exists is not None:
-        return None
-    item = InboxItem(staff_id=staff["id"], association=staff.get("association", ""), kind=kind,
-                     urgency=planned.urgency, subject_key=kind, subject_params=planned.params, link=planned.link,
-                     source_message_id=planned.event_id, created_at=now)
-    session.add(item)
-    session.flush()
-    return item
-
-
-def _queue(session, source_id, recipient, channel, address, language, kind, urgency, params, item_id, when,
-           digest, now):
-    exists = session.scalar(select(Delivery.id).where(
-        Delivery.source_message_id == source_id, Delivery.recipient == recipient, Delivery.channel == channel))
-    if exists is not None:
-        return
-    session.add(Delivery(source_message_id=source_id, recipient=recipient, channel=channel, address=address,
-                         language=language, kind=kind, urgency=urgency, params=params, inbox_item_id=item_id,
-                         digest=digest, state=QUEUED, attempts=0, next_attempt_at=when, created_at=now))
-
-
-def _webhooks(session, rule, data):
-    slugs = rule.associations(data)
-    if not slugs:
-        return []
-    subscriptions = session.scalars(select(WebhookSubscription).where(
-        WebhookSubscription.association.in_(slugs), WebhookSubscription.active.is_(True))).all()
-    return [s for s in subscriptions if not s.kinds or rule.kind in s.kinds]
 
 
 # --- the in-app inbox -------------------------------------------------------------------------------------------
@@ -294,7 +327,7 @@ def backoff(attempts):
 
 
 def deliver_due(session, now, channels, render):
-    """Send every delivery due at `now`; returns {"sent": n, "failed": n}.
+    """Send the deliveries due at `now`, at most BATCH; returns {"sent": n, "failed": n}.
 
     `channels` maps a channel name to an object with `send(address, message, delivery, secret)`;
     `render` is a render.Renderer (message(delivery), digest(language, deliveries)). Each delivery
@@ -305,6 +338,15 @@ def deliver_due(session, now, channels, render):
         Delivery.state.in_((QUEUED, FAILED)), Delivery.next_attempt_at <= now,
         Delivery.attempts < MAX_ATTEMPTS).order_by(Delivery.next_attempt_at, Delivery.id).limit(BATCH)).all()
     counts = {"sent": 0, "failed": 0}
+    with ExitStack() as connections:
+        for channel in channels.values():  # e.g. one SMTP connection for the run, not one per email
+            if hasattr(channel, "reused"):
+                connections.enter_context(channel.reused())
+        _send_groups(session, due, now, channels, render, counts)
+    return counts
+
+
+def _send_groups(session, due, now, channels, render, counts):
     for group in _groups(due):
         group = _claim(session, group, now)
         if not group:

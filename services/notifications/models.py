@@ -6,7 +6,7 @@ and whitelisted parameters (association names, deadlines, event titles), never a
 
 from datetime import datetime
 
-from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from tansiq.db import UTCDateTime
@@ -28,7 +28,11 @@ class InboxItem(Base):
     # Same event, same person, same kind: one item, however many times the event is delivered.
     __table_args__ = (UniqueConstraint("source_message_id", "staff_id", "kind", name="uq_inbox_item_source_staff"),
                       # Her inbox, newest first, one page at a time (tansiq.paging): an index range, not a sort.
-                      Index("ix_inbox_items_staff_page", "staff_id", "created_at", "id"))
+                      Index("ix_inbox_items_staff_page", "staff_id", "created_at", "id"),
+                      # Her unread items only (a partial index): the unread count and the unread page read
+                      # what is unread, not every item she ever had.
+                      Index("ix_inbox_items_staff_unread", "staff_id", "created_at", "id",
+                            sqlite_where=text("read_at IS NULL"), postgresql_where=text("read_at IS NULL")))
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     staff_id: Mapped[str] = mapped_column(String(64), index=True)

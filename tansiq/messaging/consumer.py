@@ -15,6 +15,13 @@ handlers declare; every delivery is routed by type to its handler and:
   republish fails the message is requeued, so it is never dropped.
 Handlers must be idempotent (tansiq.messaging.inbox): a crash between the
 republish and the ack delivers twice.
+
+`@handles_batch(type, ...)` takes a list of envelopes instead: up to BATCH_SIZE deliveries
+(waiting at most BATCH_WAIT_MS for a partial batch to fill) handed to one worker, which handles
+them in one unit of work; they are acked together once it returns (one `multiple` ack when no
+other delivery of the channel is outstanding below them). When the batch raises, each of its
+messages is handled again alone, so a poison message is retried and dead-lettered as above while
+the others commit. A crash between the commit and the ack redelivers the batch: the inbox absorbs it.
 """
 
 import logging
@@ -24,6 +31,7 @@ import traceback
 from datetime import datetime, timezone
 from functools import partial
 
+import eventlet
 from nameko.exceptions import ContainerBeingKilled
 from nameko.extensions import Entrypoint, ProviderCollector, SharedExtension
 from nameko.messaging import QueueConsumer
@@ -49,6 +57,10 @@ SENDER_HEADER = "x-tansiq-sender"
 ROUTING_KEY_HEADER = "x-tansiq-routing-key"
 KERNEL_HEADER_PREFIX = "x-tansiq-"
 RETRY_DELAYS_KEY = "RETRY_DELAYS_MS"
+BATCH_SIZE_KEY = "BATCH_SIZE"        # most deliveries a @handles_batch worker takes at once
+BATCH_WAIT_KEY = "BATCH_WAIT_MS"     # how long a partial batch waits for more deliveries
+DEFAULT_BATCH_SIZE = 100
+DEFAULT_BATCH_WAIT_MS = 20
 
 
 def retry_delays(config):
@@ -60,9 +72,23 @@ def retry_delays(config):
 
 class RawQueueConsumer(QueueConsumer):
     """nameko's QueueConsumer, but hands over the raw body: kombu would raise on broken JSON
-    (or a content type it does not accept) before any handler could dead-letter it."""
+    (or a content type it does not accept) before any handler could dead-letter it.
+
+    It also knows which deliveries of its channel are not settled yet, so a batch can be acked with
+    one `multiple` ack when that acks nothing else (`ack_messages`)."""
+
+    def __init__(self):
+        super().__init__()
+        self._outstanding = {}  # channel -> delivery tags received and not yet acked or requeued
+
+    @property
+    def prefetch_count(self):
+        # A batched handler needs a batch in hand and the next one arriving meanwhile.
+        batch = max((getattr(provider, "prefetch_wanted", 0) for provider in self._providers), default=0)
+        return max(self.container.max_workers, batch)
 
     def get_consumers(self, consumer_cls, channel):
+        self._outstanding.clear()  # a (re)connection: the old channel's deliveries went back to the queue
         for provider in self._providers:
             consumer = consumer_cls(queues=[provider.queue], on_message=partial(self._on_raw_message, provider))
             consumer.qos(prefetch_count=self.prefetch_count)
@@ -70,7 +96,43 @@ class RawQueueConsumer(QueueConsumer):
         return self._consumers.values()
 
     def _on_raw_message(self, provider, message):
+        self._outstanding.setdefault(message.channel, set()).add(message.delivery_tag)
         self.handle_message(provider, message.body, message)
+
+    def _settled(self, message):
+        self._outstanding.get(message.channel, set()).discard(message.delivery_tag)
+
+    def ack_message(self, message):
+        self._settled(message)
+        super().ack_message(message)
+
+    def requeue_message(self, message):
+        self._settled(message)
+        super().requeue_message(message)
+
+    def ack_messages(self, messages):
+        """Ack every one of `messages`: one `multiple` ack per channel when no other outstanding delivery
+        of that channel lies below the highest tag (it would be acked too), else one ack each."""
+        by_channel = {}
+        for message in messages:
+            by_channel.setdefault(message.channel, []).append(message)
+        for channel, group in by_channel.items():
+            highest = max(group, key=lambda message: message.delivery_tag)
+            tags = {message.delivery_tag for message in group}
+            outstanding = self._outstanding.get(channel, set())
+            others_below = any(tag <= highest.delivery_tag and tag not in tags for tag in outstanding)
+            if len(group) == 1 or others_below:
+                for message in group:
+                    self.ack_message(message)
+                continue
+            outstanding -= tags
+            if not channel.connection:  # gone: the broker has them back already and redelivers them
+                continue
+            try:
+                highest.ack(multiple=True)
+            except Exception as exc:  # noqa: BLE001 - a connection going away; the inbox absorbs the redelivery
+                log.warning("could not ack a batch of %d (connection lost?): %r; the broker redelivers it",
+                            len(group), exc)
 
 
 class ServiceQueue(SharedExtension, ProviderCollector):
@@ -98,6 +160,10 @@ class ServiceQueue(SharedExtension, ProviderCollector):
 
     def definitions(self):
         return topology.service_queues(self.service_name, self.types(), self.delays)
+
+    @property
+    def prefetch_wanted(self):  # read by the QueueConsumer: room for its batched handlers' batches
+        return max((getattr(provider, "prefetch_wanted", 0) for provider in self._providers), default=0)
 
     @property
     def queue(self):  # read by the QueueConsumer when it (re)connects
@@ -256,6 +322,82 @@ class EventHandler(Entrypoint):
 
 
 handles = EventHandler.decorator
+
+
+class BatchEventHandler(EventHandler):
+    """Entrypoint taking a list of envelopes, handled in one unit of work; see the module docstring.
+
+    The method must be correct for any sublist of a batch (a list of one in the fallback) and
+    idempotent per message (`inbox.first_times`)."""
+
+    def setup(self):
+        super().setup()
+        config = self.container.config
+        self.batch_size = max(1, int(config.get(BATCH_SIZE_KEY) or DEFAULT_BATCH_SIZE))
+        self.batch_wait = max(0.0, float(config.get(BATCH_WAIT_KEY, DEFAULT_BATCH_WAIT_MS))) / 1000
+        self.prefetch_wanted = 2 * self.batch_size
+        self._pending = []
+        self._filling = 0  # which partial batch a waiting flush belongs to
+
+    def stop(self):
+        pending, self._pending = self._pending, []
+        for _, message in pending:  # not handed to a worker yet: back to the queue
+            self.service_queue.queue_consumer.requeue_message(message)
+        super().stop()
+
+    def spawn(self, envelope, message):
+        self._pending.append((envelope, message))
+        if len(self._pending) >= self.batch_size:
+            self._flush()
+        elif len(self._pending) == 1:
+            self.container.spawn_managed_thread(partial(self._flush_after_wait, self._filling),
+                                                identifier=f"{self}.flush_after_wait")
+
+    def _flush_after_wait(self, filling):
+        eventlet.sleep(self.batch_wait)
+        if filling == self._filling and self._pending:
+            self._flush()
+
+    def _flush(self):
+        batch, self._pending = self._pending, []
+        self._filling += 1
+        self._spawn_batch(batch)
+
+    def _spawn_batch(self, batch):
+        envelopes = [envelope for envelope, _ in batch]
+        try:
+            worker_ctx = self.container.spawn_worker(
+                self, (envelopes,), {},
+                context_data={"correlation_id": envelopes[0].correlationid or envelopes[0].id},
+                handle_result=partial(self.handle_batch_result, batch),
+            )
+        except ContainerBeingKilled:
+            for _, message in batch:
+                self.service_queue.queue_consumer.requeue_message(message)
+            return
+        self.service_queue.budget.start(worker_ctx)
+
+    def handle_batch_result(self, batch, worker_ctx, result=None, exc_info=None):
+        queue = self.service_queue
+        queue.budget.stop(worker_ctx)
+        if exc_info is None:
+            queue.queue_consumer.ack_messages([message for _, message in batch])
+        elif len(batch) == 1:
+            queue.handler_failed(batch[0][1], exc_info)
+        else:
+            log.warning("%s: a batch of %d failed (%s: %s); handling its messages one at a time",
+                        queue.service_name, len(batch), exc_info[0].__name__, exc_info[1])
+            # From a managed thread: this worker's pool slot must be free for the ones it spawns.
+            self.container.spawn_managed_thread(partial(self._one_at_a_time, batch),
+                                                identifier=f"{self}.one_at_a_time")
+        return result, exc_info
+
+    def _one_at_a_time(self, batch):
+        for item in batch:
+            self._spawn_batch([item])
+
+
+handles_batch = BatchEventHandler.decorator
 
 
 PUBLIC_KEY_TTL_SECONDS = 60

@@ -35,11 +35,17 @@ class Mailbox:
 
     def __init__(self):
         self.messages = []
+        self.greetings = 0  # EHLO: once per SMTP connection
 
     async def handle_DATA(self, server, session, envelope):
         message = email.message_from_bytes(envelope.original_content, policy=default_policy)
         self.messages.append((envelope.rcpt_tos, message, envelope.original_content))
         return "250 OK"
+
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        self.greetings += 1
+        session.host_name = hostname
+        return responses
 
 
 def free_port():
@@ -101,6 +107,14 @@ def make(type_, **data):
 def deliveries(engine):
     with session_scope(engine) as session:
         return session.scalars(select(Delivery).order_by(Delivery.id)).all()
+
+
+def test_a_delivery_run_sends_its_emails_over_one_smtp_connection(engine, directory, smtp):
+    for n in range(6):
+        handle(engine, directory, make("ma.tansiq.referral.sent.v1", referral_id=f"r-{n}", urgency="urgent"), DAY)
+    assert deliver(engine, DAY, smtp.port) == {"sent": 6, "failed": 0}
+    assert len(smtp.messages) == 6
+    assert smtp.greetings == 1
 
 
 def test_each_person_gets_the_email_in_their_language(engine, directory, smtp):

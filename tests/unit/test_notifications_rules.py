@@ -97,3 +97,16 @@ def test_stored_params_hold_no_beneficiary_detail(session, directory):
     for detail in ("Khadija", "+212611111111", "Violence", "r-41"):
         assert detail not in stored
     assert item.link == "/referrals/r-41"  # the id stays in the app link, behind sign-in
+
+
+def test_a_batch_is_recorded_as_each_event_alone_would_be_and_a_repeat_in_it_adds_nothing(session, directory):
+    cases = [event(type_, **data) for type_, data, _ in EXPECTED]
+    plans = [domain.plan(directory, each) for each in cases]
+    items = domain.record_many(session, [*plans, plans[1], None], NOW)  # referral.sent twice, a type nobody hears
+    assert sorted((item.source_message_id, item.staff_id) for item in items) == sorted(
+        (each.id, staff) for each, (_, _, expected) in zip(cases, EXPECTED, strict=True) for staff in expected)
+    deliveries = session.scalars(select(Delivery)).all()
+    assert len({(d.source_message_id, d.recipient, d.channel) for d in deliveries}) == len(deliveries)
+    assert {d.inbox_item_id for d in deliveries if d.channel == "email"} <= {item.id for item in items}
+    assert domain.record_many(session, plans, NOW) == []  # delivered again: already told
+    assert len(session.scalars(select(InboxItem)).all()) == len(items)

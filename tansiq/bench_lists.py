@@ -1,11 +1,12 @@
-"""First-page latency of the paged lists at size: 10,000 referrals, 100,000+ inbox items, 10,000 beneficiaries.
+"""First-page latency of the paged lists at size: 10,000 referrals, 1,000,000 inbox items, 10,000 beneficiaries.
 
-    .venv/bin/python scripts/bench_lists.py [--notifications 100000] [--referrals 10000] [--runs 200]
+    .venv/bin/python -m tansiq.bench_lists [--notifications 1000000] [--referrals 10000] [--runs 200]
 
-Fills a throwaway SQLite file and a throwaway PostgreSQL database (127.0.0.1:5432, user postgres) with
-bulk inserts (not timed), then times the domain call each RPC makes for a page (query, and for
-referrals the per-item view and schema dump), first page and a page from a cursor, and prints a
-Markdown table (p50/p95/max in ms). Everything is dropped at the end.
+(also part of `tansiq bench`). Fills a throwaway SQLite file and a throwaway PostgreSQL database
+(127.0.0.1:5432, user postgres) with bulk inserts (not timed), then times the domain call each RPC
+makes for a page (query, and for referrals the per-item view and schema dump), first page and a
+page from a cursor, and the unread count, and prints a Markdown table (p50/p95/max in ms).
+Everything is dropped at the end.
 """
 
 import argparse
@@ -22,7 +23,7 @@ import psycopg2
 from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script: the services next to tansiq/
 
 from services.intake import domain as intake  # noqa: E402
 from services.intake.models import Base as IntakeBase  # noqa: E402
@@ -44,16 +45,19 @@ STAFF = "s-bench"
 HOME, OTHER = "amal-safi", "wafae-marrakech"
 
 
-def fill(engine, args):
+def fill(engine, args, say=print):
     for base in (NotificationsBase, ReferralsBase, IntakeBase):
         base.metadata.create_all(engine)
     with Session(engine) as session:
         batch = 10_000
         for start in range(0, args.notifications, batch):
+            if start and start % 200_000 == 0:
+                say(f"    … {start:,}/{args.notifications:,} inbox items loaded")
             session.execute(insert(InboxItem), [
                 {"staff_id": STAFF if n % 2 == 0 else f"s-{n % 50}", "association": HOME, "kind": "referral.sent",
                  "urgency": "normal", "subject_key": "referral.sent", "subject_params": {}, "link": "/referrals",
-                 "source_message_id": uuid.uuid4().hex, "created_at": T0 + timedelta(seconds=n)}
+                 "source_message_id": uuid.uuid4().hex, "created_at": T0 + timedelta(seconds=n),
+                 "read_at": T0 + timedelta(days=1) if n % 10 else None}  # one in ten unread
                 for n in range(start, min(start + batch, args.notifications))])
         session.execute(insert(Referral), [
             {"id": f"r-{n:06d}", "beneficiary_id": f"b-{n}", "from_association": HOME if n % 2 else OTHER,
@@ -111,39 +115,64 @@ def rows(engine, args):
            timed(engine, referrals_page(None), args.runs))
     yield ("referrals received, a page from a cursor, with views", timed(engine, referrals_page(referral_cursor),
                                                                           args.runs))
+    yield (f"inbox, unread count ({args.notifications // 20:,} of hers unread)",
+           timed(engine, lambda s: notifications.unread_count(s, STAFF), args.runs))
     yield (f"beneficiaries, first page of 50 ({args.referrals:,})", timed(engine, beneficiaries_first, args.runs))
     yield (f"before: referrals received unpaged (all {args.referrals:,} read and sorted, 50 viewed)",
            timed(engine, referrals_unpaged, max(3, args.runs // 20)))
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--notifications", type=int, default=100_000)
-    parser.add_argument("--referrals", type=int, default=10_000)
-    parser.add_argument("--runs", type=int, default=200)
-    args = parser.parse_args()
-    print("| database | list | p50 ms | p95 ms | max ms |\n|---|---|---:|---:|---:|")
+def measure(args, pg_url=None, say=print):
+    """[(database, list, p50, p95, max)] on SQLite, then on PostgreSQL at `pg_url` (an empty database) if given."""
+    found = []
     with tempfile.TemporaryDirectory() as folder:
         engine = make_engine(f"sqlite:///{folder}/lists.sqlite3")
-        fill(engine, args)
+        say(f"  lists on SQLite: loading {args.notifications:,} inbox items, {args.referrals * 2:,} referrals …")
+        fill(engine, args, say)
         for name, (p50, p95, worst) in rows(engine, args):
-            print(f"| SQLite | {name} | {p50:.1f} | {p95:.1f} | {worst:.1f} |", flush=True)
+            found.append(("SQLite", name, p50, p95, worst))
+            say(f"    SQLite {name}: p95 {p95:.1f} ms")
         engine.dispose()
+    if pg_url:
+        engine = make_engine(pg_url)
+        say(f"  lists on PostgreSQL: loading {args.notifications:,} inbox items, {args.referrals * 2:,} referrals …")
+        fill(engine, args, say)
+        with engine.connect() as connection:
+            connection.exec_driver_sql("ANALYZE")
+        for name, (p50, p95, worst) in rows(engine, args):
+            found.append(("PostgreSQL", name, p50, p95, worst))
+            say(f"    PostgreSQL {name}: p95 {p95:.1f} ms")
+        engine.dispose()
+    return found
+
+
+def table(found):
+    lines = ["| database | list | p50 ms | p95 ms | max ms |", "|---|---|---:|---:|---:|"]
+    lines += [f"| {database} | {name} | {p50:.1f} | {p95:.1f} | {worst:.1f} |"
+              for database, name, p50, p95, worst in found]
+    return "\n".join(lines)
+
+
+def arguments(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--notifications", type=int, default=1_000_000)
+    parser.add_argument("--referrals", type=int, default=10_000)
+    parser.add_argument("--runs", type=int, default=200)
+    return parser.parse_args(argv)
+
+
+def main():
+    args = arguments()
     database = f"tansiq_bench_lists_{uuid.uuid4().hex[:8]}"
     admin = psycopg2.connect(PG_ADMIN)
     admin.autocommit = True
     admin.cursor().execute(f'CREATE DATABASE "{database}"')
     try:
-        engine = make_engine(f"postgresql+psycopg2://postgres@127.0.0.1:5432/{database}")
-        fill(engine, args)
-        with engine.connect() as connection:
-            connection.exec_driver_sql("ANALYZE")
-        for name, (p50, p95, worst) in rows(engine, args):
-            print(f"| PostgreSQL | {name} | {p50:.1f} | {p95:.1f} | {worst:.1f} |", flush=True)
-        engine.dispose()
+        found = measure(args, f"postgresql+psycopg2://postgres@127.0.0.1:5432/{database}", say=lambda _: None)
     finally:
         admin.cursor().execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
         admin.close()
+    print(table(found))
 
 
 if __name__ == "__main__":

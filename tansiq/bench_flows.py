@@ -1,0 +1,278 @@
+"""`tansiq bench --flows`: the real flows, through the real processes, at fixed offered rates.
+
+- the referral loop through the HTTP API (register a woman, record her consent, refer her to
+  Marrakech) at fixed offered rates: achieved loops per second, the loop's own latency and
+  referral → recipient's inbox (from the moment the referral is posted until the notifications
+  service has written Naima's inbox item; read from its database, so no polling adds to it);
+- the notifications service draining a backlog of referral.sent events: batched (`@handles_batch`,
+  BATCH_SIZE 100) and one message per unit of work (BATCH_SIZE 1), each with the per-message
+  directory RPCs of today and, for comparison, with the directory answered from a snapshot in the
+  process (what a local read model of the directory gives: tests/fixtures/bench_notifications.py).
+
+Every network runs in its own vhost and databases (tests/harness.py), on SQLite and on PostgreSQL.
+"""
+
+import signal
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
+
+import requests
+
+SERVICES = ("directory", "intake", "referrals", "notifications", "gateway")
+SENDER, RECIPIENT = "fatima@amal-safi.example", "naima@wafae.example"
+RECIPIENT_STAFF_ID, TO = "s-mrk-1", "wafae-marrakech"
+LOOP_CLIENTS = 64          # concurrent HTTP clients: enough that the offered rate, not the client, sets the pace
+SATURATED = 0.8            # achieved below this share of the offered rate: the next rates are not tried
+REFERRAL_SENT = "ma.tansiq.referral.sent.v1"
+SNAPSHOT_NOTIFICATIONS = "tests.fixtures.bench_notifications:SnapshotDirectoryNotifications"
+
+
+def say(text):
+    print(text, flush=True)
+
+
+def percentile(samples, share):
+    ordered = sorted(samples)
+    if not ordered:
+        return float("nan")
+    return ordered[min(len(ordered) - 1, max(0, round(share * len(ordered)) - 1))]
+
+
+def network(backend, **env):
+    from harness import Network  # tests/harness.py: vhost, databases, processes
+
+    net = Network(backend=backend)
+    net.env.update(env)
+    net.migrate()
+    net.seed()
+    return net
+
+
+def notifications_engine(net):
+    from tansiq import config
+    from tansiq.db import make_engine
+
+    return make_engine(config.load("notifications", environ=net.env)["DB_URI"])
+
+
+def as_utc(value):
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value
+
+
+# --- the referral loop through the API -----------------------------------------------------------------------
+
+
+class Client:
+    """One signed-in staff member, shared by threads (each thread its own HTTP session, same cookie)."""
+
+    def __init__(self, web, email):
+        self.web = web
+        login = requests.post(f"{web}/api/login", json={"email": email, "password": "tansiq-demo"}, timeout=30)
+        login.raise_for_status()
+        self.cookies, self.csrf = login.cookies, login.headers["X-CSRF-Token"]
+        self.local = threading.local()
+
+    def http(self):
+        if not hasattr(self.local, "session"):
+            session = requests.Session()
+            session.cookies.update(self.cookies)
+            session.headers["X-CSRF-Token"] = self.csrf
+            self.local.session = session
+        return self.local.session
+
+    def post(self, path, body, status=201):
+        response = self.http().post(self.web + path, json=body, timeout=60)
+        if response.status_code != status:
+            raise RuntimeError(f"POST {path}: {response.status_code} {response.text[:200]}")
+        return response.json()
+
+
+def one_loop(client):
+    """Register, consent, refer; returns (loop start, referral posted at, loop end, referral id), wall clock."""
+    started = time.time()
+    beneficiary = client.post("/api/beneficiaries", {
+        "kind": "survivor", "first_name": "Bench", "last_name": uuid.uuid4().hex[:8], "phone": "06" + str(
+            uuid.uuid4().int)[:8], "birth_year": 1990, "city": "Safi", "language": "ar",
+        "needs": ["legal_orientation"], "urgency": "normal"})["id"]
+    client.post(f"/api/beneficiaries/{beneficiary}/consents", {
+        "purpose": "legal_orientation", "fields": ["first_name"], "recipient_association": TO})
+    posted = time.time()
+    referral = client.post("/api/referrals", {
+        "beneficiary_id": beneficiary, "to_association": TO, "service_category": "legal_orientation",
+        "reason": "Besoin d'une avocate", "urgency": "normal", "fields": ["first_name"]})
+    return started, posted, time.time(), referral["id"]
+
+
+def offered(client, rate, seconds):
+    """Start loops at `rate` per second for `seconds` (open loop: a slow answer does not slow the offer)."""
+    count = max(4, round(rate * seconds))
+    results, errors = [], []
+    start = time.time()
+    with ThreadPoolExecutor(LOOP_CLIENTS) as pool:
+        futures = []
+        for n in range(count):
+            delay = start + n / rate - time.time()
+            if delay > 0:
+                time.sleep(delay)
+            futures.append(pool.submit(one_loop, client))
+        for future in futures:
+            try:
+                results.append(future.result())
+            except Exception as exc:  # noqa: BLE001 - counted and reported, the run goes on
+                errors.append(str(exc)[:200])
+    return start, results, errors
+
+
+def inbox_times(engine, referral_ids, timeout):
+    """{referral id: when the recipient's inbox item was written}, waiting up to `timeout` for all."""
+    from sqlalchemy import select
+
+    from services.notifications.models import InboxItem
+    from tansiq.db import session_scope
+
+    links = {f"/referrals/{referral_id}": referral_id for referral_id in referral_ids}
+    found, deadline = {}, time.monotonic() + timeout
+    while len(found) < len(links) and time.monotonic() < deadline:
+        with session_scope(engine) as session:
+            rows = session.execute(select(InboxItem.link, InboxItem.created_at).where(
+                InboxItem.staff_id == RECIPIENT_STAFF_ID, InboxItem.link.in_(list(links)))).all()
+        found = {links[link]: as_utc(created).timestamp() for link, created in rows}
+        if len(found) < len(links):
+            time.sleep(0.2)
+    return found
+
+
+def loop_rows(backend, rates, seconds):
+    say(f"  referral loop through the API, {backend}: rates {', '.join(map(str, rates))} loops/s, "
+        f"{seconds:g} s each")
+    net = network(backend)
+    rows = []
+    try:
+        net.start(*SERVICES)
+        client = Client(net.web, SENDER)
+        engine = notifications_engine(net)
+        one_loop(client)  # warm-up, off the clock
+        for rate in rates:
+            start, results, errors = offered(client, rate, seconds)
+            done = max((end for _, _, end, _ in results), default=start)
+            arrived = inbox_times(engine, [ref for *_, ref in results], timeout=60 + len(results))
+            to_inbox = [(arrived[ref] - posted) * 1000 for _, posted, _, ref in results if ref in arrived]
+            loops = [(end - begun) * 1000 for begun, _, end, _ in results]
+            row = {"backend": backend, "rate": rate, "offered": len(results) + len(errors), "ok": len(results),
+                   "errors": len(errors), "achieved": len(results) / max(done - start, 1e-9),
+                   "loop": loops, "to_inbox": to_inbox, "missing": len(results) - len(to_inbox)}
+            rows.append(row)
+            say(f"    {rate} loops/s offered: {row['achieved']:.1f} achieved, loop p50 "
+                f"{percentile(loops, .5):.0f} ms, referral → inbox p50/p95/p99 {percentile(to_inbox, .5):.0f}/"
+                f"{percentile(to_inbox, .95):.0f}/{percentile(to_inbox, .99):.0f} ms"
+                + (f", {len(errors)} errors ({errors[0]})" if errors else "")
+                + (f", {row['missing']} not in the inbox within the wait" if row["missing"] else ""))
+            if row["achieved"] < SATURATED * rate or errors:
+                say(f"    saturated at {rate} loops/s: higher rates not tried")
+                break
+        engine.dispose()
+    finally:
+        net.close()
+    return rows
+
+
+# --- the notifications backlog ---------------------------------------------------------------------------------
+
+
+def sent_events(n):
+    from tansiq import contracts
+
+    example = contracts.get(REFERRAL_SENT).example
+    return [contracts.make(REFERRAL_SENT, "amal-safi", {**example, "referral_id": f"r-bench-{n_}",
+                                                           "from_association": "amal-safi", "to_association": TO})
+            for n_ in range(n)]
+
+
+def publish_backlog(uri, envelopes):
+    from tansiq.bench import pika_pipelined
+    from tansiq.messaging.topology import EVENTS_EXCHANGE
+
+    pika_pipelined(uri, envelopes, EVENTS_EXCHANGE, REFERRAL_SENT)
+
+
+def inbox_count(engine):
+    from sqlalchemy import func, select
+
+    from services.notifications.models import InboxItem
+    from tansiq.db import session_scope
+
+    with session_scope(engine) as session:
+        return session.scalar(select(func.count()).select_from(InboxItem))
+
+
+def drain_row(backend, n, batch_size, snapshot):
+    """Seconds for the notifications service to turn a backlog of `n` referral.sent into inbox items."""
+    label = (f"BATCH_SIZE {batch_size}, directory "
+             + ("answered from a snapshot in the process" if snapshot else "asked by RPC per message"))
+    say(f"  notifications backlog of {n}, {backend}, {label} …")
+    net = network(backend, TANSIQ_BATCH_SIZE=str(batch_size))
+    try:
+        net.start("directory")
+        service_class = SNAPSHOT_NOTIFICATIONS if snapshot else None
+        net.start("notifications", service_class=service_class)
+        net.kill("notifications", signal.SIGTERM)  # its queue and bindings stay: the backlog waits there
+        engine = notifications_engine(net)
+        before = inbox_count(engine)
+        publish_backlog(net.amqp_uri, sent_events(n))  # waits in notifications.events
+        net.start("notifications", service_class=service_class, wait=False)
+        first = None
+        deadline = time.monotonic() + 120 + n / 5
+        while True:
+            count = inbox_count(engine) - before
+            now = time.monotonic()
+            if count and first is None:
+                first = (now, count)
+            if count >= n:
+                break
+            if now > deadline:
+                raise RuntimeError(f"only {count}/{n} inbox items:\n{net.log('notifications')[-2000:]}")
+            time.sleep(0.05)
+        seconds = now - first[0]
+        rate = (n - first[1]) / seconds if seconds > 0 else float("nan")
+        engine.dispose()
+        say(f"    {rate:,.0f} messages/s")
+        return {"backend": backend, "label": label, "n": n, "rate": rate, "seconds": seconds}
+    finally:
+        net.close()
+
+
+# --- the report ------------------------------------------------------------------------------------------------
+
+
+def loop_table(rows):
+    lines = ["| database | offered loops/s | loops | achieved loops/s | loop p50 ms | referral → inbox p50 ms "
+             "| p95 ms | p99 ms | errors |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for row in rows:
+        lines.append(
+            f"| {row['backend']} | {row['rate']} | {row['ok']} | {row['achieved']:.1f} | "
+            f"{percentile(row['loop'], .5):.0f} | {percentile(row['to_inbox'], .5):.0f} | "
+            f"{percentile(row['to_inbox'], .95):.0f} | {percentile(row['to_inbox'], .99):.0f} | "
+            f"{row['errors'] + row['missing']} |")
+    return "\n".join(lines)
+
+
+def drain_table(rows):
+    lines = ["| database | consumer | messages | seconds | messages/s |", "|---|---|---:|---:|---:|"]
+    for row in rows:
+        lines.append(f"| {row['backend']} | {row['label']} | {row['n']} | {row['seconds']:.2f} | {row['rate']:,.0f} |")
+    return "\n".join(lines)
+
+
+def run(backends, rates, seconds, backlog):
+    loops, drains = [], []
+    for backend in backends:
+        say(f"flows on {backend}")
+        for batch_size, snapshot in ((1, False), (100, False), (1, True), (100, True)):
+            drains.append(drain_row(backend, backlog, batch_size, snapshot))
+        loops += loop_rows(backend, rates, seconds)
+    return loops, drains
