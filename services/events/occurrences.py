@@ -20,8 +20,10 @@ from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import String, and_, cast, delete, func, insert, or_, select, tuple_, union_all
 
-from services.events import domain, recurrence
+from services.events import listing, overlaps, recurrence
+from services.events import timing as timing_rules
 from services.events.models import Event, StoredOccurrence
+from services.events.validation import VISIBILITIES
 from tansiq.errors import DomainError
 
 UTC = timezone.utc
@@ -42,7 +44,7 @@ def store(session, event, now, new=False):
     session.flush()
     if not new:
         session.execute(delete(StoredOccurrence).where(StoredOccurrence.event_id == event.id))
-    timing = domain.Timing.of(event)
+    timing = timing_rules.Timing.of(event)
     until = max(now, timing.starts_at) + HORIZON
     rows = _natural_rows(event, timing, None, until)
     moved = _moved(event, timing)
@@ -65,7 +67,7 @@ def extend(session, now, batch=None):
         if event.occurrences_until is None:
             store(session, event, now)
             continue
-        timing = domain.Timing.of(event)
+        timing = timing_rules.Timing.of(event)
         until = max(now, timing.starts_at) + HORIZON
         rows = _natural_rows(event, timing, event.occurrences_until, until)
         if rows:
@@ -76,7 +78,7 @@ def extend(session, now, batch=None):
 
 
 def _moved(event, timing):
-    return {domain.override_key(o, timing): (o.starts_at, o.ends_at) for o in event.overrides}
+    return {timing_rules.override_key(o, timing): (o.starts_at, o.ends_at) for o in event.overrides}
 
 
 def _natural_rows(event, timing, lo, hi):
@@ -165,11 +167,11 @@ class Page:
 def page(session, window_start, window_end, city=None, kind=None, association=None,
          visibilities=None, include_drafts=False, cursor=None, limit=PAGE_SIZE):
     """Occurrences in a window sorted by (start, title, event, occurrence), `limit` at a time."""
-    visibilities = domain.VISIBILITIES if visibilities is None else visibilities
+    visibilities = VISIBILITIES if visibilities is None else visibilities
     if window_end <= window_start:
         raise DomainError("the window end must be after its start", code="invalid_window")
-    if window_end - window_start > domain.MAX_WINDOW:
-        raise DomainError(f"ask for at most {domain.MAX_WINDOW.days} days at a time", code="invalid_window")
+    if window_end - window_start > listing.MAX_WINDOW:
+        raise DomainError(f"ask for at most {listing.MAX_WINDOW.days} days at a time", code="invalid_window")
     if not 1 <= limit <= MAX_PAGE_SIZE:
         raise DomainError(f"limit must be 1..{MAX_PAGE_SIZE}", code="invalid_request")
     after = decode_cursor(cursor)
@@ -190,7 +192,7 @@ def page(session, window_start, window_end, city=None, kind=None, association=No
     if after is not None:
         query = query.where(tuple_(*_ORDER) > tuple_(*after))
     found = [(_sort_key(row.starts_at, row.title, row.event_id, row.recurrence_key),
-              domain.make_occurrence(event, domain.Timing.of(event), row.recurrence_key, row.starts_at,
+              listing.make_occurrence(event, timing_rules.Timing.of(event), row.recurrence_key, row.starts_at,
                                      row.ends_at, row.moved))
              for row, event in session.execute(query)]
     found += _live(session, window_start, window_end, city, kind, visibilities, include_drafts, after)
@@ -222,8 +224,8 @@ def _live(session, window_start, window_end, city, kind, visibilities, include_d
         query = query.where(Event.kind == kind)
     found = []
     for event in session.scalars(query):
-        until, timing = event.occurrences_until, domain.Timing.of(event)
-        for occurrence in domain.occurrences_of(event, window_start, window_end):
+        until, timing = event.occurrences_until, timing_rules.Timing.of(event)
+        for occurrence in listing.occurrences_of(event, window_start, window_end):
             if until is not None and (occurrence.moved or occurrence.start < until):
                 continue  # stored already
             key = _sort_key(occurrence.start, occurrence.title, occurrence.event_id,
@@ -284,6 +286,6 @@ def clashing(session, who, spans, window_end):
         or_(func.lower(Event.city) == who.city.lower(), *([Event.venue_id == who.venue_id] if who.venue_id else [])),
         or_(Event.rrule.is_not(None), and_(Event.starts_at < window_end, Event.ends_at > window_start))))
     for other in beyond:
-        theirs.setdefault(other.id, set()).update(domain.event_spans(other, window_start, window_end))
+        theirs.setdefault(other.id, set()).update(overlaps.event_spans(other, window_start, window_end))
     others = {e.id: e for e in session.scalars(select(Event).where(Event.id.in_(list(theirs))))} if theirs else {}
     return {others[event_id]: sorted(found) for event_id, found in sorted(theirs.items()) if event_id in others}
