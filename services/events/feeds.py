@@ -3,10 +3,11 @@
 A feed's ETag is a hash of what it covers (scope, audience, window) and of the last change
 to the events it may hold (their latest `updated_at` and their number): one small query. A
 client that already has that version is told so without a build (HTTP 304); a feed already
-built for it is served from memory, and so is each event's VEVENT text until that event changes.
-Otherwise the events are loaded in one short unit of
-work and the text is written after it has closed, yielding between components, so a long
-build holds neither the database (SQLite's unit-of-work lock) nor the event loop. Two
+built for it is served from memory. Otherwise each event's VEVENT text, stored with the event
+(Event.ics_text, rewritten with each change), is read in one short unit of work and the texts
+are joined after it has closed, yielding every few hundred events, so a long build holds
+neither the database (SQLite's unit-of-work lock) nor the event loop. An event stored before
+its text was is written here once and kept in memory until it changes. Two
 requests for the same feed share one build.
 """
 

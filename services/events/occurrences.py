@@ -14,16 +14,20 @@ a page says where the next one starts, and the last one says there is none.
 
 import base64
 import binascii
+import functools
 import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from types import SimpleNamespace
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import String, and_, cast, delete, func, insert, or_, select, tuple_, union_all
 
-from services.events import listing, overlaps, recurrence
+from services.events import ical, listing, overlaps, recurrence
 from services.events import timing as timing_rules
-from services.events.models import Event, StoredOccurrence
+from services.events.models import Event, Registration, StoredOccurrence, Venue
 from services.events.validation import VISIBILITIES
+from services.events.venues import venue_dict
 from tansiq.errors import DomainError
 
 UTC = timezone.utc
@@ -40,19 +44,26 @@ _SPANS_PER_QUERY = 50  # overlap checks ask for this many index ranges in one st
 # --- writing ----------------------------------------------------------------------------------
 
 def store(session, event, now, new=False):
-    """(Re)write every stored occurrence of `event`, as it is now in this session (`new`: it has none yet)."""
+    """(Re)write every stored occurrence of `event`, as it is now in this session (`new`: it has none
+    yet), and the VEVENT text feeds read (ical.vevents_text)."""
     session.flush()
     if not new:
         session.execute(delete(StoredOccurrence).where(StoredOccurrence.event_id == event.id))
+    rows, event.occurrences_until = rows_of(event, now)
+    if rows:
+        session.execute(insert(StoredOccurrence), rows)
+    event.ics_text = None if event.status == "draft" else ical.vevents_text(event)  # feeds never show drafts
+
+
+def rows_of(event, now):
+    """(rows of `event_occurrences`, occurrences_until) of an event: what `store` writes."""
     timing = timing_rules.Timing.of(event)
     until = max(now, timing.starts_at) + HORIZON
     rows = _natural_rows(event, timing, None, until)
     moved = _moved(event, timing)
     exdates = set(event.exdates or [])
     rows += [_row(event, timing, key, start, end, True) for key, (start, end) in moved.items() if key not in exdates]
-    if rows:
-        session.execute(insert(StoredOccurrence), rows)
-    event.occurrences_until = STORED_FOREVER if _complete(timing, until) else until
+    return rows, STORED_FOREVER if _complete(timing, until) else until
 
 
 def extend(session, now, batch=None):
@@ -176,7 +187,10 @@ def page(session, window_start, window_end, city=None, kind=None, association=No
         raise DomainError(f"limit must be 1..{MAX_PAGE_SIZE}", code="invalid_request")
     after = decode_cursor(cursor)
     stored = StoredOccurrence
-    query = (select(stored, Event).join(Event, Event.id == stored.event_id)
+    # Columns, not entities: a page is the next rows of one index (ix_occurrences_order or
+    # ix_occurrences_city_order), joined to its events' fields, with nothing loaded per event.
+    query = (select(*_PAGE_COLUMNS).select_from(stored).join(Event, Event.id == stored.event_id)
+             .outerjoin(Venue, Venue.id == Event.venue_id)
              .where(_intersecting(window_start, window_end, _longest(session)), stored.visibility.in_(visibilities))
              .order_by(*_ORDER).limit(limit + 1))
     if not include_drafts:
@@ -191,10 +205,12 @@ def page(session, window_start, window_end, city=None, kind=None, association=No
                                 cast(Event.co_organisers, String).like(f'%"{association}"%')))
     if after is not None:
         query = query.where(tuple_(*_ORDER) > tuple_(*after))
-    found = [(_sort_key(row.starts_at, row.title, row.event_id, row.recurrence_key),
-              listing.make_occurrence(event, timing_rules.Timing.of(event), row.recurrence_key, row.starts_at,
-                                     row.ends_at, row.moved))
-             for row, event in session.execute(query)]
+    rows = session.execute(query).all()
+    registered = _registered(session, {row.id for row in rows})
+    found = [(_sort_key(row.starts_at, row.title, row.id, row.recurrence_key),
+              listing.occurrence(row, zone(row.tz), row.recurrence_key, row.starts_at, row.ends_at, row.moved,
+                                 _venue(row), registered.get(row.id, 0)))
+             for row in rows]
     found += _live(session, window_start, window_end, city, kind, visibilities, include_drafts, after)
     if association:
         found = [(key, o) for key, o in found if o.organiser == association or association in o.co_organisers]
@@ -202,6 +218,36 @@ def page(session, window_start, window_end, city=None, kind=None, association=No
     items = [o for _, o in found[:limit]]
     more = len(found) > limit
     return Page(items, encode_cursor(found[limit - 1][0]) if more else None)
+
+
+_PAGE_COLUMNS = (
+    StoredOccurrence.event_id.label("id"), StoredOccurrence.recurrence_key, StoredOccurrence.starts_at,
+    StoredOccurrence.ends_at, StoredOccurrence.moved, StoredOccurrence.title, StoredOccurrence.kind,
+    StoredOccurrence.organiser, StoredOccurrence.status, StoredOccurrence.visibility, Event.city,
+    Event.co_organisers, Event.tz, Event.all_day, Event.rrule, Event.sequence, Event.description, Event.capacity,
+    Event.place, Venue.id.label("venue_id"), Venue.name.label("venue_name"), Venue.city.label("venue_city"),
+    Venue.address.label("venue_address"), Venue.latitude.label("venue_latitude"),
+    Venue.longitude.label("venue_longitude"))
+
+
+@functools.lru_cache(maxsize=64)
+def zone(name):
+    return ZoneInfo(name)
+
+
+def _venue(row):
+    venue = None if row.venue_id is None else SimpleNamespace(
+        id=row.venue_id, name=row.venue_name, city=row.venue_city, address=row.venue_address,
+        latitude=row.venue_latitude, longitude=row.venue_longitude)
+    return venue_dict(venue, row.place)
+
+
+def _registered(session, event_ids):
+    """{event id: its registrations} for the events of one page, in one query."""
+    if not event_ids:
+        return {}
+    return dict(session.execute(select(Registration.event_id, func.count()).where(
+        Registration.event_id.in_(sorted(event_ids))).group_by(Registration.event_id)).all())
 
 
 _ORDER = (StoredOccurrence.starts_at, StoredOccurrence.title, StoredOccurrence.event_id,

@@ -28,6 +28,7 @@ def list_venues(session, city=None):
 
 
 def venue_dict(venue, place=""):
+    """A venue (or an object with its attributes; None: the free-text `place`) as listings show it."""
     if venue is None:
         return {"id": None, "name": place, "city": None, "address": "", "latitude": None,
                 "longitude": None} if place else None
