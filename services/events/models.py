@@ -150,3 +150,27 @@ class ReminderSent(Base):
     event_id: Mapped[str] = mapped_column(ForeignKey("events.id", ondelete="CASCADE"))
     occurrence_start: Mapped[datetime] = mapped_column(UTCDateTime)
     sent_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class ImportJob(Base):
+    """One import of an association's existing calendar (imports.py): its progress and its report."""
+
+    __tablename__ = "event_imports"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    association: Mapped[str] = mapped_column(String(64), index=True)
+    source: Mapped[str] = mapped_column(String(500))  # the file's name or the URL
+    actor_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    status: Mapped[str] = mapped_column(String(12))  # queued | running | done | failed
+    total: Mapped[int | None] = mapped_column(Integer, nullable=True)  # series found, once read
+    processed: Mapped[int] = mapped_column(Integer, default=0)
+    created: Mapped[int] = mapped_column(Integer, default=0)
+    updated: Mapped[int] = mapped_column(Integer, default=0)
+    unchanged: Mapped[int] = mapped_column(Integer, default=0)
+    skipped: Mapped[int] = mapped_column(Integer, default=0)  # private, or cancelled before ever imported
+    error_count: Mapped[int] = mapped_column(Integer, default=0)
+    errors: Mapped[list] = mapped_column(JSON, default=list)  # [{"line", "uid", "message"}], the first ones
+    message: Mapped[str] = mapped_column(Text, default="")  # why the whole import failed
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)

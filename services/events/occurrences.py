@@ -21,7 +21,7 @@ from datetime import datetime, timedelta, timezone
 from types import SimpleNamespace
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import String, and_, cast, delete, func, insert, or_, select, tuple_, union_all
+from sqlalchemy import String, and_, cast, delete, exists, func, insert, or_, select, tuple_, union_all
 
 from services.events import ical, listing, overlaps, recurrence
 from services.events import timing as timing_rules
@@ -187,11 +187,12 @@ def page(session, window_start, window_end, city=None, kind=None, association=No
         raise DomainError(f"limit must be 1..{MAX_PAGE_SIZE}", code="invalid_request")
     after = decode_cursor(cursor)
     stored = StoredOccurrence
-    # Columns, not entities: a page is the next rows of one index (ix_occurrences_order or
-    # ix_occurrences_city_order), joined to its events' fields, with nothing loaded per event.
+    longest, all_stored = _bounds(session, window_end)
+    # Columns, not entities, on the Core connection: a page is the next rows of one index
+    # (ix_occurrences_order or ix_occurrences_city_order) joined to its events' fields.
     query = (select(*_PAGE_COLUMNS).select_from(stored).join(Event, Event.id == stored.event_id)
              .outerjoin(Venue, Venue.id == Event.venue_id)
-             .where(_intersecting(window_start, window_end, _longest(session)), stored.visibility.in_(visibilities))
+             .where(_intersecting(window_start, window_end, longest), stored.visibility.in_(visibilities))
              .order_by(*_ORDER).limit(limit + 1))
     if not include_drafts:
         query = query.where(stored.status != "draft")
@@ -205,13 +206,12 @@ def page(session, window_start, window_end, city=None, kind=None, association=No
                                 cast(Event.co_organisers, String).like(f'%"{association}"%')))
     if after is not None:
         query = query.where(tuple_(*_ORDER) > tuple_(*after))
-    rows = session.execute(query).all()
-    registered = _registered(session, {row.id for row in rows})
     found = [(_sort_key(row.starts_at, row.title, row.id, row.recurrence_key),
               listing.occurrence(row, zone(row.tz), row.recurrence_key, row.starts_at, row.ends_at, row.moved,
-                                 _venue(row), registered.get(row.id, 0)))
-             for row in rows]
-    found += _live(session, window_start, window_end, city, kind, visibilities, include_drafts, after)
+                                 _venue(row), row.registered))
+             for row in session.connection().execute(query)]
+    if not all_stored:
+        found += _live(session, window_start, window_end, city, kind, visibilities, include_drafts, after)
     if association:
         found = [(key, o) for key, o in found if o.organiser == association or association in o.co_organisers]
     found.sort(key=lambda pair: pair[0])
@@ -227,7 +227,9 @@ _PAGE_COLUMNS = (
     Event.co_organisers, Event.tz, Event.all_day, Event.rrule, Event.sequence, Event.description, Event.capacity,
     Event.place, Venue.id.label("venue_id"), Venue.name.label("venue_name"), Venue.city.label("venue_city"),
     Venue.address.label("venue_address"), Venue.latitude.label("venue_latitude"),
-    Venue.longitude.label("venue_longitude"))
+    Venue.longitude.label("venue_longitude"),
+    select(func.count()).where(Registration.event_id == Event.id).correlate(Event).scalar_subquery().label(
+        "registered"))
 
 
 @functools.lru_cache(maxsize=64)
@@ -242,12 +244,15 @@ def _venue(row):
     return venue_dict(venue, row.place)
 
 
-def _registered(session, event_ids):
-    """{event id: its registrations} for the events of one page, in one query."""
-    if not event_ids:
-        return {}
-    return dict(session.execute(select(Registration.event_id, func.count()).where(
-        Registration.event_id.in_(sorted(event_ids))).group_by(Registration.event_id)).all())
+def _bounds(session, window_end):
+    """(longest stored occurrence, whether every occurrence before `window_end` is stored): one
+    round trip on indexed columns before each page (the second spares the live expansion)."""
+    longest, earliest, unstored = session.connection().execute(select(
+        select(func.max(StoredOccurrence.minutes)).scalar_subquery(),
+        select(func.min(Event.occurrences_until)).scalar_subquery(),
+        exists().where(Event.occurrences_until.is_(None)))).one()
+    all_stored = not unstored and (earliest is None or earliest >= window_end)
+    return timedelta(minutes=longest or 0), all_stored
 
 
 _ORDER = (StoredOccurrence.starts_at, StoredOccurrence.title, StoredOccurrence.event_id,

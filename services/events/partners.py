@@ -54,14 +54,14 @@ def apply_partner_event(session, now, envelope, known_associations):
     else:
         changes = {key: value for key, value in spec.items() if key != "organiser"}
         event, warnings = update_event(session, now, event.id, changes, known_associations)
-    _set_partner_moves(session, event, data.get("moved") or [])
+    set_moves(session, event, data.get("moved") or [])
     event.sequence = max(event.sequence, data["sequence"])
     session.flush()
     stored.store(session, event, now)
     return event, warnings
 
 
-def _set_partner_moves(session, event, moved):
+def set_moves(session, event, moved):
     if not moved:
         return
     timing = Timing.of(event)

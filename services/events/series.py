@@ -62,7 +62,7 @@ def update_event(session, now, event_id, changes, known_associations, force=Fals
     if "organiser" in changes and changes["organiser"] != event.organiser:
         raise DomainError("the organiser of an event cannot change", code="invalid_event")
     old = Timing.of(event)
-    spec = {**_spec_of(event), **changes}
+    spec = {**spec_of(event), **changes}
     carried = (old, [] if "exdates" in changes else list(event.exdates or []),
                [(override_key(o, old), o.starts_at, o.ends_at) for o in event.overrides])
     values, timing, overrides, warnings = validate(session, spec, known_associations, carried)
@@ -191,7 +191,7 @@ def replace_overrides(session, event, overrides, timing):
                                         starts_at=start, ends_at=end))
 
 
-def _spec_of(event):
+def spec_of(event):
     """An existing event as a CreateEvent spec in its own local wall time."""
     tz = zone(event.tz)
     start = event.starts_at.astimezone(tz).replace(tzinfo=None)
