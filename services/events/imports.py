@@ -34,13 +34,14 @@ from services.events import occurrences as stored
 from services.events.models import DEFAULT_TZ, Event, ImportJob
 from services.events.partners import set_moves
 from services.events.recurrence import cooperate
+from services.events.schemas import IMPORT_MAX_BYTES
 from services.events.series import cancel_event, create_event, replace_overrides, spec_of, update_event
 from services.events.timing import Timing, local_input, override_key
 from services.events.validation import validate
 from tansiq.contracts.events import EVENT_KINDS
 from tansiq.errors import DomainError, NotFound
 
-MAX_BYTES = 10 * 1024 * 1024  # a whole association's calendar for years is a few MB
+MAX_BYTES = IMPORT_MAX_BYTES  # 10 MB: a whole association's calendar for years is a few MB
 MAX_EVENTS = 20_000  # VEVENT series in one import
 MAX_REPORTED_ERRORS = 500  # per job: the rest are counted
 FETCH_TIMEOUT = (5, 15)  # seconds to connect, and between two reads

@@ -12,7 +12,14 @@ from datetime import datetime, timedelta, timezone
 from werkzeug.http import http_date
 from werkzeug.wrappers import Response
 
-from services.events.schemas import CancelOccurrence, CreateEvent, MoveOccurrence, RegistrationSchema, UpdateEvent
+from services.events.schemas import (
+    CancelOccurrence,
+    CreateEvent,
+    ImportRequest,
+    MoveOccurrence,
+    RegistrationSchema,
+    UpdateEvent,
+)
 from services.gateway.access import can, requires, signed_in_or_none
 from services.gateway.calls import TimedRpcProxy, idempotency_key
 from services.gateway.web import api, json_response, load_json, render, request_language
@@ -128,6 +135,18 @@ class EventsApi:
         body = _json_body(request, RegistrationSchema())
         return json_response(self.events_rpc.register(event_id, body, actor=actor,
                                                       idempotency_key=idempotency_key(request)), status=201)
+
+    @api("POST", "/api/calendar-imports")
+    @requires("calendar.edit", "events")
+    def calendar_import_start(self, request, actor):
+        """An association's existing calendar (its URL, or an .ics file's text) imported as a job: 202."""
+        body = _json_body(request, ImportRequest())
+        return json_response(self.events_rpc.start_import(body, actor=actor), status=202)
+
+    @api("GET", "/api/calendar-imports/<string:import_id>")
+    @requires("calendar.edit", "events")
+    def calendar_import_status(self, request, actor, import_id):
+        return json_response(self.events_rpc.import_status(import_id, actor=actor))
 
     @api("GET", "/api/venues")
     def events_venues(self, request):

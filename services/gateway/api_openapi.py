@@ -22,6 +22,8 @@ from services.events.schemas import (
     CancelOccurrence,
     CreateEvent,
     EventSchema,
+    ImportJobSchema,
+    ImportRequest,
     MoveOccurrence,
     OccurrencePageSchema,
     OccurrenceSchema,
@@ -81,7 +83,7 @@ COMPONENTS = {
     "Venue": VenueSchema, "Registration": RegistrationSchema, "CreateEvent": CreateEvent,
     "UpdateEvent": UpdateEvent(partial=True), "Event": EventSchema, "EventResult": gateway.EventResultSchema,
     "Occurrence": OccurrenceSchema, "OccurrencePage": OccurrencePageSchema, "MoveOccurrence": MoveOccurrence,
-    "CancelOccurrence": CancelOccurrence,
+    "CancelOccurrence": CancelOccurrence, "ImportRequest": ImportRequest, "ImportJob": ImportJobSchema,
     "InboxEntry": gateway.InboxEntrySchema, "InboxList": gateway.InboxListSchema,
     "ReferralPage": gateway.ReferralPageSchema, "BeneficiaryPage": gateway.BeneficiaryPageSchema,
     "UnreadCount": gateway.UnreadCountSchema, "Preferences": PreferencesSchema,
@@ -210,6 +212,15 @@ ROUTES = {
     ("POST", "/api/events/{event_id}/registrations"): described(
         command=True, tag="events", body="Registration", answer=(201, "Registration"),
         summary="Register a participant or stand"),
+    ("POST", "/api/calendar-imports"): described(
+        tag="events", body="ImportRequest", answer=(202, "ImportJob"),
+        summary="Import an association's existing calendar (an https URL kept in Google or Outlook, or an .ics "
+                "file's text, 10 MB at most) as a job, idempotent on UID: importing again updates, never "
+                "duplicates. Coordinators and events managers of that association; URLs must reach public "
+                "addresses"),
+    ("GET", "/api/calendar-imports/{import_id}"): described(
+        tag="events", answer=(200, "ImportJob"),
+        summary="An import's progress and report (malformed VEVENTs with their line)"),
     ("GET", "/api/venues"): described(tag="events", auth=PUBLIC, query=[query("city", {"type": "string"})],
                                  answer=(200, ["Venue"]), summary="Registered venues"),
     # iCalendar feeds: public events only, so calendar apps can subscribe without signing in

@@ -9,13 +9,14 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+import eventlet
 import pytest
 from sqlalchemy import func, select
 
 from services.events import imports, occurrences
 from services.events.models import Base, Event, ImportJob
 from tansiq.db import Sessions, make_engine
-from tansiq.errors import DomainError
+from tansiq.errors import DomainError, NotFound
 from tansiq.messaging.store import messaging_metadata
 
 UTC = timezone.utc
@@ -185,3 +186,42 @@ def test_fetching_is_bounded_in_size_redirects_and_time(server, db):
         job_id = imports.start(session, NOW, "amal-safi", f"{server}/cal.ics").id
     report = imports.run(db.session, lambda: NOW, job_id, f"{server}/cal.ics", ASSOCIATIONS, "Safi")
     assert report["status"] == "failed" and "not a public address" in report["message"]
+
+
+class FakeDirectory:
+    def list_associations(self):
+        return [{"slug": "amal-safi", "city": "Safi"}, {"slug": "wafae-agadir", "city": "Agadir"}]
+
+
+def test_the_service_runs_the_job_for_the_association_s_own_editors(tmp_path):
+    from actors import signed, verifier  # tests/actors.py
+    from nameko.testing.services import worker_factory
+
+    from services.events.service import EventsService
+    from tansiq.errors import Forbidden
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'events.db'}")
+    Base.metadata.create_all(engine)
+    messaging_metadata.create_all(engine)
+    service = worker_factory(EventsService, db=Sessions(engine), directory=FakeDirectory(), identity=verifier("events"))
+    coordinator = signed({"id": "s-1", "association": "amal-safi", "roles": ["coordinator"]}, "events")
+    other = signed({"id": "s-2", "association": "wafae-agadir", "roles": ["coordinator"]}, "events")
+    case_worker = signed({"id": "s-3", "association": "amal-safi", "roles": ["case_worker"]}, "events")
+    body = {"association": "amal-safi", "ics": GOOGLE, "name": "google.ics"}
+    for refused in (other, case_worker):
+        with pytest.raises(Forbidden):
+            service.start_import(body, actor=refused)
+    with pytest.raises(DomainError) as inside:
+        service.start_import({"association": "amal-safi", "url": "http://127.0.0.1/cal.ics"}, actor=coordinator)
+    assert inside.value.code == "import_url_refused"
+    job = service.start_import(body, actor=coordinator)
+    assert (job["status"], job["source"]) == ("queued", "google.ics")
+    for _ in range(1000):  # the job runs in its own green thread: let it
+        eventlet.sleep(0.01)
+        report = service.import_status(job["id"], actor=coordinator)
+        if report["status"] in ("done", "failed"):
+            break
+    assert (report["status"], report["created"], report["error_count"]) == ("done", 2, 3)
+    with pytest.raises(NotFound):
+        service.import_status(job["id"], actor=other)
+    engine.dispose()
