@@ -318,9 +318,10 @@ def get(session, job_id, association=None):
     return job
 
 
-def run(sessions, clock, job_id, text_or_url, known_associations, city, allow_private=False):
+def run(sessions, clock, job_id, text_or_url, known_associations, city, allow_private=False, progress=None):
     """Read the calendar (fetch it when given a URL), then import it BATCH series per unit of work,
-    recording progress in the job; never raises: a failure is the job's status and message."""
+    recording progress in the job (and telling `progress(job dict)` after each batch); never
+    raises: a failure is the job's status and message."""
     with sessions() as session:
         job = get(session, job_id)
         job.status, job.started_at = "running", clock()
@@ -356,6 +357,8 @@ def run(sessions, clock, job_id, text_or_url, known_associations, city, allow_pr
                 setattr(job, outcome, (getattr(job, outcome) or 0) + counts.get(outcome, 0))
             job.error_count = (job.error_count or 0) + len(failures)
             job.errors = [*(job.errors or []), *failures][:MAX_REPORTED_ERRORS]
+            if progress:
+                progress(as_dict(job))
     return _finish(sessions, clock, job_id, "done", "")
 
 

@@ -225,3 +225,35 @@ def test_the_service_runs_the_job_for_the_association_s_own_editors(tmp_path):
     with pytest.raises(NotFound):
         service.import_status(job["id"], actor=other)
     engine.dispose()
+
+
+def test_the_command_imports_a_file_and_again_changes_nothing(tmp_path, monkeypatch, capsys):
+    from services.directory import domain as directory
+    from services.directory.models import Base as DirectoryBase
+    from tansiq import cli
+    from tansiq.db import session_scope
+
+    for service in ("DIRECTORY", "EVENTS"):
+        monkeypatch.setenv(f"TANSIQ_{service}_DB_URI", f"sqlite:///{tmp_path / service.lower()}.sqlite3")
+    directory_engine = make_engine(f"sqlite:///{tmp_path / 'directory.sqlite3'}")
+    DirectoryBase.metadata.create_all(directory_engine)
+    messaging_metadata.create_all(directory_engine)
+    with session_scope(directory_engine) as session:
+        directory.upsert_association(session, {"slug": "amal-safi", "name_fr": "Amal", "name_ar": "أمل",
+                                               "city": "Safi"})
+    directory_engine.dispose()
+    events_engine = make_engine(f"sqlite:///{tmp_path / 'events.sqlite3'}")
+    Base.metadata.create_all(events_engine)
+    messaging_metadata.create_all(events_engine)
+    sample = str(SAMPLES / "google_amal_safi.ics")
+    assert cli.main(["events", "import", sample, "--association", "amal-safi"]) == 0
+    first = capsys.readouterr().out
+    assert "2 created" in first and "line " in first
+    assert cli.main(["events", "import", sample, "--association", "amal-safi"]) == 0
+    assert "0 created, 0 updated, 2 unchanged" in capsys.readouterr().out
+    assert cli.main(["events", "import", sample, "--association", "nobody"]) == 1
+    assert cli.main(["events", "import", "http://127.0.0.1/x.ics", "--association", "amal-safi"]) == 1
+    with Sessions(events_engine).session() as session:
+        assert session.scalar(select(func.count()).select_from(Event)) == 2
+        assert session.scalar(select(Event.city).limit(1)) == "Safi"
+    events_engine.dispose()
