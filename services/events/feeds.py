@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from services.events import ical
+from services.events.recurrence import cooperate
 
 CACHE_BYTES = 64 * 1024 * 1024  # feeds kept in memory, most recently used first
 EVENT_CACHE_BYTES = 64 * 1024 * 1024  # events' VEVENT texts, reused by the next build of any feed
@@ -83,6 +84,7 @@ class FeedCache:
                 return Answer(etag, last_modified, cached)
             owner, done = self._claim(etag)
             if owner:
+                cooperate()  # between the version query and the build's: others' turn
                 try:
                     name, events, _ = ical.feed_events(session, now, scope, value, visibilities, start, end)
                 except BaseException:

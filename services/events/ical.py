@@ -6,6 +6,7 @@ calendar carries a VTIMEZONE written from zoneinfo for exactly the years the fee
 Thunderbird show Moroccan events at the right hour on both sides of Ramadan.
 """
 
+import functools
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
@@ -64,7 +65,7 @@ class FeedEntry:
     event: object = None
 
 
-_ENTRY_COLUMNS = (Event.id, Event.tz, Event.all_day, Event.ics_text, Event.organiser, Event.co_organisers)
+_ENTRY_COLUMNS = (Event.id, Event.tz, Event.all_day, Event.ics_text)
 _ROWS_PER_FETCH = 2000  # a network feed is streamed from the database this many events at a time
 
 
@@ -79,8 +80,9 @@ def feed_events(session, now, scope, value=None, visibilities=("public",), start
             raise NotFound(f"no event {value!r}", code="unknown_event")
         return TITLES[scope].format(event.title), [FeedEntry(event.tz, event.all_day, event.ics_text, event)], (
             start, end)
+    columns = [*_ENTRY_COLUMNS, Event.organiser, Event.co_organisers] if scope == "association" else _ENTRY_COLUMNS
     query = (query.where(Event.id.in_(occurrences.events_between(session, start, end)))
-             .with_only_columns(*_ENTRY_COLUMNS).order_by(Event.starts_at, Event.id)
+             .with_only_columns(*columns).order_by(Event.starts_at, Event.id)
              .execution_options(yield_per=_ROWS_PER_FETCH))
     rows = []
     for number, row in enumerate(session.execute(query)):
@@ -129,8 +131,8 @@ def text(entries, name, now, start, end, event_text=None):
     parts = [opening]
     zones = {entry.tz for entry in entries if not entry.all_day}
     if zones:
-        first, last = start.year, (end - timedelta(seconds=1)).year
-        parts += [component.to_ical().decode("utf-8") for component in vtimezone.for_zones(zones, first, last)]
+        parts.append(_vtimezones_text(tuple(sorted(zones)), start.year, (end - timedelta(seconds=1)).year))
+        cooperate()
     for number, entry in enumerate(entries):
         if number % _YIELD_EVERY == 0:
             cooperate()
@@ -140,6 +142,13 @@ def text(entries, name, now, start, end, event_text=None):
 
 
 _YIELD_EVERY = 200  # stored texts are only joined: a yield per event would cost more than the work
+
+
+@functools.lru_cache(maxsize=64)
+def _vtimezones_text(zones, first_year, last_year):
+    """The VTIMEZONE blocks of a feed's zones and years (the same for every feed of a month)."""
+    return "".join(component.to_ical().decode("utf-8") for component in vtimezone.for_zones(zones, first_year,
+                                                                                          last_year))
 
 
 def vevents_text(event):

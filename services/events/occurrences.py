@@ -22,6 +22,7 @@ from types import SimpleNamespace
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import String, and_, cast, delete, exists, func, insert, or_, select, tuple_, union_all
+from sqlalchemy.orm import lazyload
 
 from services.events import ical, listing, overlaps, recurrence
 from services.events import timing as timing_rules
@@ -322,7 +323,8 @@ def clashing(session, who, spans, window_end):
     same_place = [stored.city_key == who.city.lower()]
     if who.venue_id:
         same_place.append(stored.venue_id == who.venue_id)
-    theirs, longest = {}, _longest(session)
+    theirs = {}
+    longest, all_stored = _bounds(session, window_end)
     # One index range per (place, span), glued with UNION ALL: both SQLite and PostgreSQL walk
     # (city_key, starts_at) or (venue_id, starts_at) for each, never the whole table.
     ranges = [select(stored.event_id, stored.starts_at, stored.ends_at).where(
@@ -332,11 +334,13 @@ def clashing(session, who, spans, window_end):
         for event_id, start, end in session.execute(union_all(*ranges[first:first + _SPANS_PER_QUERY])):
             theirs.setdefault(event_id, set()).add((start, end))
     window_start = spans[0][0]
-    beyond = session.scalars(select(Event).where(
+    beyond = [] if all_stored else session.scalars(select(Event).where(
         Event.status == "published", Event.id != who.id, _beyond_horizon(window_end),
         or_(func.lower(Event.city) == who.city.lower(), *([Event.venue_id == who.venue_id] if who.venue_id else [])),
         or_(Event.rrule.is_not(None), and_(Event.starts_at < window_end, Event.ends_at > window_start))))
     for other in beyond:
         theirs.setdefault(other.id, set()).update(overlaps.event_spans(other, window_start, window_end))
-    others = {e.id: e for e in session.scalars(select(Event).where(Event.id.in_(list(theirs))))} if theirs else {}
+    # Only what a warning names (title, organiser, city, venue): not their exceptions or registrations.
+    others = {e.id: e for e in session.scalars(select(Event).where(Event.id.in_(list(theirs))).options(
+        lazyload(Event.overrides), lazyload(Event.registrations)))} if theirs else {}
     return {others[event_id]: sorted(found) for event_id, found in sorted(theirs.items()) if event_id in others}
