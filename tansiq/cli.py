@@ -149,6 +149,12 @@ def cmd_bench(args):
     return bench_main(args)
 
 
+def cmd_events_import(args):
+    from tansiq import calendar_import
+
+    return calendar_import.main(args.source, args.association, city=args.city)
+
+
 def cmd_audit(args):
     from tansiq import accountability
 
@@ -261,6 +267,16 @@ def build_parser():
                        help="instead: the calendar rows at N events on PostgreSQL (issue 13: 100000)")
     bench.add_argument("--output", default=str(tansiq_config.ROOT / "docs" / "benchmarks.md"))
     bench.set_defaults(func=cmd_bench)
+
+    events = sub.add_parser("events", help="the shared calendar: import an association's existing calendar")
+    events_sub = events.add_subparsers(dest="events_command", required=True)
+    events_import = events_sub.add_parser(
+        "import", help="import an .ics file or http(s) URL (Google, Outlook) into an association's calendar; "
+                       "importing again updates, never duplicates")
+    events_import.add_argument("source", help="an .ics file, or an http(s) URL")
+    events_import.add_argument("--association", required=True, help="the association whose calendar it is (slug)")
+    events_import.add_argument("--city", help="where its events are (default: the association's city)")
+    events_import.set_defaults(func=cmd_events_import)
 
     audit = sub.add_parser("audit", help="check the hash-chained audit trail of intake")
     audit.add_argument("action", choices=("verify",))

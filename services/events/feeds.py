@@ -3,10 +3,11 @@
 A feed's ETag is a hash of what it covers (scope, audience, window) and of the last change
 to the events it may hold (their latest `updated_at` and their number): one small query. A
 client that already has that version is told so without a build (HTTP 304); a feed already
-built for it is served from memory, and so is each event's VEVENT text until that event changes.
-Otherwise the events are loaded in one short unit of
-work and the text is written after it has closed, yielding between components, so a long
-build holds neither the database (SQLite's unit-of-work lock) nor the event loop. Two
+built for it is served from memory. Otherwise each event's VEVENT text, stored with the event
+(Event.ics_text, rewritten with each change), is read in one short unit of work and the texts
+are joined after it has closed, yielding every few hundred events, so a long build holds
+neither the database (SQLite's unit-of-work lock) nor the event loop. An event stored before
+its text was is written here once and kept in memory until it changes. Two
 requests for the same feed share one build.
 """
 
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from services.events import ical
+from services.events.recurrence import cooperate
 
 CACHE_BYTES = 64 * 1024 * 1024  # feeds kept in memory, most recently used first
 EVENT_CACHE_BYTES = 64 * 1024 * 1024  # events' VEVENT texts, reused by the next build of any feed
@@ -82,6 +84,7 @@ class FeedCache:
                 return Answer(etag, last_modified, cached)
             owner, done = self._claim(etag)
             if owner:
+                cooperate()  # between the version query and the build's: others' turn
                 try:
                     name, events, _ = ical.feed_events(session, now, scope, value, visibilities, start, end)
                 except BaseException:

@@ -6,6 +6,8 @@ calendar carries a VTIMEZONE written from zoneinfo for exactly the years the fee
 Thunderbird show Moroccan events at the right hour on both sides of Ramadan.
 """
 
+import functools
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
 import icalendar
@@ -13,9 +15,11 @@ from dateutil.relativedelta import relativedelta
 from sqlalchemy import String, cast, func, or_, select
 
 from services.events import occurrences, vtimezone
-from services.events.domain import Timing, get_event, venue_dict
 from services.events.models import Event
 from services.events.recurrence import cooperate
+from services.events.series import get_event
+from services.events.timing import Timing
+from services.events.venues import venue_dict
 from tansiq.errors import DomainError, NotFound
 
 PRODID = "-//Tansiq//Calendrier du reseau//FR"
@@ -50,21 +54,45 @@ def feed(session, now, scope, value=None, visibilities=("public",), start=None, 
     return text(events, name, now, start, end)
 
 
+@dataclass(frozen=True)
+class FeedEntry:
+    """One event of a feed: its zone (for the VTIMEZONE blocks) and its VEVENTs' text as stored
+    with it (Event.ics_text); `event` is loaded only for an event whose text is not stored yet."""
+
+    tz: str
+    all_day: bool
+    text: str | None
+    event: object = None
+
+
+_ENTRY_COLUMNS = (Event.id, Event.tz, Event.all_day, Event.ics_text)
+_ROWS_PER_FETCH = 2000  # a network feed is streamed from the database this many events at a time
+
+
 def feed_events(session, now, scope, value=None, visibilities=("public",), start=None, end=None):
-    """(calendar name, events, window) of a feed: everything `text` needs, loaded in one go."""
+    """(calendar name, FeedEntry list, window) of a feed: everything `text` needs, read in one go
+    (texts, not events: nothing is written here unless an event's text was never stored)."""
     start, end = window(now, start, end)
     query, name = scope_query(scope, value, visibilities), TITLES[scope].format(value)
     if scope == "event":
         event = get_event(session, value)
         if event.status == "draft" or event.visibility not in visibilities:
             raise NotFound(f"no event {value!r}", code="unknown_event")
-        name = TITLES[scope].format(event.title)
-    else:
-        query = query.where(Event.id.in_(occurrences.events_between(session, start, end)))
-    events = list(session.scalars(query.order_by(Event.starts_at, Event.id)))
-    if scope == "association":
-        events = [e for e in events if e.organiser == value or value in (e.co_organisers or [])]
-    return name, events, (start, end)
+        return TITLES[scope].format(event.title), [FeedEntry(event.tz, event.all_day, event.ics_text, event)], (
+            start, end)
+    columns = [*_ENTRY_COLUMNS, Event.organiser, Event.co_organisers] if scope == "association" else _ENTRY_COLUMNS
+    query = (query.where(Event.id.in_(occurrences.events_between(session, start, end)))
+             .with_only_columns(*columns).order_by(Event.starts_at, Event.id)
+             .execution_options(yield_per=_ROWS_PER_FETCH))
+    rows = []
+    for number, row in enumerate(session.execute(query)):
+        if number % _ROWS_PER_FETCH == 0:
+            cooperate()
+        if scope != "association" or row.organiser == value or value in (row.co_organisers or []):
+            rows.append(row)
+    missing = [row.id for row in rows if row.ics_text is None]
+    unwritten = {e.id: e for e in session.scalars(select(Event).where(Event.id.in_(missing)))} if missing else {}
+    return name, [FeedEntry(row.tz, row.all_day, row.ics_text, unwritten.get(row.id)) for row in rows], (start, end)
 
 
 def scope_query(scope, value, visibilities):
@@ -93,23 +121,34 @@ def version(session, scope, value, visibilities):
     return last, (count, int(sequences))
 
 
-def text(events, name, now, start=None, end=None, event_text=None):
-    """The feed's text, written one component at a time with a yield between them: a feed of
+def text(entries, name, now, start, end, event_text=None):
+    """The feed's text from its FeedEntry list, with a yield every few hundred events: a feed of
     many events never holds the event loop (heartbeats, other requests) for long.
-    `event_text(event)`: an event's VEVENTs as text (feeds.py keeps them between builds)."""
+    `event_text(event)`: the VEVENTs of an event whose text is not stored (feeds.py keeps those)."""
     event_text = event_text or vevents_text
     head = calendar([], name, now).to_ical().decode("utf-8")
     opening, closing = head[:head.rindex("END:VCALENDAR")], "END:VCALENDAR\r\n"
     parts = [opening]
-    zones = {event.tz for event in events if not event.all_day}
+    zones = {entry.tz for entry in entries if not entry.all_day}
     if zones:
-        first, last = (start.year, (end - timedelta(seconds=1)).year) if start and end else covered_years(events, now)
-        parts += [component.to_ical().decode("utf-8") for component in vtimezone.for_zones(zones, first, last)]
-    for event in events:
+        parts.append(_vtimezones_text(tuple(sorted(zones)), start.year, (end - timedelta(seconds=1)).year))
         cooperate()
-        parts.append(event_text(event))
+    for number, entry in enumerate(entries):
+        if number % _YIELD_EVERY == 0:
+            cooperate()
+        parts.append(entry.text if entry.text is not None else event_text(entry.event))
     parts.append(closing)
     return "".join(parts)
+
+
+_YIELD_EVERY = 200  # stored texts are only joined: a yield per event would cost more than the work
+
+
+@functools.lru_cache(maxsize=64)
+def _vtimezones_text(zones, first_year, last_year):
+    """The VTIMEZONE blocks of a feed's zones and years (the same for every feed of a month)."""
+    return "".join(component.to_ical().decode("utf-8") for component in vtimezone.for_zones(zones, first_year,
+                                                                                          last_year))
 
 
 def vevents_text(event):

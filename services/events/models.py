@@ -19,6 +19,12 @@ class Base(DeclarativeBase):
     pass
 
 
+def ordered(length):
+    """A string column sorted by code point, as Python sorts it: a listing's cursor compares in SQL
+    what the page sorted in Python, whatever the database's own collation (PostgreSQL: "C")."""
+    return String(length).with_variant(String(length, collation="C"), "postgresql")
+
+
 class Venue(Base):
     __tablename__ = "venues"
 
@@ -59,6 +65,9 @@ class Event(Base):
     # Occurrences starting before this instant are in `event_occurrences` (see occurrences.py);
     # None: not stored yet (listings expand the event live until the timer stores it).
     occurrences_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True, index=True)
+    # The event's VEVENTs as feeds write them, rewritten with every change (occurrences.store): a
+    # feed of 100,000 events is then read, not written. None: written on the fly until the next change.
+    ics_text: Mapped[str | None] = mapped_column(Text, nullable=True)
 
     venue: Mapped[Venue | None] = relationship(lazy="joined")
     overrides: Mapped[list["Override"]] = relationship(
@@ -90,20 +99,21 @@ class StoredOccurrence(Base):
     __tablename__ = "event_occurrences"
     __table_args__ = (
         UniqueConstraint("event_id", "recurrence_key", name="uq_occurrence"),
-        Index("ix_occurrences_city_start", "city_key", "starts_at"),
+        # A listing's order (start, title, event, occurrence): a page is the next rows of one index.
+        Index("ix_occurrences_order", "starts_at", "title", "event_id", "recurrence_key"),
+        Index("ix_occurrences_city_order", "city_key", "starts_at", "title", "event_id", "recurrence_key"),
         Index("ix_occurrences_venue_start", "venue_id", "starts_at"),
-        Index("ix_occurrences_start", "starts_at"),
         Index("ix_occurrences_organiser_start", "organiser", "starts_at"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    event_id: Mapped[str] = mapped_column(ForeignKey("events.id", ondelete="CASCADE"), index=True)
-    recurrence_key: Mapped[str] = mapped_column(String(40))  # Timing.key of its original start; "" if single
+    event_id: Mapped[str] = mapped_column(ordered(64), ForeignKey("events.id", ondelete="CASCADE"), index=True)
+    recurrence_key: Mapped[str] = mapped_column(ordered(40))  # Timing.key of its original start; "" if single
     starts_at: Mapped[datetime] = mapped_column(UTCDateTime)
     ends_at: Mapped[datetime] = mapped_column(UTCDateTime)
     minutes: Mapped[int] = mapped_column(Integer, index=True)  # length: how far back a window must look
     moved: Mapped[bool] = mapped_column(Boolean, default=False)
-    title: Mapped[str] = mapped_column(String(200))  # the listing's tie-break after the start
+    title: Mapped[str] = mapped_column(ordered(200))  # the listing's tie-break after the start
     city_key: Mapped[str] = mapped_column(String(100))  # lower-cased city
     venue_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     organiser: Mapped[str] = mapped_column(String(64))
@@ -140,3 +150,27 @@ class ReminderSent(Base):
     event_id: Mapped[str] = mapped_column(ForeignKey("events.id", ondelete="CASCADE"))
     occurrence_start: Mapped[datetime] = mapped_column(UTCDateTime)
     sent_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class ImportJob(Base):
+    """One import of an association's existing calendar (imports.py): its progress and its report."""
+
+    __tablename__ = "event_imports"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    association: Mapped[str] = mapped_column(String(64), index=True)
+    source: Mapped[str] = mapped_column(String(500))  # the file's name or the URL
+    actor_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    status: Mapped[str] = mapped_column(String(12))  # queued | running | done | failed
+    total: Mapped[int | None] = mapped_column(Integer, nullable=True)  # series found, once read
+    processed: Mapped[int] = mapped_column(Integer, default=0)
+    created: Mapped[int] = mapped_column(Integer, default=0)
+    updated: Mapped[int] = mapped_column(Integer, default=0)
+    unchanged: Mapped[int] = mapped_column(Integer, default=0)
+    skipped: Mapped[int] = mapped_column(Integer, default=0)  # private, or cancelled before ever imported
+    error_count: Mapped[int] = mapped_column(Integer, default=0)
+    errors: Mapped[list] = mapped_column(JSON, default=list)  # [{"line", "uid", "message"}], the first ones
+    message: Mapped[str] = mapped_column(Text, default="")  # why the whole import failed
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)

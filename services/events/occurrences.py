@@ -14,14 +14,21 @@ a page says where the next one starts, and the last one says there is none.
 
 import base64
 import binascii
+import functools
 import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from types import SimpleNamespace
+from zoneinfo import ZoneInfo
 
-from sqlalchemy import String, and_, cast, delete, func, insert, or_, select, tuple_, union_all
+from sqlalchemy import String, and_, cast, delete, exists, func, insert, or_, select, tuple_, union_all
+from sqlalchemy.orm import lazyload
 
-from services.events import domain, recurrence
-from services.events.models import Event, StoredOccurrence
+from services.events import ical, listing, overlaps, recurrence
+from services.events import timing as timing_rules
+from services.events.models import Event, Registration, StoredOccurrence, Venue
+from services.events.validation import VISIBILITIES
+from services.events.venues import venue_dict
 from tansiq.errors import DomainError
 
 UTC = timezone.utc
@@ -38,19 +45,26 @@ _SPANS_PER_QUERY = 50  # overlap checks ask for this many index ranges in one st
 # --- writing ----------------------------------------------------------------------------------
 
 def store(session, event, now, new=False):
-    """(Re)write every stored occurrence of `event`, as it is now in this session (`new`: it has none yet)."""
+    """(Re)write every stored occurrence of `event`, as it is now in this session (`new`: it has none
+    yet), and the VEVENT text feeds read (ical.vevents_text)."""
     session.flush()
     if not new:
         session.execute(delete(StoredOccurrence).where(StoredOccurrence.event_id == event.id))
-    timing = domain.Timing.of(event)
+    rows, event.occurrences_until = rows_of(event, now)
+    if rows:
+        session.execute(insert(StoredOccurrence), rows)
+    event.ics_text = None if event.status == "draft" else ical.vevents_text(event)  # feeds never show drafts
+
+
+def rows_of(event, now):
+    """(rows of `event_occurrences`, occurrences_until) of an event: what `store` writes."""
+    timing = timing_rules.Timing.of(event)
     until = max(now, timing.starts_at) + HORIZON
     rows = _natural_rows(event, timing, None, until)
     moved = _moved(event, timing)
     exdates = set(event.exdates or [])
     rows += [_row(event, timing, key, start, end, True) for key, (start, end) in moved.items() if key not in exdates]
-    if rows:
-        session.execute(insert(StoredOccurrence), rows)
-    event.occurrences_until = STORED_FOREVER if _complete(timing, until) else until
+    return rows, STORED_FOREVER if _complete(timing, until) else until
 
 
 def extend(session, now, batch=None):
@@ -65,7 +79,7 @@ def extend(session, now, batch=None):
         if event.occurrences_until is None:
             store(session, event, now)
             continue
-        timing = domain.Timing.of(event)
+        timing = timing_rules.Timing.of(event)
         until = max(now, timing.starts_at) + HORIZON
         rows = _natural_rows(event, timing, event.occurrences_until, until)
         if rows:
@@ -76,7 +90,7 @@ def extend(session, now, batch=None):
 
 
 def _moved(event, timing):
-    return {domain.override_key(o, timing): (o.starts_at, o.ends_at) for o in event.overrides}
+    return {timing_rules.override_key(o, timing): (o.starts_at, o.ends_at) for o in event.overrides}
 
 
 def _natural_rows(event, timing, lo, hi):
@@ -165,17 +179,21 @@ class Page:
 def page(session, window_start, window_end, city=None, kind=None, association=None,
          visibilities=None, include_drafts=False, cursor=None, limit=PAGE_SIZE):
     """Occurrences in a window sorted by (start, title, event, occurrence), `limit` at a time."""
-    visibilities = domain.VISIBILITIES if visibilities is None else visibilities
+    visibilities = VISIBILITIES if visibilities is None else visibilities
     if window_end <= window_start:
         raise DomainError("the window end must be after its start", code="invalid_window")
-    if window_end - window_start > domain.MAX_WINDOW:
-        raise DomainError(f"ask for at most {domain.MAX_WINDOW.days} days at a time", code="invalid_window")
+    if window_end - window_start > listing.MAX_WINDOW:
+        raise DomainError(f"ask for at most {listing.MAX_WINDOW.days} days at a time", code="invalid_window")
     if not 1 <= limit <= MAX_PAGE_SIZE:
         raise DomainError(f"limit must be 1..{MAX_PAGE_SIZE}", code="invalid_request")
     after = decode_cursor(cursor)
     stored = StoredOccurrence
-    query = (select(stored, Event).join(Event, Event.id == stored.event_id)
-             .where(_intersecting(window_start, window_end, _longest(session)), stored.visibility.in_(visibilities))
+    longest, all_stored = _bounds(session, window_end)
+    # Columns, not entities, on the Core connection: a page is the next rows of one index
+    # (ix_occurrences_order or ix_occurrences_city_order) joined to its events' fields.
+    query = (select(*_PAGE_COLUMNS).select_from(stored).join(Event, Event.id == stored.event_id)
+             .outerjoin(Venue, Venue.id == Event.venue_id)
+             .where(_intersecting(window_start, window_end, longest), stored.visibility.in_(visibilities))
              .order_by(*_ORDER).limit(limit + 1))
     if not include_drafts:
         query = query.where(stored.status != "draft")
@@ -189,17 +207,53 @@ def page(session, window_start, window_end, city=None, kind=None, association=No
                                 cast(Event.co_organisers, String).like(f'%"{association}"%')))
     if after is not None:
         query = query.where(tuple_(*_ORDER) > tuple_(*after))
-    found = [(_sort_key(row.starts_at, row.title, row.event_id, row.recurrence_key),
-              domain.make_occurrence(event, domain.Timing.of(event), row.recurrence_key, row.starts_at,
-                                     row.ends_at, row.moved))
-             for row, event in session.execute(query)]
-    found += _live(session, window_start, window_end, city, kind, visibilities, include_drafts, after)
+    found = [(_sort_key(row.starts_at, row.title, row.id, row.recurrence_key),
+              listing.occurrence(row, zone(row.tz), row.recurrence_key, row.starts_at, row.ends_at, row.moved,
+                                 _venue(row), row.registered))
+             for row in session.connection().execute(query)]
+    if not all_stored:
+        found += _live(session, window_start, window_end, city, kind, visibilities, include_drafts, after)
     if association:
         found = [(key, o) for key, o in found if o.organiser == association or association in o.co_organisers]
     found.sort(key=lambda pair: pair[0])
     items = [o for _, o in found[:limit]]
     more = len(found) > limit
     return Page(items, encode_cursor(found[limit - 1][0]) if more else None)
+
+
+_PAGE_COLUMNS = (
+    StoredOccurrence.event_id.label("id"), StoredOccurrence.recurrence_key, StoredOccurrence.starts_at,
+    StoredOccurrence.ends_at, StoredOccurrence.moved, StoredOccurrence.title, StoredOccurrence.kind,
+    StoredOccurrence.organiser, StoredOccurrence.status, StoredOccurrence.visibility, Event.city,
+    Event.co_organisers, Event.tz, Event.all_day, Event.rrule, Event.sequence, Event.description, Event.capacity,
+    Event.place, Venue.id.label("venue_id"), Venue.name.label("venue_name"), Venue.city.label("venue_city"),
+    Venue.address.label("venue_address"), Venue.latitude.label("venue_latitude"),
+    Venue.longitude.label("venue_longitude"),
+    select(func.count()).where(Registration.event_id == Event.id).correlate(Event).scalar_subquery().label(
+        "registered"))
+
+
+@functools.lru_cache(maxsize=64)
+def zone(name):
+    return ZoneInfo(name)
+
+
+def _venue(row):
+    venue = None if row.venue_id is None else SimpleNamespace(
+        id=row.venue_id, name=row.venue_name, city=row.venue_city, address=row.venue_address,
+        latitude=row.venue_latitude, longitude=row.venue_longitude)
+    return venue_dict(venue, row.place)
+
+
+def _bounds(session, window_end):
+    """(longest stored occurrence, whether every occurrence before `window_end` is stored): one
+    round trip on indexed columns before each page (the second spares the live expansion)."""
+    longest, earliest, unstored = session.connection().execute(select(
+        select(func.max(StoredOccurrence.minutes)).scalar_subquery(),
+        select(func.min(Event.occurrences_until)).scalar_subquery(),
+        exists().where(Event.occurrences_until.is_(None)))).one()
+    all_stored = not unstored and (earliest is None or earliest >= window_end)
+    return timedelta(minutes=longest or 0), all_stored
 
 
 _ORDER = (StoredOccurrence.starts_at, StoredOccurrence.title, StoredOccurrence.event_id,
@@ -222,8 +276,8 @@ def _live(session, window_start, window_end, city, kind, visibilities, include_d
         query = query.where(Event.kind == kind)
     found = []
     for event in session.scalars(query):
-        until, timing = event.occurrences_until, domain.Timing.of(event)
-        for occurrence in domain.occurrences_of(event, window_start, window_end):
+        until, timing = event.occurrences_until, timing_rules.Timing.of(event)
+        for occurrence in listing.occurrences_of(event, window_start, window_end):
             if until is not None and (occurrence.moved or occurrence.start < until):
                 continue  # stored already
             key = _sort_key(occurrence.start, occurrence.title, occurrence.event_id,
@@ -269,7 +323,8 @@ def clashing(session, who, spans, window_end):
     same_place = [stored.city_key == who.city.lower()]
     if who.venue_id:
         same_place.append(stored.venue_id == who.venue_id)
-    theirs, longest = {}, _longest(session)
+    theirs = {}
+    longest, all_stored = _bounds(session, window_end)
     # One index range per (place, span), glued with UNION ALL: both SQLite and PostgreSQL walk
     # (city_key, starts_at) or (venue_id, starts_at) for each, never the whole table.
     ranges = [select(stored.event_id, stored.starts_at, stored.ends_at).where(
@@ -279,11 +334,13 @@ def clashing(session, who, spans, window_end):
         for event_id, start, end in session.execute(union_all(*ranges[first:first + _SPANS_PER_QUERY])):
             theirs.setdefault(event_id, set()).add((start, end))
     window_start = spans[0][0]
-    beyond = session.scalars(select(Event).where(
+    beyond = [] if all_stored else session.scalars(select(Event).where(
         Event.status == "published", Event.id != who.id, _beyond_horizon(window_end),
         or_(func.lower(Event.city) == who.city.lower(), *([Event.venue_id == who.venue_id] if who.venue_id else [])),
         or_(Event.rrule.is_not(None), and_(Event.starts_at < window_end, Event.ends_at > window_start))))
     for other in beyond:
-        theirs.setdefault(other.id, set()).update(domain.event_spans(other, window_start, window_end))
-    others = {e.id: e for e in session.scalars(select(Event).where(Event.id.in_(list(theirs))))} if theirs else {}
+        theirs.setdefault(other.id, set()).update(overlaps.event_spans(other, window_start, window_end))
+    # Only what a warning names (title, organiser, city, venue): not their exceptions or registrations.
+    others = {e.id: e for e in session.scalars(select(Event).where(Event.id.in_(list(theirs))).options(
+        lazyload(Event.overrides), lazyload(Event.registrations)))} if theirs else {}
     return {others[event_id]: sorted(found) for event_id, found in sorted(theirs.items()) if event_id in others}

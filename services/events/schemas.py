@@ -2,7 +2,7 @@
 
 from datetime import date, datetime
 
-from marshmallow import Schema, fields, validate
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from tansiq.contracts.events import EVENT_KINDS
 from tansiq.contracts.fields import slug, text
@@ -215,3 +215,44 @@ def load_window(data, schema=Window):
         if normalised.get(key) == "":
             normalised[key] = None
     return schema().load(normalised)
+
+
+IMPORT_MAX_BYTES = 10 * 1024 * 1024  # imports.MAX_BYTES: an .ics sent in the body, at most
+
+
+class ImportRequest(Schema):
+    """Import an association's existing calendar: its http(s) URL (a Google or Outlook address it
+    already keeps) or the text of an .ics file, exactly one of the two."""
+
+    association = slug(required=True)
+    url = fields.Url(schemes={"http", "https"}, load_default=None, allow_none=True,
+                     validate=validate.Length(max=2000))
+    ics = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=IMPORT_MAX_BYTES))
+    name = text(200, load_default="calendar.ics")  # the file's name, shown in the job
+
+    @validates_schema
+    def _one_source(self, data, **kwargs):
+        if bool(data.get("url")) == bool(data.get("ics")):
+            raise ValidationError("give the calendar's url or its ics text (one of them)", "_schema")
+
+
+class ImportJobSchema(Schema):
+    """An import's progress and report: `errors` are the first malformed or refused VEVENTs, each
+    with its line in the source; `status` queued, running, done or failed (then `message`)."""
+
+    id = fields.String()
+    association = fields.String()
+    source = fields.String()
+    status = fields.String(validate=validate.OneOf(("queued", "running", "done", "failed")))
+    total = fields.Integer(allow_none=True)
+    processed = fields.Integer()
+    created = fields.Integer()
+    updated = fields.Integer()
+    unchanged = fields.Integer()
+    skipped = fields.Integer()
+    error_count = fields.Integer()
+    errors = fields.List(fields.Dict())
+    message = fields.String()
+    created_at = fields.String(allow_none=True)
+    started_at = fields.String(allow_none=True)
+    finished_at = fields.String(allow_none=True)

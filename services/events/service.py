@@ -2,18 +2,20 @@
 
 from datetime import timedelta
 
+import eventlet
 from nameko.dependency_providers import Config
 from nameko.rpc import RpcProxy, rpc
 from nameko.timer import timer
 
-from services.events import domain, feeds, ical, occurrences
+from services.events import domain, feeds, ical, imports, listing, occurrences
 from services.events.schemas import (
     CancelOccurrence,
     CreateEvent,
     EventSchema,
     FeedWindow,
+    ImportJobSchema,
+    ImportRequest,
     MoveOccurrence,
-    OccurrencePageSchema,
     OccurrenceSchema,
     PagedWindow,
     RegistrationSchema,
@@ -39,9 +41,9 @@ AUDIENCES = {"public": ("public",), "network": ("public", "network")}
 event_out = EventSchema(exclude=("registrations",))
 event_with_registrations_out = EventSchema()
 occurrences_out = OccurrenceSchema(many=True)
-occurrence_page_out = OccurrencePageSchema()
 registration_io = RegistrationSchema()
 venue_io = VenueSchema()
+import_job_out = ImportJobSchema()
 
 
 def _visibilities(audience):
@@ -168,7 +170,36 @@ class EventsService:
                 session, window["start"], window["end"], city=window["city"], kind=window["kind"],
                 association=window["association"], visibilities=_visibilities(audience),
                 cursor=window["cursor"], limit=window["limit"])
-            return occurrence_page_out.dump({"items": page.items, "next": page.next})
+            # The page's items written directly (listing.as_json), not through marshmallow: the hot path.
+            return {"items": [listing.as_json(item) for item in page.items], "next": page.next, "truncated": False}
+
+    @rpc
+    def start_import(self, payload, actor=None):
+        """Import an association's existing calendar (ImportRequest) as a job; answers the queued
+        job at once (GET it with import_status). Coordinators and events managers of that association."""
+        actor = self.identity.actor(actor)  # refused before anything is read
+        values = ImportRequest().load(payload)
+        domain.check_editor(actor, values["association"])
+        if values["url"]:
+            imports.check_url(values["url"])  # refused now rather than in the job
+        directory = {a["slug"]: a for a in self.directory.list_associations()}
+        if values["association"] not in directory:
+            raise NotFound(f"unknown association {values['association']!r}", code="unknown_association")
+        with self.db.session() as session:
+            job = imports.as_dict(imports.start(session, utcnow(), values["association"],
+                                                values["url"] or values["name"], actor.id))
+        # A green thread of its own: the job outlives this call, a batch per unit of work.
+        eventlet.spawn_n(imports.run, self.db.session, utcnow, job["id"], values["url"] or values["ics"],
+                         set(directory), directory[values["association"]].get("city") or "")
+        return job
+
+    @rpc
+    def import_status(self, job_id, actor=None):
+        """An import's progress and report, for the staff of its association who may edit the calendar."""
+        actor = self.identity.actor(actor)
+        actor.require("calendar.edit")
+        with self.db.session() as session:
+            return import_job_out.dump(imports.as_dict(imports.get(session, job_id, association=actor.association)))
 
     @rpc
     def register(self, event_id, payload, actor=None, idempotency_key=None):

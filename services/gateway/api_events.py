@@ -17,6 +17,8 @@ from services.events.schemas import (
     CancelOccurrence,
     CreateEvent,
     EventSchema,
+    ImportJobSchema,
+    ImportRequest,
     MoveOccurrence,
     OccurrencePageSchema,
     OccurrenceSchema,
@@ -145,6 +147,21 @@ class EventsApi:
     def events_register(self, request, event_id, actor, body):
         return json_response(self.events_rpc.register(event_id, body, actor=actor,
                                                       idempotency_key=idempotency_key(request)), status=201)
+
+    @route("POST", "/api/calendar-imports", auth="calendar.edit", audience=("events",), tag="events",
+           body=ImportRequest, answer=(202, ImportJobSchema),
+           summary="Import an association's existing calendar (an https URL kept in Google or Outlook, or an .ics "
+                   "file's text, 10 MB at most) as a job, idempotent on UID: importing again updates, never "
+                   "duplicates. Coordinators and events managers of that association; URLs must reach public "
+                   "addresses")
+    def calendar_import_start(self, request, actor, body):
+        return json_response(self.events_rpc.start_import(body, actor=actor), status=202)
+
+    @route("GET", "/api/calendar-imports/<string:import_id>", auth="calendar.edit", audience=("events",),
+           tag="events", answer=(200, ImportJobSchema),
+           summary="An import's progress and report (malformed VEVENTs with their line)")
+    def calendar_import_status(self, request, actor, import_id):
+        return json_response(self.events_rpc.import_status(import_id, actor=actor))
 
     @route("GET", "/api/venues", auth=PUBLIC, tag="events", query=VenuesQuery, answer=(200, [VenueSchema]),
            summary="Registered venues")

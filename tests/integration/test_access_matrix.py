@@ -73,6 +73,8 @@ ALLOWED = {
     ("POST", "/api/events/{event_id}/occurrences/move"): {"coordinator", "events_manager"},
     ("POST", "/api/events/{event_id}/occurrences/cancel"): {"coordinator", "events_manager"},
     ("POST", "/api/events/{event_id}/registrations"): AMAL_STAFF,  # for her own association only
+    ("POST", "/api/calendar-imports"): {"coordinator", "events_manager"},  # her own association's calendar
+    ("GET", "/api/calendar-imports/{import_id}"): {"coordinator", "events_manager"},
     ("GET", "/api/venues"): EVERYONE,
     ("GET", "/ical/network.ics"): EVERYONE,
     ("GET", "/ical/city/{city}.ics"): EVERYONE,
@@ -86,6 +88,9 @@ ALLOWED = {
     ("PUT", "/api/preferences"): SIGNED_IN,
 }
 REFUSED = (401, 403, 404)
+IMPORT = {"association": "amal-safi", "name": "matrix.ics", "ics": "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nBEGIN:VEVENT\r\n"
+          "UID:matrix@example.org\r\nDTSTART:20270601T100000Z\r\nDTEND:20270601T110000Z\r\nSUMMARY:Atelier\r\n"
+          "END:VEVENT\r\nEND:VCALENDAR\r\n"}
 FIRST_OCCURRENCE = datetime(2027, 3, 20, 10, 0)  # of the weekly event the routes move and cancel occurrences of
 
 
@@ -134,7 +139,7 @@ def setup_data(network, callers):
     youssef = callers["events_manager"]
 
     def created(response):
-        assert response.status_code in (200, 201), response.text
+        assert response.status_code in (200, 201, 202), response.text
         return response.json()
 
     survivor = {"kind": "survivor", "first_name": "Khadija", "last_name": "Canary", "phone": "0612340000",
@@ -158,9 +163,10 @@ def setup_data(network, callers):
              "rrule": "FREQ=WEEKLY;COUNT=20"}
     events = [created(youssef("POST", "/api/events", event))["event"]["id"] for _ in range(2)]
     item = eventually(lambda: fatima("GET", "/api/inbox").json()["items"], message="fatima's inbox item")[0]["id"]
+    imported = created(youssef("POST", "/api/calendar-imports", IMPORT))["id"]
     return {"beneficiary": beneficiary, "to_erase": to_erase, "flag": record["possible_duplicates"][0]["id"],
             "consent": revocable, "referral": received, "event": events[0], "event_to_cancel": events[1],
-            "item": item}
+            "item": item, "import": imported}
 
 
 def request_for(method, path, data, caller):
@@ -169,7 +175,7 @@ def request_for(method, path, data, caller):
               "consent_id": data["consent"], "flag_id": data["flag"], "referral_id": data["referral"],
               "action": "acknowledge", "event_id": data["event_to_cancel"] if path.endswith("/cancel") and
               "occurrences" not in path else data["event"], "item_id": data["item"], "city": "Safi",
-              "slug": "amal-safi", "staff_id": "s-t-gone"}
+              "slug": "amal-safi", "staff_id": "s-t-gone", "import_id": data["import"]}
     url = re.sub(r"\{(\w+)\}", lambda match: str(values[match[1]]), path)
     # A week of the weekly event per caller and per route, so no attempt finds it already moved or cancelled.
     week = CALLERS.index(caller) + (len(CALLERS) if path.endswith("occurrences/cancel") else 0)
@@ -195,6 +201,7 @@ def request_for(method, path, data, caller):
         ("POST", "/api/events/{event_id}/occurrences/cancel"): {"recurrence_id": occurrence},
         ("POST", "/api/events/{event_id}/registrations"): {"association": "amal-safi", "name": "Stand"},
         ("PUT", "/api/preferences"): {"digest": False},
+        ("POST", "/api/calendar-imports"): IMPORT,
         ("POST", "/api/password"): {"current_password": PASSWORD, "new_password": "short"},
     }
     query = {"GET /api/directory/services": {"category": "legal_orientation"},

@@ -6,9 +6,10 @@ from datetime import datetime, timedelta, timezone
 
 import icalendar
 import pytest
+from sqlalchemy import select
 
 from services.events import domain, feeds, ical
-from services.events.models import Base
+from services.events.models import Base, Event
 from tansiq.db import Sessions, make_engine
 from tansiq.errors import DomainError
 from tansiq.messaging.store import messaging_metadata
@@ -87,6 +88,8 @@ def test_etag_last_modified_and_not_modified(db):
 
 def test_a_cached_feed_is_not_built_again_and_a_change_rewrites_one_event(db, monkeypatch):
     events = [create(db, title=f"Evenement {n}") for n in range(5)]
+    with db.session() as session:  # an event stored before its text was (ics_text NULL): written on the fly
+        session.get(Event, events[4].id).ics_text = None
     cache = feeds.FeedCache()
     built, written = [], []
     real_text, real_vevents = ical.text, ical.vevents_text
@@ -94,15 +97,21 @@ def test_a_cached_feed_is_not_built_again_and_a_change_rewrites_one_event(db, mo
     monkeypatch.setattr(ical, "vevents_text", lambda event: written.append(event.title) or real_vevents(event))
     first = cache.answer(db.session, NOW, "network")
     assert cache.answer(db.session, NOW, "network").text == first.text
-    assert len(built) == 1 and len(written) == 5
+    assert len(built) == 1 and written == ["Evenement 4"]  # the others' texts were stored with them
     with db.session() as session:
         domain.update_event(session, NOW + timedelta(hours=1), events[2].id, {"title": "Change"}, ASSOCIATIONS)
+    assert written[1:] == ["Change"]  # written once, with the change
     second = cache.answer(db.session, NOW, "network")
-    assert len(built) == 2 and written[5:] == ["Change"]  # the other four came from the cache
+    assert len(built) == 2 and written[1:] == ["Change"]  # the build wrote nothing: Evenement 4 was cached
     assert titles(second.text) == sorted(["Evenement 0", "Evenement 1", "Change", "Evenement 3", "Evenement 4"])
     with db.session() as session:
         fresh = ical.feed(session, NOW, "network")
     assert second.text == fresh  # the same text as a build from nothing
+    monkeypatch.setattr(ical, "vevents_text", real_vevents)
+    with db.session() as session:  # and the same as writing every event now
+        for event in session.scalars(select(Event)):
+            event.ics_text = None
+        assert ical.feed(session, NOW, "network") == fresh
 
 
 def test_the_build_holds_neither_the_database_nor_the_event_loop(db, monkeypatch):
@@ -126,6 +135,7 @@ def test_the_build_holds_neither_the_database_nor_the_event_loop(db, monkeypatch
             thread.join()
 
     monkeypatch.setattr(ical, "cooperate", cooperate)
+    monkeypatch.setattr(ical, "_YIELD_EVERY", 1)  # 30 events: yield after each to look inside the build
     answer = feeds.FeedCache().answer(db.session, NOW, "network")
     assert len(titles(answer.text)) == 30
     assert seen["yields"] >= 30  # once per event at least

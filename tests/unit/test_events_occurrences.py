@@ -16,7 +16,7 @@ import recurring_ical_events
 from fixtures.events import session  # noqa: F401 - fixture
 from sqlalchemy import func, select
 
-from services.events import domain, ical, occurrences, recurrence
+from services.events import domain, ical, listing, occurrences, recurrence
 from services.events.models import Event, StoredOccurrence
 from tansiq.errors import Conflict, DomainError
 
@@ -145,11 +145,11 @@ def test_a_listing_never_returns_a_partial_page_without_saying_so(session, monke
     exactly = occurrences.page(session, *window, limit=35)
     assert exactly.next is None  # a full last page does not promise another
     # The list without pages refuses rather than cuts.
-    monkeypatch.setattr(domain, "MAX_OCCURRENCES", 34)
+    monkeypatch.setattr(listing, "MAX_OCCURRENCES", 34)
     with pytest.raises(DomainError) as refused:
         domain.list_occurrences(session, *window)
     assert refused.value.code == "too_many_occurrences"
-    monkeypatch.setattr(domain, "MAX_OCCURRENCES", 35)
+    monkeypatch.setattr(listing, "MAX_OCCURRENCES", 35)
     assert len(domain.list_occurrences(session, *window)) == 35
     for cursor in ("nonsense", "W10", "WyJ4IiwxLDIsM10", "e30"):
         with pytest.raises(DomainError) as bad:

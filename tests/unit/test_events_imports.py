@@ -1,0 +1,259 @@
+"""Bulk import of an association's calendar: real Google and Outlook files (Arabic titles, TZID
+Africa/Casablanca across Ramadan 2027, Windows zone names, RRULE with EXDATE and RECURRENCE-ID
+overrides), idempotent on UID, malformed VEVENTs reported by line, hostile URLs refused."""
+
+import http.server
+import socket
+import threading
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import eventlet
+import pytest
+from sqlalchemy import func, select
+
+from services.events import imports, occurrences
+from services.events.models import Base, Event, ImportJob
+from tansiq.db import Sessions, make_engine
+from tansiq.errors import DomainError, NotFound
+from tansiq.messaging.store import messaging_metadata
+
+UTC = timezone.utc
+NOW = datetime(2027, 1, 4, 8, 0, tzinfo=UTC)
+SAMPLES = Path(__file__).resolve().parents[1] / "fixtures" / "ics"
+ASSOCIATIONS = {"amal-safi", "wafae-agadir"}
+GOOGLE = (SAMPLES / "google_amal_safi.ics").read_text(encoding="utf-8")
+OUTLOOK = (SAMPLES / "outlook_wafae_agadir.ics").read_text(encoding="utf-8")
+
+
+@pytest.fixture
+def db(tmp_path):
+    engine = make_engine(f"sqlite:///{tmp_path / 'events.db'}")
+    Base.metadata.create_all(engine)
+    messaging_metadata.create_all(engine)
+    yield Sessions(engine)
+    engine.dispose()
+
+
+def run(db, text, association="amal-safi", city="Safi"):
+    with db.session() as session:
+        job_id = imports.start(session, NOW, association, "sample.ics").id
+    return imports.run(db.session, lambda: NOW, job_id, text, ASSOCIATIONS, city)
+
+
+def listed(db, start=datetime(2027, 1, 1, tzinfo=UTC), end=datetime(2027, 5, 1, tzinfo=UTC)):
+    with db.session() as session:
+        page = occurrences.page(session, start, end, limit=2000)
+        assert page.next is None
+        return [(o.title, o.start, o.end, o.moved) for o in page.items]
+
+
+def test_a_google_calendar_is_imported_with_its_exceptions_and_its_errors_by_line(db):
+    report = run(db, GOOGLE)
+    assert report["status"] == "done" and report["processed"] == report["total"] == 4
+    assert (report["created"], report["skipped"]) == (2, 1)  # the weekly training and the fair; the private one
+    lines = {error["uid"] or "(none)": error["line"] for error in report["errors"]}
+    text_lines = GOOGLE.splitlines()
+    assert text_lines[lines["broken-date@google.com"] - 1] == "BEGIN:VEVENT"
+    assert "2027-01-26 10h" in "\n".join(text_lines[lines["broken-date@google.com"]:][:2])
+    assert set(lines) == {"broken-date@google.com", "every-minute@google.com", "(none)"}
+    assert report["error_count"] == 3
+    training = [(start, end, moved) for title, start, end, moved in listed(db) if title == "تكوين في الخياطة والطرز"]
+    # Wednesdays 10:00 local from 20 January to 31 March 2027, less 3 February (EXDATE) and 3 March
+    # (cancelled), 17 February moved to Friday 19th 15:00. Ramadan 2027 (about 8 February to
+    # 8 March): Morocco is at UTC+0, so 10:00 local is 10:00 UTC then, 09:00 UTC otherwise.
+    assert [(start.isoformat(), moved) for start, _, moved in training] == [
+        ("2027-01-20T09:00:00+00:00", False), ("2027-01-27T09:00:00+00:00", False),
+        ("2027-02-10T10:00:00+00:00", False), ("2027-02-19T15:00:00+00:00", True),
+        ("2027-02-24T10:00:00+00:00", False), ("2027-03-10T10:00:00+00:00", False),
+        ("2027-03-17T09:00:00+00:00", False), ("2027-03-24T09:00:00+00:00", False),
+        ("2027-03-31T09:00:00+00:00", False)]
+    with db.session() as session:
+        fair = session.scalar(select(Event).where(Event.title == "Salon de l'artisanat"))
+        assert (fair.all_day, fair.kind, fair.visibility, fair.organiser) == (True, "fair", "network", "amal-safi")
+        assert session.scalar(select(func.count()).select_from(Event).where(Event.title.like("%Fatima%"))) == 0
+
+
+def test_importing_again_updates_and_never_duplicates(db):
+    run(db, GOOGLE)
+    first = listed(db)
+    again = run(db, GOOGLE)
+    assert (again["created"], again["updated"], again["unchanged"]) == (0, 0, 2)
+    assert listed(db) == first
+    changed = GOOGLE.replace("SUMMARY:Salon de l'artisanat", "SUMMARY:Salon de l'artisanat feminin").replace(
+        "RECURRENCE-ID;TZID=Africa/Casablanca:20270303T100000\nSUMMARY:تكوين في الخياطة والطرز\nSTATUS:CANCELLED",
+        "RECURRENCE-ID;TZID=Africa/Casablanca:20270303T100000\nSUMMARY:تكوين في الخياطة والطرز\nSTATUS:CONFIRMED")
+    third = run(db, changed)
+    assert (third["created"], third["updated"], third["unchanged"]) == (0, 2, 0)
+    with db.session() as session:
+        assert session.scalar(select(func.count()).select_from(Event)) == 2
+    titles = [title for title, *_ in listed(db)]
+    assert "Salon de l'artisanat feminin" in titles and "Salon de l'artisanat" not in titles
+    assert titles.count("تكوين في الخياطة والطرز") == 10  # 3 March is back
+
+
+def test_an_outlook_calendar_with_windows_zone_names(db):
+    report = run(db, OUTLOOK, association="wafae-agadir", city="Agadir")
+    assert (report["status"], report["created"], report["error_count"]) == ("done", 2, 0)
+    with db.session() as session:
+        zones = dict(session.execute(select(Event.title, Event.tz)).all())
+    assert zones == {"Permanence juridique": "Africa/Casablanca", "Réunion avec le réseau à Paris": "Europe/Paris"}
+    starts = [start for title, start, *_ in listed(db) if title == "Permanence juridique"]
+    assert len(starts) == 8 and starts[0] == datetime(2027, 2, 2, 13, 0, tzinfo=UTC)
+    assert starts[1] == datetime(2027, 2, 9, 14, 0, tzinfo=UTC)  # Ramadan: 14:00 local is 14:00 UTC
+    assert [start for title, start, *_ in listed(db) if "Paris" in title] == [datetime(2027, 3, 10, 8, 30, tzinfo=UTC)]
+
+
+@pytest.mark.parametrize("text", ["", "not a calendar at all", "BEGIN:VCALENDAR\r\nBEGIN:VEVENT\r\n", "\x00" * 100])
+def test_unreadable_input_fails_the_job_and_nothing_else(db, text):
+    report = run(db, text)
+    assert report["status"] in ("failed", "done") and report["created"] == 0
+    with db.session() as session:
+        assert session.scalar(select(func.count()).select_from(Event)) == 0
+        assert session.scalar(select(ImportJob.status)) == report["status"]
+
+
+def fake_resolver(address):
+    return lambda host, port, proto=0: [(socket.AF_INET, socket.SOCK_STREAM, proto, "", (address, port))]
+
+
+@pytest.mark.parametrize("url", [
+    "file:///etc/passwd", "ftp://example.org/cal.ics", "gopher://example.org/", "http://127.0.0.1/cal.ics",
+    "http://localhost:8000/cal.ics", "http://[::1]/cal.ics", "http://169.254.169.254/latest/meta-data/",
+    "http://10.0.0.5/cal.ics", "http://192.168.1.1/cal.ics", "http://user:secret@example.org/cal.ics",
+    "https://", "http://0.0.0.0/"])
+def test_urls_that_reach_inside_are_refused(url):
+    with pytest.raises(DomainError) as refused:
+        imports.fetch(url)
+    assert refused.value.code == "import_url_refused"
+
+
+def test_a_public_name_that_resolves_inside_is_refused():
+    with pytest.raises(DomainError) as refused:
+        imports.check_url("https://calendar.example.org/a.ics", resolve=fake_resolver("10.1.2.3"))
+    assert refused.value.code == "import_url_refused"
+    assert imports.check_url("https://calendar.example.org/a.ics", resolve=fake_resolver("93.184.216.34"))
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):  # noqa: N802 - http.server's name
+        if self.path == "/loop":
+            self.send_response(302)
+            self.send_header("Location", "/loop")
+            self.end_headers()
+        elif self.path == "/big":
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b"X" * 5000)
+        elif self.path == "/slow":
+            self.send_response(200)
+            self.end_headers()
+            for _ in range(40):
+                self.wfile.write(b"X")
+                self.wfile.flush()
+                time.sleep(0.1)
+        else:
+            self.send_response(200)
+            self.send_header("Content-Type", "text/calendar")
+            self.end_headers()
+            self.wfile.write(GOOGLE.encode("utf-8"))
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def server():
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def test_fetching_is_bounded_in_size_redirects_and_time(server, db):
+    assert imports.fetch(f"{server}/cal.ics", allow_private=True) == GOOGLE
+    with pytest.raises(DomainError, match="larger"):
+        imports.fetch(f"{server}/big", allow_private=True, max_bytes=1000)
+    with pytest.raises(DomainError, match="redirects"):
+        imports.fetch(f"{server}/loop", allow_private=True)
+    with pytest.raises(DomainError, match="took more than"):
+        imports.fetch(f"{server}/slow", allow_private=True, deadline=1)
+    # Without the test's permission, the same server is inside: refused, and the job says why.
+    with db.session() as session:
+        job_id = imports.start(session, NOW, "amal-safi", f"{server}/cal.ics").id
+    report = imports.run(db.session, lambda: NOW, job_id, f"{server}/cal.ics", ASSOCIATIONS, "Safi")
+    assert report["status"] == "failed" and "not a public address" in report["message"]
+
+
+class FakeDirectory:
+    def list_associations(self):
+        return [{"slug": "amal-safi", "city": "Safi"}, {"slug": "wafae-agadir", "city": "Agadir"}]
+
+
+def test_the_service_runs_the_job_for_the_association_s_own_editors(tmp_path):
+    from actors import signed, verifier  # tests/actors.py
+    from nameko.testing.services import worker_factory
+
+    from services.events.service import EventsService
+    from tansiq.errors import Forbidden
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'events.db'}")
+    Base.metadata.create_all(engine)
+    messaging_metadata.create_all(engine)
+    service = worker_factory(EventsService, db=Sessions(engine), directory=FakeDirectory(), identity=verifier("events"))
+    coordinator = signed({"id": "s-1", "association": "amal-safi", "roles": ["coordinator"]}, "events")
+    other = signed({"id": "s-2", "association": "wafae-agadir", "roles": ["coordinator"]}, "events")
+    case_worker = signed({"id": "s-3", "association": "amal-safi", "roles": ["case_worker"]}, "events")
+    body = {"association": "amal-safi", "ics": GOOGLE, "name": "google.ics"}
+    for refused in (other, case_worker):
+        with pytest.raises(Forbidden):
+            service.start_import(body, actor=refused)
+    with pytest.raises(DomainError) as inside:
+        service.start_import({"association": "amal-safi", "url": "http://127.0.0.1/cal.ics"}, actor=coordinator)
+    assert inside.value.code == "import_url_refused"
+    job = service.start_import(body, actor=coordinator)
+    assert (job["status"], job["source"]) == ("queued", "google.ics")
+    for _ in range(1000):  # the job runs in its own green thread: let it
+        eventlet.sleep(0.01)
+        report = service.import_status(job["id"], actor=coordinator)
+        if report["status"] in ("done", "failed"):
+            break
+    assert (report["status"], report["created"], report["error_count"]) == ("done", 2, 3)
+    with pytest.raises(NotFound):
+        service.import_status(job["id"], actor=other)
+    engine.dispose()
+
+
+def test_the_command_imports_a_file_and_again_changes_nothing(tmp_path, monkeypatch, capsys):
+    from services.directory import domain as directory
+    from services.directory.models import Base as DirectoryBase
+    from tansiq import cli
+    from tansiq.db import session_scope
+
+    for service in ("DIRECTORY", "EVENTS"):
+        monkeypatch.setenv(f"TANSIQ_{service}_DB_URI", f"sqlite:///{tmp_path / service.lower()}.sqlite3")
+    directory_engine = make_engine(f"sqlite:///{tmp_path / 'directory.sqlite3'}")
+    DirectoryBase.metadata.create_all(directory_engine)
+    messaging_metadata.create_all(directory_engine)
+    with session_scope(directory_engine) as session:
+        directory.upsert_association(session, {"slug": "amal-safi", "name_fr": "Amal", "name_ar": "أمل",
+                                               "city": "Safi"})
+    directory_engine.dispose()
+    events_engine = make_engine(f"sqlite:///{tmp_path / 'events.sqlite3'}")
+    Base.metadata.create_all(events_engine)
+    messaging_metadata.create_all(events_engine)
+    sample = str(SAMPLES / "google_amal_safi.ics")
+    assert cli.main(["events", "import", sample, "--association", "amal-safi"]) == 0
+    first = capsys.readouterr().out
+    assert "2 created" in first and "line " in first
+    assert cli.main(["events", "import", sample, "--association", "amal-safi"]) == 0
+    assert "0 created, 0 updated, 2 unchanged" in capsys.readouterr().out
+    assert cli.main(["events", "import", sample, "--association", "nobody"]) == 1
+    assert cli.main(["events", "import", "http://127.0.0.1/x.ics", "--association", "amal-safi"]) == 1
+    with Sessions(events_engine).session() as session:
+        assert session.scalar(select(func.count()).select_from(Event)) == 2
+        assert session.scalar(select(Event.city).limit(1)) == "Safi"
+    events_engine.dispose()
