@@ -3,7 +3,7 @@
 from datetime import timedelta
 
 from nameko.dependency_providers import Config
-from nameko.rpc import RpcProxy, rpc
+from nameko.rpc import rpc
 from nameko.timer import timer
 
 from services.events import domain, feeds, ical, occurrences
@@ -30,6 +30,7 @@ from tansiq.identity import ActorIdentity
 from tansiq.messaging import inbox, outbox
 from tansiq.messaging.consumer import handles, handles_partner
 from tansiq.messaging.topology import PARTNERS_OUTBOUND
+from tansiq.readmodel import DirectoryView
 
 REMINDER_INTERVAL_SECONDS = 300
 HORIZON_INTERVAL_SECONDS = 3600  # stored occurrences: how often the rolling horizon is moved on
@@ -57,7 +58,7 @@ CALENDAR_CHANGES = ("ma.tansiq.event.published.v1", "ma.tansiq.event.updated.v1"
 class EventsService:
     name = "events"
     db = Database()
-    directory = RpcProxy("directory")
+    directory = DirectoryView()  # the directory as its change feed told this process (tansiq.readmodel)
     config = Config()
     identity = ActorIdentity()  # changes take the gateway's signed actor assertion; reading may be anonymous
 

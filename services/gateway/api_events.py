@@ -17,6 +17,7 @@ from services.gateway.access import can, requires, signed_in_or_none
 from services.gateway.calls import TimedRpcProxy, idempotency_key
 from services.gateway.web import api, json_response, load_json, render, request_language
 from tansiq.contracts.events import EVENT_KINDS
+from tansiq.readmodel import DirectoryView
 
 DEFAULT_WINDOW = (timedelta(days=-7), timedelta(days=62))
 
@@ -57,7 +58,7 @@ def _feed(events_rpc, request, scope, value, filename):
 
 class EventsApi:
     events_rpc = TimedRpcProxy("events")
-    directory_rpc = TimedRpcProxy("directory")  # as GatewayService declares it; listed so the mixin stands alone
+    directory = DirectoryView(sessions=True)  # as GatewayService declares it; listed so the mixin stands alone
 
     # --- JSON API ---------------------------------------------------------------------------
 
@@ -156,7 +157,7 @@ class EventsApi:
 
     @api("GET", "/calendar")
     def calendar_page(self, request):
-        return calendar_page(request, self.directory_rpc.list_associations(), signed_in_or_none(request))
+        return calendar_page(request, self.directory.list_associations(), signed_in_or_none(request))
 
 
 def calendar_page(request, associations, staff=None):

@@ -165,7 +165,7 @@ def staff_page(url, permission=None):
 
 
 class WebAppPages:
-    # notifications_rpc, referrals_rpc, intake_rpc, events_rpc and directory_rpc are declared by the
+    # notifications_rpc, referrals_rpc, intake_rpc, events_rpc and directory are declared by the
     # InboxApi, ReferralsApi, IntakeApi, EventsApi and DirectoryApi mixins that GatewayService also inherits.
 
     @api("GET", "/login")
@@ -224,7 +224,7 @@ class WebAppPages:
     def _association_names(self, lang):
         """slug -> the association's name as the page's reader writes it (Arabic, else French)."""
         return {a["slug"]: a.get("name_ar" if lang == "ar" else "name_fr") or a["slug"]
-                for a in self.directory_rpc.list_associations()}
+                for a in self.directory.list_associations()}
 
     @staff_page("/intake", "cases.write")
     def intake_page(self, request, staff):

@@ -1,5 +1,9 @@
 """Gateway: the web app and the JSON API. Owns no data (the directory keeps sessions); calls services by RPC.
 
+What it needs from the directory (sessions, staff, associations, services offered) it reads from its
+read model (tansiq.readmodel): only sign-in, sign-out, a password change and a deactivation, which the
+directory carries out, call it.
+
 Each area's routes live in an `api_<area>.py` mixin; this class puts them together.
 """
 
@@ -28,6 +32,7 @@ from services.gateway.web import (
 )
 from tansiq.errors import Forbidden
 from tansiq.identity import ActorSigning
+from tansiq.readmodel import DirectoryView
 
 login_in = LoginSchema()
 password_in = PasswordChangeSchema()
@@ -38,7 +43,8 @@ class GatewayService(PagesApi, WebAppPages, IntakeApi, ReferralsApi, EventsApi, 
     name = "gateway"
     sessions = Sessions()
     identity = ActorSigning()  # signs the actor assertion each RPC acting for a staff member carries
-    directory_rpc = TimedRpcProxy("directory")
+    directory_rpc = TimedRpcProxy("directory")  # the directory's commands: sign-in, sign-out, password, deactivate
+    directory = DirectoryView(sessions=True)
     # Start once the directory (every sign-in) is up; a call to another service that is not up
     # yet is answered 503 service_unavailable (tansiq.runner waits for all called services otherwise).
     waits_for = ("directory",)
@@ -61,6 +67,7 @@ class GatewayService(PagesApi, WebAppPages, IntakeApi, ReferralsApi, EventsApi, 
         token, _ = session_token(request)
         if token:
             self.directory_rpc.sign_out(token)
+            self.sessions.ended(token)
         response = json_response({"status": "signed out"})
         response.delete_cookie(SESSION_COOKIE, path="/")
         return response
@@ -72,18 +79,21 @@ class GatewayService(PagesApi, WebAppPages, IntakeApi, ReferralsApi, EventsApi, 
         current_staff(request)  # a live session, and the CSRF token of its pages
         body = load_json(request, password_in)
         token, _ = session_token(request)
-        return self._signed_in(self.directory_rpc.change_password(token, body["current_password"],
-                                                                  body["new_password"]))
+        opened = self.directory_rpc.change_password(token, body["current_password"], body["new_password"])
+        self.sessions.ended(staff_id=opened["staff"]["id"])
+        return self._signed_in(opened)
 
     @api("POST", "/api/staff/<string:staff_id>/deactivate")
     @requires("staff.manage")
     def deactivate_staff(self, request, actor, staff_id):
         """An admin of her association ends a colleague's access; her open sessions end now."""
         admin = current_staff(request)
-        target = self.directory_rpc.get_staff(staff_id)
+        target = self.directory.get_staff(staff_id)
         if target["association"] != admin["association"]:
             raise Forbidden("only an admin of her association deactivates a staff member")
-        return json_response(self.directory_rpc.deactivate_staff(staff_id))
+        deactivated = self.directory_rpc.deactivate_staff(staff_id)
+        self.sessions.ended(staff_id=staff_id, deactivated=True)
+        return json_response(deactivated)
 
     @api("GET", "/api/me")
     def me(self, request):
@@ -91,6 +101,7 @@ class GatewayService(PagesApi, WebAppPages, IntakeApi, ReferralsApi, EventsApi, 
         return json_response(staff, headers={CSRF_HEADER: csrf_token(request)})
 
     def _signed_in(self, opened):
+        self.sessions.opened(opened)
         response = json_response({"staff": opened["staff"]}, headers={CSRF_HEADER: opened["csrf_token"]})
         self.sessions.set_cookie(response, opened["token"])
         return response

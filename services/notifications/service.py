@@ -4,7 +4,7 @@ import os
 import secrets
 
 from nameko.dependency_providers import Config
-from nameko.rpc import RpcProxy, rpc
+from nameko.rpc import rpc
 from nameko.timer import timer
 
 from services.notifications import channels, domain, schemas
@@ -16,6 +16,7 @@ from tansiq.errors import NotFound, load_request
 from tansiq.identity import ActorIdentity
 from tansiq.messaging import inbox
 from tansiq.messaging.consumer import handles
+from tansiq.readmodel import DirectoryView
 
 REGISTERED = "ma.tansiq.beneficiary.registered.v1"  # the first vertical slice: intake -> inbox
 ERASED = "ma.tansiq.beneficiary.erased.v1"
@@ -28,7 +29,7 @@ class NotificationsService:
 
     db = Database()
     config = Config()
-    directory = RpcProxy("directory")
+    directory = DirectoryView()  # the directory as its change feed told this process (tansiq.readmodel)
     identity = ActorIdentity()
 
     # --- events ---

@@ -29,6 +29,7 @@ from tansiq.errors import DomainError, NotFound, load_request
 from tansiq.identity import ActorIdentity
 from tansiq.messaging import inbox
 from tansiq.messaging.consumer import handles, handles_partner
+from tansiq.readmodel import DirectoryView
 
 log = logging.getLogger(__name__)
 SCAN_INTERVAL_S = 60
@@ -43,7 +44,7 @@ class ReferralsService:
     identity = ActorIdentity()
     config = Config()
     intake = RpcProxy("intake")
-    directory = RpcProxy("directory")
+    directory = DirectoryView()  # the directory as its change feed told this process (tansiq.readmodel)
 
     @rpc
     def health(self):
