@@ -41,7 +41,7 @@ from tansiq import contracts
 from tansiq.envelope import parse
 from tansiq.errors import NotFound
 from tansiq.messaging import topology
-from tansiq.messaging.broker import connect, declare_network, kombu_exchange
+from tansiq.messaging.broker import connect, declare, kombu_exchange
 
 log = logging.getLogger(__name__)
 
@@ -240,7 +240,7 @@ class DirectoryFeed(SharedExtension):
         self.snapshots = 0
         self._running = False
         with connect(self.config["AMQP_URI"]) as connection:  # the events exchange before binding to it
-            declare_network(connection)
+            declare(connection)
 
     def start(self):
         self._running = True
