@@ -88,10 +88,10 @@ def _note_changes(session, _flush_context, _instances):
 
 @event.listens_for(Session, "before_commit")
 def _announce_changes(session):
-    if _CHANGED not in session.info:
+    session.flush()  # what is still pending is noted too (the commit's own flush comes after this event)
+    changed = session.info.pop(_CHANGED, None)
+    if not changed:
         return
-    session.flush()  # what is still pending is noted too
-    changed = session.info.pop(_CHANGED, set())
     session.info[_ANNOUNCING] = True
     for model, key in sorted(changed, key=lambda record: (record[0].__name__, record[1])):
         record = session.get(model, key)
