@@ -9,13 +9,15 @@ in the directory (a staff member deactivated, a key rotated, an association rena
 
 import re
 import uuid
+from urllib.parse import quote
 
 import pika
 import pytest
-from harness import Network, add_partner_association, eventually, random_slug
+from harness import Network, add_partner_association, admin, eventually, random_slug
 from test_referrals_loop import Api, Partner
 
 from tansiq import sealing, signing
+from tansiq.messaging import topology
 
 SERVICES = ("directory", "intake", "referrals", "notifications", "gateway")
 RPC_EXCHANGE = "nameko-rpc"
@@ -144,6 +146,33 @@ def test_directory_changes_reach_the_read_models_and_take_effect(network):
         rpc.directory.deactivate_staff(hanane_id)
     eventually(lambda: hanane.get(f"{network.web}/api/me", timeout=30).status_code == 401,
                message="her session ended by the directory's change")
+
+
+def test_a_read_model_cut_from_the_broker_binds_a_new_queue_and_catches_up(network):
+    broker = admin(network.vhost)
+    youssef = network.login("youssef@amal-safi.example")
+    assert youssef.get(f"{network.web}/api/me", timeout=30).status_code == 200
+    [before] = eventually(lambda: _feed_queues(broker, "gateway"), message="the gateway's read-model queue")
+    connections = eventually(lambda: _consumer_connections(broker, before), message="its consumer's connection")
+    for name in connections:
+        broker._call("DELETE", f"/connections/{quote(name, safe='')}")
+    with network.rpc() as rpc:  # made while (or just after) the gateway's feed is cut
+        rpc.directory.deactivate_staff(youssef.get(f"{network.web}/api/me", timeout=30).json()["id"])
+    eventually(lambda: (queues := _feed_queues(broker, "gateway")) and before not in queues,
+               message="a new queue once reconnected")
+    eventually(lambda: youssef.get(f"{network.web}/api/me", timeout=30).status_code == 401,
+               message="the deactivation known through the new snapshot or the feed")
+
+
+def _feed_queues(broker, service):
+    prefix = topology.read_model_queue_prefix(service)
+    return [queue["name"] for queue in broker._call("GET", f"/queues/{quote(broker.vhost, safe='')}")
+            if queue["name"].startswith(prefix)]
+
+
+def _consumer_connections(broker, queue):
+    details = broker._call("GET", f"/queues/{quote(broker.vhost, safe='')}/{quote(queue, safe='')}")
+    return [consumer["channel_details"]["connection_name"] for consumer in details.get("consumer_details", [])]
 
 
 def _refer_sealed_to_current_key(fatima, partner):
