@@ -71,7 +71,6 @@ class DirectoryModel:
         self.associations = {}  # slug -> state (with "services" and "version")
         self.staff = {}         # id -> state (with "active" and "version")
         self.sessions = {}      # token_hash -> {staff_id, created_at, last_seen, ended}
-        self.applied = 0        # changes applied (not ignored): tests and `tansiq status` read it
 
     # --- feeding ---
 
@@ -87,7 +86,6 @@ class DirectoryModel:
             changed = self.end_sessions(data["token_hashes"])
         else:
             raise ValueError(f"not a directory change: {type_}")
-        self.applied += changed
         return changed
 
     def load(self, snapshot, now=None):
@@ -272,8 +270,12 @@ class DirectoryFeed(SharedExtension):
                     channel = connection.channel()
                     queue = self.queue()(channel)
                     queue.declare()  # bound first: a change made while the snapshot is taken waits in it
-                    self.model.load(self._snapshot(), time.time())
+                    snapshot = self._snapshot()
+                    self.model.load(snapshot, time.time())
                     self.snapshots += 1
+                    log.info("directory read model: snapshot %d loaded (%d associations, %d staff%s)", self.snapshots,
+                             len(snapshot["associations"]), len(snapshot["staff"]),
+                             f", {len(snapshot['sessions'])} sessions" if "sessions" in snapshot else "")
                     if not self.ready.ready():
                         self.ready.send(True)
                     backoff = 0.5

@@ -186,3 +186,14 @@ def test_a_snapshot_ends_the_sessions_it_no_longer_lists(engine):
     now = utcnow().timestamp()
     assert model.session(digest(kept["token"]), now, HOUR, 12 * HOUR)[0] == LIVE
     assert model.session(digest(lost["token"]), now, HOUR, 12 * HOUR)[0] == ENDED
+
+
+def test_the_feed_types_are_one_list_with_a_contract_each_and_a_sink():
+    from tansiq.messaging import topology
+
+    assert set(DIRECTORY_CHANGES) == {changes.ASSOCIATION_CHANGED, changes.STAFF_CHANGED, changes.SESSION_OPENED,
+                                      changes.SESSIONS_REVOKED}
+    assert all(contracts.get(type_).partners == "none" for type_ in DIRECTORY_CHANGES)  # never for partners
+    sink = next(q for q in topology.network_queues() if q.name == topology.DIRECTORY_CHANGES_SINK)
+    assert {key for _, key in sink.bindings} == set(DIRECTORY_CHANGES)
+    assert sink.arguments["x-message-ttl"] and sink.arguments["x-max-length"]
