@@ -44,6 +44,12 @@ def change(engine, work):
         return work(session)
 
 
+def fatima_in_the_directory(engine):
+    change(engine, lambda s: domain.upsert_association(s, SAFI))
+    change(engine, lambda s: domain.upsert_staff(s, FATIMA))
+    return change(engine, lambda s: domain.get_staff(s, "s-fatima"))
+
+
 def test_every_change_is_announced_once_per_transaction_with_a_newer_version(engine):
     change(engine, lambda s: domain.upsert_association(s, SAFI))
     change(engine, lambda s: domain.upsert_staff(s, FATIMA))
@@ -107,9 +113,7 @@ def test_the_model_answers_like_the_directory_rpcs(engine):
 
 
 def test_sessions_end_at_once_and_an_old_opened_never_revives_one(engine):
-    change(engine, lambda s: domain.upsert_association(s, SAFI))
-    change(engine, lambda s: domain.upsert_staff(s, FATIMA))
-    staff = change(engine, lambda s: domain.get_staff(s, "s-fatima"))
+    staff = fatima_in_the_directory(engine)
     opened = change(engine, lambda s: signin.open_session(s, utcnow(), staff))
     model = DirectoryModel()
     for _, envelope in feed(engine):
@@ -131,9 +135,7 @@ def test_sessions_end_at_once_and_an_old_opened_never_revives_one(engine):
 
 
 def test_a_deactivation_and_a_password_change_end_her_sessions_through_the_feed(engine):
-    change(engine, lambda s: domain.upsert_association(s, SAFI))
-    change(engine, lambda s: domain.upsert_staff(s, FATIMA))
-    staff = change(engine, lambda s: domain.get_staff(s, "s-fatima"))
+    staff = fatima_in_the_directory(engine)
     first = change(engine, lambda s: signin.open_session(s, utcnow(), staff))
     second = change(engine, lambda s: signin.open_session(s, utcnow(), staff))
     model, now = DirectoryModel(), utcnow().timestamp()
@@ -171,9 +173,7 @@ def test_idle_and_absolute_lifetimes_are_kept_by_the_model():
 
 
 def test_a_snapshot_ends_the_sessions_it_no_longer_lists(engine):
-    change(engine, lambda s: domain.upsert_association(s, SAFI))
-    change(engine, lambda s: domain.upsert_staff(s, FATIMA))
-    staff = change(engine, lambda s: domain.get_staff(s, "s-fatima"))
+    staff = fatima_in_the_directory(engine)
     kept = change(engine, lambda s: signin.open_session(s, utcnow(), staff))
     lost = change(engine, lambda s: signin.open_session(s, utcnow(), staff))
     model = DirectoryModel()
