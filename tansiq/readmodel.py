@@ -259,8 +259,12 @@ class DirectoryFeed(SharedExtension):
     def queue(self):
         exchange = kombu_exchange(next(e for e in topology.exchanges() if e.name == topology.EVENTS_EXCHANGE))
         name = topology.read_model_queue_prefix(self.container.service_name) + uuid.uuid4().hex
-        return KombuQueue(name, bindings=[binding(exchange, routing_key=type_) for type_ in topology.DIRECTORY_CHANGES],
+        return KombuQueue(name, bindings=[binding(exchange, routing_key=type_) for type_ in self.types()],
                           exclusive=True, auto_delete=True, durable=False)
+
+    def types(self):
+        """The changes this process needs: sessions only where they are checked (the gateway)."""
+        return topology.DIRECTORY_CHANGES if self.with_sessions else (ASSOCIATION_CHANGED, STAFF_CHANGED)
 
     def _run(self):
         backoff = 0.5
@@ -303,9 +307,8 @@ class DirectoryFeed(SharedExtension):
     def _on_message(self, message):
         try:
             envelope = contracts.validate(parse(message.body))
-            if envelope.type in (SESSION_OPENED, SESSIONS_REVOKED) and not self.with_sessions:
-                return
-            self.model.apply(envelope.type, envelope.data)
+            if envelope.type in self.types():
+                self.model.apply(envelope.type, envelope.data)
         except Exception:  # noqa: BLE001 - a change we cannot read is logged; the next snapshot repairs it
             log.exception("directory read model: could not apply message %s", message.properties.get("message_id"))
 
