@@ -16,7 +16,10 @@ session checks (`session(token_hash, …)`). The model is fed by `DirectoryFeed`
   and ignores older or repeated ones, so order and duplicates do not matter;
 - the queue is the process's own (each replica of a service sees every change) and lives as long as its
   connection: after a lost connection the feed binds a new queue and takes a new snapshot (the gap is
-  closed by the snapshot; sessions missing from it are ended).
+  closed by the snapshot; sessions missing from it are ended). So does a change it cannot read.
+  Versions are per record and each change carries the whole record, so a skipped version is no gap
+  (the newer state holds it): the only way to miss a change is to lose the queue, and that is exactly
+  when the snapshot is taken again.
 
 Why in memory: the directory of a network is small (associations, their services and staff: a few MB
 at the most), a process rebuilds it in one snapshot, and it needs no migration, no inbox table and no
@@ -236,7 +239,7 @@ class DirectoryFeed(SharedExtension):
         self.config = self.container.config
         self.ready = Event()
         self.snapshots = 0
-        self._running = False
+        self._running = self._resync = False
         with connect(self.config["AMQP_URI"]) as connection:  # the events exchange before binding to it
             declare(connection)
 
@@ -283,8 +286,9 @@ class DirectoryFeed(SharedExtension):
                     if not self.ready.ready():
                         self.ready.send(True)
                     backoff = 0.5
+                    self._resync = False
                     with Consumer(channel, queues=[queue], on_message=self._on_message, no_ack=True):
-                        while self._running:
+                        while self._running and not self._resync:
                             try:
                                 connection.drain_events(timeout=1)
                             except TimeoutError:
@@ -309,8 +313,10 @@ class DirectoryFeed(SharedExtension):
             envelope = contracts.validate(parse(message.body))
             if envelope.type in self.types():
                 self.model.apply(envelope.type, envelope.data)
-        except Exception:  # noqa: BLE001 - a change we cannot read is logged; the next snapshot repairs it
-            log.exception("directory read model: could not apply message %s", message.properties.get("message_id"))
+        except Exception:  # noqa: BLE001 - a change we cannot read: logged, and a new queue and snapshot repair it
+            log.exception("directory read model: could not apply message %s; taking a new snapshot",
+                          message.properties.get("message_id"))
+            self._resync = True
 
 
 class DirectoryView(DependencyProvider):

@@ -164,6 +164,20 @@ def test_a_read_model_cut_from_the_broker_binds_a_new_queue_and_catches_up(netwo
                message="the deactivation known through the new snapshot or the feed")
 
 
+def test_a_change_the_read_model_cannot_read_makes_it_take_a_new_snapshot(network):
+    broker = admin(network.vhost)
+    [before] = eventually(lambda: _feed_queues(broker, "referrals"), message="the referrals' read-model queue")
+    connection = pika.BlockingConnection(pika.URLParameters(network.amqp_uri))
+    try:
+        connection.channel().basic_publish(topology.EVENTS_EXCHANGE, "ma.tansiq.directory.staff_changed.v1",
+                                           b'{"not": "an envelope"}')
+    finally:
+        connection.close()
+    eventually(lambda: (queues := _feed_queues(broker, "referrals")) and before not in queues,
+               message="a new queue and snapshot after an unreadable change")
+    assert network.answers("referrals")
+
+
 def _feed_queues(broker, service):
     prefix = topology.read_model_queue_prefix(service)
     return [queue["name"] for queue in broker._call("GET", f"/queues/{quote(broker.vhost, safe='')}")
