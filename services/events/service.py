@@ -63,7 +63,7 @@ class EventsService:
     identity = ActorIdentity()  # changes take the gateway's signed actor assertion; reading may be anonymous
 
     def _known_associations(self):
-        # One RPC, asked before the unit of work opens: no network call while holding the database.
+        # From the read model of the directory (tansiq.readmodel), before the unit of work opens.
         return {association["slug"] for association in self.directory.list_associations()}
 
     def _result(self, event, warnings):

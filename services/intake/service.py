@@ -93,7 +93,7 @@ class IntakeService:
         actor = self.identity.actor(actor)
         load_request(ShareSchema(), {"recipient_association": recipient_association, "category": category,
                                      "fields": fields})
-        # For consents to "any partner offering <category>"; asked before the unit of work opens.
+        # For consents to "any partner offering <category>": the read model of the directory (no RPC).
         offering = {s["association"] for s in self.directory.find_services(category)
                     if s.get("status", "active") == "active"}
         with self.guarded(beneficiary_id, actor, "share") as session:

@@ -49,7 +49,7 @@ class NotificationsService:
                 domain.forget_beneficiary(session, event.data["beneficiary_id"])
 
     def _notify(self, event):
-        # Directory first, outside the transaction: no DB write lock is held while waiting on RPC.
+        # Who must know, from the read model of the directory (tansiq.readmodel), before the unit of work.
         planned = domain.plan(self.directory, event)
         with self.db.session() as session:
             if not inbox.first_time(session, self.name, event):
