@@ -201,7 +201,7 @@ class EventsService:
     @handles(*CALENDAR_CHANGES)
     def forward_to_partners(self, event):
         """The network's calendar changes reach partner systems, each on its own queue."""
-        # Asked before the transaction opens: no RPC while holding a write lock (SQLite under eventlet).
+        # The partners integrating by queue, from the read model of the directory (tansiq.readmodel).
         partners = [association["slug"] for association in self.directory.list_associations()
                     if association.get("integration") == "queue"
                     and association["slug"] not in (event.source, event.data["organiser"])]
