@@ -39,17 +39,10 @@ UUID = "[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"  # the rou
 
 
 def rpc_targets(service):
-    """The services `service` calls over RPC, from its class's RpcProxy dependencies."""
-    from nameko.rpc import RpcProxy
+    """The services `service` calls over RPC, from its class's RpcProxy (and DirectoryView) dependencies."""
+    from tansiq.runner import called_services, service_class
 
-    from tansiq.runner import service_class
-
-    cls = service_class(f"services.{service}.service", service)
-    return sorted({value.target_service for value in vars_of(cls) if isinstance(value, RpcProxy)})
-
-
-def vars_of(cls):
-    return [getattr(cls, name) for name in dir(cls) if not name.startswith("__")]
+    return called_services(service_class(f"services.{service}.service", service))
 
 
 def _any(names):
@@ -59,7 +52,7 @@ def _any(names):
 def service_permissions(service, targets=None):
     """(vhost permissions, topic permissions) of `service`'s broker user."""
     targets = rpc_targets(service) if targets is None else targets
-    own_queues = [rf"{re.escape(service)}\.(events|partners)(\..*)?", re.escape(f"rpc-{service}"),
+    own_queues = [rf"{re.escape(service)}\.(events|partners|readmodel)(\..*)?", re.escape(f"rpc-{service}"),
                   rf"rpc\.reply-({re.escape(service)}|{STANDALONE})-{UUID}", re.escape(topology.UNROUTABLE_QUEUE)]
     exchanges = [exchange.name for exchange in topology.exchanges()] + [RPC_EXCHANGE]
     declared = "|".join(own_queues + [_any(exchanges)])

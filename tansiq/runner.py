@@ -19,11 +19,13 @@ def service_class(module_path, name):
 
 
 def called_services(cls):
-    """The services `cls` calls by RPC (its nameko RpcProxy dependencies, mixins included)."""
-    from nameko.rpc import RpcProxy
+    """The services `cls` calls by RPC: its dependencies naming a `target_service` (nameko's RpcProxy, and
+    tansiq.readmodel's DirectoryView, which asks the directory for a snapshot), mixins included."""
+    from nameko.extensions import DependencyProvider
 
-    proxies = (getattr(cls, attribute, None) for attribute in dir(cls))
-    return sorted({proxy.target_service for proxy in proxies if isinstance(proxy, RpcProxy)})
+    providers = (getattr(cls, attribute, None) for attribute in dir(cls) if not attribute.startswith("__"))
+    return sorted({provider.target_service for provider in providers
+                   if isinstance(provider, DependencyProvider) and getattr(provider, "target_service", None)})
 
 
 def _has_consumer(connection, queue):

@@ -1,20 +1,27 @@
 """The gateway's sessions against a real directory (its domain on SQLite, no broker), for unit tests.
 
 `signed_in(staff)` signs a staff member in through the directory's own sign-in and gives the
-cookie's token; the gateway's Sessions then asks that directory about every request.
+cookie's token; the gateway's Sessions then checks every request against its read model of the
+directory (tansiq.readmodel), started from the directory's snapshot and fed, before each request, with
+the changes the directory committed to its outbox: what the broker would carry, without a broker.
 """
 
 from contextlib import contextmanager
 
 from nameko.testing.services import worker_factory
+from sqlalchemy import select
 
 from services.directory import domain
 from services.directory.models import Base
 from services.directory.service import DirectoryService
 from services.gateway import web
+from tansiq import contracts
 from tansiq.db import Sessions as Units
 from tansiq.db import make_engine
-from tansiq.messaging.store import messaging_metadata
+from tansiq.envelope import parse
+from tansiq.messaging.store import OutboxMessage, messaging_metadata
+from tansiq.messaging.topology import DIRECTORY_CHANGES
+from tansiq.readmodel import DirectoryModel
 
 PASSWORD = "a-long-test-password"
 
@@ -39,9 +46,24 @@ class DirectorySessions(web.Sessions):
         self.engine, self.secure_cookies = engine, secure_cookies
         self.directory = worker_factory(DirectoryService, db=Units(engine))
         self.known = set()
+        self.read_model = DirectoryModel()
+        self.read_model.load(self.directory.snapshot(sessions=True))
+        self.fed_up_to = 0
 
     def directory_for_worker(self):
         return self.directory
+
+    def model(self):
+        """The read model, with every change the directory committed since the last request applied."""
+        with Units(self.engine).session() as session:
+            rows = session.scalars(select(OutboxMessage).where(OutboxMessage.seq > self.fed_up_to,
+                                                               OutboxMessage.type.in_(DIRECTORY_CHANGES))
+                                   .order_by(OutboxMessage.seq)).all()
+            for row in rows:
+                envelope = contracts.validate(parse(row.body.encode()))
+                self.read_model.apply(envelope.type, envelope.data)
+                self.fed_up_to = row.seq
+        return self.read_model
 
     def add_staff(self, staff, password=PASSWORD, email=None):
         """The staff dict ({id, association, roles, language, name}) as a directory member."""

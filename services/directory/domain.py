@@ -6,6 +6,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerifyMismatchError
 from sqlalchemy import select
 
+from services.directory import changes  # noqa: F401 - every change of this module's records is announced there
 from services.directory.models import Association, OfferedService, Staff
 from tansiq import contracts, sealing
 from tansiq.contracts.fields import CATEGORIES, LANGUAGES, ROLES

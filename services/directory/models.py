@@ -30,6 +30,8 @@ class Association(Base):
     # hosted here have theirs in the referrals service.
     encryption_key: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # Raised by each transaction that changes the association or its services (services/directory/changes.py).
+    version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     services: Mapped[list["OfferedService"]] = relationship(back_populates="association", cascade="all, delete-orphan")
     staff: Mapped[list["Staff"]] = relationship(back_populates="association", cascade="all, delete-orphan")
@@ -66,6 +68,7 @@ class Staff(Base):
     roles: Mapped[list] = mapped_column(JSON, default=list)
     password_hash: Mapped[str | None] = mapped_column(String(200), nullable=True)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
+    version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # as Association.version
 
     association: Mapped[Association] = relationship(back_populates="staff")
 

@@ -2,7 +2,8 @@
 
 from nameko.rpc import rpc
 
-from services.directory import domain, signin
+from services.directory import changes, domain, signin
+from services.directory.models import StaffSession
 from services.directory.schemas import AssociationSchema, OfferedServiceSchema, StaffSchema
 from tansiq.db import Database
 from tansiq.envelope import utcnow
@@ -62,6 +63,13 @@ class DirectoryService:
         with self.db.session() as session:
             return associations_out.dump(domain.set_encryption_key(session, slug, encryption_key))
 
+    @rpc
+    def snapshot(self, sessions=False):
+        """What a read model starts from (tansiq.readmodel): every association and staff member with its
+        version, and with `sessions` the sessions still open (the gateway's). Asked once at start."""
+        with self.db.session() as session:
+            return changes.snapshot(session, utcnow(), with_sessions=sessions, session_lifetime=signin.ABSOLUTE)
+
     # --- sessions of the web app (the gateway keeps only the cookie; see signin.py) -----------
 
     @rpc
@@ -76,7 +84,10 @@ class DirectoryService:
         """{staff, csrf_token} of a live session, else None (signed out, timed out, revoked, deactivated)."""
         with self.db.session() as session:
             found = signin.current(session, utcnow(), token)
-            return {"staff": staff_out.dump(found[0]), "csrf_token": found[1]} if found else None
+            if not found:
+                return None
+            return {"staff": staff_out.dump(found[0]), "csrf_token": found[1],
+                    "created_at": session.get(StaffSession, signin.token_hash(token)).created_at.isoformat()}
 
     @rpc
     def sign_out(self, token):
@@ -97,4 +108,5 @@ class DirectoryService:
 
 
 def _session_out(opened):
-    return {"token": opened["token"], "csrf_token": opened["csrf_token"], "staff": staff_out.dump(opened["staff"])}
+    return {"token": opened["token"], "csrf_token": opened["csrf_token"], "staff": staff_out.dump(opened["staff"]),
+            "created_at": opened["created_at"]}

@@ -23,15 +23,16 @@ from datetime import timedelta
 
 from sqlalchemy import select, update
 
-from services.directory import domain
+from services.directory import changes, domain
 from services.directory.domain import authenticate
 from services.directory.models import SignInThrottle, Staff, StaffSession
+from tansiq.contracts.directory import SESSION_ABSOLUTE, SESSION_IDLE
 from tansiq.errors import DomainError, Forbidden
+from tansiq.readmodel import csrf_for, digest
 
 log = logging.getLogger(__name__)
 
-IDLE = timedelta(minutes=30)
-ABSOLUTE = timedelta(hours=12)
+IDLE, ABSOLUTE = SESSION_IDLE, SESSION_ABSOLUTE  # shared with the gateways' read models (tansiq.readmodel)
 TOUCH_EVERY = timedelta(minutes=1)  # last_seen_at is written at most this often (one write per request is waste)
 ACCOUNT_FREE_FAILURES = 5
 ADDRESS_FREE_FAILURES = 20
@@ -42,7 +43,7 @@ MIN_PASSWORD_LENGTH = 10
 
 
 def token_hash(token):
-    return hashlib.sha256(token.encode()).hexdigest()
+    return digest(token)
 
 
 def _account_key(email):
@@ -104,20 +105,26 @@ def sign_in(session, now, email, password, address=""):
 
 def open_session(session, now, staff, address=""):
     token = secrets.token_urlsafe(32)
-    row = StaffSession(token_hash=token_hash(token), staff_id=staff.id, csrf_token=secrets.token_urlsafe(32),
+    row = StaffSession(token_hash=token_hash(token), staff_id=staff.id, csrf_token=csrf_for(token),
                        address=address or "", created_at=now, last_seen_at=now)
     session.add(row)
     session.flush()
-    return {"token": token, "csrf_token": row.csrf_token, "staff": staff}
+    changes.session_opened(session, row)  # the gateways' read models learn it without asking
+    return {"token": token, "csrf_token": row.csrf_token, "staff": staff, "created_at": now.isoformat()}
 
 
-def current(session, now, token):
-    """(staff, csrf_token) for a live session token, else None. Keeps the session alive (idle timeout)."""
+def current(session, now, token, idle=True):
+    """(staff, csrf_token) for a live session token, else None. Keeps the session alive (idle timeout).
+
+    `idle=False`: the idle timeout was checked by the caller (the gateway, which sees every request and
+    keeps the session's idle clock in its read model; this row's last_seen_at is only as fresh as the
+    last time the directory was asked)."""
     row = session.get(StaffSession, token_hash(token)) if token else None
     if row is None or row.revoked_at is not None:
         return None
-    if now - row.last_seen_at > IDLE or now - row.created_at > ABSOLUTE:
+    if (idle and now - row.last_seen_at > IDLE) or now - row.created_at > ABSOLUTE:
         row.revoked_at = now
+        changes.sessions_revoked(session, row.staff_id, [row.token_hash])
         return None
     staff = session.get(Staff, row.staff_id)
     if staff is None or not staff.active:
@@ -131,17 +138,20 @@ def sign_out(session, now, token):
     row = session.get(StaffSession, token_hash(token)) if token else None
     if row is not None and row.revoked_at is None:
         row.revoked_at = now
+        changes.sessions_revoked(session, row.staff_id, [row.token_hash])
 
 
 def revoke_all(session, now, staff_id):
     """End every session of this staff member (deactivation, password change)."""
-    session.execute(update(StaffSession).where(StaffSession.staff_id == staff_id, StaffSession.revoked_at.is_(None))
-                    .values(revoked_at=now))
+    live = (StaffSession.staff_id == staff_id, StaffSession.revoked_at.is_(None))
+    ended = session.scalars(select(StaffSession.token_hash).where(*live)).all()
+    session.execute(update(StaffSession).where(*live).values(revoked_at=now))
+    changes.sessions_revoked(session, staff_id, ended)
 
 
 def change_password(session, now, token, current_password, new_password):
     """Her new password; all her sessions end, this browser gets a new one ({token, csrf_token, staff})."""
-    found = current(session, now, token)
+    found = current(session, now, token, idle=False)  # the gateway, which asks, keeps the idle clock
     if found is None:
         raise DomainError("sign in first", code="unauthorized")
     staff = found[0]

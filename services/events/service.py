@@ -4,7 +4,7 @@ from datetime import timedelta
 
 import eventlet
 from nameko.dependency_providers import Config
-from nameko.rpc import RpcProxy, rpc
+from nameko.rpc import rpc
 from nameko.timer import timer
 
 from services.events import domain, feeds, ical, imports, listing, occurrences
@@ -32,6 +32,7 @@ from tansiq.identity import ActorIdentity
 from tansiq.messaging import inbox, outbox
 from tansiq.messaging.consumer import handles, handles_partner
 from tansiq.messaging.topology import PARTNERS_OUTBOUND
+from tansiq.readmodel import DirectoryView
 
 REMINDER_INTERVAL_SECONDS = 300
 HORIZON_INTERVAL_SECONDS = 3600  # stored occurrences: how often the rolling horizon is moved on
@@ -59,12 +60,12 @@ CALENDAR_CHANGES = ("ma.tansiq.event.published.v1", "ma.tansiq.event.updated.v1"
 class EventsService:
     name = "events"
     db = Database()
-    directory = RpcProxy("directory")
+    directory = DirectoryView()  # the directory as its change feed told this process (tansiq.readmodel)
     config = Config()
     identity = ActorIdentity()  # changes take the gateway's signed actor assertion; reading may be anonymous
 
     def _known_associations(self):
-        # One RPC, asked before the unit of work opens: no network call while holding the database.
+        # From the read model of the directory (tansiq.readmodel), before the unit of work opens.
         return {association["slug"] for association in self.directory.list_associations()}
 
     def _result(self, event, warnings):
@@ -231,7 +232,7 @@ class EventsService:
     @handles(*CALENDAR_CHANGES)
     def forward_to_partners(self, event):
         """The network's calendar changes reach partner systems, each on its own queue."""
-        # Asked before the transaction opens: no RPC while holding a write lock (SQLite under eventlet).
+        # The partners integrating by queue, from the read model of the directory (tansiq.readmodel).
         partners = [association["slug"] for association in self.directory.list_associations()
                     if association.get("integration") == "queue"
                     and association["slug"] not in (event.source, event.data["organiser"])]

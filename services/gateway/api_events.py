@@ -40,6 +40,7 @@ from services.gateway.schemas import (
 )
 from services.gateway.web import json_response, render, request_language
 from tansiq.contracts.events import EVENT_KINDS
+from tansiq.readmodel import DirectoryView
 
 DEFAULT_WINDOW = (timedelta(days=-7), timedelta(days=62))
 
@@ -76,7 +77,7 @@ def _feed(events_rpc, request, query, scope, value, filename):
 
 class EventsApi:
     events_rpc = TimedRpcProxy("events")
-    directory_rpc = TimedRpcProxy("directory")  # as GatewayService declares it; listed so the mixin stands alone
+    directory = DirectoryView(sessions=True)  # as GatewayService declares it; listed so the mixin stands alone
 
     # --- JSON API ---------------------------------------------------------------------------
 
@@ -196,7 +197,7 @@ class EventsApi:
 
     @route("GET", "/calendar", auth=OPTIONAL, page=True, summary="The shared calendar")
     def calendar_page(self, request, staff):
-        return calendar_page(request, self.directory_rpc.list_associations(), staff)
+        return calendar_page(request, self.directory.list_associations(), staff)
 
 
 def _window(query):

@@ -110,7 +110,7 @@ def login_form_page(request, status=200, failed=None, errors=None, email=""):
 
 
 class WebAppPages:
-    # notifications_rpc, referrals_rpc, intake_rpc, events_rpc and directory_rpc are declared by the
+    # notifications_rpc, referrals_rpc, intake_rpc, events_rpc and directory are declared by the
     # InboxApi, ReferralsApi, IntakeApi, EventsApi and DirectoryApi mixins that GatewayService also inherits.
 
     @route("GET", "/login", auth=PUBLIC, page=True, summary="The sign-in form")
@@ -188,7 +188,7 @@ class WebAppPages:
     def _association_names(self, lang):
         """slug -> the association's name as the page's reader writes it (Arabic, else French)."""
         return {a["slug"]: a.get("name_ar" if lang == "ar" else "name_fr") or a["slug"]
-                for a in self.directory_rpc.list_associations()}
+                for a in self.directory.list_associations()}
 
     @route("GET", "/intake", auth="cases.write", page=True, summary="The intake form")
     def intake_page(self, request, staff):

@@ -1,5 +1,9 @@
 """Gateway: the web app and the JSON API. Owns no data (the directory keeps sessions); calls services by RPC.
 
+What it needs from the directory (sessions, staff, associations, services offered) it reads from its
+read model (tansiq.readmodel): only sign-in, sign-out, a password change and a deactivation, which the
+directory carries out, call it.
+
 Each area's routes live in an `api_<area>.py` mixin; this class puts them together.
 """
 
@@ -31,6 +35,7 @@ from services.gateway.web import (
 )
 from tansiq.errors import Forbidden
 from tansiq.identity import ActorSigning
+from tansiq.readmodel import DirectoryView
 
 
 class GatewayService(PagesApi, WebAppPages, IntakeApi, ReferralsApi, EventsApi, InboxApi, DirectoryApi,
@@ -38,7 +43,8 @@ class GatewayService(PagesApi, WebAppPages, IntakeApi, ReferralsApi, EventsApi, 
     name = "gateway"
     sessions = Sessions()
     identity = ActorSigning()  # signs the actor assertion each RPC acting for a staff member carries
-    directory_rpc = TimedRpcProxy("directory")
+    directory_rpc = TimedRpcProxy("directory")  # the directory's commands: sign-in, sign-out, password, deactivate
+    directory = DirectoryView(sessions=True)
     # Start once the directory (every sign-in) is up; a call to another service that is not up
     # yet is answered 503 service_unavailable (tansiq.runner waits for all called services otherwise).
     waits_for = ("directory",)
@@ -58,6 +64,7 @@ class GatewayService(PagesApi, WebAppPages, IntakeApi, ReferralsApi, EventsApi, 
         opened = self.directory_rpc.sign_in(credentials["email"], credentials["password"], request.remote_addr or "")
         if opened is None:
             raise Unauthorized("unknown email or wrong password")
+        self.sessions.opened(opened)  # this gateway knows the session at once
         return opened
 
     @route("POST", "/api/logout", auth=PUBLIC, tag="session", summary="Sign out (ends the session at once)")
@@ -71,24 +78,29 @@ class GatewayService(PagesApi, WebAppPages, IntakeApi, ReferralsApi, EventsApi, 
         token, _ = session_token(request)
         if token:
             self.directory_rpc.sign_out(token)
+            self.sessions.ended(token)  # refused from the next request on this gateway
 
     @route("POST", "/api/password", auth="staff.self", tag="session", body=PasswordChangeSchema,
            answer=(200, LoginResultSchema), summary="Change her password; every other session of hers ends")
     def change_password(self, request, body):
         """Her other sessions end at once; this browser carries on with a new session."""
         token, _ = session_token(request)
-        return self._signed_in(self.directory_rpc.change_password(token, body["current_password"],
-                                                                  body["new_password"]))
+        opened = self.directory_rpc.change_password(token, body["current_password"], body["new_password"])
+        self.sessions.ended(staff_id=opened["staff"]["id"])
+        self.sessions.opened(opened)
+        return self._signed_in(opened)
 
     @route("POST", "/api/staff/<string:staff_id>/deactivate", auth="staff.manage", tag="session",
            answer=(200, StaffSchema), summary="Deactivate a colleague (admin); her sessions end at once")
     def deactivate_staff(self, request, staff_id, staff):
         """An admin of her association ends a colleague's access; her open sessions end now."""
         admin = staff
-        target = self.directory_rpc.get_staff(staff_id)
+        target = self.directory.get_staff(staff_id)
         if target["association"] != admin["association"]:
             raise Forbidden("only an admin of her association deactivates a staff member")
-        return json_response(self.directory_rpc.deactivate_staff(staff_id))
+        deactivated = self.directory_rpc.deactivate_staff(staff_id)
+        self.sessions.ended(staff_id=staff_id, deactivated=True)
+        return json_response(deactivated)
 
     @route("GET", "/api/me", auth=SIGNED_IN, tag="session", answer=(200, SessionClaimsSchema),
            summary="The signed-in staff member (and X-CSRF-Token)")

@@ -24,8 +24,10 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response
 
 from tansiq import i18n
+from tansiq.contracts.directory import SESSION_ABSOLUTE, SESSION_IDLE
 from tansiq.contracts.fields import LANGUAGES
 from tansiq.errors import DomainError, Forbidden
+from tansiq.readmodel import LIVE, UNKNOWN, DirectoryFeed, csrf_for, digest
 
 HERE = Path(__file__).resolve().parent
 SESSION_COOKIE = "tansiq_session"
@@ -153,11 +155,18 @@ def json_response(data, status=200, headers=None):
 class Sessions(DependencyProvider):
     """Server-side sessions kept by the directory; the browser holds only an opaque token (HttpOnly cookie).
 
-    Each request asks the directory whether the token is still live, so sign-out, a
-    deactivation or a password change refuse the very next request (see directory/signin.py).
+    Each request is checked against the gateway's read model of the directory (tansiq.readmodel): the
+    sessions the directory announced (only SHA-256 digests of their tokens), the staff and whether they
+    are active. Sign-out, a password change and a deactivation made here update the model before they
+    answer, and those made anywhere else reach it with the directory's change: the next request is
+    refused with no call to the directory. A token the model never heard of (a sign-in on another
+    gateway a moment ago) is asked to the directory once.
     """
 
     rpc_reply_listener = ReplyListener()  # what nameko's RpcProxy uses (a provider cannot nest an RpcProxy)
+    feed = DirectoryFeed()
+    FORGET_EVERY_S = 60  # sessions past their absolute lifetime leave the model this often
+    _forgotten_at = 0.0
 
     def setup(self):
         from services.gateway.calls import DEFAULT_TIMEOUT_S, TIMEOUT_KEY
@@ -165,6 +174,7 @@ class Sessions(DependencyProvider):
         config = self.container.config
         self.secure_cookies = secure_cookies(config)
         self.rpc_timeout = float(config.get(TIMEOUT_KEY, DEFAULT_TIMEOUT_S))
+        self.feed.with_sessions = True
         _active[0] = self  # one gateway service per process: lets routes call current_staff(request)
 
     def worker_setup(self, worker_ctx):
@@ -182,6 +192,10 @@ class Sessions(DependencyProvider):
         return TimedServiceProxy(ServiceProxy(_worker.ctx, "directory", self.rpc_reply_listener,
                                               expiration=self.rpc_timeout), self.rpc_timeout)
 
+    def model(self):
+        """The read model of the directory this gateway checks sessions against (tansiq.readmodel)."""
+        return self.feed.wait_ready()
+
     def staff(self, request):
         known = request.environ.get("tansiq.staff")
         if known is not None:
@@ -189,15 +203,43 @@ class Sessions(DependencyProvider):
         token, by_cookie = session_token(request)
         if not token:
             raise Unauthorized("sign in first (POST /api/login)")
-        found = self.directory_for_worker().session_staff(token)
+        found = self.live(token)
         if found is None:
             raise Unauthorized("your session has ended; sign in again")
+        csrf = csrf_for(token)
         if by_cookie and request.method in UNSAFE_METHODS and not hmac.compare_digest(
-                sent_csrf_token(request), found["csrf_token"]):
+                sent_csrf_token(request), csrf):
             raise Forbidden(f"a change needs the page's {CSRF_HEADER} header", code="csrf_failed")
-        staff = {key: found["staff"][key] for key in STAFF_CLAIMS}
-        request.environ["tansiq.staff"], request.environ["tansiq.csrf"] = staff, found["csrf_token"]
+        staff = {key: found[key] for key in STAFF_CLAIMS}
+        request.environ["tansiq.staff"], request.environ["tansiq.csrf"] = staff, csrf
         return staff
+
+    def live(self, token):
+        """The staff member of a live session, else None."""
+        model, now = self.model(), time.time()
+        if now - self._forgotten_at > self.FORGET_EVERY_S:
+            model.forget_ended(now, SESSION_ABSOLUTE.total_seconds())
+            self._forgotten_at = now
+        lifetimes = (SESSION_IDLE.total_seconds(), SESSION_ABSOLUTE.total_seconds())
+        state, staff = model.session(digest(token), now, *lifetimes)
+        if state == UNKNOWN:
+            found = self.directory_for_worker().session_staff(token)
+            if found is None:
+                return None
+            model.open_session(digest(token), found["staff"], found["created_at"], now)
+            state, staff = model.session(digest(token), now, *lifetimes)
+        return staff if state == LIVE else None
+
+    def opened(self, opened):
+        """A sign-in (or password change) answered by the directory: this gateway knows the session at once."""
+        self.model().open_session(digest(opened["token"]), opened["staff"], opened["created_at"])
+
+    def ended(self, token=None, staff_id=None, deactivated=False):
+        """Sign-out, password change or deactivation made through this gateway: refused from the next request."""
+        model = self.model()
+        if deactivated:
+            model.deactivate(staff_id)
+        model.end_sessions([digest(token)] if token else (), staff_id=staff_id)
 
     def set_cookie(self, response, token):
         response.set_cookie(SESSION_COOKIE, token, max_age=SESSION_SECONDS, httponly=True, samesite="Lax",

@@ -6,7 +6,7 @@ verified here before anything is read; what the actor's role allows is checked b
 
 from contextlib import contextmanager
 
-from nameko.rpc import RpcProxy, rpc
+from nameko.rpc import rpc
 
 from services.intake import domain
 from services.intake.schemas import BeneficiarySchema, ConsentSchema, SessionSchema, ShareSchema
@@ -16,6 +16,7 @@ from tansiq.db import Database
 from tansiq.envelope import utcnow
 from tansiq.errors import Forbidden, load_request
 from tansiq.identity import ActorIdentity
+from tansiq.readmodel import DirectoryView
 
 
 class IntakeService:
@@ -23,7 +24,7 @@ class IntakeService:
     db = Database()
     keyring = MasterKey()
     identity = ActorIdentity()
-    directory = RpcProxy("directory")
+    directory = DirectoryView()  # the directory as its change feed told this process (tansiq.readmodel)
 
     @rpc
     def health(self):
@@ -92,7 +93,7 @@ class IntakeService:
         actor = self.identity.actor(actor)
         load_request(ShareSchema(), {"recipient_association": recipient_association, "category": category,
                                      "fields": fields})
-        # For consents to "any partner offering <category>"; asked before the unit of work opens.
+        # For consents to "any partner offering <category>": the read model of the directory (no RPC).
         offering = {s["association"] for s in self.directory.find_services(category)
                     if s.get("status", "active") == "active"}
         with self.guarded(beneficiary_id, actor, "share") as session:

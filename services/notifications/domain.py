@@ -1,8 +1,8 @@
 """Notification rules in plain Python: who is told, when, on which channel; delivery with retries.
 
 Functions take a Session and `now` (aware UTC). `directory` is anything with the
-directory RPC methods (the nameko RpcProxy in the service; in tests, LocalDirectory of
-tests/fixtures/notifications.py).
+directory's read methods (the service's read model, tansiq.readmodel.DirectoryView; in tests,
+LocalDirectory of tests/fixtures/notifications.py).
 """
 
 from contextlib import ExitStack

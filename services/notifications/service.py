@@ -5,7 +5,7 @@ import secrets
 import time
 
 from nameko.dependency_providers import Config
-from nameko.rpc import RpcProxy, rpc
+from nameko.rpc import rpc
 from nameko.timer import timer
 
 from services.notifications import channels, domain, schemas
@@ -17,6 +17,7 @@ from tansiq.errors import NotFound, load_request
 from tansiq.identity import ActorIdentity
 from tansiq.messaging import inbox
 from tansiq.messaging.consumer import handles, handles_batch
+from tansiq.readmodel import DirectoryView
 
 ERASED = "ma.tansiq.beneficiary.erased.v1"
 # How often due deliveries are sent (and failed ones retried); tests shorten it.
@@ -28,7 +29,7 @@ class NotificationsService:
 
     db = Database()
     config = Config()
-    directory = RpcProxy("directory")
+    directory = DirectoryView()  # the directory as its change feed told this process (tansiq.readmodel)
     identity = ActorIdentity()
 
     # --- events ---
@@ -36,7 +37,7 @@ class NotificationsService:
     @handles_batch(*RULES)
     def on_events(self, events):
         """Every event someone is told about; a backlog drains in batches, one unit of work each."""
-        # Directory first, outside the transaction: no DB write lock is held while waiting on RPC.
+        # Who must know, from the read model of the directory (tansiq.readmodel), before the unit of work.
         plans = {event.id: domain.plan(self.directory, event) for event in events}
         with self.db.session() as session:
             now, enabled = utcnow(), self._channels()

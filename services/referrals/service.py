@@ -29,6 +29,7 @@ from tansiq.errors import DomainError, NotFound, load_request
 from tansiq.identity import ActorIdentity
 from tansiq.messaging import inbox
 from tansiq.messaging.consumer import handles, handles_partner
+from tansiq.readmodel import DirectoryView
 
 log = logging.getLogger(__name__)
 SCAN_INTERVAL_S = 60
@@ -43,7 +44,7 @@ class ReferralsService:
     identity = ActorIdentity()
     config = Config()
     intake = RpcProxy("intake")
-    directory = RpcProxy("directory")
+    directory = DirectoryView()  # the directory as its change feed told this process (tansiq.readmodel)
 
     @rpc
     def health(self):
@@ -180,7 +181,7 @@ class ReferralsService:
 
     @handles_partner("ma.tansiq.referral.sent.v1")
     def on_referral_sent(self, event):
-        # Asked before the unit of work: who receives, and the sender's published encryption key.
+        # From the read model of the directory: who receives, and the sender's published encryption key.
         recipient = self._association_or_none(event.data["to_association"])
         sender = self._association_or_none(event.source) or {}
         with self.db.session() as session:
@@ -223,7 +224,7 @@ class ReferralsService:
     # --- helpers ---
 
     def _recipient(self, association, category):
-        """What the domain needs to know about the recipient, from the directory."""
+        """What the domain needs to know about the recipient, from the read model of the directory."""
         details = self.directory.get_association(association)
         offers = any(s["association"] == association and s.get("status", "active") == "active"
                      for s in self.directory.find_services(category))

@@ -37,6 +37,20 @@ PARTNER_BINDINGS = {
     "referrals": _REFERRAL,
 }
 
+# The directory's change feed (tansiq.readmodel): every process keeping a read model of the directory
+# binds its own exclusive queue `<service>.readmodel.<random>` to these types on the events exchange, so
+# each replica sees every change. The durable sink below keeps such messages routable while no process
+# listens (the directory alone, `tansiq demo`): they expire there; a read model starts from a snapshot.
+DIRECTORY_CHANGES = tuple(f"ma.tansiq.directory.{change}.v1" for change in (
+    "association_changed", "session_opened", "sessions_revoked", "staff_changed"))
+DIRECTORY_CHANGES_SINK = "directory.changes"
+DIRECTORY_CHANGES_SINK_TTL_MS = 60000
+
+
+def read_model_queue_prefix(service):
+    return f"{service}.readmodel."
+
+
 # Backoff before each retry of a failed handler, then the dead-letter queue.
 RETRY_DELAYS_MS = (1000, 5000, 25000)
 
@@ -131,6 +145,13 @@ def unroutable_queue():
                  [(UNROUTABLE_EXCHANGE, "")])
 
 
+def directory_changes_sink():
+    """Where the directory's changes go when no read model listens: bounded, and each expires within a minute."""
+    return Queue(DIRECTORY_CHANGES_SINK, {"x-message-ttl": DIRECTORY_CHANGES_SINK_TTL_MS,
+                                          "x-max-length": UNROUTABLE_MAX_LENGTH, "x-overflow": "drop-head"},
+                 [(EVENTS_EXCHANGE, type_) for type_ in DIRECTORY_CHANGES])
+
+
 def partner_unhandled_queues(retry_delays_ms=RETRY_DELAYS_MS):
     """The kernel's catch-all on partners.inbound: answers what no service consumes."""
     return queue_set(PARTNERS_UNHANDLED, PARTNERS_INBOUND, ["#"], retry_delays_ms)
@@ -148,7 +169,7 @@ def network_queues(retry_delays_ms=RETRY_DELAYS_MS, bindings_by_service=None, pa
         queues += service_queues(service, types, retry_delays_ms)
     for service, types in sorted((partner_bindings_by_service or PARTNER_BINDINGS).items()):
         queues += partner_inbound_queues(service, types, retry_delays_ms)
-    return queues + partner_unhandled_queues(retry_delays_ms)
+    return queues + partner_unhandled_queues(retry_delays_ms) + [directory_changes_sink()]
 
 
 def definitions(bindings_by_service=None, partner_bindings_by_service=None, vhost="/",

@@ -52,7 +52,7 @@ def gateway(tmp_path):
     messaging_metadata.create_all(engine)
     events = worker_factory(EventsService, db=Sessions(engine), directory=Directory(), identity=verifier("events"))
     saved, web._active[0] = web._active[0], BearerSessions()
-    yield worker_factory(Gateway, events_rpc=events, directory_rpc=Directory())
+    yield worker_factory(Gateway, events_rpc=events, directory=Directory())
     web._active[0] = saved
     engine.dispose()
 

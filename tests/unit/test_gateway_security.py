@@ -182,6 +182,7 @@ class Gateway:
 
     def __init__(self, sessions):
         self.sessions, self.directory_rpc = sessions, sessions.directory
+        self.directory = sessions.model()  # the gateway's read model of the directory (tansiq.readmodel)
 
     _signed_in, open_session, end_session = (GatewayService._signed_in, GatewayService.open_session,
                                              GatewayService.end_session)

@@ -44,7 +44,7 @@ def gateway():
         notifications_rpc=Stub(inbox=INBOX, unread_count=1),
         referrals_rpc=Stub(list_referrals=[dict(REFERRAL)], get_referral=dict(REFERRAL)),
         intake_rpc=Stub(get_beneficiary=dict(RECORD)),
-        directory_rpc=Stub(list_associations=ASSOCIATIONS),
+        directory=Stub(list_associations=ASSOCIATIONS),
         events_rpc=Stub(get_event={"starts_at": "2027-03-20T10:00:00+00:00"}))
 
 

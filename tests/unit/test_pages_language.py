@@ -58,7 +58,7 @@ def test_right_to_left_points_back_the_right_way_and_isolates_names(tmp_path):
     with directory_sessions(tmp_path) as sessions:
         token = sessions.signed_in(HANANE)
         gateway = Gateway(referrals_rpc=Stub(get_referral=dict(REFERRAL)),
-                          directory_rpc=Stub(list_associations=ASSOCIATIONS))
+                          directory=Stub(list_associations=ASSOCIATIONS))
         arabic = GatewayService.referral_page(gateway, request("/referrals/r-1?lang=ar", token),
                                               referral_id="r-1").get_data(as_text=True)
         french = GatewayService.referral_page(gateway, request("/referrals/r-1?lang=fr", token),

@@ -166,7 +166,7 @@ RECORD = {
 
 def test_the_beneficiary_page_shows_her_record_consents_and_flags_with_the_forms(sessions):
     intake = Stub(get_beneficiary=dict(RECORD))
-    gateway = Gateway(intake_rpc=intake, directory_rpc=Stub(list_associations=ASSOCIATIONS))
+    gateway = Gateway(intake_rpc=intake, directory=Stub(list_associations=ASSOCIATIONS))
     response = GatewayService.beneficiary_page(gateway, request("/beneficiaries/b-1?lang=ar",
                                                                 sessions.signed_in(HANANE)), beneficiary_id="b-1")
     html = response.get_data(as_text=True)
@@ -207,7 +207,7 @@ def test_an_erased_record_shows_no_forms(sessions):
     erased = {key: RECORD[key] for key in ("id", "association", "kind", "schooled", "city", "language",
                                            "registered_at", "registered_by")}
     gateway = Gateway(intake_rpc=Stub(get_beneficiary={**erased, "erased": True}),
-                      directory_rpc=Stub(list_associations=ASSOCIATIONS))
+                      directory=Stub(list_associations=ASSOCIATIONS))
     html = GatewayService.beneficiary_page(gateway, request("/beneficiaries/b-1", sessions.signed_in(HANANE)),
                                            beneficiary_id="b-1").get_data(as_text=True)
     assert 'id="erased"' in html and 'id="refer-form"' not in html
@@ -232,7 +232,7 @@ YOUSSEF = {"id": "s-safi-3", "association": "amal-safi", "roles": ["events_manag
                                           (GatewayService.referral_page, {"referral_id": "r-1"})])
 def test_an_events_manager_gets_no_case_page_and_no_service_is_asked(sessions, page, values):
     untouchable = Stub()  # any RPC would fail the test: the gateway refuses first
-    gateway = Gateway(intake_rpc=untouchable, referrals_rpc=untouchable, directory_rpc=untouchable)
+    gateway = Gateway(intake_rpc=untouchable, referrals_rpc=untouchable, directory=untouchable)
     response = page(gateway, request("/x?lang=fr", sessions.signed_in(YOUSSEF)), **values)
     assert response.status_code == 403 and response.mimetype == "text/html" and untouchable.calls == []
 
@@ -269,7 +269,7 @@ def test_the_directory_route_lists_active_services_for_signed_in_staff(sessions)
     directory = Stub(find_services=[
         {"id": "sv-1", "association": "wafae-marrakech", "category": "legal_orientation", "status": "active"},
         {"id": "sv-2", "association": "dar-noor-casablanca", "category": "legal_orientation", "status": "paused"}])
-    gateway = Gateway(directory_rpc=directory)
+    gateway = Gateway(directory=directory)
     token = sessions.signed_in(HANANE)
     response = GatewayService.directory_services(
         gateway, request("/api/directory/services?category=legal_orientation&city=Marrakech&lang=fr", token))
