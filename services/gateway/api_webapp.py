@@ -155,6 +155,12 @@ class WebAppPages:
         unread = self.notifications_rpc.unread_count(actor)
         return page("inbox.html", request, staff, items=items, unread=unread, next=inbox["next"])
 
+    @route("POST", "/inbox/<int:item_id>/read", auth="staff.self", page=True, form=True,
+           summary="Mark one inbox item read from the page's form (works without JavaScript)")
+    def inbox_read_form(self, request, staff, item_id):
+        self.notifications_rpc.mark_read(self.identity.sign(staff, "notifications"), item_id)
+        return redirect(f"/inbox#item-{item_id}", code=303)
+
     @route("GET", "/inbox/<int:item_id>", auth="staff.self", page=True, summary="One inbox item (e-mails link here)")
     def inbox_item_page(self, request, staff, item_id):
         """E-mails and SMS link here (notifications' inbox_link): the inbox, scrolled to that item."""

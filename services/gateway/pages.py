@@ -64,6 +64,8 @@ def page_call(service, request, declaration, run):
             staff = signed_in_or_none(request)  # open pages still show what her roles allow
     except Unauthorized:
         return to_login(request)
+    except DomainError as refused:  # e.g. a form without the session's CSRF token
+        return error_page(request, None, refused)
     try:
         if declaration.permission is not None:
             check(staff, declaration.permission)

@@ -98,6 +98,19 @@ def test_without_javascript_the_sign_in_form_posts_and_the_password_never_reache
     context.close()
 
 
+def test_with_javascript_an_api_field_error_is_shown_translated_at_its_field(network, page):
+    """webapp.js sends the sign-in to /api/login; its 422 field code appears at the field, in Arabic."""
+    from playwright.sync_api import expect
+
+    page.goto(f"{network.web}/login?lang=ar")
+    page.fill("input[name=email]", "not-an-email")
+    page.fill("input[name=password]", "whatever-it-is")
+    page.click("#login-form button[type=submit]")
+    expect(page.locator("#email-error")).to_have_text("عنوان بريد إلكتروني غير صالح.")
+    expect(page.locator("input[name=email]")).to_have_attribute("aria-invalid", "true")
+    expect(page.locator("#login-form .error")).to_have_text("يرجى تصحيح الحقول المشار إليها.")  # not English
+
+
 def test_a_next_that_browsers_read_as_another_host_lands_on_our_home_page(network, page):
     from playwright.sync_api import expect
 

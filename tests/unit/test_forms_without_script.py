@@ -87,7 +87,7 @@ def test_the_sign_out_form_ends_the_session_and_keeps_the_language(sessions):
 
 def test_only_form_routes_take_a_form_body():
     forms = {(d.method, d.url) for d in declared_routes(GatewayService) if d.form}
-    assert forms == {("POST", "/login"), ("POST", "/logout")}
+    assert forms == {("POST", "/login"), ("POST", "/logout"), ("POST", "/inbox/<int:item_id>/read")}
     assert web.refuse_cross_site(post("/api/login", {"email": EMAIL})).status_code == 415
     assert web.refuse_cross_site(post("/login", {"email": EMAIL}), form=True) is None
     other_site = post("/login", {"email": EMAIL}, headers={"Origin": "http://evil.example"})
@@ -102,3 +102,24 @@ def test_a_signed_in_form_needs_the_csrf_token_in_the_form(sessions):
     with pytest.raises(Forbidden):
         web.current_staff(post("/some-form", {"csrf_token": "guess"}, token=token))
     assert web.current_staff(post("/some-form", {"csrf_token": csrf}, token=token))["id"] == HANANE["id"]
+
+
+def test_marking_an_item_read_without_script_needs_the_form_token(sessions):
+    from actors import SIGNER, verifier  # tests/actors.py
+
+    class Notifications:
+        calls = []
+
+        def mark_read(self, actor, item_id):
+            self.calls.append((verifier("notifications").actor(actor).id, item_id))
+
+    gateway = Gateway(sessions)
+    gateway.identity, gateway.notifications_rpc = SIGNER, Notifications()
+    token = sessions.signed_in(HANANE)
+    refused = GatewayService.inbox_read_form(gateway, post("/inbox/7/read", {}, token=token), item_id=7)
+    assert refused.status_code == 403 and refused.mimetype == "text/html" and Notifications.calls == []
+    csrf = sessions.directory.session_staff(token)["csrf_token"]
+    done = GatewayService.inbox_read_form(gateway, post("/inbox/7/read", {"csrf_token": csrf}, token=token),
+                                          item_id=7)
+    assert done.status_code == 303 and done.headers["Location"] == "/inbox#item-7"
+    assert Notifications.calls == [(HANANE["id"], 7)]  # her own item: the id comes from her session

@@ -160,7 +160,8 @@
   }
 
   document.querySelectorAll("button.mark-read").forEach(function (button) {
-    button.addEventListener("click", function () {
+    button.addEventListener("click", function (event) {
+      event.preventDefault();  // the form posts without JavaScript; with it, the API answers in place
       var item = button.closest(".item");
       clearError(document);
       busy(button, true);
