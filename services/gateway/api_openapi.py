@@ -111,7 +111,7 @@ FEED = [query("from", {"type": "string", "format": "date-time"}, "window start; 
         query("to", {"type": "string", "format": "date-time"}, "window end; default: 18 months after this month "
               "(at most 5 years in all)")]
 PAGING = [query("cursor", {"type": "string"}, "the `next` of the page before; absent for the first page"),
-          query("limit", {"type": "integer", "minimum": 1, "maximum": 2000, "default": 500}, "occurrences per page")]
+          query("limit", {"type": "integer", "minimum": 1, "maximum": 2000, "default": 200}, "occurrences per page")]
 
 
 def described(tag, summary, answer=(200, OBJECT), auth=STAFF, body=None, query=None, params=None, command=False):
