@@ -86,7 +86,7 @@ class FeedCache:
             if owner:
                 cooperate()  # between the version query and the build's: others' turn
                 try:
-                    name, events, _ = ical.feed_events(session, now, scope, value, visibilities, start, end)
+                    name, content, _ = ical.feed_events(session, now, scope, value, visibilities, start, end)
                 except BaseException:
                     self._release(etag, done)
                     raise
@@ -99,7 +99,7 @@ class FeedCache:
                                if_modified_since)
         try:
             # The session is closed: nothing is held while the text is written.
-            text = ical.text(events, name, now, start, end, event_text=self._event_text)
+            text = ical.text(content, name, now, start, end, event_text=self._event_text)
             self._feeds.put(etag, text)
         finally:
             self._release(etag, done)

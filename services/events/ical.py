@@ -50,27 +50,25 @@ def feed(session, now, scope, value=None, visibilities=("public",), start=None, 
     may be included (only for an authenticated reader). A feed holds the events with an
     occurrence in its window (see `window`), read from the stored occurrences.
     """
-    name, events, (start, end) = feed_events(session, now, scope, value, visibilities, start, end)
-    return text(events, name, now, start, end)
+    name, content, (start, end) = feed_events(session, now, scope, value, visibilities, start, end)
+    return text(content, name, now, start, end)
 
 
-@dataclass(frozen=True)
-class FeedEntry:
-    """One event of a feed: its zone (for the VTIMEZONE blocks) and its VEVENTs' text as stored
-    with it (Event.ics_text); `event` is loaded only for an event whose text is not stored yet."""
+@dataclass
+class FeedContent:
+    """What a feed holds: the zones of its timed events (for the VTIMEZONE blocks) and, per event,
+    its VEVENTs' text as stored with it (Event.ics_text), or the Event itself when no text is stored."""
 
-    tz: str
-    all_day: bool
-    text: str | None
-    event: object = None
+    zones: set
+    parts: list
 
 
-_ENTRY_COLUMNS = (Event.id, Event.tz, Event.all_day, Event.ics_text)
+_ENTRY_COLUMNS = (Event.id, Event.tz, Event.all_day, Event.ics_text)  # then organiser and co-organisers
 _ROWS_PER_FETCH = 2000  # a network feed is streamed from the database this many events at a time
 
 
 def feed_events(session, now, scope, value=None, visibilities=("public",), start=None, end=None):
-    """(calendar name, FeedEntry list, window) of a feed: everything `text` needs, read in one go
+    """(calendar name, FeedContent, window) of a feed: everything `text` needs, read in one go
     (texts, not events: nothing is written here unless an event's text was never stored)."""
     start, end = window(now, start, end)
     query, name = scope_query(scope, value, visibilities), TITLES[scope].format(value)
@@ -78,21 +76,29 @@ def feed_events(session, now, scope, value=None, visibilities=("public",), start
         event = get_event(session, value)
         if event.status == "draft" or event.visibility not in visibilities:
             raise NotFound(f"no event {value!r}", code="unknown_event")
-        return TITLES[scope].format(event.title), [FeedEntry(event.tz, event.all_day, event.ics_text, event)], (
-            start, end)
+        content = FeedContent(set() if event.all_day else {event.tz}, [event.ics_text or event])
+        return TITLES[scope].format(event.title), content, (start, end)
     columns = [*_ENTRY_COLUMNS, Event.organiser, Event.co_organisers] if scope == "association" else _ENTRY_COLUMNS
-    query = (query.where(Event.id.in_(occurrences.events_between(session, start, end)))
-             .with_only_columns(*columns).order_by(Event.starts_at, Event.id)
-             .execution_options(yield_per=_ROWS_PER_FETCH))
-    rows = []
-    for number, row in enumerate(session.execute(query)):
+    query = (query.where(occurrences.spanning(start, end)).with_only_columns(*columns)
+             .order_by(Event.starts_at, Event.id))
+    # Core rows streamed from a server-side cursor: 100,000 texts are read, never held twice.
+    result = session.connection().execution_options(stream_results=True, yield_per=_ROWS_PER_FETCH).execute(query)
+    content, missing = FeedContent(set(), []), {}
+    for number, row in enumerate(result):
         if number % _ROWS_PER_FETCH == 0:
             cooperate()
-        if scope != "association" or row.organiser == value or value in (row.co_organisers or []):
-            rows.append(row)
-    missing = [row.id for row in rows if row.ics_text is None]
-    unwritten = {e.id: e for e in session.scalars(select(Event).where(Event.id.in_(missing)))} if missing else {}
-    return name, [FeedEntry(row.tz, row.all_day, row.ics_text, unwritten.get(row.id)) for row in rows], (start, end)
+        if scope == "association" and row[4] != value and value not in (row[5] or []):
+            continue
+        event_id, tz, all_day, text = row[:4]
+        if not all_day:
+            content.zones.add(tz)
+        if text is None:
+            missing[event_id] = len(content.parts)
+        content.parts.append(text)
+    if missing:
+        for event in session.scalars(select(Event).where(Event.id.in_(list(missing)))):
+            content.parts[missing[event.id]] = event
+    return name, content, (start, end)
 
 
 def scope_query(scope, value, visibilities):
@@ -121,22 +127,21 @@ def version(session, scope, value, visibilities):
     return last, (count, int(sequences))
 
 
-def text(entries, name, now, start, end, event_text=None):
-    """The feed's text from its FeedEntry list, with a yield every few hundred events: a feed of
+def text(content, name, now, start, end, event_text=None):
+    """The feed's text from its FeedContent, with a yield every few hundred events: a feed of
     many events never holds the event loop (heartbeats, other requests) for long.
     `event_text(event)`: the VEVENTs of an event whose text is not stored (feeds.py keeps those)."""
     event_text = event_text or vevents_text
     head = calendar([], name, now).to_ical().decode("utf-8")
     opening, closing = head[:head.rindex("END:VCALENDAR")], "END:VCALENDAR\r\n"
     parts = [opening]
-    zones = {entry.tz for entry in entries if not entry.all_day}
-    if zones:
-        parts.append(_vtimezones_text(tuple(sorted(zones)), start.year, (end - timedelta(seconds=1)).year))
+    if content.zones:
+        parts.append(_vtimezones_text(tuple(sorted(content.zones)), start.year, (end - timedelta(seconds=1)).year))
         cooperate()
-    for number, entry in enumerate(entries):
-        if number % _YIELD_EVERY == 0:
-            cooperate()
-        parts.append(entry.text if entry.text is not None else event_text(entry.event))
+    for first in range(0, len(content.parts), _YIELD_EVERY):
+        parts += [part if isinstance(part, str) else event_text(part)
+                  for part in content.parts[first:first + _YIELD_EVERY]]
+        cooperate()
     parts.append(closing)
     return "".join(parts)
 

@@ -7,7 +7,7 @@ across Morocco's Ramadan offset change.
 
 from datetime import datetime
 
-from sqlalchemy import JSON, Boolean, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Boolean, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from tansiq.db import UTCDateTime
@@ -38,6 +38,8 @@ class Venue(Base):
 
 class Event(Base):
     __tablename__ = "events"
+    # A city's feed and its ETag find the city's events without reading the whole table.
+    __table_args__ = (Index("ix_events_city_lower", text("lower(city)")),)
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     uid: Mapped[str] = mapped_column(String(255), unique=True)  # iCalendar UID, stable forever
@@ -68,6 +70,10 @@ class Event(Base):
     # The event's VEVENTs as feeds write them, rewritten with every change (occurrences.store): a
     # feed of 100,000 events is then read, not written. None: written on the fly until the next change.
     ics_text: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # From the first start to the last end of its occurrences (moved ones included; end None: a
+    # series without end): which events a feed's window holds, read from this table alone.
+    span_starts_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    span_ends_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
     venue: Mapped[Venue | None] = relationship(lazy="joined")
     overrides: Mapped[list["Override"]] = relationship(

@@ -35,7 +35,7 @@ UTC = timezone.utc
 HORIZON = timedelta(days=730)  # how far ahead recurring series are stored
 RENEW_BEFORE = timedelta(days=30)  # the timer extends a series once less than this is left
 STORED_FOREVER = datetime(9999, 1, 1, tzinfo=UTC)  # occurrences_until of an event with nothing left to store
-PAGE_SIZE = 500
+PAGE_SIZE = 200  # a month view page: read, made and written as JSON well within 20 ms
 MAX_PAGE_SIZE = 2000
 _CHUNK = timedelta(days=366)  # at most one occurrence a day: a chunk stays within the expansion budget
 EXTEND_BATCH = 200  # events one unit of work of the timer brings up to date
@@ -53,7 +53,17 @@ def store(session, event, now, new=False):
     rows, event.occurrences_until = rows_of(event, now)
     if rows:
         session.execute(insert(StoredOccurrence), rows)
+    set_span(event, rows)
     event.ics_text = None if event.status == "draft" else ical.vevents_text(event)  # feeds never show drafts
+
+
+def set_span(event, rows):
+    """When the event's occurrences begin and end (span_ends_at None: a series without end), so a
+    feed finds the events of its window in the events table alone."""
+    starts = [row["starts_at"] for row in rows]
+    event.span_starts_at = min([event.starts_at, *starts])
+    complete = event.occurrences_until == STORED_FOREVER
+    event.span_ends_at = max([event.ends_at, *(row["ends_at"] for row in rows)]) if complete else None
 
 
 def rows_of(event, now):
@@ -85,6 +95,9 @@ def extend(session, now, batch=None):
         if rows:
             session.execute(insert(StoredOccurrence), rows)
         event.occurrences_until = STORED_FOREVER if _complete(timing, until) else until
+        if event.occurrences_until == STORED_FOREVER:  # the series' end is now stored
+            event.span_ends_at = session.scalar(select(func.max(StoredOccurrence.ends_at)).where(
+                StoredOccurrence.event_id == event.id)) or event.ends_at
     session.flush()
     return len(events)
 
@@ -189,24 +202,32 @@ def page(session, window_start, window_end, city=None, kind=None, association=No
     after = decode_cursor(cursor)
     stored = StoredOccurrence
     longest, all_stored = _bounds(session, window_end)
-    # Columns, not entities, on the Core connection: a page is the next rows of one index
-    # (ix_occurrences_order or ix_occurrences_city_order) joined to its events' fields.
-    query = (select(*_PAGE_COLUMNS).select_from(stored).join(Event, Event.id == stored.event_id)
-             .outerjoin(Venue, Venue.id == Event.venue_id)
-             .where(_intersecting(window_start, window_end, longest), stored.visibility.in_(visibilities))
-             .order_by(*_ORDER).limit(limit + 1))
+    # The page's rows first, alone: the next `limit` + 1 entries of one index (ix_occurrences_order or
+    # ix_occurrences_city_order) read in order; then their events' fields, joined to those rows only.
+    # (Joined before the limit, PostgreSQL would hash the whole events table for every page.)
+    rows = (select(*_ORDER, stored.ends_at, stored.moved, stored.kind, stored.organiser, stored.status,
+                   stored.visibility)
+            .where(_intersecting(window_start, window_end, longest), stored.visibility.in_(visibilities))
+            .order_by(*_ORDER).limit(limit + 1))
     if not include_drafts:
-        query = query.where(stored.status != "draft")
+        rows = rows.where(stored.status != "draft")
     if city:
-        query = query.where(stored.city_key == city.lower())
+        rows = rows.where(stored.city_key == city.lower())
     if kind:
-        query = query.where(stored.kind == kind)
+        rows = rows.where(stored.kind == kind)
     if association:
         # A superset in SQL (the JSON list as text), made exact below.
-        query = query.where(or_(stored.organiser == association,
-                                cast(Event.co_organisers, String).like(f'%"{association}"%')))
+        rows = rows.where(or_(stored.organiser == association, stored.event_id.in_(
+            select(Event.id).where(cast(Event.co_organisers, String).like(f'%"{association}"%')))))
     if after is not None:
-        query = query.where(tuple_(*_ORDER) > tuple_(*after))
+        rows = rows.where(tuple_(*_ORDER) > tuple_(*after))
+    rows = rows.subquery()
+    event_id = rows.c.event_id
+    if session.get_bind().dialect.name == "postgresql":
+        event_id = event_id.collate("default")  # events.id's collation: its primary key answers the join
+    query = (select(rows.c.event_id.label("id"), *(rows.c[name] for name in _ROW_FIELDS), *_EVENT_FIELDS)
+             .select_from(rows).join(Event, Event.id == event_id).outerjoin(Venue, Venue.id == Event.venue_id)
+             .order_by(rows.c.starts_at, rows.c.title, rows.c.event_id, rows.c.recurrence_key))
     found = [(_sort_key(row.starts_at, row.title, row.id, row.recurrence_key),
               listing.occurrence(row, zone(row.tz), row.recurrence_key, row.starts_at, row.ends_at, row.moved,
                                  _venue(row), row.registered))
@@ -221,13 +242,11 @@ def page(session, window_start, window_end, city=None, kind=None, association=No
     return Page(items, encode_cursor(found[limit - 1][0]) if more else None)
 
 
-_PAGE_COLUMNS = (
-    StoredOccurrence.event_id.label("id"), StoredOccurrence.recurrence_key, StoredOccurrence.starts_at,
-    StoredOccurrence.ends_at, StoredOccurrence.moved, StoredOccurrence.title, StoredOccurrence.kind,
-    StoredOccurrence.organiser, StoredOccurrence.status, StoredOccurrence.visibility, Event.city,
-    Event.co_organisers, Event.tz, Event.all_day, Event.rrule, Event.sequence, Event.description, Event.capacity,
-    Event.place, Venue.id.label("venue_id"), Venue.name.label("venue_name"), Venue.city.label("venue_city"),
-    Venue.address.label("venue_address"), Venue.latitude.label("venue_latitude"),
+_ROW_FIELDS = ("recurrence_key", "starts_at", "ends_at", "moved", "title", "kind", "organiser", "status", "visibility")
+_EVENT_FIELDS = (
+    Event.city, Event.co_organisers, Event.tz, Event.all_day, Event.rrule, Event.sequence, Event.description,
+    Event.capacity, Event.place, Venue.id.label("venue_id"), Venue.name.label("venue_name"),
+    Venue.city.label("venue_city"), Venue.address.label("venue_address"), Venue.latitude.label("venue_latitude"),
     Venue.longitude.label("venue_longitude"),
     select(func.count()).where(Registration.event_id == Event.id).correlate(Event).scalar_subquery().label(
         "registered"))
@@ -307,11 +326,12 @@ def decode_cursor(cursor):
     return _sort_key(start, title, event_id, recurrence_key)
 
 
-def events_between(session, window_start, window_end):
-    """A select of the ids of events with an occurrence in the window (stored, or past their horizon)."""
-    stored = select(StoredOccurrence.event_id).where(_intersecting(window_start, window_end, _longest(session)))
-    live = select(Event.id).where(_beyond_horizon(window_end), Event.starts_at < window_end)
-    return stored.union(live)
+def spanning(window_start, window_end):
+    """Events whose occurrences may meet [window_start, window_end): from their first start to their
+    last end (set_span), a superset only for a series with a gap over the whole window. An event
+    stored before its span was (NULL) counts from its first start, without end."""
+    return and_(func.coalesce(Event.span_starts_at, Event.starts_at) < window_end,
+                or_(Event.span_ends_at.is_(None), Event.span_ends_at > window_start))
 
 
 # --- overlaps ---------------------------------------------------------------------------------

@@ -184,7 +184,7 @@ class PagedWindow(Window):
     """The listing's window, and where a page starts (the `next` of the page before) and its size."""
 
     cursor = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=2000))
-    limit = fields.Integer(load_default=500, validate=validate.Range(min=1, max=2000))
+    limit = fields.Integer(load_default=200, validate=validate.Range(min=1, max=2000))  # occurrences.PAGE_SIZE
 
 
 class FeedWindow(Schema):

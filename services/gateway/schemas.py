@@ -165,7 +165,7 @@ class OccurrencePageQuery(EventWindowQuery):
     cursor = fields.String(load_default=None, validate=validate.Length(max=2000),
                            metadata={"description": "the `next` of the page before; absent for the first page"})
     limit = fields.Integer(load_default=None, validate=validate.Range(min=1, max=2000),
-                           metadata={"description": "occurrences per page (default 500)"})
+                           metadata={"description": "occurrences per page (default 200)"})
 
 
 class ForceQuery(Query):
