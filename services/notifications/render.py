@@ -8,7 +8,7 @@ event carried one.
 
 from dataclasses import dataclass
 from datetime import datetime
-from functools import cached_property
+from functools import cached_property, lru_cache
 from pathlib import Path
 
 import yaml
@@ -60,6 +60,12 @@ def safe_context(params, language):
     return context
 
 
+@lru_cache(maxsize=8)
+def renderer(web_base_url):
+    """The Renderer of a base URL, made once per process: it holds the parsed catalogue and compiled templates."""
+    return Renderer(web_base_url)
+
+
 class Renderer:
     def __init__(self, web_base_url):
         self.web_base_url = web_base_url.rstrip("/")
@@ -69,6 +75,7 @@ class Renderer:
                                              keep_trailing_newline=True)
         self.html_env = SandboxedEnvironment(loader=loader, undefined=StrictUndefined, autoescape=True)
         self.text_env.filters["when"] = _when
+        self._compiled = {}  # template text -> compiled template: compiling cost more than rendering
 
     @cached_property
     def catalogue(self):
@@ -78,7 +85,10 @@ class Renderer:
         return sorted(kind for kind in self.catalogue if not kind.startswith("_"))
 
     def _string(self, template, language, **context):
-        return self.text_env.from_string(template).render(language=language, **context).strip()
+        compiled = self._compiled.get(template)
+        if compiled is None:
+            compiled = self._compiled[template] = self.text_env.from_string(template)
+        return compiled.render(language=language, **context).strip()
 
     def entry(self, kind, language, params):
         """{"subject", "body"} of one notification in `language`."""
