@@ -666,7 +666,8 @@ def run_flows(args, results):
     backends = [name.strip() for name in args.flow_backends.split(",") if name.strip()]
     rates = [float(rate) if "." in rate else int(rate) for rate in args.flow_rates.split(",") if rate.strip()]
     say("5. the real flows: notifications backlog, referral loop through the API, lists at size")
-    loops, drains = bench_flows.run(backends, rates, args.flow_seconds, args.backlog)
+    variants = bench_flows.DRAIN_VARIANTS if args.drain == "all" else ((100, False),)
+    loops, drains = bench_flows.run(backends, rates, args.flow_seconds, args.backlog, variants)
     lists = None
     if args.list_notifications:
         sizes = bench_lists.arguments(["--notifications", str(args.list_notifications), "--referrals",
@@ -727,6 +728,7 @@ def report(n, info, results, memory, elapsed, busy=False, flows=""):
 
 
 CALENDAR_MARK = "<!-- calendar bench: tansiq bench --calendar-events N -->"
+FINDINGS_MARK = "<!-- written by hand, kept by tansiq bench: what the profiles found -->"
 
 
 def calendar_main(args):
@@ -770,8 +772,12 @@ def main(args):
     busy = max(load_before[0], load_after[0]) > (os.cpu_count() or 1)
     previous = output.read_text(encoding="utf-8") if output.exists() else ""
     calendar = CALENDAR_MARK + previous.split(CALENDAR_MARK, 1)[1] if CALENDAR_MARK in previous else ""
+    before_calendar = previous.split(CALENDAR_MARK, 1)[0]
+    findings = (FINDINGS_MARK + before_calendar.split(FINDINGS_MARK, 1)[1].rstrip("\n") + "\n"
+                if FINDINGS_MARK in before_calendar else "")
     output.write_text(report(n, info, results, memory, time.monotonic() - started, busy, flows)
-                      + (f"\n{calendar}" if calendar else ""), encoding="utf-8")  # the calendar rows stay
+                      + "".join(f"\n{kept}" for kept in (findings, calendar) if kept),
+                      encoding="utf-8")  # the written findings and the calendar rows stay
     say(f"wrote {output} ({time.monotonic() - started:.0f}s)")
     return 0
 

@@ -266,6 +266,8 @@ def build_parser():
     flows.add_argument("--flow-rates", default="2,5,10,20,50", help="offered referral loops per second")
     flows.add_argument("--flow-seconds", type=float, default=10, help="how long each rate is offered")
     flows.add_argument("--backlog", type=int, default=2000, help="notifications backlog to drain")
+    flows.add_argument("--drain", choices=("all", "batched"), default="all",
+                       help="every consumer variant, or only the batched one as deployed (quick)")
     flows.add_argument("--list-notifications", type=int, default=1_000_000, help="inbox items loaded (0: no lists)")
     flows.add_argument("--list-referrals", type=int, default=10_000)
     flows.add_argument("--list-runs", type=int, default=100)
