@@ -656,7 +656,31 @@ def meaning(results, memory, n):
     return "\n\n".join(text)
 
 
-def report(n, info, results, memory, elapsed, busy=False):
+def run_flows(args, results):
+    """Section 5: the real flows through real processes, beside this run's raw floor (tansiq/bench_flows.py)."""
+    from tansiq import bench_flows, bench_lists
+
+    tests = str(ROOT / "tests")
+    if tests not in sys.path:  # the flows run networks with tests/harness.py
+        sys.path.insert(0, tests)
+    backends = [name.strip() for name in args.flow_backends.split(",") if name.strip()]
+    rates = [float(rate) if "." in rate else int(rate) for rate in args.flow_rates.split(",") if rate.strip()]
+    say("5. the real flows: notifications backlog, referral loop through the API, lists at size")
+    variants = bench_flows.DRAIN_VARIANTS if args.drain == "all" else ((100, False),)
+    loops, drains = bench_flows.run(backends, rates, args.flow_seconds, args.backlog, variants)
+    lists = None
+    if args.list_notifications:
+        sizes = bench_lists.arguments(["--notifications", str(args.list_notifications), "--referrals",
+                                       str(args.list_referrals), "--runs", str(args.list_runs)])
+        with pg_database() as pg_url:
+            lists = bench_lists.measure(sizes, pg_url if "postgres" in backends else None, say)
+    floor = {label: rate(results, section, label) for section, label in (
+        ("raw", f"pika, pipelined confirms (window {WINDOW})"), ("raw", CONFIRM_EACH),
+        ("consume", "raw pika consumer, ack only"), ("consume", "kernel: probe service"))}
+    return bench_flows.section(loops, drains, lists, {k: v for k, v in floor.items() if v}, args)
+
+
+def report(n, info, results, memory, elapsed, busy=False, flows=""):
     now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     size = len(envelopes(1)[0].to_bytes())
     machine_rows = "\n".join(f"| {key} | {value} |" for key, value in info.items())
@@ -696,6 +720,7 @@ def report(n, info, results, memory, elapsed, busy=False):
         "RSS from `/proc/<pid>/status` (VmRSS; peak is VmHWM) once the process is consuming (idle) and after "
         "the N messages of section 3; CPU is user + system time spent during the run.",
         memory_table(memory, n),
+        *([flows] if flows else []),
         "## What this means",
         meaning(results, memory, n),
     ]
@@ -703,6 +728,7 @@ def report(n, info, results, memory, elapsed, busy=False):
 
 
 CALENDAR_MARK = "<!-- calendar bench: tansiq bench --calendar-events N -->"
+FINDINGS_MARK = "<!-- written by hand, kept by tansiq bench: what the profiles found -->"
 
 
 def calendar_main(args):
@@ -737,6 +763,7 @@ def main(args):
     info = machine(amqp_uri)
     load_before = os.getloadavg()
     results, memory = run(amqp_uri, n)
+    flows = run_flows(args, results) if getattr(args, "flows", False) else ""
     load_after = os.getloadavg()
     info["Load average (1, 5, 15 min)"] = (f"{' / '.join(f'{x:.2f}' for x in load_before)} at the start, "
                                            f"{' / '.join(f'{x:.2f}' for x in load_after)} at the end")
@@ -745,8 +772,12 @@ def main(args):
     busy = max(load_before[0], load_after[0]) > (os.cpu_count() or 1)
     previous = output.read_text(encoding="utf-8") if output.exists() else ""
     calendar = CALENDAR_MARK + previous.split(CALENDAR_MARK, 1)[1] if CALENDAR_MARK in previous else ""
-    output.write_text(report(n, info, results, memory, time.monotonic() - started, busy)
-                      + (f"\n{calendar}" if calendar else ""), encoding="utf-8")  # the calendar rows stay
+    before_calendar = previous.split(CALENDAR_MARK, 1)[0]
+    findings = (FINDINGS_MARK + before_calendar.split(FINDINGS_MARK, 1)[1].rstrip("\n") + "\n"
+                if FINDINGS_MARK in before_calendar else "")
+    output.write_text(report(n, info, results, memory, time.monotonic() - started, busy, flows)
+                      + "".join(f"\n{kept}" for kept in (findings, calendar) if kept),
+                      encoding="utf-8")  # the written findings and the calendar rows stay
     say(f"wrote {output} ({time.monotonic() - started:.0f}s)")
     return 0
 

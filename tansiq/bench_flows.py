@@ -41,11 +41,10 @@ def percentile(samples, share):
     return ordered[min(len(ordered) - 1, max(0, round(share * len(ordered)) - 1))]
 
 
-def network(backend, **env):
+def network(backend):
     from harness import Network  # tests/harness.py: vhost, databases, processes
 
     net = Network(backend=backend)
-    net.env.update(env)
     net.migrate()
     net.seed()
     return net
@@ -147,15 +146,14 @@ def inbox_times(engine, referral_ids, timeout):
     return found
 
 
-def loop_rows(backend, rates, seconds):
+def loop_rows(net, backend, rates, seconds):
     say(f"  referral loop through the API, {backend}: rates {', '.join(map(str, rates))} loops/s, "
         f"{seconds:g} s each")
-    net = network(backend)
     rows = []
+    net.start(*(service for service in SERVICES if service not in net.procs))
+    engine = notifications_engine(net)
     try:
-        net.start(*SERVICES)
         client = Client(net.web, SENDER)
-        engine = notifications_engine(net)
         one_loop(client)  # warm-up, off the clock
         for rate in rates:
             start, results, errors = offered(client, rate, seconds)
@@ -175,9 +173,8 @@ def loop_rows(backend, rates, seconds):
             if row["achieved"] < SATURATED * rate or errors:
                 say(f"    saturated at {rate} loops/s: higher rates not tried")
                 break
-        engine.dispose()
     finally:
-        net.close()
+        engine.dispose()
     return rows
 
 
@@ -200,6 +197,18 @@ def publish_backlog(uri, envelopes):
     pika_pipelined(uri, envelopes, EVENTS_EXCHANGE, REFERRAL_SENT)
 
 
+def forget_deliveries(engine):
+    """The backlog's emails are not part of what follows: left queued, the delivery timer would spend
+    the next measurement's time sending thousands of them."""
+    from sqlalchemy import delete
+
+    from services.notifications.models import Delivery
+    from tansiq.db import session_scope
+
+    with session_scope(engine) as session:
+        session.execute(delete(Delivery))
+
+
 def inbox_count(engine):
     from sqlalchemy import func, select
 
@@ -210,40 +219,57 @@ def inbox_count(engine):
         return session.scalar(select(func.count()).select_from(InboxItem))
 
 
-def drain_row(backend, n, batch_size, snapshot):
-    """Seconds for the notifications service to turn a backlog of `n` referral.sent into inbox items."""
-    label = (f"BATCH_SIZE {batch_size}, directory "
-             + ("answered from a snapshot in the process" if snapshot else "asked by RPC per message"))
-    say(f"  notifications backlog of {n}, {backend}, {label} …")
-    net = network(backend, TANSIQ_BATCH_SIZE=str(batch_size))
+DRAIN_VARIANTS = ((1, False), (100, False), (1, True), (100, True))  # (BATCH_SIZE, directory from a snapshot)
+
+
+SLOW_BACKLOG = 500  # the slowest variant (a unit of work and directory RPCs per message) drains this many at most
+
+
+def drain_rows(net, backend, backlog, variants=DRAIN_VARIANTS):
+    """Seconds for the notifications service to turn a backlog of referral.sent into inbox items, per variant.
+
+    The backlog is published while the service is stopped (its queue keeps it), then the service starts;
+    the rate is counted from the first inbox item written to the last, so start-up is not in it."""
+    rows = []
+    engine = notifications_engine(net)
     try:
-        net.start("directory")
-        service_class = SNAPSHOT_NOTIFICATIONS if snapshot else None
-        net.start("notifications", service_class=service_class)
-        net.kill("notifications", signal.SIGTERM)  # its queue and bindings stay: the backlog waits there
-        engine = notifications_engine(net)
-        before = inbox_count(engine)
-        publish_backlog(net.amqp_uri, sent_events(n))  # waits in notifications.events
-        net.start("notifications", service_class=service_class, wait=False)
-        first = None
-        deadline = time.monotonic() + 120 + n / 5
-        while True:
-            count = inbox_count(engine) - before
-            now = time.monotonic()
-            if count and first is None:
-                first = (now, count)
-            if count >= n:
-                break
-            if now > deadline:
-                raise RuntimeError(f"only {count}/{n} inbox items:\n{net.log('notifications')[-2000:]}")
-            time.sleep(0.05)
-        seconds = now - first[0]
-        rate = (n - first[1]) / seconds if seconds > 0 else float("nan")
-        engine.dispose()
-        say(f"    {rate:,.0f} messages/s")
-        return {"backend": backend, "label": label, "n": n, "rate": rate, "seconds": seconds}
+        for batch_size, snapshot in variants:
+            n = backlog if snapshot or batch_size > 1 else min(backlog, SLOW_BACKLOG)
+            label = (f"BATCH_SIZE {batch_size}, directory "
+                     + ("from a snapshot in the process" if snapshot else "asked by RPC per message"))
+            say(f"  notifications backlog of {n}, {backend}, {label} …")
+            net.env["TANSIQ_BATCH_SIZE"] = str(batch_size)
+            service_class = SNAPSHOT_NOTIFICATIONS if snapshot else None
+            net.start("notifications", service_class=service_class)
+            net.kill("notifications", signal.SIGTERM)  # its queue and bindings stay: the backlog waits there
+            before = inbox_count(engine)
+            publish_backlog(net.amqp_uri, sent_events(n))
+            net.start("notifications", service_class=service_class, wait=False)
+            first, last_report = None, time.monotonic()
+            deadline = time.monotonic() + 120 + n / 5
+            while True:
+                count = inbox_count(engine) - before
+                now = time.monotonic()
+                if count and first is None:
+                    first = (now, count)
+                if count >= n:
+                    break
+                if now > deadline:
+                    raise RuntimeError(f"only {count}/{n} inbox items:\n{net.log('notifications')[-2000:]}")
+                if now - last_report > 5:
+                    say(f"    … {count}/{n}")
+                    last_report = now
+                time.sleep(0.05)
+            net.kill("notifications", signal.SIGTERM)
+            forget_deliveries(engine)
+            seconds = now - first[0]
+            rate = (n - first[1]) / seconds if seconds > 0 else float("nan")
+            say(f"    {rate:,.0f} messages/s")
+            rows.append({"backend": backend, "label": label, "n": n, "rate": rate, "seconds": seconds})
     finally:
-        net.close()
+        net.env.pop("TANSIQ_BATCH_SIZE", None)
+        engine.dispose()
+    return rows
 
 
 # --- the report ------------------------------------------------------------------------------------------------
@@ -268,11 +294,52 @@ def drain_table(rows):
     return "\n".join(lines)
 
 
-def run(backends, rates, seconds, backlog):
+def run(backends, rates, seconds, backlog, variants=DRAIN_VARIANTS):
+    """(loop rows, drain rows) on each backend ("sqlite", "postgres"), one network each."""
     loops, drains = [], []
     for backend in backends:
-        say(f"flows on {backend}")
-        for batch_size, snapshot in ((1, False), (100, False), (1, True), (100, True)):
-            drains.append(drain_row(backend, backlog, batch_size, snapshot))
-        loops += loop_rows(backend, rates, seconds)
+        say(f"flows on {backend}: migrating and seeding a network of its own …")
+        net = network(backend)
+        try:
+            net.start("directory")
+            drains += drain_rows(net, backend, backlog, variants)
+            loops += loop_rows(net, backend, rates, seconds)
+        finally:
+            net.close()
     return loops, drains
+
+
+def section(loops, drains, lists, floor, args):
+    """The Markdown of the real flows, with the raw floor of the same run (`floor`: label -> msg/s)."""
+    floor_rows = "\n".join(f"| {label} | {rate:,.0f} msg/s |" for label, rate in floor.items())
+    parts = [
+        "## 5. The real flows",
+        "The same run as the raw floor above: real processes (`tansiq run …`) in a vhost and databases of "
+        "their own, the demo network seeded. Raw floor of this run, for comparison:",
+        "| raw floor (sections 1 and 3) | |\n|---|---:|\n" + floor_rows,
+        "### The referral loop through the HTTP API",
+        f"Fatima (Safi) registers a woman, records her consent and refers her to Wafae (Marrakech) through "
+        f"`POST /api/beneficiaries`, `/consents`, `/api/referrals`; loops start at a fixed offered rate for "
+        f"{args.flow_seconds:g} s each ({LOOP_CLIENTS} HTTP clients, open loop: a slow answer does not slow the "
+        f"offer). Referral → inbox: from the moment the referral is posted until the notifications service has "
+        f"written Naima's inbox item (its `created_at`, read from its database). A rate is not tried once a lower "
+        f"one achieved less than {SATURATED:.0%} of its offer.",
+        loop_table(loops),
+        "### The notifications service draining a backlog",
+        "N `referral.sent` events published while the service is stopped, then counted from its first inbox "
+        "item to the last. BATCH_SIZE 1 is one unit of work per message (as before `@handles_batch`); "
+        "\"directory from a snapshot\" answers the directory's questions from a copy taken at start "
+        "(`tests/fixtures/bench_notifications.py`), which is what a local read model of the directory gives.",
+        drain_table(drains),
+    ]
+    if lists is not None:
+        from tansiq.bench_lists import table as lists_table
+
+        parts += [
+            f"### Lists at size: {args.list_notifications:,} notifications, {args.list_referrals:,} referrals",
+            "Rows loaded in bulk SQL (not through the API), then the domain call each RPC makes for one page of "
+            f"50 timed {args.list_runs} times (`tansiq/bench_lists.py`; no RPC or HTTP hop). Half the inbox items "
+            "are one staff member's; one in ten unread.",
+            lists_table(lists),
+        ]
+    return "\n\n".join(parts)

@@ -266,6 +266,17 @@ def build_parser():
     bench.add_argument("--calendar-events", type=int, default=0,
                        help="instead: the calendar rows at N events on PostgreSQL (issue 13: 100000)")
     bench.add_argument("--output", default=str(tansiq_config.ROOT / "docs" / "benchmarks.md"))
+    flows = bench.add_argument_group("the real flows (section 5; tansiq/bench_flows.py)")
+    flows.add_argument("--no-flows", dest="flows", action="store_false", help="only the floor and the probe rows")
+    flows.add_argument("--flow-backends", default="sqlite,postgres", help="networks to run the flows on")
+    flows.add_argument("--flow-rates", default="2,5,10,20,50", help="offered referral loops per second")
+    flows.add_argument("--flow-seconds", type=float, default=10, help="how long each rate is offered")
+    flows.add_argument("--backlog", type=int, default=2000, help="notifications backlog to drain")
+    flows.add_argument("--drain", choices=("all", "batched"), default="all",
+                       help="every consumer variant, or only the batched one as deployed (quick)")
+    flows.add_argument("--list-notifications", type=int, default=1_000_000, help="inbox items loaded (0: no lists)")
+    flows.add_argument("--list-referrals", type=int, default=10_000)
+    flows.add_argument("--list-runs", type=int, default=100)
     bench.set_defaults(func=cmd_bench)
 
     events = sub.add_parser("events", help="the shared calendar: import an association's existing calendar")

@@ -12,6 +12,7 @@ event carried one; a translation naming anything else fails (KeyError), and the 
 
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 from pathlib import Path
 
 from jinja2 import FileSystemLoader, StrictUndefined
@@ -60,6 +61,12 @@ def safe_context(params, language):
     }
     assert tuple(context) == CONTEXT_KEYS
     return context
+
+
+@lru_cache(maxsize=8)
+def renderer(web_base_url):
+    """The Renderer of a base URL, made once per process: it holds the parsed catalogue and compiled templates."""
+    return Renderer(web_base_url)
 
 
 class Renderer:

@@ -9,7 +9,7 @@ from nameko.rpc import rpc
 from nameko.timer import timer
 
 from services.notifications import channels, domain, schemas
-from services.notifications.render import Renderer
+from services.notifications.render import renderer
 from services.notifications.rules import RULES
 from tansiq.db import Database
 from tansiq.envelope import utcnow
@@ -69,7 +69,7 @@ class NotificationsService:
         return tuple(name for name in channels.from_config(self.config) if name != "webhook")
 
     def _renderer(self):
-        return Renderer(self.config.get("WEB_BASE_URL", "http://127.0.0.1:8000"))
+        return renderer(self.config.get("WEB_BASE_URL", "http://127.0.0.1:8000"))
 
     # --- inbox: each RPC acts for the staff member of the signed actor assertion, on her own items only ---
 

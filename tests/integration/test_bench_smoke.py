@@ -13,7 +13,8 @@ TABLE_ROWS = ("pika, confirm per message", "pika, pipelined confirms", "pika con
 
 def test_bench_writes_every_table_and_cleans_up(broker_admin, tmp_path):
     output = tmp_path / "benchmarks.md"
-    result = subprocess.run([sys.executable, "-m", "tansiq.cli", "bench", "--messages", "50", "--output", str(output)],
+    result = subprocess.run([sys.executable, "-m", "tansiq.cli", "bench", "--messages", "50", "--no-flows",
+                             "--output", str(output)],
                             cwd=ROOT, capture_output=True, text=True, timeout=240, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
     report = output.read_text(encoding="utf-8")
@@ -28,6 +29,32 @@ def test_bench_writes_every_table_and_cleans_up(broker_admin, tmp_path):
     vhost = re.search(r"vhost (bench-\w+) created", result.stdout).group(1)
     management = admin()
     assert requests.get(f"{management.base}/vhosts/{vhost}", auth=management.auth, timeout=10).status_code == 404
+
+
+def test_bench_measures_the_real_flows_beside_the_floor(broker_admin, tmp_path):
+    """A tiny slice of section 5: one rate of the referral loop, a small backlog, small lists, SQLite only."""
+    from tansiq.bench import CALENDAR_MARK, FINDINGS_MARK
+
+    output = tmp_path / "benchmarks.md"
+    output.write_text(f"old tables\n\n{FINDINGS_MARK}\n## What the profiles found\n\n{CALENDAR_MARK}\ncalendar\n",
+                      encoding="utf-8")
+    result = subprocess.run([sys.executable, "-m", "tansiq.cli", "bench", "--messages", "20", "--output", str(output),
+                             "--flow-backends", "sqlite", "--flow-rates", "2", "--flow-seconds", "2",
+                             "--backlog", "20", "--drain", "batched", "--list-notifications", "400",
+                             "--list-referrals", "40", "--list-runs", "3"],
+                            cwd=ROOT, capture_output=True, text=True, timeout=240, check=False)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    report = output.read_text(encoding="utf-8")
+    lines = report.splitlines()
+    assert report.index("## 5. The real flows") < report.index("## What this means")
+    assert "old tables" not in report  # regenerated, but what was written by hand and the calendar stay
+    assert report.index("## What this means") < report.index("## What the profiles found") < report.index("calendar\n")
+    assert any(line.startswith("| pika, pipelined confirms") and "msg/s |" in line for line in lines)  # the floor
+    assert any(line.startswith("| sqlite | 2 | 4 |") for line in lines), "no referral loop row"
+    assert any(line.startswith("| sqlite | BATCH_SIZE 100, directory asked by RPC") and "| 20 |" in line
+               for line in lines), "no backlog row"
+    for label in ("inbox, first page of 50", "inbox, unread count", "referrals received, first page of 50"):
+        assert any(line.startswith(f"| SQLite | {label}") for line in lines), label
 
 
 def test_calendar_bench_writes_its_rows_and_keeps_the_rest(tmp_path):
