@@ -6,7 +6,7 @@ from nameko.dependency_providers import Config
 from nameko.rpc import RpcProxy, rpc
 from nameko.timer import timer
 
-from services.events import domain, feeds, ical, occurrences
+from services.events import domain, feeds, ical, occurrences, search
 from services.events.schemas import (
     CancelOccurrence,
     CreateEvent,
@@ -17,6 +17,8 @@ from services.events.schemas import (
     OccurrenceSchema,
     PagedWindow,
     RegistrationSchema,
+    SearchQuery,
+    SearchResultSchema,
     UpdateEvent,
     VenueSchema,
     load_window,
@@ -42,6 +44,7 @@ occurrences_out = OccurrenceSchema(many=True)
 occurrence_page_out = OccurrencePageSchema()
 registration_io = RegistrationSchema()
 venue_io = VenueSchema()
+search_results_out = SearchResultSchema(many=True)
 
 
 def _visibilities(audience):
@@ -169,6 +172,26 @@ class EventsService:
                 association=window["association"], visibilities=_visibilities(audience),
                 cursor=window["cursor"], limit=window["limit"])
             return occurrence_page_out.dump({"items": page.items, "next": page.next})
+
+    @rpc
+    def event_occurrences(self, event_id, start, end, audience="public", actor=None, limit=100):
+        """The occurrences of one event in a window (its page lists them), readable as get_event is."""
+        self.get_event(event_id, audience, actor)  # NotFound to whoever may not read it
+        window = load_window({"start": start, "end": end})
+        with self.db.session() as session:
+            found = domain.occurrences_of(domain.get_event(session, event_id), window["start"], window["end"])
+            return occurrences_out.dump(found[:max(1, min(int(limit), 500))])
+
+    @rpc
+    def search_events(self, query, audience="public", actor=None):
+        """Events by title words, city and date range (SearchQuery), each at its first occurrence there."""
+        actor = self.identity.optional_actor(actor)
+        values = SearchQuery().load(query)
+        with self.db.session() as session:
+            return search_results_out.dump(search.search(
+                session, utcnow(), values["words"], values["city"], values["start"], values["end"],
+                visibilities=_visibilities(audience), association=actor.association if actor else None,
+                limit=values["limit"]))
 
     @rpc
     def register(self, event_id, payload, actor=None, idempotency_key=None):

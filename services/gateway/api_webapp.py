@@ -26,6 +26,7 @@ from services.gateway.web import (
     api,
     csrf_token,
     current_staff,
+    form_route,
     render,
     request_language,
     response_for,
@@ -133,9 +134,10 @@ def error_page(request, staff, exc):
                 message=error["message"])
 
 
-def staff_page(url, permission=None):
-    """GET route of a page for signed-in staff whose roles hold `permission` (tansiq.contracts.actor):
-    `fn(self, request, staff, **url_values)`.
+def staff_page(url, permission=None, method="GET"):
+    """Route of a page for signed-in staff whose roles hold `permission` (tansiq.contracts.actor):
+    `fn(self, request, staff, **url_values)`. method POST: a form posted without JavaScript
+    (web.form_route: urlencoded body, CSRF token in a hidden field).
 
     Without a valid session the browser goes to /login?next=<this page>; a refusal or a
     failure of a service becomes an error page instead of the JSON error body.
@@ -147,6 +149,8 @@ def staff_page(url, permission=None):
                 staff = current_staff(request)
             except Unauthorized:
                 return to_login(request)
+            except DomainError as exc:  # a form without the session's CSRF token
+                return error_page(request, None, exc)
             try:
                 if permission is not None:
                     check(staff, permission)
@@ -159,7 +163,7 @@ def staff_page(url, permission=None):
         route.__signature__ = inspect.Signature([p for name, p in inspect.signature(fn).parameters.items()
                                                  if name != "staff"])  # nameko checks the URL's arguments
         route.permission, route.optional = permission, False
-        return api("GET", url)(route)
+        return (form_route if method == "POST" else api)(method, url)(route)
 
     return decorate
 

@@ -4,6 +4,7 @@ Each area's routes live in an `api_<area>.py` mixin; this class puts them togeth
 """
 
 from services.gateway.access import requires
+from services.gateway.api_calendar_pages import CalendarPages
 from services.gateway.api_directory import DirectoryApi
 from services.gateway.api_events import EventsApi
 from services.gateway.api_inbox import InboxApi
@@ -33,7 +34,7 @@ login_in = LoginSchema()
 password_in = PasswordChangeSchema()
 
 
-class GatewayService(PagesApi, WebAppPages, IntakeApi, ReferralsApi, EventsApi, InboxApi, DirectoryApi,
+class GatewayService(PagesApi, WebAppPages, CalendarPages, IntakeApi, ReferralsApi, EventsApi, InboxApi, DirectoryApi,
                      OpenApiDocument):
     name = "gateway"
     sessions = Sessions()

@@ -29,6 +29,8 @@ HERE = Path(__file__).resolve().parent
 SESSION_COOKIE = "tansiq_session"
 SESSION_SECONDS = 12 * 3600  # the cookie's life; the directory ends the session sooner (idle, revoked)
 CSRF_HEADER = "X-CSRF-Token"
+CSRF_FIELD = "csrf_token"  # the same token, as a hidden field of the pages' forms
+FORM_MIMETYPE = "application/x-www-form-urlencoded"
 STAFF_CLAIMS = ("id", "association", "roles", "language", "name")
 RTL = {"ar"}
 
@@ -96,6 +98,20 @@ class ApiHandler(HttpRequestHandler):
 api = ApiHandler.decorator
 
 
+class FormHandler(ApiHandler):
+    """A page's form posted without JavaScript: a urlencoded body is accepted (the JSON API refuses it),
+    with the same Origin check and the session's CSRF token in a hidden field (sent_csrf_token)."""
+
+    accepts_forms = True
+
+    def handle_request(self, request):
+        return with_security_headers(refuse_cross_site(request, forms=True)
+                                     or HttpRequestHandler.handle_request(self, request))
+
+
+form_route = FormHandler.decorator
+
+
 def json_response(data, status=200, headers=None):
     return Response(json.dumps(data, ensure_ascii=False, default=str), status=status,
                     mimetype="application/json", headers=headers)
@@ -153,7 +169,7 @@ class Sessions(DependencyProvider):
         if found is None:
             raise Unauthorized("your session has ended; sign in again")
         if by_cookie and request.method in UNSAFE_METHODS and not hmac.compare_digest(
-                request.headers.get(CSRF_HEADER, ""), found["csrf_token"]):
+                sent_csrf_token(request), found["csrf_token"]):
             raise Forbidden(f"a change needs the page's {CSRF_HEADER} header", code="csrf_failed")
         staff = {key: found["staff"][key] for key in STAFF_CLAIMS}
         request.environ["tansiq.staff"], request.environ["tansiq.csrf"] = staff, found["csrf_token"]
@@ -184,6 +200,14 @@ def secure_cookies(config):
     return value in ("1", "true", "yes", "on")
 
 
+def sent_csrf_token(request):
+    """The CSRF token a change carries: the header (JSON API), or the hidden field of a form posted
+    without JavaScript (only FormHandler routes accept form bodies, see refuse_cross_site)."""
+    if request.mimetype == FORM_MIMETYPE:
+        return request.headers.get(CSRF_HEADER) or request.form.get(CSRF_FIELD, "")
+    return request.headers.get(CSRF_HEADER, "")
+
+
 def current_staff(request):
     """The signed-in staff member ({id, association, roles, language, name}) or Unauthorized (401)."""
     return _active[0].staff(request)
@@ -209,26 +233,31 @@ SECURITY_HEADERS = {
 }
 
 
-def same_origin(request):
+def same_origin(request, forms=False):
     """Did this request come from one of our own pages (or from a program, which sends no Origin)?
 
     Browsers send Origin on every cross-origin POST; another port of the same host is another origin.
+    A form posted from our own page says `Origin: null` (our Referrer-Policy is no-referrer), so for
+    `forms` routes the browser's own Sec-Fetch-Site (which no page can set) decides then.
     """
     origin = request.headers.get("Origin")
     if origin is None:
         return request.headers.get("Sec-Fetch-Site", "same-origin") in ("same-origin", "none")
+    if origin == "null" and forms:
+        return request.headers.get("Sec-Fetch-Site") == "same-origin"
     return urlsplit(origin).netloc == request.host and origin != "null"
 
 
-def refuse_cross_site(request):
-    """The error answer for a change that did not come from our pages or is not JSON, else None."""
+def refuse_cross_site(request, forms=False):
+    """The error answer for a change that did not come from our pages or is not JSON (or, for `forms`
+    routes, a urlencoded form), else None."""
     if request.method not in UNSAFE_METHODS:
         return None
-    if not same_origin(request):
+    if not same_origin(request, forms):
         return error_body("cross_origin", "changes are accepted from this site's own pages only", status=403)
     # A body must be JSON. An empty one may come with any type: eventlet says text/plain when none was sent.
     has_body = bool(request.content_length) or "chunked" in request.headers.get("Transfer-Encoding", "").lower()
-    if has_body and request.mimetype != "application/json":
+    if has_body and request.mimetype != "application/json" and not (forms and request.mimetype == FORM_MIMETYPE):
         return error_body("unsupported_media_type", "send the body as application/json", status=415)
     return None
 
