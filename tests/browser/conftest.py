@@ -43,3 +43,36 @@ def page(browser):
     yield page
     context.close()
     assert errors == []
+
+
+# axe-core from the npm registry, pinned in tests/browser/axe/package-lock.json and installed there by
+# scripts/ensure-browser.sh (`npm ci`).
+AXE_SCRIPT = Path(__file__).resolve().parent / "axe" / "node_modules" / "axe-core" / "axe.min.js"
+SERIOUS = ("serious", "critical")
+
+
+@pytest.fixture(scope="session")
+def axe():
+    """axe(page, impacts=("serious", "critical")) -> the accessibility violations axe-core finds on the
+    page as it is now: [{"id", "impact", "help", "targets"}], empty when there are none.
+
+    The script is evaluated through the DevTools protocol, which the pages' strict CSP (no inline
+    script) does not govern, so the pages are checked as they are served. Skipped without axe-core,
+    a failure instead when TANSIQ_REQUIRE_BROWSER=1.
+    """
+    if not AXE_SCRIPT.exists():
+        message = f"{AXE_SCRIPT} is missing: scripts/ensure-browser.sh (or cd tests/browser/axe && npm ci)"
+        if os.environ.get("TANSIQ_REQUIRE_BROWSER") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
+    source = AXE_SCRIPT.read_text(encoding="utf-8") + "\n;true"
+
+    def check(page, impacts=SERIOUS):
+        if not page.evaluate("typeof window.axe !== 'undefined'"):
+            page.evaluate(source)
+        result = page.evaluate("axe.run(document, {resultTypes: ['violations']})")
+        return [{"id": v["id"], "impact": v["impact"], "help": v["help"],
+                 "targets": [node["target"] for node in v["nodes"]][:5]}
+                for v in result["violations"] if v["impact"] in impacts]
+
+    return check
