@@ -335,7 +335,7 @@ def calendar_pages(base, event):
     """Every calendar page a coordinator can open, with a description for the failure message."""
     occurrence = requests.get(f"{base}/api/events/{event['id']}", timeout=30).json()["starts_at"]
     key = requests.utils.quote(occurrence)
-    return [f"/calendar?view=month", "/calendar?view=list", "/calendar?view=week", f"/calendar/events/{event['id']}",
+    return ["/calendar?view=month", "/calendar?view=list", "/calendar?view=week", f"/calendar/events/{event['id']}",
             "/calendar/new", f"/calendar/events/{event['id']}/edit", f"/calendar/events/{event['id']}/cancel",
             f"/calendar/events/{event['id']}/occurrences/move?recurrence_id={key}",
             f"/calendar/events/{event['id']}/occurrences/cancel?recurrence_id={key}",
