@@ -8,6 +8,7 @@ work without JavaScript; no calendar page is wider than a phone in any language;
 serious or critical violation. Screenshots go to test-results/calendar/ (kept as test artifacts).
 """
 
+import json
 import re
 import uuid
 from datetime import date, timedelta
@@ -374,4 +375,4 @@ def test_axe_finds_no_serious_violation_on_the_calendar_pages(network, open_page
         violations = axe(page)
         if violations:
             found[path] = violations
-    assert found == {}
+    assert found == {}, json.dumps(found, indent=1, ensure_ascii=False)

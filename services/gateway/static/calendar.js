@@ -169,6 +169,10 @@
     events: loadEvents,
     eventClick: function (info) { info.jsEvent.preventDefault(); showDetails(info.event); },
     eventsSet: openPending,
+    // FullCalendar's arrow icons say role="img" without a text; the button around them has its title.
+    datesSet: function () {
+      root.querySelectorAll(".fc-icon[role=img]").forEach(function (icon) { icon.setAttribute("aria-hidden", "true"); });
+    },
     eventDidMount: function (info) {
       const own = ownZoneTime(info.event.extendedProps);
       const title = info.el.querySelector(".fc-event-title, .fc-list-event-title");
