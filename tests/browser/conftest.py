@@ -35,8 +35,10 @@ def browser(sync_api):
 
 @pytest.fixture
 def page(browser):
-    """A desktop-sized page in French; any JavaScript error on it fails the test."""
-    context = browser.new_context(viewport={"width": 1200, "height": 900}, locale="fr-FR")
+    """A desktop-sized page in French, in Moroccan time (the calendar draws times in the viewer's zone);
+    any JavaScript error on it fails the test."""
+    context = browser.new_context(viewport={"width": 1200, "height": 900}, locale="fr-FR",
+                                  timezone_id="Africa/Casablanca")
     page = context.new_page()
     errors = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))

@@ -49,7 +49,8 @@ def test_month_and_list_views_show_the_demo_events_and_filter_by_city(demo_netwo
     page.select_option("#filter-city", "Essaouira")
     expect(rows.filter(has_text="Festival des arts de Mogador").first).to_be_visible()
     expect(rows.filter(has_text="Formation couture et broderie")).to_have_count(0)
-    expect(page.locator("#ical-link")).to_have_attribute("href", "/ical/city/Essaouira.ics")
+    expect(page.locator("#ical-link")).to_have_attribute(
+        "href", f"webcal://{demo_network.web.split('://')[1]}/ical/city/Essaouira.ics")
 
 
 def test_the_demo_calendar_in_arabic_is_right_to_left(demo_network, page):
