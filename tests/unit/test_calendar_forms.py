@@ -1,0 +1,168 @@
+"""The calendar's HTML forms: what they turn into (events API bodies, RRULEs), errors named after their
+field and said in the page's language, and which form posts the gateway accepts without JavaScript."""
+
+import pytest
+from werkzeug.datastructures import MultiDict
+from werkzeug.test import EnvironBuilder
+from werkzeug.wrappers import Request
+
+from services.gateway import event_forms as forms
+from services.gateway import web
+from services.gateway.api_calendar_pages import message_key, rule_text, translated
+
+TRAINING = [("title", "Formation couture"), ("kind", "training"), ("city", "Safi"), ("start_date", "2027-03-01"),
+            ("start_time", "10:00"), ("end_time", "12:00"), ("visibility", "public")]
+
+
+def posted(*extra, drop=()):
+    return MultiDict([(k, v) for k, v in TRAINING if k not in drop] + list(extra))
+
+
+def test_a_weekly_series_with_weekdays_a_count_and_a_skipped_date():
+    body = forms.event_body_from_form(posted(("freq", "WEEKLY"), ("interval", "2"), ("byday", "WE"), ("byday", "MO"),
+                                             ("ends", "count"), ("count", "6"), ("exdates", "2027-03-15\n\n")),
+                                      organiser="amal-safi")
+    assert body["rrule"] == "FREQ=WEEKLY;INTERVAL=2;BYDAY=MO,WE;COUNT=6"  # weekdays in week order
+    assert body["start"] == "2027-03-01T10:00:00" and body["end"] == "2027-03-01T12:00:00"  # end date: the start's
+    assert body["exdates"] == ["2027-03-15T10:00:00"]  # a skipped day is named by its session's start
+    assert body["organiser"] == "amal-safi" and body["tz"] == "Africa/Casablanca" and body["status"] == "published"
+
+
+def test_until_a_day_and_all_day_events_and_no_repetition():
+    until = forms.event_body_from_form(posted(("freq", "DAILY"), ("ends", "until"), ("until", "2027-03-10")),
+                                       "amal-safi")
+    assert until["rrule"] == "FREQ=DAILY;UNTIL=20270310"
+    all_day = forms.event_body_from_form(posted(("all_day", "on"), ("end_date", "2027-03-03"),
+                                                ("freq", "MONTHLY"), ("exdates", "2027-04-01")), "amal-safi")
+    assert all_day["all_day"] and all_day["start"] == "2027-03-01" and all_day["end"] == "2027-03-03"
+    assert all_day["exdates"] == ["2027-04-01"]
+    assert forms.event_body_from_form(posted(), "amal-safi")["rrule"] is None
+
+
+def test_an_edit_has_no_organiser_and_a_venue_wins_over_the_free_place():
+    body = forms.event_body_from_form(posted(("venue_id", "v-1"), ("place", "chez Amal")))
+    assert "organiser" not in body and body["venue_id"] == "v-1" and body["place"] == ""
+
+
+@pytest.mark.parametrize("extra, drop, field, key", [
+    ((), ("title",), "title", "form.required"),
+    ((), ("kind",), "kind", "form.required"),
+    ((("kind", "picnic"),), ("kind",), "kind", "Must be one of: exhibition, festival, fair, training, campaign, "
+                                               "meeting."),
+    ((), ("start_time",), "start_time", "form.required"),
+    ((("start_date", "01/03/2027"),), ("start_date",), "start_date", "form.invalid_date"),
+    ((("end_time", "25:99"),), ("end_time",), "end_time", "form.invalid_time"),
+    ((("freq", "HOURLY"),), (), "freq", "form.invalid_choice"),
+    ((("freq", "DAILY"), ("byday", "MO")), (), "byday", "event.error.weekdays_daily"),
+    ((("freq", "WEEKLY"), ("ends", "count")), (), "count", "form.required"),
+    ((("freq", "WEEKLY"), ("ends", "count"), ("count", "-2")), (), "count", "form.whole_number"),
+    ((("freq", "WEEKLY"), ("ends", "until"), ("until", "soon")), (), "until", "form.invalid_date"),
+    ((("freq", "WEEKLY"), ("exdates", "lundi")), (), "exdates", "form.invalid_date"),
+    ((("capacity", "0"),), (), "capacity", "form.whole_number"),
+])
+def test_each_mistake_is_named_after_its_field(extra, drop, field, key):
+    with pytest.raises(forms.FormErrors) as caught:
+        forms.event_body_from_form(posted(*extra, drop=drop), organiser="amal-safi")
+    assert key in caught.value.errors[field]
+
+
+def test_a_missing_start_is_said_once_at_the_start():
+    with pytest.raises(forms.FormErrors) as caught:
+        forms.event_body_from_form(posted(drop=("start_date",)), organiser="amal-safi")
+    assert caught.value.errors == {"start_date": ["form.required"]}
+
+
+def test_the_edit_form_shows_a_stored_event_in_its_own_zone():
+    event = {"title": "T", "kind": "training", "city": "Safi", "tz": "Africa/Casablanca", "all_day": False,
+             "start_local": "2027-04-05T10:00:00+01:00", "end_local": "2027-04-05T12:00:00+01:00",
+             # UNTIL as stored: the last second of 30 April in Casablanca (UTC+1), in UTC
+             "rrule": "FREQ=WEEKLY;UNTIL=20270430T225959Z;BYDAY=MO", "exdates": ["2027-04-12T09:00:00+00:00"],
+             "capacity": None, "visibility": "public", "status": "published", "venue": None}
+    values = forms.event_form_values(event)
+    assert (values["start_date"], values["start_time"], values["end_time"]) == ("2027-04-05", "10:00", "12:00")
+    assert (values["freq"], values["ends"], values["until"], values["byday"]) == ("WEEKLY", "until", "2027-04-30",
+                                                                                  ["MO"])
+    assert values["exdates"] == "2027-04-12" and values["capacity"] == ""
+    again = forms.event_body_from_form(MultiDict([(k, v) for k, v in values.items() if k != "byday"]
+                                                 + [("byday", "MO")]))
+    assert again["rrule"] == "FREQ=WEEKLY;BYDAY=MO;UNTIL=20270430" and again["exdates"] == ["2027-04-12T10:00:00"]
+
+
+def test_moving_one_date_and_registering_a_stand():
+    moved = forms.move_body_from_form(MultiDict({"recurrence_id": "2027-04-12T09:00:00+00:00",
+                                                 "start_date": "2027-04-13", "start_time": "15:00",
+                                                 "end_time": "17:00"}))
+    assert moved["start"] == "2027-04-13T15:00:00" and moved["end"] == "2027-04-13T17:00:00"
+    with pytest.raises(forms.FormErrors) as caught:
+        forms.move_body_from_form(MultiDict({"start_date": "2027-04-13", "start_time": "15:00", "end_time": "17"}))
+    assert set(caught.value.errors) == {"end_time", "recurrence_id"}
+    stand = forms.registration_body_from_form(MultiDict({"name": "Coopérative Amal", "kind": "stand",
+                                                         "products": "Tapis\n\n Broderie "}), "amal-safi")
+    assert stand["association"] == "amal-safi" and stand["products"] == ["Tapis", "Broderie"]
+    with pytest.raises(forms.FormErrors) as caught:
+        forms.registration_body_from_form(MultiDict({"name": ""}), "amal-safi")
+    assert "name" in caught.value.errors
+
+
+def test_errors_are_said_in_the_pages_language_never_in_raw_english():
+    errors = {"kind": ["Must be one of: a, b."], "title": ["Length must be between 1 and 200."],
+              "end_date": ["event.error.end_before_start"], "x": ["Something the service said."]}
+    for lang in ("ar", "fr", "en"):
+        catalog = web.translations(lang)
+        shown = translated(errors, lang)
+        assert shown["kind"] == [catalog["form.invalid_choice"]] and shown["x"] == [catalog["form.invalid"]]
+        assert shown["end_date"] == [catalog["event.error.end_before_start"]]
+    assert translated(errors, "ar")["end_date"] == ["يجب أن تأتي النهاية بعد البداية."]
+    assert message_key("Missing data for required field.") == "form.required"
+
+
+def test_every_message_key_the_forms_use_is_in_the_three_catalogs():
+    keys = {key for code in forms.FIELD_OF_CODE for key in (f"event.error.{code}",)}
+    keys |= {"event.error.weekdays_daily", "event.error.invalid_window", "form.required", "form.whole_number",
+             "form.invalid_date", "form.invalid_time", "form.invalid_choice", "form.too_many", "form.length",
+             "form.invalid", "rule.interval", "rule.count", "rule.until"}
+    keys |= {f"rule.{freq}" for freq in forms.FREQUENCIES} | {f"weekday.{day}" for day in forms.WEEKDAYS}
+    for lang in ("ar", "fr", "en"):
+        assert keys - set(web.translations(lang)) == set(), lang
+
+
+def test_the_rule_in_words():
+    assert rule_text("FREQ=WEEKLY;INTERVAL=2;BYDAY=MO,WE;COUNT=6", "Africa/Casablanca", "fr") == (
+        "Chaque semaine · une fois sur 2 · lundi, mercredi · 6 fois")
+    assert rule_text(None, "Africa/Casablanca", "ar") == ""
+
+
+# --- which form posts the gateway takes -----------------------------------------------------
+
+SAME = {"Host": "127.0.0.1:8000"}
+FORM = "application/x-www-form-urlencoded"
+
+
+def form_request(headers, content_type=FORM, data="title=x&csrf_token=t"):
+    return Request(EnvironBuilder(path="/calendar/new", method="POST", headers={**SAME, **headers}, data=data,
+                                  content_type=content_type).get_environ())
+
+
+@pytest.mark.parametrize("headers, content_type, forms_route, status", [
+    ({"Origin": "http://127.0.0.1:8000"}, FORM, True, None),          # our page's form
+    ({"Origin": "null", "Sec-Fetch-Site": "same-origin"}, FORM, True, None),  # ... under no-referrer
+    ({"Origin": "null", "Sec-Fetch-Site": "cross-site"}, FORM, True, 403),   # a sandboxed page elsewhere
+    ({"Origin": "null"}, FORM, True, 403),                              # nothing says it is ours
+    ({"Origin": "http://127.0.0.1:9999"}, FORM, True, 403),           # another port is another site
+    ({"Sec-Fetch-Site": "same-site"}, FORM, True, 403),
+    ({"Origin": "http://127.0.0.1:8000"}, "text/plain", True, 415),   # only urlencoded forms
+    ({"Origin": "http://127.0.0.1:8000"}, "multipart/form-data; boundary=x", True, 415),
+    ({"Origin": "http://127.0.0.1:8000"}, FORM, False, 415),           # the JSON API stays JSON
+    ({"Origin": "null", "Sec-Fetch-Site": "same-origin"}, "application/json", False, 403),
+])
+def test_only_form_routes_take_form_bodies_and_only_from_our_pages(headers, content_type, forms_route, status):
+    refused = web.refuse_cross_site(form_request(headers, content_type), forms=forms_route)
+    assert (refused and refused.status_code) == status
+
+
+def test_a_form_carries_the_csrf_token_in_a_hidden_field():
+    assert web.sent_csrf_token(form_request({}, data="csrf_token=abc&title=x")) == "abc"
+    assert web.sent_csrf_token(form_request({}, data="title=x")) == ""
+    # A JSON body's fields are never read as the token; only the header counts there.
+    json_body = form_request({}, content_type="application/json", data='{"csrf_token": "abc"}')
+    assert web.sent_csrf_token(json_body) == ""
