@@ -33,6 +33,22 @@ def browser(sync_api):
         browser.close()
 
 
+@pytest.fixture(scope="module")
+def demo_network(broker_admin):
+    """The demo network (`tansiq demo`) with the services the calendar needs: directory, events, gateway.
+    One a module: starting services is the slow part."""
+    from harness import Network
+
+    network = Network()
+    try:
+        network.migrate()
+        network.seed()
+        network.start("directory", "events", "gateway")
+        yield network
+    finally:
+        network.close()
+
+
 @pytest.fixture
 def page(browser):
     """A desktop-sized page in French, in Moroccan time (the calendar draws times in the viewer's zone);

@@ -29,17 +29,8 @@ JOURNEYS = [("fr", DESKTOP), ("fr", PHONE), ("ar", DESKTOP), ("ar", PHONE)]
 
 
 @pytest.fixture(scope="module")
-def network(sync_api, broker_admin):
-    from harness import Network
-
-    network = Network()
-    try:
-        network.migrate()
-        network.seed()
-        network.start("directory", "events", "gateway")
-        yield network
-    finally:
-        network.close()
+def network(demo_network):
+    return demo_network
 
 
 @pytest.fixture
@@ -325,6 +316,25 @@ def test_a_busy_day_shows_more_instead_of_growing(network, open_page):
     expect(cell.locator(".fc-daygrid-more-link")).to_be_visible()
     assert cell.locator(".fc-daygrid-event-harness:not(.fc-daygrid-event-harness-abs)").count() <= 3
     shot(page, "busy-day-ar-1280")
+
+
+@pytest.mark.parametrize("lang", ["ar", "fr"])
+def test_on_a_phone_the_calendar_opens_on_the_list_at_its_width_and_its_toolbar_answers(network, open_page, lang):
+    from playwright.sync_api import expect
+
+    base = network.web
+    page = open_page(base, PHONE, lang)
+    page.goto(f"{base}/calendar?lang={lang}")
+    expect(page.locator(".fc-listMonth-view")).to_be_visible()
+    # A page wider than the screen makes a phone zoom out (its layout viewport grows with the page).
+    assert page.evaluate("window.innerWidth") == PHONE["width"] and width_of(page) <= PHONE["width"]
+    title = page.locator(".fc-toolbar-title").inner_text()
+    page.locator(".fc-next-button").click()  # Playwright clicks only what is on screen and not covered
+    expect(page.locator(".fc-toolbar-title")).not_to_have_text(title)
+    page.locator(".fc-dayGridMonth-button").click()
+    expect(page.locator(".fc-dayGridMonth-view")).to_be_visible()
+    assert page.evaluate("window.innerWidth") == PHONE["width"] and width_of(page) <= PHONE["width"]
+    shot(page, f"phone-month-{lang}-390")
 
 
 @pytest.fixture(scope="module")

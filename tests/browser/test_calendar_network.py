@@ -10,20 +10,6 @@ import requests
 pytestmark = pytest.mark.browser
 
 
-@pytest.fixture(scope="module")
-def demo_network():
-    from harness import Network
-
-    network = Network()
-    try:
-        network.migrate()
-        network.seed()
-        network.start("directory", "events", "gateway")
-        yield network
-    finally:
-        network.close()
-
-
 def demo_occurrence(network, title_part):
     now = datetime.now(timezone.utc)
     response = requests.get(f"{network.web}/api/events", timeout=30, params={
