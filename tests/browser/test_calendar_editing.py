@@ -123,6 +123,22 @@ def test_a_coordinator_creates_a_recurring_training_and_finds_it_in_the_month_vi
     event_id = page.locator("#event").get_attribute("data-event-id")
     shot(page, f"created-{lang}-{viewport['width']}")
 
+    # Search finds it by a word of its title, in Safi, in the weeks it runs (and not in Marrakech).
+    page.goto(f"{base}/calendar/search?lang={lang}")
+    search = page.locator("#search-form")
+    search.locator("[name=q]").fill(title.split()[-1])
+    search.locator("[name=city]").select_option("Safi")
+    search.locator("[name=from]").fill(first.isoformat())
+    search.locator("[name=to]").fill((first + timedelta(days=21)).isoformat())
+    search.locator("button[type=submit]").click()
+    expect(page.locator("#search-results li")).to_have_count(1)
+    search.locator("[name=city]").select_option("Marrakech")
+    search.locator("button[type=submit]").click()
+    expect(page.locator("#no-results")).to_be_visible()
+    page.go_back()
+    page.locator("#search-results a", has_text=title).click()
+    expect(page).to_have_url(re.compile(rf"/calendar/events/{event_id}\?lang={lang}$"))
+
     page.goto(f"{base}/calendar?lang={lang}&date={first}&view=month")
     month = page.locator(".fc-dayGridMonth-view")
     expect(month.locator(".fc-event", has_text=title).first).to_be_visible()
@@ -282,6 +298,28 @@ def test_the_forms_post_without_javascript_and_only_with_the_pages_token(network
     assert session.post(f"{base}/api/events", data=body, timeout=30).status_code == 415  # the JSON API stays JSON
     found = session.get(f"{base}/api/events/{event_id}", timeout=30).json()
     assert found["title"] == title and len(found["registrations"]) == 1
+
+
+def test_a_stand_is_booked_with_its_products_and_booking_it_twice_is_refused_at_the_field(network, open_page):
+    from playwright.sync_api import expect
+
+    base = network.web
+    fair = api_event(network, HANANE, title=f"Salon {uuid.uuid4().hex[:6]}", kind="exhibition", rrule=None,
+                     start=f"{monday_in(48)}T10:00", end=f"{monday_in(48)}T18:00")
+    page = open_page(base, PHONE, "ar", YOUSSEF)
+    page.goto(f"{base}/calendar/events/{fair['id']}?lang=ar")
+    form = page.locator("#register-form")
+    form.locator("[name=name]").fill("تعاونية أمل")
+    form.locator("[name=products]").fill("زرابي\nتطريز")
+    form.locator("button[type=submit]").click()
+    expect(page.locator("#registered")).to_be_visible()
+    expect(page.locator("#registrations li")).to_contain_text("زرابي, تطريز")
+    form.locator("[name=name]").fill("تعاونية أمل")
+    form.locator("[name=products]").fill("زرابي")
+    form.locator("button[type=submit]").click()
+    expect(page.locator("#error-name")).to_have_text("مسجل(ة) مسبقًا بهذا الاسم.")
+    expect(page.locator("#registrations li")).to_have_count(1)
+    shot(page, "stand-refused-ar-390")
 
 
 def test_times_are_drawn_in_the_viewers_zone_with_the_events_own_zone_shown(network, open_page):
