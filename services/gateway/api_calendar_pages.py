@@ -69,6 +69,17 @@ def when_local(value, lang, zone_name, all_day=False):
                            locale=BABEL_LOCALES[lang])
 
 
+def end_text(event, lang):
+    """The end as the page says it: its time alone when it ends on the day it starts."""
+    if event["all_day"]:
+        last = date.fromisoformat(event["end_local"][:10]) - timedelta(days=1)  # stored exclusive
+        return "" if last.isoformat() == event["start_local"][:10] else when_local(last.isoformat(), lang,
+                                                                                  event["tz"], True)
+    if event["end_local"][:10] == event["start_local"][:10]:
+        return event["end_local"][11:16]
+    return when_local(event["ends_at"], lang, event["tz"])
+
+
 def rule_text(rrule, zone_name, lang):
     """"Every week · Mon, Wed · 4 times" in the page's language, from the stored rule."""
     if not rrule:
@@ -137,8 +148,7 @@ class CalendarPages:
                     names=names, editable=is_editor(staff, event), errors=errors or {},
                     when_start=when_local(event["starts_at"] if not event["all_day"] else event["start_local"],
                                           lang, event["tz"], event["all_day"]),
-                    when_end=when_local(event["ends_at"] if not event["all_day"] else event["end_local"],
-                                        lang, event["tz"], event["all_day"]),
+                    when_end=end_text(event, lang),
                     rule=rule_text(event.get("rrule"), event["tz"], lang),
                     skipped=[when_local(day, lang, event["tz"], True) for day in forms.skipped_days(event)],
                     share=share, host=request.host, base_url=request.host_url.rstrip("/"),

@@ -166,6 +166,7 @@
     height: "auto",
     dayMaxEvents: narrow ? 2 : 3,  // then "+N more": a busy day keeps its size (height is auto)
     eventTimeFormat: {hour: "2-digit", minute: "2-digit", hour12: false},
+    dayHeaderFormat: narrow ? {weekday: "narrow"} : {weekday: "short"},  // seven columns fit a phone
     events: loadEvents,
     eventClick: function (info) { info.jsEvent.preventDefault(); showDetails(info.event); },
     eventsSet: openPending,
@@ -176,6 +177,7 @@
     eventDidMount: function (info) {
       const own = ownZoneTime(info.event.extendedProps);
       const title = info.el.querySelector(".fc-event-title, .fc-list-event-title");
+      if (title) { title.dir = "auto"; }  // a French title in an Arabic page reads (and is cut) left to right
       if (own && title) {
         const zone = document.createElement("span");
         zone.className = "tansiq-zone";
