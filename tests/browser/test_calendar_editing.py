@@ -256,6 +256,9 @@ def test_staff_without_the_role_and_the_public_see_no_edit_action_and_are_refuse
     expect(anonymous.locator("#event-title")).to_have_text(public["title"])
     expect(anonymous.locator("#edit-actions, #register-form")).to_have_count(0)
     expect(anonymous.locator("#share-url")).to_have_value(f"{base}/calendar/events/{public['id']}")
+    anonymous.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=base)
+    anonymous.locator("#share > .copy-link").click()
+    assert anonymous.evaluate("navigator.clipboard.readText()") == f"{base}/calendar/events/{public['id']}"
     assert anonymous.goto(f"{base}/calendar/events/{hidden['id']}?lang=ar").status == 404
     shot(anonymous, "public-event-ar-1280")
 
@@ -298,6 +301,16 @@ def test_the_forms_post_without_javascript_and_only_with_the_pages_token(network
     assert session.post(f"{base}/api/events", data=body, timeout=30).status_code == 415  # the JSON API stays JSON
     found = session.get(f"{base}/api/events/{event_id}", timeout=30).json()
     assert found["title"] == title and len(found["registrations"]) == 1
+
+    # Cancelling the whole event, after its confirmation page, still without JavaScript.
+    page.goto(f"{base}/calendar/events/{event_id}?lang=fr")
+    page.locator("#cancel-event").click()
+    expect(page.locator("#confirm-question")).to_have_text("Annuler cet événement pour tout le réseau ?")
+    page.locator("#confirm").click()
+    expect(page.locator("#cancelled")).to_be_visible()
+    expect(page.locator("#event-status")).to_have_text("Annulé")
+    expect(page.locator("#edit-actions, #register-form")).to_have_count(0)
+    assert session.get(f"{base}/api/events/{event_id}", timeout=30).json()["status"] == "cancelled"
 
 
 def test_a_stand_is_booked_with_its_products_and_booking_it_twice_is_refused_at_the_field(network, open_page):
