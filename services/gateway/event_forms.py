@@ -27,7 +27,8 @@ FIELD_OF_CODE = {
     "invalid_rrule": "freq", "invalid_exdate": "exdates", "end_before_start": "end_date", "invalid_time": "start_date",
     "unknown_zone": "tz", "unknown_venue": "venue_id", "venue_conflict": "venue_id", "invalid_venue": "venue_id",
     "unknown_occurrence": "recurrence_id", "already_registered": "name", "event_full": "_form",
-    "registration_closed": "_form", "invalid_registration": "products",
+    "registration_closed": "_form", "invalid_registration": "products", "invalid_event": "_form",
+    "invalid_transition": "status",
 }
 # A schema field -> the form field it is shown at.
 FIELD_OF_KEY = {"start": "start_date", "end": "end_date", "rrule": "freq", "recurrence_id": "recurrence_id"}
@@ -185,6 +186,8 @@ def event_body_from_form(form, organiser=None):
     for name in ("title", "kind"):
         if not body[name]:
             errors.setdefault(name, []).append("form.required")
+    if not body["city"] and not body["venue_id"]:
+        errors.setdefault("city", []).append("event.error.city_or_venue")
     if body["venue_id"]:
         body["place"] = ""  # a registered venue wins over the free text
     if organiser is not None:

@@ -59,6 +59,7 @@ def test_an_edit_has_no_organiser_and_a_venue_wins_over_the_free_place():
     ((("freq", "WEEKLY"), ("ends", "until"), ("until", "soon")), (), "until", "form.invalid_date"),
     ((("freq", "WEEKLY"), ("exdates", "lundi")), (), "exdates", "form.invalid_date"),
     ((("capacity", "0"),), (), "capacity", "form.whole_number"),
+    ((), ("city",), "city", "event.error.city_or_venue"),
 ])
 def test_each_mistake_is_named_after_its_field(extra, drop, field, key):
     with pytest.raises(forms.FormErrors) as caught:
@@ -117,10 +118,10 @@ def test_errors_are_said_in_the_pages_language_never_in_raw_english():
 
 
 def test_every_message_key_the_forms_use_is_in_the_three_catalogs():
-    keys = {key for code in forms.FIELD_OF_CODE for key in (f"event.error.{code}",)}
-    keys |= {"event.error.weekdays_daily", "event.error.invalid_window", "form.required", "form.whole_number",
-             "form.invalid_date", "form.invalid_time", "form.invalid_choice", "form.too_many", "form.length",
-             "form.invalid", "rule.interval", "rule.count", "rule.until"}
+    keys = {f"event.error.{code}" for code in forms.FIELD_OF_CODE}
+    keys |= {"event.error.weekdays_daily", "event.error.invalid_window", "event.error.city_or_venue", "form.required",
+             "form.whole_number", "form.invalid_date", "form.invalid_time", "form.invalid_choice", "form.too_many",
+             "form.length", "form.invalid", "rule.interval", "rule.count", "rule.until"}
     keys |= {f"rule.{freq}" for freq in forms.FREQUENCIES} | {f"weekday.{day}" for day in forms.WEEKDAYS}
     for lang in ("ar", "fr", "en"):
         assert keys - set(web.translations(lang)) == set(), lang
