@@ -299,6 +299,15 @@ def test_the_forms_post_without_javascript_and_only_with_the_pages_token(network
     assert session.post(f"{base}/calendar/new", data={**body, "csrf_token": session.headers["X-CSRF-Token"]},
                         headers={"Origin": "http://evil.example"}, timeout=30).status_code == 403
     assert session.post(f"{base}/api/events", data=body, timeout=30).status_code == 415  # the JSON API stays JSON
+    # A double click sends the form twice with its one idempotency key: one event, the same page twice.
+    twice = [session.post(f"{base}/calendar/new?lang=fr", timeout=30, allow_redirects=False,
+                          data={**body, "title": f"Double {title}", "csrf_token": session.headers["X-CSRF-Token"],
+                                "idempotency_key": f"double-{event_id}"}) for _ in range(2)]
+    assert [answer.status_code for answer in twice] == [303, 303]
+    assert twice[0].headers["Location"] == twice[1].headers["Location"]
+    found = session.get(f"{base}/calendar/search", params={"q": f"Double {title}", "lang": "fr",
+                                                           "from": day.isoformat()}, timeout=30)
+    assert found.text.count('<li class="item status-') == 1  # one result
     found = session.get(f"{base}/api/events/{event_id}", timeout=30).json()
     assert found["title"] == title and len(found["registrations"]) == 1
 
