@@ -6,6 +6,7 @@ from urllib.parse import urlsplit
 
 import pytest
 from gateway_sessions import directory_sessions
+from test_calendar_pages import EVENT, OCCURRENCE  # an event of her association (amal-safi)
 from test_webapp_pages import ASSOCIATIONS, RECORD, Gateway, Stub, request  # tests/unit/test_webapp_pages.py
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 from werkzeug.routing import Map, Rule
@@ -33,15 +34,6 @@ INBOX = {"items": [{"id": 7, "kind": "referral.sent", "urgency": "normal", "subj
                     "link": "/referrals/r-1", "created_at": "2026-11-29T14:00:00+00:00", "read_at": None,
                     "read": False}], "next": None}
 CASE_DATA = ("Khadija", "0661234567", "canary-reason", "b-1")
-# An event her association organises: its page offers the edit actions to its calendar editors.
-EVENT = {"id": "e-1", "title": "Formation couture", "description": "", "kind": "training", "organiser": "amal-safi",
-         "co_organisers": [], "city": "Safi", "venue": None, "place": "", "starts_at": "2027-03-20T10:00:00+00:00",
-         "ends_at": "2027-03-20T12:00:00+00:00", "start_local": "2027-03-20T11:00:00+01:00",
-         "end_local": "2027-03-20T13:00:00+01:00", "tz": "Africa/Casablanca", "all_day": False,
-         "rrule": "FREQ=WEEKLY;COUNT=4", "exdates": [], "moved": [], "capacity": None, "registered": 0,
-         "visibility": "network", "status": "published"}
-OCCURRENCE = {"recurrence_id": "2027-03-27T10:00:00+00:00", "start": "2027-03-27T10:00:00+00:00",
-              "start_local": "2027-03-27T11:00:00+01:00", "all_day": False, "moved": False}
 
 
 def staff(role):
