@@ -88,3 +88,32 @@ def test_the_edit_form_is_refused_before_any_change_is_sent(sessions, staff, sta
         html = page.get_data(as_text=True)
         assert 'name="csrf_token"' in html and 'name="idempotency_key"' in html
         assert 'value="WEEKLY" selected' in html and 'inputmode="numeric" value="4"' in html
+
+
+def post_form(path, fields, token):
+    from test_forms_without_script import post  # tests/unit/test_forms_without_script.py: a form from our page
+
+    return post(path, fields, token=token)
+
+
+def test_the_new_event_form_needs_its_csrf_field_and_valid_fields_before_anything_is_created(sessions):
+    from tansiq.readmodel import csrf_for
+
+    events = Stub(create_event={"event": {"id": "e-2"}}, list_venues=[])
+    pages = Gateway(events_rpc=events, directory=Stub(list_associations=ASSOCIATIONS))
+    token = sessions.signed_in(HANANE)
+    fields = {"title": "Formation couture", "kind": "training", "city": "Safi", "start_date": "2027-03-01",
+              "start_time": "10:00", "end_time": "12:00", "idempotency_key": "k" * 32}
+    forged = GatewayService.event_new_submit(pages, post_form("/calendar/new?lang=fr", fields, token))
+    assert forged.status_code == 403 and forged.mimetype == "text/html"
+    wrong = GatewayService.event_new_submit(pages, post_form("/calendar/new?lang=ar", {
+        **fields, "end_time": "25:99", "kind": "picnic", "csrf_token": csrf_for(token)}, token))
+    html = wrong.get_data(as_text=True)
+    assert wrong.status_code == 422 and 'id="error-end_time"' in html and 'id="error-kind"' in html
+    assert 'dir="rtl"' in html and "Must be one of" not in html  # at the field, in her language
+    assert [call for call in events.calls if call[0] == "create_event"] == []
+    done = GatewayService.event_new_submit(pages, post_form("/calendar/new?lang=fr", {
+        **fields, "csrf_token": csrf_for(token)}, token))
+    assert done.status_code == 303 and done.headers["Location"].startswith("/calendar/events/e-2?")
+    [(_, args, kwargs)] = [call for call in events.calls if call[0] == "create_event"]
+    assert args[0]["organiser"] == HANANE["association"] and args[0]["start"] == "2027-03-01T10:00:00"
