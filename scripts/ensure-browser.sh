@@ -35,6 +35,20 @@ if [ ! -x "$CHROMIUM" ]; then
 fi
 have_libatomic || missing "libatomic.so.1 is missing (Playwright's node needs it)" "apt-get install -y libatomic1"
 
+# axe-core (the accessibility checks of tests/browser), pinned by tests/browser/axe/package-lock.json,
+# installed from the npm registry with npm (apt's npm when missing). Without it those checks fail
+# with the command to run.
+AXE_DIR="$ROOT/tests/browser/axe"
+if [ ! -f "$AXE_DIR/node_modules/axe-core/axe.min.js" ]; then
+    have npm || apt_install npm || true
+    if have npm; then
+        say "npm ci (axe-core) in tests/browser/axe"
+        (cd "$AXE_DIR" && npm ci --no-audit --no-fund --loglevel=error) || missing "npm ci of axe-core failed" "cd tests/browser/axe && npm ci"
+    else
+        missing "npm is missing (axe-core is installed with it)" "apt-get install -y npm"
+    fi
+fi
+
 # Playwright's driver is a node program: start it once so a missing library shows here, in
 # plain words, instead of as a closed connection in every browser test.
 if [ -x "$PYTHON" ] && "$PYTHON" -c "import playwright" 2>/dev/null; then

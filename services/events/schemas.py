@@ -256,3 +256,36 @@ class ImportJobSchema(Schema):
     created_at = fields.String(allow_none=True)
     started_at = fields.String(allow_none=True)
     finished_at = fields.String(allow_none=True)
+
+
+class SearchQuery(Schema):
+    """The calendar's search: words of the title, a city, a range of dates (each optional)."""
+
+    words = text(200, load_default=None, allow_none=True)
+    city = text(100, load_default=None, allow_none=True)
+    start = fields.AwareDateTime(load_default=None, allow_none=True)
+    end = fields.AwareDateTime(load_default=None, allow_none=True)
+    limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=100))
+
+
+class SearchResultSchema(Schema):
+    """One event found, at the first of its occurrences in the range (`first_local`: in its own zone)."""
+
+    event_id = fields.Function(lambda found: found["event"].id)
+    title = fields.Function(lambda found: found["event"].title)
+    kind = fields.Function(lambda found: found["event"].kind)
+    city = fields.Function(lambda found: found["event"].city)
+    organiser = fields.Function(lambda found: found["event"].organiser)
+    status = fields.Function(lambda found: found["event"].status)
+    visibility = fields.Function(lambda found: found["event"].visibility)
+    tz = fields.Function(lambda found: found["event"].tz)
+    all_day = fields.Function(lambda found: found["event"].all_day)
+    recurring = fields.Function(lambda found: bool(found["event"].rrule))
+    first = fields.AwareDateTime()
+    first_local = fields.Method("_first_local")
+
+    def _first_local(self, found):
+        from services.events.domain import zone
+
+        local = found["first"].astimezone(zone(found["event"].tz))
+        return local.date().isoformat() if found["event"].all_day else local.isoformat()

@@ -7,7 +7,7 @@ from nameko.dependency_providers import Config
 from nameko.rpc import rpc
 from nameko.timer import timer
 
-from services.events import domain, feeds, ical, imports, listing, occurrences
+from services.events import domain, feeds, ical, imports, listing, occurrences, search
 from services.events.schemas import (
     CancelOccurrence,
     CreateEvent,
@@ -19,6 +19,8 @@ from services.events.schemas import (
     OccurrenceSchema,
     PagedWindow,
     RegistrationSchema,
+    SearchQuery,
+    SearchResultSchema,
     UpdateEvent,
     VenueSchema,
     load_window,
@@ -45,6 +47,7 @@ occurrences_out = OccurrenceSchema(many=True)
 registration_io = RegistrationSchema()
 venue_io = VenueSchema()
 import_job_out = ImportJobSchema()
+search_results_out = SearchResultSchema(many=True)
 
 
 def _visibilities(audience):
@@ -201,6 +204,26 @@ class EventsService:
         actor.require("calendar.edit")
         with self.db.session() as session:
             return import_job_out.dump(imports.as_dict(imports.get(session, job_id, association=actor.association)))
+
+    @rpc
+    def event_occurrences(self, event_id, start, end, audience="public", actor=None, limit=100):
+        """The occurrences of one event in a window (its page lists them), readable as get_event is."""
+        self.get_event(event_id, audience, actor)  # NotFound to whoever may not read it
+        window = load_window({"start": start, "end": end})
+        with self.db.session() as session:
+            found = domain.occurrences_of(domain.get_event(session, event_id), window["start"], window["end"])
+            return occurrences_out.dump(found[:max(1, min(int(limit), 500))])
+
+    @rpc
+    def search_events(self, query, audience="public", actor=None):
+        """Events by title words, city and date range (SearchQuery), each at its first occurrence there."""
+        actor = self.identity.optional_actor(actor)
+        values = SearchQuery().load(query)
+        with self.db.session() as session:
+            return search_results_out.dump(search.search(
+                session, utcnow(), values["words"], values["city"], values["start"], values["end"],
+                visibilities=_visibilities(audience), association=actor.association if actor else None,
+                limit=values["limit"]))
 
     @rpc
     def register(self, event_id, payload, actor=None, idempotency_key=None):

@@ -9,6 +9,7 @@ sees network-only events.
 
 import re
 from datetime import datetime, timedelta, timezone
+from urllib.parse import quote
 
 from werkzeug.http import http_date
 from werkzeug.wrappers import Response
@@ -210,7 +211,11 @@ def calendar_page(request, associations, staff=None):
     """The calendar page (also served by the browser test's fixture server); navigation follows her roles."""
     lang = request_language(request, staff)
     cities = sorted({a["city"] for a in associations if a.get("city")})
-    return render("calendar.html", lang, staff=staff, can=can(staff), cities=cities, kinds=EVENT_KINDS,
+    names = {a["slug"]: a.get("name_ar" if lang == "ar" else "name_fr") or a["slug"] for a in associations}
+    selected = {key: request.args.get(key, "") for key in ("city", "kind", "association", "view")}
+    feed_path = (f"/ical/association/{quote(selected['association'])}.ics" if selected["association"] else
+                 f"/ical/city/{quote(selected['city'])}.ics" if selected["city"] else "/ical/network.ics")
+    return render("calendar.html", lang, staff=staff, can=can(staff), cities=cities, kinds=EVENT_KINDS, names=names,
+                  host=request.host, base_url=request.host_url.rstrip("/"), feed_path=feed_path,
                   associations=sorted(associations, key=lambda a: a["slug"]),
-                  initial_date=request.args.get("date", "")[:10],
-                  selected={key: request.args.get(key, "") for key in ("city", "kind", "association", "view")})
+                  initial_date=request.args.get("date", "")[:10], selected=selected)

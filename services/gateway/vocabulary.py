@@ -4,10 +4,14 @@ Extraction cannot read such keys (tansiq.i18n explains the whole system); babel.
 VOCABULARY instead, so every value of the contracts' vocabularies is a msgid the catalogue test checks.
 """
 
+from services.events.validation import STATUSES as EVENT_STATUSES
+from services.events.validation import VISIBILITIES
+from services.gateway.event_forms import FIELD_OF_CODE, FREQUENCIES, WEEKDAYS
 from services.gateway.web import FIELD_ERROR_CODES
 from services.intake.schemas import KINDS
 from services.referrals.domain import ACTIONS
 from services.referrals.schemas import STATES
+from tansiq.contracts.events import EVENT_KINDS
 from tansiq.contracts.fields import LANGUAGES, URGENCIES
 from tansiq.contracts.intake import NEEDS
 from tansiq.contracts.referrals import SHAREABLE_FIELDS
@@ -19,6 +23,11 @@ DUPLICATE_REASONS = ("same_phone", "same_name", "similar_name", "same_birth_date
 ERROR_PAGES = ("forbidden", "not_found", "service_unavailable")  # error.html says error.other for the rest
 CONSENT_STATUSES = ("valid", "expired", "revoked")
 LOGIN_REFUSALS = ("unauthorized", "too_many_attempts")
+# The calendar's forms (event_forms.py, api_calendar_pages.py): their own error keys, the events service's
+# refusals shown at a field, and the recurrence said in words.
+FORM_ERRORS = ("required", "whole_number", "invalid_date", "invalid_time", "invalid_choice", "too_many", "length",
+               "invalid")
+EVENT_ERRORS = sorted({*FIELD_OF_CODE, "weekdays_daily", "invalid_window", "city_or_venue"})
 
 VOCABULARY = {
     "need.": NEEDS,
@@ -34,4 +43,12 @@ VOCABULARY = {
     "consent.status_": CONSENT_STATUSES,
     "referrals.": ("received", "sent"),
     "login.refused_": LOGIN_REFUSALS,
+    "form.": FORM_ERRORS,
+    "event.error.": EVENT_ERRORS,
+    "event.kind.": EVENT_KINDS,
+    "event.status.": EVENT_STATUSES,
+    "event.visibility.": VISIBILITIES,
+    "event.registration_kind.": ("participant", "stand"),
+    "rule.": (*FREQUENCIES, "interval", "count", "until"),
+    "weekday.": WEEKDAYS,
 }

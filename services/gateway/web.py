@@ -113,8 +113,14 @@ FIELD_CODES += [(_pattern(template), code) for template, code in (
 FIELD_ERROR_CODES = sorted({code for _, code in FIELD_CODES} | {"invalid"})
 
 
+class FieldCode(str):
+    """A rule's message that is its code already (a catalogue key of a page's form): kept as it is."""
+
+
 def field_code(message):
     """The stable code of one marshmallow message; any other message (a rule's own) is `invalid`."""
+    if isinstance(message, FieldCode):
+        return str(message)
     return next((code for pattern, code in FIELD_CODES if pattern.match(str(message))), "invalid")
 
 

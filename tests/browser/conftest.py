@@ -33,13 +33,64 @@ def browser(sync_api):
         browser.close()
 
 
+@pytest.fixture(scope="module")
+def demo_network(broker_admin):
+    """The demo network (`tansiq demo`) with the services the calendar needs: directory, events, gateway.
+    One a module: starting services is the slow part."""
+    from harness import Network
+
+    network = Network()
+    try:
+        network.migrate()
+        network.seed()
+        network.start("directory", "events", "gateway")
+        yield network
+    finally:
+        network.close()
+
+
 @pytest.fixture
 def page(browser):
-    """A desktop-sized page in French; any JavaScript error on it fails the test."""
-    context = browser.new_context(viewport={"width": 1200, "height": 900}, locale="fr-FR")
+    """A desktop-sized page in French, in Moroccan time (the calendar draws times in the viewer's zone);
+    any JavaScript error on it fails the test."""
+    context = browser.new_context(viewport={"width": 1200, "height": 900}, locale="fr-FR",
+                                  timezone_id="Africa/Casablanca")
     page = context.new_page()
     errors = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     yield page
     context.close()
     assert errors == []
+
+
+# axe-core from the npm registry, pinned in tests/browser/axe/package-lock.json and installed there by
+# scripts/ensure-browser.sh (`npm ci`).
+AXE_SCRIPT = Path(__file__).resolve().parent / "axe" / "node_modules" / "axe-core" / "axe.min.js"
+SERIOUS = ("serious", "critical")
+
+
+@pytest.fixture(scope="session")
+def axe():
+    """axe(page, impacts=("serious", "critical")) -> the accessibility violations axe-core finds on the
+    page as it is now: [{"id", "impact", "help", "targets"}], empty when there are none.
+
+    The script is evaluated through the DevTools protocol, which the pages' strict CSP (no inline
+    script) does not govern, so the pages are checked as they are served. Skipped without axe-core,
+    a failure instead when TANSIQ_REQUIRE_BROWSER=1.
+    """
+    if not AXE_SCRIPT.exists():
+        message = f"{AXE_SCRIPT} is missing: scripts/ensure-browser.sh (or cd tests/browser/axe && npm ci)"
+        if os.environ.get("TANSIQ_REQUIRE_BROWSER") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
+    source = AXE_SCRIPT.read_text(encoding="utf-8") + "\n;true"
+
+    def check(page, impacts=SERIOUS):
+        if not page.evaluate("typeof window.axe !== 'undefined'"):
+            page.evaluate(source)
+        result = page.evaluate("axe.run(document, {resultTypes: ['violations']})")
+        return [{"id": v["id"], "impact": v["impact"], "help": v["help"],
+                 "targets": [node["target"] for node in v["nodes"]][:5]}
+                for v in result["violations"] if v["impact"] in impacts]
+
+    return check

@@ -10,20 +10,6 @@ import requests
 pytestmark = pytest.mark.browser
 
 
-@pytest.fixture(scope="module")
-def demo_network():
-    from harness import Network
-
-    network = Network()
-    try:
-        network.migrate()
-        network.seed()
-        network.start("directory", "events", "gateway")
-        yield network
-    finally:
-        network.close()
-
-
 def demo_occurrence(network, title_part):
     now = datetime.now(timezone.utc)
     response = requests.get(f"{network.web}/api/events", timeout=30, params={
@@ -49,7 +35,8 @@ def test_month_and_list_views_show_the_demo_events_and_filter_by_city(demo_netwo
     page.select_option("#filter-city", "Essaouira")
     expect(rows.filter(has_text="Festival des arts de Mogador").first).to_be_visible()
     expect(rows.filter(has_text="Formation couture et broderie")).to_have_count(0)
-    expect(page.locator("#ical-link")).to_have_attribute("href", "/ical/city/Essaouira.ics")
+    expect(page.locator("#ical-link")).to_have_attribute(
+        "href", f"webcal://{demo_network.web.split('://')[1]}/ical/city/Essaouira.ics")
 
 
 def test_the_demo_calendar_in_arabic_is_right_to_left(demo_network, page):

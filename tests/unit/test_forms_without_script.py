@@ -87,7 +87,9 @@ def test_the_sign_out_form_ends_the_session_and_keeps_the_language(sessions):
 
 def test_only_form_routes_take_a_form_body():
     forms = {(d.method, d.url) for d in declared_routes(GatewayService) if d.form}
-    assert forms == {("POST", "/login"), ("POST", "/logout"), ("POST", "/inbox/<int:item_id>/read")}
+    calendar = {("POST", "/calendar/new"), *(("POST", f"/calendar/events/<string:event_id>/{action}") for action in (
+        "edit", "cancel", "occurrences/cancel", "occurrences/move", "register"))}
+    assert forms == {("POST", "/login"), ("POST", "/logout"), ("POST", "/inbox/<int:item_id>/read"), *calendar}
     assert web.refuse_cross_site(post("/api/login", {"email": EMAIL})).status_code == 415
     assert web.refuse_cross_site(post("/login", {"email": EMAIL}), form=True) is None
     other_site = post("/login", {"email": EMAIL}, headers={"Origin": "http://evil.example"})

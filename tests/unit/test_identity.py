@@ -76,7 +76,11 @@ def test_every_gateway_route_declares_who_may_use_it_or_is_public_on_purpose():
     without_permission = {d.name: d.auth for d in declared_routes(GatewayService) if d.permission is None}
     public = {"healthz", "openapi_document", "login", "logout", "login_page", "login_form", "logout_form", "static",
               "events_venues", "ical_network", "ical_city", "ical_association", "ical_event"}
-    optional = {"home", "calendar_page", "events_list", "occurrences_page", "events_get"}
-    any_session = {"me", "directory_services", "events_register", "event_page"}  # nothing personal, or checked later
+    # an event's own page and search: the public reads public events, staff the network's too
+    optional = {"home", "calendar_page", "events_list", "occurrences_page", "events_get", "event_details_page",
+                "calendar_search_page"}
+    # nothing personal, or checked later (any staff member registers her own association)
+    any_session = {"me", "directory_services", "events_register", "event_page", "event_register_page",
+                   "event_register_submit"}
     assert without_permission == {**dict.fromkeys(public, "public"), **dict.fromkeys(optional, "optional"),
                                   **dict.fromkeys(any_session, "signed_in")}

@@ -6,6 +6,7 @@ from urllib.parse import urlsplit
 
 import pytest
 from gateway_sessions import directory_sessions
+from test_calendar_pages import EVENT, OCCURRENCE  # an event of her association (amal-safi)
 from test_webapp_pages import ASSOCIATIONS, RECORD, Gateway, Stub, request  # tests/unit/test_webapp_pages.py
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 from werkzeug.routing import Map, Rule
@@ -39,18 +40,31 @@ def staff(role):
     return {"id": f"s-{role}", "association": "amal-safi", "roles": [role], "language": "fr", "name": role}
 
 
+class PagesGateway(Gateway):
+    """The calendar's pages share helpers of the service too."""
+
+    _event_page, _editable_event = GatewayService._event_page, GatewayService._editable_event
+    _event_form, _move_form = GatewayService._event_form, GatewayService._move_form
+
+
 def gateway():
-    return Gateway(
+    return PagesGateway(
         notifications_rpc=Stub(inbox=INBOX, unread_count=1),
         referrals_rpc=Stub(list_referrals=[dict(REFERRAL)], get_referral=dict(REFERRAL)),
         intake_rpc=Stub(get_beneficiary=dict(RECORD)),
         directory=Stub(list_associations=ASSOCIATIONS),
-        events_rpc=Stub(get_event={"starts_at": "2027-03-20T10:00:00+00:00"}))
+        events_rpc=Stub(get_event=dict(EVENT), event_occurrences=[OCCURRENCE], list_venues=[], search_events=[]))
 
 
 PAGES = [("home", "/", {}), ("calendar_page", "/calendar", {}), ("inbox_page", "/inbox", {}),
          ("referrals_page", "/referrals", {}), ("referral_page", "/referrals/r-1", {"referral_id": "r-1"}),
-         ("intake_page", "/intake", {}), ("beneficiary_page", "/beneficiaries/b-1", {"beneficiary_id": "b-1"})]
+         ("intake_page", "/intake", {}), ("beneficiary_page", "/beneficiaries/b-1", {"beneficiary_id": "b-1"}),
+         ("event_details_page", "/calendar/events/e-1", {"event_id": "e-1"}),
+         ("calendar_search_page", "/calendar/search", {}), ("event_new_page", "/calendar/new", {}),
+         ("event_edit_page", "/calendar/events/e-1/edit", {"event_id": "e-1"}),
+         ("event_cancel_page", "/calendar/events/e-1/cancel", {"event_id": "e-1"}),
+         ("occurrence_move_page", "/calendar/events/e-1/occurrences/move", {"event_id": "e-1"}),
+         ("occurrence_cancel_page", "/calendar/events/e-1/occurrences/cancel", {"event_id": "e-1"})]
 
 
 def declaration(method, path):
@@ -119,3 +133,12 @@ def test_a_case_worker_is_offered_the_actions_of_her_work(rendered):
     actions = set().union(*(offered(html) for _, html in rendered["case_worker"].values()))
     assert {("POST", "/api/referrals/r-1/acknowledge"), ("POST", "/api/referrals"), ("POST", "/api/beneficiaries"),
             ("GET", "/intake"), ("GET", "/referrals"), ("POST", "/logout")} <= actions
+
+
+def test_the_calendar_editors_are_offered_its_forms_and_the_others_only_to_register(rendered):
+    edits = {("GET", "/calendar/events/e-1/edit"), ("GET", "/calendar/events/e-1/cancel"),
+             ("GET", "/calendar/events/e-1/occurrences/move")}
+    for role in ROLES:
+        actions = offered(rendered[role]["event_details_page"][1])
+        assert ("POST", "/calendar/events/e-1/register") in actions, role
+        assert (edits <= actions) is (role in ("coordinator", "events_manager")), role

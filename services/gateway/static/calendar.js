@@ -1,8 +1,9 @@
 /* The network's calendar: FullCalendar fed by /api/occurrences, filters, details, three languages.
  *
- * Each occurrence is shown at its own wall time ("start_local" without its offset, with the
- * calendar in UTC), so a 10:00 training in Safi reads 10:00 whatever the viewer's device zone
- * and on both sides of the Ramadan clock change.
+ * Times are drawn in the viewer's own zone (the device's): a 10:00 training in Safi reads 10:00 to a
+ * viewer in Morocco on both sides of the Ramadan clock change, and a meeting set in Paris is drawn at
+ * the Moroccan viewer's wall time with its own zone and time shown next to it. All-day events are
+ * whole days wherever one is. Organisers are shown by their association's name, not their slug.
  */
 (function () {
   "use strict";
@@ -10,19 +11,19 @@
   const LABELS = {
     fr: {city: "Ville", kind: "Type", association: "Association", all: "Toutes", subscribe: "S'abonner (iCal)",
          when: "Quand", where: "Où", organiser: "Organisé par", status: "Statut", add: "Ajouter à mon agenda",
-         map: "Carte", close: "Fermer", error: "Le calendrier n'a pas pu être chargé.",
+         map: "Carte", close: "Fermer", error: "Le calendrier n'a pas pu être chargé.", open: "Page de l'événement",
          kinds: {exhibition: "Exposition", festival: "Festival", fair: "Foire / marché", training: "Formation",
                  campaign: "Campagne de sensibilisation", meeting: "Réunion"},
          statuses: {published: "Confirmé", postponed: "Reporté", cancelled: "Annulé"}},
     en: {city: "City", kind: "Type", association: "Association", all: "All", subscribe: "Subscribe (iCal)",
          when: "When", where: "Where", organiser: "Organised by", status: "Status", add: "Add to my calendar",
-         map: "Map", close: "Close", error: "The calendar could not be loaded.",
+         map: "Map", close: "Close", error: "The calendar could not be loaded.", open: "Event page",
          kinds: {exhibition: "Exhibition", festival: "Festival", fair: "Fair / market", training: "Training",
                  campaign: "Awareness campaign", meeting: "Meeting"},
          statuses: {published: "Confirmed", postponed: "Postponed", cancelled: "Cancelled"}},
     ar: {city: "المدينة", kind: "النوع", association: "الجمعية", all: "الكل", subscribe: "الاشتراك (iCal)",
          when: "متى", where: "أين", organiser: "المنظم", status: "الحالة", add: "أضف إلى تقويمي",
-         map: "الخريطة", close: "إغلاق", error: "تعذر تحميل التقويم.",
+         map: "الخريطة", close: "إغلاق", error: "تعذر تحميل التقويم.", open: "صفحة النشاط",
          kinds: {exhibition: "معرض", festival: "مهرجان", fair: "سوق / معرض تجاري", training: "تكوين",
                  campaign: "حملة تحسيسية", meeting: "اجتماع"},
          statuses: {published: "مؤكد", postponed: "مؤجل", cancelled: "ملغى"}},
@@ -36,6 +37,11 @@
   const rtl = document.documentElement.dir === "rtl";
   const form = document.getElementById("calendar-filters");
   const dialog = document.getElementById("event-details");
+
+  const namesNode = document.getElementById("association-names");
+  const NAMES = namesNode ? JSON.parse(namesNode.textContent) : {};
+  const viewerZone = Intl.DateTimeFormat().resolvedOptions().timeZone || "UTC";
+  const intlLocale = lang === "ar" ? "ar-MA" : lang;
 
   document.querySelectorAll("[data-label]").forEach(function (el) { el.textContent = L[el.dataset.label]; });
   document.querySelectorAll("option[data-kind]").forEach(function (el) { el.textContent = L.kinds[el.dataset.kind]; });
@@ -67,23 +73,39 @@
     fetchAll(null, [])
       .then(function (occurrences) {
         success(occurrences.map(function (o) {
-          return {id: o.occurrence_id, groupId: o.event_id, title: o.title, start: wall(o.start_local),
-                  end: wall(o.end_local), allDay: o.all_day,
+          // Timed: the instant (drawn in the viewer's zone); all-day: the days themselves.
+          return {id: o.occurrence_id, groupId: o.event_id, title: o.title,
+                  start: o.all_day ? wall(o.start_local) : o.start, end: o.all_day ? wall(o.end_local) : o.end,
+                  allDay: o.all_day,
                   classNames: ["tansiq-" + o.kind, "tansiq-" + o.status], extendedProps: o};
         }));
       })
       .catch(function (error) { root.setAttribute("data-error", L.error); failure(error); });
   }
 
-  function whenText(o) {
-    const options = o.all_day ? {dateStyle: "full", timeZone: "UTC"} : {dateStyle: "full", timeStyle: "short", timeZone: "UTC"};
-    const format = new Intl.DateTimeFormat(lang === "ar" ? "ar-MA" : lang, options);
-    const start = new Date(wall(o.start_local) + (o.all_day ? "T00:00:00Z" : "Z"));
-    let end = new Date(wall(o.end_local) + (o.all_day ? "T00:00:00Z" : "Z"));
-    if (o.all_day) { end = new Date(end.getTime() - 86400000); }  // end is exclusive
-    const range = format.formatRange ? format.formatRange(start, end) : format.format(start) + " – " + format.format(end);
-    return range + (o.all_day ? "" : " (" + o.tz + ")");
+  function ownZoneTime(o) {
+    // The event's own wall time and zone, when the viewer lives in another zone.
+    if (o.all_day || o.tz === viewerZone) { return ""; }
+    const own = new Intl.DateTimeFormat(intlLocale, {hour: "2-digit", minute: "2-digit", hourCycle: "h23", timeZone: o.tz});
+    return own.format(new Date(o.start)) + " " + o.tz;
   }
+
+  function whenText(o) {
+    let range;
+    if (o.all_day) {
+      const days = new Intl.DateTimeFormat(intlLocale, {dateStyle: "full", timeZone: "UTC"});
+      const start = new Date(wall(o.start_local) + "T00:00:00Z");
+      const end = new Date(new Date(wall(o.end_local) + "T00:00:00Z").getTime() - 86400000);  // end is exclusive
+      return days.formatRange ? days.formatRange(start, end) : days.format(start) + " – " + days.format(end);
+    }
+    const format = new Intl.DateTimeFormat(intlLocale, {dateStyle: "full", timeStyle: "short"});
+    const start = new Date(o.start), end = new Date(o.end);
+    range = format.formatRange ? format.formatRange(start, end) : format.format(start) + " – " + format.format(end);
+    const own = ownZoneTime(o);
+    return range + " (" + (own || viewerZone) + ")";
+  }
+
+  function organiserName(slug) { return NAMES[slug] || slug; }
 
   function showDetails(event) {
     const o = event.extendedProps;
@@ -92,7 +114,9 @@
     document.getElementById("event-kind").textContent = L.kinds[o.kind] || o.kind;
     const venue = o.venue ? [o.venue.name, o.venue.address].filter(Boolean).join(", ") + " · " : "";
     document.getElementById("event-where").textContent = venue + o.city;
-    document.getElementById("event-organiser").textContent = [o.organiser].concat(o.co_organisers || []).join(", ");
+    document.getElementById("event-organiser").textContent =
+      [o.organiser].concat(o.co_organisers || []).map(organiserName).join(", ");
+    document.getElementById("event-open").href = "/calendar/events/" + encodeURIComponent(o.event_id) + "?lang=" + lang;
     document.getElementById("event-status").textContent = L.statuses[o.status] || o.status;
     document.getElementById("event-description").textContent = o.description || "";
     document.getElementById("event-ical").href = "/ical/event/" + encodeURIComponent(o.event_id) + ".ics";
@@ -110,9 +134,11 @@
 
   function updateFeedLink() {
     const f = filters();
-    const link = document.getElementById("ical-link");
-    link.href = f.association ? "/ical/association/" + encodeURIComponent(f.association) + ".ics"
+    const path = f.association ? "/ical/association/" + encodeURIComponent(f.association) + ".ics"
       : f.city ? "/ical/city/" + encodeURIComponent(f.city) + ".ics" : "/ical/network.ics";
+    document.getElementById("ical-link").href = "webcal://" + window.location.host + path;
+    const address = document.querySelector("#calendar-feed input[readonly]");
+    if (address) { address.value = window.location.origin + path; }
   }
 
   // /calendar?date=...&event=<id> (where /events/<id> sends notifications' readers): open that event
@@ -133,16 +159,33 @@
   const calendar = new FullCalendar.Calendar(root, {
     locale: FC_LOCALES[lang],
     direction: rtl ? "rtl" : "ltr",
-    timeZone: "UTC",
+    timeZone: "local",
     initialView: views[root.dataset.initialView] || (narrow ? "listMonth" : "dayGridMonth"),
     initialDate: root.dataset.initialDate || undefined,
     headerToolbar: {start: "prev,next today", center: "title", end: "dayGridMonth,timeGridWeek,listMonth"},
     height: "auto",
-    dayMaxEvents: true,
+    dayMaxEvents: narrow ? 2 : 3,  // then "+N more": a busy day keeps its size (height is auto)
     eventTimeFormat: {hour: "2-digit", minute: "2-digit", hour12: false},
+    dayHeaderFormat: narrow ? {weekday: "narrow"} : {weekday: "short"},  // seven columns fit a phone
     events: loadEvents,
     eventClick: function (info) { info.jsEvent.preventDefault(); showDetails(info.event); },
     eventsSet: openPending,
+    // FullCalendar's arrow icons say role="img" without a text; the button around them has its title.
+    datesSet: function () {
+      root.querySelectorAll(".fc-icon[role=img]").forEach(function (icon) { icon.setAttribute("aria-hidden", "true"); });
+    },
+    eventDidMount: function (info) {
+      const own = ownZoneTime(info.event.extendedProps);
+      const title = info.el.querySelector(".fc-event-title, .fc-list-event-title");
+      if (title) { title.dir = "auto"; }  // a French title in an Arabic page reads (and is cut) left to right
+      if (own && title) {
+        const zone = document.createElement("span");
+        zone.className = "tansiq-zone";
+        zone.dir = "ltr";
+        zone.textContent = " (" + own + ")";
+        title.appendChild(zone);
+      }
+    },
   });
   calendar.render();
 
