@@ -315,7 +315,9 @@ def section(loops, drains, lists, floor, args):
     parts = [
         "## 5. The real flows",
         "The same run as the raw floor above: real processes (`tansiq run …`) in a vhost and databases of "
-        "their own, the demo network seeded. Raw floor of this run, for comparison:",
+        "their own, the demo network seeded. Reproduce with `make bench` (everything), or only some of it, "
+        "e.g. `tansiq bench --flow-backends postgres --flow-rates 2,5,10,20,50 --backlog 2000 "
+        "--list-notifications 1000000` (`tansiq bench --help`). Raw floor of this run, for comparison:",
         "| raw floor (sections 1 and 3) | |\n|---|---:|\n" + floor_rows,
         "### The referral loop through the HTTP API",
         f"Fatima (Safi) registers a woman, records her consent and refers her to Wafae (Marrakech) through "
