@@ -178,6 +178,82 @@ def loop_rows(net, backend, rates, seconds):
     return rows
 
 
+# --- the partner loop through the SDK ---------------------------------------------------------------------------
+
+
+class BenchPartner:
+    """A partner association of the bench's own (random slug): broker user, keys, the SDK client."""
+
+    def __init__(self, net):
+        from urllib.parse import quote
+
+        from harness import BROKER_HOST, add_partner_association
+
+        from tansiq import sealing, signing
+        from tansiq.broker_admin import BrokerAdmin
+        from tansiq.partner import PartnerClient
+
+        self.slug = f"bench-{net.id}"
+        add_partner_association(net, self.slug)
+        self.admin = BrokerAdmin(vhost=net.vhost)
+        self.admin.declare_topology()
+        password = self.admin.add_partner(self.slug)["password"]
+        key, encryption_key = signing.generate_key(), sealing.generate_private_key()
+        with net.rpc() as rpc:
+            rpc.directory.set_public_key(self.slug, signing.public_key_b64(key))
+            rpc.directory.set_encryption_key(self.slug, sealing.public_key_b64(encryption_key))
+        uri = f"amqp://{self.slug}:{password}@{BROKER_HOST}:5672/{quote(net.vhost, safe='')}"
+        self.client = PartnerClient(uri, self.slug, key, net.var / f"{self.slug}-outbox.sqlite3",
+                                    encryption_key=encryption_key)
+
+    def refer(self):
+        """Send one referral to Marrakech through the SDK (stored, published, confirmed); its id."""
+        referral_id = f"{self.slug}-{uuid.uuid4().hex[:12]}"
+        self.client.send(REFERRAL_SENT, {
+            "referral_id": referral_id, "from_association": self.slug, "to_association": TO,
+            "service_category": "psychological_support", "urgency": "normal", "reason": "Suivi psychologique",
+            "consent_id": "bench-consent", "shared": {"first_name": "Zineb", "language": "fr"}})
+        return referral_id
+
+    def close(self):
+        self.admin.revoke_partner(self.slug)
+
+
+def partner_rows(net, backend, rates, seconds):
+    """Partner referrals sent through the SDK at fixed rates (one sender, as a partner's system would),
+    each until Naima's inbox item is written."""
+    say(f"  partner loop through the SDK, {backend}: rates {', '.join(map(str, rates))} referrals/s")
+    partner, engine, rows = BenchPartner(net), notifications_engine(net), []
+    try:
+        partner.refer()  # warm-up, off the clock
+        for rate in rates:
+            count, sent = max(4, round(rate * seconds)), []
+            start = time.time()
+            for n in range(count):
+                delay = start + n / rate - time.time()
+                if delay > 0:
+                    time.sleep(delay)
+                begun = time.time()
+                sent.append((begun, partner.refer(), time.time()))
+            done = max(end for *_, end in sent)
+            arrived = inbox_times(engine, [referral_id for _, referral_id, _ in sent], timeout=60 + count)
+            to_inbox = [(arrived[ref] - begun) * 1000 for begun, ref, _ in sent if ref in arrived]
+            row = {"backend": backend, "rate": rate, "ok": count, "errors": 0, "missing": count - len(to_inbox),
+                   "achieved": count / max(done - start, 1e-9), "to_inbox": to_inbox,
+                   "loop": [(end - begun) * 1000 for begun, _, end in sent]}
+            rows.append(row)
+            say(f"    {rate}/s offered: {row['achieved']:.1f} sent, referral → inbox p50/p95/p99 "
+                f"{percentile(to_inbox, .5):.0f}/{percentile(to_inbox, .95):.0f}/{percentile(to_inbox, .99):.0f} ms"
+                + (f", {row['missing']} not in the inbox within the wait" if row["missing"] else ""))
+            if row["achieved"] < SATURATED * rate or row["missing"]:
+                say(f"    saturated at {rate}/s: higher rates not tried")
+                break
+    finally:
+        partner.close()
+        engine.dispose()
+    return rows
+
+
 # --- the notifications backlog ---------------------------------------------------------------------------------
 
 
@@ -295,8 +371,8 @@ def drain_table(rows):
 
 
 def run(backends, rates, seconds, backlog, variants=DRAIN_VARIANTS):
-    """(loop rows, drain rows) on each backend ("sqlite", "postgres"), one network each."""
-    loops, drains = [], []
+    """(loop rows, partner rows, drain rows) on each backend ("sqlite", "postgres"), one network each."""
+    loops, partners, drains = [], [], []
     for backend in backends:
         say(f"flows on {backend}: migrating and seeding a network of its own …")
         net = network(backend)
@@ -304,18 +380,21 @@ def run(backends, rates, seconds, backlog, variants=DRAIN_VARIANTS):
             net.start("directory")
             drains += drain_rows(net, backend, backlog, variants)
             loops += loop_rows(net, backend, rates, seconds)
+            partners += partner_rows(net, backend, rates, seconds)
         finally:
             net.close()
-    return loops, drains
+    return loops, partners, drains
 
 
-def section(loops, drains, lists, floor, args):
+def section(loops, partners, drains, lists, floor, args):
     """The Markdown of the real flows, with the raw floor of the same run (`floor`: label -> msg/s)."""
     floor_rows = "\n".join(f"| {label} | {rate:,.0f} msg/s |" for label, rate in floor.items())
     parts = [
         "## 5. The real flows",
         "The same run as the raw floor above: real processes (`tansiq run …`) in a vhost and databases of "
-        "their own, the demo network seeded. Raw floor of this run, for comparison:",
+        "their own, the demo network seeded. Reproduce with `make bench` (everything), or only some of it, "
+        "e.g. `tansiq bench --flow-backends postgres --flow-rates 2,5,10,20,50 --backlog 2000 "
+        "--list-notifications 1000000` (`tansiq bench --help`). Raw floor of this run, for comparison:",
         "| raw floor (sections 1 and 3) | |\n|---|---:|\n" + floor_rows,
         "### The referral loop through the HTTP API",
         f"Fatima (Safi) registers a woman, records her consent and refers her to Wafae (Marrakech) through "
@@ -325,6 +404,13 @@ def section(loops, drains, lists, floor, args):
         f"written Naima's inbox item (its `created_at`, read from its database). A rate is not tried once a lower "
         f"one achieved less than {SATURATED:.0%} of its offer.",
         loop_table(loops),
+        "### The partner loop through the SDK",
+        "A partner association integrating by queue (its own broker user and keys, a random slug) sends "
+        "`referral.sent` to Wafae through `tansiq.partner.PartnerClient.send` (stored in its outbox, signed, "
+        "sealed, published with a confirm) at fixed offered rates from one thread, as a partner's system would; "
+        "referral → inbox from the call to `send` until Naima's inbox item is written. \"loop p50\" is the "
+        "`send` call itself.",
+        loop_table(partners),
         "### The notifications service draining a backlog",
         "N `referral.sent` events published while the service is stopped, then counted from its first inbox "
         "item to the last. BATCH_SIZE 1 is one unit of work per message (as before `@handles_batch`); "

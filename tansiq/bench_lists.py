@@ -174,8 +174,10 @@ def measure(args, pg_url=None, say=print):
         engine = make_engine(pg_url)
         say(f"  lists on PostgreSQL: loading {args.notifications:,} inbox items, {args.referrals * 2:,} referrals …")
         fill(engine, args, say)
-        with engine.connect() as connection:
-            connection.exec_driver_sql("ANALYZE")
+        # What autovacuum does to a table after a million inserts: statistics, and the visibility map
+        # that lets a count read the index alone.
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+            connection.exec_driver_sql("VACUUM ANALYZE")
         for name, (p50, p95, worst) in rows(engine, args):
             found.append(("PostgreSQL", name, p50, p95, worst))
             say(f"    PostgreSQL {name}: p95 {p95:.1f} ms")
