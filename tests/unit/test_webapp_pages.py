@@ -81,7 +81,7 @@ def test_buttons_follow_the_referral_lifecycle_and_the_side():
     def names(direction, state):
         return [a["name"] for a in actions_for({"direction": direction, "state": state})]
 
-    assert names("received", "sent") == ["acknowledge"]
+    assert names("received", "sent") == ["acknowledge", "decline"]  # a decline needs no acknowledgement first
     assert names("received", "received") == ["accept", "decline"]
     assert names("received", "accepted") == ["start"]
     assert names("received", "in_progress") == ["complete"]
