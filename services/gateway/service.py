@@ -8,6 +8,7 @@ Each area's routes live in an `api_<area>.py` mixin; this class puts them togeth
 """
 
 from services.directory.schemas import StaffSchema
+from services.gateway.api_cases import CasePages
 from services.gateway.api_directory import DirectoryApi
 from services.gateway.api_events import EventsApi
 from services.gateway.api_inbox import InboxApi
@@ -38,7 +39,7 @@ from tansiq.identity import ActorSigning
 from tansiq.readmodel import DirectoryView
 
 
-class GatewayService(PagesApi, WebAppPages, IntakeApi, ReferralsApi, EventsApi, InboxApi, DirectoryApi,
+class GatewayService(PagesApi, WebAppPages, CasePages, IntakeApi, ReferralsApi, EventsApi, InboxApi, DirectoryApi,
                      OpenApiDocument):
     name = "gateway"
     sessions = Sessions()

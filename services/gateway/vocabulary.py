@@ -19,6 +19,14 @@ DUPLICATE_REASONS = ("same_phone", "same_name", "similar_name", "same_birth_date
 ERROR_PAGES = ("forbidden", "not_found", "service_unavailable")  # error.html says error.other for the rest
 CONSENT_STATUSES = ("valid", "expired", "revoked")
 LOGIN_REFUSALS = ("unauthorized", "too_many_attempts")
+# What her audit trail records (services/intake: each audited read or change, and refusals of them).
+AUDIT_ACTIONS = ("register", "add_session", "read", "record_consent", "revoke_consent", "share", "override_share",
+                 "read_disclosures", "read_audit", "erase", "export", "resolve_duplicate")
+# A referral's history (services/referrals/domain.py): sent, each step, expiry, the recipient's copy erased.
+HISTORY_ACTIONS = ("send", *ACTIONS, "expire", "erase_shared")
+FORM_INPUTS = ("reason", "outcome")  # confirm.html asks again for what a refused form had
+CONFIRMATIONS = ("irreversible", "revoke_consent", "duplicate")  # the ticked box before an irreversible step
+ERASURE = ("title", "intro", "done")  # the erasure's confirmation page (confirm.html)
 
 VOCABULARY = {
     "need.": NEEDS,
@@ -34,4 +42,9 @@ VOCABULARY = {
     "consent.status_": CONSENT_STATUSES,
     "referrals.": ("received", "sent"),
     "login.refused_": LOGIN_REFUSALS,
+    "audit.": AUDIT_ACTIONS,
+    "history.": HISTORY_ACTIONS,
+    "input.": FORM_INPUTS,
+    "confirm.": CONFIRMATIONS,
+    "erase.": ERASURE,
 }

@@ -87,7 +87,11 @@ def test_the_sign_out_form_ends_the_session_and_keeps_the_language(sessions):
 
 def test_only_form_routes_take_a_form_body():
     forms = {(d.method, d.url) for d in declared_routes(GatewayService) if d.form}
-    assert forms == {("POST", "/login"), ("POST", "/logout")}
+    assert forms == {("POST", "/login"), ("POST", "/logout"),
+                     ("POST", "/beneficiaries/<string:beneficiary_id>/sessions"),
+                     ("POST", "/beneficiaries/<string:beneficiary_id>/erase"), ("POST", "/duplicates/<int:flag_id>"),
+                     ("POST", "/consents/<string:consent_id>/revoke"),
+                     ("POST", "/referrals/<string:referral_id>/<string:action>")}
     assert web.refuse_cross_site(post("/api/login", {"email": EMAIL})).status_code == 415
     assert web.refuse_cross_site(post("/login", {"email": EMAIL}), form=True) is None
     other_site = post("/login", {"email": EMAIL}, headers={"Origin": "http://evil.example"})
