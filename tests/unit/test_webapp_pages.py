@@ -179,6 +179,12 @@ SENT = {"id": "r-2", "direction": "sent", "state": "declined", "beneficiary_id":
         "to_association": "wafae-marrakech", "service_category": "legal_orientation", "urgency": "high",
         "reason": "Avocate", "decline_reason": "Pas de place", "overdue": False, "ack_due": None, "response_due": None,
         "created_at": "2026-11-29T14:10:00+00:00", "created_by": "s-safi-1", "history": HISTORY}
+REFERRAL_RECEIVED = {"id": "r-1", "direction": "received", "state": "sent", "beneficiary_id": None,
+                     "from_association": "amal-safi", "to_association": "wafae-marrakech",
+                     "service_category": "legal_orientation", "urgency": "normal", "reason": "Avocate",
+                     "shared": {"first_name": "Khadija"}, "overdue": False, "ack_due": "2026-12-01T10:00:00+00:00",
+                     "response_due": None, "created_at": "2026-11-29T14:00:00+00:00", "created_by": "s-safi-1",
+                     "history": HISTORY[:1]}
 AUDIT = {"items": [{"staff_id": "s-safi-1", "association": "amal-safi", "action": "register", "fields": [],
                     "detail": "", "at": "2026-11-29T14:00:00+00:00"}], "next": None}
 DISCLOSURES = {"items": [{"id": 1, "consent_id": "c-1", "recipient_association": "wafae-marrakech",
