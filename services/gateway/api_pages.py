@@ -15,6 +15,7 @@ from tansiq.contracts.actor import allows
 STATIC_DIR = HERE / "static"
 HOME_ITEMS = 5  # of each kind on the home page; each list links to the whole
 NEXT_EVENTS = timedelta(days=14)
+AWAITING = ("sent", "received")  # a received referral's states that await her association's answer
 
 
 class PagesApi:
@@ -33,9 +34,12 @@ class PagesApi:
         lang = request_language(request, staff)
         awaiting = []
         if allows(staff["roles"], "referrals.read"):
-            received = self.referrals_rpc.list_referrals(self.identity.sign(staff, "referrals"), "received", None)
-            awaiting = [for_page(r, lang) for r in received if r["state"] in ("sent", "received")]
-            awaiting.sort(key=lambda referral: not referral.get("overdue"))  # stable: overdue first, then as listed
+            actor = self.identity.sign(staff, "referrals")
+            for state in AWAITING:  # only what awaits her answer is read, not the whole received list
+                awaiting += [for_page(r, lang) for r in self.referrals_rpc.list_referrals(actor, "received", state)
+                             if r["state"] == state]
+            # Overdue first, then the nearest deadline (ISO times in UTC sort as text).
+            awaiting.sort(key=lambda referral: (not referral.get("overdue"), referral.get("deadline") or "~"))
         notifications = self.identity.sign(staff, "notifications")
         unread = self.notifications_rpc.inbox(notifications, unread_only=True, limit=HOME_ITEMS, language=lang,
                                               paged=True)["items"]
