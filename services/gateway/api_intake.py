@@ -48,6 +48,7 @@ class IntakeApi:
                   summary="Her association's beneficiaries, newest first, one page at a time (no personal fields); "
                           "`phone` or `name` finds the records with that value through the blind index")
     def intake_list(self, request, actor, query):
+        query = BeneficiaryListQuerySchema().dump(query)  # a date travels over RPC as its ISO text
         return json_response(self.intake_rpc.list_beneficiaries(actor, **query), headers=NO_STORE)
 
     @intake_route("GET", "/api/beneficiaries/<string:beneficiary_id>", "cases.read", answer=(200, OBJECT),

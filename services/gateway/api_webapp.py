@@ -7,6 +7,7 @@ Pages showing personal data are never cached (Cache-Control: no-store).
 """
 
 import re
+import uuid
 from datetime import datetime
 from urllib.parse import parse_qs, urlencode, urlsplit
 from zoneinfo import ZoneInfo
@@ -15,8 +16,14 @@ from babel.dates import format_datetime
 from werkzeug.utils import redirect
 
 from services.gateway.pages import page
-from services.gateway.routes import PUBLIC, SIGNED_IN, may_open, route
-from services.gateway.schemas import LoginSchema
+from services.gateway.routes import PUBLIC, SIGNED_IN, BodyBy, may_open, route
+from services.gateway.schemas import (
+    DeclineFormSchema,
+    LoginSchema,
+    RerouteFormSchema,
+    TransitionFormSchema,
+    WithdrawFormSchema,
+)
 from services.gateway.web import (
     LANGUAGES,
     SESSION_COOKIE,
@@ -27,18 +34,23 @@ from services.gateway.web import (
 from services.intake.schemas import KINDS
 from services.intake.schemas import LANGUAGES as SPOKEN_LANGUAGES
 from services.referrals.domain import RECIPIENT, STEPS
-from services.referrals.schemas import STATES
+from services.referrals.schemas import STATES, ActionSchema
+from tansiq.contracts.actor import allows
 from tansiq.contracts.fields import URGENCIES
 from tansiq.contracts.intake import NEEDS
 from tansiq.contracts.referrals import SHAREABLE_FIELDS
-from tansiq.errors import DomainError
+from tansiq.errors import DomainError, NotFound
 
+RECENT = 20  # audit and disclosure entries on her record page; the JSON API pages through all of them
+NAME_KEYS = ("first_name", "last_name", "first_name_ar", "last_name_ar")
 LOCAL_TZ = ZoneInfo("Africa/Casablanca")  # deadlines are shown as Moroccan staff live them
 BABEL_LOCALES = {"ar": "ar_MA", "fr": "fr_MA", "en": "en_GB"}  # ar_MA: Western digits, as written in Morocco
 WHEN_FORMAT = "EEE d MMM y, HH:mm"
-# The buttons a referral list offers (close and reroute need more than a button: not here).
-PAGE_ACTIONS = ("acknowledge", "accept", "decline", "start", "complete", "withdraw")
-NEEDS_INPUT = {"decline": "reason", "complete": "outcome"}
+# The forms a referral offers (close, by the recipient after accepting, stays in the JSON API).
+PAGE_ACTIONS = ("acknowledge", "accept", "decline", "start", "complete", "withdraw", "reroute")
+NEEDS_INPUT = {"decline": "reason", "complete": "outcome", "reroute": "to_association"}
+# Steps that cannot be undone: their form needs a ticked confirmation (also without JavaScript).
+IRREVERSIBLE = ("decline", "withdraw", "reroute")
 # Inbox links that lead to a page of this app (notifications/rules.py makes them); others get no "open" link.
 PAGE_LINK = re.compile(r"^/(referrals|referrals/[\w.-]+|beneficiaries/[\w.-]+|events/[\w.-]+)$")
 
@@ -75,8 +87,29 @@ def actions_for(referral):
         step = STEPS[action]
         direction = "received" if step.side == RECIPIENT else "sent"
         if referral["direction"] == direction and referral["state"] in step.sources:
-            found.append({"name": action, "input": NEEDS_INPUT.get(action)})
+            found.append({"name": action, "input": NEEDS_INPUT.get(action), "confirm": action in IRREVERSIBLE})
     return found
+
+
+def staff_contact(directory, staff_id):
+    """A staff member's name and work contact from the directory's read model; None if unknown (a partner's)."""
+    try:
+        member = directory.get_staff(staff_id) if staff_id else None
+    except NotFound:
+        return None
+    return member and {key: member.get(key) for key in ("id", "name", "email", "phone", "association")}
+
+
+def timeline(referral, lang, directory):
+    """Who did what, when: each history entry with the person's name when the directory knows her."""
+    people = {}
+    for entry in referral.get("history", []):
+        if entry.get("by") and entry["by"] not in people:
+            people[entry["by"]] = staff_contact(directory, entry["by"])
+        person = people.get(entry.get("by"))
+        entry["by_name"] = person["name"] if person else None
+        entry["at_local"] = when(entry.get("at"), lang)
+    return referral.get("history", [])
 
 
 def has_page(link):
@@ -95,6 +128,7 @@ def for_page(referral, lang):
     referral["deadline_local"] = when(referral["deadline"], lang)
     referral["created_local"] = when(referral["created_at"], lang)
     referral["actions"] = actions_for(referral)
+    referral["awaiting"] = referral["direction"] == "received" and referral["state"] in ("sent", "received")
     return referral
 
 
@@ -180,16 +214,48 @@ class WebAppPages:
             referrals.sort(key=lambda referral: not referral.get("overdue"))
             lists[direction] = [for_page(referral, lang) for referral in referrals]
         return page("referrals.html", request, staff, lists=lists, selected_status=status or "", states=STATES,
-                    single=False, names=self._association_names(lang))
+                    single=False, names=self._association_names(lang), form_key=uuid.uuid4().hex)
 
     @route("GET", "/referrals/<string:referral_id>", auth="referrals.read", page=True, summary="One referral")
     def referral_page(self, request, staff, referral_id):
         """One referral (the inbox links here); the service refuses it to anyone but its two associations."""
+        lang = request_language(request, staff)
         referral = for_page(self.referrals_rpc.get_referral(referral_id, self.identity.sign(staff, "referrals")),
-                            request_language(request, staff))
+                            lang)
+        timeline(referral, lang, self.directory)
+        if referral["direction"] == "received":  # who sent it and how to reach her (the directory's read model)
+            referral["sender"] = staff_contact(self.directory, referral.get("created_by"))
+        elif referral.get("beneficiary_id") and allows(staff["roles"], "cases.read"):
+            # For the sender only: whom it is about, from intake (an audited read of her record).
+            record = self.intake_rpc.get_beneficiary(referral["beneficiary_id"], self.identity.sign(staff, "intake"))
+            referral["about"] = {key: record.get(key) for key in NAME_KEYS if record.get(key)}
+        if any(action["name"] == "reroute" for action in referral["actions"]):
+            referral["recipients"] = sorted({s["association"] for s in self.directory.find_services(
+                referral["service_category"])} - {staff["association"], referral["to_association"]})
         lists = {"received": [], "sent": [], referral["direction"]: [referral]}
         return page("referrals.html", request, staff, lists=lists, selected_status="", states=STATES, single=True,
-                    names=self._association_names(request_language(request, staff)))
+                    names=self._association_names(lang), form_key=uuid.uuid4().hex)
+
+    @route("POST", "/referrals/<string:referral_id>/<string:action>", auth="referrals.act",
+           audience=("referrals", "intake"), page=True, form=True, path=ActionSchema,
+           body=BodyBy("action", {"decline": DeclineFormSchema, "withdraw": WithdrawFormSchema,
+                                  "reroute": RerouteFormSchema}, TransitionFormSchema),
+           summary="Act on a referral from its page's form (works without JavaScript); irreversible steps "
+                   "(decline, withdraw, reroute) need the confirmation ticked")
+    def referral_action_form(self, request, staff, actor, referral_id, action, body=None, errors=None):
+        from services.gateway.api_cases import confirm_again, form_key, with_lang  # api_cases imports this module
+
+        if errors:
+            return confirm_again(request, staff, errors, with_lang(f"/referrals/{referral_id}/{action}", request),
+                                 "action." + action, {"to_association": request.form.get("to_association")},
+                                 texts=[NEEDS_INPUT[action]] if action in ("decline", "complete") else [])
+        body.pop("confirm", None)
+        key = form_key(request)
+        if action == "reroute":
+            referral_id = self.referrals_rpc.reroute(referral_id, body, actor, idempotency_key=key)["id"]
+        else:
+            self.referrals_rpc.transition(referral_id, action, body, actor, idempotency_key=key)
+        return redirect(with_lang(f"/referrals/{referral_id}", request), code=303)
 
     def _association_names(self, lang):
         """slug -> the association's name as the page's reader writes it (Arabic, else French)."""
@@ -218,8 +284,27 @@ class WebAppPages:
             consent["status"] = consent_status(consent)
         # The forms start on a need noted in her sessions (most often the one she is referred for).
         suggested = next((need for listening in record.get("sessions", []) for need in listening["needs"]), None)
+        referrals, audit, disclosures = [], {"items": []}, {"items": []}
+        if not record.get("erased"):
+            intake_actor = self.identity.sign(staff, "intake")
+            if allows(staff["roles"], "referrals.read"):  # her referrals, each with who did what and when
+                referrals = self.referrals_rpc.referrals_about(beneficiary_id, self.identity.sign(staff, "referrals"))
+                for referral in referrals:
+                    for_page(referral, lang)
+                    timeline(referral, lang, self.directory)
+            audit = self.intake_rpc.audit_trail(beneficiary_id, intake_actor, paged=True, limit=RECENT)
+            disclosures = self.intake_rpc.list_disclosures(beneficiary_id, intake_actor, paged=True, limit=RECENT)
+            for entry in audit["items"] + disclosures["items"]:
+                entry["at_local"] = when(entry.get("at"), lang)
+            people = {}
+            for entry in audit["items"]:  # who: her colleagues by name (the directory's read model)
+                if entry["staff_id"] not in people:
+                    people[entry["staff_id"]] = staff_contact(self.directory, entry["staff_id"])
+                entry["by_name"] = (people[entry["staff_id"]] or {}).get("name")
         return page("beneficiary.html", request, staff, record=record, needs=NEEDS, urgencies=URGENCIES,
-                    shareable=SHAREABLE_FIELDS, names=self._association_names(lang), suggested=suggested)
+                    shareable=SHAREABLE_FIELDS, names=self._association_names(lang), suggested=suggested,
+                    referrals=referrals, audit=audit, disclosures=disclosures, form_key=uuid.uuid4().hex,
+                    here=f"/beneficiaries/{beneficiary_id}?lang={lang}")
 
     @route("GET", "/events/<string:event_id>", auth=SIGNED_IN, page=True, summary="An event, in the calendar")
     def event_page(self, request, staff, event_id):

@@ -42,7 +42,7 @@ PUBLIC, SIGNED_IN, OPTIONAL = "public", "signed_in", "optional"
 OBJECT = {"type": "object"}
 CALENDAR = "text/calendar"
 INJECTED = ("actor", "staff", "body", "query", "errors")
-FORM_CONTROLS = ("csrf_token", "next")  # what a handler may ask for besides the URL's values
+FORM_CONTROLS = ("csrf_token", "next", "idempotency_key")  # a form's own controls, not the body's data
 
 
 @dataclass(frozen=True)

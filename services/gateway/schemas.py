@@ -1,11 +1,12 @@
 """Shapes of the gateway's own requests (each area's shapes live with its service)."""
 
-from marshmallow import EXCLUDE, Schema, fields, validate
+from marshmallow import EXCLUDE, Schema, fields, pre_load, validate
 
 from services.directory.schemas import StaffSchema
 from services.events.schemas import EventSchema
+from services.intake.schemas import KINDS, SessionSchema
 from services.notifications.schemas import InboxItemSchema
-from services.referrals.schemas import ReferralSchema
+from services.referrals.schemas import ReferralSchema, RerouteSchema, TransitionSchema
 from tansiq.contracts.events import EVENT_KINDS
 from tansiq.contracts.fields import slug
 from tansiq.contracts.intake import NEEDS
@@ -30,6 +31,72 @@ class ServicesQuerySchema(Schema):
 
     category = fields.String(required=True, validate=validate.OneOf(NEEDS))
     city = fields.String(load_default=None, validate=validate.Length(max=100))
+
+
+# --- forms of the pages (application/x-www-form-urlencoded; they work without JavaScript) ---
+
+def confirmed():
+    """The checkbox a form needs before anything irreversible; unticked reads as a missing field."""
+    return fields.Boolean(required=True, validate=validate.Equal(
+        True, error=fields.Field.default_error_messages["required"]))
+
+
+def listed(*names):
+    """A form sends one checked box as a value, several as a list: always a list for these fields."""
+    @pre_load
+    def as_lists(self, data, **kwargs):
+        return {**data, **{name: [data[name]] for name in names if isinstance(data.get(name), str)}}
+    return as_lists
+
+
+class SessionFormSchema(SessionSchema):
+    """A follow-up listening session from her record's form."""
+
+    as_lists = listed("needs")
+
+
+class ConfirmFormSchema(Schema):
+    """A form that only needs her confirmation (withdraw, revoke a consent, erase)."""
+
+    confirm = confirmed()
+
+
+class DuplicateFormSchema(ConfirmFormSchema):
+    decision = fields.String(required=True, validate=validate.OneOf(("same", "distinct")))
+
+
+class TransitionFormSchema(TransitionSchema):
+    """acknowledge, accept, start, complete (outcome) from a referral's form."""
+
+
+class DeclineFormSchema(TransitionSchema):
+    reason = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    confirm = confirmed()
+
+
+class WithdrawFormSchema(TransitionSchema):
+    confirm = confirmed()
+
+
+class RerouteFormSchema(RerouteSchema):
+    confirm = confirmed()
+    as_lists = listed("fields")
+
+
+class BeneficiarySearchSchema(PageQuery):
+    """GET /beneficiaries: one box for a name (Arabic or Latin, as typed) or a phone, and the filters."""
+
+    class Meta:
+        unknown = EXCLUDE  # lang
+
+    q = fields.String(load_default="", validate=validate.Length(max=200))
+    kind = fields.String(load_default=None, validate=validate.OneOf(("", *KINDS)))
+    registered_since = fields.Date(load_default=None)
+
+    @pre_load
+    def blanks_are_absent(self, data, **kwargs):
+        """An empty select or date of the form means no filter."""
+        return {key: value for key, value in data.items() if value != "" or key == "q"}
 
 
 # --- answers the gateway puts together (for the OpenAPI document; see api_openapi.py) ---

@@ -9,6 +9,7 @@ Each area's routes live in an `api_<area>.py` mixin; this class puts them togeth
 
 from services.directory.schemas import StaffSchema
 from services.gateway.api_calendar_pages import CalendarPages
+from services.gateway.api_cases import CasePages
 from services.gateway.api_directory import DirectoryApi
 from services.gateway.api_events import EventsApi
 from services.gateway.api_inbox import InboxApi
@@ -39,7 +40,8 @@ from tansiq.identity import ActorSigning
 from tansiq.readmodel import DirectoryView
 
 
-class GatewayService(PagesApi, WebAppPages, CalendarPages, IntakeApi, ReferralsApi, EventsApi, InboxApi, DirectoryApi,
+class GatewayService(PagesApi, WebAppPages, CalendarPages, CasePages, IntakeApi, ReferralsApi, EventsApi, InboxApi,
+                     DirectoryApi,
                      OpenApiDocument):
     name = "gateway"
     sessions = Sessions()

@@ -28,6 +28,14 @@ LOGIN_REFUSALS = ("unauthorized", "too_many_attempts")
 FORM_ERRORS = ("required", "whole_number", "invalid_date", "invalid_time", "invalid_choice", "too_many", "length",
                "invalid")
 EVENT_ERRORS = sorted({*FIELD_OF_CODE, "weekdays_daily", "invalid_window", "city_or_venue"})
+# What her audit trail records (services/intake: each audited read or change, and refusals of them).
+AUDIT_ACTIONS = ("register", "add_session", "read", "record_consent", "revoke_consent", "share", "override_share",
+                 "read_disclosures", "read_audit", "erase", "export", "resolve_duplicate")
+# A referral's history (services/referrals/domain.py): sent, each step, expiry, the recipient's copy erased.
+HISTORY_ACTIONS = ("send", *ACTIONS, "expire", "erase_shared")
+FORM_INPUTS = ("reason", "outcome")  # confirm.html asks again for what a refused form had
+CONFIRMATIONS = ("irreversible", "revoke_consent", "duplicate")  # the ticked box before an irreversible step
+ERASURE = ("title", "intro", "done")  # the erasure's confirmation page (confirm.html)
 
 VOCABULARY = {
     "need.": NEEDS,
@@ -51,4 +59,9 @@ VOCABULARY = {
     "event.registration_kind.": ("participant", "stand"),
     "rule.": (*FREQUENCIES, "interval", "count", "until"),
     "weekday.": WEEKDAYS,
+    "audit.": AUDIT_ACTIONS,
+    "history.": HISTORY_ACTIONS,
+    "input.": FORM_INPUTS,
+    "confirm.": CONFIRMATIONS,
+    "erase.": ERASURE,
 }

@@ -6,7 +6,8 @@ Every function takes a SQLAlchemy Session, the KeyRing and `now`; it never commi
 """
 
 import uuid
-from datetime import date, timezone
+from datetime import date, datetime, time, timezone
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 
@@ -26,6 +27,8 @@ from tansiq.contracts.referrals import SHAREABLE_FIELDS
 from tansiq.crypto import FieldCipher
 from tansiq.errors import DomainError, Forbidden, NotFound
 from tansiq.messaging import outbox
+
+CASABLANCA = ZoneInfo("Africa/Casablanca")  # a day filter means the day as her association lives it
 
 SOURCE = "intake"
 PERSONAL_FIELDS = NAME_FIELDS + ("phone", "birth_date", "birth_year")
@@ -243,27 +246,35 @@ def get_beneficiary(session, keyring, beneficiary_id, actor, now, *, permission=
     return record
 
 
-def list_beneficiaries(session, keyring, actor, *, phone=None, name=None, limit=None, cursor=None):
+def list_beneficiaries(session, keyring, actor, *, phone=None, name=None, kind=None, registered_since=None, limit=None,
+                       cursor=None):
     """One page of her association's records, newest first: ids and coarse fields, no personal data.
 
     `phone` or `name` narrow it to the records carrying that value, found through the blind index
     (exact after normalisation: any phone format, any case or diacritics). Personal fields stay
     encrypted here; opening a record (get_beneficiary) is the audited read. Erased records are not listed.
+    `kind` and `registered_since` (a date, Casablanca midnight) narrow it further.
     """
     actor.require("cases.read")
     query = select(Beneficiary).where(Beneficiary.association == actor.association, Beneficiary.erased_at.is_(None))
+    if kind:
+        query = query.where(Beneficiary.kind == kind)
+    if registered_since:
+        start = datetime.combine(registered_since, time.min, tzinfo=CASABLANCA).astimezone(timezone.utc)
+        query = query.where(Beneficiary.registered_at >= start)
     searched = []
     if phone:
         searched.append(("phone", matching.normalise_phone(phone)))
     if name:
         searched.append(("name", matching.normalise_name(name)))
-    for kind, value in searched:
+    for key, value in searched:
         if not value:
-            raise DomainError(f"the {kind} to search for is not readable", code="invalid_request")
-        digest = keyring.blind_index(kind, value)
+            raise DomainError(f"the {key} to search for is not readable", code="invalid_request")
+        digest = keyring.blind_index(key, value)
         query = query.where(Beneficiary.id.in_(select(BlindIndex.beneficiary_id).where(
-            BlindIndex.association == actor.association, BlindIndex.kind == kind, BlindIndex.value == digest)))
-    scope = ("beneficiaries", actor.association, [(kind, keyring.blind_index(kind, value)) for kind, value in searched])
+            BlindIndex.association == actor.association, BlindIndex.kind == key, BlindIndex.value == digest)))
+    scope = ("beneficiaries", actor.association, [(key, keyring.blind_index(key, value)) for key, value in searched],
+             kind, str(registered_since or ""))
     rows, next_cursor = paging.page_descending(session, query, (Beneficiary.registered_at, Beneficiary.id), scope,
                                                limit, cursor)
     return {"items": [{"id": b.id, "kind": b.kind, "city": b.city, "language": b.language,

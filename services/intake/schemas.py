@@ -25,6 +25,8 @@ class BeneficiaryListQuerySchema(paging.PageQuery):
 
     phone = text(40, load_default=None, allow_none=True)
     name = text(200, load_default=None, allow_none=True)
+    kind = fields.String(validate=validate.OneOf(KINDS), load_default=None, allow_none=True)
+    registered_since = fields.Date(load_default=None, allow_none=True)
 
 
 class SessionSchema(Strict):

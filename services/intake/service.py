@@ -5,6 +5,7 @@ verified here before anything is read; what the actor's role allows is checked b
 """
 
 from contextlib import contextmanager
+from datetime import date
 
 from nameko.rpc import rpc
 
@@ -56,12 +57,14 @@ class IntakeService:
             return domain.get_beneficiary(session, self.keyring, beneficiary_id, actor, utcnow())
 
     @rpc
-    def list_beneficiaries(self, actor, *, phone=None, name=None, limit=None, cursor=None):
+    def list_beneficiaries(self, actor, *, phone=None, name=None, kind=None, registered_since=None, limit=None,
+                           cursor=None):
         """One page of her association's records (no personal data): {"items", "next"} (tansiq.paging)."""
         actor = self.identity.actor(actor)
+        since = date.fromisoformat(registered_since) if isinstance(registered_since, str) else registered_since
         with self.db.session() as session:
-            return domain.list_beneficiaries(session, self.keyring, actor, phone=phone, name=name, limit=limit,
-                                             cursor=cursor)
+            return domain.list_beneficiaries(session, self.keyring, actor, phone=phone, name=name, kind=kind,
+                                             registered_since=since, limit=limit, cursor=cursor)
 
     @rpc
     def add_session(self, beneficiary_id, payload, actor, idempotency_key=None):

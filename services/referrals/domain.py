@@ -47,7 +47,8 @@ class Step:
 STEPS = {
     "acknowledge": Step((SENT,), RECEIVED, RECIPIENT, "acknowledged", ""),
     "accept": Step((RECEIVED,), ACCEPTED, RECIPIENT, "accepted", "acknowledge it first"),
-    "decline": Step((RECEIVED,), DECLINED, RECIPIENT, "declined", "acknowledge it first"),
+    # Declining needs no acknowledgement first: a partner who cannot help says so in one step.
+    "decline": Step((SENT, RECEIVED), DECLINED, RECIPIENT, "declined", "it was already answered"),
     "start": Step((ACCEPTED,), IN_PROGRESS, RECIPIENT, "started", "accept it first"),
     "complete": Step((IN_PROGRESS,), COMPLETED, RECIPIENT, "completed", "accept it and start it first"),
     "close": Step((ACCEPTED, IN_PROGRESS), CLOSED, RECIPIENT, "closed", "accept it first"),
@@ -585,6 +586,15 @@ def list_referrals(session, now, association, direction="sent", status=None):
                 -referral.created_at.timestamp())
 
     return sorted(session.scalars(query), key=order)
+
+
+def referrals_about(session, association, beneficiary_id):
+    """What `association` sent about one of its beneficiaries, newest first, each with its history.
+
+    Only the sender's own referrals: the recipient never knows the sender's intake id (view hides it)."""
+    query = (select(Referral).where(Referral.from_association == association, Referral.beneficiary_id == beneficiary_id)
+             .options(selectinload(Referral.history)).order_by(Referral.created_at.desc(), Referral.id.desc()))
+    return list(session.scalars(query))
 
 
 def referrals_page(session, association, direction="sent", status=None, limit=None, cursor=None):

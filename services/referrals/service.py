@@ -149,6 +149,16 @@ class ReferralsService:
             return {"items": items, "next": next_cursor}
 
     @rpc(expected_exceptions=DomainError)
+    def referrals_about(self, beneficiary_id, actor):
+        """Her association's referrals of one beneficiary (her record's list), newest first, with their history.
+        A case worker's view: referrals.read, and intake's cases.read, since it ties a referral to her."""
+        actor = self.identity.actor(actor).require("referrals.read").require("cases.read")
+        now = utcnow()
+        with self.db.session() as session:
+            referrals = domain.referrals_about(session, actor.association, beneficiary_id)
+            return referral_out.dump([domain.view(r, actor, now, self.keyring) for r in referrals], many=True)
+
+    @rpc(expected_exceptions=DomainError)
     def set_holiday(self, payload, actor):
         actor, data = self.identity.actor(actor), load_request(HolidaySchema(), payload)
         with self.db.session() as session:

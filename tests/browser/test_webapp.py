@@ -207,13 +207,12 @@ def test_a_referral_is_acknowledged_then_declined_with_a_reason_from_the_referra
     card.locator("button.action-acknowledge").click()
     expect(card.locator(".state")).to_have_text("مستلمة")
     expect(card.locator("button.action-accept")).to_be_visible()
-    card.locator("button.action-decline").click()
-    ask = card.locator("form.ask")
-    expect(ask).to_be_visible()
-    ask.locator("button[type=submit]").click()  # no reason yet: refused in the page
-    expect(naima.locator("main > .error")).to_be_visible()
-    ask.locator("textarea[name=reason]").fill("Pas d'avocate disponible ce mois-ci")
-    ask.locator("button[type=submit]").click()
+    decline = card.locator("#form-decline")  # acknowledging led to the referral's own page, its forms open
+    decline.locator("textarea[name=reason]").fill("Pas d'avocate disponible ce mois-ci")
+    decline.locator("button.action-decline").click()  # not confirmed yet: the form stays, nothing is sent
+    expect(card.locator(".state")).to_have_text("مستلمة")
+    decline.locator("input[name=confirm]").check()
+    decline.locator("button.action-decline").click()
     expect(card.locator(".state")).to_have_text("مرفوضة")
     expect(card).to_contain_text("Pas d'avocate disponible ce mois-ci")
     expect(card.locator("button.referral-action")).to_have_count(0)
@@ -327,6 +326,7 @@ def test_her_record_page_consent_then_referral_seen_by_the_recipient_and_refused
 
     # She withdraws her consent from her page: Naima's copy of her first name is erased.
     fatima.goto(f"{base}/beneficiaries/{beneficiary_id}?lang=fr")
+    fatima.locator("#consents input[name=confirm]").check()  # revoking is confirmed first
     fatima.locator("#consents button.consent-revoke").click()
     expect(fatima.locator("#consents li.consent .state")).to_have_text("Révoqué")
     expect(fatima.locator("#consents button.consent-revoke")).to_have_count(0)

@@ -89,7 +89,11 @@ def test_only_form_routes_take_a_form_body():
     forms = {(d.method, d.url) for d in declared_routes(GatewayService) if d.form}
     calendar = {("POST", "/calendar/new"), *(("POST", f"/calendar/events/<string:event_id>/{action}") for action in (
         "edit", "cancel", "occurrences/cancel", "occurrences/move", "register"))}
-    assert forms == {("POST", "/login"), ("POST", "/logout"), ("POST", "/inbox/<int:item_id>/read"), *calendar}
+    assert forms == {("POST", "/login"), ("POST", "/logout"), ("POST", "/inbox/<int:item_id>/read"),
+                     ("POST", "/beneficiaries/<string:beneficiary_id>/sessions"),
+                     ("POST", "/beneficiaries/<string:beneficiary_id>/erase"), ("POST", "/duplicates/<int:flag_id>"),
+                     ("POST", "/consents/<string:consent_id>/revoke"),
+                     ("POST", "/referrals/<string:referral_id>/<string:action>"), *calendar}
     assert web.refuse_cross_site(post("/api/login", {"email": EMAIL})).status_code == 415
     assert web.refuse_cross_site(post("/login", {"email": EMAIL}), form=True) is None
     other_site = post("/login", {"email": EMAIL}, headers={"Origin": "http://evil.example"})

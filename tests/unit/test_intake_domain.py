@@ -485,3 +485,19 @@ def test_beneficiaries_page_by_cursor_without_personal_data_and_search_by_phone_
     with pytest.raises(Forbidden):
         intake(domain.list_beneficiaries, keyring, actor({"id": "s-7", "association": "amal-safi",
                                                           "roles": ["events_manager"]}))
+
+
+def test_beneficiaries_filter_by_kind_and_registered_since_and_a_cursor_keeps_its_filters(intake, keyring):
+    older = register(intake, keyring, dict(first_name="Ancienne", kind="survivor"), now=NOW - timedelta(days=10))
+    survivor = register(intake, keyring, dict(first_name="Une", kind="survivor"), now=NOW)
+    other = register(intake, keyring, dict(first_name="Autre", kind="woman_in_difficulty"), now=NOW)
+    listed = intake(domain.list_beneficiaries, keyring, SAFI_WORKER, kind="survivor")
+    assert {b["id"] for b in listed["items"]} == {older["id"], survivor["id"]}
+    since = (NOW - timedelta(days=1)).date()
+    recent = intake(domain.list_beneficiaries, keyring, SAFI_WORKER, registered_since=since)
+    assert {b["id"] for b in recent["items"]} == {survivor["id"], other["id"]}
+    both = intake(domain.list_beneficiaries, keyring, SAFI_WORKER, kind="survivor", registered_since=since)
+    assert [b["id"] for b in both["items"]] == [survivor["id"]]
+    first = intake(domain.list_beneficiaries, keyring, SAFI_WORKER, kind="survivor", limit=1)
+    with pytest.raises(DomainError, match="another list"):  # a cursor is only good for the list it came from
+        intake(domain.list_beneficiaries, keyring, SAFI_WORKER, cursor=first["next"])

@@ -7,7 +7,19 @@ from urllib.parse import urlsplit
 import pytest
 from gateway_sessions import directory_sessions
 from test_calendar_pages import EVENT, OCCURRENCE  # an event of her association (amal-safi)
-from test_webapp_pages import ASSOCIATIONS, RECORD, Gateway, Stub, request  # tests/unit/test_webapp_pages.py
+from test_webapp_pages import (  # tests/unit/test_webapp_pages.py
+    ASSOCIATIONS,
+    AUDIT,
+    BENEFICIARIES,
+    DISCLOSURES,
+    EVENTS,
+    RECORD,
+    SENDER,
+    SENT,
+    Gateway,
+    Stub,
+    request,
+)
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 from werkzeug.routing import Map, Rule
 
@@ -18,10 +30,7 @@ from tansiq.contracts.fields import ROLES
 ROUTES = Map([Rule(d.url, methods=[d.method], endpoint=d) for d in declared_routes(GatewayService)])
 # The page script's actions: the element that offers it -> the route it calls (static/webapp.js).
 ACTIONS = {
-    r'class="referral-action[^"]*"[^>]*data-action="(?P<action>\w+)"': ("POST", "/api/referrals/r-1/{action}"),
     r'class="mark-read"': ("POST", "/api/inbox/7/read"),
-    r'class="consent-revoke': ("POST", "/api/consents/c-1/revoke"),
-    r'class="duplicate-decision': ("POST", "/api/duplicates/4"),
     r'id="consent-form"': ("POST", "/api/beneficiaries/b-1/consents"),
     r'id="refer-form"': ("POST", "/api/referrals"),
     r'id="intake-form"': ("POST", "/api/beneficiaries"),
@@ -50,10 +59,12 @@ class PagesGateway(Gateway):
 def gateway():
     return PagesGateway(
         notifications_rpc=Stub(inbox=INBOX, unread_count=1),
-        referrals_rpc=Stub(list_referrals=[dict(REFERRAL)], get_referral=dict(REFERRAL)),
-        intake_rpc=Stub(get_beneficiary=dict(RECORD)),
-        directory=Stub(list_associations=ASSOCIATIONS),
-        events_rpc=Stub(get_event=dict(EVENT), event_occurrences=[OCCURRENCE], list_venues=[], search_events=[]))
+        referrals_rpc=Stub(list_referrals=[dict(REFERRAL)], get_referral=dict(REFERRAL), referrals_about=[SENT]),
+        intake_rpc=Stub(get_beneficiary=dict(RECORD), list_beneficiaries=BENEFICIARIES, audit_trail=AUDIT,
+                        list_disclosures=DISCLOSURES),
+        directory=Stub(list_associations=ASSOCIATIONS, get_staff=SENDER, find_services=[]),
+        events_rpc=Stub(get_event=dict(EVENT), event_occurrences=[OCCURRENCE], list_venues=[], search_events=[],
+                         list_occurrences_page=EVENTS))
 
 
 PAGES = [("home", "/", {}), ("calendar_page", "/calendar", {}), ("inbox_page", "/inbox", {}),
@@ -64,7 +75,9 @@ PAGES = [("home", "/", {}), ("calendar_page", "/calendar", {}), ("inbox_page", "
          ("event_edit_page", "/calendar/events/e-1/edit", {"event_id": "e-1"}),
          ("event_cancel_page", "/calendar/events/e-1/cancel", {"event_id": "e-1"}),
          ("occurrence_move_page", "/calendar/events/e-1/occurrences/move", {"event_id": "e-1"}),
-         ("occurrence_cancel_page", "/calendar/events/e-1/occurrences/cancel", {"event_id": "e-1"})]
+         ("occurrence_cancel_page", "/calendar/events/e-1/occurrences/cancel", {"event_id": "e-1"}),
+         ("beneficiaries_page", "/beneficiaries", {}),
+         ("erase_page", "/beneficiaries/b-1/erase", {"beneficiary_id": "b-1"})]
 
 
 def declaration(method, path):
@@ -131,8 +144,10 @@ def test_an_events_manager_sees_no_case_link_and_no_case_data_anywhere(rendered)
 
 def test_a_case_worker_is_offered_the_actions_of_her_work(rendered):
     actions = set().union(*(offered(html) for _, html in rendered["case_worker"].values()))
-    assert {("POST", "/api/referrals/r-1/acknowledge"), ("POST", "/api/referrals"), ("POST", "/api/beneficiaries"),
-            ("GET", "/intake"), ("GET", "/referrals"), ("POST", "/logout")} <= actions
+    assert {("POST", "/referrals/r-1/acknowledge"), ("POST", "/referrals/r-1/decline"), ("POST", "/api/referrals"),
+            ("POST", "/api/beneficiaries"), ("GET", "/intake"), ("GET", "/referrals"), ("POST", "/logout"),
+            ("GET", "/beneficiaries"), ("POST", "/beneficiaries/b-1/sessions"), ("POST", "/consents/c-1/revoke"),
+            ("POST", "/duplicates/4")} <= actions
 
 
 def test_the_calendar_editors_are_offered_its_forms_and_the_others_only_to_register(rendered):

@@ -26,7 +26,8 @@ PARTNER_KEY = sealing.generate_private_key()  # a queue partner's own encryption
 
 # The lifecycle as the issue states it, written out independently of domain.STEPS.
 VALID = {
-    ("sent", "acknowledge"), ("received", "accept"), ("received", "decline"), ("accepted", "start"),
+    ("sent", "acknowledge"), ("received", "accept"), ("received", "decline"), ("sent", "decline"),
+    ("accepted", "start"),
     ("in_progress", "complete"), ("accepted", "close"), ("in_progress", "close"),
     ("sent", "withdraw"), ("received", "withdraw"), ("accepted", "withdraw"), ("in_progress", "withdraw"),
 }

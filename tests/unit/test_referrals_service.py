@@ -108,6 +108,21 @@ def test_decline_then_reroute_shares_the_same_fields_under_a_new_consent_check(s
     assert service.get_referral(sent["id"], CASE_WORKER)["state"] == "rerouted"
 
 
+def test_decline_straight_from_sent_then_reroute_and_her_record_lists_both_with_their_history(service):
+    sent = create(service)
+    declined = service.transition(sent["id"], "decline", {"reason": "no_capacity"}, RECIPIENT)  # no acknowledge first
+    assert declined["state"] == "declined"
+    new = service.transition(sent["id"], "reroute", {"to_association": AGADIR}, CASE_WORKER)
+    about = service.referrals_about("b-1", CASE_WORKER)
+    assert [r["id"] for r in about] == [new["id"], sent["id"]]
+    assert [h["action"] for h in about[1]["history"]] == ["send", "decline", "reroute"]
+    assert all(h["by"] for h in about[1]["history"])  # who did it, and when
+    assert service.referrals_about("b-2", CASE_WORKER) == []  # another woman's record lists none of hers
+    assert service.referrals_about("b-1", RECIPIENT) == []  # the recipient's side never finds her by the sender's id
+    with pytest.raises(DomainError):  # after a decline, only re-route or nothing: no second decline
+        service.transition(sent["id"], "decline", {"reason": "no_capacity"}, RECIPIENT)
+
+
 def test_a_partner_update_applies_and_a_bad_one_is_refused_with_its_reason(service):
     sent = create(service, to=RABAT)
     ref = {"referral_id": sent["id"], "from_association": SAFI, "to_association": RABAT, "by": "p-1"}

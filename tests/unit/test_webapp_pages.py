@@ -50,6 +50,7 @@ class Gateway:
         self.__dict__.update(proxies)
 
     _association_names = GatewayService._association_names
+    _needs_now = GatewayService._needs_now
 
 
 def test_next_is_only_ever_a_path_of_this_site():
@@ -81,13 +82,17 @@ def test_buttons_follow_the_referral_lifecycle_and_the_side():
     def names(direction, state):
         return [a["name"] for a in actions_for({"direction": direction, "state": state})]
 
-    assert names("received", "sent") == ["acknowledge"]
+    assert names("received", "sent") == ["acknowledge", "decline"]  # a decline needs no acknowledgement first
     assert names("received", "received") == ["accept", "decline"]
     assert names("received", "accepted") == ["start"]
     assert names("received", "in_progress") == ["complete"]
     assert names("received", "declined") == []
     assert names("sent", "sent") == ["withdraw"]
-    assert names("sent", "declined") == []
+    assert names("sent", "declined") == names("sent", "expired") == ["reroute"]  # no dead end after a decline
+    assert names("sent", "rerouted") == []
+    confirmed = {a["name"] for state in ("sent", "received", "declined") for side in ("sent", "received")
+                 for a in actions_for({"direction": side, "state": state}) if a["confirm"]}
+    assert confirmed == {"decline", "withdraw", "reroute"}  # what cannot be undone asks to be confirmed
     decline = actions_for({"direction": "received", "state": "received"})[1]
     assert decline["input"] == "reason"
     assert actions_for({"direction": "received", "state": "in_progress"})[0]["input"] == "outcome"
@@ -164,21 +169,68 @@ RECORD = {
 }
 
 
+SENDER = {"id": "s-safi-1", "association": "amal-safi", "name": "Fatima Zahra", "email": "fatima@amal-safi.example",
+          "phone": "+212 524 00 00 01", "language": "fr", "roles": ["case_worker"]}
+HISTORY = [{"action": "send", "from_state": None, "to_state": "sent", "by": "s-safi-1", "by_association": "amal-safi",
+            "at": "2026-11-29T14:10:00+00:00", "note": ""},
+           {"action": "decline", "from_state": "sent", "to_state": "declined", "by": "s-wafae-1",
+            "by_association": "wafae-marrakech", "at": "2026-11-29T16:00:00+00:00", "note": ""}]
+SENT = {"id": "r-2", "direction": "sent", "state": "declined", "beneficiary_id": "b-1", "from_association": "amal-safi",
+        "to_association": "wafae-marrakech", "service_category": "legal_orientation", "urgency": "high",
+        "reason": "Avocate", "decline_reason": "Pas de place", "overdue": False, "ack_due": None, "response_due": None,
+        "created_at": "2026-11-29T14:10:00+00:00", "created_by": "s-safi-1", "history": HISTORY}
+REFERRAL_RECEIVED = {"id": "r-1", "direction": "received", "state": "sent", "beneficiary_id": None,
+                     "from_association": "amal-safi", "to_association": "wafae-marrakech",
+                     "service_category": "legal_orientation", "urgency": "normal", "reason": "Avocate",
+                     "shared": {"first_name": "Khadija"}, "overdue": False, "ack_due": "2026-12-01T10:00:00+00:00",
+                     "response_due": None, "created_at": "2026-11-29T14:00:00+00:00", "created_by": "s-safi-1",
+                     "history": HISTORY[:1]}
+AUDIT = {"items": [{"staff_id": "s-safi-1", "association": "amal-safi", "action": "register", "fields": [],
+                    "detail": "", "at": "2026-11-29T14:00:00+00:00"}], "next": None}
+DISCLOSURES = {"items": [{"id": 1, "consent_id": "c-1", "recipient_association": "wafae-marrakech",
+                          "category": "legal_orientation", "fields": ["first_name"], "staff_id": "s-safi-1",
+                          "at": "2026-11-29T14:10:00+00:00", "override": False, "override_reason": None}],
+               "next": None}
+BENEFICIARIES = {"items": [{"id": "b-1", "kind": "survivor", "city": "Safi", "language": "ar",
+                            "registered_at": "2026-11-29T14:00:00+00:00", "registered_by": "s-safi-1"}],
+                 "next": "bmV4dA"}
+EVENTS = {"items": [{"event_id": "e-1", "title": "Formation écoute", "start": "2026-12-02T09:00:00+00:00",
+                     "city": "Safi"}], "next": None, "truncated": False}
+
+
+def record_gateway(**intake_answers):
+    return Gateway(intake_rpc=Stub(**{"get_beneficiary": dict(RECORD), "audit_trail": AUDIT,
+                                      "list_disclosures": DISCLOSURES, **intake_answers}),
+                   referrals_rpc=Stub(referrals_about=[dict(SENT, history=[dict(h) for h in HISTORY])]),
+                   directory=Stub(list_associations=ASSOCIATIONS, get_staff=SENDER))
+
+
 def test_the_beneficiary_page_shows_her_record_consents_and_flags_with_the_forms(sessions):
-    intake = Stub(get_beneficiary=dict(RECORD))
-    gateway = Gateway(intake_rpc=intake, directory=Stub(list_associations=ASSOCIATIONS))
+    gateway = record_gateway()
+    intake = gateway.intake_rpc
     response = GatewayService.beneficiary_page(gateway, request("/beneficiaries/b-1?lang=ar",
                                                                 sessions.signed_in(HANANE)), beneficiary_id="b-1")
     html = response.get_data(as_text=True)
     assert response.status_code == 200 and response.headers["Cache-Control"] == "no-store"
     assert 'dir="rtl"' in html and "Khadija" in html and "0661234567" in html
     assert "&lt;script&gt;alert(1)" in html  # her notes are escaped
-    [(name, (beneficiary_id, assertion), kwargs)] = intake.calls  # who asks comes from the session only
+    (name, (beneficiary_id, assertion), kwargs) = intake.calls[0]  # who asks comes from the session only
     assert (name, beneficiary_id, kwargs) == ("get_beneficiary", "b-1", {})
     assert verifier("intake").actor(assertion).to_dict() == {**HANANE, "roles": sorted(HANANE["roles"])}
     assert "جمعية وفاء للمرأة" in html  # the consent's recipient by name
     assert html.count('class="consent-revoke') == 1  # the revoked one has no button
     assert 'data-id="4" data-decision="distinct"' in html and 'data-decision="same"' in html
+    # Irreversible steps are forms that post without JavaScript, each behind a required confirmation box.
+    assert 'consent-revoke-form" method="post" action="/consents/c-1/revoke?lang=ar">' in html
+    assert 'method="post" action="/duplicates/4?lang=ar"' in html
+    assert html.count('name="confirm" value="true" required') == 2
+    assert 'method="post" action="/beneficiaries/b-1/sessions?lang=ar"' in html  # a follow-up session
+    # Her referrals with their timeline (who, when), what was shared and who read her record.
+    referrals = html.split('id="her-referrals"')[1].split("</section>")[0]
+    assert 'href="/referrals/r-2?lang=ar"' in referrals and "state-declined" in referrals
+    assert "Fatima Zahra" in referrals and referrals.count('class="timeline-entry"') == 2
+    assert 'id="disclosures"' in html and 'id="audit"' in html
+    assert [call[0] for call in intake.calls] == ["get_beneficiary", "audit_trail", "list_disclosures"]
     assert 'href="/beneficiaries/b-0?lang=ar"' in html
     for form in ("consent-form", "refer-form"):
         assert f'id="{form}"' in html
@@ -206,11 +258,11 @@ def test_the_beneficiary_page_of_another_association_is_refused_without_her_data
 def test_an_erased_record_shows_no_forms(sessions):
     erased = {key: RECORD[key] for key in ("id", "association", "kind", "schooled", "city", "language",
                                            "registered_at", "registered_by")}
-    gateway = Gateway(intake_rpc=Stub(get_beneficiary={**erased, "erased": True}),
-                      directory=Stub(list_associations=ASSOCIATIONS))
+    gateway = record_gateway(get_beneficiary={**erased, "erased": True})
     html = GatewayService.beneficiary_page(gateway, request("/beneficiaries/b-1", sessions.signed_in(HANANE)),
                                            beneficiary_id="b-1").get_data(as_text=True)
-    assert 'id="erased"' in html and 'id="refer-form"' not in html
+    assert 'id="erased"' in html and 'id="refer-form"' not in html and 'id="session-form"' not in html
+    assert [call[0] for call in gateway.intake_rpc.calls] == ["get_beneficiary"]  # no audit or referrals to show
 
 
 def test_an_event_link_opens_the_calendar_at_that_event(sessions):

@@ -179,61 +179,17 @@
   });
 
   // ---- referrals --------------------------------------------------------------------------
+  // Each step is a form the server takes without JavaScript (POST /referrals/<id>/<action>, a 303 back to the
+  // referral): nothing to add here but the busy state, so a second tap waits for the first.
 
-  function act(button, body) {
-    clearError(document);
-    busy(button, true);
-    var url = "/api/referrals/" + encodeURIComponent(button.getAttribute("data-id")) + "/" +
-      encodeURIComponent(button.getAttribute("data-action"));
-    return api("POST", url, body || {}).then(function () {
-      window.location.reload();  // the server renders the new state, deadlines and buttons
-    }, function (error) {
-      busy(button, false);
-      showError(document, error);
+  document.querySelectorAll("form.referral-form, form.inline, form.consent-revoke-form, form.duplicate-form")
+    .forEach(function (form) {
+      form.addEventListener("submit", function () {
+        form.querySelectorAll("button[type=submit]").forEach(function (button) {
+          window.setTimeout(function () { button.disabled = true; }, 0);  // after the browser read its value
+        });
+      });
     });
-  }
-
-  // decline needs a reason, complete an outcome: a small form opens under the buttons.
-  function askFor(button) {
-    var actions = button.closest(".actions");
-    var open = actions.querySelector("form.ask");
-    if (open) { open.remove(); }
-    var field = button.getAttribute("data-input");
-    var form = document.createElement("form");
-    form.className = "ask stack";
-    form.noValidate = true;  // our message, in the page's language
-    var label = document.createElement("label");
-    label.textContent = field === "reason" ? M.reason_prompt : M.outcome_prompt;
-    var input = document.createElement("textarea");
-    input.name = field;
-    input.required = true;
-    input.rows = 2;
-    input.maxLength = field === "reason" ? 200 : 2000;
-    label.appendChild(input);
-    var confirm = document.createElement("button");
-    confirm.type = "submit";
-    confirm.textContent = button.textContent + " — " + (M.confirm || "OK");
-    confirm.setAttribute("data-id", button.getAttribute("data-id"));
-    confirm.setAttribute("data-action", button.getAttribute("data-action"));
-    form.appendChild(label);
-    form.appendChild(confirm);
-    form.addEventListener("submit", function (event) {
-      event.preventDefault();
-      var value = input.value.trim();
-      if (!value) { showError(document, M.required); return; }
-      var body = {};
-      body[field] = value;
-      act(confirm, body);
-    });
-    actions.appendChild(form);
-    input.focus();
-  }
-
-  document.querySelectorAll("button.referral-action").forEach(function (button) {
-    button.addEventListener("click", function () {
-      if (button.getAttribute("data-input")) { askFor(button); } else { act(button); }
-    });
-  });
 
   // ---- intake -----------------------------------------------------------------------------
 
@@ -329,29 +285,6 @@
       return Array.prototype.map.call(form.querySelectorAll("input[name=" + name + "]:checked"),
                                       function (box) { return box.value; });
     };
-
-    // A button that changes her record: call the API, then let the server render the new state.
-    var postAndReload = function (button, url, body) {
-      clearError(document);
-      busy(button, true);
-      api("POST", url, body || {}).then(function () { window.location.reload(); }, function (error) {
-        busy(button, false);
-        showError(document, error);
-      });
-    };
-
-    document.querySelectorAll("button.consent-revoke").forEach(function (button) {
-      button.addEventListener("click", function () {
-        postAndReload(button, "/api/consents/" + encodeURIComponent(button.getAttribute("data-id")) + "/revoke");
-      });
-    });
-
-    document.querySelectorAll("button.duplicate-decision").forEach(function (button) {
-      button.addEventListener("click", function () {
-        postAndReload(button, "/api/duplicates/" + encodeURIComponent(button.getAttribute("data-id")),
-                      { decision: button.getAttribute("data-decision") });
-      });
-    });
 
     // The associations (other than hers) offering the form's chosen category, from the directory.
     var loadRecipients = function (form) {

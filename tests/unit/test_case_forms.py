@@ -1,0 +1,251 @@
+"""Her case and the referral's story without JavaScript: the beneficiaries list finds a returning woman by
+phone or name as typed (Arabic or Latin), keeps its filters across pages; the forms of her record and of a
+referral post to the server, refuse an irreversible step until it is confirmed (without calling any service),
+and send the browser back where it was. The services are stubbed: the edge of the unit."""
+
+from urllib.parse import urlencode
+
+import pytest
+from actors import verifier  # tests/actors.py
+from gateway_sessions import directory_sessions
+from test_webapp_pages import (  # tests/unit/test_webapp_pages.py
+    ASSOCIATIONS,
+    BENEFICIARIES,
+    EVENTS,
+    HISTORY,
+    RECORD,
+    REFERRAL_RECEIVED,
+    SENDER,
+    SENT,
+    Gateway,
+    Stub,
+    request,
+)
+from werkzeug.test import EnvironBuilder
+from werkzeug.wrappers import Request
+
+from services.gateway import web
+from services.gateway.service import GatewayService
+from tansiq.errors import Forbidden
+
+FATIMA = {"id": "s-safi-1", "association": "amal-safi", "roles": ["case_worker"], "language": "fr",
+          "name": "Fatima Zahra"}
+NAIMA = {"id": "s-wafae-1", "association": "wafae-marrakech", "roles": ["case_worker"], "language": "ar",
+         "name": "Naima"}
+ADMIN = {"id": "s-safi-9", "association": "amal-safi", "roles": ["admin"], "language": "fr", "name": "Admin"}
+
+
+@pytest.fixture
+def sessions(tmp_path):
+    with directory_sessions(tmp_path) as sessions:
+        yield sessions
+
+
+def form_post(sessions, path, fields, who=FATIMA, csrf=True):
+    token = sessions.signed_in(who)
+    if csrf:
+        fields = {**fields, "csrf_token": sessions.directory.session_staff(token)["csrf_token"]}
+    headers = {"Host": "127.0.0.1:8000", "Origin": "http://127.0.0.1:8000",
+               "Cookie": f"{web.SESSION_COOKIE}={token}"}
+    return Request(EnvironBuilder(path=path, method="POST", headers=headers, data=urlencode(fields, doseq=True),
+                                  content_type="application/x-www-form-urlencoded").get_environ())
+
+
+def test_a_returning_woman_is_looked_for_by_phone_or_by_name_as_typed(sessions):
+    intake = Stub(list_beneficiaries=BENEFICIARIES)
+    token = sessions.signed_in(FATIMA)
+    for typed, search in (("+212 6 61-23 45 67", {"phone": "+212 6 61-23 45 67"}),
+                          ("خديجة بناني", {"name": "خديجة بناني"}), ("khadija BENNANI", {"name": "khadija BENNANI"})):
+        html = GatewayService.beneficiaries_page(
+            Gateway(intake_rpc=intake), request(f"/beneficiaries?{urlencode({'q': typed, 'lang': 'ar'})}", token)
+        ).get_data(as_text=True)
+        name, (actor,), kwargs = intake.calls[-1]
+        assert name == "list_beneficiaries" and verifier("intake").actor(actor).id == FATIMA["id"]
+        assert {key: kwargs[key] for key in ("phone", "name") if key in kwargs} == search
+        assert 'href="/beneficiaries/b-1?lang=ar"' in html and 'dir="rtl"' in html
+
+
+def test_the_list_filters_by_kind_and_date_and_its_next_page_keeps_them(sessions):
+    intake = Stub(list_beneficiaries=BENEFICIARIES)
+    response = GatewayService.beneficiaries_page(
+        Gateway(intake_rpc=intake),
+        request("/beneficiaries?kind=survivor&registered_since=2026-11-01&lang=fr", sessions.signed_in(FATIMA)))
+    html = response.get_data(as_text=True)
+    assert response.status_code == 200 and response.headers["Cache-Control"] == "no-store"
+    kwargs = intake.calls[-1][2]
+    assert (kwargs["kind"], kwargs["registered_since"], kwargs["cursor"]) == ("survivor", "2026-11-01", None)
+    assert "phone" not in kwargs and "name" not in kwargs
+    more = html.split('id="beneficiaries-more"')[0].rsplit('href="', 1)[1].split('"')[0].replace("&amp;", "&")
+    assert more == "/beneficiaries?kind=survivor&lang=fr&registered_since=2026-11-01&cursor=bmV4dA"
+    assert '<option value="survivor" selected>' in html
+    refused = GatewayService.beneficiaries_page(Gateway(intake_rpc=intake),
+                                                request("/beneficiaries?kind=nobody", sessions.signed_in(FATIMA)))
+    assert refused.status_code == 422 and len(intake.calls) == 1  # refused before any service
+
+
+def test_a_follow_up_session_is_added_once_and_she_is_back_on_her_record(sessions):
+    intake = Stub(add_session={"id": "l-2"})
+    fields = {"needs": ["shelter", "legal_orientation"], "urgency": "high", "notes": "Revenue avec sa fille",
+              "idempotency_key": "k-123-session"}
+    response = GatewayService.session_form(Gateway(intake_rpc=intake),
+                                           form_post(sessions, "/beneficiaries/b-1/sessions?lang=ar", fields),
+                                           beneficiary_id="b-1")
+    assert response.status_code == 303 and response.headers["Location"] == "/beneficiaries/b-1?lang=ar#sessions"
+    [(name, (beneficiary_id, body, actor), kwargs)] = intake.calls
+    assert (name, beneficiary_id, kwargs) == ("add_session", "b-1", {"idempotency_key": "k-123-session"})
+    assert body["needs"] == ["shelter", "legal_orientation"] and body["urgency"] == "high"
+    assert "csrf_token" not in body and "idempotency_key" not in body
+    one_need = {**fields, "needs": "shelter"}  # one ticked box arrives as a single value
+    GatewayService.session_form(Gateway(intake_rpc=intake),
+                                form_post(sessions, "/beneficiaries/b-1/sessions", one_need), beneficiary_id="b-1")
+    assert intake.calls[-1][1][1]["needs"] == ["shelter"]
+
+
+def test_a_refused_session_is_shown_again_at_the_field_without_any_service(sessions):
+    intake = Stub()
+    response = GatewayService.session_form(
+        Gateway(intake_rpc=intake), form_post(sessions, "/beneficiaries/b-1/sessions?lang=fr",
+                                              {"needs": "no-such-need", "notes": "gardée"}), beneficiary_id="b-1")
+    html = response.get_data(as_text=True)
+    assert response.status_code == 422 and intake.calls == []
+    assert 'id="needs-error"' in html and 'hidden' not in html.split('id="needs-error"')[1].split(">")[0]
+    assert "gardée" in html  # what she wrote is kept
+
+
+def test_a_form_without_the_session_csrf_token_is_refused(sessions):
+    intake = Stub(add_session={"id": "l-2"})
+    with pytest.raises(Forbidden):  # 403 csrf_failed, before any service
+        GatewayService.session_form(Gateway(intake_rpc=intake),
+                                    form_post(sessions, "/beneficiaries/b-1/sessions", {"urgency": "high"}, csrf=False),
+                                    beneficiary_id="b-1")
+    assert intake.calls == []
+
+
+@pytest.mark.parametrize("route, path, values, fields, call", [
+    ("consent_revoke_form", "/consents/c-1/revoke", {"consent_id": "c-1"}, {}, "revoke_consent"),
+    ("duplicate_form", "/duplicates/4", {"flag_id": 4}, {"decision": "same"}, "resolve_duplicate_flag"),
+])
+def test_revoking_a_consent_or_deciding_a_duplicate_waits_for_the_confirmation(sessions, route, path, values, fields,
+                                                                                 call):
+    intake = Stub(**{call: {"ok": True}})
+    back = {"next": "/beneficiaries/b-1?lang=fr"}
+    unconfirmed = getattr(GatewayService, route)(Gateway(intake_rpc=intake),
+                                                 form_post(sessions, f"{path}?lang=fr", {**fields, **back}), **values)
+    html = unconfirmed.get_data(as_text=True)
+    assert unconfirmed.status_code == 422 and intake.calls == []  # nothing done on one tap
+    assert 'name="confirm"' in html and 'id="confirm-error"' in html and f'action="{path}?lang=fr"' in html
+    assert 'name="next" value="/beneficiaries/b-1?lang=fr"' in html  # the confirm page goes back to her record
+    done = getattr(GatewayService, route)(Gateway(intake_rpc=intake), form_post(
+        sessions, f"{path}?lang=fr", {**fields, **back, "confirm": "true"}), **values)
+    assert done.status_code == 303 and done.headers["Location"] == "/beneficiaries/b-1?lang=fr"
+    assert [c[0] for c in intake.calls] == [call]
+    evil = getattr(GatewayService, route)(Gateway(intake_rpc=intake), form_post(
+        sessions, path, {**fields, "next": "https://evil.example/", "confirm": "true"}), **values)
+    assert evil.headers["Location"] == "/"
+
+
+def test_erasure_is_for_admins_behind_its_own_confirmation_page(sessions):
+    confirm = GatewayService.erase_page(Gateway(), request("/beneficiaries/b-1/erase?lang=fr",
+                                                           sessions.signed_in(ADMIN)), beneficiary_id="b-1")
+    html = confirm.get_data(as_text=True)
+    assert confirm.status_code == 200 and 'method="post" action="/beneficiaries/b-1/erase?lang=fr"' in html
+    assert 'name="confirm" value="true" required' in html
+    refused = GatewayService.erase_page(Gateway(), request("/beneficiaries/b-1/erase", sessions.signed_in(FATIMA)),
+                                        beneficiary_id="b-1")
+    assert refused.status_code == 403  # a case worker cannot erase
+    intake = Stub(erase_beneficiary={"erased": True})
+    unconfirmed = GatewayService.erase_form(Gateway(intake_rpc=intake), form_post(
+        sessions, "/beneficiaries/b-1/erase", {}, who=ADMIN), beneficiary_id="b-1")
+    assert unconfirmed.status_code == 422 and intake.calls == []
+    done = GatewayService.erase_form(Gateway(intake_rpc=intake), form_post(
+        sessions, "/beneficiaries/b-1/erase", {"confirm": "true"}, who=ADMIN), beneficiary_id="b-1")
+    assert done.status_code == 200 and 'id="confirm-done"' in done.get_data(as_text=True)
+    assert [c[0] for c in intake.calls] == ["erase_beneficiary"]
+
+
+def test_the_recipient_declines_straight_from_sent_once_she_confirms(sessions):
+    referrals = Stub(transition={"id": "r-1", "state": "declined"})
+    path = "/referrals/r-1/decline?lang=ar"
+    unconfirmed = GatewayService.referral_action_form(
+        Gateway(referrals_rpc=referrals), form_post(sessions, path, {"reason": "Pas de place"}, who=NAIMA),
+        referral_id="r-1", action="decline")
+    html = unconfirmed.get_data(as_text=True)
+    assert unconfirmed.status_code == 422 and referrals.calls == []
+    assert "Pas de place" in html  # her reason is kept on the confirmation page
+    done = GatewayService.referral_action_form(
+        Gateway(referrals_rpc=referrals), form_post(sessions, path, {"reason": "Pas de place", "confirm": "on",
+                                                                     "idempotency_key": "k-1-r-1-decline"}, who=NAIMA),
+        referral_id="r-1", action="decline")
+    assert done.status_code == 303 and done.headers["Location"] == "/referrals/r-1?lang=ar"
+    [(name, (referral_id, action, body, actor), kwargs)] = referrals.calls
+    assert (name, referral_id, action, body["reason"]) == ("transition", "r-1", "decline", "Pas de place")
+    assert "confirm" not in body and kwargs == {"idempotency_key": "k-1-r-1-decline"}
+    assert verifier("referrals").actor(actor).association == "wafae-marrakech"
+    acknowledged = GatewayService.referral_action_form(  # a step that can be undone needs no confirmation
+        Gateway(referrals_rpc=referrals), form_post(sessions, "/referrals/r-1/acknowledge", {}, who=NAIMA),
+        referral_id="r-1", action="acknowledge")
+    assert acknowledged.status_code == 303 and referrals.calls[-1][1][1] == "acknowledge"
+
+
+def test_the_sender_reroutes_a_declined_referral_and_lands_on_the_new_one(sessions):
+    referrals = Stub(reroute={"id": "r-3", "state": "sent"})
+    fields = {"to_association": "nour-agadir", "confirm": "true"}
+    done = GatewayService.referral_action_form(Gateway(referrals_rpc=referrals),
+                                               form_post(sessions, "/referrals/r-2/reroute?lang=fr", fields),
+                                               referral_id="r-2", action="reroute")
+    assert done.status_code == 303 and done.headers["Location"] == "/referrals/r-3?lang=fr"
+    [(name, (referral_id, body, actor), kwargs)] = referrals.calls
+    assert (name, referral_id, body["to_association"]) == ("reroute", "r-2", "nour-agadir")
+    unconfirmed = GatewayService.referral_action_form(
+        Gateway(referrals_rpc=referrals), form_post(sessions, "/referrals/r-2/reroute", {"to_association": "x"}),
+        referral_id="r-2", action="reroute")
+    assert unconfirmed.status_code == 422 and len(referrals.calls) == 1
+
+
+def referral_gateway(referral, **intake_answers):
+    return Gateway(referrals_rpc=Stub(get_referral=referral), intake_rpc=Stub(**intake_answers),
+                   directory=Stub(list_associations=ASSOCIATIONS, get_staff=SENDER,
+                                  find_services=[{"association": "nour-agadir"}, {"association": "amal-safi"},
+                                                 {"association": "wafae-marrakech"}]))
+
+
+def test_the_sender_sees_whom_it_is_about_the_timeline_and_the_re_route_form(sessions):
+    gateway = referral_gateway(dict(SENT, history=[dict(h) for h in HISTORY]), get_beneficiary=dict(RECORD))
+    html = GatewayService.referral_page(gateway, request("/referrals/r-2?lang=fr", sessions.signed_in(FATIMA)),
+                                        referral_id="r-2").get_data(as_text=True)
+    about = html.split('class="about"')[1].split("</dd>")[0]
+    assert "Khadija Bennani" in about and "خديجة" in about and 'href="/beneficiaries/b-1?lang=fr"' in about
+    assert html.count('class="timeline-entry"') == 2 and "Fatima Zahra" in html
+    assert 'class="pill state state-declined"' in html and "Refusée" in html  # the words, not only the colour
+    reroute = html.split('id="form-reroute"')[1].split("</form>")[0]
+    assert 'value="nour-agadir"' in reroute and 'value="amal-safi"' not in reroute  # not hers, not the decliner
+    assert 'value="wafae-marrakech"' not in reroute and 'name="confirm" value="true" required' in reroute
+
+
+def test_the_recipient_sees_who_sent_it_and_how_to_reach_her_never_the_sender_record(sessions):
+    gateway = referral_gateway(dict(REFERRAL_RECEIVED))
+    html = GatewayService.referral_page(gateway, request("/referrals/r-1?lang=ar", sessions.signed_in(NAIMA)),
+                                        referral_id="r-1").get_data(as_text=True)
+    sender = html.split('class="sender"')[1].split("</dd>")[0]
+    assert "Fatima Zahra" in sender and 'href="tel:+212 524 00 00 01"' in sender
+    assert 'href="mailto:fatima@amal-safi.example"' in sender
+    assert gateway.intake_rpc.calls == [] and "/beneficiaries/" not in html  # her record stays with the sender
+    # decline is offered straight from "sent", as a confirmed form
+    decline = html.split('id="form-decline"')[1].split("</form>")[0]
+    assert 'name="reason"' in decline and 'name="confirm" value="true" required' in decline
+    assert 'action="/referrals/r-1/acknowledge?lang=ar"' in html
+
+
+def test_home_shows_what_needs_her_now_overdue_first(sessions):
+    late = dict(REFERRAL_RECEIVED, id="r-late", overdue=True, state="received")
+    done = dict(REFERRAL_RECEIVED, id="r-done", state="accepted")
+    item = {"id": 7, "kind": "referral.sent", "urgency": "normal", "subject": "Nouvelle", "body": "",
+            "link": "/referrals/r-1", "created_at": "2026-11-29T14:00:00+00:00", "read": False}
+    notifications = Stub(inbox={"items": [item], "next": None}, unread_count=3)
+    gateway = Gateway(referrals_rpc=Stub(list_referrals=[dict(REFERRAL_RECEIVED), done, late]),
+                      notifications_rpc=notifications, events_rpc=Stub(list_occurrences_page=EVENTS))
+    html = GatewayService.home(gateway, request("/?lang=fr", sessions.signed_in(FATIMA))).get_data(as_text=True)
+    awaiting = html.split('id="home-awaiting"')[1].split("</section>")[0]
+    assert awaiting.index('data-id="r-late"') < awaiting.index('data-id="r-1"') and 'data-id="r-done"' not in awaiting
+    assert 'id="home-unread"' in html and "Nouvelle" in html and 'href="/events/e-1?lang=fr"' in html
+    assert notifications.calls[0][2]["unread_only"] is True
