@@ -200,6 +200,25 @@ def cmd_keys(args):
     return 0
 
 
+def cmd_transport(args):
+    from tansiq import transport
+
+    path = transport.key_file_path()
+    if args.action == "rotate":
+        kid = transport.rotate(path)
+        print(f"{path}: new transport key {kid}; it seals from each process's next start, the older ones still open. "
+              f"Restart every service, then `tansiq transport retire`.")
+    elif args.action == "retire":
+        dropped = transport.retire(path)
+        print(f"{path}: retired {', '.join(dropped) if dropped else 'nothing'}; "
+              f"{transport.TransportKeys.load(path).current} seals and opens")
+    else:
+        keys = transport.TransportKeys.load(path, create=False)
+        for kid in keys.keys:
+            print(f"{kid}{'  (seals)' if kid == keys.current else ''}")
+    return 0
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog="tansiq", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -277,6 +296,11 @@ def build_parser():
     keys.add_argument("association", nargs="?", help="public: the hosted association whose encryption key to print")
     keys.add_argument("--services", help="comma-separated subset of intake,referrals")
     keys.set_defaults(func=cmd_keys)
+
+    transport = sub.add_parser("transport", help="the transport keys sealing internal RPC on the broker "
+                                                 "(TANSIQ_TRANSPORT_KEY_FILE, default var/keys/transport.keys)")
+    transport.add_argument("action", choices=("list", "rotate", "retire"))
+    transport.set_defaults(func=cmd_transport)
 
     try:
         from tansiq.partner.cli import register as register_partner_commands
