@@ -46,6 +46,7 @@ ERROR_STATUS = {
     "not_found": 404,
     "conflict": 409,
     "invalid_transition": 409,
+    "result_erased": 410,  # an Idempotency-Key replayed after the data it answered with was erased
     "invalid_request": 400,
     "validation_error": 422,
     "too_many_attempts": 429,

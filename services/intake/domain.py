@@ -21,7 +21,7 @@ from services.intake.models import (
     ListeningSession,
 )
 from services.intake.schemas import NAME_FIELDS
-from tansiq import contracts, paging, sealing
+from tansiq import commands, contracts, paging, sealing
 from tansiq.contracts.referrals import SHAREABLE_FIELDS
 from tansiq.crypto import FieldCipher
 from tansiq.errors import DomainError, Forbidden, NotFound
@@ -535,6 +535,7 @@ def erase_beneficiary(session, beneficiary_id, actor, now):
     for index in session.scalars(select(BlindIndex).where(BlindIndex.beneficiary_id == beneficiary_id)):
         session.delete(index)
     audit.erase_details(session, beneficiary_id)
+    commands.forget_results(session, [beneficiary_id])  # her record as idempotent commands first answered it
     beneficiary.erased_at, beneficiary.erased_by = now, actor.id
     _audit(session, beneficiary_id, actor, "erase", list(PERSONAL_FIELDS + SESSION_FIELDS), now)
     # Referrals (consented or overridden) and notifications end their copies too.

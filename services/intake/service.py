@@ -46,7 +46,7 @@ class IntakeService:
         command = Command("intake.register_beneficiary", actor, idempotency_key, payload)
         with self.db.session() as session:
             return command.run(session, lambda: domain.register_beneficiary(session, self.keyring, data, actor,
-                                                                            utcnow()))
+                                                                            utcnow()), subject=lambda r: r["id"])
 
     @rpc
     def get_beneficiary(self, beneficiary_id, actor):
@@ -68,21 +68,23 @@ class IntakeService:
         command = Command("intake.add_session", actor, idempotency_key, beneficiary_id, payload)
         with self.guarded(beneficiary_id, actor, "add_session") as session:
             return command.run(session, lambda: domain.add_session(session, self.keyring, beneficiary_id, data, actor,
-                                                                   utcnow()))
+                                                                   utcnow()), subject=beneficiary_id)
 
     @rpc
     def record_consent(self, beneficiary_id, payload, actor, idempotency_key=None):
         data, actor = load_request(ConsentSchema(), payload), self.identity.actor(actor)
         command = Command("intake.record_consent", actor, idempotency_key, beneficiary_id, payload)
         with self.guarded(beneficiary_id, actor, "record_consent") as session:
-            return command.run(session, lambda: domain.record_consent(session, beneficiary_id, data, actor, utcnow()))
+            return command.run(session, lambda: domain.record_consent(session, beneficiary_id, data, actor, utcnow()),
+                               subject=beneficiary_id)
 
     @rpc
     def revoke_consent(self, consent_id, actor, idempotency_key=None):
         actor = self.identity.actor(actor)
         command = Command("intake.revoke_consent", actor, idempotency_key, consent_id)
         with self.db.session() as session:
-            return command.run(session, lambda: domain.revoke_consent(session, consent_id, actor, utcnow()))
+            return command.run(session, lambda: domain.revoke_consent(session, consent_id, actor, utcnow()),
+                               subject=lambda r: r["beneficiary_id"])
 
     @rpc
     def prepare_referral_share(self, beneficiary_id, recipient_association, category, fields, actor,
