@@ -152,6 +152,8 @@ def cmd_bench(args):
 def cmd_audit(args):
     from tansiq import accountability
 
+    if args.action == "refusals":
+        return _refusals(accountability, args)
     problems, checked = accountability.verify_audit()
     for problem in problems:
         print(problem, file=sys.stderr)
@@ -159,6 +161,24 @@ def cmd_audit(args):
         print(f"audit chain BROKEN: {len(problems)} problem(s) in {checked} entries", file=sys.stderr)
         return 1
     print(f"audit chain intact: {checked} entries")
+    return 0
+
+
+def _refusals(accountability, args):
+    report = accountability.refusal_bursts(hours=args.hours, burst=args.burst)
+    if not report:
+        print(f"no route refused in the last {args.hours:g} h")
+        return 0
+    for entry in report:
+        flag = "  BURST" if entry["burst"] else ""
+        print(f"{entry['staff']} ({entry['association']}): {entry['total']} refused, {entry['in_worst_hour']} in the "
+              f"hour from {entry['worst_hour']:%Y-%m-%d %H:00} UTC{flag}")
+        for route, count in sorted(entry["routes"].items(), key=lambda item: -item[1]):
+            print(f"    {count:>5}  {route}")
+    bursts = [entry["staff"] for entry in report if entry["burst"]]
+    if bursts:
+        print(f"WARNING {len(bursts)} staff member(s) refused {args.burst}+ times within an hour: an account may be "
+              f"misused or probing (see docs/security.md)", file=sys.stderr)
     return 0
 
 
@@ -281,8 +301,11 @@ def build_parser():
     bench.add_argument("--output", default=str(tansiq_config.ROOT / "docs" / "benchmarks.md"))
     bench.set_defaults(func=cmd_bench)
 
-    audit = sub.add_parser("audit", help="check the hash-chained audit trail of intake")
-    audit.add_argument("action", choices=("verify",))
+    audit = sub.add_parser("audit", help="check the hash-chained audit trail of intake; list refused routes")
+    audit.add_argument("action", choices=("verify", "refusals"))
+    audit.add_argument("--hours", type=float, default=24, help="refusals: how far back (default 24)")
+    audit.add_argument("--burst", type=int, default=10, help="refusals: per hour from which one staff member is "
+                                                              "flagged (default 10)")
     audit.set_defaults(func=cmd_audit)
 
     export = sub.add_parser("export", help="everything held about one beneficiary (her right of access, law 09-08)")

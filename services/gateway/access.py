@@ -12,9 +12,13 @@ checks the same matrix again: the gateway is a first gate, not the only one.
 
 import functools
 import inspect
+import logging
 
-from services.gateway.web import Unauthorized, current_staff
+from services.gateway.web import Unauthorized, current_route, current_staff
 from tansiq.contracts.actor import allows, require, roles_with
+from tansiq.errors import Forbidden
+
+log = logging.getLogger(__name__)
 
 
 def signed_in_or_none(request):
@@ -34,6 +38,17 @@ def can(staff):
     return lambda permission: bool(staff) and allows(staff.get("roles"), permission)
 
 
+def record_refusal(gateway, staff, refused):
+    """Write the refusal to the accountability log (intake's hash-chained audit trail): who, which route
+    (its pattern: no value from the URL), why, when. A failure to record is logged; the 403 stands."""
+    method, route = current_route()
+    reason = refused.details.get("reason") or refused.code
+    try:
+        gateway.intake_rpc.record_route_refusal(method, route, reason, gateway.identity.sign(staff, "intake"))
+    except Exception as exc:  # noqa: BLE001 - intake down: the refusal is still answered, and logged here
+        log.warning("could not record the refusal of %s %s to staff %s: %r", method, route, staff.get("id"), exc)
+
+
 def requires(permission, *audience, optional=False):
     """Route decorator (below @api): the caller's permission, then `actor` signed for `audience`.
 
@@ -47,10 +62,15 @@ def requires(permission, *audience, optional=False):
         @functools.wraps(fn)
         def route(self, request, *args, **values):
             staff = signed_in_or_none(request) if optional else current_staff(request)
-            if staff is not None and permission is not None:
-                check(staff, permission)
-            actor = self.identity.sign(staff, *audience) if staff is not None and audience else None
-            return fn(self, request, actor, *args, **values)
+            try:
+                if staff is not None and permission is not None:
+                    check(staff, permission)
+                actor = self.identity.sign(staff, *audience) if staff is not None and audience else None
+                return fn(self, request, actor, *args, **values)
+            except Forbidden as refused:
+                if staff is not None and refused.code == "forbidden":  # roles or association, not CSRF/consent
+                    record_refusal(self, staff, refused)
+                raise
 
         route.permission, route.optional = permission, optional
         route.__signature__ = inspect.Signature([p for name, p in inspect.signature(fn).parameters.items()

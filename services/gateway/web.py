@@ -190,6 +190,12 @@ def current_staff(request):
     return _active[0].staff(request)
 
 
+def current_route():
+    """(method, URL pattern) of the route the current worker serves, e.g. ("GET", "/api/beneficiaries/<...>")."""
+    entrypoint = getattr(getattr(_worker, "ctx", None), "entrypoint", None)
+    return getattr(entrypoint, "method", "?"), getattr(entrypoint, "url", "?")
+
+
 def csrf_token(request):
     """The session's CSRF token once current_staff(request) ran (pages put it in <meta name=csrf-token>)."""
     return request.environ.get("tansiq.csrf")

@@ -299,6 +299,23 @@ def record_refusal(session, beneficiary_id, actor, action, error, now):
     _audit(session, beneficiary_id, actor, action, [], now, detail=f"refused: {refusal_reason(error)}")
 
 
+ROUTE_REFUSED = "route_refused"  # a gateway route refused: who, which route, when (no record, no personal data)
+
+
+def record_route_refusal(session, actor, method, route, reason, now):
+    """Audit a web route the gateway (or the service behind it) refused to `actor` for role or association
+    reasons: the route's pattern, never its values; the chain is the one `tansiq audit verify` checks."""
+    _audit(session, "", actor, ROUTE_REFUSED, [], now, detail=f"refused: {method} {route} ({reason})"[:300])
+
+
+def route_refusals(session, since):
+    """[(staff id, association, at, detail)] of the route refusals since `since`, oldest first."""
+    rows = session.execute(select(AuditEntry.staff_id, AuditEntry.association, AuditEntry.at, AuditEntry.detail)
+                           .where(AuditEntry.action == ROUTE_REFUSED, AuditEntry.at >= since)
+                           .order_by(AuditEntry.id)).all()
+    return [tuple(row) for row in rows]
+
+
 def refusal_reason(error):
     """The precise reason of a Forbidden (its code is the generic 'forbidden' unless it is 'no_consent')."""
     return error.details.get("reason") or error.code

@@ -106,6 +106,14 @@ class IntakeService:
             )
 
     @rpc
+    def record_route_refusal(self, method, route, reason, actor):
+        """The gateway tells who was refused which route (signed for her: no one else can be named)."""
+        actor = self.identity.actor(actor)
+        with self.db.session() as session:
+            domain.record_route_refusal(session, actor, str(method)[:10], str(route)[:200], str(reason)[:60], utcnow())
+        return "recorded"
+
+    @rpc
     def erase_beneficiary(self, beneficiary_id, actor):
         actor = self.identity.actor(actor)
         with self.guarded(beneficiary_id, actor, "erase") as session:
