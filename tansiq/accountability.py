@@ -41,6 +41,32 @@ def verify_audit():
         return audit.verify(session), session.scalar(select(func.count()).select_from(AuditEntry))
 
 
+def anchor_audit(now=None):
+    """The audit chain's anchor: its head hash, how many entries it closes, and when (UTC)."""
+    from services.intake import audit
+
+    with unit_of_work("intake") as session:
+        kept = audit.anchor(session)
+    return {**kept, "at": (now or datetime.now(timezone.utc)).isoformat(timespec="seconds")}
+
+
+def check_audit_anchor(kept):
+    """[problems] if the chain does not begin with the anchored one (rewritten or cut)."""
+    from services.intake import audit
+
+    with unit_of_work("intake") as session:
+        return audit.check_anchor(session, kept)
+
+
+def inside_data_folder(path):
+    """True if `path` is in the data folder (var/), which a backup or an intruder of the data copies with it."""
+    from pathlib import Path
+
+    resolved, data = Path(path).resolve(), config.var_dir().resolve()
+    keys = config.keys_dir().resolve()
+    return (resolved == data or data in resolved.parents) and not (keys == resolved or keys in resolved.parents)
+
+
 BURST_PER_HOUR = 10  # refusals of one staff member within an hour that `tansiq audit refusals` flags
 
 

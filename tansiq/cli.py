@@ -154,13 +154,39 @@ def cmd_audit(args):
 
     if args.action == "refusals":
         return _refusals(accountability, args)
+    if args.action == "anchor":
+        return _anchor(accountability, args)
     problems, checked = accountability.verify_audit()
+    checked_anchors = ""
+    if args.anchor:  # every anchor kept: the chain must still begin with each of them
+        with open(args.anchor, encoding="utf-8") as kept:
+            anchors = [json.loads(line) for line in kept if line.strip()]
+        for anchored in anchors:
+            problems += [f"anchor of {anchored.get('at')}: {problem}"
+                         for problem in accountability.check_audit_anchor(anchored)]
+        checked_anchors = f", {len(anchors)} anchor(s) hold"
     for problem in problems:
         print(problem, file=sys.stderr)
     if problems:
         print(f"audit chain BROKEN: {len(problems)} problem(s) in {checked} entries", file=sys.stderr)
         return 1
-    print(f"audit chain intact: {checked} entries")
+    print(f"audit chain intact: {checked} entries{checked_anchors}")
+    return 0
+
+
+def _anchor(accountability, args):
+    kept = accountability.anchor_audit()
+    text = json.dumps(kept, sort_keys=True)
+    if args.output:
+        if accountability.inside_data_folder(args.output):
+            print(f"error: {args.output} is inside the data folder ({tansiq_config.var_dir()}): whoever can rewrite "
+                  f"the chain can rewrite it too. Keep anchors elsewhere (another machine, paper, an email to the "
+                  f"coordinator).", file=sys.stderr)
+            return 2
+        with open(args.output, "a", encoding="utf-8") as out:  # appended: older anchors stay checkable
+            out.write(text + "\n")
+        print(f"anchored in {args.output}: ", end="")
+    print(text)
     return 0
 
 
@@ -302,7 +328,10 @@ def build_parser():
     bench.set_defaults(func=cmd_bench)
 
     audit = sub.add_parser("audit", help="check the hash-chained audit trail of intake; list refused routes")
-    audit.add_argument("action", choices=("verify", "refusals"))
+    audit.add_argument("action", choices=("verify", "anchor", "refusals"))
+    audit.add_argument("--anchor", help="verify: also check the chain against anchors kept (a file written by "
+                                        "`tansiq audit anchor`, one JSON line each)")
+    audit.add_argument("--output", help="anchor: append the anchor to this file (outside the data folder)")
     audit.add_argument("--hours", type=float, default=24, help="refusals: how far back (default 24)")
     audit.add_argument("--burst", type=int, default=10, help="refusals: per hour from which one staff member is "
                                                               "flagged (default 10)")
