@@ -191,6 +191,18 @@ class WebAppPages:
         unread = self.notifications_rpc.unread_count(actor)
         return page("inbox.html", request, staff, items=items, unread=unread, next=inbox["next"])
 
+    @staff_page("/account", "staff.self")
+    def account_page(self, request, staff):
+        """Her password (POST /api/password: the current one required, her other sessions end)."""
+        return page("account.html", request, staff, changed=request.args.get("changed") == "1")
+
+    @staff_page("/staff", "staff.manage")
+    def staff_list_page(self, request, staff):
+        """An admin's colleagues (her association's active staff), each with a deactivate button
+        (POST /api/staff/<id>/deactivate, after a confirmation)."""
+        members = self.directory_rpc.list_staff(staff["association"])
+        return page("staff.html", request, staff, members=members, deactivated=request.args.get("deactivated") == "1")
+
     @staff_page("/inbox/<int:item_id>", "staff.self")
     def inbox_item_page(self, request, staff, item_id):
         """E-mails and SMS link here (notifications' inbox_link): the inbox, scrolled to that item."""
