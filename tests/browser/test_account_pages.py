@@ -35,11 +35,12 @@ def signed_in(browser, network, email, password=PASSWORD, lang="fr"):
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     page.on("console", lambda message: errors.append(message.text)  # the strict CSP holds on these pages too
             if "Content Security Policy" in message.text else None)
-    page.goto(f"{network.web}/login?next=/inbox&lang={lang}")
+    page.goto(f"{network.web}/login?next=/account&lang={lang}")  # a page of the gateway alone
     page.fill("input[name=email]", email)
     page.fill("input[name=password]", password)
     page.click("#login-form button[type=submit]")
-    expect(page).to_have_url(f"{network.web}/inbox")
+    expect(page).to_have_url(f"{network.web}/account")
+    page.wait_for_load_state("load")  # static/webapp.js (deferred) has bound the buttons
     page.errors = errors
     return page
 
@@ -52,8 +53,7 @@ def test_changing_her_password_needs_the_current_one_and_ends_her_other_sessions
     from playwright.sync_api import expect
 
     here, elsewhere = signed_in(browser, network, NAIMA), signed_in(browser, network, NAIMA)
-    here.click("#nav-account")
-    expect(here.locator("#password-form")).to_be_visible()
+    expect(here.locator("#password-form")).to_be_visible()  # signed in on /account
     form = here.locator("#password-form")
 
     form.locator("input[name=current_password]").fill("not-my-password")
@@ -70,10 +70,10 @@ def test_changing_her_password_needs_the_current_one_and_ends_her_other_sessions
     form.locator("input[name=confirm_password]").fill(NEW_PASSWORD)
     form.locator("button[type=submit]").click()
     expect(here.locator("#password-changed")).to_be_visible()
-    here.goto(f"{network.web}/inbox")  # this browser goes on, with its new session
-    expect(here).to_have_url(f"{network.web}/inbox")
-    elsewhere.goto(f"{network.web}/inbox")  # the other one was signed out at once
-    expect(elsewhere).to_have_url(f"{network.web}/login?next=%2Finbox")
+    here.goto(f"{network.web}/account")  # this browser goes on, with its new session
+    expect(here).to_have_url(f"{network.web}/account")
+    elsewhere.goto(f"{network.web}/account")  # the other one was signed out at once
+    expect(elsewhere).to_have_url(f"{network.web}/login?next=%2Faccount")
     assert api_login(network, NAIMA, PASSWORD).status_code == 401
     assert api_login(network, NAIMA, NEW_PASSWORD).ok
     assert here.errors == [] and elsewhere.errors == []
@@ -101,8 +101,8 @@ def test_an_admin_deactivates_a_colleague_after_confirming_and_her_sessions_end(
     admin.once("dialog", lambda dialog: dialog.dismiss())
     button.click()
     expect(rows).to_have_count(count)  # she said no: nothing happened
-    colleague.goto(f"{network.web}/inbox")
-    expect(colleague).to_have_url(f"{network.web}/inbox")
+    colleague.goto(f"{network.web}/account")
+    expect(colleague).to_have_url(f"{network.web}/account")
 
     messages = []
     admin.once("dialog", lambda dialog: (messages.append(dialog.message), dialog.accept()))
@@ -110,8 +110,8 @@ def test_an_admin_deactivates_a_colleague_after_confirming_and_her_sessions_end(
     expect(admin.locator("#staff-deactivated")).to_be_visible()
     expect(rows).to_have_count(count - 1)
     assert "Naima Ouali" in messages[0]
-    colleague.goto(f"{network.web}/inbox")  # her session ended at once
-    expect(colleague).to_have_url(f"{network.web}/login?next=%2Finbox")
+    colleague.goto(f"{network.web}/account")  # her session ended at once
+    expect(colleague).to_have_url(f"{network.web}/login?next=%2Faccount")
     assert api_login(network, NAIMA, NEW_PASSWORD).status_code == 401
     assert admin.errors == [] and colleague.errors == []
 
@@ -123,3 +123,19 @@ def test_another_associations_admin_cannot_deactivate_through_the_api(network):
     refused = hanane.post(f"{network.web}/api/staff/s-mrk-2/deactivate", json={}, timeout=30)
     assert refused.status_code == 403  # not an admin at all; an admin elsewhere is refused by association too
     assert api_login(network, SALMA, PASSWORD).ok
+
+
+def test_signing_out_in_the_browser_ends_the_session_on_the_server(network, browser):
+    from playwright.sync_api import expect
+
+    page = signed_in(browser, network, HANANE)
+    [cookie] = [c for c in page.context.cookies() if c["name"] == "tansiq_session"]
+    assert requests.get(f"{network.web}/api/me", cookies={"tansiq_session": cookie["value"]}, timeout=30).ok
+    page.goto(f"{network.web}/inbox")  # no notifications service in this network: the error page ...
+    expect(page.locator("main code")).to_have_text("internal_error")
+    page.wait_for_load_state("load")
+    page.click("#sign-out")  # ... whose sign-out button works too
+    expect(page).to_have_url(f"{network.web}/login")
+    replay = requests.get(f"{network.web}/api/me", cookies={"tansiq_session": cookie["value"]}, timeout=30)
+    assert replay.status_code == 401  # a copy of the cookie taken before is worth nothing now
+    assert page.errors == []
