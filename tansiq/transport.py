@@ -27,7 +27,6 @@ through `tansiq.messaging.broker.ConfirmedPublisher` and keep their contract wit
 
 import base64
 import functools
-import json
 import logging
 import os
 import re
@@ -37,6 +36,7 @@ from pathlib import Path
 import kombu.serialization
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from kombu.utils import json as kombu_json
 
 from tansiq.config import keys_dir
 
@@ -173,8 +173,9 @@ _install_lock = threading.Lock()
 
 
 def _encode(value):
-    # Used by nameko's Responder only to check that a result serialises: the wrapped publish seals.
-    return json.dumps(value)
+    # Used by nameko's Responder only to check that a result serialises (as kombu's json does: dates,
+    # UUIDs, decimals): the wrapped publish then seals that same JSON.
+    return kombu_json.dumps(value)
 
 
 def _decode(data):
@@ -239,7 +240,7 @@ def open_body(body, message):
     """The JSON body of a sealed delivery; TransportRefused if it is not one this process can open."""
     if message.content_type != CONTENT_TYPE:
         raise TransportRefused(f"internal messages must be sealed (got {message.content_type or 'no content type'})")
-    return json.loads(keys().open(body, message_binding(message)))
+    return kombu_json.loads(keys().open(body, message_binding(message)))
 
 
 def _opening_request(handle_message):

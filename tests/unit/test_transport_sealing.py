@@ -76,3 +76,20 @@ def test_a_broken_key_file_is_refused_not_replaced(key_file):
     with pytest.raises(ValueError):
         transport.rotate(key_file)
     assert key_file.read_text() == "not-a-key AAAA\n"
+
+
+def test_replies_with_dates_uuids_and_decimals_serialise_as_they_did_in_clear():
+    # nameko's Responder checks a result with the request's serializer before replying: an answer holding a
+    # datetime must not become UnserializableValueError because it is now sealed.
+    import datetime
+    import decimal
+    import uuid
+
+    import kombu.serialization
+
+    transport.register_serializer()
+    result = {"at": datetime.datetime(2026, 11, 30, tzinfo=datetime.timezone.utc), "id": uuid.uuid4(),
+              "amount": decimal.Decimal("1.5")}
+    content_type, _, body = kombu.serialization.dumps(result, transport.SERIALIZER)
+    assert content_type == transport.CONTENT_TYPE
+    assert kombu.serialization.loads(body, "application/json", "utf-8")["amount"] == result["amount"]
