@@ -14,11 +14,14 @@ import functools
 import inspect
 import logging
 
+import eventlet
+
 from services.gateway.web import Unauthorized, current_route, current_staff
 from tansiq.contracts.actor import allows, require, roles_with
 from tansiq.errors import Forbidden
 
 log = logging.getLogger(__name__)
+REFUSAL_AUDIT_TIMEOUT_S = 2  # intake down: the 403 waits this long at most, not the 10 s of other calls
 
 
 def signed_in_or_none(request):
@@ -44,8 +47,9 @@ def record_refusal(gateway, staff, refused):
     method, route = current_route()
     reason = refused.details.get("reason") or refused.code
     try:
-        gateway.intake_rpc.record_route_refusal(method, route, reason, gateway.identity.sign(staff, "intake"))
-    except Exception as exc:  # noqa: BLE001 - intake down: the refusal is still answered, and logged here
+        with eventlet.Timeout(REFUSAL_AUDIT_TIMEOUT_S):
+            gateway.intake_rpc.record_route_refusal(method, route, reason, gateway.identity.sign(staff, "intake"))
+    except (Exception, eventlet.Timeout) as exc:  # noqa: BLE001 - intake down: the refusal is still answered, and logged here
         log.warning("could not record the refusal of %s %s to staff %s: %r", method, route, staff.get("id"), exc)
 
 
