@@ -252,8 +252,9 @@ def cmd_transport(args):
     path = transport.key_file_path()
     if args.action == "rotate":
         kid = transport.rotate(path)
-        print(f"{path}: new transport key {kid}; it seals from each process's next start, the older ones still open. "
-              f"Restart every service, then `tansiq transport retire`.")
+        print(f"{path}: new transport key {kid}. Each process seals with it once restarted, or once it has read a "
+              f"message sealed with it; the older keys still open. Restart every service, then "
+              f"`tansiq transport retire`.")
     elif args.action == "retire":
         dropped = transport.retire(path)
         print(f"{path}: retired {', '.join(dropped) if dropped else 'nothing'}; "

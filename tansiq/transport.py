@@ -7,8 +7,9 @@ management UI, its firehose tracer, whoever administers it) sees them in clear. 
     b"tq1." + key id + b"." + nonce (12 bytes) + AES-GCM(transport key, JSON body, aad)
 
 under the network's transport key (`transport.keys` in the keys folder, one key per line
-`<key id> <base64 of 32 bytes>`, the last one seals, every listed one opens: `tansiq keys transport
-rotate|retire`). The associated data binds the body to where it was published: exchange, routing
+`<key id> <base64 of 32 bytes>`, the last one seals, every listed one opens: `tansiq transport
+rotate|retire`; a process meeting a key id it does not hold reads the file again, so a rotation
+needs no simultaneous restart). The associated data binds the body to where it was published: exchange, routing
 key, reply_to and correlation_id. A request copied to another method, or a reply to another call,
 does not open.
 
@@ -31,6 +32,7 @@ import logging
 import os
 import re
 import threading
+import time
 from pathlib import Path
 
 import kombu.serialization
@@ -54,6 +56,10 @@ KEY_ID_PATTERN = re.compile(r"^[0-9a-f]{8}$")
 
 class TransportRefused(Exception):
     """A message body that is not sealed under a transport key this process holds, or was moved."""
+
+
+class UnknownKey(TransportRefused):
+    """Sealed under a key id this process does not hold (yet: a rotation it has not read)."""
 
 
 # --- keys ----------------------------------------------------------------------------------------
@@ -119,7 +125,7 @@ class TransportKeys:
         if prefix != PREFIX or len(sealed) <= NONCE_BYTES:
             raise TransportRefused("the message body is not sealed")
         if key is None:
-            raise TransportRefused(f"the message is sealed under an unknown transport key {kid[:8]!r}")
+            raise UnknownKey(f"the message is sealed under an unknown transport key {kid[:8]!r}")
         try:
             return AESGCM(key).decrypt(sealed[:NONCE_BYTES], sealed[NONCE_BYTES:], _aad(kid, binding))
         except InvalidTag:
@@ -168,7 +174,8 @@ def retire(path=None):
 
 # --- the kombu serializer and the nameko wrapping -------------------------------------------------
 
-_state = {"keys": None, "path": None}
+_state = {"keys": None, "path": None, "reloaded_at": 0.0}
+RELOAD_INTERVAL_S = 1.0  # at most one re-read of the key file per second, whatever arrives
 _install_lock = threading.Lock()
 
 
@@ -192,6 +199,20 @@ def keys():
     if _state["keys"] is None:
         _state["keys"] = TransportKeys.load(_state["path"])
     return _state["keys"]
+
+
+def open_sealed(token, where):
+    """The plaintext of `token`; a key id not held yet makes the key file be read again (a rotation other
+    processes already use), then refuses if it is still unknown."""
+    try:
+        return keys().open(token, where)
+    except UnknownKey:
+        now = time.monotonic()
+        if now - _state["reloaded_at"] < RELOAD_INTERVAL_S:
+            raise
+        _state["reloaded_at"] = now
+        _state["keys"] = TransportKeys.load(_state["path"], create=False)
+        return keys().open(token, where)
 
 
 def use_key_file(path):
@@ -240,7 +261,7 @@ def open_body(body, message):
     """The JSON body of a sealed delivery; TransportRefused if it is not one this process can open."""
     if message.content_type != CONTENT_TYPE:
         raise TransportRefused(f"internal messages must be sealed (got {message.content_type or 'no content type'})")
-    return kombu_json.loads(keys().open(body, message_binding(message)))
+    return kombu_json.loads(open_sealed(body, message_binding(message)))
 
 
 def _opening_request(handle_message):

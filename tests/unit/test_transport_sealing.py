@@ -93,3 +93,21 @@ def test_replies_with_dates_uuids_and_decimals_serialise_as_they_did_in_clear():
     content_type, _, body = kombu.serialization.dumps(result, transport.SERIALIZER)
     assert content_type == transport.CONTENT_TYPE
     assert kombu.serialization.loads(body, "application/json", "utf-8")["amount"] == result["amount"]
+
+
+def test_a_process_that_meets_a_rotated_key_reads_the_file_again_and_opens_it(key_file, monkeypatch):
+    transport.use_key_file(key_file)
+    held = transport.keys()  # this process started before the rotation
+    transport.rotate(key_file)
+    restarted = TransportKeys.load(key_file)  # a process started after it seals with the new key
+    token = restarted.seal(b'{"ok": true}', REQUEST)
+    assert transport.open_sealed(token, REQUEST) == b'{"ok": true}'
+    assert transport.keys().current == restarted.current != held.current  # and now seals with it too
+    stranger = TransportKeys.load(key_file.parent / "other.keys").seal(b"{}", REQUEST)
+    monkeypatch.setitem(transport._state, "reloaded_at", 0.0)  # a while later
+    with pytest.raises(transport.UnknownKey):  # read again, still unknown: refused
+        transport.open_sealed(stranger, REQUEST)
+    monkeypatch.setattr(transport.TransportKeys, "load", lambda *a, **k: pytest.fail("read again within a second"))
+    with pytest.raises(transport.UnknownKey):  # a flood of strangers does not re-read the file each time
+        transport.open_sealed(stranger, REQUEST)
+    transport.use_key_file(None)
