@@ -74,3 +74,14 @@ def test_a_sealed_request_sent_to_another_method_does_not_open(directory):
     answer = json.loads(keys.open(reply.body, transport.binding("nameko-rpc", reply.delivery_info["routing_key"],
                                                                 None, correlation_id)))
     assert answer["result"] is None and answer["error"]["exc_type"] == "TransportRefused"
+
+
+def test_a_rotated_transport_key_is_taken_up_by_a_running_service(directory):
+    with directory.rpc() as cluster:  # the service holds the first key
+        assert cluster.directory.health() == "ok"
+    new_kid = transport.rotate(directory.transport_key_file)
+    transport.use_key_file(directory.transport_key_file)  # this client now seals with the new key
+    assert transport.keys().current == new_kid
+    with directory.rpc() as cluster:  # the running service reads the file again, opens it, answers
+        assert cluster.directory.health() == "ok"
+    assert "refused RPC request" not in directory.log("directory")
