@@ -43,3 +43,18 @@ def page(browser):
     yield page
     context.close()
     assert errors == []
+
+
+@pytest.fixture(scope="module")
+def gateway_network(sync_api, broker_admin):
+    """The demo network's directory and gateway, one per test module: starting services is the slow part."""
+    from harness import Network
+
+    network = Network()
+    try:
+        network.migrate()
+        network.seed()
+        network.start("directory", "gateway")
+        yield network
+    finally:
+        network.close()

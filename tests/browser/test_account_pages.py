@@ -12,17 +12,8 @@ NAIMA, SALMA, HANANE = "naima@wafae.example", "salma@wafae.example", "hanane@ama
 
 
 @pytest.fixture(scope="module")
-def network(sync_api, broker_admin):
-    from harness import Network
-
-    network = Network()
-    try:
-        network.migrate()
-        network.seed()
-        network.start("directory", "gateway")
-        yield network
-    finally:
-        network.close()
+def network(gateway_network):
+    return gateway_network  # directory and gateway (conftest.py)
 
 
 def signed_in(browser, network, email, password=PASSWORD, lang="fr"):
