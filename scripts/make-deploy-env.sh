@@ -45,3 +45,12 @@ else
     chmod 644 "$SECRETS/actor-signing.key" "$SECRETS/actor-signing.pub"  # see above: the 700 folder guards them
     say "wrote var/secrets/actor-signing.key and actor-signing.pub"
 fi
+# The network's transport keys (tansiq.transport): one line "<key id> <base64 of 32 bytes>", every service.
+if [ -f "$SECRETS/transport.keys" ]; then
+    say "var/secrets/transport.keys exists; left as it is"
+else
+    printf '%s %s\n' "$(head -c 4 /dev/urandom | od -An -tx1 | tr -d ' \n')" \
+        "$(head -c 32 /dev/urandom | base64)" >"$SECRETS/transport.keys"
+    chmod 644 "$SECRETS/transport.keys"  # see above: the 700 folder guards it
+    say "wrote var/secrets/transport.keys"
+fi

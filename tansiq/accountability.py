@@ -41,6 +41,61 @@ def verify_audit():
         return audit.verify(session), session.scalar(select(func.count()).select_from(AuditEntry))
 
 
+def anchor_audit(now=None):
+    """The audit chain's anchor: its head hash, how many entries it closes, and when (UTC)."""
+    from services.intake import audit
+
+    with unit_of_work("intake") as session:
+        kept = audit.anchor(session)
+    return {**kept, "at": (now or datetime.now(timezone.utc)).isoformat(timespec="seconds")}
+
+
+def check_audit_anchor(kept):
+    """[problems] if the chain does not begin with the anchored one (rewritten or cut)."""
+    from services.intake import audit
+
+    with unit_of_work("intake") as session:
+        return audit.check_anchor(session, kept)
+
+
+def inside_data_folder(path):
+    """True if `path` is in the data folder (var/), which a backup or an intruder of the data copies with it."""
+    from pathlib import Path
+
+    resolved, data = Path(path).resolve(), config.var_dir().resolve()
+    keys = config.keys_dir().resolve()
+    return (resolved == data or data in resolved.parents) and not (keys == resolved or keys in resolved.parents)
+
+
+BURST_PER_HOUR = 10  # refusals of one staff member within an hour that `tansiq audit refusals` flags
+
+
+def refusal_bursts(hours=24, burst=BURST_PER_HOUR, now=None):
+    """The gateway's route refusals of the last `hours`, by staff member: [{staff, association, total,
+    worst_hour, in_worst_hour, burst, routes}], the most refused first."""
+    from datetime import timedelta
+
+    from services.intake import domain as intake
+
+    now = now or datetime.now(timezone.utc)
+    with unit_of_work("intake") as session:
+        rows = intake.route_refusals(session, now - timedelta(hours=hours))
+    by_staff = {}
+    for staff_id, association, at, detail in rows:
+        entry = by_staff.setdefault(staff_id, {"staff": staff_id, "association": association, "total": 0,
+                                               "hours": {}, "routes": {}})
+        entry["total"] += 1
+        hour = at.replace(minute=0, second=0, microsecond=0)
+        entry["hours"][hour] = entry["hours"].get(hour, 0) + 1
+        route = detail.removeprefix("refused: ")
+        entry["routes"][route] = entry["routes"].get(route, 0) + 1
+    report = []
+    for entry in by_staff.values():
+        worst_hour, in_worst = max(entry.pop("hours").items(), key=lambda item: item[1])
+        report.append({**entry, "worst_hour": worst_hour, "in_worst_hour": in_worst, "burst": in_worst >= burst})
+    return sorted(report, key=lambda entry: (-entry["in_worst_hour"], -entry["total"], entry["staff"]))
+
+
 def export_person(beneficiary_id, by, now=None):
     """Everything held about one beneficiary (her right of access, law 09-08): her intake record,
     consents, disclosures, audit trail, and the referrals made about her as her association sees them.

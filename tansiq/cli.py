@@ -158,13 +158,59 @@ def cmd_events_import(args):
 def cmd_audit(args):
     from tansiq import accountability
 
+    if args.action == "refusals":
+        return _refusals(accountability, args)
+    if args.action == "anchor":
+        return _anchor(accountability, args)
     problems, checked = accountability.verify_audit()
+    checked_anchors = ""
+    if args.anchor:  # every anchor kept: the chain must still begin with each of them
+        with open(args.anchor, encoding="utf-8") as kept:
+            anchors = [json.loads(line) for line in kept if line.strip()]
+        for anchored in anchors:
+            problems += [f"anchor of {anchored.get('at')}: {problem}"
+                         for problem in accountability.check_audit_anchor(anchored)]
+        checked_anchors = f", {len(anchors)} anchor(s) hold"
     for problem in problems:
         print(problem, file=sys.stderr)
     if problems:
         print(f"audit chain BROKEN: {len(problems)} problem(s) in {checked} entries", file=sys.stderr)
         return 1
-    print(f"audit chain intact: {checked} entries")
+    print(f"audit chain intact: {checked} entries{checked_anchors}")
+    return 0
+
+
+def _anchor(accountability, args):
+    kept = accountability.anchor_audit()
+    text = json.dumps(kept, sort_keys=True)
+    if args.output:
+        if accountability.inside_data_folder(args.output):
+            print(f"error: {args.output} is inside the data folder ({tansiq_config.var_dir()}): whoever can rewrite "
+                  f"the chain can rewrite it too. Keep anchors elsewhere (another machine, paper, an email to the "
+                  f"coordinator).", file=sys.stderr)
+            return 2
+        with open(args.output, "a", encoding="utf-8") as out:  # appended: older anchors stay checkable
+            out.write(text + "\n")
+        print(f"anchored in {args.output}: ", end="")
+    print(text)
+    return 0
+
+
+def _refusals(accountability, args):
+    report = accountability.refusal_bursts(hours=args.hours, burst=args.burst)
+    if not report:
+        print(f"no route refused in the last {args.hours:g} h")
+        return 0
+    for entry in report:
+        flag = "  BURST" if entry["burst"] else ""
+        print(f"{entry['staff']} ({entry['association']}): {entry['total']} refused, {entry['in_worst_hour']} in the "
+              f"hour from {entry['worst_hour']:%Y-%m-%d %H:00} UTC{flag}")
+        for route, count in sorted(entry["routes"].items(), key=lambda item: -item[1]):
+            print(f"    {count:>5}  {route}")
+    bursts = [entry["staff"] for entry in report if entry["burst"]]
+    if bursts:
+        print(f"WARNING {len(bursts)} staff member(s) refused {args.burst}+ times within an hour: an account may be "
+              f"misused or probing (see docs/security.md)", file=sys.stderr)
     return 0
 
 
@@ -203,6 +249,26 @@ def cmd_keys(args):
     for service, (count, retired) in done.items():
         print(f"{service}: {count} key(s) rewrapped under a new master key; old key retired to {retired}")
     print("Destroy the retired keys once no backup made with them is still needed.")
+    return 0
+
+
+def cmd_transport(args):
+    from tansiq import transport
+
+    path = transport.key_file_path()
+    if args.action == "rotate":
+        kid = transport.rotate(path)
+        print(f"{path}: new transport key {kid}. Each process seals with it once restarted, or once it has read a "
+              f"message sealed with it; the older keys still open. Restart every service, then "
+              f"`tansiq transport retire`.")
+    elif args.action == "retire":
+        dropped = transport.retire(path)
+        print(f"{path}: retired {', '.join(dropped) if dropped else 'nothing'}; "
+              f"{transport.TransportKeys.load(path).current} seals and opens")
+    else:
+        keys = transport.TransportKeys.load(path, create=False)
+        for kid in keys.keys:
+            print(f"{kid}{'  (seals)' if kid == keys.current else ''}")
     return 0
 
 
@@ -289,8 +355,14 @@ def build_parser():
     events_import.add_argument("--city", help="where its events are (default: the association's city)")
     events_import.set_defaults(func=cmd_events_import)
 
-    audit = sub.add_parser("audit", help="check the hash-chained audit trail of intake")
-    audit.add_argument("action", choices=("verify",))
+    audit = sub.add_parser("audit", help="check the hash-chained audit trail of intake; list refused routes")
+    audit.add_argument("action", choices=("verify", "anchor", "refusals"))
+    audit.add_argument("--anchor", help="verify: also check the chain against anchors kept (a file written by "
+                                        "`tansiq audit anchor`, one JSON line each)")
+    audit.add_argument("--output", help="anchor: append the anchor to this file (outside the data folder)")
+    audit.add_argument("--hours", type=float, default=24, help="refusals: how far back (default 24)")
+    audit.add_argument("--burst", type=int, default=10, help="refusals: per hour from which one staff member is "
+                                                              "flagged (default 10)")
     audit.set_defaults(func=cmd_audit)
 
     export = sub.add_parser("export", help="everything held about one beneficiary (her right of access, law 09-08)")
@@ -304,6 +376,11 @@ def build_parser():
     keys.add_argument("association", nargs="?", help="public: the hosted association whose encryption key to print")
     keys.add_argument("--services", help="comma-separated subset of intake,referrals")
     keys.set_defaults(func=cmd_keys)
+
+    transport = sub.add_parser("transport", help="the transport keys sealing internal RPC on the broker "
+                                                 "(TANSIQ_TRANSPORT_KEY_FILE, default var/keys/transport.keys)")
+    transport.add_argument("action", choices=("list", "rotate", "retire"))
+    transport.set_defaults(func=cmd_transport)
 
     try:
         from tansiq.partner.cli import register as register_partner_commands

@@ -19,6 +19,11 @@ A repeat with the same request gets the first result; the same key with another 
 (409 `idempotency_key_in_progress`), its effect is rolled back, and its retry finds the first result.
 Keys are forgotten after COMMAND_KEY_TTL_H hours (24 by default) by `CommandKeyJanitor`, which every
 `tansiq.db.Database` brings along.
+
+A result about a woman must not outlive her erasure (or the end of a recipient's copy) by those 24
+hours: each row names its `subject` (her record's id, a referral's id), and `forget_results(session,
+subjects)` blanks the results about them in the unit of work that erases. A repeat of such a key is
+refused (410 `result_erased`): nothing comes back, and nothing is carried out again.
 """
 
 import base64
@@ -33,7 +38,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from kombu.utils import json as wire_json
 from nameko.extensions import SharedExtension
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 
 from tansiq.envelope import utcnow
@@ -47,6 +52,8 @@ SWEEP_SECONDS = 3600
 KEY_MAX_LENGTH = 200
 KEY_REUSED = "idempotency_key_reused"  # a Conflict (409): the key was used for another request
 IN_PROGRESS = "idempotency_key_in_progress"  # a Conflict (409): another attempt with this key committed first
+RESULT_ERASED = "result_erased"  # 410: the first result was about data since erased; it is not run again
+FORGOTTEN = ""  # what a blanked result holds
 
 
 def fingerprint(request, secret):
@@ -115,14 +122,19 @@ class Command:
         if row.fingerprint != self.fingerprint:
             raise Conflict(f"this Idempotency-Key was already used for another {self.name} request",
                            code=KEY_REUSED, details={"command": self.name})
+        if row.result == FORGOTTEN:
+            raise DomainError("this request was carried out, and what it answered has since been erased",
+                              code=RESULT_ERASED, details={"command": self.name})
         return True, self._open(row.result)
 
-    def record(self, session, result):
-        """Keep `result` as this key's answer, in `session`'s transaction (the one holding the effect)."""
+    def record(self, session, result, subject=None):
+        """Keep `result` as this key's answer, in `session`'s transaction (the one holding the effect).
+        `subject`: whose data the result may hold (an id, or a function of the result), for forget_results."""
         if self.key is not None:
             session.flush()  # the effect's own constraints fail here, not as a key conflict
+            subject = subject(result) if callable(subject) else subject
             session.add(CommandKey(scope=self.scope, command=self.name, key=self.key, fingerprint=self.fingerprint,
-                                   result=self._seal(result)))
+                                   result=self._seal(result), subject=None if subject is None else str(subject)))
             try:
                 session.flush()
             except IntegrityError:
@@ -133,12 +145,13 @@ class Command:
         # What the caller gets is what a repeat will get: the result as it travels, not as it was built.
         return wire_json.loads(wire_json.dumps(result))
 
-    def run(self, session, work):
-        """The first result if this key already ran; else `work()`, recorded with its effect in `session`."""
+    def run(self, session, work, subject=None):
+        """The first result if this key already ran; else `work()`, recorded with its effect in `session`
+        (`subject` as for record())."""
         done, result = self.first_result(session)
         if done:
             return result
-        return self.record(session, work())
+        return self.record(session, work(), subject)
 
     def already_done(self, db):
         """For commands that call other services before their unit of work: look first, in a short one."""
@@ -146,6 +159,18 @@ class Command:
             return False, None
         with db.session() as session:
             return self.first_result(session)
+
+
+def forget_results(session, subjects, association=None):
+    """Blank the stored results about `subjects` (those of `association`'s staff only, if given), in the
+    caller's unit of work; their keys stay, so a repeat is refused rather than carried out again."""
+    subjects = [str(subject) for subject in subjects]
+    if not subjects:
+        return 0
+    query = update(CommandKey).where(CommandKey.subject.in_(subjects), CommandKey.result != FORGOTTEN)
+    if association is not None:
+        query = query.where(CommandKey.scope.startswith(f"{association}/", autoescape=True))
+    return session.execute(query.values(result=FORGOTTEN)).rowcount or 0
 
 
 def forget_expired(session, now, ttl_hours=DEFAULT_TTL_H):

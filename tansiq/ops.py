@@ -147,9 +147,9 @@ def replay_headers(properties):
 
 
 def ping_service(amqp_uri, service, timeout=5):
-    from nameko.standalone.rpc import ClusterRpcProxy
+    from tansiq.transport import cluster_rpc
 
-    with ClusterRpcProxy({"AMQP_URI": amqp_uri, "AMQP_SSL": amqp_ssl(amqp_uri)}, timeout=timeout) as cluster:
+    with cluster_rpc({"AMQP_URI": amqp_uri, "AMQP_SSL": amqp_ssl(amqp_uri)}, timeout=timeout) as cluster:
         return getattr(cluster, service).health()
 
 
@@ -185,10 +185,10 @@ def status(amqp_uri=None, out=print, check_services=True):
         out(f"WARNING     {unroutable} message(s) reached no queue (in {topology.UNROUTABLE_QUEUE}): a type "
             f"nobody consumes, or a service declared after the publish; inspect them in the management UI")
     if check_services:
-        from nameko.standalone.rpc import ClusterRpcProxy
+        from tansiq.transport import cluster_rpc
 
         # One connection for every ping.
-        with ClusterRpcProxy({"AMQP_URI": amqp_uri, "AMQP_SSL": amqp_ssl(amqp_uri)}, timeout=3) as cluster:
+        with cluster_rpc({"AMQP_URI": amqp_uri, "AMQP_SSL": amqp_ssl(amqp_uri)}, timeout=3) as cluster:
             for service in tansiq_config.SERVICES:
                 if service == "gateway":
                     continue

@@ -90,8 +90,11 @@ def run(name, service_path=None):
     robustness.install()  # a reset while acking or replying must not end the container
 
     from tansiq import config as tansiq_config
+    from tansiq import transport
 
     config = tansiq_config.load(name)
+    transport.install(config.get("TRANSPORT_KEY_FILE"))  # every RPC body on the broker sealed
+    transport.keys()  # made (local runs) or refused now, not at the first call
     configure_logging(config.get("LOG_LEVEL", "INFO"))
     if service_path:  # tests and partners' own extensions: "module:ServiceName"
         module_path, _, cls_name = service_path.partition(":")

@@ -113,6 +113,10 @@ class Network:
         self.signer = ActorSigner(load_or_create_signing_key(self.var / "keys" / "actor-signing.key",
                                                              self.var / "keys" / "actor-signing.pub"))
 
+    @property
+    def transport_key_file(self):
+        return self.var / "keys" / "transport.keys"
+
     def assertion(self, staff, *audience):
         """What the gateway would sign for `staff` ({id, association, roles}) to call `audience`."""
         return self.signer.sign(staff, *(audience or ("intake", "referrals", "events", "notifications")))
@@ -196,11 +200,13 @@ class Network:
 
     @contextmanager
     def rpc(self, timeout=30):
-        from nameko.standalone.rpc import ClusterRpcProxy
+        from tansiq.transport import cluster_rpc, use_key_file
+
+        use_key_file(self.transport_key_file)  # the services' own transport keys
 
         import tansiq.errors  # noqa: F401 - registers our exceptions, so RPC errors come back typed
 
-        with ClusterRpcProxy({"AMQP_URI": self.amqp_uri}, timeout=timeout) as cluster:
+        with cluster_rpc({"AMQP_URI": self.amqp_uri}, timeout=timeout) as cluster:
             yield cluster
 
     def login(self, email, password="tansiq-demo"):

@@ -195,6 +195,18 @@ class WebAppPages:
         self.notifications_rpc.mark_read(self.identity.sign(staff, "notifications"), item_id)
         return redirect(f"/inbox#item-{item_id}", code=303)
 
+    @route("GET", "/account", auth="staff.self", page=True, summary="Her account: change her password")
+    def account_page(self, request, staff):
+        """Her password (POST /api/password: the current one required, her other sessions end)."""
+        return page("account.html", request, staff, changed=request.args.get("changed") == "1")
+
+    @route("GET", "/staff", auth="staff.manage", page=True, summary="Her association's staff (admins)")
+    def staff_list_page(self, request, staff):
+        """An admin's colleagues (her association's active staff), each with a deactivate button
+        (POST /api/staff/<id>/deactivate, after a confirmation)."""
+        members = self.directory.list_staff(staff["association"])
+        return page("staff.html", request, staff, members=members, deactivated=request.args.get("deactivated") == "1")
+
     @route("GET", "/inbox/<int:item_id>", auth="staff.self", page=True, summary="One inbox item (e-mails link here)")
     def inbox_item_page(self, request, staff, item_id):
         """E-mails and SMS link here (notifications' inbox_link): the inbox, scrolled to that item."""

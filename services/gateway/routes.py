@@ -34,7 +34,7 @@ from dataclasses import dataclass
 
 from marshmallow import Schema, ValidationError
 
-from services.gateway.access import check, signed_in_or_none
+from services.gateway.access import check, refusals_recorded, signed_in_or_none
 from services.gateway.web import ApiHandler, current_staff, field_codes
 from tansiq.contracts.actor import roles_with
 
@@ -122,7 +122,9 @@ def route(method, url, *, auth, audience=(), body=None, query=None, path=None, a
 
                 return page_call(self, request, declaration, lambda staff: _call(self, request, declaration, fn,
                                                                                  wanted, values, staff))
-            return _call(self, request, declaration, fn, wanted, values, _staff_for(request, declaration))
+            staff = _staff_for(request, declaration)
+            return refusals_recorded(self, staff, lambda: _call(self, request, declaration, fn, wanted, values,
+                                                                _permitted(staff, declaration)))
 
         handler.route = declaration
         # nameko checks the URL's arguments against the signature: only (self, request, <URL values>).
@@ -139,7 +141,11 @@ def _staff_for(request, declaration):
         return None
     if declaration.auth == OPTIONAL:
         return signed_in_or_none(request)
-    staff = current_staff(request)
+    return current_staff(request)
+
+
+def _permitted(staff, declaration):
+    """`staff`, once her roles hold the route's permission (403 otherwise)."""
     if declaration.permission:
         check(staff, declaration.permission)
     return staff

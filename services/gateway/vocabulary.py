@@ -12,7 +12,7 @@ from services.intake.schemas import KINDS
 from services.referrals.domain import ACTIONS
 from services.referrals.schemas import STATES
 from tansiq.contracts.events import EVENT_KINDS
-from tansiq.contracts.fields import LANGUAGES, URGENCIES
+from tansiq.contracts.fields import LANGUAGES, ROLES, URGENCIES
 from tansiq.contracts.intake import NEEDS
 from tansiq.contracts.referrals import SHAREABLE_FIELDS
 
@@ -37,7 +37,10 @@ FORM_INPUTS = ("reason", "outcome")  # confirm.html asks again for what a refuse
 CONFIRMATIONS = ("irreversible", "revoke_consent", "duplicate")  # the ticked box before an irreversible step
 ERASURE = ("title", "intro", "done")  # the erasure's confirmation page (confirm.html)
 
+ROLE_NAMES = tuple(ROLES)  # the staff list names each role (staff.html)
+
 VOCABULARY = {
+    "role.": ROLE_NAMES,
     "need.": NEEDS,
     "state.": STATES,
     "urgency.": URGENCIES,

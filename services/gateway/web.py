@@ -49,6 +49,7 @@ ERROR_STATUS = {
     "not_found": 404,
     "conflict": 409,
     "invalid_transition": 409,
+    "result_erased": 410,  # an Idempotency-Key replayed after the data it answered with was erased
     "invalid_request": 400,
     "validation_error": 422,
     "too_many_attempts": 429,
@@ -284,6 +285,12 @@ def secure_cookies(config):
 def current_staff(request):
     """The signed-in staff member ({id, association, roles, language, name}) or Unauthorized (401)."""
     return _active[0].staff(request)
+
+
+def current_route():
+    """(method, URL pattern) of the route the current worker serves, e.g. ("GET", "/api/beneficiaries/<...>")."""
+    entrypoint = getattr(getattr(_worker, "ctx", None), "entrypoint", None)
+    return getattr(entrypoint, "method", "?"), getattr(entrypoint, "url", "?")
 
 
 def csrf_token(request):

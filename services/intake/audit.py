@@ -68,6 +68,26 @@ def verify(session):
     return problems
 
 
+def anchor(session):
+    """What to keep outside the data folder: the head hash and how many entries it closes."""
+    head = session.get(AuditHead, HEAD_ID)
+    return {"head": head.hash if head else GENESIS, "entries": head.entries if head else 0}
+
+
+def check_anchor(session, kept):
+    """[problems] if the chain no longer starts with the one `kept` anchored: whoever rewrote the whole
+    chain (every hash recomputed) or cut it shorter cannot make its entry number `entries` hash to `head`."""
+    entries, head = int(kept["entries"]), kept["head"]
+    if entries == 0:
+        return []
+    entry = session.scalars(select(AuditEntry).order_by(AuditEntry.id).offset(entries - 1).limit(1)).first()
+    if entry is None:
+        return [f"the chain has fewer entries than the {entries} anchored: it was cut"]
+    if entry.hash != head:
+        return [f"entry {entries} of the chain is not the one anchored (hash {head[:12]}…): the chain was rewritten"]
+    return []
+
+
 def erase_details(session, beneficiary_id):
     """Her entries keep who, what and when; the free-form details go (their digests stay in the chain)."""
     for entry in session.scalars(select(AuditEntry).where(AuditEntry.beneficiary_id == beneficiary_id)):

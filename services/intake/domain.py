@@ -22,7 +22,7 @@ from services.intake.models import (
     ListeningSession,
 )
 from services.intake.schemas import NAME_FIELDS
-from tansiq import contracts, paging, sealing
+from tansiq import commands, contracts, paging, sealing
 from tansiq.contracts.referrals import SHAREABLE_FIELDS
 from tansiq.crypto import FieldCipher
 from tansiq.errors import DomainError, Forbidden, NotFound
@@ -310,6 +310,23 @@ def record_refusal(session, beneficiary_id, actor, action, error, now):
     _audit(session, beneficiary_id, actor, action, [], now, detail=f"refused: {refusal_reason(error)}")
 
 
+ROUTE_REFUSED = "route_refused"  # a gateway route refused: who, which route, when (no record, no personal data)
+
+
+def record_route_refusal(session, actor, method, route, reason, now):
+    """Audit a web route the gateway (or the service behind it) refused to `actor` for role or association
+    reasons: the route's pattern, never its values; the chain is the one `tansiq audit verify` checks."""
+    _audit(session, "", actor, ROUTE_REFUSED, [], now, detail=f"refused: {method} {route} ({reason})"[:300])
+
+
+def route_refusals(session, since):
+    """[(staff id, association, at, detail)] of the route refusals since `since`, oldest first."""
+    rows = session.execute(select(AuditEntry.staff_id, AuditEntry.association, AuditEntry.at, AuditEntry.detail)
+                           .where(AuditEntry.action == ROUTE_REFUSED, AuditEntry.at >= since)
+                           .order_by(AuditEntry.id)).all()
+    return [tuple(row) for row in rows]
+
+
 def refusal_reason(error):
     """The precise reason of a Forbidden (its code is the generic 'forbidden' unless it is 'no_consent')."""
     return error.details.get("reason") or error.code
@@ -546,6 +563,7 @@ def erase_beneficiary(session, beneficiary_id, actor, now):
     for index in session.scalars(select(BlindIndex).where(BlindIndex.beneficiary_id == beneficiary_id)):
         session.delete(index)
     audit.erase_details(session, beneficiary_id)
+    commands.forget_results(session, [beneficiary_id])  # her record as idempotent commands first answered it
     beneficiary.erased_at, beneficiary.erased_by = now, actor.id
     _audit(session, beneficiary_id, actor, "erase", list(PERSONAL_FIELDS + SESSION_FIELDS), now)
     # Referrals (consented or overridden) and notifications end their copies too.

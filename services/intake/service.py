@@ -48,7 +48,7 @@ class IntakeService:
         command = Command("intake.register_beneficiary", actor, idempotency_key, payload)
         with self.db.session() as session:
             return command.run(session, lambda: domain.register_beneficiary(session, self.keyring, data, actor,
-                                                                            utcnow()))
+                                                                            utcnow()), subject=lambda r: r["id"])
 
     @rpc
     def get_beneficiary(self, beneficiary_id, actor):
@@ -72,21 +72,23 @@ class IntakeService:
         command = Command("intake.add_session", actor, idempotency_key, beneficiary_id, payload)
         with self.guarded(beneficiary_id, actor, "add_session") as session:
             return command.run(session, lambda: domain.add_session(session, self.keyring, beneficiary_id, data, actor,
-                                                                   utcnow()))
+                                                                   utcnow()), subject=beneficiary_id)
 
     @rpc
     def record_consent(self, beneficiary_id, payload, actor, idempotency_key=None):
         data, actor = load_request(ConsentSchema(), payload), self.identity.actor(actor)
         command = Command("intake.record_consent", actor, idempotency_key, beneficiary_id, payload)
         with self.guarded(beneficiary_id, actor, "record_consent") as session:
-            return command.run(session, lambda: domain.record_consent(session, beneficiary_id, data, actor, utcnow()))
+            return command.run(session, lambda: domain.record_consent(session, beneficiary_id, data, actor, utcnow()),
+                               subject=beneficiary_id)
 
     @rpc
     def revoke_consent(self, consent_id, actor, idempotency_key=None):
         actor = self.identity.actor(actor)
         command = Command("intake.revoke_consent", actor, idempotency_key, consent_id)
         with self.db.session() as session:
-            return command.run(session, lambda: domain.revoke_consent(session, consent_id, actor, utcnow()))
+            return command.run(session, lambda: domain.revoke_consent(session, consent_id, actor, utcnow()),
+                               subject=lambda r: r["beneficiary_id"])
 
     @rpc
     def prepare_referral_share(self, beneficiary_id, recipient_association, category, fields, actor,
@@ -106,6 +108,14 @@ class IntakeService:
                 recipient_offers=lambda association, _category: association in offering,
                 seal_for=seal_for,
             )
+
+    @rpc
+    def record_route_refusal(self, method, route, reason, actor):
+        """The gateway tells who was refused which route (signed for her: no one else can be named)."""
+        actor = self.identity.actor(actor)
+        with self.db.session() as session:
+            domain.record_route_refusal(session, actor, str(method)[:10], str(route)[:200], str(reason)[:60], utcnow())
+        return "recorded"
 
     @rpc
     def erase_beneficiary(self, beneficiary_id, actor):

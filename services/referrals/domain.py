@@ -13,7 +13,7 @@ from sqlalchemy.orm import object_session, selectinload
 
 from services.referrals.models import AssociationKey, FiredDeadline, HolidayOverride, Referral, ReferralHistory
 from services.referrals.workcal import WorkCalendar
-from tansiq import contracts, paging, sealing
+from tansiq import commands, contracts, paging, sealing
 from tansiq.contracts.actor import Actor
 from tansiq.contracts.referrals import CLOSURE_REASONS, SHAREABLE_FIELDS
 from tansiq.errors import Conflict, DomainError, Forbidden, NotFound
@@ -446,6 +446,7 @@ def erase_for_beneficiary(session, now, beneficiary_id):
         if not already:
             _announce_erasure(session, referral, now, BENEFICIARY_ERASED)
         erased.append(referral)
+    commands.forget_results(session, [referral.id for referral in erased])  # both sides' first answers
     session.flush()
     return erased
 
@@ -475,6 +476,8 @@ def destroy_recipient_copy(referral, now):
             entry.sealed_note = sealing.without(entry.sealed_note, recipient)
     referral.shared_erased_at = referral.shared_erased_at or now
     referral.copy_expires_at = None
+    # What the recipient's own idempotent commands first answered held the copy too.
+    commands.forget_results(object_session(referral), [referral.id], association=recipient)
 
 
 def _announce_erasure(session, referral, now, note):

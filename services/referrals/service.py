@@ -77,7 +77,7 @@ class ReferralsService:
                     note=data["note"], from_integration=sender.get("integration", "tansiq"), referral_id=referral_id,
                     **recipient)
                 return referral_out.dump(domain.view(referral, actor, now, self.keyring))
-            return command.run(session, create)
+            return command.run(session, create, subject=referral_id)
 
     @rpc(expected_exceptions=DomainError)
     def transition(self, referral_id, action, payload, actor, idempotency_key=None):
@@ -93,7 +93,7 @@ class ReferralsService:
                                              outcome=data["outcome"], note=data["note"],
                                              retention_days=self._retention_days())
                 return referral_out.dump(domain.view(referral, actor, now, self.keyring))
-            return command.run(session, act)
+            return command.run(session, act, subject=referral_id)
 
     @rpc(expected_exceptions=DomainError)
     def reroute(self, referral_id, payload, actor, idempotency_key=None):
@@ -120,7 +120,7 @@ class ReferralsService:
                     service_category=category, service_id=data["service_id"], reason=data["reason"],
                     urgency=data["urgency"], note=data["note"], new_referral_id=new_id, **recipient)
                 return referral_out.dump(domain.view(new, actor, now, self.keyring))
-            return command.run(session, reroute)
+            return command.run(session, reroute, subject=new_id)
 
     @rpc(expected_exceptions=DomainError)
     def get_referral(self, referral_id, actor):

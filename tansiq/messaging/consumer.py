@@ -435,11 +435,11 @@ class PartnerQueue(ServiceQueue):
         cached = self._keys.get(slug)
         if cached and cached[1] > time.monotonic():
             return cached[0]
-        from nameko.standalone.rpc import ClusterRpcProxy
+        from tansiq.transport import cluster_rpc
 
         config = {key: self.container.config[key] for key in ("AMQP_URI", "AMQP_SSL") if key in self.container.config}
         try:
-            with ClusterRpcProxy(config, timeout=10) as cluster:
+            with cluster_rpc(config, timeout=10) as cluster:
                 try:
                     key = cluster.directory.get_association(slug).get("public_key")
                 except NotFound:

@@ -66,4 +66,6 @@ class CommandKey(MessagingBase):
     key: Mapped[str] = mapped_column(String(200))  # a hash of the key (hex), never the key itself
     fingerprint: Mapped[str] = mapped_column(String(64))  # sha256 of the request: same key, other request -> refused
     result: Mapped[str] = mapped_column(Text)  # encrypted under another hash of the key: no copy in clear
+    # Whose data the result may hold (a beneficiary's or a referral's id): erasure blanks its result.
+    subject: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)

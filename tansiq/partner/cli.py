@@ -105,9 +105,9 @@ def _write_private(path, content):
 
 
 def register_public_key(amqp_uri, slug, public_key, encryption_key=None):
-    from nameko.standalone.rpc import ClusterRpcProxy  # imported here: only this command needs nameko
+    from tansiq.transport import cluster_rpc
 
-    with ClusterRpcProxy({"AMQP_URI": amqp_uri}, timeout=RPC_TIMEOUT_S) as rpc:
+    with cluster_rpc({"AMQP_URI": amqp_uri}, timeout=RPC_TIMEOUT_S) as rpc:
         rpc.directory.set_public_key(slug, public_key)
         if encryption_key:
             rpc.directory.set_encryption_key(slug, encryption_key)

@@ -94,3 +94,18 @@ def axe():
                 for v in result["violations"] if v["impact"] in impacts]
 
     return check
+
+
+@pytest.fixture(scope="module")
+def gateway_network(sync_api, broker_admin):
+    """The demo network's directory and gateway, one per test module: starting services is the slow part."""
+    from harness import Network
+
+    network = Network()
+    try:
+        network.migrate()
+        network.seed()
+        network.start("directory", "gateway")
+        yield network
+    finally:
+        network.close()

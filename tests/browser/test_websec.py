@@ -23,18 +23,8 @@ SECURITY_HEADERS = ("Content-Security-Policy", "X-Content-Type-Options", "Referr
 
 
 @pytest.fixture(scope="module")
-def network(sync_api, broker_admin):
-    """One network for the module: starting services is the slow part."""
-    from harness import Network
-
-    network = Network()
-    try:
-        network.migrate()
-        network.seed()
-        network.start("directory", "gateway")
-        yield network
-    finally:
-        network.close()
+def network(gateway_network):
+    return gateway_network  # directory and gateway (conftest.py)
 
 
 @contextmanager

@@ -17,10 +17,10 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from harness import BROKER_HOST
 from kombu import Queue
-from nameko.standalone.rpc import ClusterRpcProxy
 
 from tansiq.config import amqp_ssl
 from tansiq.messaging.broker import connect
+from tansiq.transport import cluster_rpc, use_key_file
 
 
 def self_signed(folder):
@@ -113,7 +113,8 @@ def test_a_service_and_its_callers_talk_over_amqps(network_factory, tls, monkeyp
     network.env.update(AMQP_URI=uri, TANSIQ_AMQP_CA_FILE=str(cert_file))
     network.migrate()
     network.start("directory")  # nameko's own connections, with the AMQP_SSL options tansiq.config derives
-    with ClusterRpcProxy({"AMQP_URI": uri, "AMQP_SSL": amqp_ssl(uri)}, timeout=20) as cluster:
+    use_key_file(network.transport_key_file)
+    with cluster_rpc({"AMQP_URI": uri, "AMQP_SSL": amqp_ssl(uri)}, timeout=20) as cluster:
         assert cluster.directory.health() == "ok"
 
 

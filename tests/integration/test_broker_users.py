@@ -5,13 +5,13 @@ right user cannot call a service."""
 import pytest
 from amqp.exceptions import AccessRefused
 from harness import admin
-from nameko.standalone.rpc import ClusterRpcProxy
 
 from tansiq import broker_users
+from tansiq.transport import cluster_rpc, use_key_file
 
 
 def client(uri):
-    return ClusterRpcProxy({"AMQP_URI": uri}, timeout=20)
+    return cluster_rpc({"AMQP_URI": uri}, timeout=20)
 
 
 @pytest.fixture
@@ -23,6 +23,7 @@ def users(network_factory):
     broker_users.apply(vhost_admin, passwords, prefix)
     uris = {service: broker_users.amqp_uri(network.amqp_uri, prefix + service, password)
             for service, password in passwords.items()}
+    use_key_file(network.transport_key_file)  # the services' transport keys, for this test's clients
     yield network, uris
     for service in broker_users.SERVICES:
         vhost_admin.delete_user(prefix + service)

@@ -4,61 +4,23 @@ file (nor its WAL/journal; PostgreSQL through pg_dump), no log, no broker queue 
 holds any of them in clear, and the recipients can read nothing.
 """
 
+import base64
 import shutil
 import subprocess
 import uuid
 
 import pytest
-from harness import Network, admin, eventually
-from test_referrals_loop import MARRAKECH, RABAT, Api, Partner, add_partner_association
+from fixtures.firehose import firehose
+from fixtures.referral_network import MARRAKECH, RABAT, Api, referral_network
+from harness import admin, eventually
 
-from tansiq import config, sealing, signing
-from tansiq.db import make_engine, session_scope
-
-SERVICES = ("directory", "intake", "referrals", "notifications", "gateway")
-SAFI_ADMIN = "rachida@amal-safi.test"  # the demo has no admin at Safi; only an admin erases (cases.erase)
-
-
-def add_safi_admin(network):
-    from services.directory import domain
-
-    engine = make_engine(config.load("directory", environ=network.env)["DB_URI"])
-    try:
-        with session_scope(engine) as session:
-            domain.upsert_staff(session, {
-                "id": "s-t-safi-admin", "association_slug": "amal-safi", "name": "Rachida (admin)",
-                "email": SAFI_ADMIN, "language": "fr", "roles": ["admin"], "active": True}, password="tansiq-demo")
-    finally:
-        engine.dispose()
+SAFI_ADMIN = {"rachida": ("amal-safi", "admin")}  # the demo has no admin at Safi; only an admin erases (cases.erase)
 
 
 @pytest.fixture(scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def network(request, broker_admin):
-    network = Network(backend=request.param)
-    partner = None
-    try:
-        network.migrate()
-        network.seed()
-        slug = f"nour-{network.id}"
-        add_partner_association(network, slug)
-        add_safi_admin(network)
-        partner = network.partner = Partner(network, slug)
-        network.start(*SERVICES)
-        with network.rpc() as rpc:
-            rpc.directory.set_public_key(slug, signing.public_key_b64(partner.key))
-            rpc.directory.set_encryption_key(slug, sealing.public_key_b64(partner.encryption_key))
-        network.staff = {name: network.login(email) for name, email in {
-            "fatima": "fatima@amal-safi.example",   # case worker, Safi (sender)
-            "hanane": "hanane@amal-safi.example",   # case worker + coordinator, Safi (override)
-            "rachida": SAFI_ADMIN,                  # admin, Safi (erasure)
-            "naima": "naima@wafae.example",         # case worker, Marrakech (recipient)
-            "amina": "amina@insaf.example",         # case worker + coordinator, Rabat (override recipient)
-        }.items()}
+    with referral_network(request.param, extra_staff=SAFI_ADMIN) as network:
         yield network
-    finally:
-        if partner is not None:
-            partner.close()
-        network.close()
 
 
 def canary(label):
@@ -73,8 +35,15 @@ def queued_bodies(network):
         if queue.get("messages"):
             got = broker._call("POST", f"/queues/{network.vhost}/{queue['name']}/get",
                                {"count": 10_000, "ackmode": "ack_requeue_true", "encoding": "auto"})
-            bodies += [(queue["name"], message["payload"]) for message in got]
+            bodies += [(queue["name"], _payload(message)) for message in got]
     return bodies
+
+
+def _payload(message):
+    """A body as the management API gives it: text, or base64 when it is not UTF-8 (sealed RPC bodies)."""
+    if message.get("payload_encoding") == "base64":
+        return base64.b64decode(message["payload"]).decode("utf-8", "replace")
+    return message["payload"]
 
 
 def stored_bytes(network):
@@ -98,56 +67,60 @@ def test_no_canary_survives_in_clear_and_recipients_read_nothing(network):
     canaries = (first, last, notes, phone, *texts.values())
     everything = ["first_name", "last_name", "phone", "needs", "notes"]
 
-    beneficiary = fatima.register(first, last, phone, notes=notes)
-    fatima.consent(beneficiary, everything, recipient=MARRAKECH)
-    fatima.consent(beneficiary, everything, recipient=partner.slug)
+    # RabbitMQ's firehose keeps a copy of every message published and delivered meanwhile: RPC requests and
+    # replies, events, retries, dead letters.
+    with firehose(network) as trace:
+        beneficiary = fatima.register(first, last, phone, notes=notes)
+        fatima.consent(beneficiary, everything, recipient=MARRAKECH)
+        fatima.consent(beneficiary, everything, recipient=partner.slug)
 
-    def refer(to, reason, who=fatima, **extra):
-        return who.ok(who.post("/api/referrals", {
-            "beneficiary_id": beneficiary, "to_association": to, "service_category": "legal_orientation",
-            "reason": reason, "urgency": "normal", "fields": everything, "note": texts["Note"], **extra}), 201)["id"]
+        def refer(to, reason, who=fatima, **extra):
+            return who.ok(who.post("/api/referrals", {
+                "beneficiary_id": beneficiary, "to_association": to, "service_category": "legal_orientation",
+                "reason": reason, "urgency": "normal", "fields": everything, "note": texts["Note"], **extra}),
+                201)["id"]
 
-    # 1. A full loop with Marrakech, which reads everything while it works on it.
-    loop = refer(MARRAKECH, texts["Reason"])
-    while_open = naima.referral(loop)
-    assert (while_open["shared"]["first_name"], while_open["reason"]) == (first, texts["Reason"])
-    for action, body in [("acknowledge", {}), ("accept", {}), ("start", {}),
-                         ("complete", {"outcome": texts["Outcome"]})]:
-        naima.ok(naima.act(loop, action, **body))
-    # 2. A decline, with the recipient's own words.
-    declined = refer(MARRAKECH, texts["Decline"])
-    naima.ok(naima.act(declined, "acknowledge"))
-    naima.ok(naima.act(declined, "decline", reason=texts["Decline"]))
-    assert fatima.referral(declined)["decline_reason"] == texts["Decline"]
-    # 3. A withdraw, to the partner (sealed to its key: it opens them, nobody on the way does).
-    withdrawn = refer(partner.slug, texts["Withdrawn"])
-    envelope, _ = partner.about(withdrawn, "sent")
-    assert partner.client.open_sealed(envelope)["shared"]["first_name"] == first
-    fatima.ok(fatima.act(withdrawn, "withdraw"))
-    partner.about(withdrawn, "withdrawn")
-    # 4. An override (no consent covers Rabat): a coordinator shares anyway, with a reason.
-    override = refer(RABAT, texts["Override"], who=hanane, override_reason=texts["OverrideReason"])
-    assert amina.referral(override)["shared"]["phone"] == phone
-    # 5. She is erased (by an admin of her association: cases.erase).
-    rachida.ok(rachida.http.delete(f"{network.web}/api/beneficiaries/{beneficiary}", timeout=30))
+        # 1. A full loop with Marrakech, which reads everything while it works on it.
+        loop = refer(MARRAKECH, texts["Reason"])
+        while_open = naima.referral(loop)
+        assert (while_open["shared"]["first_name"], while_open["reason"]) == (first, texts["Reason"])
+        for action, body in [("acknowledge", {}), ("accept", {}), ("start", {}),
+                             ("complete", {"outcome": texts["Outcome"]})]:
+            naima.ok(naima.act(loop, action, **body))
+        # 2. A decline, with the recipient's own words.
+        declined = refer(MARRAKECH, texts["Decline"])
+        naima.ok(naima.act(declined, "acknowledge"))
+        naima.ok(naima.act(declined, "decline", reason=texts["Decline"]))
+        assert fatima.referral(declined)["decline_reason"] == texts["Decline"]
+        # 3. A withdraw, to the partner (sealed to its key: it opens them, nobody on the way does).
+        withdrawn = refer(partner.slug, texts["Withdrawn"])
+        envelope, _ = partner.about(withdrawn, "sent")
+        assert partner.client.open_sealed(envelope)["shared"]["first_name"] == first
+        fatima.ok(fatima.act(withdrawn, "withdraw"))
+        partner.about(withdrawn, "withdrawn")
+        # 4. An override (no consent covers Rabat): a coordinator shares anyway, with a reason.
+        override = refer(RABAT, texts["Override"], who=hanane, override_reason=texts["OverrideReason"])
+        assert amina.referral(override)["shared"]["phone"] == phone
+        # 5. She is erased (by an admin of her association: cases.erase).
+        rachida.ok(rachida.http.delete(f"{network.web}/api/beneficiaries/{beneficiary}", timeout=30))
 
-    # The recipients read nothing any more: closed-loop, declined, override (erasure), and withdrawn.
-    for api, referral_id in ((naima, loop), (naima, declined), (amina, override)):
-        # Her consents are revoked first (their own copies end), then the erasure itself reaches every referral.
-        seen = eventually(lambda api=api, referral_id=referral_id: (r := api.referral(referral_id)) and any(
-            h["action"] == "erase_shared" and "beneficiary erased" in h["note"] for h in r["history"]) and r,
-            message=f"the erasure reached {referral_id}")
-        assert (seen["shared"], seen["reason"], seen["decline_reason"], seen["outcome"]) == ({}, "", None, None)
-        assert not [value for value in canaries if value in str(seen)], referral_id
-    partner.about(withdrawn, "data_erased")  # the partner is told to erase its own copy too
-    # The sender keeps what it must (state, who, when), not her words: she was erased.
-    assert fatima.referral(loop)["state"] == "completed" and fatima.referral(loop)["reason"] == ""
+        # The recipients read nothing any more: closed-loop, declined, override (erasure), and withdrawn.
+        for api, referral_id in ((naima, loop), (naima, declined), (amina, override)):
+            # Her consents are revoked first (their own copies end), then the erasure itself reaches every referral.
+            seen = eventually(lambda api=api, referral_id=referral_id: (r := api.referral(referral_id)) and any(
+                h["action"] == "erase_shared" and "beneficiary erased" in h["note"] for h in r["history"]) and r,
+                message=f"the erasure reached {referral_id}")
+            assert (seen["shared"], seen["reason"], seen["decline_reason"], seen["outcome"]) == ({}, "", None, None)
+            assert not [value for value in canaries if value in str(seen)], referral_id
+        partner.about(withdrawn, "data_erased")  # the partner is told to erase its own copy too
+        # The sender keeps what it must (state, who, when), not her words: she was erased.
+        assert fatima.referral(loop)["state"] == "completed" and fatima.referral(loop)["reason"] == ""
 
-    # Let every service finish with the messages in flight, then look everywhere.
-    eventually(lambda: all(depth == 0 for name, depth in
-                           ((name, stats[0]) for name, stats in admin(network.vhost).queue_stats().items())
-                           if name.endswith(".events") or name.endswith(".partners")),
-               message="the services consumed every event")
+        # Let every service finish with the messages in flight, then look everywhere.
+        eventually(lambda: all(depth == 0 for name, depth in
+                               ((name, stats[0]) for name, stats in admin(network.vhost).queue_stats().items())
+                               if name.endswith(".events") or name.endswith(".partners")),
+                   message="the services consumed every event")
     network.stop()  # SQLite checkpoints, logs flushed: what is on disk is what stays
     stored = stored_bytes(network)
     # The scan does see the data: her id (not personal) is in the databases it reads.
@@ -156,5 +129,13 @@ def test_no_canary_survives_in_clear_and_recipients_read_nothing(network):
     leaks = {where: [value for value in canaries if value.encode() in content] for where, content in stored.items()}
     leaks.update({f"queue {queue}": [value for value in canaries if value in body]
                   for queue, body in queued_bodies(network)})
+    traced = trace.messages()
+    leaks.update({f"traced {message.routing_key} #{number}": [value for value in canaries if value in message.text()]
+                  for number, message in enumerate(traced)})
     assert {where: found for where, found in leaks.items() if found} == {}
     assert any(path.suffix == ".log" for path in network.var.iterdir())  # the scan did see the logs
+    # ... and the firehose saw the traffic: RPC both ways (sealed), events, and the partner's messages.
+    if trace.enabled:
+        routes = {message.routing_key for message in traced}
+        assert {"publish.nameko-rpc", "deliver.rpc-intake", "deliver.rpc-referrals"} <= routes, sorted(routes)
+        assert any(route.startswith("deliver.partner.") for route in routes), sorted(routes)

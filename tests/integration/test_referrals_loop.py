@@ -9,191 +9,31 @@ Deadlines (controlled clock) are covered by tests/unit/test_referrals_deadlines.
 """
 
 import json
-import os
 import uuid
-from urllib.parse import quote
 
-import pika
 import pytest
-from harness import BROKER_HOST, Network, add_partner_association, eventually
+from fixtures.referral_network import MARRAKECH, RABAT, SAFI, SERVICES, TYPE, Api, referral_network
+from harness import eventually
 
-from tansiq import contracts, ops, sealing, signing
-from tansiq.broker_admin import BrokerAdmin
-from tansiq.envelope import MAX_BODY_BYTES, Envelope, parse
+from tansiq import contracts, ops, signing
+from tansiq.envelope import MAX_BODY_BYTES, Envelope
 from tansiq.messaging import topology
-from tansiq.partner import PartnerClient
 
-SERVICES = ("directory", "intake", "referrals", "notifications", "gateway")
 SENT = contracts.get("ma.tansiq.referral.sent.v1").example
 REJECTED = "ma.tansiq.message.rejected.v1"
-TYPE = "ma.tansiq.referral.{}.v1".format
 SENT_TYPE = TYPE("sent")
-SAFI, MARRAKECH, RABAT = "amal-safi", "wafae-marrakech", "insaf-rabat"
-
-
-# --- the partner: its own software, talking to Tansiq only through its broker user ---------------
-
-class Partner:
-    """A partner association's system: the SDK to send, its own queue `partner.<slug>` to read."""
-
-    def __init__(self, network, slug):
-        self.slug = slug
-        self.admin = BrokerAdmin(vhost=network.vhost)
-        self.admin.declare_topology()  # its queue binds to partners.outbound
-        password = self.admin.add_partner(slug)["password"]
-        self.uri = f"amqp://{slug}:{password}@{BROKER_HOST}:5672/{quote(network.vhost, safe='')}"
-        self.key = signing.generate_key()
-        self.encryption_key = sealing.generate_private_key()  # opens what Tansiq seals to this partner
-        self.client = PartnerClient(self.uri, slug, self.key, network.var / f"{slug}-outbox.sqlite3",
-                                    encryption_key=self.encryption_key)
-        self.received = []  # (envelope, raw body) of everything read from its queue so far
-
-    def send(self, verb, data, correlationid=None):
-        envelope = self.client.send(TYPE(verb), data, correlationid)
-        assert self.client.store.pending_count() == 0, "the partner's message was not confirmed by the broker"
-        return envelope
-
-    def publish_raw(self, body, routing_key=None, message_id=None):
-        """Publish bytes as this partner (its broker user), with confirms: bad input the broker lets through."""
-        connection = pika.BlockingConnection(pika.URLParameters(self.uri))
-        try:
-            channel = connection.channel()
-            channel.confirm_delivery()
-            channel.basic_publish(topology.PARTNERS_INBOUND, routing_key or f"{self.slug}.{TYPE('sent')}", body,
-                                  pika.BasicProperties(user_id=self.slug, delivery_mode=2, message_id=message_id,
-                                                       content_type="application/cloudevents+json"),
-                                  mandatory=True)
-        finally:
-            connection.close()
-
-    def poll(self):
-        connection = pika.BlockingConnection(pika.URLParameters(self.uri))
-        try:
-            channel = connection.channel()
-            while True:
-                method, _, body = channel.basic_get(topology.partner_queue(self.slug), auto_ack=True)
-                if method is None:
-                    break
-                self.received.append((parse(body), body))
-        finally:
-            connection.close()
-
-    def wait_for(self, predicate, message, count=1, timeout=60):
-        """The messages matching `predicate` once there are at least `count` of them."""
-        def found():
-            self.poll()
-            matching = [(envelope, body) for envelope, body in self.received if predicate(envelope)]
-            return matching if len(matching) >= count else None
-
-        return eventually(found, timeout=timeout, message=message)
-
-    def about(self, referral_id, verb, timeout=60):
-        [(envelope, body)] = self.wait_for(
-            lambda e: e.type == TYPE(verb) and e.data.get("referral_id") == referral_id,
-            f"{verb} of {referral_id} on partner.{self.slug}", timeout=timeout)
-        return envelope, body
-
-    def close(self):
-        self.admin.revoke_partner(self.slug)
 
 
 @pytest.fixture(scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def network(request, broker_admin):
     """One network for the module (network_factory's is per test): the tests follow only their own referrals."""
-    network = Network(backend=request.param)
-    partner = None
-    try:
-        network.migrate()
-        network.seed()
-        slug = f"nour-{network.id}"
-        add_partner_association(network, slug)
-        partner = network.partner = Partner(network, slug)
-        network.start(*SERVICES)
-        with network.rpc() as rpc:
-            rpc.directory.set_public_key(slug, signing.public_key_b64(partner.key))
-            rpc.directory.set_encryption_key(slug, sealing.public_key_b64(partner.encryption_key))
-            assert rpc.directory.get_association(slug)["integration"] == "queue"
-        network.staff = {name: network.login(email) for name, email in {
-            "fatima": "fatima@amal-safi.example",   # case worker, Safi (sender)
-            "hanane": "hanane@amal-safi.example",   # case worker + coordinator, Safi
-            "naima": "naima@wafae.example",         # case worker, Marrakech (recipient)
-            "amina": "amina@insaf.example",         # case worker + coordinator, Rabat
-        }.items()}
+    with referral_network(request.param) as network:
         yield network
-    finally:
-        if os.environ.get("TANSIQ_TEST_SHOW_LOGS"):
-            for service in network.procs:
-                print(f"----- {service} -----\n{network.log(service)}")
-        if partner is not None:
-            partner.close()
-        network.close()
 
 
 @pytest.fixture
 def partner(network):
     return network.partner
-
-
-# --- the API, as staff use it -------------------------------------------------------------------------
-
-class Api:
-    def __init__(self, network, who):
-        self.web, self.http = network.web, network.staff[who]
-
-    def get(self, path, **kwargs):
-        return self.http.get(self.web + path, timeout=30, **kwargs)
-
-    def post(self, path, body=None):
-        return self.http.post(self.web + path, json=body if body is not None else {}, timeout=30)
-
-    def ok(self, response, status=200):
-        assert response.status_code == status, response.text
-        return response.json()
-
-    def register(self, first_name, last_name, phone, notes="Violence conjugale depuis deux ans."):
-        return self.ok(self.post("/api/beneficiaries", {
-            "kind": "survivor", "first_name": first_name, "last_name": last_name, "phone": phone,
-            "birth_year": 1990, "city": "Safi", "language": "ar", "needs": ["legal_orientation"],
-            "urgency": "normal", "notes": notes}), 201)["id"]
-
-    def consent(self, beneficiary_id, fields, recipient=None, category=None, purpose="legal_orientation"):
-        body = {"purpose": purpose, "fields": fields}
-        body.update({"recipient_association": recipient} if recipient else {"recipient_category": category})
-        return self.ok(self.post(f"/api/beneficiaries/{beneficiary_id}/consents", body), 201)["id"]
-
-    def refer(self, beneficiary_id, to, fields, category="legal_orientation", reason="Besoin d'une avocate"):
-        return self.post("/api/referrals", {
-            "beneficiary_id": beneficiary_id, "to_association": to, "service_category": category,
-            "reason": reason, "urgency": "normal", "fields": fields})
-
-    def referral(self, referral_id):
-        return self.ok(self.get(f"/api/referrals/{referral_id}"))
-
-    def act(self, referral_id, action, **body):
-        return self.post(f"/api/referrals/{referral_id}/{action}", body)
-
-    def walk(self, path, **params):
-        """Every item of a paged list, following `next` to the last page."""
-        items, cursor = [], None
-        while True:
-            page = self.ok(self.get(path, params={**params, "limit": 200, **({"cursor": cursor} if cursor else {})}))
-            items += page["items"]
-            cursor = page["next"]
-            if cursor is None:
-                return items
-
-    def received(self):
-        return self.walk("/api/referrals", direction="received")
-
-    def inbox_items(self, link):
-        return [item for item in self.walk("/api/inbox") if item["link"] == link]
-
-    def inbox_kinds(self, link):
-        return {item["kind"] for item in self.inbox_items(link)}
-
-    def wait_inbox(self, link, kinds, timeout=60):
-        return eventually(lambda: set(kinds) <= self.inbox_kinds(link) and self.inbox_kinds(link), timeout=timeout,
-                          message=f"inbox items {sorted(kinds)} for {link}")
 
 
 def error_of(response, status):

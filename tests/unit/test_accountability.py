@@ -219,3 +219,66 @@ def test_the_migration_chains_the_entries_written_before_it(tmp_path):
         connection.execute(text("UPDATE audit_entry SET action = 'erase' WHERE id = 2"))
     assert verify(engine)
     engine.dispose()
+
+
+# --- anchoring: a chain rewritten as a whole, or cut, is caught by what was kept outside ---
+
+def rewrite_whole_chain(engine, keep=None):
+    """What an attacker with the database does: change an entry (or keep only the first `keep`), then
+    recompute every hash and the head, so the chain verifies on its own."""
+    from services.intake.models import AuditHead
+
+    with session_scope(engine) as session:
+        entries = session.scalars(select(AuditEntry).order_by(AuditEntry.id)).all()
+        if keep is None:
+            entries[0].staff_id = "s-someone-else"
+        else:
+            for entry in entries[keep:]:
+                session.delete(entry)
+            entries = entries[:keep]
+        previous = audit.GENESIS
+        for entry in entries:
+            entry.prev_hash, entry.detail_hash = previous, audit.digest(entry.detail or "")
+            entry.hash = previous = audit.entry_hash(entry)
+        head = session.get(AuditHead, audit.HEAD_ID)
+        head.hash, head.entries = previous, len(entries)
+
+
+@pytest.mark.parametrize("attack", ["rewritten", "cut"])
+def test_an_anchor_catches_a_chain_rewritten_or_cut_as_a_whole(engine, attack):
+    beneficiary_id = a_trail(engine, KeyRing(bytes(32)))
+    kept = in_unit(engine, audit.anchor)
+    assert kept["entries"] == len(ids(engine)) and in_unit(engine, audit.check_anchor, kept) == []
+    in_unit(engine, intake.get_beneficiary, KeyRing(bytes(32)), beneficiary_id, WORKER, NOW)  # the chain goes on
+    in_unit(engine, intake.erase_beneficiary, beneficiary_id, ADMIN, NOW)  # erasure blanks details, not hashes
+    assert in_unit(engine, audit.check_anchor, kept) == [] and verify(engine) == []
+    rewrite_whole_chain(engine, keep=None if attack == "rewritten" else kept["entries"] - 1)
+    assert verify(engine) == [], "the attack needs an anchor to be seen: the chain alone verifies"
+    problems = in_unit(engine, audit.check_anchor, kept)
+    assert problems and ("rewritten" if attack == "rewritten" else "cut") in problems[0]
+
+
+def test_the_anchor_command_refuses_the_data_folder_and_verify_checks_every_anchor(tmp_path, monkeypatch, capsys):
+    from tansiq import cli
+
+    var = tmp_path / "var"
+    monkeypatch.setenv("TANSIQ_VAR", str(var))
+    monkeypatch.delenv("TANSIQ_INTAKE_DB_URI", raising=False)
+    engine = make_engine(f"sqlite:///{var / 'intake.sqlite3'}")
+    create_all(engine)
+    a_trail(engine, KeyRing(bytes(32)))
+
+    assert cli.main(["audit", "anchor", "--output", str(var / "anchors.jsonl")]) == 2  # beside the data: refused
+    kept_file = tmp_path / "coordinator" / "anchors.jsonl"
+    kept_file.parent.mkdir()
+    assert cli.main(["audit", "anchor", "--output", str(kept_file)]) == 0
+    in_unit(engine, intake.get_beneficiary, KeyRing(bytes(32)), a_trail(engine, KeyRing(bytes(32))), WORKER, NOW)
+    assert cli.main(["audit", "anchor", "--output", str(kept_file)]) == 0  # appended: two anchors now
+    assert len(kept_file.read_text().splitlines()) == 2
+    assert cli.main(["audit", "verify", "--anchor", str(kept_file)]) == 0
+    assert "2 anchor(s) hold" in capsys.readouterr().out
+    rewrite_whole_chain(engine)
+    assert cli.main(["audit", "verify"]) == 0  # without the anchors the rewrite passes ...
+    assert cli.main(["audit", "verify", "--anchor", str(kept_file)]) == 1  # ... with them it does not
+    assert "rewritten" in capsys.readouterr().err
+    engine.dispose()

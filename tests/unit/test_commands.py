@@ -279,3 +279,74 @@ def test_a_referral_repeated_with_its_key_is_made_once_and_intake_asked_once(ref
     assert referrals.transition(first["id"], "acknowledge", {}, RECIPIENT, idempotency_key="ack-1") == acknowledged
     with pytest.raises(DomainError):  # without its key, acknowledging twice is refused, as before
         referrals.transition(first["id"], "acknowledge", {}, RECIPIENT)
+
+
+# --- erasure reaches the stored first results (they may hold her data) ---
+
+def test_forgotten_results_are_refused_not_replayed_and_not_run_again(engine):
+    effects = Effects()
+    with session_scope(engine) as session:
+        Command("test.create", SALMA, "k-1", {"n": 1}).run(session, lambda: effects(session), subject="b-1")
+        Command("test.create", SALMA, "k-2", {"n": 2}).run(session, lambda: effects(session), subject="b-2")
+    with session_scope(engine) as session:
+        assert commands.forget_results(session, ["b-1"]) == 1
+    with pytest.raises(DomainError) as refused:
+        attempt(engine, effects, "k-1", {"n": 1})
+    assert refused.value.code == commands.RESULT_ERASED and effects.runs == 2  # nothing comes back, nothing re-run
+    assert attempt(engine, effects, "k-2", {"n": 2})["id"] == "created-2"  # another woman's: untouched
+    with session_scope(engine) as session:
+        assert commands.forget_results(session, ["b-1"]) == 0  # already blank: counted once
+
+
+def test_a_recipient_copy_ending_forgets_only_that_associations_results(engine):
+    effects = Effects()
+    recipient = Actor(association="wafae-marrakech", id="s-9")
+    with session_scope(engine) as session:
+        Command("test.ack", recipient, "k-r", {}).run(session, lambda: effects(session), subject="r-1")
+        Command("test.create", SALMA, "k-s", {}).run(session, lambda: effects(session), subject="r-1")
+    with session_scope(engine) as session:
+        assert commands.forget_results(session, ["r-1"], association="wafae-marrakech") == 1
+    with pytest.raises(DomainError):
+        attempt(engine, effects, "k-r", {}, actor=recipient, name="test.ack")
+    assert attempt(engine, effects, "k-s", {})["id"] == "created-2"  # the sender's own answer stays
+
+
+def test_a_registration_replayed_after_her_erasure_brings_nothing_back_and_creates_nothing(intake):
+    service, engine = intake
+    admin = {"id": "s-3", "association": "amal-safi", "roles": ["admin"]}
+    woman = {"first_name": "CanaryKhadija", "phone": "0612345678", "notes": "CanaryNotes", "needs": ["shelter"]}
+    first = service.register_beneficiary(woman, signed(STAFF), idempotency_key="form-erased")
+    consent = {"purpose": "shelter", "fields": ["first_name"], "recipient_category": "shelter"}
+    service.record_consent(first["id"], consent, signed(STAFF), idempotency_key="consent-erased")
+    service.erase_beneficiary(first["id"], signed(admin))
+    for replay in (lambda: service.register_beneficiary(woman, signed(STAFF), idempotency_key="form-erased"),
+                   lambda: service.record_consent(first["id"], consent, signed(STAFF),
+                                                  idempotency_key="consent-erased")):
+        with pytest.raises(DomainError) as refused:
+            replay()
+        assert refused.value.code == commands.RESULT_ERASED and "Canary" not in str(refused.value.args)
+    assert count(engine, Beneficiary) == 1
+    assert web.response_for(refused.value).status_code == 410
+
+
+def test_referral_answers_end_with_the_recipients_copy_and_with_her_erasure(referrals):
+    from test_referrals_service import CASE_WORKER, RECIPIENT
+
+    from services.referrals import domain
+
+    request = {"beneficiary_id": "b-1", "to_association": "wafae-marrakech",
+               "service_category": "legal_orientation", "reason": "Needs a lawyer", "urgency": "urgent",
+               "fields": ["first_name", "phone"]}
+    sent = referrals.create_referral(request, CASE_WORKER, idempotency_key="ref-e")
+    acknowledged = referrals.transition(sent["id"], "acknowledge", {}, RECIPIENT, idempotency_key="ack-e")
+    assert acknowledged["shared"]  # the recipient's first answer held what was shared
+    referrals.transition(sent["id"], "decline", {"reason": "No lawyer free"}, RECIPIENT, idempotency_key="dec-e")
+    with pytest.raises(DomainError) as refused:  # her copy ended: so did its replayable answer
+        referrals.transition(sent["id"], "acknowledge", {}, RECIPIENT, idempotency_key="ack-e")
+    assert refused.value.code == commands.RESULT_ERASED
+    assert referrals.create_referral(request, CASE_WORKER, idempotency_key="ref-e") == sent  # the sender's stays
+    with session_scope(referrals.session.get_bind()) as session:
+        domain.erase_for_beneficiary(session, utcnow(), "b-1")
+    with pytest.raises(DomainError) as refused:
+        referrals.create_referral(request, CASE_WORKER, idempotency_key="ref-e")
+    assert refused.value.code == commands.RESULT_ERASED and len(referrals.intake.calls) == 1

@@ -18,6 +18,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tansiq import config as tansiq_config
+from tansiq.transport import TransportKeys
+
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 SERVICES = ("directory", "intake", "referrals", "events", "notifications", "gateway")
@@ -141,8 +144,12 @@ def test_keys_are_files_given_only_to_their_service(compose):
     for name, service in compose["services"].items():
         for secret in service.get("secrets", []):
             assert secret in secrets, f"{name} uses undeclared secret {secret}"
-    assert compose["services"]["intake"]["secrets"] == ["intake_data_key", "actor_public_key"]
-    assert compose["services"]["gateway"]["secrets"] == ["gateway_secret_key", "actor_signing_key", "actor_public_key"]
+    assert compose["services"]["intake"]["secrets"] == ["intake_data_key", "actor_public_key", "transport_keys"]
+    assert compose["services"]["gateway"]["secrets"] == ["gateway_secret_key", "actor_signing_key", "actor_public_key",
+                                                         "transport_keys"]
+    # Every service seals and opens internal RPC (tansiq.transport); the one-off migration does not call any.
+    assert [name for name, service in compose["services"].items()
+            if "transport_keys" in service.get("secrets", [])] == list(tansiq_config.SERVICES)
     # The actor signing key is the gateway's alone: whoever holds it can speak for any staff member.
     assert [name for name, service in compose["services"].items()
             if "actor_signing_key" in service.get("secrets", [])] == ["gateway"]
@@ -291,6 +298,8 @@ def test_make_deploy_env_generates_consistent_random_secrets(tmp_path):
     for key in ("gateway-secret.key", "intake-master.key"):
         assert len(base64.b64decode((tmp_path / "var" / "secrets" / key).read_bytes())) == 32
     assert stat.S_IMODE((tmp_path / "var" / "secrets").stat().st_mode) == 0o700
+    # The transport key file is one the services load.
+    assert len(TransportKeys.load(tmp_path / "var" / "secrets" / "transport.keys", create=False).keys) == 1
 
     # A second run keeps what exists: regenerating a key would lock the data away.
     master = (tmp_path / "var" / "secrets" / "intake-master.key").read_bytes()

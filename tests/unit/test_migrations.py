@@ -20,7 +20,7 @@ from tansiq.envelope import utcnow
 from tansiq.messaging.store import InboxMessage, OutboxMessage, messaging_metadata
 
 SHARED_BRANCH_BASE = "habits_0001"
-SHARED_REVISION = "idempotent_0001"  # the head of the shared branch
+SHARED_REVISION = "privacy_0001"  # the head of the shared branch
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

@@ -191,6 +191,47 @@
       });
     });
 
+  // ---- my account, my association's staff ---------------------------------------------------
+
+  // The page reloads with a flag, in the page's language (the session and its CSRF token are new).
+  function reloadWith(flag) {
+    var params = new URLSearchParams(window.location.search);
+    params.set(flag, "1");
+    window.location.assign(window.location.pathname + "?" + params.toString());
+  }
+
+  var passwordForm = document.getElementById("password-form");
+  if (passwordForm) {
+    passwordForm.addEventListener("submit", function (event) {
+      event.preventDefault();
+      clearError(passwordForm);
+      var f = passwordForm.elements;
+      if (!f.current_password.value || !f.new_password.value) { showError(passwordForm, M.required); return; }
+      if (f.new_password.value !== f.confirm_password.value) { showError(passwordForm, M.password_mismatch); return; }
+      var button = passwordForm.querySelector("button[type=submit]");
+      busy(button, true);
+      api("POST", "/api/password", { current_password: f.current_password.value, new_password: f.new_password.value })
+        .then(function () { passwordForm.reset(); reloadWith("changed"); }, function (error) {
+          busy(button, false);
+          showError(passwordForm, error);
+        });
+    });
+  }
+
+  document.querySelectorAll("button.staff-deactivate").forEach(function (button) {
+    button.addEventListener("click", function () {
+      clearError(document);
+      if (!window.confirm((M.staff_confirm || "?").replace("{name}", button.getAttribute("data-name")))) { return; }
+      busy(button, true);
+      api("POST", "/api/staff/" + encodeURIComponent(button.getAttribute("data-id")) + "/deactivate").then(function () {
+        reloadWith("deactivated");
+      }, function (error) {
+        busy(button, false);
+        showError(document, error);
+      });
+    });
+  });
+
   // ---- intake -----------------------------------------------------------------------------
 
   var lang = document.documentElement.lang || "fr";
