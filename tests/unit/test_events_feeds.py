@@ -6,26 +6,18 @@ from datetime import datetime, timedelta, timezone
 
 import icalendar
 import pytest
+from fixtures.events import db, engine  # noqa: F401 - fixtures
 from sqlalchemy import select
 
 from services.events import domain, feeds, ical
-from services.events.models import Base, Event
-from tansiq.db import Sessions, make_engine
+from services.events.models import Event
 from tansiq.errors import DomainError
-from tansiq.messaging.store import messaging_metadata
 
 UTC = timezone.utc
 NOW = datetime(2027, 1, 10, 8, 0, tzinfo=UTC)
 ASSOCIATIONS = {"amal-safi", "tilila-marrakech"}
 
 
-@pytest.fixture
-def db(tmp_path):
-    engine = make_engine(f"sqlite:///{tmp_path / 'events.db'}")
-    Base.metadata.create_all(engine)
-    messaging_metadata.create_all(engine)
-    yield Sessions(engine)
-    engine.dispose()
 
 
 def create(db, **values):

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import eventlet
 import pytest
+from fixtures.events import db, engine  # noqa: F401 - fixtures
 from sqlalchemy import func, select
 
 from services.events import imports, occurrences
@@ -26,13 +27,6 @@ GOOGLE = (SAMPLES / "google_amal_safi.ics").read_text(encoding="utf-8")
 OUTLOOK = (SAMPLES / "outlook_wafae_agadir.ics").read_text(encoding="utf-8")
 
 
-@pytest.fixture
-def db(tmp_path):
-    engine = make_engine(f"sqlite:///{tmp_path / 'events.db'}")
-    Base.metadata.create_all(engine)
-    messaging_metadata.create_all(engine)
-    yield Sessions(engine)
-    engine.dispose()
 
 
 def run(db, text, association="amal-safi", city="Safi"):
