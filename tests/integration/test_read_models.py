@@ -13,8 +13,8 @@ from urllib.parse import quote
 
 import pika
 import pytest
+from fixtures.referral_network import Api, Partner
 from harness import Network, add_partner_association, admin, eventually, random_slug
-from test_referrals_loop import Api, Partner
 
 from tansiq import sealing, signing
 from tansiq.messaging import topology

@@ -6,7 +6,7 @@ from datetime import datetime, timedelta, timezone
 
 import icalendar
 import pytest
-from fixtures.events import db, engine  # noqa: F401 - fixtures
+from fixtures.events import db  # noqa: F401 - fixture
 from sqlalchemy import select
 
 from services.events import domain, feeds, ical

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import eventlet
 import pytest
-from fixtures.events import db, engine  # noqa: F401 - fixtures
+from fixtures.events import db  # noqa: F401 - fixture
 from sqlalchemy import func, select
 
 from services.events import imports, occurrences
