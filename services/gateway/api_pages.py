@@ -1,17 +1,21 @@
 """The web app's shell: home page and static files (each area adds its pages in its own mixin)."""
 
+import logging
 import mimetypes
 from datetime import datetime, timedelta, timezone
 
+from nameko.exceptions import UnknownService
 from werkzeug.exceptions import NotFound
 from werkzeug.security import safe_join
 from werkzeug.wrappers import Response
 
+from services.gateway.calls import ServiceUnavailable
 from services.gateway.pages import page
 from services.gateway.routes import OPTIONAL, PUBLIC, route
 from services.gateway.web import HERE, request_language
 from tansiq.contracts.actor import allows
 
+log = logging.getLogger(__name__)
 STATIC_DIR = HERE / "static"
 HOME_ITEMS = 5  # of each kind on the home page; each list links to the whole
 NEXT_EVENTS = timedelta(days=14)
@@ -28,31 +32,51 @@ class PagesApi:
         return page("home.html", request, staff, now_for=self._needs_now(request, staff))
 
     def _needs_now(self, request, staff):
-        from services.gateway.api_webapp import for_page, has_page, when  # api_webapp imports pages too
+        """Each part on its own: a service that is down leaves its part out (and says so), not the whole page."""
+        lang = request_language(request, staff)
+        parts, unavailable = {"awaiting": [], "awaiting_total": 0, "unread": [], "unread_total": 0, "events": []}, []
+        for name, read in (("referrals", self._awaiting), ("notifications", self._unread), ("events", self._next)):
+            try:
+                parts.update(read(staff, lang))
+            except (ServiceUnavailable, UnknownService) as down:  # the rest of the page still helps her
+                log.warning("home page without %s: %r", name, down)
+                unavailable.append(name)
+        return {**parts, "unavailable": unavailable}
+
+    def _awaiting(self, staff, lang):
+        from services.gateway.api_webapp import for_page  # api_webapp imports pages too
+
+        if not allows(staff["roles"], "referrals.read"):
+            return {}
+        actor, awaiting = self.identity.sign(staff, "referrals"), []
+        for state in AWAITING:  # only what awaits her answer is read, not the whole received list
+            awaiting += [for_page(r, lang) for r in self.referrals_rpc.list_referrals(actor, "received", state)
+                         if r["state"] == state]
+        # Overdue first, then the nearest deadline (ISO times in UTC sort as text).
+        awaiting.sort(key=lambda referral: (not referral.get("overdue"), referral.get("deadline") or "~"))
+        return {"awaiting": awaiting[:HOME_ITEMS * 2], "awaiting_total": len(awaiting)}
+
+    def _unread(self, staff, lang):
+        from services.gateway.api_webapp import has_page, when
         from services.gateway.routes import may_open
 
-        lang = request_language(request, staff)
-        awaiting = []
-        if allows(staff["roles"], "referrals.read"):
-            actor = self.identity.sign(staff, "referrals")
-            for state in AWAITING:  # only what awaits her answer is read, not the whole received list
-                awaiting += [for_page(r, lang) for r in self.referrals_rpc.list_referrals(actor, "received", state)
-                             if r["state"] == state]
-            # Overdue first, then the nearest deadline (ISO times in UTC sort as text).
-            awaiting.sort(key=lambda referral: (not referral.get("overdue"), referral.get("deadline") or "~"))
         notifications = self.identity.sign(staff, "notifications")
         unread = self.notifications_rpc.inbox(notifications, unread_only=True, limit=HOME_ITEMS, language=lang,
                                               paged=True)["items"]
         for item in unread:
             item["when"] = when(item.get("created_at"), lang)
             item["open"] = has_page(item.get("link")) and may_open(staff, item["link"])
+        return {"unread": unread, "unread_total": self.notifications_rpc.unread_count(notifications)}
+
+    def _next(self, staff, lang):
+        from services.gateway.api_webapp import when
+
         start = datetime.now(timezone.utc)
         events = self.events_rpc.list_occurrences_page(start.isoformat(), (start + NEXT_EVENTS).isoformat(),
                                                        audience="network", limit=HOME_ITEMS)["items"]
         for event in events:
             event["when"] = when(event["start"], lang)
-        return {"awaiting": awaiting[:HOME_ITEMS * 2], "awaiting_total": len(awaiting), "unread": unread,
-                "unread_total": self.notifications_rpc.unread_count(notifications), "events": events}
+        return {"events": events}
 
     @route("GET", "/static/<path:path>", auth=PUBLIC, summary="The web app's scripts, styles and fonts")
     def static(self, request, path):

@@ -16,7 +16,7 @@ def network(gateway_network):
     return gateway_network  # directory and gateway (conftest.py)
 
 
-def signed_in(browser, network, email, password=PASSWORD, lang="fr"):
+def signed_in(browser, network, email, password=PASSWORD, lang=None):
     """A page of a fresh browser (its own cookies) signed in as `email`."""
     from playwright.sync_api import expect
 
@@ -26,7 +26,8 @@ def signed_in(browser, network, email, password=PASSWORD, lang="fr"):
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     page.on("console", lambda message: errors.append(message.text)  # the strict CSP holds on these pages too
             if "Content Security Policy" in message.text else None)
-    page.goto(f"{network.web}/login?next=/account&lang={lang}")  # a page of the gateway alone
+    # Without `lang` the pages speak her own language (her staff preference); with it, that one (remembered).
+    page.goto(f"{network.web}/login?next=/account" + (f"&lang={lang}" if lang else ""))
     page.fill("input[name=email]", email)
     page.fill("input[name=password]", password)
     page.click("#login-form button[type=submit]")
