@@ -35,48 +35,13 @@ class PagesApi:
         """Each part on its own: a service that is down leaves its part out (and says so), not the whole page."""
         lang = request_language(request, staff)
         parts, unavailable = {"awaiting": [], "awaiting_total": 0, "unread": [], "unread_total": 0, "events": []}, []
-        for name, read in (("referrals", self._awaiting), ("notifications", self._unread), ("events", self._next)):
+        for name, read in (("referrals", awaiting_her_answer), ("notifications", unread_news), ("events", next_events)):
             try:
-                parts.update(read(staff, lang))
+                parts.update(read(self, staff, lang))
             except (ServiceUnavailable, UnknownService) as down:  # the rest of the page still helps her
                 log.warning("home page without %s: %r", name, down)
                 unavailable.append(name)
         return {**parts, "unavailable": unavailable}
-
-    def _awaiting(self, staff, lang):
-        from services.gateway.api_webapp import for_page  # api_webapp imports pages too
-
-        if not allows(staff["roles"], "referrals.read"):
-            return {}
-        actor, awaiting = self.identity.sign(staff, "referrals"), []
-        for state in AWAITING:  # only what awaits her answer is read, not the whole received list
-            awaiting += [for_page(r, lang) for r in self.referrals_rpc.list_referrals(actor, "received", state)
-                         if r["state"] == state]
-        # Overdue first, then the nearest deadline (ISO times in UTC sort as text).
-        awaiting.sort(key=lambda referral: (not referral.get("overdue"), referral.get("deadline") or "~"))
-        return {"awaiting": awaiting[:HOME_ITEMS * 2], "awaiting_total": len(awaiting)}
-
-    def _unread(self, staff, lang):
-        from services.gateway.api_webapp import has_page, when
-        from services.gateway.routes import may_open
-
-        notifications = self.identity.sign(staff, "notifications")
-        unread = self.notifications_rpc.inbox(notifications, unread_only=True, limit=HOME_ITEMS, language=lang,
-                                              paged=True)["items"]
-        for item in unread:
-            item["when"] = when(item.get("created_at"), lang)
-            item["open"] = has_page(item.get("link")) and may_open(staff, item["link"])
-        return {"unread": unread, "unread_total": self.notifications_rpc.unread_count(notifications)}
-
-    def _next(self, staff, lang):
-        from services.gateway.api_webapp import when
-
-        start = datetime.now(timezone.utc)
-        events = self.events_rpc.list_occurrences_page(start.isoformat(), (start + NEXT_EVENTS).isoformat(),
-                                                       audience="network", limit=HOME_ITEMS)["items"]
-        for event in events:
-            event["when"] = when(event["start"], lang)
-        return {"events": events}
 
     @route("GET", "/static/<path:path>", auth=PUBLIC, summary="The web app's scripts, styles and fonts")
     def static(self, request, path):
@@ -90,3 +55,39 @@ class PagesApi:
             raise NotFound() from None
         mimetype = mimetypes.guess_type(full)[0] or "application/octet-stream"
         return Response(body, mimetype=mimetype, headers={"Cache-Control": "public, max-age=300"})
+
+
+def awaiting_her_answer(gateway, staff, lang):
+    from services.gateway.api_webapp import for_page  # api_webapp imports pages too
+
+    if not allows(staff["roles"], "referrals.read"):
+        return {}
+    actor, awaiting = gateway.identity.sign(staff, "referrals"), []
+    for state in AWAITING:  # only what awaits her answer is read, not the whole received list
+        awaiting += [for_page(r, lang) for r in gateway.referrals_rpc.list_referrals(actor, "received", state)
+                     if r["state"] == state]
+    # Overdue first, then the nearest deadline (ISO times in UTC sort as text).
+    awaiting.sort(key=lambda referral: (not referral.get("overdue"), referral.get("deadline") or "~"))
+    return {"awaiting": awaiting[:HOME_ITEMS * 2], "awaiting_total": len(awaiting)}
+
+def unread_news(gateway, staff, lang):
+    from services.gateway.api_webapp import has_page, when
+    from services.gateway.routes import may_open
+
+    notifications = gateway.identity.sign(staff, "notifications")
+    unread = gateway.notifications_rpc.inbox(notifications, unread_only=True, limit=HOME_ITEMS, language=lang,
+                                          paged=True)["items"]
+    for item in unread:
+        item["when"] = when(item.get("created_at"), lang)
+        item["open"] = has_page(item.get("link")) and may_open(staff, item["link"])
+    return {"unread": unread, "unread_total": gateway.notifications_rpc.unread_count(notifications)}
+
+def next_events(gateway, staff, lang):
+    from services.gateway.api_webapp import when
+
+    start = datetime.now(timezone.utc)
+    events = gateway.events_rpc.list_occurrences_page(start.isoformat(), (start + NEXT_EVENTS).isoformat(),
+                                                   audience="network", limit=HOME_ITEMS)["items"]
+    for event in events:
+        event["when"] = when(event["start"], lang)
+    return {"events": events}
