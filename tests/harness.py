@@ -225,6 +225,19 @@ class Network:
             return ready
 
 
+@contextmanager
+def seeded_network(*services):
+    """A Network of its own with the demo data (`tansiq demo`) and `services` started; closed after."""
+    network = Network()
+    try:
+        network.migrate()
+        network.seed()
+        network.start(*services)
+        yield network
+    finally:
+        network.close()
+
+
 def add_partner_association(network, slug):
     """A partner association in the network's directory, under a slug of the test's own: broker users
     are global to the broker, so a test never provisions or revokes a real (demo) association's user."""

@@ -37,16 +37,10 @@ def browser(sync_api):
 def demo_network(broker_admin):
     """The demo network (`tansiq demo`) with the services the calendar needs: directory, events, gateway.
     One a module: starting services is the slow part."""
-    from harness import Network
+    from harness import seeded_network
 
-    network = Network()
-    try:
-        network.migrate()
-        network.seed()
-        network.start("directory", "events", "gateway")
+    with seeded_network("directory", "events", "gateway") as network:
         yield network
-    finally:
-        network.close()
 
 
 @pytest.fixture
@@ -99,13 +93,7 @@ def axe():
 @pytest.fixture(scope="module")
 def gateway_network(sync_api, broker_admin):
     """The demo network's directory and gateway, one per test module: starting services is the slow part."""
-    from harness import Network
+    from harness import seeded_network
 
-    network = Network()
-    try:
-        network.migrate()
-        network.seed()
-        network.start("directory", "gateway")
+    with seeded_network("directory", "gateway") as network:
         yield network
-    finally:
-        network.close()
