@@ -13,12 +13,11 @@ from datetime import date, datetime, timedelta, timezone
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
-from babel.dates import format_date, format_datetime
+from babel.dates import format_date
 from werkzeug.utils import redirect
 
 from services.gateway import event_forms as forms
 from services.gateway.access import can
-from services.gateway.api_webapp import WHEN_FORMAT
 from services.gateway.calls import TimedRpcProxy
 from services.gateway.pages import page
 from services.gateway.routes import OPTIONAL, SIGNED_IN, route
@@ -62,8 +61,7 @@ def when_local(value, lang, zone_name, all_day=False):
         return ""
     if all_day or len(value) == 10:
         return format_date(date.fromisoformat(value[:10]), "EEE d MMM y", locale=i18n.BABEL_LOCALES[lang])
-    return format_datetime(datetime.fromisoformat(value), WHEN_FORMAT, tzinfo=ZoneInfo(zone_name),
-                           locale=i18n.BABEL_LOCALES[lang])
+    return i18n.format_moment(datetime.fromisoformat(value), lang, tzinfo=ZoneInfo(zone_name))
 
 
 def end_text(event, lang):

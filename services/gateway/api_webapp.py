@@ -12,7 +12,6 @@ from datetime import datetime
 from urllib.parse import parse_qs, urlencode, urlsplit
 from zoneinfo import ZoneInfo
 
-from babel.dates import format_datetime
 from werkzeug.utils import redirect
 
 from services.gateway.pages import page
@@ -35,6 +34,7 @@ from services.intake.schemas import KINDS
 from services.intake.schemas import LANGUAGES as SPOKEN_LANGUAGES
 from services.referrals.domain import RECIPIENT, STEPS
 from services.referrals.schemas import STATES, ActionSchema
+from tansiq import i18n
 from tansiq.contracts.actor import allows
 from tansiq.contracts.fields import URGENCIES
 from tansiq.contracts.intake import NEEDS
@@ -44,8 +44,6 @@ from tansiq.errors import DomainError, NotFound
 RECENT = 20  # audit and disclosure entries on her record page; the JSON API pages through all of them
 NAME_KEYS = ("first_name", "last_name", "first_name_ar", "last_name_ar")
 LOCAL_TZ = ZoneInfo("Africa/Casablanca")  # deadlines are shown as Moroccan staff live them
-BABEL_LOCALES = {"ar": "ar_MA", "fr": "fr_MA", "en": "en_GB"}  # ar_MA: Western digits, as written in Morocco
-WHEN_FORMAT = "EEE d MMM y, HH:mm"
 # The forms a referral offers (close, by the recipient after accepting, stays in the JSON API).
 PAGE_ACTIONS = ("acknowledge", "accept", "decline", "start", "complete", "withdraw", "reroute")
 NEEDS_INPUT = {"decline": "reason", "complete": "outcome", "reroute": "to_association"}
@@ -77,7 +75,7 @@ def when(value, lang):
     if not value:
         return ""
     moment = value if isinstance(value, datetime) else datetime.fromisoformat(value)
-    return format_datetime(moment, WHEN_FORMAT, tzinfo=LOCAL_TZ, locale=BABEL_LOCALES[lang])
+    return i18n.format_moment(moment, lang, tzinfo=LOCAL_TZ)
 
 
 def actions_for(referral):
