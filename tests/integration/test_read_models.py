@@ -186,7 +186,9 @@ def _feed_queues(broker, service):
 
 def _consumer_connections(broker, queue):
     details = broker._call("GET", f"/queues/{quote(broker.vhost, safe='')}/{quote(queue, safe='')}")
-    return [consumer["channel_details"]["connection_name"] for consumer in details.get("consumer_details", [])]
+    # The management API writes channel_details as [] until its stats for the channel arrive.
+    return [consumer["channel_details"]["connection_name"] for consumer in details.get("consumer_details", [])
+            if isinstance(consumer.get("channel_details"), dict) and consumer["channel_details"].get("connection_name")]
 
 
 def _refer_sealed_to_current_key(fatima, partner):
