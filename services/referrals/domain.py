@@ -54,9 +54,15 @@ STEPS = {
     "close": Step((ACCEPTED, IN_PROGRESS), CLOSED, RECIPIENT, "closed", "accept it first"),
     "withdraw": Step(OPEN_STATES, WITHDRAWN, SENDER, "withdrawn", ""),
     "reroute": Step((DECLINED, EXPIRED), REROUTED, SENDER, "rerouted", "it must be declined or expired first"),
+    # The sender ends a declined or expired referral without re-routing it (she found help elsewhere, or no
+    # longer wants it): closed for good, and whatever the recipient still held of it ends.
+    "dismiss": Step((DECLINED, EXPIRED), CLOSED, SENDER, "dismissed", "it must be declined or expired first"),
 }
 ACTIONS = tuple(STEPS)
-EVENT_TO_ACTION = {step.event: action for action, step in STEPS.items() if action != "reroute"}
+# Steps of the sender's side alone: partners are not sent them and cannot send them (docs/partners.md).
+LOCAL_STEPS = ("reroute", "dismiss")
+EVENT_TO_ACTION = {step.event: action for action, step in STEPS.items() if action not in LOCAL_STEPS}
+DISMISSED = "closed by the sender without re-routing"
 
 # Working time per urgency: (acknowledgement window, response window).
 WINDOWS = {"urgent": (("hours", 4), ("days", 1)), "high": (("days", 1), ("days", 2)),
@@ -257,11 +263,12 @@ def reroute(session, now, actor, keyring, referral_id, *, to_association, share,
 
 def transition(session, now, actor, referral_id, action, *, reason=None, outcome=None, note="",
                retention_days=COPY_RETENTION_DAYS, presealed=None):
-    """Apply `action` (acknowledge, accept, decline, start, complete, close, withdraw) by `actor`.
+    """Apply `action` (acknowledge, accept, decline, start, complete, close, withdraw, dismiss) by `actor`.
 
     `presealed` holds what a partner system sealed itself ({"decline_reason" | "outcome" | "note": sealed}).
     Withdraw and decline end the recipient's copy at once; close and complete keep it
-    `retention_days`, then expire_copies() ends it.
+    `retention_days`, then expire_copies() ends it. Dismiss ends what an expired referral's recipient still
+    held (a declined one's ended with the decline) and tells it as any other end of its copy (data_erased).
     """
     if action == "reroute":
         raise DomainError("use reroute() with a new recipient", code="invalid_request")
@@ -290,9 +297,16 @@ def transition(session, now, actor, referral_id, action, *, reason=None, outcome
         entry.sealed_note = presealed["note"]
     if entry.sealed_note:
         sealed["note"] = entry.sealed_note
-    _publish(session, referral, step.event, actor.association, actor, extra, sealed=sealed)
+    # The recipient is not told of a dismissal: its copy ended already, or ends below with data_erased.
+    _publish(session, referral, step.event, actor.association, actor, extra, sealed=sealed,
+             partners=() if action in LOCAL_STEPS else None)
     if action in ("withdraw", "decline"):
         destroy_recipient_copy(referral, now)
+    elif action == "dismiss":
+        copy_ended = referral.shared_erased_at is not None
+        destroy_recipient_copy(referral, now)  # the sender's note in this step too: it is not the recipient's
+        if not copy_ended:
+            _announce_erasure(session, referral, now, DISMISSED)
     elif action in ("close", "complete"):
         referral.copy_expires_at = now + timedelta(days=retention_days)
     session.flush()
