@@ -80,6 +80,13 @@ def search_of(text):
     return {"phone": text} if PHONE_LIKE.match(text) else {"name": text}
 
 
+def intake_form_page(request, staff, errors=None, chosen=None):
+    """The intake form; again with `errors` at their fields and what she wrote (`chosen`) when refused."""
+    return page("intake.html", request, staff, status=422 if errors else 200, errors=errors or {},
+                chosen=chosen or {}, form_key=new_form_key(), needs=NEEDS, urgencies=URGENCIES, kinds=KINDS,
+                spoken=SPOKEN_LANGUAGES, this_year=datetime.now(LOCAL_TZ).year)
+
+
 def confirm_again(request, staff, errors, action, title, hidden=None, texts=()):
     """A form refused at a field (usually: the confirmation not ticked), shown again with the error there."""
     return page("confirm.html", request, staff, status=422, errors=errors, action=action, title=title,
@@ -123,22 +130,17 @@ class CasePages:
 
     @route("GET", "/intake", auth="cases.write", page=True, summary="The intake form")
     def intake_page(self, request, staff):
-        return self._intake_form(request, staff)
+        return intake_form_page(request, staff)
 
     @route("POST", "/intake", auth="cases.write", audience=("intake",), page=True, form=True, body=IntakeFormSchema,
            summary="Register a woman from the intake form (works without JavaScript); then her record, where "
                    "possible duplicates are decided")
     def intake_form(self, request, staff, actor, body=None, errors=None):
         if errors:
-            return self._intake_form(request, staff, at_fields(errors), request.form)
+            return intake_form_page(request, staff, at_fields(errors), request.form)
         registered = self.intake_rpc.register_beneficiary(body, actor, idempotency_key=form_key(request))
         return back(request, f"/beneficiaries/{registered['id']}", "duplicates" if registered["possible_duplicates"]
                     else "identity", registered="1")
-
-    def _intake_form(self, request, staff, errors=None, chosen=None):
-        return page("intake.html", request, staff, status=422 if errors else 200, errors=errors or {},
-                    chosen=chosen or {}, form_key=new_form_key(), needs=NEEDS, urgencies=URGENCIES, kinds=KINDS,
-                    spoken=SPOKEN_LANGUAGES, this_year=datetime.now(LOCAL_TZ).year)
 
     @route("POST", "/beneficiaries/<string:beneficiary_id>/consents", auth="cases.write", audience=("intake",),
            page=True, form=True, body=ConsentFormSchema,
