@@ -12,9 +12,8 @@ the page (tansiq.commands): a double submit or a reload of the post is one recor
 
 import re
 import uuid
-from urllib.parse import urlencode
-
 from datetime import datetime
+from urllib.parse import urlencode
 
 from werkzeug.utils import redirect
 
