@@ -252,6 +252,7 @@ def reroute(session, now, actor, keyring, referral_id, *, to_association, share,
     )
     old.rerouted_to = new.id
     _move(session, old, REROUTED, "reroute", actor, now, note=f"re-routed to {to_association} as {new.id}")
+    end_unanswered_copy(session, old, now, "re-routed by the sender")
     # Only the sender's side needs this; the association that declined is not told where she went.
     _publish(session, old, "rerouted", actor.association, actor,
              {"new_referral_id": new.id, "new_to_association": to_association}, partners=(old.from_association,))
@@ -303,10 +304,7 @@ def transition(session, now, actor, referral_id, action, *, reason=None, outcome
     if action in ("withdraw", "decline"):
         destroy_recipient_copy(referral, now)
     elif action == "dismiss":
-        copy_ended = referral.shared_erased_at is not None
-        destroy_recipient_copy(referral, now)  # the sender's note in this step too: it is not the recipient's
-        if not copy_ended:
-            _announce_erasure(session, referral, now, DISMISSED)
+        end_unanswered_copy(session, referral, now, DISMISSED)
     elif action in ("close", "complete"):
         referral.copy_expires_at = now + timedelta(days=retention_days)
     session.flush()
@@ -492,6 +490,16 @@ def destroy_recipient_copy(referral, now):
     referral.copy_expires_at = None
     # What the recipient's own idempotent commands first answered held the copy too.
     commands.forget_results(object_session(referral), [referral.id], association=recipient)
+
+
+def end_unanswered_copy(session, referral, now, note):
+    """The sender moved on from a declined or expired referral (re-routed or dismissed it): an expired one's
+    recipient, who never answered, held it still; its copy ends now and it is told (data_erased). A declined
+    one's copy ended with the decline: only the sender's note of this step is taken from it too."""
+    copy_ended = referral.shared_erased_at is not None
+    destroy_recipient_copy(referral, now)
+    if not copy_ended:
+        _announce_erasure(session, referral, now, note)
 
 
 def _announce_erasure(session, referral, now, note):

@@ -428,3 +428,13 @@ def test_a_partner_cannot_send_a_dismissal(session):
     with pytest.raises(DomainError) as refused:
         domain.apply_partner_update(session, NOW, SAFI, "ma.tansiq.referral.dismissed.v1", data)
     assert refused.value.code == "not_allowed" and referral.state == "declined"
+
+
+def test_re_routing_an_expired_referral_ends_what_its_silent_recipient_held(session):
+    referral = expired(session, to_integration="queue")
+    later = NOW + timedelta(days=60)
+    domain.reroute(session, later, SENDER, KEYS, referral.id, to_association=AGADIR, share=CONSENTED)
+    assert referral.state == "rerouted" and referral.shared_erased_at == later
+    assert domain.view(referral, RECIPIENT, later, KEYS)["reason"] == ""
+    assert f"{MARRAKECH}.ma.tansiq.referral.data_erased.v1" in [m.routing_key for m in outbox(session)
+                                                              if m.exchange == "partners.outbound"]
