@@ -1,35 +1,48 @@
 """Pages of her case that work without JavaScript: the list of her association's beneficiaries (search,
-filters, cursor paging), a follow-up listening session, and the irreversible steps of her record (revoke a
-consent, decide a possible duplicate, erase her data), each behind a confirmation checkbox.
+filters, cursor paging), the intake form, her consent and her referral from her record, a follow-up
+listening session, and the irreversible steps of her record (revoke a consent, decide a possible duplicate,
+erase her data), each behind a confirmation checkbox.
 
 Each form posts `application/x-www-form-urlencoded` with the session's CSRF token (routes `form=True`),
 then sends the browser back to the page it came from (303); a form refused at a field is shown again, the
-error at that field, by the generic `confirm.html` (or `session_form.html`), without calling any service.
+error at that field and what she wrote kept, by the generic `confirm.html` (or `session_form.html`,
+`case_form.html`, the intake page), without calling any service. Each carries the idempotency key drawn with
+the page (tansiq.commands): a double submit or a reload of the post is one record.
 """
 
 import re
 import uuid
+from datetime import datetime
 from urllib.parse import urlencode
 
 from werkzeug.utils import redirect
 
-from services.gateway.api_webapp import safe_next, when
+from services.gateway.api_webapp import LOCAL_TZ, recipients_by_category, safe_next, when
 from services.gateway.pages import page
 from services.gateway.routes import route
 from services.gateway.schemas import (
     BeneficiarySearchSchema,
     ConfirmFormSchema,
+    ConsentFormSchema,
     DuplicateFormSchema,
+    IntakeFormSchema,
+    ReferFormSchema,
     SessionFormSchema,
 )
-from services.gateway.web import LANGUAGES
+from services.gateway.web import LANGUAGES, request_language
 from services.intake.schemas import KINDS
+from services.intake.schemas import LANGUAGES as SPOKEN_LANGUAGES
 from tansiq.commands import check_key
 from tansiq.contracts.fields import URGENCIES
 from tansiq.contracts.intake import NEEDS
+from tansiq.contracts.referrals import SHAREABLE_FIELDS
+from tansiq.errors import DomainError
 
 # A search that reads as a phone number (digits, spaces, +, dots, dashes, brackets) looks for a phone.
 PHONE_LIKE = re.compile(r"^\+?[\d\s().-]{6,}$")
+# The referrals service's refusals of a new referral that are about one field of the form: shown there.
+REFERRAL_REFUSALS = {"no_consent": "fields", "invalid_fields": "fields", "service_not_offered": "to_association",
+                     "self_referral": "to_association"}
 
 
 def form_key(request):
@@ -41,15 +54,21 @@ def new_form_key():
     return uuid.uuid4().hex
 
 
-def with_lang(path, request, anchor=""):
-    """`path` in the language of the page that posted (its action URL carries ?lang=)."""
+def with_lang(path, request, anchor="", **params):
+    """`path` in the language of the page that posted (its action URL carries ?lang=), with `params`."""
     lang = request.args.get("lang")
-    query = f"?{urlencode({'lang': lang})}" if lang in LANGUAGES else ""
+    params = {**({"lang": lang} if lang in LANGUAGES else {}), **params}
+    query = f"?{urlencode(params)}" if params else ""
     return f"{path}{query}{'#' + anchor if anchor else ''}"
 
 
-def back(request, path, anchor=""):
-    return redirect(with_lang(path, request, anchor), code=303)
+def back(request, path, anchor="", **params):
+    return redirect(with_lang(path, request, anchor, **params), code=303)
+
+
+def at_fields(errors):
+    """{field: code} with each item's error at its list (needs.0 is shown at needs)."""
+    return {field.split(".")[0]: code for field, code in (errors or {}).items()}
 
 
 def search_of(text):
@@ -58,6 +77,13 @@ def search_of(text):
     if not text:
         return {}
     return {"phone": text} if PHONE_LIKE.match(text) else {"name": text}
+
+
+def intake_form_page(request, staff, errors=None, chosen=None):
+    """The intake form; again with `errors` at their fields and what she wrote (`chosen`) when refused."""
+    return page("intake.html", request, staff, status=422 if errors else 200, errors=errors or {},
+                chosen=chosen or {}, form_key=new_form_key(), needs=NEEDS, urgencies=URGENCIES, kinds=KINDS,
+                spoken=SPOKEN_LANGUAGES, this_year=datetime.now(LOCAL_TZ).year)
 
 
 def confirm_again(request, staff, errors, action, title, hidden=None, texts=()):
@@ -95,11 +121,58 @@ class CasePages:
            summary="Add a follow-up listening session from her record's form")
     def session_form(self, request, staff, actor, beneficiary_id, body=None, errors=None):
         if errors:
-            errors = {field.split(".")[0]: code for field, code in errors.items()}  # needs.0 is shown at needs
-            return page("session_form.html", request, staff, status=422, errors=errors, record={"id": beneficiary_id},
+            return page("session_form.html", request, staff, status=422, errors=at_fields(errors),
+                        record={"id": beneficiary_id},
                         needs=NEEDS, urgencies=URGENCIES, chosen=request.form, form_key=new_form_key())
         self.intake_rpc.add_session(beneficiary_id, body, actor, idempotency_key=form_key(request))
         return back(request, f"/beneficiaries/{beneficiary_id}", "sessions")
+
+    @route("GET", "/intake", auth="cases.write", page=True, summary="The intake form")
+    def intake_page(self, request, staff):
+        return intake_form_page(request, staff)
+
+    @route("POST", "/intake", auth="cases.write", audience=("intake",), page=True, form=True, body=IntakeFormSchema,
+           summary="Register a woman from the intake form (works without JavaScript); then her record, where "
+                   "possible duplicates are decided")
+    def intake_form(self, request, staff, actor, body=None, errors=None):
+        if errors:
+            return intake_form_page(request, staff, at_fields(errors), request.form)
+        registered = self.intake_rpc.register_beneficiary(body, actor, idempotency_key=form_key(request))
+        return back(request, f"/beneficiaries/{registered['id']}", "duplicates" if registered["possible_duplicates"]
+                    else "identity", registered="1")
+
+    @route("POST", "/beneficiaries/<string:beneficiary_id>/consents", auth="cases.write", audience=("intake",),
+           page=True, form=True, body=ConsentFormSchema,
+           summary="Record her consent from her record's form (works without JavaScript)")
+    def consent_form(self, request, staff, actor, beneficiary_id, body=None, errors=None):
+        if errors:
+            return self._case_form(request, staff, "consent", beneficiary_id, errors)
+        self.intake_rpc.record_consent(beneficiary_id, body, actor, idempotency_key=form_key(request))
+        return back(request, f"/beneficiaries/{beneficiary_id}", "consents")
+
+    @route("POST", "/beneficiaries/<string:beneficiary_id>/referrals", auth="referrals.act",
+           audience=("referrals", "intake"), page=True, form=True, body=ReferFormSchema,
+           summary="Refer her from her record's form (works without JavaScript); then the new referral's page")
+    def refer_form(self, request, staff, actor, beneficiary_id, body=None, errors=None):
+        if errors:
+            return self._case_form(request, staff, "refer", beneficiary_id, errors)
+        try:
+            referral = self.referrals_rpc.create_referral({**body, "beneficiary_id": beneficiary_id}, actor,
+                                                          idempotency_key=form_key(request))
+        except DomainError as refused:
+            if refused.code not in REFERRAL_REFUSALS:
+                raise
+            return self._case_form(request, staff, "refer", beneficiary_id,
+                                   {REFERRAL_REFUSALS[refused.code]: refused.code})
+        return back(request, f"/referrals/{referral['id']}")
+
+    def _case_form(self, request, staff, form, beneficiary_id, errors):
+        """Her consent or referral form again, alone, with the errors at their fields and what she chose."""
+        return page("case_form.html", request, staff, status=422, form=form, record={"id": beneficiary_id},
+                    errors=at_fields(errors), chosen=request.form, form_key=new_form_key(), needs=NEEDS,
+                    urgencies=URGENCIES, shareable=SHAREABLE_FIELDS,
+                    recipients=recipients_by_category(self.directory, staff["association"]),
+                    names=self._association_names(request_language(request, staff)))
 
     @route("POST", "/consents/<string:consent_id>/revoke", auth="cases.write", audience=("intake",), page=True,
            form=True, body=ConfirmFormSchema, summary="Revoke a consent, once confirmed (her record's form)")

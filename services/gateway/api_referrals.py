@@ -51,7 +51,7 @@ class ReferralsApi:
            audience=("referrals", "intake"), tag="referrals", command=True, path=ActionSchema,
            body=BodyBy("action", {"reroute": RerouteSchema}, TransitionSchema), answer=(200, ReferralSchema),
            summary="Act on a referral: acknowledge, accept, decline (reason), start, complete (outcome), close, "
-                   "withdraw, or reroute (201, a new referral)")
+                   "withdraw, dismiss (the sender closes a declined or expired one), or reroute (201, a new referral)")
     def referrals_act(self, request, referral_id, action, actor, body):
         if action == "reroute":
             return json_response(self.referrals_rpc.reroute(referral_id, body, actor,

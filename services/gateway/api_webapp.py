@@ -30,8 +30,6 @@ from services.gateway.web import (
     request_language,
     response_for,
 )
-from services.intake.schemas import KINDS
-from services.intake.schemas import LANGUAGES as SPOKEN_LANGUAGES
 from services.referrals.domain import RECIPIENT, STEPS
 from services.referrals.schemas import STATES, ActionSchema
 from tansiq import i18n
@@ -45,10 +43,10 @@ RECENT = 20  # audit and disclosure entries on her record page; the JSON API pag
 NAME_KEYS = ("first_name", "last_name", "first_name_ar", "last_name_ar")
 LOCAL_TZ = ZoneInfo("Africa/Casablanca")  # deadlines are shown as Moroccan staff live them
 # The forms a referral offers (close, by the recipient after accepting, stays in the JSON API).
-PAGE_ACTIONS = ("acknowledge", "accept", "decline", "start", "complete", "withdraw", "reroute")
+PAGE_ACTIONS = ("acknowledge", "accept", "decline", "start", "complete", "withdraw", "reroute", "dismiss")
 NEEDS_INPUT = {"decline": "reason", "complete": "outcome", "reroute": "to_association"}
 # Steps that cannot be undone: their form needs a ticked confirmation (also without JavaScript).
-IRREVERSIBLE = ("decline", "withdraw", "reroute")
+IRREVERSIBLE = ("decline", "withdraw", "reroute", "dismiss")
 # Inbox links that lead to a page of this app (notifications/rules.py makes them); others get no "open" link.
 PAGE_LINK = re.compile(r"^/(referrals|referrals/[\w.-]+|beneficiaries/[\w.-]+|events/[\w.-]+)$")
 
@@ -96,6 +94,13 @@ def staff_contact(directory, staff_id):
     except NotFound:
         return None
     return member and {key: member.get(key) for key in ("id", "name", "email", "phone", "association")}
+
+
+def recipients_by_category(directory, own):
+    """{category: the associations offering it, hers left out}: the consent and referral forms' choices drawn
+    by the server (with JavaScript, webapp.js narrows them to the chosen category from the directory)."""
+    return {need: sorted({service["association"] for service in directory.find_services(need)} - {own})
+            for need in NEEDS}
 
 
 def timeline(referral, lang, directory):
@@ -249,9 +254,9 @@ class WebAppPages:
     @route("POST", "/referrals/<string:referral_id>/<string:action>", auth="referrals.act",
            audience=("referrals", "intake"), page=True, form=True, path=ActionSchema,
            body=BodyBy("action", {"decline": DeclineFormSchema, "withdraw": WithdrawFormSchema,
-                                  "reroute": RerouteFormSchema}, TransitionFormSchema),
+                                  "dismiss": WithdrawFormSchema, "reroute": RerouteFormSchema}, TransitionFormSchema),
            summary="Act on a referral from its page's form (works without JavaScript); irreversible steps "
-                   "(decline, withdraw, reroute) need the confirmation ticked")
+                   "(decline, withdraw, reroute, dismiss) need the confirmation ticked")
     def referral_action_form(self, request, staff, actor, referral_id, action, body=None, errors=None):
         from services.gateway.api_cases import confirm_again, form_key, with_lang  # api_cases imports this module
 
@@ -271,11 +276,6 @@ class WebAppPages:
         """slug -> the association's name as the page's reader writes it (Arabic, else French)."""
         return {a["slug"]: a.get("name_ar" if lang == "ar" else "name_fr") or a["slug"]
                 for a in self.directory.list_associations()}
-
-    @route("GET", "/intake", auth="cases.write", page=True, summary="The intake form")
-    def intake_page(self, request, staff):
-        return page("intake.html", request, staff, needs=NEEDS, urgencies=URGENCIES, kinds=KINDS,
-                    spoken=SPOKEN_LANGUAGES, this_year=datetime.now(LOCAL_TZ).year)
 
     @route("GET", "/beneficiaries/<string:beneficiary_id>", auth="cases.read", page=True, summary="Her record")
     def beneficiary_page(self, request, staff, beneficiary_id):
@@ -314,7 +314,9 @@ class WebAppPages:
         return page("beneficiary.html", request, staff, record=record, needs=NEEDS, urgencies=URGENCIES,
                     shareable=SHAREABLE_FIELDS, names=self._association_names(lang), suggested=suggested,
                     referrals=referrals, audit=audit, disclosures=disclosures, form_key=uuid.uuid4().hex,
-                    here=f"/beneficiaries/{beneficiary_id}?lang={lang}")
+                    here=f"/beneficiaries/{beneficiary_id}?lang={lang}", registered=request.args.get("registered"),
+                    recipients={} if record.get("erased") else recipients_by_category(self.directory,
+                                                                                      staff["association"]))
 
     @route("GET", "/events/<string:event_id>", auth=SIGNED_IN, page=True, summary="An event, in the calendar")
     def event_page(self, request, staff, event_id):

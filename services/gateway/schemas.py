@@ -1,14 +1,17 @@
 """Shapes of the gateway's own requests (each area's shapes live with its service)."""
 
-from marshmallow import EXCLUDE, Schema, fields, pre_load, validate
+from datetime import date, datetime, time
+from zoneinfo import ZoneInfo
+
+from marshmallow import EXCLUDE, Schema, ValidationError, fields, pre_load, validate
 
 from services.directory.schemas import StaffSchema
 from services.events.schemas import EventSchema
-from services.intake.schemas import KINDS, SessionSchema
+from services.intake.schemas import KINDS, BeneficiarySchema, ConsentSchema, SessionSchema
 from services.notifications.schemas import InboxItemSchema
-from services.referrals.schemas import ReferralSchema, RerouteSchema, TransitionSchema
+from services.referrals.schemas import CreateReferralSchema, ReferralSchema, RerouteSchema, TransitionSchema
 from tansiq.contracts.events import EVENT_KINDS
-from tansiq.contracts.fields import slug
+from tansiq.contracts.fields import identifier, slug
 from tansiq.contracts.intake import NEEDS
 from tansiq.paging import PageQuery
 
@@ -49,6 +52,54 @@ def listed(*names):
     return as_lists
 
 
+def blanks_absent(*kept):
+    """An empty box or select of a form means no value (not an empty one): its field is left out, but `kept`."""
+    @pre_load
+    def without_blanks(self, data, **kwargs):
+        return {key: value for key, value in data.items() if value != "" or key in kept}
+    return without_blanks
+
+
+LOCAL_TZ = ZoneInfo("Africa/Casablanca")  # a date typed in a form is a Moroccan day
+
+
+class IntakeFormSchema(BeneficiarySchema):
+    """The intake form (registration and her first listening session), posted without JavaScript."""
+
+    as_lists = listed("needs")
+    without_blanks = blanks_absent()
+
+
+class ConsentFormSchema(ConsentSchema):
+    """Her consent from her record's form: to one association, or to "any partner offering" the purpose itself;
+    an end date rather than a moment (the end of that Moroccan day)."""
+
+    as_lists = listed("fields")
+    without_blanks = blanks_absent()
+
+    @pre_load
+    def from_form(self, data, **kwargs):
+        data = dict(data)
+        if data.pop("recipient_kind", "association") == "category":
+            data.pop("recipient_association", None)
+            data["recipient_category"] = data.get("purpose")
+        day = data.pop("expires_on", None)
+        if day:
+            try:
+                data["expires_at"] = datetime.combine(date.fromisoformat(day), time(23, 59, 59), LOCAL_TZ).isoformat()
+            except (TypeError, ValueError):
+                raise ValidationError({"expires_on": ["Not a valid date."]}) from None
+        return data
+
+
+class ReferFormSchema(CreateReferralSchema):
+    """A referral from her record's form: whom it is about is the record's URL, not a form field."""
+
+    beneficiary_id = identifier(load_default=None)
+    as_lists = listed("fields")
+    without_blanks = blanks_absent()
+
+
 class SessionFormSchema(SessionSchema):
     """A follow-up listening session from her record's form."""
 
@@ -75,6 +126,8 @@ class DeclineFormSchema(TransitionSchema):
 
 
 class WithdrawFormSchema(TransitionSchema):
+    """withdraw, or dismiss a declined or expired referral: irreversible, so confirmed."""
+
     confirm = confirmed()
 
 
@@ -92,11 +145,7 @@ class BeneficiarySearchSchema(PageQuery):
     q = fields.String(load_default="", validate=validate.Length(max=200))
     kind = fields.String(load_default=None, validate=validate.OneOf(("", *KINDS)))
     registered_since = fields.Date(load_default=None)
-
-    @pre_load
-    def blanks_are_absent(self, data, **kwargs):
-        """An empty select or date of the form means no filter."""
-        return {key: value for key, value in data.items() if value != "" or key == "q"}
+    without_blanks = blanks_absent("q")  # an empty select or date means no filter
 
 
 # --- answers the gateway puts together (for the OpenAPI document; see api_openapi.py) ---

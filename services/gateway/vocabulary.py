@@ -6,6 +6,7 @@ VOCABULARY instead, so every value of the contracts' vocabularies is a msgid the
 
 from services.events.validation import STATUSES as EVENT_STATUSES
 from services.events.validation import VISIBILITIES
+from services.gateway.api_cases import REFERRAL_REFUSALS
 from services.gateway.event_forms import FIELD_OF_CODE, FREQUENCIES, WEEKDAYS
 from services.gateway.web import FIELD_ERROR_CODES
 from services.intake.schemas import KINDS
@@ -50,7 +51,7 @@ VOCABULARY = {
     "field.": sorted({*RECORD_FIELDS, *SHAREABLE_FIELDS}),
     "dup.": DUPLICATE_REASONS,
     "error.": ERROR_PAGES,
-    "field_error.": FIELD_ERROR_CODES,
+    "field_error.": (*FIELD_ERROR_CODES, *REFERRAL_REFUSALS),  # the referral form shows those refusals at a field
     "consent.status_": CONSENT_STATUSES,
     "referrals.": ("received", "sent"),
     "login.refused_": LOGIN_REFUSALS,

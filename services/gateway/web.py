@@ -23,6 +23,7 @@ from nameko.web.handlers import HttpRequestHandler
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response
 
+from services.intake.schemas import NAME_REQUIRED, ONE_RECIPIENT
 from tansiq import i18n
 from tansiq.contracts.directory import SESSION_ABSOLUTE, SESSION_IDLE
 from tansiq.contracts.fields import LANGUAGES
@@ -108,6 +109,7 @@ FIELD_CODES += [(_pattern(template), code) for template, code in (
     (validate.URL.default_message, "invalid_url"), ("Unknown field.", "unknown_field"),
     (fields.Field.default_error_messages["required"], "required"),
     (fields.Field.default_error_messages["null"], "null"),
+    (NAME_REQUIRED, "required"), (ONE_RECIPIENT, "required"),  # her name, the consent's recipient: missing
 )]
 
 

@@ -39,6 +39,11 @@ class SessionSchema(Strict):
     held_at = fields.AwareDateTime(load_default=None, allow_none=True)
 
 
+# Refusals of a whole record that mean a value is missing (the gateway's field code: "required").
+NAME_REQUIRED = "a first or last name (Arabic or Latin script) is required"
+ONE_RECIPIENT = "give either recipient_association or recipient_category"
+
+
 class BeneficiarySchema(SessionSchema):
     """Registration: identity and contact, plus the first listening session."""
 
@@ -57,7 +62,7 @@ class BeneficiarySchema(SessionSchema):
     @validates_schema
     def _a_name(self, data, **kwargs):
         if not any((data.get(name) or "").strip() for name in NAME_FIELDS):
-            raise ValidationError("a first or last name (Arabic or Latin script) is required", "first_name")
+            raise ValidationError(NAME_REQUIRED, "first_name")
         if data.get("birth_date") and data.get("birth_year") and data["birth_date"].year != data["birth_year"]:
             raise ValidationError("birth year does not match birth date", "birth_year")
 
@@ -73,7 +78,7 @@ class ConsentSchema(Strict):
     @validates_schema
     def _one_recipient(self, data, **kwargs):
         if bool(data.get("recipient_association")) == bool(data.get("recipient_category")):
-            raise ValidationError("give either recipient_association or recipient_category", "recipient_association")
+            raise ValidationError(ONE_RECIPIENT, "recipient_association")
         if data.get("recipient_category") not in (None, data.get("purpose")):
             # A consent "for legal orientation, to any partner offering shelter" could never be used.
             raise ValidationError("must be the same category as the purpose", "recipient_category")

@@ -109,6 +109,8 @@ RULES = {
     # The sender withdrew: the recipient must stop working on it too.
     "ma.tansiq.referral.withdrawn.v1": transition("referral.withdrawn", RECIPIENT_CASE_WORKERS),
     "ma.tansiq.referral.expired.v1": transition("referral.expired", urgency=fixed(HIGH)),
+    # The sender closed a declined or expired referral: her colleagues stop waiting for it.
+    "ma.tansiq.referral.dismissed.v1": transition("referral.dismissed"),
     # A deadline is near: the recipient side is the one that has to act.
     "ma.tansiq.referral.reminder_due.v1": Rule(
         "referral.reminder_due", (RECIPIENT_CASE_WORKERS,), fixed(HIGH), referral_params, referral_link, both_sides,

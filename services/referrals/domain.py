@@ -54,9 +54,15 @@ STEPS = {
     "close": Step((ACCEPTED, IN_PROGRESS), CLOSED, RECIPIENT, "closed", "accept it first"),
     "withdraw": Step(OPEN_STATES, WITHDRAWN, SENDER, "withdrawn", ""),
     "reroute": Step((DECLINED, EXPIRED), REROUTED, SENDER, "rerouted", "it must be declined or expired first"),
+    # The sender ends a declined or expired referral without re-routing it (she found help elsewhere, or no
+    # longer wants it): closed for good, and whatever the recipient still held of it ends.
+    "dismiss": Step((DECLINED, EXPIRED), CLOSED, SENDER, "dismissed", "it must be declined or expired first"),
 }
 ACTIONS = tuple(STEPS)
-EVENT_TO_ACTION = {step.event: action for action, step in STEPS.items() if action != "reroute"}
+# Steps of the sender's side alone: partners are not sent them and cannot send them (docs/partners.md).
+LOCAL_STEPS = ("reroute", "dismiss")
+EVENT_TO_ACTION = {step.event: action for action, step in STEPS.items() if action not in LOCAL_STEPS}
+DISMISSED = "closed by the sender without re-routing"
 
 # Working time per urgency: (acknowledgement window, response window).
 WINDOWS = {"urgent": (("hours", 4), ("days", 1)), "high": (("days", 1), ("days", 2)),
@@ -246,6 +252,7 @@ def reroute(session, now, actor, keyring, referral_id, *, to_association, share,
     )
     old.rerouted_to = new.id
     _move(session, old, REROUTED, "reroute", actor, now, note=f"re-routed to {to_association} as {new.id}")
+    end_unanswered_copy(session, old, now, "re-routed by the sender")
     # Only the sender's side needs this; the association that declined is not told where she went.
     _publish(session, old, "rerouted", actor.association, actor,
              {"new_referral_id": new.id, "new_to_association": to_association}, partners=(old.from_association,))
@@ -257,11 +264,12 @@ def reroute(session, now, actor, keyring, referral_id, *, to_association, share,
 
 def transition(session, now, actor, referral_id, action, *, reason=None, outcome=None, note="",
                retention_days=COPY_RETENTION_DAYS, presealed=None):
-    """Apply `action` (acknowledge, accept, decline, start, complete, close, withdraw) by `actor`.
+    """Apply `action` (acknowledge, accept, decline, start, complete, close, withdraw, dismiss) by `actor`.
 
     `presealed` holds what a partner system sealed itself ({"decline_reason" | "outcome" | "note": sealed}).
     Withdraw and decline end the recipient's copy at once; close and complete keep it
-    `retention_days`, then expire_copies() ends it.
+    `retention_days`, then expire_copies() ends it. Dismiss ends what an expired referral's recipient still
+    held (a declined one's ended with the decline) and tells it as any other end of its copy (data_erased).
     """
     if action == "reroute":
         raise DomainError("use reroute() with a new recipient", code="invalid_request")
@@ -290,9 +298,13 @@ def transition(session, now, actor, referral_id, action, *, reason=None, outcome
         entry.sealed_note = presealed["note"]
     if entry.sealed_note:
         sealed["note"] = entry.sealed_note
-    _publish(session, referral, step.event, actor.association, actor, extra, sealed=sealed)
+    # The recipient is not told of a dismissal: its copy ended already, or ends below with data_erased.
+    _publish(session, referral, step.event, actor.association, actor, extra, sealed=sealed,
+             partners=() if action in LOCAL_STEPS else None)
     if action in ("withdraw", "decline"):
         destroy_recipient_copy(referral, now)
+    elif action == "dismiss":
+        end_unanswered_copy(session, referral, now, DISMISSED)
     elif action in ("close", "complete"):
         referral.copy_expires_at = now + timedelta(days=retention_days)
     session.flush()
@@ -478,6 +490,16 @@ def destroy_recipient_copy(referral, now):
     referral.copy_expires_at = None
     # What the recipient's own idempotent commands first answered held the copy too.
     commands.forget_results(object_session(referral), [referral.id], association=recipient)
+
+
+def end_unanswered_copy(session, referral, now, note):
+    """The sender moved on from a declined or expired referral (re-routed or dismissed it): an expired one's
+    recipient, who never answered, held it still; its copy ends now and it is told (data_erased). A declined
+    one's copy ended with the decline: only the sender's note of this step is taken from it too."""
+    copy_ended = referral.shared_erased_at is not None
+    destroy_recipient_copy(referral, now)
+    if not copy_ended:
+        _announce_erasure(session, referral, now, note)
 
 
 def _announce_erasure(session, referral, now, note):

@@ -145,6 +145,17 @@ class ReferralRerouted(ReferralTransition):
 
 
 @contract(
+    "ma.tansiq.referral.dismissed.v1",
+    summary="The sender closed a declined or expired referral without re-routing it (internal: the recipient's "
+            "copy had ended with its decline, or ends now and a partner recipient hears referral.data_erased).",
+    example={"referral_id": "r-41", "from_association": "amal-safi", "to_association": "wafae-marrakech",
+             "by": "s-1"},
+)
+class ReferralDismissed(ReferralTransition):
+    pass
+
+
+@contract(
     "ma.tansiq.referral.closed.v1",
     summary="The recipient closed the referral without completing it, with a closure reason.",
     partners="both",

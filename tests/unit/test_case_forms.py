@@ -19,6 +19,7 @@ from test_webapp_pages import (  # tests/unit/test_webapp_pages.py
     SENT,
     Gateway,
     Stub,
+    record_gateway,
     request,
 )
 from werkzeug.test import EnvironBuilder
@@ -248,3 +249,216 @@ def test_home_shows_what_needs_her_now_overdue_first(sessions):
     assert awaiting.index('data-id="r-late"') < awaiting.index('data-id="r-1"') and 'data-id="r-done"' not in awaiting
     assert 'id="home-unread"' in html and "Nouvelle" in html and 'href="/events/e-1?lang=fr"' in html
     assert notifications.calls[0][2]["unread_only"] is True
+
+
+# --- the intake, consent and referral forms without JavaScript ---
+
+HANANE_FORM = {"first_name": "", "last_name": "", "first_name_ar": "", "last_name_ar": "", "phone": "",
+               "birth_year": "", "city": "", "language": "", "kind": "survivor", "urgency": "high", "notes": ""}
+
+
+class Refusing(Stub):
+    """A service that refuses every call with `error` (what the RPC proxy raises for a remote DomainError)."""
+
+    def __init__(self, error):
+        super().__init__()
+        self.error = error
+
+    def __getattr__(self, name):
+        def call(*args, **kwargs):
+            self.calls.append((name, args, kwargs))
+            raise self.error
+        return call
+
+
+@pytest.mark.parametrize("lang, words", [("fr", "obligatoire"), ("ar", "إلزامي")])
+def test_an_intake_form_without_a_name_comes_back_at_the_field_in_her_language_with_what_she_wrote(
+        sessions, lang, words):
+    intake = Stub()
+    fields = {**HANANE_FORM, "phone": "0661 23 45 67", "birth_year": "1990", "needs": "shelter",
+              "notes": "Arrivée la nuit <b>"}
+    response = GatewayService.intake_form(Gateway(intake_rpc=intake), form_post(sessions, f"/intake?lang={lang}",
+                                                                              fields))
+    html = response.get_data(as_text=True)
+    assert response.status_code == 422 and intake.calls == []  # refused before any service
+    error = html.split('id="first_name-error"')[1].split("</p>")[0]
+    assert "hidden" not in error.split(">")[0] and words in error
+    assert 'value="0661 23 45 67"' in html and 'value="1990"' in html and "Arrivée la nuit &lt;b&gt;" in html
+    assert 'value="shelter" checked' in html and 'value="high" checked' in html
+    assert 'value="survivor" selected' in html
+    assert 'name="idempotency_key" value="' in html  # a new key: nothing was done with the first
+
+
+def test_the_intake_form_registers_her_once_under_the_pages_key_then_shows_her_record_and_duplicates(sessions):
+    intake = Stub(register_beneficiary={"id": "b-9", "possible_duplicates": [{"id": "b-1", "reasons": ["same_phone"]}],
+                                        "shared_values": []})
+    fields = {**HANANE_FORM, "first_name_ar": "خديجة", "needs": ["shelter", "legal_orientation"],
+              "idempotency_key": "k-intake-1"}
+    response = GatewayService.intake_form(Gateway(intake_rpc=intake), form_post(sessions, "/intake?lang=ar", fields))
+    assert response.status_code == 303
+    assert response.headers["Location"] == "/beneficiaries/b-9?lang=ar&registered=1#duplicates"
+    [(name, (body, actor), kwargs)] = intake.calls
+    assert (name, kwargs) == ("register_beneficiary", {"idempotency_key": "k-intake-1"})
+    assert body["first_name_ar"] == "خديجة" and body["needs"] == ["shelter", "legal_orientation"]
+    assert body["birth_year"] is None and body["phone"] is None  # an empty box is no value, not ""
+    assert verifier("intake").actor(actor).id == FATIMA["id"]
+    intake.answers["register_beneficiary"] = {"id": "b-9", "possible_duplicates": [], "shared_values": []}
+    alone = GatewayService.intake_form(Gateway(intake_rpc=intake), form_post(sessions, "/intake", fields))
+    assert alone.headers["Location"] == "/beneficiaries/b-9?registered=1#identity"
+
+
+def test_her_record_says_she_was_registered_and_leads_to_the_duplicates_to_decide(sessions):
+    gateway = record_gateway()
+    html = GatewayService.beneficiary_page(gateway, request("/beneficiaries/b-1?lang=fr&registered=1",
+                                                            sessions.signed_in(FATIMA)),
+                                           beneficiary_id="b-1").get_data(as_text=True)
+    assert 'id="registered"' in html and 'href="#duplicates"' in html
+    assert 'action="/duplicates/4?lang=fr"' in html  # the decision is a form: no script needed
+    # The consent and referral forms post to the server, their recipients drawn there (not hers).
+    consent = html.split('id="consent-form"')[1].split("</form>")[0]
+    assert 'method="post" action="/beneficiaries/b-1/consents?lang=fr"' in consent.split(">")[0]
+    assert 'value="wafae-marrakech"' in consent and 'value="amal-safi"' not in consent
+    refer = html.split('id="refer-form"')[1].split("</form>")[0]
+    assert 'value="wafae-marrakech"' in refer and 'name="idempotency_key"' in refer
+    assert 'id="erase-link"' not in html  # a case worker is not offered the erasure
+
+
+def test_an_admin_is_offered_her_erasure_from_her_record(sessions):
+    admin = {**ADMIN, "roles": ["case_worker", "admin"]}
+    html = GatewayService.beneficiary_page(record_gateway(), request("/beneficiaries/b-1?lang=fr",
+                                                                     sessions.signed_in(admin)),
+                                           beneficiary_id="b-1").get_data(as_text=True)
+    assert 'id="erase-link" href="/beneficiaries/b-1/erase?lang=fr"' in html
+
+
+def test_a_consent_form_to_any_partner_until_a_day_is_recorded_once_as_the_api_would(sessions):
+    intake = Stub(record_consent={"id": "c-2"})
+    fields = {"purpose": "legal_orientation", "recipient_kind": "category", "recipient_association": "",
+              "fields": ["first_name", "phone"], "expires_on": "2027-03-31", "idempotency_key": "k-consent"}
+    response = GatewayService.consent_form(Gateway(intake_rpc=intake),
+                                           form_post(sessions, "/beneficiaries/b-1/consents?lang=fr", fields),
+                                           beneficiary_id="b-1")
+    assert response.status_code == 303 and response.headers["Location"] == "/beneficiaries/b-1?lang=fr#consents"
+    [(name, (beneficiary_id, body, actor), kwargs)] = intake.calls
+    assert (name, beneficiary_id, kwargs) == ("record_consent", "b-1", {"idempotency_key": "k-consent"})
+    assert body == {"purpose": "legal_orientation", "recipient_category": "legal_orientation",
+                    "recipient_association": None, "fields": ["first_name", "phone"],
+                    "expires_at": "2027-03-31T23:59:59+01:00"}  # the end of that day in Morocco
+    one = {**fields, "recipient_kind": "association", "recipient_association": "wafae-marrakech", "fields": "phone",
+           "expires_on": ""}
+    GatewayService.consent_form(Gateway(intake_rpc=intake), form_post(sessions, "/beneficiaries/b-1/consents", one),
+                                beneficiary_id="b-1")
+    body = intake.calls[-1][1][1]
+    assert (body["recipient_association"], body["recipient_category"], body["fields"], body["expires_at"]) == (
+        "wafae-marrakech", None, ["phone"], None)
+
+
+@pytest.mark.parametrize("fields, field", [
+    ({"purpose": "legal_orientation", "recipient_kind": "association", "recipient_association": "",
+      "fields": "phone"}, "recipient_association"),
+    ({"purpose": "legal_orientation", "recipient_kind": "association", "recipient_association": "wafae-marrakech"},
+     "fields"),
+    ({"purpose": "legal_orientation", "recipient_kind": "category", "fields": "phone", "expires_on": "31/03/2027"},
+     "expires_on"),
+    ({"purpose": "legal_orientation", "recipient_kind": "category", "fields": ["phone", "password"]}, "fields"),
+])
+def test_a_refused_consent_form_comes_back_alone_with_the_error_at_its_field(sessions, fields, field):
+    intake = Stub()
+    response = GatewayService.consent_form(GatewayWithDirectory(intake_rpc=intake), form_post(
+        sessions, "/beneficiaries/b-1/consents?lang=ar", fields), beneficiary_id="b-1")
+    html = response.get_data(as_text=True)
+    assert response.status_code == 422 and intake.calls == []
+    assert "hidden" not in html.split(f'id="{field}-error"')[1].split(">")[0]
+    assert 'action="/beneficiaries/b-1/consents?lang=ar"' in html and 'dir="rtl"' in html
+    assert 'value="legal_orientation" selected' in html  # her choices are kept
+
+
+def GatewayWithDirectory(**proxies):
+    return Gateway(directory=Stub(list_associations=ASSOCIATIONS, find_services=[
+        {"association": "wafae-marrakech"}, {"association": "amal-safi"}]), **proxies)
+
+
+def test_the_referral_form_refers_her_once_and_lands_on_the_new_referral(sessions):
+    referrals = Stub(create_referral={"id": "r-9", "state": "sent"})
+    fields = {"service_category": "legal_orientation", "to_association": "wafae-marrakech", "reason": "Avocate",
+              "urgency": "high", "fields": "first_name", "idempotency_key": "k-refer",
+              "beneficiary_id": "b-someone-else"}  # whom it is about is her record's URL, not a form field
+    response = GatewayService.refer_form(Gateway(referrals_rpc=referrals),
+                                         form_post(sessions, "/beneficiaries/b-1/referrals?lang=fr", fields),
+                                         beneficiary_id="b-1")
+    assert response.status_code == 303 and response.headers["Location"] == "/referrals/r-9?lang=fr"
+    [(name, (body, actor), kwargs)] = referrals.calls
+    assert (name, kwargs) == ("create_referral", {"idempotency_key": "k-refer"})
+    assert (body["beneficiary_id"], body["to_association"], body["fields"], body["urgency"]) == (
+        "b-1", "wafae-marrakech", ["first_name"], "high")
+    assert verifier("referrals").actor(actor).association == "amal-safi"
+
+
+@pytest.mark.parametrize("refusal, field", [("no_consent", "fields"), ("service_not_offered", "to_association")])
+def test_a_referral_the_service_refuses_comes_back_with_the_refusal_at_its_field(sessions, refusal, field):
+    from tansiq.errors import DomainError
+
+    referrals = Refusing(DomainError("refused", code=refusal))
+    fields = {"service_category": "legal_orientation", "to_association": "wafae-marrakech",
+              "reason": "Accompagnement", "urgency": "normal", "fields": "phone"}
+    response = GatewayService.refer_form(GatewayWithDirectory(referrals_rpc=referrals),
+                                         form_post(sessions, "/beneficiaries/b-1/referrals?lang=fr", fields),
+                                         beneficiary_id="b-1")
+    html = response.get_data(as_text=True)
+    assert response.status_code == 422 and len(referrals.calls) == 1
+    error = html.split(f'id="{field}-error"')[1].split("</p>")[0]
+    assert "hidden" not in error.split(">")[0] and error.split(">", 1)[1].strip()  # words, in French
+    assert "Accompagnement" in html and 'value="phone" checked' in html
+
+
+def test_a_referral_form_without_a_reason_or_recipient_calls_nobody(sessions):
+    referrals = Stub()
+    response = GatewayService.refer_form(GatewayWithDirectory(referrals_rpc=referrals), form_post(
+        sessions, "/beneficiaries/b-1/referrals", {"service_category": "legal_orientation", "to_association": "",
+                                                   "reason": ""}), beneficiary_id="b-1")
+    html = response.get_data(as_text=True)
+    assert response.status_code == 422 and referrals.calls == []
+    for field in ("to_association", "reason"):
+        assert "hidden" not in html.split(f'id="{field}-error"')[1].split(">")[0]
+
+
+def test_an_events_manager_cannot_post_the_case_forms(sessions):
+    events_manager = {**FATIMA, "id": "s-ev", "roles": ["events_manager"]}
+    intake, referrals = Stub(), Stub()
+    for route, path, values in (("intake_form", "/intake", {}),
+                                ("consent_form", "/beneficiaries/b-1/consents", {"beneficiary_id": "b-1"}),
+                                ("refer_form", "/beneficiaries/b-1/referrals", {"beneficiary_id": "b-1"})):
+        refused = getattr(GatewayService, route)(Gateway(intake_rpc=intake, referrals_rpc=referrals),
+                                                 form_post(sessions, path, {"first_name": "x"}, who=events_manager),
+                                                 **values)
+        assert refused.status_code == 403, route
+    assert intake.calls == referrals.calls == []
+
+
+def test_the_sender_dismisses_a_declined_referral_once_she_confirms(sessions):
+    referrals = Stub(transition={"id": "r-2", "state": "closed"})
+    unconfirmed = GatewayService.referral_action_form(
+        Gateway(referrals_rpc=referrals), form_post(sessions, "/referrals/r-2/dismiss?lang=fr", {}),
+        referral_id="r-2", action="dismiss")
+    assert unconfirmed.status_code == 422 and referrals.calls == []
+    assert 'name="confirm"' in unconfirmed.get_data(as_text=True)
+    done = GatewayService.referral_action_form(
+        Gateway(referrals_rpc=referrals), form_post(sessions, "/referrals/r-2/dismiss?lang=fr",
+                                                    {"confirm": "true", "idempotency_key": "k-dismiss"}),
+        referral_id="r-2", action="dismiss")
+    assert done.status_code == 303 and done.headers["Location"] == "/referrals/r-2?lang=fr"
+    [(name, (referral_id, action, body, actor), kwargs)] = referrals.calls
+    assert (name, referral_id, action, kwargs) == ("transition", "r-2", "dismiss", {"idempotency_key": "k-dismiss"})
+    assert "confirm" not in body
+
+
+def test_the_sender_is_offered_dismiss_with_a_confirmation_on_a_declined_referral(sessions):
+    gateway = referral_gateway(dict(SENT, history=[dict(h) for h in HISTORY]), get_beneficiary=dict(RECORD))
+    html = GatewayService.referral_page(gateway, request("/referrals/r-2?lang=fr", sessions.signed_in(FATIMA)),
+                                        referral_id="r-2").get_data(as_text=True)
+    dismiss = html.split('id="form-dismiss"')[1].split("</form>")[0]
+    assert 'name="confirm" value="true" required' in dismiss and "Clore sans réorienter" in dismiss
+    received = referral_gateway(dict(REFERRAL_RECEIVED, state="declined"))
+    html = GatewayService.referral_page(received, request("/referrals/r-1?lang=fr", sessions.signed_in(NAIMA)),
+                                        referral_id="r-1").get_data(as_text=True)
+    assert 'form-dismiss' not in html and "/dismiss" not in html  # not the recipient's to close

@@ -92,7 +92,9 @@ def test_only_form_routes_take_a_form_body():
     assert forms == {("POST", "/login"), ("POST", "/logout"), ("POST", "/inbox/<int:item_id>/read"),
                      ("POST", "/beneficiaries/<string:beneficiary_id>/sessions"),
                      ("POST", "/beneficiaries/<string:beneficiary_id>/erase"), ("POST", "/duplicates/<int:flag_id>"),
-                     ("POST", "/consents/<string:consent_id>/revoke"),
+                     ("POST", "/consents/<string:consent_id>/revoke"), ("POST", "/intake"),
+                     ("POST", "/beneficiaries/<string:beneficiary_id>/consents"),
+                     ("POST", "/beneficiaries/<string:beneficiary_id>/referrals"),
                      ("POST", "/referrals/<string:referral_id>/<string:action>"), *calendar}
     assert web.refuse_cross_site(post("/api/login", {"email": EMAIL})).status_code == 415
     assert web.refuse_cross_site(post("/login", {"email": EMAIL}), form=True) is None

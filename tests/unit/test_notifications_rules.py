@@ -36,6 +36,7 @@ EXPECTED = [
     ("ma.tansiq.referral.completed.v1", {"outcome": "done"}, SENDER_CW),
     ("ma.tansiq.referral.closed.v1", {"outcome": "closed"}, SENDER_CW),
     ("ma.tansiq.referral.expired.v1", {}, SENDER_CW),
+    ("ma.tansiq.referral.dismissed.v1", {}, SENDER_CW),  # her colleagues; the recipient is not told
     ("ma.tansiq.referral.withdrawn.v1", {}, SENDER_CW | RECIPIENT_CW),
     ("ma.tansiq.referral.reminder_due.v1", {}, RECIPIENT_CW),
     ("ma.tansiq.referral.escalated.v1", {}, {"s-amal-coord", "s-wafae-coord"}),

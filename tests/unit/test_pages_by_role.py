@@ -31,7 +31,7 @@ ROUTES = Map([Rule(d.url, methods=[d.method], endpoint=d) for d in declared_rout
 # The page script's actions: the element that offers it -> the route it calls (static/webapp.js).
 ACTIONS = {
     r'class="mark-read"': ("POST", "/api/inbox/7/read"),
-    r'id="consent-form"': ("POST", "/api/beneficiaries/b-1/consents"),
+    r'id="consent-form"': ("POST", "/api/beneficiaries/b-1/consents"),  # and its form posts to the page route
     r'id="refer-form"': ("POST", "/api/referrals"),
     r'id="intake-form"': ("POST", "/api/beneficiaries"),
 }
@@ -147,7 +147,8 @@ def test_a_case_worker_is_offered_the_actions_of_her_work(rendered):
     assert {("POST", "/referrals/r-1/acknowledge"), ("POST", "/referrals/r-1/decline"), ("POST", "/api/referrals"),
             ("POST", "/api/beneficiaries"), ("GET", "/intake"), ("GET", "/referrals"), ("POST", "/logout"),
             ("GET", "/beneficiaries"), ("POST", "/beneficiaries/b-1/sessions"), ("POST", "/consents/c-1/revoke"),
-            ("POST", "/duplicates/4")} <= actions
+            ("POST", "/duplicates/4"), ("POST", "/intake"), ("POST", "/beneficiaries/b-1/consents"),
+            ("POST", "/beneficiaries/b-1/referrals")} <= actions
 
 
 def test_the_calendar_editors_are_offered_its_forms_and_the_others_only_to_register(rendered):

@@ -353,3 +353,88 @@ def test_received_values_and_words_are_sealed_at_rest(session):
     assert domain.shared_values(KEYS, referral) == PII
     with pytest.raises(DecryptionFailed):  # another master key reads nothing
         domain.shared_values(keyring(), referral)
+
+
+def expired(session, **kwargs):
+    referral = create(session, **kwargs)
+    domain.scan_deadlines(session, NOW + timedelta(days=60))  # long past every deadline: it expires
+    assert referral.state == "expired" and referral.shared_erased_at is None  # the recipient still holds it
+    return referral
+
+
+def test_the_sender_dismisses_a_declined_referral_and_nobody_reads_her_note_but_her_side(session):
+    referral = bring_to(session, "declined")
+    messages_before = len(outbox(session))
+    domain.transition(session, NOW, SENDER, referral.id, "dismiss", note="She found a shelter in Rabat")
+    session.commit()
+    assert (referral.state, referral.rerouted_to) == ("closed", None)
+    assert [(h.action, h.from_state, h.to_state, h.by) for h in referral.history[-1:]] == [
+        ("dismiss", "declined", "closed", SENDER.id)]
+    assert domain.view(referral, SENDER, NOW, KEYS)["history"][-1]["note"] == "She found a shelter in Rabat"
+    assert domain.view(referral, RECIPIENT, NOW, KEYS)["history"][-1]["note"] == ""  # her copy ended at the decline
+    # One internal event; the recipient's copy had ended already: no second erasure, nothing to a partner.
+    added = outbox(session)[messages_before:]
+    assert [(m.type, m.exchange) for m in added] == [("ma.tansiq.referral.dismissed.v1", "tansiq.events")]
+    assert contracts.validate(parse(added[0].body)).data["by"] == SENDER.id
+
+
+def test_dismissing_an_expired_referral_ends_the_partner_recipients_copy_and_tells_it(session):
+    referral = expired(session, to_integration="queue")
+    messages_before = len(outbox(session))
+    domain.transition(session, NOW + timedelta(days=60), SENDER, referral.id, "dismiss")
+    assert referral.state == "closed" and referral.shared_erased_at is not None
+    assert domain.view(referral, RECIPIENT, NOW, KEYS)["reason"] == ""
+    added = [(m.exchange, m.routing_key) for m in outbox(session)[messages_before:]]
+    # The partner is not sent the dismissal (not its contract); it is told its copy ends (data_erased).
+    assert (("partners.outbound", f"{MARRAKECH}.ma.tansiq.referral.data_erased.v1") in added
+            and not any(key.endswith("dismissed.v1") for exchange, key in added if exchange == "partners.outbound"))
+    assert referral.history[-1].note == domain.DISMISSED
+
+
+@pytest.mark.parametrize("state", ["sent", "received", "accepted", "in_progress", "completed", "closed", "withdrawn"])
+def test_dismiss_is_refused_from_every_other_state(session, state):
+    referral = bring_to(session, state)
+    with pytest.raises(DomainError) as refused:
+        act(session, referral, "dismiss", actor=SENDER)
+    assert refused.value.code == "invalid_transition" and referral.state == state
+
+
+def test_dismiss_is_refused_once_rerouted_and_twice(session):
+    referral = bring_to(session, "declined")
+    domain.reroute(session, NOW, SENDER, KEYS, referral.id, to_association=AGADIR, share=CONSENTED)
+    with pytest.raises(DomainError, match="'rerouted' is final"):
+        act(session, referral, "dismiss", actor=SENDER)
+    other = expired(session)
+    act(session, other, "dismiss", actor=SENDER)
+    with pytest.raises(DomainError, match="'closed' is final"):
+        act(session, other, "dismiss", actor=SENDER)
+
+
+def test_only_the_senders_case_workers_may_dismiss(session):
+    referral = bring_to(session, "declined")
+    with pytest.raises(Forbidden, match="only the sender association"):
+        act(session, referral, "dismiss", actor=RECIPIENT)
+    with pytest.raises(Forbidden):
+        act(session, referral, "dismiss", actor=staff(AGADIR))
+    for roles in (("events_manager",), ("coordinator",), ("admin",)):
+        with pytest.raises(Forbidden, match="role of case worker"):
+            act(session, referral, "dismiss", actor=staff(SAFI, *roles))
+    assert referral.state == "declined"
+
+
+def test_a_partner_cannot_send_a_dismissal(session):
+    referral = bring_to(session, "declined")
+    data = {"referral_id": referral.id, "from_association": SAFI, "to_association": MARRAKECH, "by": "p-3"}
+    with pytest.raises(DomainError) as refused:
+        domain.apply_partner_update(session, NOW, SAFI, "ma.tansiq.referral.dismissed.v1", data)
+    assert refused.value.code == "not_allowed" and referral.state == "declined"
+
+
+def test_re_routing_an_expired_referral_ends_what_its_silent_recipient_held(session):
+    referral = expired(session, to_integration="queue")
+    later = NOW + timedelta(days=60)
+    domain.reroute(session, later, SENDER, KEYS, referral.id, to_association=AGADIR, share=CONSENTED)
+    assert referral.state == "rerouted" and referral.shared_erased_at == later
+    assert domain.view(referral, RECIPIENT, later, KEYS)["reason"] == ""
+    assert f"{MARRAKECH}.ma.tansiq.referral.data_erased.v1" in [m.routing_key for m in outbox(session)
+                                                              if m.exchange == "partners.outbound"]

@@ -50,6 +50,7 @@ class Gateway:
         self.__dict__.update(proxies)
 
     _association_names = GatewayService._association_names
+    _case_form = GatewayService._case_form
     _needs_now = GatewayService._needs_now
 
 
@@ -88,11 +89,13 @@ def test_buttons_follow_the_referral_lifecycle_and_the_side():
     assert names("received", "in_progress") == ["complete"]
     assert names("received", "declined") == []
     assert names("sent", "sent") == ["withdraw"]
-    assert names("sent", "declined") == names("sent", "expired") == ["reroute"]  # no dead end after a decline
-    assert names("sent", "rerouted") == []
+    # No dead end after a decline or an expiry: re-route it, or close it here.
+    assert names("sent", "declined") == names("sent", "expired") == ["reroute", "dismiss"]
+    assert names("received", "expired") == []  # the recipient cannot close what she let expire
+    assert names("sent", "rerouted") == names("sent", "closed") == []
     confirmed = {a["name"] for state in ("sent", "received", "declined") for side in ("sent", "received")
                  for a in actions_for({"direction": side, "state": state}) if a["confirm"]}
-    assert confirmed == {"decline", "withdraw", "reroute"}  # what cannot be undone asks to be confirmed
+    assert confirmed == {"decline", "withdraw", "reroute", "dismiss"}  # what cannot be undone asks to be confirmed
     decline = actions_for({"direction": "received", "state": "received"})[1]
     assert decline["input"] == "reason"
     assert actions_for({"direction": "received", "state": "in_progress"})[0]["input"] == "outcome"
@@ -148,6 +151,9 @@ NAIMA = {"id": "s-wafae-1", "association": "wafae-marrakech", "roles": ["case_wo
 ASSOCIATIONS = [{"slug": "amal-safi", "name_ar": "جمعية أمل", "name_fr": "Association Amal", "city": "Safi"},
                 {"slug": "wafae-marrakech", "name_ar": "جمعية وفاء للمرأة", "name_fr": "Association Wafae",
                  "city": "Marrakech"}]
+# The directory's services (any category asked): Wafae's, and her own association's, which the forms leave out.
+OFFERS = [{"association": "wafae-marrakech", "category": "legal_orientation"},
+          {"association": "amal-safi", "category": "legal_orientation"}]
 RECORD = {
     "id": "b-1", "association": "amal-safi", "kind": "survivor", "schooled": None, "city": "Safi", "language": "ar",
     "registered_at": "2026-11-29T14:00:00+00:00", "registered_by": "s-safi-1", "erased": False,
@@ -202,7 +208,7 @@ def record_gateway(**intake_answers):
     return Gateway(intake_rpc=Stub(**{"get_beneficiary": dict(RECORD), "audit_trail": AUDIT,
                                       "list_disclosures": DISCLOSURES, **intake_answers}),
                    referrals_rpc=Stub(referrals_about=[dict(SENT, history=[dict(h) for h in HISTORY])]),
-                   directory=Stub(list_associations=ASSOCIATIONS, get_staff=SENDER))
+                   directory=Stub(list_associations=ASSOCIATIONS, get_staff=SENDER, find_services=OFFERS))
 
 
 def test_the_beneficiary_page_shows_her_record_consents_and_flags_with_the_forms(sessions):
