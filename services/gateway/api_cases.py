@@ -95,7 +95,6 @@ class CasePages:
            summary="Add a follow-up listening session from her record's form")
     def session_form(self, request, staff, actor, beneficiary_id, body=None, errors=None):
         if errors:
-            errors = {field.split(".")[0]: code for field, code in errors.items()}  # needs.0 is shown at needs
             return page("session_form.html", request, staff, status=422, errors=errors, record={"id": beneficiary_id},
                         needs=NEEDS, urgencies=URGENCIES, chosen=request.form, form_key=new_form_key())
         self.intake_rpc.add_session(beneficiary_id, body, actor, idempotency_key=form_key(request))

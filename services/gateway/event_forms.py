@@ -18,7 +18,7 @@ from marshmallow import EXCLUDE, INCLUDE, Schema, ValidationError, fields, post_
 from werkzeug.datastructures import MultiDict
 
 from services.events.schemas import CancelOccurrence, CreateEvent, MoveOccurrence, RegistrationSchema, UpdateEvent
-from services.gateway.web import FieldCode
+from services.gateway.web import OWN_KEYS, FieldCode
 
 FREQUENCIES = ("DAILY", "WEEKLY", "MONTHLY")
 WEEKDAYS = ("MO", "TU", "WE", "TH", "FR", "SA", "SU")
@@ -306,7 +306,7 @@ class FormSchema(Schema):
         try:
             return {"api": self.convert(form)}
         except FormErrors as problems:
-            raise ValidationError({field: [FieldCode(str(m)) if str(m).startswith(("form.", "event.")) else str(m)
+            raise ValidationError({field: [FieldCode(str(m)) if str(m).startswith(OWN_KEYS) else str(m)
                                            for m in messages]
                                    for field, messages in problems.errors.items()}) from None
 

@@ -125,6 +125,23 @@ def field_code(message):
     return next((code for pattern, code in FIELD_CODES if pattern.match(str(message))), "invalid")
 
 
+# A form's own codes are the catalogue keys that say them already (kept as web.FieldCode).
+OWN_KEYS = ("form.", "event.")
+
+
+def field_message_key(code):
+    """The catalogue key that says a field code: a form's own key as it is, any other `field_error.<code>`."""
+    return code if code.startswith(OWN_KEYS) else f"field_error.{code}"
+
+
+def field_message(errors, name, lang):
+    """What to say at field `name` of a route's `errors` ({"needs.0": "not_one_of"}, field_codes) in `lang`:
+    the first code at that field or inside it (a list's item is shown at the list); "" when it has none."""
+    code = (errors or {}).get(name) or next(
+        (code for path, code in (errors or {}).items() if path.startswith(f"{name}.")), None)
+    return i18n.translate(lang, field_message_key(code)) if code else ""
+
+
 def field_codes(messages, prefix=""):
     """marshmallow's error messages as {"field": code} ({"needs.0": "not_one_of", "_schema": "invalid"})."""
     if isinstance(messages, (list, tuple)):
@@ -386,7 +403,9 @@ def environment(lang):
         env.globals["t"] = env.globals["_"]  # the name older templates use
         env.filters["number"] = lambda value: i18n.format_number(value, lang)
         env.globals["plural_forms"] = lambda singular, plural: i18n.plural_forms(lang, singular, plural)
-        env.globals["field_error_messages"] = lambda: {code: i18n.translate(lang, f"field_error.{code}")
+        # An error at its field (templates/_fields.html), and the same words for the page script.
+        env.globals["field_message"] = lambda errors, name: field_message(errors, name, lang)
+        env.globals["field_error_messages"] = lambda: {code: i18n.translate(lang, field_message_key(code))
                                                        for code in FIELD_ERROR_CODES}
         _environments[lang] = env
     return _environments[lang]

@@ -178,7 +178,7 @@ def test_an_events_manager_edits_the_series_moves_one_date_and_cancels_another(n
     with page.expect_response(lambda r: r.request.method == "POST") as answer:
         form.locator("#event-submit").click()
     assert answer.value.status == 422
-    error = page.locator("#error-end_date")
+    error = page.locator("#end_date-error")
     expect(error).to_have_text("يجب أن تأتي النهاية بعد البداية." if lang == "ar" else
                                "La fin doit venir après le début.")
     expect(form.locator("[name=end_date]")).to_have_attribute("aria-invalid", "true")
@@ -339,7 +339,7 @@ def test_a_stand_is_booked_with_its_products_and_booking_it_twice_is_refused_at_
     form.locator("[name=name]").fill("تعاونية أمل")
     form.locator("[name=products]").fill("زرابي")
     form.locator("button[type=submit]").click()
-    expect(page.locator("#error-name")).to_have_text("مسجل(ة) مسبقًا بهذا الاسم.")
+    expect(page.locator("#name-error")).to_have_text("مسجل(ة) مسبقًا بهذا الاسم.")
     expect(page.locator("#registrations li")).to_have_count(1)
     shot(page, "stand-refused-ar-390")
 
