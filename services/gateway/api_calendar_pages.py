@@ -69,7 +69,7 @@ def rule_text(rrule, zone_name, lang):
     if values["byday"]:
         parts.append(", ".join(i18n.translate(lang, f"weekday.{day}") for day in values["byday"]))
     if values["ends"] == "count":
-        parts.append(i18n.translate(lang, "rule.count", num=values["count"]))
+        parts.append(i18n.translate_plural(lang, "rule.count", "rule.count.plural", int(values["count"])))
     elif values["ends"] == "until":
         parts.append(i18n.translate(lang, "rule.until", day=when_local(values["until"], lang, zone_name, True)))
     return " · ".join(parts)

@@ -315,13 +315,11 @@ def test_her_record_page_consent_then_referral_seen_by_the_recipient_and_refused
     expect(naima.locator("#consent-form")).to_have_count(0)
     naima.screenshot(path=str(SHOTS / "tansiq-beneficiary-refused-ar.png"), full_page=True)
 
-    # An event's notification link: the calendar at its date, its details open (a network-only one here).
+    # An event's older notification link (/events/<id>): the event's own page (a network-only one here).
     occurrences = network.login("naima@wafae.example").get(f"{base}/api/events", timeout=30).json()
     event = next(o for o in occurrences if o["visibility"] == "network")
     naima.goto(f"{base}/events/{event['event_id']}?lang=ar")
-    expect(naima).to_have_url(re.compile(
-        rf"/calendar\?date={event['start_local'][:10]}&event={event['event_id']}&lang=ar$"))
-    expect(naima.locator("#event-details")).to_be_visible()
+    expect(naima).to_have_url(re.compile(rf"/calendar/events/{event['event_id']}\?lang=ar$"))
     expect(naima.locator("#event-title")).to_have_text(event["title"])
 
     # She withdraws her consent from her page: Naima's copy of her first name is erased.

@@ -128,11 +128,27 @@ def test_every_message_key_the_forms_use_is_in_the_three_catalogues():
     keys = {f"event.error.{code}" for code in forms.FIELD_OF_CODE}
     keys |= {"event.error.weekdays_daily", "event.error.invalid_window", "event.error.city_or_venue", "form.required",
              "form.whole_number", "form.invalid_date", "form.invalid_time", "form.invalid_choice", "form.too_many",
-             "rule.interval", "rule.count", "rule.until"}
+             "rule.interval", "rule.until"}
     keys |= {f"rule.{freq}" for freq in forms.FREQUENCIES} | {f"weekday.{day}" for day in forms.WEEKDAYS}
     for lang in ("ar", "fr", "en"):
         catalogue = i18n.read_catalogue(lang)
         assert {key for key in keys if not (catalogue.get(key) and catalogue.get(key).string)} == set(), lang
+
+
+RULE_COUNTS = {  # a recurrence's number of sessions, in each language's own plural forms (ar: six)
+    "ar": {0: "0 مرة", 1: "مرة واحدة", 2: "مرتان", 3: "3 مرات", 11: "11 مرة", 100: "100 مرة"},
+    "fr": {0: "0 fois", 1: "1 fois", 2: "2 fois", 3: "3 fois", 11: "11 fois", 100: "100 fois"},
+    "en": {0: "0 times", 1: "once", 2: "2 times", 3: "3 times", 11: "11 times", 100: "100 times"},
+}
+
+
+@pytest.mark.parametrize("lang", RULE_COUNTS)
+def test_a_recurrence_count_is_a_plural_message(lang):
+    for count, words in RULE_COUNTS[lang].items():
+        assert i18n.translate_plural(lang, "rule.count", "rule.count.plural", count) == words, (lang, count)
+        if count:  # a stored rule has one session at least
+            said = rule_text(f"FREQ=WEEKLY;COUNT={count}", "Africa/Casablanca", lang)
+            assert said.endswith(f" · {words}"), said
 
 
 def test_the_rule_in_words():

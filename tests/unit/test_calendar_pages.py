@@ -147,3 +147,33 @@ def test_the_search_page_declares_its_query_and_shows_a_bad_date_at_its_field(se
     [(_, args, kwargs)] = events.calls
     assert args[0] == {"words": "couture", "city": None, "start": "2027-01-01T00:00:00+00:00"}
     assert kwargs["audience"] == "public"
+
+
+class Refusing:
+    """The events service's proxy when the event is unknown (or not shared with this reader)."""
+
+    def get_event(self, event_id, **kwargs):
+        raise NotFound(f"no event {event_id!r}", code="unknown_event")
+
+
+@pytest.mark.parametrize("staff", [HANANE, YOUSSEF, FATIMA, None], ids=["coordinator", "events_manager",
+                                                                        "case_worker", "public"])
+@pytest.mark.parametrize("lang", ["ar", "fr"])
+def test_an_event_notifications_link_opens_its_page_or_says_it_is_unknown_or_cancelled(sessions, staff, lang):
+    from services.gateway.routes import may_open
+    from services.notifications.rules import event_link
+
+    link = event_link({"event_id": "e-1"})
+    assert link == "/calendar/events/e-1" and may_open(staff, link)
+    shown = event_page(sessions, staff, lang=lang)
+    assert shown.status_code == 200 and 'id="event-title"' in shown.get_data(as_text=True)
+    say = i18n.translations(lang).gettext
+    cancelled = event_page(sessions, staff, {**EVENT, "status": "cancelled"}, lang=lang).get_data(as_text=True)
+    assert 'id="event-cancelled"' in cancelled and say("event.cancelled_notice") in cancelled
+    assert 'id="edit-actions"' not in cancelled
+    token = sessions.signed_in(staff) if staff else None
+    unknown = GatewayService.event_details_page(Gateway(events_rpc=Refusing()),
+                                                request(f"/calendar/events/e-404?lang={lang}", token), event_id="e-404")
+    html = unknown.get_data(as_text=True)
+    assert unknown.status_code == 404 and unknown.mimetype == "text/html"
+    assert say("error.unknown_event") in html and f'lang="{lang}"' in html
