@@ -20,7 +20,8 @@ from tansiq.contracts.referrals import SHAREABLE_FIELDS
 RECORD_FIELDS = ("first_name", "last_name", "first_name_ar", "last_name_ar", "phone", "birth_date", "birth_year",
                  "city", "language", "kind", "schooled", "needs", "urgency", "notes", "orientation")
 DUPLICATE_REASONS = ("same_phone", "same_name", "similar_name", "same_birth_date", "same_birth_year")
-ERROR_PAGES = ("forbidden", "not_found", "service_unavailable", "unknown_event")  # error.html says error.other for the rest
+# error.html says error.other for the rest; unknown_event: an event's page (a notification's link) it is not.
+ERROR_PAGES = ("forbidden", "not_found", "service_unavailable", "unknown_event")
 CONSENT_STATUSES = ("valid", "expired", "revoked")
 LOGIN_REFUSALS = ("unauthorized", "too_many_attempts")
 # The calendar's forms (event_forms.py, api_calendar_pages.py): their own error keys, the events service's
