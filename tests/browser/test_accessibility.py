@@ -23,7 +23,6 @@ pytestmark = pytest.mark.browser
 
 SERVICES = ("directory", "intake", "notifications", "referrals", "events", "gateway")
 DESKTOP = {"width": 1280, "height": 900}
-LOCALES = {"ar": "ar-MA", "fr": "fr-FR"}
 FATIMA = "fatima@amal-safi.example"  # case worker, Amal (Safi): she registers and refers the case
 HANANE = "hanane@amal-safi.example"  # case worker and coordinator, Amal: she organises the event
 YOUSSEF = "youssef@amal-safi.example"  # events manager, Amal
@@ -82,20 +81,11 @@ def network(sync_api, broker_admin):
 @pytest.fixture(scope="module")
 def values(network):
     """The set-up's case, referral and event (with one of its dates): what the visits' paths name."""
-    base, fatima = network.web, network.login(FATIMA)
-    registered = fatima.post(f"{base}/api/beneficiaries", json={
-        "first_name": "Salma", "last_name": "Bouazzaoui", "first_name_ar": "سلمى",
-        "phone": f"06{uuid.uuid4().int % 10**8:08d}", "city": "Safi", "needs": ["legal_orientation"]}, timeout=30)
-    assert registered.status_code == 201, registered.text
-    beneficiary = registered.json()["id"]
-    consent = fatima.post(f"{base}/api/beneficiaries/{beneficiary}/consents", json={
-        "purpose": "legal_orientation", "fields": ["first_name", "needs"],
-        "recipient_association": "wafae-marrakech"}, timeout=30)
-    assert consent.status_code == 201, consent.text
-    referral = fatima.post(f"{base}/api/referrals", json={
-        "beneficiary_id": beneficiary, "to_association": "wafae-marrakech", "service_category": "legal_orientation",
-        "reason": "Besoin d'une avocate", "urgency": "high", "fields": ["first_name", "needs"]}, timeout=30)
-    assert referral.status_code == 201, referral.text
+    from harness import referred_case
+
+    base = network.web
+    beneficiary, referral = referred_case(network, FATIMA, first_name="Salma", last_name="Bouazzaoui",
+                                          first_name_ar="سلمى", phone=f"06{uuid.uuid4().int % 10**8:08d}")
     monday = date.today() + timedelta(days=7 * 30 - date.today().weekday())
     event = network.login(HANANE).post(f"{base}/api/events", json={
         "title": "Formation écoute – جلسة استماع", "kind": "training", "organiser": "amal-safi", "city": "Safi",
@@ -104,42 +94,18 @@ def values(network):
     assert event.status_code == 201, event.text
     event_id = event.json()["event"]["id"]
     first = requests.get(f"{base}/api/events/{event_id}", timeout=30).json()["starts_at"]
-    return {"beneficiary": beneficiary, "referral": referral.json()["id"], "event": event_id,
+    return {"beneficiary": beneficiary, "referral": referral["id"], "event": event_id,
             "occurrence": quote(first, safe="")}
-
-
-@pytest.fixture
-def open_page(browser):
-    """open_page(base, lang, email) -> a page in its own context, signed in as `email` (None: the public);
-    JavaScript errors and CSP refusals fail the test."""
-    contexts, errors = [], []
-
-    def open_page(base, lang, email):
-        context = browser.new_context(viewport=DESKTOP, locale=LOCALES[lang], timezone_id="Africa/Casablanca")
-        contexts.append(context)
-        if email:
-            answer = context.request.post(f"{base}/api/login", data={"email": email, "password": "tansiq-demo"})
-            assert answer.ok, answer.text()
-        page = context.new_page()
-        page.on("pageerror", lambda exc: errors.append(str(exc)))
-        page.on("console", lambda message: errors.append(message.text)
-                if "Content Security Policy" in message.text else None)
-        return page
-
-    yield open_page
-    for context in contexts:
-        context.close()
-    assert errors == [], "JavaScript errors or policy violations on the pages"
 
 
 @pytest.mark.parametrize("lang", ["ar", "fr"])
 @pytest.mark.parametrize("url", sorted(VISITS))
-def test_axe_finds_no_serious_violation_on_the_page(network, values, open_page, axe, url, lang):
+def test_axe_finds_no_violation_on_the_page(network, values, open_page, axe, url, lang):
     from playwright.sync_api import expect
 
     who, path = VISITS[url]
     path = path.format(**values)
-    page = open_page(network.web, lang, who)
+    page = open_page(network.web, DESKTOP, lang, who)
     answer = page.goto(f"{network.web}{path}{'&' if '?' in path else '?'}lang={lang}")
     assert answer.status in ((422,) if "from=2027-13-01" in path else (200,)), (path, answer.status)
     assert urlsplit(page.url).path != "/login" or url == "/login", "sent to sign in: the visit's session failed"

@@ -33,32 +33,6 @@ def network(demo_network):
     return demo_network
 
 
-@pytest.fixture
-def open_page(browser):
-    """open_page(viewport, lang, email=None, javascript=True) -> a page in its own context, signed in as
-    `email` (none: the public), in Casablanca time; JavaScript errors and CSP refusals fail the test."""
-    contexts, errors = [], []
-
-    def open_page(base, viewport, lang, email=None, javascript=True):
-        context = browser.new_context(viewport=viewport, locale={"ar": "ar-MA", "fr": "fr-FR"}.get(lang, "en-GB"),
-                                      timezone_id="Africa/Casablanca", is_mobile=viewport == PHONE,
-                                      has_touch=viewport == PHONE, java_script_enabled=javascript)
-        contexts.append(context)
-        if email:
-            answer = context.request.post(f"{base}/api/login", data={"email": email, "password": "tansiq-demo"})
-            assert answer.ok, answer.text()
-        page = context.new_page()
-        page.on("pageerror", lambda exc: errors.append(str(exc)))
-        page.on("console", lambda message: errors.append(message.text)
-                if "Content Security Policy" in message.text else None)
-        return page
-
-    yield open_page
-    for context in contexts:
-        context.close()
-    assert errors == [], "JavaScript errors or policy violations on the pages"
-
-
 def shot(page, name):
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
