@@ -113,7 +113,7 @@ def test_a_refused_session_is_shown_again_at_the_field_without_any_service(sessi
     say = i18n.translations(lang).gettext
     # needs.1 is refused: said at the list of needs, in her language (templates/_fields.html), with the summary
     assert f'<p class="field-error" id="needs-error" data-field="needs" >{say("field_error.not_one_of")}</p>' in html
-    assert 'id="form-errors"' in html and say("form.fix_below") in html and "Must be one of" not in html
+    assert 'id="form-errors"' in html and say("app.check_fields") in html and "Must be one of" not in html
     assert 'aria-invalid' not in html.split('name="notes"')[1].split(">")[0]  # only the refused field is marked
     assert "gardée" in html  # what she wrote is kept
 
