@@ -22,7 +22,7 @@ from services.gateway.calls import TimedRpcProxy
 from services.gateway.pages import page
 from services.gateway.routes import OPTIONAL, SIGNED_IN, route
 from services.gateway.schemas import CalendarSearchQuery
-from services.gateway.web import request_language
+from services.gateway.web import field_code, request_language
 from tansiq import i18n
 from tansiq.commands import check_key
 from tansiq.contracts.events import EVENT_KINDS
@@ -34,8 +34,7 @@ UPCOMING_SHOWN = 60
 def domain_errors(exc):
     """A refusal of the events service as the route's {form field: code}: its own words at its field when
     the catalogue has them, else `invalid`."""
-    key = f"event.error.{exc.code}"
-    return {forms.field_of(exc.code): key if key in i18n.read_catalogue("en") else "invalid"}
+    return {forms.field_of(exc.code): field_code(f"event.error.{exc.code}")}
 
 
 def when_local(value, lang, zone_name, all_day=False):

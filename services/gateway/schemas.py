@@ -252,8 +252,10 @@ class CalendarSearchQuery(Query):
 
     q = fields.String(load_default="", validate=validate.Length(max=200))
     city = fields.String(load_default="", validate=validate.Length(max=100))
-    since = fields.Date(data_key="from", load_default=None, metadata={"description": "first day (YYYY-MM-DD)"})
-    until = fields.Date(data_key="to", load_default=None, metadata={"description": "last day, included"})
+    since = fields.Date(data_key="from", load_default=None, error_messages={"invalid": "form.invalid_date"},
+                        metadata={"description": "first day (YYYY-MM-DD)"})
+    until = fields.Date(data_key="to", load_default=None, error_messages={"invalid": "form.invalid_date"},
+                        metadata={"description": "last day, included"})
 
     @pre_load
     def blanks_are_absent(self, data, **kwargs):

@@ -114,19 +114,23 @@ FIELD_CODES += [(_pattern(template), code) for template, code in (
 FIELD_ERROR_CODES = sorted({code for _, code in FIELD_CODES} | {"invalid"})
 
 
-class FieldCode(str):
-    """A rule's message that is its code already (a catalogue key of a page's form): kept as it is."""
+# A form's own rules may say a problem with a catalogue key of theirs ("form.invalid_date", "event.error.*"):
+# that key is the field's code, shown in its own words rather than a generic one.
+OWN_KEYS = ("form.", "event.")
+
+
+def is_own_key(message):
+    """Is this message a form's own catalogue key (one the catalogue has: never a raw key on a page)?"""
+    text = str(message)
+    return text.startswith(OWN_KEYS) and i18n.translations("en").gettext(text) != text
 
 
 def field_code(message):
-    """The stable code of one marshmallow message; any other message (a rule's own) is `invalid`."""
-    if isinstance(message, FieldCode):
+    """The stable code of one marshmallow message: a form's own key as it is, else the code of marshmallow's
+    message; any other message (a rule's own words) is `invalid`."""
+    if is_own_key(message):
         return str(message)
     return next((code for pattern, code in FIELD_CODES if pattern.match(str(message))), "invalid")
-
-
-# A form's own codes are the catalogue keys that say them already (kept as web.FieldCode).
-OWN_KEYS = ("form.", "event.")
 
 
 def field_message_key(code):

@@ -107,7 +107,7 @@ def test_moving_one_date_and_registering_a_stand():
 
 def test_errors_are_said_in_the_pages_language_never_in_raw_english():
     errors = {"kind": "not_one_of", "title": "too_long", "end_date": "event.error.end_before_start",
-              "x": "invalid", "email": "invalid_email", "start_date": web.FieldCode("form.invalid_date"),
+              "x": "invalid", "email": "invalid_email", "start_date": "form.invalid_date",
               "byday.1": "not_one_of"}
     for lang in ("ar", "fr", "en"):
         say = i18n.translations(lang).gettext
@@ -120,6 +120,9 @@ def test_errors_are_said_in_the_pages_language_never_in_raw_english():
         assert all(not text.startswith(("field_error.", "form.", "event.")) for text in shown.values()), shown
     assert web.field_message(errors, "end_date", "ar") == "يجب أن تأتي النهاية بعد البداية."
     assert web.field_message(errors, "kind", "fr") == "Choisissez une valeur de la liste."
+    assert web.field_code("form.invalid_date") == "form.invalid_date"  # a form's own key is its code
+    assert web.field_code("form.no_such_key") == "invalid"  # ... when the catalogue has it: never a raw key
+    assert web.field_code("Must be one of: a, b.") == "not_one_of"
     assert web.field_message_key("required") == "field_error.required"
     assert web.field_message_key("form.invalid_date") == "form.invalid_date"
 

@@ -130,7 +130,7 @@ def test_the_new_event_form_needs_its_csrf_field_and_valid_fields_before_anythin
     assert args[0]["organiser"] == HANANE["association"] and args[0]["start"] == "2027-03-01T10:00:00"
 
 
-@pytest.mark.parametrize("lang, words", [("fr", "Valeur non valide."), ("ar", None)])
+@pytest.mark.parametrize("lang, words", [("fr", "Une date comme 2027-03-15."), ("ar", None)])
 def test_the_search_page_declares_its_query_and_shows_a_bad_date_at_its_field(sessions, lang, words):
     events = Stub(search_events=[])
     pages = Gateway(events_rpc=events, directory=Stub(list_associations=ASSOCIATIONS))
@@ -138,7 +138,7 @@ def test_the_search_page_declares_its_query_and_shows_a_bad_date_at_its_field(se
                                                              "&to=2027-02-30", None))
     html = bad.get_data(as_text=True)
     assert bad.status_code == 422 and events.calls == []  # nothing searched with a half-read query
-    said = i18n.translations(lang).gettext("field_error.invalid")
+    said = i18n.translations(lang).gettext("form.invalid_date")
     assert error_at(html, "from") == said == (words or said) and error_at(html, "to") == said
     assert 'value="31/12/2026"' in html and 'value="couture"' in html  # the form again, as she typed it
     fine = GatewayService.calendar_search_page(pages, request(f"/calendar/search?lang={lang}&q=couture&from=2027-01-01"
