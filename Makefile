@@ -70,7 +70,7 @@ lint: install
 # so that branches merge; obsolete ones are dropped; never fuzzy-matched (a key is not a sentence).
 LOCALE := tansiq/locale
 i18n: install
-	$(VENV)/bin/pybabel extract -F babel.cfg -k t --no-location --sort-output --omit-header \
+	$(VENV)/bin/pybabel extract -F babel.cfg -k t -k translate_plural:2,3 --no-location --sort-output --omit-header \
 		-o $(LOCALE)/tansiq.pot .
 	$(VENV)/bin/pybabel update -i $(LOCALE)/tansiq.pot -d $(LOCALE) -D tansiq --no-fuzzy-matching --ignore-obsolete
 	@# No dates in the headers: two branches that both ran make i18n then merge without a conflict.

@@ -276,6 +276,26 @@ def add_staff(network, staff_id, email, roles, association="amal-safi", active=T
         engine.dispose()
 
 
+def referred_case(network, sender, to="wafae-marrakech", **person):
+    """A woman registered by `sender` (a case worker), her consent to share her first name and needs with `to`,
+    and a referral there for legal orientation, all through the JSON API: (beneficiary id, the referral as
+    the API answered it)."""
+    base, api = network.web, network.login(sender)
+    registered = api.post(f"{base}/api/beneficiaries", json={
+        "first_name": "Meriem", "phone": "0662000000", "city": "Safi", "needs": ["legal_orientation"], **person},
+        timeout=30)
+    assert registered.status_code == 201, registered.text
+    beneficiary_id = registered.json()["id"]
+    consent = api.post(f"{base}/api/beneficiaries/{beneficiary_id}/consents", json={
+        "purpose": "legal_orientation", "fields": ["first_name", "needs"], "recipient_association": to}, timeout=30)
+    assert consent.status_code == 201, consent.text
+    referral = api.post(f"{base}/api/referrals", json={
+        "beneficiary_id": beneficiary_id, "to_association": to, "service_category": "legal_orientation",
+        "reason": "Besoin d'une avocate", "urgency": "high", "fields": ["first_name", "needs"]}, timeout=30)
+    assert referral.status_code == 201, referral.text
+    return beneficiary_id, referral.json()
+
+
 def random_slug(prefix="p"):
     """A random partner slug: never the name of a real association."""
     return f"{prefix}-{uuid.uuid4().hex[:10]}"

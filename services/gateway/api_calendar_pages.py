@@ -21,7 +21,8 @@ from services.gateway.access import can
 from services.gateway.calls import TimedRpcProxy
 from services.gateway.pages import page
 from services.gateway.routes import OPTIONAL, SIGNED_IN, route
-from services.gateway.web import request_language
+from services.gateway.schemas import CalendarSearchQuery
+from services.gateway.web import field_code, request_language
 from tansiq import i18n
 from tansiq.commands import check_key
 from tansiq.contracts.events import EVENT_KINDS
@@ -30,29 +31,10 @@ from tansiq.errors import DomainError, Forbidden
 # Stands at exhibitions, fairs and festivals; people at the others (services/events/domain.py says the same).
 STAND_KINDS = ("exhibition", "fair", "festival")
 UPCOMING_SHOWN = 60
-# Field codes (web.field_codes) the forms say in their own words; any other: field_error.<code>.
-FORM_WORDS = {"required": "form.required", "null": "form.required", "not_one_of": "form.invalid_choice",
-              "too_long": "form.length", "too_short": "form.length", "length": "form.length",
-              "invalid": "form.invalid"}
-
-
-def message_key(code):
-    """The catalogue key that says an error's code: a form's own key (form.*, event.error.*) or a field code."""
-    if code.startswith(("form.", "event.")):
-        return code
-    return FORM_WORDS.get(code, f"field_error.{code}")
-
-
-def translated(errors, lang):
-    """{field: code} (the route's `errors`) as {field: [words in the page's language]}: never a raw English
-    message in an Arabic page."""
-    return {field: [i18n.translate(lang, message_key(code))] for field, code in errors.items()}
-
-
 def domain_errors(exc):
-    """A refusal of the events service as {form field: catalogue key}: each code at its field."""
-    key = f"event.error.{exc.code}"
-    return {forms.field_of(exc.code): key if key in i18n.read_catalogue("en") else "form.invalid"}
+    """A refusal of the events service as the route's {form field: code}: its own words at its field when
+    the catalogue has them, else `invalid`."""
+    return {forms.field_of(exc.code): field_code(f"event.error.{exc.code}")}
 
 
 def when_local(value, lang, zone_name, all_day=False):
@@ -86,7 +68,7 @@ def rule_text(rrule, zone_name, lang):
     if values["byday"]:
         parts.append(", ".join(i18n.translate(lang, f"weekday.{day}") for day in values["byday"]))
     if values["ends"] == "count":
-        parts.append(i18n.translate(lang, "rule.count", num=values["count"]))
+        parts.append(i18n.translate_plural(lang, "rule.count", "rule.count.plural", int(values["count"])))
     elif values["ends"] == "until":
         parts.append(i18n.translate(lang, "rule.until", day=when_local(values["until"], lang, zone_name, True)))
     return " · ".join(parts)
@@ -206,7 +188,7 @@ class CalendarPages:
         lang = request_language(request, staff)
         associations = self.directory.list_associations()
         return page("event_form.html", request, staff, status=422 if errors else 200, lang=lang, values=values,
-                    errors=translated(errors or {}, lang), event=event, kinds=EVENT_KINDS, zones=forms.ZONES,
+                    errors=errors or {}, event=event, kinds=EVENT_KINDS, zones=forms.ZONES,
                     frequencies=forms.FREQUENCIES, weekdays=forms.WEEKDAYS, venues=self.events_rpc.list_venues(None),
                     cities=sorted({a["city"] for a in associations if a.get("city")}),
                     venue_conflict="venue_id" in (errors or {}), idempotency_key=new_key())
@@ -288,7 +270,7 @@ class CalendarPages:
         original = when_local(values.get("recurrence_id"), lang, event["tz"], event["all_day"]) if values.get(
             "recurrence_id") else ""
         return page("event_move.html", request, staff, status=422 if errors else 200, event=event, values=values,
-                    original=original, errors=translated(errors or {}, lang), idempotency_key=new_key())
+                    original=original, errors=errors or {}, idempotency_key=new_key())
 
     # --- registrations and stands ---------------------------------------------------------------
 
@@ -304,7 +286,7 @@ class CalendarPages:
         """Any staff member registers her own association (a participant, or a stand and its products)."""
         lang = request_language(request, staff)
         if errors:
-            return self._event_page(request, staff, event_id, status=422, errors=translated(errors, lang),
+            return self._event_page(request, staff, event_id, status=422, errors=errors,
                                     registration=form_values(request.form))
         try:
             self.events_rpc.register(event_id, {**body["api"], "association": staff["association"]},
@@ -313,41 +295,37 @@ class CalendarPages:
             if exc.code not in forms.FIELD_OF_CODE:
                 raise
             return self._event_page(request, staff, event_id, status=422,
-                                    errors=translated(domain_errors(exc), lang), registration=form_values(request.form))
+                                    errors=domain_errors(exc), registration=form_values(request.form))
         return back_to_event(event_id, lang, registered="1")
 
     # --- search ----------------------------------------------------------------------------------
 
-    @route("GET", "/calendar/search", auth=OPTIONAL, page=True, tag="events",
+    @route("GET", "/calendar/search", auth=OPTIONAL, page=True, tag="events", query=CalendarSearchQuery,
            summary="Calendar search by title, city and dates: the public finds public events, staff the network's too")
-    def calendar_search_page(self, request, staff):
+    def calendar_search_page(self, request, staff, query=None, errors=None):
         lang = request_language(request, staff)
-        asked = {key: (request.args.get(key) or "").strip() for key in ("q", "city", "from", "to")}
-        errors, query = {}, {"words": asked["q"] or None, "city": asked["city"] or None}
-        for key, field in (("from", "start"), ("to", "end")):
-            if asked[key]:
-                try:
-                    day = date.fromisoformat(asked[key])
-                except ValueError:
-                    errors[key] = "form.invalid_date"
-                    continue
-                query[field] = f"{day + timedelta(days=1 if key == 'to' else 0)}T00:00:00+00:00"
-        results = []
-        associations = self.directory.list_associations()
-        try:
-            if not errors and any(asked.values()):
+        asked = {key: (request.args.get(key) or "").strip() for key in ("q", "city", "from", "to")}  # as typed
+        errors, results = dict(errors or {}), []
+        if query and any(asked.values()):
+            window = {"words": query["q"] or None, "city": query["city"] or None}
+            if query["since"]:
+                window["start"] = f"{query['since']}T00:00:00+00:00"
+            if query["until"]:
+                window["end"] = f"{query['until'] + timedelta(days=1)}T00:00:00+00:00"
+            try:
                 results = self.events_rpc.search_events(
-                    query, audience="network" if staff else "public",
+                    window, audience="network" if staff else "public",
                     actor=self.identity.sign(staff, "events") if staff else None)
-        except DomainError as exc:
-            if exc.code not in ("invalid_window", "validation_error"):
-                raise  # an error page (pages.page_call)
-            errors["to"] = "event.error.invalid_window"
+            except DomainError as exc:
+                if exc.code not in ("invalid_window", "validation_error"):
+                    raise  # an error page (pages.page_call)
+                errors["to"] = "event.error.invalid_window"
+        associations = self.directory.list_associations()
         for found in results:
             found["when"] = when_local(found["first"] if not found["all_day"] else found["first_local"], lang,
                                        found["tz"], found["all_day"])
-        return page("calendar_search.html", request, staff, lang=lang, asked=asked, results=results,
-                    errors=translated(errors, lang), names=self._association_names(lang),
+        return page("calendar_search.html", request, staff, status=422 if errors else 200, lang=lang, asked=asked,
+                    results=results, errors=errors, names=self._association_names(lang),
                     cities=sorted({a["city"] for a in associations if a.get("city")}), searched=any(asked.values()))
 
 

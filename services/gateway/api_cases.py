@@ -66,7 +66,7 @@ def back(request, path, anchor="", **params):
     return redirect(with_lang(path, request, anchor, **params), code=303)
 
 
-def at_fields(errors):
+def errors:
     """{field: code} with each item's error at its list (needs.0 is shown at needs)."""
     return {field.split(".")[0]: code for field, code in (errors or {}).items()}
 
@@ -121,8 +121,7 @@ class CasePages:
            summary="Add a follow-up listening session from her record's form")
     def session_form(self, request, staff, actor, beneficiary_id, body=None, errors=None):
         if errors:
-            return page("session_form.html", request, staff, status=422, errors=at_fields(errors),
-                        record={"id": beneficiary_id},
+            return page("session_form.html", request, staff, status=422, errors=errors, record={"id": beneficiary_id},
                         needs=NEEDS, urgencies=URGENCIES, chosen=request.form, form_key=new_form_key())
         self.intake_rpc.add_session(beneficiary_id, body, actor, idempotency_key=form_key(request))
         return back(request, f"/beneficiaries/{beneficiary_id}", "sessions")
@@ -136,7 +135,7 @@ class CasePages:
                    "possible duplicates are decided")
     def intake_form(self, request, staff, actor, body=None, errors=None):
         if errors:
-            return intake_form_page(request, staff, at_fields(errors), request.form)
+            return intake_form_page(request, staff, errors, request.form)
         registered = self.intake_rpc.register_beneficiary(body, actor, idempotency_key=form_key(request))
         return back(request, f"/beneficiaries/{registered['id']}", "duplicates" if registered["possible_duplicates"]
                     else "identity", registered="1")
@@ -169,7 +168,7 @@ class CasePages:
     def _case_form(self, request, staff, form, beneficiary_id, errors):
         """Her consent or referral form again, alone, with the errors at their fields and what she chose."""
         return page("case_form.html", request, staff, status=422, form=form, record={"id": beneficiary_id},
-                    errors=at_fields(errors), chosen=request.form, form_key=new_form_key(), needs=NEEDS,
+                    errors=errors, chosen=request.form, form_key=new_form_key(), needs=NEEDS,
                     urgencies=URGENCIES, shareable=SHAREABLE_FIELDS,
                     recipients=recipients_by_category(self.directory, staff["association"]),
                     names=self._association_names(request_language(request, staff)))

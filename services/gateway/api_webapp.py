@@ -9,7 +9,7 @@ Pages showing personal data are never cached (Cache-Control: no-store).
 import re
 import uuid
 from datetime import datetime
-from urllib.parse import parse_qs, urlencode, urlsplit
+from urllib.parse import parse_qs, quote, urlencode, urlsplit
 from zoneinfo import ZoneInfo
 
 from werkzeug.utils import redirect
@@ -318,11 +318,10 @@ class WebAppPages:
                     recipients={} if record.get("erased") else recipients_by_category(self.directory,
                                                                                       staff["association"]))
 
-    @route("GET", "/events/<string:event_id>", auth=SIGNED_IN, page=True, summary="An event, in the calendar")
+    @route("GET", "/events/<string:event_id>", auth=SIGNED_IN, page=True,
+           summary="An event's older notification link: its own page now")
     def event_page(self, request, staff, event_id):
-        """Notifications link here: the calendar at the event's first day, its details open (staff also
-        see network-only events)."""
-        event = self.events_rpc.get_event(event_id, audience="network", actor=self.identity.sign(staff, "events"))
-        args = [("date", (event.get("start_local") or event["starts_at"])[:10]), ("event", event_id)]
-        args += [("lang", request.args["lang"])] if request.args.get("lang") in LANGUAGES else []
-        return redirect(f"/calendar?{urlencode(args)}", code=303)
+        """Notifications written before their links went to the event's own page (notifications' event_link)
+        still open it; that page says clearly when the event is unknown or cancelled."""
+        lang = f"?lang={request.args['lang']}" if request.args.get("lang") in LANGUAGES else ""
+        return redirect(f"/calendar/events/{quote(event_id, safe='')}{lang}", code=303)

@@ -18,7 +18,6 @@ from marshmallow import EXCLUDE, INCLUDE, Schema, ValidationError, fields, post_
 from werkzeug.datastructures import MultiDict
 
 from services.events.schemas import CancelOccurrence, CreateEvent, MoveOccurrence, RegistrationSchema, UpdateEvent
-from services.gateway.web import FieldCode
 
 FREQUENCIES = ("DAILY", "WEEKLY", "MONTHLY")
 WEEKDAYS = ("MO", "TU", "WE", "TH", "FR", "SA", "SU")
@@ -287,7 +286,7 @@ def field_of(code, default="_form"):
 
 class FormSchema(Schema):
     """A calendar form as a route's body: loads the posted fields as {"api": the events API's body}
-    (`convert`), or raises the form's problems at their fields, as codes (web.FieldCode)."""
+    (`convert`), or raises the form's problems at their fields, as their catalogue keys (web.field_code)."""
 
     class Meta:
         unknown = INCLUDE  # the form's own fields are read by `convert`
@@ -306,9 +305,7 @@ class FormSchema(Schema):
         try:
             return {"api": self.convert(form)}
         except FormErrors as problems:
-            raise ValidationError({field: [FieldCode(str(m)) if str(m).startswith(("form.", "event.")) else str(m)
-                                           for m in messages]
-                                   for field, messages in problems.errors.items()}) from None
+            raise ValidationError(problems.errors) from None  # their keys are their codes (web.field_code)
 
 
 class NewEventForm(FormSchema):

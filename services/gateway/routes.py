@@ -161,17 +161,18 @@ def _call(service, request, declaration, fn, wanted, values, staff):
     if "actor" in wanted:
         inputs["actor"] = (service.identity.sign(staff, *declaration.audience)
                            if staff is not None and declaration.audience else None)
-    if declaration.query is not None:
-        inputs["query"] = declaration.query().load(request.args.to_dict())
-    if declaration.body is not None:
-        schema = (declaration.body.choose(values) if isinstance(declaration.body, BodyBy) else declaration.body)()
-        try:
+    # What does not load is None for a page taking `errors`: it shows them at their fields instead.
+    inputs.update({name: None for name in ("query", "body") if getattr(declaration, name) is not None})
+    try:
+        if declaration.query is not None:
+            inputs["query"] = declaration.query().load(request.args.to_dict())
+        if declaration.body is not None:
+            schema = (declaration.body.choose(values) if isinstance(declaration.body, BodyBy) else declaration.body)()
             inputs["body"] = schema.dump(schema.load(form_body(request) if declaration.form else json_body(request)))
-        except ValidationError as invalid:
-            if "errors" not in wanted:
-                raise
-            # A form page shows the form again, each error translated at its field.
-            inputs["body"], inputs["errors"] = None, field_codes(invalid.messages)
+    except ValidationError as invalid:
+        if "errors" not in wanted:
+            raise
+        inputs["errors"] = field_codes(invalid.messages)
     return fn(service, request, **values, **{name: value for name, value in inputs.items() if name in wanted})
 
 

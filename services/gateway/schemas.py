@@ -296,6 +296,21 @@ class FeedQuery(Query):
     until = _when("window end; default: 18 months after this month (at most 5 years in all)", data_key="to")
 
 
+class CalendarSearchQuery(Query):
+    """GET /calendar/search: words, a city and the days to look between; an empty field of the form is no filter."""
+
+    q = fields.String(load_default="", validate=validate.Length(max=200))
+    city = fields.String(load_default="", validate=validate.Length(max=100))
+    since = fields.Date(data_key="from", load_default=None, error_messages={"invalid": "form.invalid_date"},
+                        metadata={"description": "first day (YYYY-MM-DD)"})
+    until = fields.Date(data_key="to", load_default=None, error_messages={"invalid": "form.invalid_date"},
+                        metadata={"description": "last day, included"})
+
+    @pre_load
+    def blanks_are_absent(self, data, **kwargs):
+        return {key: value.strip() for key, value in data.items() if isinstance(value, str) and value.strip()}
+
+
 class VenuesQuery(Query):
     city = fields.String(load_default=None, validate=validate.Length(max=100))
 

@@ -21,13 +21,13 @@ from tansiq.contracts.referrals import SHAREABLE_FIELDS
 RECORD_FIELDS = ("first_name", "last_name", "first_name_ar", "last_name_ar", "phone", "birth_date", "birth_year",
                  "city", "language", "kind", "schooled", "needs", "urgency", "notes", "orientation")
 DUPLICATE_REASONS = ("same_phone", "same_name", "similar_name", "same_birth_date", "same_birth_year")
-ERROR_PAGES = ("forbidden", "not_found", "service_unavailable")  # error.html says error.other for the rest
+# error.html says error.other for the rest; unknown_event: an event's page (a notification's link) it is not.
+ERROR_PAGES = ("forbidden", "not_found", "service_unavailable", "unknown_event")
 CONSENT_STATUSES = ("valid", "expired", "revoked")
 LOGIN_REFUSALS = ("unauthorized", "too_many_attempts")
 # The calendar's forms (event_forms.py, api_calendar_pages.py): their own error keys, the events service's
 # refusals shown at a field, and the recurrence said in words.
-FORM_ERRORS = ("required", "whole_number", "invalid_date", "invalid_time", "invalid_choice", "too_many", "length",
-               "invalid")
+FORM_ERRORS = ("required", "whole_number", "invalid_date", "invalid_time", "invalid_choice", "too_many")
 EVENT_ERRORS = sorted({*FIELD_OF_CODE, "weekdays_daily", "invalid_window", "city_or_venue"})
 # What her audit trail records (services/intake: each audited read or change, and refusals of them).
 AUDIT_ACTIONS = ("register", "add_session", "read", "record_consent", "revoke_consent", "share", "override_share",
@@ -61,7 +61,7 @@ VOCABULARY = {
     "event.status.": EVENT_STATUSES,
     "event.visibility.": VISIBILITIES,
     "event.registration_kind.": ("participant", "stand"),
-    "rule.": (*FREQUENCIES, "interval", "count", "until"),
+    "rule.": (*FREQUENCIES, "interval", "until"),  # rule.count is a plural message (translate_plural)
     "weekday.": WEEKDAYS,
     "audit.": AUDIT_ACTIONS,
     "history.": HISTORY_ACTIONS,

@@ -116,15 +116,36 @@ FIELD_CODES += [(_pattern(template), code) for template, code in (
 FIELD_ERROR_CODES = sorted({code for _, code in FIELD_CODES} | {"invalid"})
 
 
-class FieldCode(str):
-    """A rule's message that is its code already (a catalogue key of a page's form): kept as it is."""
+# A form's own rules may say a problem with a catalogue key of theirs ("form.invalid_date", "event.error.*"):
+# that key is the field's code, shown in its own words rather than a generic one.
+OWN_KEYS = ("form.", "event.")
+
+
+def is_own_key(message):
+    """Is this message a form's own catalogue key (one the catalogue has: never a raw key on a page)?"""
+    text = str(message)
+    return text.startswith(OWN_KEYS) and i18n.translations("en").gettext(text) != text
 
 
 def field_code(message):
-    """The stable code of one marshmallow message; any other message (a rule's own) is `invalid`."""
-    if isinstance(message, FieldCode):
+    """The stable code of one marshmallow message: a form's own key as it is, else the code of marshmallow's
+    message; any other message (a rule's own words) is `invalid`."""
+    if is_own_key(message):
         return str(message)
     return next((code for pattern, code in FIELD_CODES if pattern.match(str(message))), "invalid")
+
+
+def field_message_key(code):
+    """The catalogue key that says a field code: a form's own key as it is, any other `field_error.<code>`."""
+    return code if code.startswith(OWN_KEYS) else f"field_error.{code}"
+
+
+def field_message(errors, name, lang):
+    """What to say at field `name` of a route's `errors` ({"needs.0": "not_one_of"}, field_codes) in `lang`:
+    the first code at that field or inside it (a list's item is shown at the list); "" when it has none."""
+    code = (errors or {}).get(name) or next(
+        (code for path, code in (errors or {}).items() if path.startswith(f"{name}.")), None)
+    return i18n.translate(lang, field_message_key(code)) if code else ""
 
 
 def field_codes(messages, prefix=""):
@@ -388,7 +409,9 @@ def environment(lang):
         env.globals["t"] = env.globals["_"]  # the name older templates use
         env.filters["number"] = lambda value: i18n.format_number(value, lang)
         env.globals["plural_forms"] = lambda singular, plural: i18n.plural_forms(lang, singular, plural)
-        env.globals["field_error_messages"] = lambda: {code: i18n.translate(lang, f"field_error.{code}")
+        # An error at its field (templates/_fields.html), and the same words for the page script.
+        env.globals["field_message"] = lambda errors, name: field_message(errors, name, lang)
+        env.globals["field_error_messages"] = lambda: {code: i18n.translate(lang, field_message_key(code))
                                                        for code in FIELD_ERROR_CODES}
         _environments[lang] = env
     return _environments[lang]

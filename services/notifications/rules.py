@@ -77,7 +77,8 @@ def event_params(data):
 
 
 def event_link(data):
-    return f"/events/{data['event_id']}"
+    """The event's own page (the gateway's /calendar/events/<id>): what it is, when, where, who organises it."""
+    return f"/calendar/events/{data['event_id']}"
 
 
 SENDER_CASE_WORKERS = Role("from_association", CASE_WORKER)

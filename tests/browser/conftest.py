@@ -57,6 +57,34 @@ def page(browser):
     assert errors == []
 
 
+@pytest.fixture
+def open_page(browser):
+    """open_page(base, viewport, lang, email=None, javascript=True) -> a page in its own context (a phone's
+    touch screen when narrow), signed in as `email` (none: the public), in Casablanca time; JavaScript
+    errors and CSP refusals fail the test."""
+    contexts, errors = [], []
+
+    def open_page(base, viewport, lang, email=None, javascript=True):
+        phone = viewport["width"] < 600
+        context = browser.new_context(viewport=viewport, locale={"ar": "ar-MA", "fr": "fr-FR"}.get(lang, "en-GB"),
+                                      timezone_id="Africa/Casablanca", is_mobile=phone, has_touch=phone,
+                                      java_script_enabled=javascript)
+        contexts.append(context)
+        if email:
+            answer = context.request.post(f"{base}/api/login", data={"email": email, "password": "tansiq-demo"})
+            assert answer.ok, answer.text()
+        page = context.new_page()
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.on("console", lambda message: errors.append(message.text)
+                if "Content Security Policy" in message.text else None)
+        return page
+
+    yield open_page
+    for context in contexts:
+        context.close()
+    assert errors == [], "JavaScript errors or policy violations on the pages"
+
+
 # axe-core from the npm registry, pinned in tests/browser/axe/package-lock.json and installed there by
 # scripts/ensure-browser.sh (`npm ci`).
 AXE_SCRIPT = Path(__file__).resolve().parent / "axe" / "node_modules" / "axe-core" / "axe.min.js"

@@ -157,7 +157,7 @@ def test_phone_starts_with_the_list(site, browser):
 
 
 def test_an_event_in_the_address_opens_its_details(site, page):
-    """/events/<id> (notification links) redirects here: the calendar at its date, its details open."""
+    """/calendar?event=<id>: the calendar at its date, its details open."""
     from playwright.sync_api import expect
 
     listed = requests.get(f"{site}/api/occurrences", timeout=30, params={

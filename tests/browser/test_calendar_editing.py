@@ -33,32 +33,6 @@ def network(demo_network):
     return demo_network
 
 
-@pytest.fixture
-def open_page(browser):
-    """open_page(viewport, lang, email=None, javascript=True) -> a page in its own context, signed in as
-    `email` (none: the public), in Casablanca time; JavaScript errors and CSP refusals fail the test."""
-    contexts, errors = [], []
-
-    def open_page(base, viewport, lang, email=None, javascript=True):
-        context = browser.new_context(viewport=viewport, locale={"ar": "ar-MA", "fr": "fr-FR"}.get(lang, "en-GB"),
-                                      timezone_id="Africa/Casablanca", is_mobile=viewport == PHONE,
-                                      has_touch=viewport == PHONE, java_script_enabled=javascript)
-        contexts.append(context)
-        if email:
-            answer = context.request.post(f"{base}/api/login", data={"email": email, "password": "tansiq-demo"})
-            assert answer.ok, answer.text()
-        page = context.new_page()
-        page.on("pageerror", lambda exc: errors.append(str(exc)))
-        page.on("console", lambda message: errors.append(message.text)
-                if "Content Security Policy" in message.text else None)
-        return page
-
-    yield open_page
-    for context in contexts:
-        context.close()
-    assert errors == [], "JavaScript errors or policy violations on the pages"
-
-
 def shot(page, name):
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
@@ -178,7 +152,7 @@ def test_an_events_manager_edits_the_series_moves_one_date_and_cancels_another(n
     with page.expect_response(lambda r: r.request.method == "POST") as answer:
         form.locator("#event-submit").click()
     assert answer.value.status == 422
-    error = page.locator("#error-end_date")
+    error = page.locator("#end_date-error")
     expect(error).to_have_text("يجب أن تأتي النهاية بعد البداية." if lang == "ar" else
                                "La fin doit venir après le début.")
     expect(form.locator("[name=end_date]")).to_have_attribute("aria-invalid", "true")
@@ -339,7 +313,7 @@ def test_a_stand_is_booked_with_its_products_and_booking_it_twice_is_refused_at_
     form.locator("[name=name]").fill("تعاونية أمل")
     form.locator("[name=products]").fill("زرابي")
     form.locator("button[type=submit]").click()
-    expect(page.locator("#error-name")).to_have_text("مسجل(ة) مسبقًا بهذا الاسم.")
+    expect(page.locator("#name-error")).to_have_text("مسجل(ة) مسبقًا بهذا الاسم.")
     expect(page.locator("#registrations li")).to_have_count(1)
     shot(page, "stand-refused-ar-390")
 

@@ -14,7 +14,7 @@ from urllib.parse import parse_qs, quote, urlsplit
 
 import pytest
 import requests
-from harness import eventually
+from harness import eventually, referred_case
 
 pytestmark = pytest.mark.browser
 
@@ -177,21 +177,8 @@ def test_a_referral_is_acknowledged_then_declined_with_a_reason_from_the_referra
     from playwright.sync_api import expect
 
     base = network.web
-    safi = network.login("fatima@amal-safi.example")
-    beneficiary = safi.post(f"{base}/api/beneficiaries", json={
-        "first_name": "Meriem", "phone": "0662000000", "city": "Safi", "needs": ["legal_orientation"]}, timeout=30)
-    assert beneficiary.status_code == 201, beneficiary.text
-    beneficiary_id = beneficiary.json()["id"]
-    consent = safi.post(f"{base}/api/beneficiaries/{beneficiary_id}/consents", json={
-        "purpose": "legal_orientation", "fields": ["first_name", "needs"],
-        "recipient_association": "wafae-marrakech"}, timeout=30)
-    assert consent.status_code == 201, consent.text
-    referral = safi.post(f"{base}/api/referrals", json={
-        "beneficiary_id": beneficiary_id, "to_association": "wafae-marrakech",
-        "service_category": "legal_orientation", "reason": "Besoin d'une avocate", "urgency": "high",
-        "fields": ["first_name", "needs"]}, timeout=30)
-    assert referral.status_code == 201, referral.text
-    referral_id = referral.json()["id"]
+    beneficiary_id, referral = referred_case(network, "fatima@amal-safi.example")
+    referral_id = referral["id"]
 
     naima = phone("ar-MA")
     sign_in(naima, base, "/referrals?lang=ar", "naima@wafae.example")
@@ -200,7 +187,7 @@ def test_a_referral_is_acknowledged_then_declined_with_a_reason_from_the_referra
     expect(card).to_be_visible()
     expect(card.locator(".state")).to_have_text("مرسلة")
     expect(card).to_contain_text("Meriem")  # shared with her consent, on the recipient's side only
-    expect(card.locator("time").first).to_have_attribute("datetime", referral.json()["ack_due"])
+    expect(card.locator("time").first).to_have_attribute("datetime", referral["ack_due"])
     expect(card.locator("button.referral-action")).to_have_count(1)
     naima.screenshot(path=str(SHOTS / "tansiq-referrals-ar.png"), full_page=True)
 
@@ -315,13 +302,11 @@ def test_her_record_page_consent_then_referral_seen_by_the_recipient_and_refused
     expect(naima.locator("#consent-form")).to_have_count(0)
     naima.screenshot(path=str(SHOTS / "tansiq-beneficiary-refused-ar.png"), full_page=True)
 
-    # An event's notification link: the calendar at its date, its details open (a network-only one here).
+    # An event's older notification link (/events/<id>): the event's own page (a network-only one here).
     occurrences = network.login("naima@wafae.example").get(f"{base}/api/events", timeout=30).json()
     event = next(o for o in occurrences if o["visibility"] == "network")
     naima.goto(f"{base}/events/{event['event_id']}?lang=ar")
-    expect(naima).to_have_url(re.compile(
-        rf"/calendar\?date={event['start_local'][:10]}&event={event['event_id']}&lang=ar$"))
-    expect(naima.locator("#event-details")).to_be_visible()
+    expect(naima).to_have_url(re.compile(rf"/calendar/events/{event['event_id']}\?lang=ar$"))
     expect(naima.locator("#event-title")).to_have_text(event["title"])
 
     # She withdraws her consent from her page: Naima's copy of her first name is erased.

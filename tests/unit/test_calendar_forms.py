@@ -7,7 +7,7 @@ from werkzeug.datastructures import MultiDict
 
 from services.gateway import event_forms as forms
 from services.gateway import web
-from services.gateway.api_calendar_pages import message_key, rule_text, translated
+from services.gateway.api_calendar_pages import rule_text
 from tansiq import i18n
 
 TRAINING = [("title", "Formation couture"), ("kind", "training"), ("city", "Safi"), ("start_date", "2027-03-01"),
@@ -107,26 +107,51 @@ def test_moving_one_date_and_registering_a_stand():
 
 def test_errors_are_said_in_the_pages_language_never_in_raw_english():
     errors = {"kind": "not_one_of", "title": "too_long", "end_date": "event.error.end_before_start",
-              "x": "invalid", "email": "invalid_email"}
+              "x": "invalid", "email": "invalid_email", "start_date": "form.invalid_date",
+              "byday.1": "not_one_of"}
     for lang in ("ar", "fr", "en"):
         say = i18n.translations(lang).gettext
-        shown = translated(errors, lang)
-        assert shown["kind"] == [say("form.invalid_choice")] and shown["x"] == [say("form.invalid")]
-        assert shown["end_date"] == [say("event.error.end_before_start")]
-        assert shown["email"] == [say("field_error.invalid_email")]
-    assert translated(errors, "ar")["end_date"] == ["يجب أن تأتي النهاية بعد البداية."]
-    assert message_key("required") == "form.required" and message_key("form.invalid_date") == "form.invalid_date"
+        shown = {name: web.field_message(errors, name, lang) for name in (*errors, "byday", "city")}
+        assert shown["kind"] == say("field_error.not_one_of") and shown["x"] == say("field_error.invalid")
+        assert shown["end_date"] == say("event.error.end_before_start")
+        assert shown["start_date"] == say("form.invalid_date") and shown["email"] == say("field_error.invalid_email")
+        assert shown["byday"] == say("field_error.not_one_of")  # a list's item is shown at the list
+        assert shown["city"] == ""  # no error, no words
+        assert all(not text.startswith(("field_error.", "form.", "event.")) for text in shown.values()), shown
+    assert web.field_message(errors, "end_date", "ar") == "يجب أن تأتي النهاية بعد البداية."
+    assert web.field_message(errors, "kind", "fr") == "Choisissez une valeur de la liste."
+    assert web.field_code("form.invalid_date") == "form.invalid_date"  # a form's own key is its code
+    assert web.field_code("form.no_such_key") == "invalid"  # ... when the catalogue has it: never a raw key
+    assert web.field_code("Must be one of: a, b.") == "not_one_of"
+    assert web.field_message_key("required") == "field_error.required"
+    assert web.field_message_key("form.invalid_date") == "form.invalid_date"
 
 
 def test_every_message_key_the_forms_use_is_in_the_three_catalogues():
     keys = {f"event.error.{code}" for code in forms.FIELD_OF_CODE}
     keys |= {"event.error.weekdays_daily", "event.error.invalid_window", "event.error.city_or_venue", "form.required",
              "form.whole_number", "form.invalid_date", "form.invalid_time", "form.invalid_choice", "form.too_many",
-             "form.length", "form.invalid", "rule.interval", "rule.count", "rule.until"}
+             "rule.interval", "rule.until"}
     keys |= {f"rule.{freq}" for freq in forms.FREQUENCIES} | {f"weekday.{day}" for day in forms.WEEKDAYS}
     for lang in ("ar", "fr", "en"):
         catalogue = i18n.read_catalogue(lang)
         assert {key for key in keys if not (catalogue.get(key) and catalogue.get(key).string)} == set(), lang
+
+
+RULE_COUNTS = {  # a recurrence's number of sessions, in each language's own plural forms (ar: six)
+    "ar": {0: "0 مرة", 1: "مرة واحدة", 2: "مرتان", 3: "3 مرات", 11: "11 مرة", 100: "100 مرة"},
+    "fr": {0: "0 fois", 1: "1 fois", 2: "2 fois", 3: "3 fois", 11: "11 fois", 100: "100 fois"},
+    "en": {0: "0 times", 1: "once", 2: "2 times", 3: "3 times", 11: "11 times", 100: "100 times"},
+}
+
+
+@pytest.mark.parametrize("lang", RULE_COUNTS)
+def test_a_recurrence_count_is_a_plural_message(lang):
+    for count, words in RULE_COUNTS[lang].items():
+        assert i18n.translate_plural(lang, "rule.count", "rule.count.plural", count) == words, (lang, count)
+        if count:  # a stored rule has one session at least
+            said = rule_text(f"FREQ=WEEKLY;COUNT={count}", "Africa/Casablanca", lang)
+            assert said.endswith(f" · {words}"), said
 
 
 def test_the_rule_in_words():

@@ -1,11 +1,14 @@
 """The calendar's pages without the broker (RPC proxies stubbed at the edge): who is offered edit actions,
 who is refused the forms before any change reaches the events service, and what the public reads."""
 
+import re
+
 import pytest
 from test_webapp_pages import HANANE, YOUSSEF, Stub, request, sessions  # noqa: F401 - fixture
 from test_webapp_pages import Gateway as PagesGateway
 
 from services.gateway.service import GatewayService
+from tansiq import i18n
 from tansiq.errors import NotFound
 
 SALMA = {"id": "s-mrk-2", "association": "wafae-marrakech", "roles": ["coordinator", "admin"], "language": "fr",
@@ -29,6 +32,12 @@ class Gateway(PagesGateway):
 
     _event_page, _editable_event, _event_form = (GatewayService._event_page, GatewayService._editable_event,
                                                  GatewayService._event_form)
+
+
+def error_at(html, name):
+    """The words shown at field `name` (templates/_fields.html), None when its error is hidden or absent."""
+    found = re.search(rf'<p class="field-error" id="{name}-error" data-field="{name}" ?(hidden)?>([^<]*)</p>', html)
+    return found.group(2) if found and not found.group(1) else None
 
 
 def gateway(event=EVENT):
@@ -109,7 +118,9 @@ def test_the_new_event_form_needs_its_csrf_field_and_valid_fields_before_anythin
     wrong = GatewayService.event_new_submit(pages, post_form("/calendar/new?lang=ar", {
         **fields, "end_time": "25:99", "kind": "picnic", "csrf_token": csrf_for(token)}, token))
     html = wrong.get_data(as_text=True)
-    assert wrong.status_code == 422 and 'id="error-end_time"' in html and 'id="error-kind"' in html
+    assert wrong.status_code == 422 and error_at(html, "end_time") == "ساعة مثل 10:00."
+    assert error_at(html, "kind") == "اختاري قيمة من القائمة." and error_at(html, "title") is None
+    assert 'aria-invalid="true" aria-describedby="kind-error"' in html
     assert 'dir="rtl"' in html and "Must be one of" not in html  # at the field, in her language
     assert [call for call in events.calls if call[0] == "create_event"] == []
     done = GatewayService.event_new_submit(pages, post_form("/calendar/new?lang=fr", {
@@ -117,3 +128,52 @@ def test_the_new_event_form_needs_its_csrf_field_and_valid_fields_before_anythin
     assert done.status_code == 303 and done.headers["Location"].startswith("/calendar/events/e-2?")
     [(_, args, kwargs)] = [call for call in events.calls if call[0] == "create_event"]
     assert args[0]["organiser"] == HANANE["association"] and args[0]["start"] == "2027-03-01T10:00:00"
+
+
+@pytest.mark.parametrize("lang, words", [("fr", "Une date comme 2027-03-15."), ("ar", None)])
+def test_the_search_page_declares_its_query_and_shows_a_bad_date_at_its_field(sessions, lang, words):
+    events = Stub(search_events=[])
+    pages = Gateway(events_rpc=events, directory=Stub(list_associations=ASSOCIATIONS))
+    bad = GatewayService.calendar_search_page(pages, request(f"/calendar/search?lang={lang}&q=couture&from=31/12/2026"
+                                                             "&to=2027-02-30", None))
+    html = bad.get_data(as_text=True)
+    assert bad.status_code == 422 and events.calls == []  # nothing searched with a half-read query
+    said = i18n.translations(lang).gettext("form.invalid_date")
+    assert error_at(html, "from") == said == (words or said) and error_at(html, "to") == said
+    assert 'value="31/12/2026"' in html and 'value="couture"' in html  # the form again, as she typed it
+    fine = GatewayService.calendar_search_page(pages, request(f"/calendar/search?lang={lang}&q=couture&from=2027-01-01"
+                                                              "&to=&city=", None))
+    assert fine.status_code == 200 and error_at(fine.get_data(as_text=True), "from") is None
+    [(_, args, kwargs)] = events.calls
+    assert args[0] == {"words": "couture", "city": None, "start": "2027-01-01T00:00:00+00:00"}
+    assert kwargs["audience"] == "public"
+
+
+class Refusing:
+    """The events service's proxy when the event is unknown (or not shared with this reader)."""
+
+    def get_event(self, event_id, **kwargs):
+        raise NotFound(f"no event {event_id!r}", code="unknown_event")
+
+
+@pytest.mark.parametrize("staff", [HANANE, YOUSSEF, FATIMA, None], ids=["coordinator", "events_manager",
+                                                                        "case_worker", "public"])
+@pytest.mark.parametrize("lang", ["ar", "fr"])
+def test_an_event_notifications_link_opens_its_page_or_says_it_is_unknown_or_cancelled(sessions, staff, lang):
+    from services.gateway.routes import may_open
+    from services.notifications.rules import event_link
+
+    link = event_link({"event_id": "e-1"})
+    assert link == "/calendar/events/e-1" and may_open(staff, link)
+    shown = event_page(sessions, staff, lang=lang)
+    assert shown.status_code == 200 and 'id="event-title"' in shown.get_data(as_text=True)
+    say = i18n.translations(lang).gettext
+    cancelled = event_page(sessions, staff, {**EVENT, "status": "cancelled"}, lang=lang).get_data(as_text=True)
+    assert 'id="event-cancelled"' in cancelled and say("event.cancelled_notice") in cancelled
+    assert 'id="edit-actions"' not in cancelled
+    token = sessions.signed_in(staff) if staff else None
+    unknown = GatewayService.event_details_page(Gateway(events_rpc=Refusing()),
+                                                request(f"/calendar/events/e-404?lang={lang}", token), event_id="e-404")
+    html = unknown.get_data(as_text=True)
+    assert unknown.status_code == 404 and unknown.mimetype == "text/html"
+    assert say("error.unknown_event") in html and f'lang="{lang}"' in html

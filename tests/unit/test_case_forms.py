@@ -27,6 +27,7 @@ from werkzeug.wrappers import Request
 
 from services.gateway import web
 from services.gateway.service import GatewayService
+from tansiq import i18n
 
 FATIMA = {"id": "s-safi-1", "association": "amal-safi", "roles": ["case_worker"], "language": "fr",
           "name": "Fatima Zahra"}
@@ -101,14 +102,20 @@ def test_a_follow_up_session_is_added_once_and_she_is_back_on_her_record(session
     assert intake.calls[-1][1][1]["needs"] == ["shelter"]
 
 
-def test_a_refused_session_is_shown_again_at_the_field_without_any_service(sessions):
+@pytest.mark.parametrize("lang", ["ar", "fr"])
+def test_a_refused_session_is_shown_again_at_the_field_without_any_service(sessions, lang):
     intake = Stub()
     response = GatewayService.session_form(
-        Gateway(intake_rpc=intake), form_post(sessions, "/beneficiaries/b-1/sessions?lang=fr",
-                                              {"needs": "no-such-need", "notes": "gardée"}), beneficiary_id="b-1")
+        Gateway(intake_rpc=intake), form_post(sessions, f"/beneficiaries/b-1/sessions?lang={lang}",
+                                              {"needs": ["shelter", "no-such-need"], "notes": "gardée"}),
+        beneficiary_id="b-1")
     html = response.get_data(as_text=True)
     assert response.status_code == 422 and intake.calls == []
-    assert 'id="needs-error"' in html and 'hidden' not in html.split('id="needs-error"')[1].split(">")[0]
+    say = i18n.translations(lang).gettext
+    # needs.1 is refused: said at the list of needs, in her language (templates/_fields.html), with the summary
+    assert f'<p class="field-error" id="needs-error" data-field="needs" >{say("field_error.not_one_of")}</p>' in html
+    assert 'id="form-errors"' in html and say("app.check_fields") in html and "Must be one of" not in html
+    assert 'aria-invalid' not in html.split('name="notes"')[1].split(">")[0]  # only the refused field is marked
     assert "gardée" in html  # what she wrote is kept
 
 

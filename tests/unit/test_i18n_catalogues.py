@@ -14,7 +14,8 @@ from tansiq import i18n
 
 ROOT = i18n.LOCALE_DIR.parents[1]
 PLACEHOLDER = re.compile(r"%\((\w+)\)s")
-KEYWORDS = {"_": None, "gettext": None, "ngettext": (1, 2), "t": None, "N_": None}
+# As the Makefile's `pybabel extract -k t -k translate_plural:2,3` (tansiq.i18n.translate_plural in Python).
+KEYWORDS = {"_": None, "gettext": None, "ngettext": (1, 2), "t": None, "N_": None, "translate_plural": (2, 3)}
 
 
 def extracted():

@@ -58,6 +58,20 @@ def test_each_kind_reaches_exactly_the_right_people(session, directory, type_, d
     assert {item.kind for item in items} == {rules.RULES[type_].kind}
 
 
+EVENT_RULES = [row for row in EXPECTED if row[0].startswith("ma.tansiq.event.")]
+
+
+@pytest.mark.parametrize("type_,data,expected", EVENT_RULES, ids=[row[0].split(".", 2)[2] for row in EVENT_RULES])
+def test_an_event_notification_links_to_that_events_own_page(session, directory, type_, data, expected):
+    from services.gateway.routes import declared_routes
+
+    sent = event(type_, **data)
+    links = {item.link for item in domain.notify(session, directory, sent, NOW)}
+    assert links == {f"/calendar/events/{sent.data['event_id']}"}
+    [page] = [d for d in declared_routes() if d.method == "GET" and d.url == "/calendar/events/<string:event_id>"]
+    assert page.name == "event_details_page" and page.page
+
+
 def test_every_rule_has_a_contract_and_the_table_covers_the_tested_kinds():
     assert set(rules.RULES) <= set(contracts.all_contracts())
     assert {row[0] for row in EXPECTED} == set(rules.RULES)

@@ -158,3 +158,11 @@ def test_the_calendar_editors_are_offered_its_forms_and_the_others_only_to_regis
         actions = offered(rendered[role]["event_details_page"][1])
         assert ("POST", "/calendar/events/e-1/register") in actions, role
         assert (edits <= actions) is (role in ("coordinator", "events_manager")), role
+
+
+def test_the_calendar_filters_are_labelled_before_any_script_runs(rendered):
+    status, html = rendered["case_worker"]["calendar_page"]
+    assert status == 200
+    assert '<span data-label="city">Ville</span>' in html and '<span data-label="kind">Type</span>' in html
+    assert '<option value="" data-label="all">Toutes</option>' in html
+    assert '<h1 class="visually-hidden">Calendrier</h1>' in html

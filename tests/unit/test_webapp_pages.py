@@ -271,14 +271,15 @@ def test_an_erased_record_shows_no_forms(sessions):
     assert [call[0] for call in gateway.intake_rpc.calls] == ["get_beneficiary"]  # no audit or referrals to show
 
 
-def test_an_event_link_opens_the_calendar_at_that_event(sessions):
-    events = Stub(get_event={"id": "e-7", "starts_at": "2026-12-04T23:30:00+00:00",
-                             "start_local": "2026-12-05T00:30:00+01:00"})
+def test_an_older_event_link_opens_the_events_own_page_without_asking_the_service(sessions):
+    events = Stub()  # no answer: the redirect needs none
     signed_in = request("/events/e-7?lang=ar", sessions.signed_in(HANANE))
     response = GatewayService.event_page(Gateway(events_rpc=events), signed_in, event_id="e-7")
-    assert response.status_code == 303
-    assert response.headers["Location"] == "/calendar?date=2026-12-05&event=e-7&lang=ar"  # the local day
-    assert verifier("events").actor(events.calls[0][2]["actor"]).id == "s-safi-2"
+    assert response.status_code == 303 and response.headers["Location"] == "/calendar/events/e-7?lang=ar"
+    hostile = request("/events/x?lang=<script>", sessions.signed_in(HANANE))
+    response = GatewayService.event_page(Gateway(events_rpc=events), hostile, event_id="a?b#c")
+    assert response.headers["Location"] == "/calendar/events/a%3Fb%23c"  # still that page, no other language
+    assert events.calls == []
 
 
 YOUSSEF = {"id": "s-safi-3", "association": "amal-safi", "roles": ["events_manager"], "language": "fr",
