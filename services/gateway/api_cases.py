@@ -66,11 +66,6 @@ def back(request, path, anchor="", **params):
     return redirect(with_lang(path, request, anchor, **params), code=303)
 
 
-def errors:
-    """{field: code} with each item's error at its list (needs.0 is shown at needs)."""
-    return {field.split(".")[0]: code for field, code in (errors or {}).items()}
-
-
 def search_of(text):
     """{"phone": ...} or {"name": ...} for the list's one search box; {} when empty."""
     text = (text or "").strip()
