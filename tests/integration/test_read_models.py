@@ -8,11 +8,13 @@ in the directory (a staff member deactivated, a key rotated, an association rena
 """
 
 import re
+import signal
 import uuid
 from urllib.parse import quote
 
 import pika
 import pytest
+import requests
 from fixtures.referral_network import Api, Partner
 from harness import Network, add_partner_association, admin, eventually, random_slug
 
@@ -176,6 +178,31 @@ def test_a_change_the_read_model_cannot_read_makes_it_take_a_new_snapshot(networ
     eventually(lambda: (queues := _feed_queues(broker, "referrals")) and before not in queues,
                message="a new queue and snapshot after an unreadable change")
     assert network.answers("referrals")
+
+
+def test_sessions_and_partner_keys_need_no_directory_call(network):
+    """Sessions and partners' signatures are checked on the read models alone: with the directory stopped, a
+    forged token is refused, a session just opened elsewhere works, a partner's signed referral goes in."""
+    fatima_id = "s-safi-1"
+    with network.rpc() as rpc:  # signed in as through another gateway: this one hears of it by the feed only
+        opened = rpc.directory.sign_in(STAFF["fatima"], "tansiq-demo", "127.0.0.1")
+    elsewhere = {"Authorization": f"Bearer {opened['token']}"}
+    me = requests.get(f"{network.web}/api/me", headers=elsewhere, timeout=30)
+    assert me.status_code == 200 and me.json()["id"] == fatima_id
+    network.kill("directory", signal.SIGTERM)
+    try:
+        forged = requests.get(f"{network.web}/api/me", headers={"Authorization": f"Bearer {'x' * 43}"}, timeout=30)
+        assert forged.status_code == 401, forged.text
+        assert requests.get(f"{network.web}/api/me", headers=elsewhere, timeout=30).status_code == 200
+        referral_id = f"{network.partner.slug}-{uuid.uuid4().hex[:10]}"
+        network.partner.send("sent", {"referral_id": referral_id, "from_association": network.partner.slug,
+                                      "to_association": MARRAKECH, "service_category": "legal_orientation",
+                                      "urgency": "normal", "reason": "Divorce", "shared": {"first_name": "Imane"}})
+        naima = Api(network, "naima")
+        eventually(lambda: referral_id in {r["id"] for r in naima.received()}, timeout=30,
+                   message="the partner's referral, its signature checked with the directory stopped")
+    finally:
+        network.start("directory")
 
 
 def _feed_queues(broker, service):
