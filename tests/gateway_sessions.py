@@ -50,8 +50,8 @@ class DirectorySessions(web.Sessions):
         self.read_model.load(self.directory.snapshot(sessions=True))
         self.fed_up_to = 0
 
-    def directory_for_worker(self):
-        return self.directory
+    def announced(self, token_hash):
+        return token_hash in self.model().sessions  # model() applied every change committed: nothing to wait for
 
     def model(self):
         """The read model, with every change the directory committed since the last request applied."""

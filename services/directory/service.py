@@ -81,7 +81,8 @@ class DirectoryService:
 
     @rpc
     def session_staff(self, token):
-        """{staff, csrf_token} of a live session, else None (signed out, timed out, revoked, deactivated)."""
+        """{staff, csrf_token} of a live session, else None (signed out, timed out, revoked, deactivated).
+        For tools and tests: the gateway checks sessions against its read model alone."""
         with self.db.session() as session:
             found = signin.current(session, utcnow(), token)
             if not found:

@@ -18,7 +18,6 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from marshmallow import ValidationError, fields, validate
 from nameko.exceptions import RemoteError
 from nameko.extensions import DependencyProvider
-from nameko.rpc import ReplyListener, ServiceProxy
 from nameko.web.handlers import HttpRequestHandler
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response
@@ -189,38 +188,32 @@ class Sessions(DependencyProvider):
     sessions the directory announced (only SHA-256 digests of their tokens), the staff and whether they
     are active. Sign-out, a password change and a deactivation made here update the model before they
     answer, and those made anywhere else reach it with the directory's change: the next request is
-    refused with no call to the directory. A token the model never heard of (a sign-in on another
-    gateway a moment ago) is asked to the directory once.
+    refused with no call to the directory. No request asks the directory about a session: a token the
+    model never heard of (a sign-in on another gateway a moment ago, or a forged token) waits up to
+    ANNOUNCE_GRACE_S for the directory's `session_opened` to arrive, then is refused; at most
+    MAX_AWAITING requests wait at once, the others are refused at once (a flood of forged tokens holds
+    no more workers than that).
     """
 
-    rpc_reply_listener = ReplyListener()  # what nameko's RpcProxy uses (a provider cannot nest an RpcProxy)
     feed = DirectoryFeed()
     FORGET_EVERY_S = 60  # sessions past their absolute lifetime leave the model this often
+    ANNOUNCE_GRACE_S = 1.0  # the feed brings a new session in milliseconds; a second covers a busy broker
+    MAX_AWAITING = 16
     _forgotten_at = 0.0
 
     def setup(self):
-        from services.gateway.calls import DEFAULT_TIMEOUT_S, TIMEOUT_KEY
-
-        config = self.container.config
-        self.secure_cookies = secure_cookies(config)
-        self.rpc_timeout = float(config.get(TIMEOUT_KEY, DEFAULT_TIMEOUT_S))
+        self.secure_cookies = secure_cookies(self.container.config)
         self.feed.with_sessions = True
         _active[0] = self  # one gateway service per process: lets routes call current_staff(request)
 
     def worker_setup(self, worker_ctx):
-        _worker.ctx = worker_ctx  # the directory proxy is bound to the worker (eventlet-local)
+        _worker.ctx = worker_ctx  # current_route() reads its entrypoint (eventlet-local)
 
     def worker_teardown(self, worker_ctx):
         _worker.ctx = None
 
     def get_dependency(self, worker_ctx):
         return self
-
-    def directory_for_worker(self):
-        from services.gateway.calls import TimedServiceProxy  # bounded like every other call (503, Retry-After)
-
-        return TimedServiceProxy(ServiceProxy(_worker.ctx, "directory", self.rpc_reply_listener,
-                                              expiration=self.rpc_timeout), self.rpc_timeout)
 
     def model(self):
         """The read model of the directory this gateway checks sessions against (tansiq.readmodel)."""
@@ -252,13 +245,16 @@ class Sessions(DependencyProvider):
             self._forgotten_at = now
         lifetimes = (SESSION_IDLE.total_seconds(), SESSION_ABSOLUTE.total_seconds())
         state, staff = model.session(digest(token), now, *lifetimes)
-        if state == UNKNOWN:
-            found = self.directory_for_worker().session_staff(token)
-            if found is None:
-                return None
-            model.open_session(digest(token), found["staff"], found["created_at"], now)
-            state, staff = model.session(digest(token), now, *lifetimes)
+        if state == UNKNOWN and self.announced(digest(token)):
+            state, staff = self.model().session(digest(token), time.time(), *lifetimes)
         return staff if state == LIVE else None
+
+    def announced(self, token_hash):
+        """Has the directory announced this session, waiting a little for its change to arrive?"""
+        model = self.model()
+        if model.awaiting() >= self.MAX_AWAITING:
+            return False
+        return model.await_session(token_hash, self.ANNOUNCE_GRACE_S)
 
     def opened(self, opened):
         """A sign-in (or password change) answered by the directory: this gateway knows the session at once."""

@@ -5,12 +5,15 @@ directory's read methods (the service's read model, tansiq.readmodel.DirectoryVi
 LocalDirectory of tests/fixtures/notifications.py).
 """
 
+from collections import Counter
 from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from services.notifications import rules
 from services.notifications.models import (
@@ -21,6 +24,7 @@ from services.notifications.models import (
     Delivery,
     InboxItem,
     Preference,
+    UnreadCount,
     WebhookSubscription,
 )
 from tansiq import paging
@@ -213,6 +217,7 @@ def record_many(session, plans, now, enabled_channels=OUTSIDE_CHANNELS):
                 queue(planned, f"webhook:{subscription.id}", "webhook", subscription.url, "en",
                       {**planned.params, "link": planned.link}, None, now, False)
     session.flush()
+    _add_unread(session, Counter(item.staff_id for item in created))  # last: her counter's row is locked till commit
     return created
 
 
@@ -284,8 +289,30 @@ def inbox_page(session, staff_id, unread_only=False, limit=None, cursor=None):
 
 
 def unread_count(session, staff_id):
-    return session.scalar(select(func.count(InboxItem.id)).where(
-        InboxItem.staff_id == staff_id, InboxItem.read_at.is_(None)))
+    """One row: her counter, kept by every change of her items' read state (_add_unread)."""
+    return session.scalar(select(UnreadCount.unread).where(UnreadCount.staff_id == staff_id)) or 0
+
+
+def recount_unread(session):
+    """Every counter from the items themselves (after rows were loaded in bulk, not through record_many)."""
+    session.execute(UnreadCount.__table__.delete())
+    session.execute(UnreadCount.__table__.insert().from_select(
+        ["staff_id", "unread"], select(InboxItem.staff_id, func.count()).where(InboxItem.read_at.is_(None))
+        .group_by(InboxItem.staff_id)))
+
+
+def _add_unread(session, deltas):
+    """Move each staff member's unread counter by its delta, in the unit of work that changed her items.
+
+    One statement for all of them (insert, or add to the row already there); rows in staff id order, so
+    two batches touching the same people lock their rows in the same order and never deadlock."""
+    rows = [{"staff_id": staff_id, "unread": delta} for staff_id, delta in sorted(deltas.items()) if delta]
+    if not rows:
+        return
+    insert = postgresql_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    statement = insert(UnreadCount).values(rows)
+    session.execute(statement.on_conflict_do_update(
+        index_elements=[UnreadCount.staff_id], set_={"unread": UnreadCount.unread + statement.excluded.unread}))
 
 
 def mark_read(session, staff_id, item_id, now):
@@ -293,8 +320,11 @@ def mark_read(session, staff_id, item_id, now):
     item = session.get(InboxItem, int(item_id))
     if item is None or item.staff_id != staff_id:
         raise NotFound("no such notification")  # same answer for someone else's: do not reveal it exists
-    if item.read_at is None:
-        item.read_at = now
+    # Only the unit of work that turns it read counts it (two clicks at once: one of them, not both).
+    turned = session.execute(update(InboxItem).where(InboxItem.id == item.id, InboxItem.read_at.is_(None))
+                             .values(read_at=now)).rowcount
+    if turned:
+        _add_unread(session, {staff_id: -1})
         session.execute(update(Delivery).where(
             Delivery.inbox_item_id == item.id, Delivery.state.in_((QUEUED, FAILED))).values(state=READ))
     session.flush()
@@ -409,10 +439,13 @@ def _groups(due):
 def forget_beneficiary(session, beneficiary_id):
     """She was erased: the items and deliveries about her (linked to her record) go too. Returns how many."""
     link = f"/beneficiaries/{beneficiary_id}"
-    items = session.scalars(select(InboxItem).where(InboxItem.link == link)).all()
+    # Locked: an item read meanwhile (mark_read) is counted once, by whichever unit of work comes first.
+    items = session.scalars(select(InboxItem).where(InboxItem.link == link).with_for_update()).all()
     item_ids = [item.id for item in items]
     deliveries = session.scalars(select(Delivery).where(Delivery.inbox_item_id.in_(item_ids))).all() if item_ids else []
     for row in (*deliveries, *items):
         session.delete(row)
     session.flush()
+    _add_unread(session, {staff_id: -count for staff_id, count in Counter(
+        item.staff_id for item in items if item.read_at is None).items()})
     return len(items) + len(deliveries)

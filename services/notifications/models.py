@@ -77,6 +77,16 @@ class Delivery(Base):
     sent_at: Mapped[datetime | None] = mapped_column(nullable=True)
 
 
+class UnreadCount(Base):
+    """How many of her inbox items are unread, kept with the items in their own units of work
+    (domain.record_many, mark_read, forget_beneficiary): the badge reads one row, however long her inbox."""
+
+    __tablename__ = "unread_counts"
+
+    staff_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    unread: Mapped[int] = mapped_column(Integer, default=0)
+
+
 class Preference(Base):
     """How one staff member wants to be told. No row = the defaults (see domain.DEFAULT_PREFERENCES)."""
 

@@ -6,6 +6,7 @@ else; asking intake for the data to share forwards that same assertion.
 
 import logging
 import uuid
+import weakref
 
 from nameko.dependency_providers import Config
 from nameko.rpc import RpcProxy, rpc
@@ -35,6 +36,7 @@ log = logging.getLogger(__name__)
 SCAN_INTERVAL_S = 60
 PARTNER_UPDATES = tuple(f"ma.tansiq.referral.{verb}.v1" for verb in domain.EVENT_TO_ACTION)
 referral_out = ReferralSchema()
+HOSTED_PUBLIC_KEYS = weakref.WeakKeyDictionary()  # engine -> {association: its hosted public key}
 
 
 class ReferralsService:
@@ -252,9 +254,17 @@ class ReferralsService:
                 "context": domain.sealing_context(referral_id, "shared")}
 
     def _recipient_public_key(self, association, recipient):
+        # A hosted association's pair is made once and never replaced (a master-key rotation rewraps its
+        # private half only): its public key is kept per database, sparing a unit of work per referral.
+        hosted = HOSTED_PUBLIC_KEYS.setdefault(self.db.engine, {})
+        if recipient["to_integration"] != domain.QUEUE and association in hosted:
+            return hosted[association]
         with self.db.session() as session:
-            return domain.recipient_public_key(session, self.keyring, association, recipient["to_integration"],
-                                               recipient["to_encryption_key"], utcnow())
+            key = domain.recipient_public_key(session, self.keyring, association, recipient["to_integration"],
+                                              recipient["to_encryption_key"], utcnow())
+        if recipient["to_integration"] != domain.QUEUE:
+            hosted[association] = key
+        return key
 
     def _retention_days(self):
         return int(self.config.get("COPY_RETENTION_DAYS") or domain.COPY_RETENTION_DAYS)

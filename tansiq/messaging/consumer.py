@@ -26,7 +26,6 @@ the others commit. A crash between the commit and the ack redelivers the batch: 
 
 import logging
 import sys
-import time
 import traceback
 from datetime import datetime, timezone
 from functools import partial
@@ -38,10 +37,11 @@ from nameko.messaging import QueueConsumer
 
 from tansiq import contracts
 from tansiq.envelope import parse
-from tansiq.errors import REASON_CODES, BadMessage, DomainError, NotFound
+from tansiq.errors import REASON_CODES, BadMessage, DomainError
 from tansiq.messaging import topology
 from tansiq.messaging.broker import ConfirmedPublisher, connect, declare_network, kombu_queue
 from tansiq.messaging.robustness import HandlerBudget, budget_seconds
+from tansiq.readmodel import DirectoryFeed
 
 log = logging.getLogger(__name__)
 
@@ -400,9 +400,6 @@ class BatchEventHandler(EventHandler):
 handles_batch = BatchEventHandler.decorator
 
 
-PUBLIC_KEY_TTL_SECONDS = 60
-
-
 class PartnerQueue(ServiceQueue):
     """Messages from partner systems (`partners.inbound`): the sender is checked before anything else.
 
@@ -410,15 +407,14 @@ class PartnerQueue(ServiceQueue):
     broker-validated sender (AMQP user_id) and routing key in its own headers, so a retry or a
     replay from the dead-letter queue is still the partner's. The sender must equal the envelope's
     source and the routing key be `<source>.<type>`; the Ed25519 signature must verify with the key
-    the directory holds. A refused message is dead-lettered (kept) and answered on the sender's queue:
-    one refusal path for every service, domain refusals and spent retries included.
+    the directory holds, read from this process's read model of the directory (tansiq.readmodel: no
+    partner message asks the directory, and a rotated key counts from the moment its change arrives).
+    A refused message is dead-lettered (kept) and answered on the sender's queue: one refusal path for
+    every service, domain refusals and spent retries included.
     """
 
     queue_consumer = RawQueueConsumer()
-
-    def setup(self):
-        super().setup()
-        self._keys = {}
+    feed = DirectoryFeed()  # the process's one feed, shared with its DirectoryView
 
     @property
     def queue_name(self):
@@ -431,29 +427,24 @@ class PartnerQueue(ServiceQueue):
         record_ingress(message)
         super().handle_message(body, message)
 
-    def public_key_for(self, slug):
-        cached = self._keys.get(slug)
-        if cached and cached[1] > time.monotonic():
-            return cached[0]
-        from tansiq.transport import cluster_rpc
+    def public_key_for(self, slug, first_attempt=False):
+        """The association's signing key as the read model holds it; None for an association it does not know.
 
-        config = {key: self.container.config[key] for key in ("AMQP_URI", "AMQP_SSL") if key in self.container.config}
-        try:
-            with cluster_rpc(config, timeout=10) as cluster:
-                try:
-                    key = cluster.directory.get_association(slug).get("public_key")
-                except NotFound:
-                    key = None
-        except Exception as exc:  # noqa: BLE001 - directory down or slow: the message waits, it is not refused
-            raise Unavailable(f"the directory could not be asked for {slug}'s key: {exc}") from exc
-        self._keys[slug] = (key, time.monotonic() + PUBLIC_KEY_TTL_SECONDS)
+        On a message's first attempt an unknown association is not refused yet but retried once (the
+        message waits in its retry queue): its registration may be a few milliseconds behind in the feed."""
+        if not self.feed.ready.ready():  # no snapshot yet (the directory is not up): the message waits
+            raise Unavailable("the read model of the directory has not loaded yet")
+        key = self.feed.model.public_key(slug)
+        if key is None and first_attempt:
+            raise Unavailable(f"{slug!r} has no signing key in the read model of the directory (yet)")
         return key
 
     def accept(self, body, message):
         from tansiq.partner.verify import check_inbound
 
         sender, routing_key = ingress_of(message)
-        return check_inbound(body, sender, routing_key, self.public_key_for)
+        return check_inbound(body, sender, routing_key,
+                             partial(self.public_key_for, first_attempt=previous_attempts(message) == 0))
 
     def refused(self, body, message, exc):
         from tansiq.partner.verify import rejection

@@ -10,7 +10,11 @@ ConnectionError nameko expects). Either takes every entrypoint of the service do
   unacked message back when the channel closes, and handlers are idempotent (inbox);
 - an RPC reply that cannot be sent (`Responder.send_response` raising) is logged and the
   request acked as usual: the caller times out instead of the service stopping for everyone;
-- whatever else raises while a worker's result is handled is logged, and the container lives.
+- whatever else raises while a worker's result is handled is logged, and the container lives;
+- an RPC reply is published without waiting for a publisher confirm (a broker round trip per
+  reply): a reply lost with the broker is a call that times out, as above, and the caller's retry
+  with its idempotency key gets the first result (tansiq.commands). Requests keep their confirms,
+  which is how nameko tells a caller at once that no service of that name is running.
 
 `HandlerBudget` stops a message handler that runs past its time budget: the handler's green
 thread gets `HandlerTimedOut` (an ordinary exception, so nameko hands it to the consumer, which
@@ -43,6 +47,7 @@ def install():
     QueueConsumer.ack_message = _tolerant(QueueConsumer.ack_message, "ack")
     QueueConsumer.requeue_message = _tolerant(QueueConsumer.requeue_message, "requeue")
     Responder.send_response = _reply_or_log(Responder.send_response)
+    Responder.publisher_cls = _unconfirmed(Responder.publisher_cls)
     ServiceContainer.spawn_worker = _with_safe_result_handling(ServiceContainer.spawn_worker)
     _installed.append(True)
 
@@ -70,6 +75,10 @@ def _reply_or_log(send_response):
             return result, exc_info
 
     return send
+
+
+def _unconfirmed(publisher_cls):
+    return type("UnconfirmedReplyPublisher", (publisher_cls,), {"use_confirms": False})
 
 
 def _with_safe_result_handling(spawn_worker):

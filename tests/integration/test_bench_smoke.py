@@ -52,7 +52,7 @@ def test_bench_measures_the_real_flows_beside_the_floor(broker_admin, tmp_path):
     assert any(line.startswith("| pika, pipelined confirms") and "msg/s |" in line for line in lines)  # the floor
     assert sum(line.startswith("| sqlite | 2 | 4 |") for line in lines) == 2, "no referral loop or partner loop row"
     assert report.index("### The referral loop through the HTTP API") < report.index("### The partner loop")
-    assert any(line.startswith("| sqlite | BATCH_SIZE 100, directory asked by RPC") and "| 20 |" in line
+    assert any(line.startswith("| sqlite | BATCH_SIZE 100, directory from its read model") and "| 20 |" in line
                for line in lines), "no backlog row"
     for label in ("inbox, first page of 50", "inbox, unread count", "referrals received, first page of 50"):
         assert any(line.startswith(f"| SQLite | {label}") for line in lines), label

@@ -8,11 +8,13 @@ in the directory (a staff member deactivated, a key rotated, an association rena
 """
 
 import re
+import signal
 import uuid
 from urllib.parse import quote
 
 import pika
 import pytest
+import requests
 from fixtures.referral_network import Api, Partner
 from harness import Network, add_partner_association, admin, eventually, random_slug
 
@@ -176,6 +178,37 @@ def test_a_change_the_read_model_cannot_read_makes_it_take_a_new_snapshot(networ
     eventually(lambda: (queues := _feed_queues(broker, "referrals")) and before not in queues,
                message="a new queue and snapshot after an unreadable change")
     assert network.answers("referrals")
+
+
+def test_sessions_and_partner_keys_need_no_directory_call(network):
+    """Sessions and partners' signatures are checked on the read models alone: with the directory stopped, a
+    forged token is refused, a session just opened elsewhere works, a partner's signed answer is taken."""
+    fatima, partner = Api(network, "fatima"), network.partner
+    key = sealing.generate_private_key()  # the partner's own, published: what referrals to it are sealed to
+    with network.rpc() as rpc:
+        rpc.directory.set_encryption_key(partner.slug, sealing.public_key_b64(key))
+    partner.client.encryption_key = key
+    eventually(lambda: _refer_sealed_to_current_key(fatima, partner), timeout=30, message="the key in the models")
+    beneficiary = fatima.register("Imane", "Tazi", unique_phone())
+    fatima.consent(beneficiary, ["first_name"], recipient=partner.slug)
+    referral_id = fatima.ok(fatima.refer(beneficiary, partner.slug, ["first_name"]), 201)["id"]
+    partner.about(referral_id, "sent")
+    with network.rpc() as rpc:  # signed in as through another gateway: this one hears of it by the feed only
+        opened = rpc.directory.sign_in(STAFF["fatima"], "tansiq-demo", "127.0.0.1")
+    elsewhere = {"Authorization": f"Bearer {opened['token']}"}
+    me = requests.get(f"{network.web}/api/me", headers=elsewhere, timeout=30)
+    assert me.status_code == 200 and me.json()["id"] == "s-safi-1"
+    network.kill("directory", signal.SIGTERM)
+    try:
+        forged = requests.get(f"{network.web}/api/me", headers={"Authorization": f"Bearer {'x' * 43}"}, timeout=30)
+        assert forged.status_code == 401, forged.text
+        assert requests.get(f"{network.web}/api/me", headers=elsewhere, timeout=30).status_code == 200
+        partner.send("acknowledged", {"referral_id": referral_id, "from_association": SAFI,
+                                      "to_association": partner.slug})
+        eventually(lambda: fatima.referral(referral_id)["state"] == "received", timeout=30,
+                   message="the partner's signed answer, checked with the directory stopped")
+    finally:
+        network.start("directory")
 
 
 def _feed_queues(broker, service):

@@ -4,7 +4,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from tansiq.db import Sessions, after_commit, make_engine, session_scope
+from tansiq.db import Sessions, after_commit, make_engine, pool_for, session_scope
 from tansiq.envelope import Envelope
 from tansiq.messaging import outbox
 
@@ -95,3 +95,20 @@ def test_a_failing_hook_does_not_turn_a_commit_into_an_error(engine):
     assert ran == ["next"]
     with session_scope(engine) as session:
         assert session.execute(text("SELECT count(*) FROM t")).scalar() == 1
+
+
+def test_a_postgresql_pool_holds_a_connection_for_each_worker_and_sqlite_keeps_its_own():
+    """With SQLAlchemy's 5, the 6th of 10 concurrent units of work opened a connection (a server process)
+    and closed it after use, on every request at load."""
+    from types import SimpleNamespace
+
+    def container(url, **config):
+        return SimpleNamespace(config={"DB_URI": url, **config})
+
+    url = "postgresql://postgres@127.0.0.1:5432/nowhere"  # not connected to: the pool is only sized
+    assert pool_for(container(url, max_workers=10)) == {"pool_size": 12, "max_overflow": 10}
+    assert pool_for(container(url)) == {"pool_size": 12, "max_overflow": 10}  # nameko's default of 10 workers
+    engine = make_engine(url, **pool_for(container(url, max_workers=20)))
+    assert engine.pool.size() == 22
+    engine.dispose()
+    assert pool_for(container("sqlite:///var/x.sqlite3", max_workers=10)) == {}

@@ -178,3 +178,45 @@ def test_inbox_lists_counts_and_marks_read_for_its_owner_only(session, directory
     domain.mark_read(session, "s-wafae-cw-en", items[0].id, DAY)  # twice is fine
     assert domain.unread_count(session, "s-wafae-cw-en") == 1
     assert [i.id for i in domain.list_inbox(session, "s-wafae-cw-en", unread_only=True)] == [items[1].id]
+
+
+def counters_match_the_items(session):
+    """Every staff member's kept counter equals what a count of her unread items says."""
+    from sqlalchemy import func
+
+    from services.notifications.models import InboxItem, UnreadCount
+
+    counted = dict(session.execute(select(InboxItem.staff_id, func.count()).where(InboxItem.read_at.is_(None))
+                                   .group_by(InboxItem.staff_id)).all())
+    kept = {staff_id: unread for staff_id, unread in session.execute(select(UnreadCount.staff_id, UnreadCount.unread))
+            if unread}
+    assert kept == counted
+    return kept
+
+
+def test_the_unread_counter_follows_every_change_of_her_items(session, directory):
+    """Kept with the items (new, repeated, read twice, read by someone else, erased), never a count of rows."""
+    sent = referral_sent()
+    domain.notify(session, directory, sent, DAY)
+    domain.notify(session, directory, sent, DAY)  # the same event again: no item, no count
+    domain.notify(session, directory, referral_sent(), DAY + timedelta(minutes=1))
+    before = counters_match_the_items(session)
+    assert before["s-wafae-cw-en"] == domain.unread_count(session, "s-wafae-cw-en") == 2
+    items = domain.list_inbox(session, "s-wafae-cw-en")
+    with pytest.raises(NotFound):
+        domain.mark_read(session, "s-amal-cw-fr", items[0].id, DAY)  # not hers: nothing moves
+    domain.mark_read(session, "s-wafae-cw-en", items[0].id, DAY)
+    domain.mark_read(session, "s-wafae-cw-en", items[0].id, DAY)  # twice counts once
+    assert counters_match_the_items(session)["s-wafae-cw-en"] == 1
+    assert {k: v for k, v in counters_match_the_items(session).items() if k != "s-wafae-cw-en"} == \
+        {k: v for k, v in before.items() if k != "s-wafae-cw-en"}  # nobody else's counter moved
+
+    registered = {**contracts.get("ma.tansiq.beneficiary.registered.v1").example, "beneficiary_id": "b-77",
+                  "association": "amal-safi"}
+    domain.notify(session, directory, contracts.validate(contracts.make(
+        "ma.tansiq.beneficiary.registered.v1", "amal-safi", registered)), DAY)
+    told = [i for i in domain.list_inbox(session, "s-amal-cw-fr") if i.link == "/beneficiaries/b-77"]
+    domain.mark_read(session, "s-amal-cw-fr", told[0].id, DAY)  # one read, the others unread: both kinds erased
+    assert domain.forget_beneficiary(session, "b-77") >= len(told)
+    counters_match_the_items(session)
+    assert domain.unread_count(session, "nobody") == 0

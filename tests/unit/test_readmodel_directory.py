@@ -197,3 +197,48 @@ def test_the_feed_types_are_one_list_with_a_contract_each_and_a_sink():
     sink = next(q for q in topology.network_queues() if q.name == topology.DIRECTORY_CHANGES_SINK)
     assert {key for _, key in sink.bindings} == set(DIRECTORY_CHANGES)
     assert sink.arguments["x-message-ttl"] and sink.arguments["x-max-length"]
+
+
+def test_a_request_waits_for_a_session_the_feed_has_not_announced_yet_and_only_so_long(engine):
+    """A session opened on another gateway: its request waits for the feed (never for the directory)."""
+    import eventlet
+
+    staff = fatima_in_the_directory(engine)
+    opened = change(engine, lambda s: signin.open_session(s, utcnow(), staff))
+    model, token_hash = DirectoryModel(), digest(opened["token"])
+    for _, envelope in feed(engine):
+        if not envelope.type.endswith("session_opened.v1"):
+            model.apply(envelope.type, envelope.data)
+    [announced] = [e for _, e in feed(engine) if e.type.endswith("session_opened.v1")]
+    waiting = eventlet.spawn(model.await_session, token_hash, 30)
+    eventlet.sleep(0)
+    assert model.awaiting() == 1
+    model.apply(announced.type, announced.data)  # the feed brings it: the waiting request goes on at once
+    assert waiting.wait() is True and model.awaiting() == 0
+    assert model.session(token_hash, utcnow().timestamp(), HOUR, 12 * HOUR)[0] == LIVE
+
+    assert model.await_session(digest("forged"), 0.05) is False  # never announced: refused after the grace
+    assert model.awaiting() == 0 and digest("forged") not in model.sessions
+
+
+def test_partner_signing_keys_come_from_the_read_model_and_an_unknown_sender_gets_one_retry(engine):
+    """PartnerQueue asks the read model, never the directory; an association not (yet) in it is retried once."""
+    from types import SimpleNamespace
+
+    from eventlet.event import Event
+
+    from tansiq.messaging.consumer import PartnerQueue, Unavailable
+
+    change(engine, lambda s: domain.upsert_association(s, SAFI))
+    change(engine, lambda s: domain.set_public_key(s, "amal-safi", "a2V5LW9mLWFtYWw="))
+    queue = PartnerQueue()
+    queue.feed = SimpleNamespace(model=DirectoryModel(), ready=Event())
+    with pytest.raises(Unavailable):  # no snapshot yet: the message waits in its retry queue
+        queue.public_key_for("amal-safi")
+    for _, envelope in feed(engine):
+        queue.feed.model.apply(envelope.type, envelope.data)
+    queue.feed.ready.send(True)
+    assert queue.public_key_for("amal-safi") == "a2V5LW9mLWFtYWw="
+    with pytest.raises(Unavailable):  # perhaps registered a moment ago: once more after the retry delay
+        queue.public_key_for("ghost-assoc", first_attempt=True)
+    assert queue.public_key_for("ghost-assoc") is None  # then refused: unknown_association

@@ -230,3 +230,31 @@ def test_received_referrals_page_by_cursor_while_new_ones_arrive(service):
         with pytest.raises(DomainError) as refused:
             service.list_referrals(RECIPIENT, "received", limit=limit, paged=True)
         assert refused.value.code == "invalid_request"
+
+
+def test_a_hosted_recipients_key_is_made_once_per_database_and_kept(service, tmp_path):
+    """The second referral to Marrakech seals to the key kept from the first (no unit of work for it); another
+    database (a restored or a test one) never gets this one's key; a partner's published key is never kept."""
+    from services.referrals.models import AssociationKey
+    from services.referrals.service import HOSTED_PUBLIC_KEYS
+
+    first = create(service)
+    [row] = service.session.scalars(select(AssociationKey).where(AssociationKey.association == MARRAKECH)).all()
+    assert HOSTED_PUBLIC_KEYS[service.db.engine][MARRAKECH] == row.public_key
+    units = []
+    service.db.on_commit(units.append)
+    second = create(service)
+    assert len(units) == 1  # the referral's own unit of work; the key came from memory
+    for sent in (first, second):
+        assert service.transition(sent["id"], "acknowledge", {}, RECIPIENT)["shared"] == PII  # opens with her key
+    assert RABAT not in HOSTED_PUBLIC_KEYS[service.db.engine]
+    create(service, to=RABAT)
+    assert RABAT not in HOSTED_PUBLIC_KEYS[service.db.engine]
+
+    with sqlite_session(tmp_path / "other.db") as other:
+        elsewhere = worker_factory(ReferralsService, db=Sessions(other.get_bind()), intake=FakeIntake(),
+                                   directory=FakeDirectory(), keyring=keyring(), identity=verifier("referrals"))
+        sent = create(elsewhere)
+        assert elsewhere.transition(sent["id"], "acknowledge", {}, RECIPIENT)["shared"] == PII
+        [own] = other.scalars(select(AssociationKey).where(AssociationKey.association == MARRAKECH)).all()
+        assert own.public_key != row.public_key
