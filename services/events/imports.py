@@ -8,7 +8,8 @@ occurrences, or cancelled ones (STATUS:CANCELLED); EXDATEs stay exdates.
 
 Hostile input is expected: the text is bounded (MAX_BYTES, MAX_EVENTS), a URL must be http(s)
 and resolve to public addresses only (no loopback, private, link-local... : SSRF), it is read
-with a timeout and without following redirects blindly, recurrence rules go through the same
+from the very address that was checked (no second resolution: DNS rebinding), with a timeout and
+without following redirects blindly, recurrence rules go through the same
 checks as the API's (recurrence.py), and a malformed VEVENT is reported with its line in the
 job's result while the others are imported. Private events (CLASS:PRIVATE or CONFIDENTIAL)
 are skipped: an association's own calendar may name the women it accompanies. Imported
@@ -25,8 +26,9 @@ from datetime import date, datetime, time, timedelta
 from urllib.parse import urljoin, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import certifi
 import icalendar
-import requests
+import urllib3
 from icalendar.timezone.windows_to_olson import WINDOWS_TO_OLSON
 from sqlalchemy import select
 
@@ -52,9 +54,44 @@ PRIVATE_CLASSES = {"PRIVATE", "CONFIDENTIAL"}
 
 
 # --- fetching a URL -------------------------------------------------------------------------
+# The address a name resolves to is checked once and the connection goes to exactly that address
+# (the name stays in the Host header and, for https, in SNI and the certificate check): a name
+# that answers a public address to the check and 127.0.0.1 to the download (DNS rebinding) reaches
+# nothing inside. urllib3 is used directly, without environment proxies, so nothing resolves the
+# name again behind our back.
 
-def check_url(url, allow_private=False, resolve=socket.getaddrinfo):
-    """Refuse what is not http(s) or reaches a non-public address (every address the host resolves to)."""
+NAT64 = ipaddress.ip_network("64:ff9b::/96")
+
+
+def is_public(ip):
+    """Whether `ip` is an address of the public Internet: not private, loopback, link-local,
+    multicast, reserved or unspecified; an IPv4 address carried in IPv6 (v4-mapped, 6to4, NAT64)
+    is judged as itself."""
+    embedded = getattr(ip, "ipv4_mapped", None) or getattr(ip, "sixtofour", None)
+    if embedded is None and ip.version == 6 and ip in NAT64:
+        embedded = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    if embedded is not None:
+        return is_public(embedded)
+    return ip.is_global and not ip.is_multicast and not ip.is_reserved
+
+
+@dataclass(frozen=True)
+class Target:
+    """A checked URL and the one address it will be read from."""
+
+    url: str
+    scheme: str
+    host: str  # the name, for SNI and the certificate
+    netloc: str  # the Host header
+    port: int
+    address: str
+    path: str
+
+
+def check_url(url, allow=(), resolve=socket.getaddrinfo):
+    """The Target of `url`: refused when it is not http(s), carries credentials, or its host
+    resolves to any non-public address. `allow`: addresses tests may reach although they are not
+    public (their server on this machine); nothing else."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise DomainError("only http and https calendar URLs are imported", code="import_url_refused")
@@ -62,48 +99,65 @@ def check_url(url, allow_private=False, resolve=socket.getaddrinfo):
         raise DomainError("a calendar URL carries no user name or password", code="import_url_refused")
     try:
         port = parts.port or (443 if parts.scheme == "https" else 80)
-        addresses = {info[4][0] for info in resolve(parts.hostname, port, proto=socket.IPPROTO_TCP)}
+        found = [info[4][0] for info in resolve(parts.hostname, port, proto=socket.IPPROTO_TCP)]
+        addresses = [ipaddress.ip_address(address.split("%")[0]) for address in found]
     except (OSError, ValueError, UnicodeError):
         raise DomainError(f"cannot resolve {parts.hostname!r}", code="import_url_refused") from None
-    for address in addresses:
-        ip = ipaddress.ip_address(address.split("%")[0])
-        if not allow_private and (not ip.is_global or ip.is_multicast):
+    if not addresses:
+        raise DomainError(f"cannot resolve {parts.hostname!r}", code="import_url_refused")
+    for ip in addresses:
+        if not is_public(ip) and str(ip) not in allow:
             raise DomainError(f"{parts.hostname} is not a public address", code="import_url_refused")
-    return url
+    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    return Target(url, parts.scheme, parts.hostname, parts.netloc, port, str(addresses[0]), path)
 
 
-def fetch(url, allow_private=False, resolve=socket.getaddrinfo, max_bytes=MAX_BYTES, deadline=FETCH_DEADLINE):
-    """The calendar at `url` as text; every redirect target is checked like the URL itself.
+def _open(target, timeout):
+    """The response of GET `target`, from its checked address only (no redirect followed)."""
+    options = {"timeout": urllib3.Timeout(connect=timeout[0], read=timeout[1]), "retries": False, "maxsize": 1}
+    if target.scheme == "https":
+        pool = urllib3.HTTPSConnectionPool(target.address, target.port, cert_reqs="CERT_REQUIRED",
+                                           ca_certs=certifi.where(), server_hostname=target.host,
+                                           assert_hostname=target.host, **options)
+    else:
+        pool = urllib3.HTTPConnectionPool(target.address, target.port, **options)
+    return pool.urlopen("GET", target.path, headers={"Host": target.netloc, "Accept": "text/calendar, */*;q=0.1"},
+                        redirect=False, retries=False, preload_content=False, assert_same_host=False)
 
-    `allow_private`: for tests against a server on this machine only."""
+
+def fetch(url, allow=(), resolve=socket.getaddrinfo, max_bytes=MAX_BYTES, deadline=FETCH_DEADLINE,
+          timeout=FETCH_TIMEOUT):
+    """The calendar at `url` as text; every redirect target is resolved and checked like the URL
+    itself (at most MAX_REDIRECTS), the size and the whole download's time are bounded."""
     started = clock_time.monotonic()
     for _ in range(MAX_REDIRECTS + 1):
-        check_url(url, allow_private, resolve)
+        target = check_url(url, allow, resolve)
         try:
-            response = requests.get(url, stream=True, timeout=FETCH_TIMEOUT, allow_redirects=False,
-                                    headers={"Accept": "text/calendar, */*;q=0.1"})
-        except requests.RequestException as exc:
+            response = _open(target, timeout)
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
             raise DomainError(f"cannot read {url}: {type(exc).__name__}", code="import_fetch_failed") from None
-        with response:
-            if response.is_redirect:
+        try:
+            if response.status in (301, 302, 303, 307, 308):
                 url = urljoin(url, response.headers.get("Location", ""))
                 continue
-            if response.status_code != 200:
-                raise DomainError(f"{url} answered HTTP {response.status_code}", code="import_fetch_failed")
+            if response.status != 200:
+                raise DomainError(f"{url} answered HTTP {response.status}", code="import_fetch_failed")
             declared = response.headers.get("Content-Length")
             if declared and declared.isdigit() and int(declared) > max_bytes:
                 raise DomainError(f"the calendar is larger than {max_bytes} bytes", code="import_too_large")
             body = bytearray()
             try:
-                for chunk in response.iter_content(64 * 1024):
+                for chunk in response.stream(64 * 1024):
                     body += chunk
                     if len(body) > max_bytes:
                         raise DomainError(f"the calendar is larger than {max_bytes} bytes", code="import_too_large")
                     if clock_time.monotonic() - started > deadline:
                         raise DomainError(f"reading {url} took more than {deadline} s", code="import_fetch_failed")
-            except requests.RequestException as exc:
+            except (urllib3.exceptions.HTTPError, OSError) as exc:
                 raise DomainError(f"cannot read {url}: {type(exc).__name__}", code="import_fetch_failed") from None
             return decode(bytes(body))
+        finally:
+            response.release_conn()
     raise DomainError(f"more than {MAX_REDIRECTS} redirects", code="import_fetch_failed")
 
 
@@ -318,7 +372,7 @@ def get(session, job_id, association=None):
     return job
 
 
-def run(sessions, clock, job_id, text_or_url, known_associations, city, allow_private=False, progress=None):
+def run(sessions, clock, job_id, text_or_url, known_associations, city, allow=(), progress=None):
     """Read the calendar (fetch it when given a URL), then import it BATCH series per unit of work,
     recording progress in the job (and telling `progress(job dict)` after each batch); never
     raises: a failure is the job's status and message."""
@@ -329,7 +383,7 @@ def run(sessions, clock, job_id, text_or_url, known_associations, city, allow_pr
     try:
         text = text_or_url
         if text_or_url.startswith(("http://", "https://")) and "\n" not in text_or_url:
-            text = fetch(text_or_url.strip(), allow_private=allow_private)
+            text = fetch(text_or_url.strip(), allow=allow)
         items, errors = parse(decode(text.encode("utf-8")) if isinstance(text, str) else decode(text),
                               association, city)
     except DomainError as exc:

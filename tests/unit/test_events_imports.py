@@ -107,15 +107,29 @@ def test_unreadable_input_fails_the_job_and_nothing_else(db, text):
         assert session.scalar(select(ImportJob.status)) == report["status"]
 
 
-def fake_resolver(address):
-    return lambda host, port, proto=0: [(socket.AF_INET, socket.SOCK_STREAM, proto, "", (address, port))]
+LOCAL = {"127.0.0.1"}  # the only address inside that the tests' fetches may reach: their own server
+
+
+def fake_resolver(*answers):
+    """A DNS double: each lookup answers the next address (the last one again once they are used up)."""
+    asked = []
+
+    def resolve(host, port, proto=0):
+        address = answers[min(len(asked), len(answers) - 1)]
+        asked.append(host)
+        family = socket.AF_INET6 if ":" in address else socket.AF_INET
+        return [(family, socket.SOCK_STREAM, proto, "", (address, port))]
+    resolve.asked = asked
+    return resolve
 
 
 @pytest.mark.parametrize("url", [
     "file:///etc/passwd", "ftp://example.org/cal.ics", "gopher://example.org/", "http://127.0.0.1/cal.ics",
     "http://localhost:8000/cal.ics", "http://[::1]/cal.ics", "http://169.254.169.254/latest/meta-data/",
     "http://10.0.0.5/cal.ics", "http://192.168.1.1/cal.ics", "http://user:secret@example.org/cal.ics",
-    "https://", "http://0.0.0.0/"])
+    "https://", "http://0.0.0.0/", "http://[::ffff:127.0.0.1]/", "http://[::ffff:10.0.0.1]/",
+    "http://[64:ff9b::7f00:1]/", "http://[2002:7f00:1::1]/", "http://[fe80::1]/", "http://[fd00::1]/",
+    "http://[ff02::1]/", "http://224.0.0.1/", "http://100.64.0.1/", "http://240.0.0.1/", "http://[::]/"])
 def test_urls_that_reach_inside_are_refused(url):
     with pytest.raises(DomainError) as refused:
         imports.fetch(url)
@@ -127,6 +141,12 @@ def test_a_public_name_that_resolves_inside_is_refused():
         imports.check_url("https://calendar.example.org/a.ics", resolve=fake_resolver("10.1.2.3"))
     assert refused.value.code == "import_url_refused"
     assert imports.check_url("https://calendar.example.org/a.ics", resolve=fake_resolver("93.184.216.34"))
+    mixed = lambda host, port, proto=0: [*fake_resolver("93.184.216.34")(host, port), *fake_resolver("::1")(host, port)]  # noqa: E731
+    with pytest.raises(DomainError, match="not a public address"):  # one address inside is enough
+        imports.check_url("https://calendar.example.org/a.ics", resolve=mixed)
+    target = imports.check_url("https://[::ffff:93.184.216.34]:8443/a.ics?x=1")
+    assert (target.address, target.port, target.netloc, target.path) == (
+        "::ffff:5db8:d822", 8443, "[::ffff:93.184.216.34]:8443", "/a.ics?x=1")
 
 
 @pytest.fixture
@@ -142,18 +162,39 @@ def server():
 
 
 def test_fetching_is_bounded_in_size_redirects_and_time(server, db):
-    assert imports.fetch(f"{server}/cal.ics", allow_private=True).replace("\r\n", "\n") == GOOGLE
+    assert imports.fetch(f"{server}/cal.ics", allow=LOCAL).replace("\r\n", "\n") == GOOGLE
     with pytest.raises(DomainError, match="larger"):
-        imports.fetch(f"{server}/big", allow_private=True, max_bytes=1000)
+        imports.fetch(f"{server}/big", allow=LOCAL, max_bytes=1000)
     with pytest.raises(DomainError, match="redirects"):
-        imports.fetch(f"{server}/loop", allow_private=True)
+        imports.fetch(f"{server}/loop", allow=LOCAL)
     with pytest.raises(DomainError, match="took more than"):
-        imports.fetch(f"{server}/slow", allow_private=True, deadline=1)
+        imports.fetch(f"{server}/slow", allow=LOCAL, deadline=1)
+    # Redirects are resolved and checked like the URL: one to another address inside is refused.
+    for inside in ("http://127.0.0.2:1/cal.ics", "http://[::1]:1/cal.ics", "http://10.0.0.1/cal.ics"):
+        with pytest.raises(DomainError) as refused:
+            imports.fetch(f"{server}/to?{inside}", allow=LOCAL)
+        assert refused.value.code == "import_url_refused"
     # Without the test's permission, the same server is inside: refused, and the job says why.
     with db.session() as session:
         job_id = imports.start(session, NOW, "amal-safi", f"{server}/cal.ics").id
     report = imports.run(db.session, lambda: NOW, job_id, f"{server}/cal.ics", ASSOCIATIONS, "Safi")
     assert report["status"] == "failed" and "not a public address" in report["message"]
+
+
+def test_the_checked_address_is_the_one_read_from(server):
+    """DNS rebinding: the name answers a public address first, then 127.0.0.1. The download goes to
+    the address that was checked (unreachable here) and never to the server inside; and a name is
+    read from the address it resolved to, with its own name in the Host header."""
+    port = int(server.rsplit(":", 1)[1])
+    rebinding = fake_resolver("93.184.216.34", "127.0.0.1")
+    with pytest.raises(DomainError) as failed:
+        imports.fetch(f"http://calendar.example.org:{port}/cal.ics", resolve=rebinding, timeout=(0.5, 0.5))
+    assert failed.value.code == "import_fetch_failed"
+    assert rebinding.asked == ["calendar.example.org"]  # resolved once
+    pinned = fake_resolver("127.0.0.1")
+    text = imports.fetch(f"http://calendar.example.org:{port}/cal.ics", resolve=pinned, allow=LOCAL)
+    assert text.replace("\r\n", "\n") == GOOGLE
+    assert imports.fetch(f"{server}/seen", allow=LOCAL).splitlines() == [f"calendar.example.org:{port}"]
 
 
 class FakeDirectory:
