@@ -30,7 +30,7 @@ import certifi
 import icalendar
 import urllib3
 from icalendar.timezone.windows_to_olson import WINDOWS_TO_OLSON
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from services.events import occurrences as stored
 from services.events.models import DEFAULT_TZ, Event, ImportJob
@@ -51,6 +51,12 @@ FETCH_DEADLINE = 60  # seconds for the whole download
 MAX_REDIRECTS = 3
 BATCH = 100  # series per unit of work: progress is visible and no transaction holds the database long
 PRIVATE_CLASSES = {"PRIVATE", "CONFIDENTIAL"}
+# A job writes its heartbeat when it starts and after every batch; one silent longer than this was
+# interrupted (its process died). More than the longest silence of a live job: the whole download
+# (FETCH_DEADLINE) or one batch on a loaded database.
+STALE_AFTER = timedelta(minutes=5)
+INTERRUPTED = ("interrupted: the events service stopped during this import. Import the same calendar "
+               "again to finish it: what was already imported is updated, never duplicated.")
 
 
 # --- fetching a URL -------------------------------------------------------------------------
@@ -365,8 +371,8 @@ def start(session, now, association, source, actor_id=None):
     return job
 
 
-def get(session, job_id, association=None):
-    job = session.get(ImportJob, job_id)
+def get(session, job_id, association=None, lock=False):
+    job = session.get(ImportJob, job_id, with_for_update=lock, populate_existing=lock)
     if job is None or (association is not None and job.association != association):
         raise NotFound(f"no import {job_id!r}", code="unknown_import")
     return job
@@ -378,7 +384,7 @@ def run(sessions, clock, job_id, text_or_url, known_associations, city, allow=()
     raises: a failure is the job's status and message."""
     with sessions() as session:
         job = get(session, job_id)
-        job.status, job.started_at = "running", clock()
+        job.status, job.started_at, job.heartbeat_at = "running", clock(), clock()
         association = job.association
     try:
         text = text_or_url
@@ -390,11 +396,17 @@ def run(sessions, clock, job_id, text_or_url, known_associations, city, allow=()
         return _finish(sessions, clock, job_id, "failed", str(exc))
     with sessions() as session:
         job = get(session, job_id)
+        if job.status != "running":  # declared interrupted meanwhile (fail_stale): its report stands
+            return as_dict(job)
         job.total = len(items)
         job.errors = errors[:MAX_REPORTED_ERRORS]
         job.error_count = len(errors)
     for first in range(0, len(items), BATCH):
         with sessions() as session:
+            # Locked for the batch (PostgreSQL): fail_stale skips a job while one of its batches runs.
+            job = get(session, job_id, lock=True)
+            if job.status != "running":  # declared interrupted meanwhile (fail_stale): its report stands
+                return as_dict(job)
             counts, failures = {}, []
             for item in items[first:first + BATCH]:
                 cooperate()
@@ -405,22 +417,37 @@ def run(sessions, clock, job_id, text_or_url, known_associations, city, allow=()
                     failures.append({"line": item.line, "uid": item.uid, "message": str(exc) or type(exc).__name__})
                     outcome = "failed"
                 counts[outcome] = counts.get(outcome, 0) + 1
-            job = get(session, job_id)
+            job.heartbeat_at = clock()
             job.processed = (job.processed or 0) + len(items[first:first + BATCH])
             for outcome in ("created", "updated", "unchanged", "skipped"):
                 setattr(job, outcome, (getattr(job, outcome) or 0) + counts.get(outcome, 0))
             job.error_count = (job.error_count or 0) + len(failures)
             job.errors = [*(job.errors or []), *failures][:MAX_REPORTED_ERRORS]
-            if progress:
-                progress(as_dict(job))
+        if progress:  # once the batch is committed
+            progress(as_dict(job))
     return _finish(sessions, clock, job_id, "done", "")
 
 
 def _finish(sessions, clock, job_id, status, message):
     with sessions() as session:
-        job = get(session, job_id)
-        job.status, job.message, job.finished_at = status, message[:1000], clock()
+        job = get(session, job_id, lock=True)
+        if job.status == "running":  # not when declared interrupted meanwhile
+            job.status, job.message, job.finished_at = status, message[:1000], clock()
         return as_dict(job)
+
+
+def fail_stale(session, now, stale_after=STALE_AFTER):
+    """Mark failed, with the reason its association sees, every queued or running job whose
+    heartbeat is older than `stale_after`: its process died (a crash, SIGKILL, a lost machine).
+    Returns their ids. Run when the service starts and then regularly, by every replica: a live
+    job writes its heartbeat far more often, and stops at its next batch if it was declared dead."""
+    stale = list(session.scalars(
+        select(ImportJob).where(ImportJob.status.in_(("queued", "running")),
+                                func.coalesce(ImportJob.heartbeat_at, ImportJob.created_at) < now - stale_after)
+        .with_for_update(skip_locked=True)))
+    for job in stale:
+        job.status, job.message, job.finished_at = "failed", INTERRUPTED, now
+    return [job.id for job in stale]
 
 
 def as_dict(job):

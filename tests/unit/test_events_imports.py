@@ -5,7 +5,7 @@ overrides), idempotent on UID, malformed VEVENTs reported by line, hostile URLs 
 import socket
 import subprocess
 import sys
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import eventlet
@@ -266,3 +266,57 @@ def test_the_command_imports_a_file_and_again_changes_nothing(tmp_path, monkeypa
         assert session.scalar(select(func.count()).select_from(Event)) == 2
         assert session.scalar(select(Event.city).limit(1)) == "Safi"
     events_engine.dispose()
+
+
+def many_events(count):
+    """A calendar of `count` single events, one a day from 1 February 2027."""
+    events = "".join(
+        f"BEGIN:VEVENT\r\nUID:day-{number}@example.org\r\nSUMMARY:Atelier {number}\r\n"
+        f"DTSTART;VALUE=DATE:{(datetime(2027, 2, 1) + timedelta(days=number)):%Y%m%d}\r\nEND:VEVENT\r\n"
+        for number in range(count))
+    return f"BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//test//EN\r\n{events}END:VCALENDAR\r\n"
+
+
+def test_a_job_whose_heartbeat_stopped_is_failed_with_the_reason(db):
+    with db.session() as session:
+        jobs = {name: imports.start(session, NOW, "amal-safi", f"{name}.ics").id
+                for name in ("dead", "alive", "queued-dead", "done")}
+        for name, beat in (("dead", NOW - timedelta(minutes=6)), ("alive", NOW - timedelta(minutes=4))):
+            job = session.get(ImportJob, jobs[name])
+            job.status, job.heartbeat_at = "running", beat
+        session.get(ImportJob, jobs["done"]).status = "done"
+    with db.session() as session:
+        assert imports.fail_stale(session, NOW) == [jobs["dead"]]  # silent for 6 minutes; the others not 5
+        session.get(ImportJob, jobs["alive"]).heartbeat_at = NOW + timedelta(minutes=1)  # its next batch
+    later = NOW + timedelta(minutes=5, seconds=1)
+    with db.session() as session:
+        assert imports.fail_stale(session, later) == [jobs["queued-dead"]]  # queued 5 minutes ago, never started
+    with db.session() as session:
+        report = {name: imports.as_dict(imports.get(session, job_id)) for name, job_id in jobs.items()}
+    assert {name: r["status"] for name, r in report.items()} == {
+        "dead": "failed", "alive": "running", "queued-dead": "failed", "done": "done"}
+    assert report["dead"]["message"] == imports.INTERRUPTED and report["dead"]["finished_at"] == NOW.isoformat()
+    assert report["queued-dead"]["finished_at"] == later.isoformat()
+
+
+def test_a_live_job_declared_interrupted_stops_and_keeps_that_report(db):
+    """A job that was only slow (declared dead while it was still running) stops at its next batch
+    and does not write "done" over the failure its association was shown."""
+    moments = iter(NOW + timedelta(seconds=second) for second in range(10_000))
+    declared = []
+
+    def progress(job):  # after the first batch, another replica sees its heartbeat as too old
+        if not declared:
+            with db.session() as session:
+                declared.extend(imports.fail_stale(session, NOW + timedelta(hours=1)))
+
+    with db.session() as session:
+        job_id = imports.start(session, NOW, "amal-safi", "many.ics").id
+    report = imports.run(db.session, lambda: next(moments), job_id, many_events(imports.BATCH * 3),
+                         ASSOCIATIONS, "Safi", progress=progress)
+    assert declared == [job_id]
+    assert (report["status"], report["message"], report["processed"]) == ("failed", imports.INTERRUPTED, imports.BATCH)
+    with db.session() as session:
+        assert session.scalar(select(func.count()).select_from(Event)) == imports.BATCH  # the second batch rolled back
+    again = run(db, many_events(imports.BATCH * 3))  # importing again finishes it, without duplicates
+    assert (again["status"], again["created"], again["unchanged"]) == ("done", imports.BATCH * 2, imports.BATCH)
