@@ -22,7 +22,7 @@ from types import SimpleNamespace
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import String, and_, cast, delete, exists, func, insert, or_, select, tuple_, union_all
-from sqlalchemy.orm import lazyload
+from sqlalchemy.orm import lazyload, load_only
 
 from services.events import ical, listing, overlaps, recurrence
 from services.events import timing as timing_rules
@@ -44,17 +44,27 @@ _SPANS_PER_QUERY = 50  # overlap checks ask for this many index ranges in one st
 
 # --- writing ----------------------------------------------------------------------------------
 
-def store(session, event, now, new=False):
-    """(Re)write every stored occurrence of `event`, as it is now in this session (`new`: it has none
-    yet), and the VEVENT text feeds read (ical.vevents_text)."""
+def store(session, event, now):
+    """Rewrite every stored occurrence of `event`, as it is now in this session, and the VEVENT text
+    feeds read (ical.vevents_text): one DELETE, one UPDATE of the event, one INSERT."""
     session.flush()
-    if not new:
-        session.execute(delete(StoredOccurrence).where(StoredOccurrence.event_id == event.id))
+    session.execute(delete(StoredOccurrence).where(StoredOccurrence.event_id == event.id))
+    insert_rows(session, prepare(event, now))  # its autoflush writes the event's derived columns at once
+
+
+def prepare(event, now):
+    """Set what the event's own fields determine (occurrences_until, its span, its VEVENT text) and
+    return the rows of its stored occurrences. A new event is prepared before its INSERT, so that
+    one statement writes it whole (series.create_event)."""
     rows, event.occurrences_until = rows_of(event, now)
-    if rows:
-        session.execute(insert(StoredOccurrence), rows)
     set_span(event, rows)
     event.ics_text = None if event.status == "draft" else ical.vevents_text(event)  # feeds never show drafts
+    return rows
+
+
+def insert_rows(session, rows):
+    if rows:
+        session.execute(insert(StoredOccurrence), rows)
 
 
 def set_span(event, rows):
@@ -343,24 +353,29 @@ def clashing(session, who, spans, window_end):
     same_place = [stored.city_key == who.city.lower()]
     if who.venue_id:
         same_place.append(stored.venue_id == who.venue_id)
-    theirs = {}
+    theirs, others = {}, {}
     longest, all_stored = _bounds(session, window_end)
     # One index range per (place, span), glued with UNION ALL: both SQLite and PostgreSQL walk
-    # (city_key, starts_at) or (venue_id, starts_at) for each, never the whole table.
+    # (city_key, starts_at) or (venue_id, starts_at) for each, never the whole table. Joined to
+    # their events in the same statement, with only what a warning names (title, organiser, city,
+    # venue): not their text, exceptions or registrations.
     ranges = [select(stored.event_id, stored.starts_at, stored.ends_at).where(
         place, stored.status == "published", stored.event_id != who.id, _intersecting(start, end, longest))
         for place in same_place for start, end in spans]
     for first in range(0, len(ranges), _SPANS_PER_QUERY):
-        for event_id, start, end in session.execute(union_all(*ranges[first:first + _SPANS_PER_QUERY])):
-            theirs.setdefault(event_id, set()).add((start, end))
+        found = union_all(*ranges[first:first + _SPANS_PER_QUERY]).subquery()
+        query = select(Event, found.c.starts_at, found.c.ends_at).join(found, Event.id == found.c.event_id).options(
+            load_only(Event.id, Event.title, Event.organiser, Event.city, Event.venue_id),
+            lazyload(Event.overrides), lazyload(Event.registrations))
+        for other, start, end in session.execute(query):
+            others[other.id] = other
+            theirs.setdefault(other.id, set()).add((start, end))
     window_start = spans[0][0]
     beyond = [] if all_stored else session.scalars(select(Event).where(
         Event.status == "published", Event.id != who.id, _beyond_horizon(window_end),
         or_(func.lower(Event.city) == who.city.lower(), *([Event.venue_id == who.venue_id] if who.venue_id else [])),
         or_(Event.rrule.is_not(None), and_(Event.starts_at < window_end, Event.ends_at > window_start))))
     for other in beyond:
+        others[other.id] = other
         theirs.setdefault(other.id, set()).update(overlaps.event_spans(other, window_start, window_end))
-    # Only what a warning names (title, organiser, city, venue): not their exceptions or registrations.
-    others = {e.id: e for e in session.scalars(select(Event).where(Event.id.in_(list(theirs))).options(
-        lazyload(Event.overrides), lazyload(Event.registrations)))} if theirs else {}
-    return {others[event_id]: sorted(found) for event_id, found in sorted(theirs.items()) if event_id in others}
+    return {others[event_id]: sorted(found) for event_id, found in sorted(theirs.items()) if found}
