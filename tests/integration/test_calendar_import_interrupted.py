@@ -5,9 +5,9 @@ UID)."""
 
 import signal
 import time
-from datetime import datetime, timedelta
 
 import pytest
+from fixtures.events import daily_calendar
 from harness import eventually, postgres_available
 from sqlalchemy import func, select
 
@@ -25,21 +25,13 @@ STALE_AFTER_S = 2
 IMPORTED = Event.uid.like("%@amal-safi.import.tansiq.ma")  # not the demo's own events
 
 
-def calendar(count):
-    events = "".join(
-        f"BEGIN:VEVENT\r\nUID:interrupted-{number}@example.org\r\nSUMMARY:Atelier {number}\r\n"
-        f"DTSTART;VALUE=DATE:{(datetime(2027, 2, 1) + timedelta(days=number % 700)):%Y%m%d}\r\nEND:VEVENT\r\n"
-        for number in range(count))
-    return f"BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//test//EN\r\n{events}END:VCALENDAR\r\n"
-
-
 @pytest.mark.timeout(600)  # three starts of the events service and two imports, on a shared machine
 def test_an_import_killed_midway_is_failed_with_its_reason_then_finished_by_importing_again(network_factory):
     network = network_factory(backend="postgres" if postgres_available() else "sqlite")
     network.migrate()
     network.seed()
     network.start("directory", "events")
-    body = {"association": "amal-safi", "ics": calendar(SERIES), "name": "agenda.ics"}
+    body = {"association": "amal-safi", "ics": daily_calendar(SERIES, "interrupted"), "name": "agenda.ics"}
 
     def status(job_id):
         with network.rpc() as rpc:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import eventlet
 import pytest
-from fixtures.events import db  # noqa: F401 - fixture
+from fixtures.events import daily_calendar, db  # noqa: F401 - fixture
 from sqlalchemy import func, select
 
 from services.events import imports, occurrences
@@ -268,15 +268,6 @@ def test_the_command_imports_a_file_and_again_changes_nothing(tmp_path, monkeypa
     events_engine.dispose()
 
 
-def many_events(count):
-    """A calendar of `count` single events, one a day from 1 February 2027."""
-    events = "".join(
-        f"BEGIN:VEVENT\r\nUID:day-{number}@example.org\r\nSUMMARY:Atelier {number}\r\n"
-        f"DTSTART;VALUE=DATE:{(datetime(2027, 2, 1) + timedelta(days=number)):%Y%m%d}\r\nEND:VEVENT\r\n"
-        for number in range(count))
-    return f"BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//test//EN\r\n{events}END:VCALENDAR\r\n"
-
-
 def test_a_job_whose_heartbeat_stopped_is_failed_with_the_reason(db):
     with db.session() as session:
         jobs = {name: imports.start(session, NOW, "amal-safi", f"{name}.ics").id
@@ -312,11 +303,11 @@ def test_a_live_job_declared_interrupted_stops_and_keeps_that_report(db):
 
     with db.session() as session:
         job_id = imports.start(session, NOW, "amal-safi", "many.ics").id
-    report = imports.run(db.session, lambda: next(moments), job_id, many_events(imports.BATCH * 3),
+    report = imports.run(db.session, lambda: next(moments), job_id, daily_calendar(imports.BATCH * 3),
                          ASSOCIATIONS, "Safi", progress=progress)
     assert declared == [job_id]
     assert (report["status"], report["message"], report["processed"]) == ("failed", imports.INTERRUPTED, imports.BATCH)
     with db.session() as session:
         assert session.scalar(select(func.count()).select_from(Event)) == imports.BATCH  # the second batch rolled back
-    again = run(db, many_events(imports.BATCH * 3))  # importing again finishes it, without duplicates
+    again = run(db, daily_calendar(imports.BATCH * 3))  # importing again finishes it, without duplicates
     assert (again["status"], again["created"], again["unchanged"]) == ("done", imports.BATCH * 2, imports.BATCH)
