@@ -232,11 +232,9 @@ def page(session, window_start, window_end, city=None, kind=None, association=No
     if after is not None:
         rows = rows.where(tuple_(*_ORDER) > tuple_(*after))
     rows = rows.subquery()
-    event_id = rows.c.event_id
-    if session.get_bind().dialect.name == "postgresql":
-        event_id = event_id.collate("default")  # events.id's collation: its primary key answers the join
     query = (select(rows.c.event_id.label("id"), *(rows.c[name] for name in _ROW_FIELDS), *_EVENT_FIELDS)
-             .select_from(rows).join(Event, Event.id == event_id).outerjoin(Venue, Venue.id == Event.venue_id)
+             .select_from(rows).join(Event, Event.id == _as_event_id(session, rows.c.event_id))
+             .outerjoin(Venue, Venue.id == Event.venue_id)
              .order_by(rows.c.starts_at, rows.c.title, rows.c.event_id, rows.c.recurrence_key))
     found = [(_sort_key(row.starts_at, row.title, row.id, row.recurrence_key),
               listing.occurrence(row, zone(row.tz), row.recurrence_key, row.starts_at, row.ends_at, row.moved,
@@ -250,6 +248,12 @@ def page(session, window_start, window_end, city=None, kind=None, association=No
     items = [o for _, o in found[:limit]]
     more = len(found) > limit
     return Page(items, encode_cursor(found[limit - 1][0]) if more else None)
+
+
+def _as_event_id(session, column):
+    """A stored occurrence's event_id (collation "C" on PostgreSQL) in events.id's collation, so that
+    a join is answered by the events' primary key rather than by hashing the whole table."""
+    return column.collate("default") if session.get_bind().dialect.name == "postgresql" else column
 
 
 _ROW_FIELDS = ("recurrence_key", "starts_at", "ends_at", "moved", "title", "kind", "organiser", "status", "visibility")
@@ -364,7 +368,8 @@ def clashing(session, who, spans, window_end):
         for place in same_place for start, end in spans]
     for first in range(0, len(ranges), _SPANS_PER_QUERY):
         found = union_all(*ranges[first:first + _SPANS_PER_QUERY]).subquery()
-        query = select(Event, found.c.starts_at, found.c.ends_at).join(found, Event.id == found.c.event_id).options(
+        query = select(Event, found.c.starts_at, found.c.ends_at).join(
+            found, Event.id == _as_event_id(session, found.c.event_id)).options(
             load_only(Event.id, Event.title, Event.organiser, Event.city, Event.venue_id),
             lazyload(Event.overrides), lazyload(Event.registrations))
         for other, start, end in session.execute(query):
