@@ -223,7 +223,11 @@ def section(n, load_seconds, stored, rows, load_average):
         "page is the next rows of one index in the listing's order joined to those rows' events only, written as "
         "JSON by hand; a feed joins the VEVENT texts stored with each event (`events.ics_text`), found by their "
         "span in the events table, streamed from a server-side cursor; a 304 is one small query; a create "
-        "expands no other event (its overlap check reads stored occurrences by (city, start)). The peak RSS is "
+        "expands no other event (its overlap check reads stored occurrences by (city, start)) and is five "
+        "statements and a commit: the bounds of the stored occurrences, the clashing occurrences joined to their "
+        "events' names, then one INSERT each for the event (whole: its VEVENT text and span are made before), "
+        "its messages and its occurrences (an Idempotency-Key adds a read and an INSERT of `command_keys`). "
+        "The peak RSS is "
         "this whole process's (Python, SQLAlchemy, the loaded code) while the network feed is built. Figures on "
         "a loaded, shared machine are upper bounds.",
     ]

@@ -8,7 +8,8 @@ occurrences, or cancelled ones (STATUS:CANCELLED); EXDATEs stay exdates.
 
 Hostile input is expected: the text is bounded (MAX_BYTES, MAX_EVENTS), a URL must be http(s)
 and resolve to public addresses only (no loopback, private, link-local... : SSRF), it is read
-with a timeout and without following redirects blindly, recurrence rules go through the same
+from the very address that was checked (no second resolution: DNS rebinding), with a timeout and
+without following redirects blindly, recurrence rules go through the same
 checks as the API's (recurrence.py), and a malformed VEVENT is reported with its line in the
 job's result while the others are imported. Private events (CLASS:PRIVATE or CONFIDENTIAL)
 are skipped: an association's own calendar may name the women it accompanies. Imported
@@ -25,10 +26,11 @@ from datetime import date, datetime, time, timedelta
 from urllib.parse import urljoin, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import certifi
 import icalendar
-import requests
+import urllib3
 from icalendar.timezone.windows_to_olson import WINDOWS_TO_OLSON
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from services.events import occurrences as stored
 from services.events.models import DEFAULT_TZ, Event, ImportJob
@@ -49,12 +51,53 @@ FETCH_DEADLINE = 60  # seconds for the whole download
 MAX_REDIRECTS = 3
 BATCH = 100  # series per unit of work: progress is visible and no transaction holds the database long
 PRIVATE_CLASSES = {"PRIVATE", "CONFIDENTIAL"}
+# A job writes its heartbeat when it starts and after every batch; one silent longer than this was
+# interrupted (its process died). More than the longest silence of a live job: the whole download
+# (FETCH_DEADLINE) or one batch on a loaded database.
+STALE_AFTER = timedelta(minutes=5)
+INTERRUPTED = ("interrupted: the events service stopped during this import. Import the same calendar "
+               "again to finish it: what was already imported is updated, never duplicated.")
 
 
 # --- fetching a URL -------------------------------------------------------------------------
+# The address a name resolves to is checked once and the connection goes to exactly that address
+# (the name stays in the Host header and, for https, in SNI and the certificate check): a name
+# that answers a public address to the check and 127.0.0.1 to the download (DNS rebinding) reaches
+# nothing inside. urllib3 is used directly, without environment proxies, so nothing resolves the
+# name again behind our back.
 
-def check_url(url, allow_private=False, resolve=socket.getaddrinfo):
-    """Refuse what is not http(s) or reaches a non-public address (every address the host resolves to)."""
+NAT64 = ipaddress.ip_network("64:ff9b::/96")
+
+
+def is_public(ip):
+    """Whether `ip` is an address of the public Internet: not private, loopback, link-local,
+    multicast, reserved or unspecified; an IPv4 address carried in IPv6 (v4-mapped, 6to4, NAT64)
+    is judged as itself."""
+    embedded = getattr(ip, "ipv4_mapped", None) or getattr(ip, "sixtofour", None)
+    if embedded is None and ip.version == 6 and ip in NAT64:
+        embedded = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    if embedded is not None:
+        return is_public(embedded)
+    return ip.is_global and not ip.is_multicast and not ip.is_reserved
+
+
+@dataclass(frozen=True)
+class Target:
+    """A checked URL and the one address it will be read from."""
+
+    url: str
+    scheme: str
+    host: str  # the name, for SNI and the certificate
+    netloc: str  # the Host header
+    port: int
+    address: str
+    path: str
+
+
+def check_url(url, allow=(), resolve=socket.getaddrinfo):
+    """The Target of `url`: refused when it is not http(s), carries credentials, or its host
+    resolves to any non-public address. `allow`: addresses tests may reach although they are not
+    public (their server on this machine); nothing else."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise DomainError("only http and https calendar URLs are imported", code="import_url_refused")
@@ -62,48 +105,65 @@ def check_url(url, allow_private=False, resolve=socket.getaddrinfo):
         raise DomainError("a calendar URL carries no user name or password", code="import_url_refused")
     try:
         port = parts.port or (443 if parts.scheme == "https" else 80)
-        addresses = {info[4][0] for info in resolve(parts.hostname, port, proto=socket.IPPROTO_TCP)}
+        found = [info[4][0] for info in resolve(parts.hostname, port, proto=socket.IPPROTO_TCP)]
+        addresses = [ipaddress.ip_address(address.split("%")[0]) for address in found]
     except (OSError, ValueError, UnicodeError):
         raise DomainError(f"cannot resolve {parts.hostname!r}", code="import_url_refused") from None
-    for address in addresses:
-        ip = ipaddress.ip_address(address.split("%")[0])
-        if not allow_private and (not ip.is_global or ip.is_multicast):
+    if not addresses:
+        raise DomainError(f"cannot resolve {parts.hostname!r}", code="import_url_refused")
+    for ip in addresses:
+        if not is_public(ip) and str(ip) not in allow:
             raise DomainError(f"{parts.hostname} is not a public address", code="import_url_refused")
-    return url
+    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    return Target(url, parts.scheme, parts.hostname, parts.netloc, port, str(addresses[0]), path)
 
 
-def fetch(url, allow_private=False, resolve=socket.getaddrinfo, max_bytes=MAX_BYTES, deadline=FETCH_DEADLINE):
-    """The calendar at `url` as text; every redirect target is checked like the URL itself.
+def _open(target, timeout):
+    """The response of GET `target`, from its checked address only (no redirect followed)."""
+    options = {"timeout": urllib3.Timeout(connect=timeout[0], read=timeout[1]), "retries": False, "maxsize": 1}
+    if target.scheme == "https":
+        pool = urllib3.HTTPSConnectionPool(target.address, target.port, cert_reqs="CERT_REQUIRED",
+                                           ca_certs=certifi.where(), server_hostname=target.host,
+                                           assert_hostname=target.host, **options)
+    else:
+        pool = urllib3.HTTPConnectionPool(target.address, target.port, **options)
+    return pool.urlopen("GET", target.path, headers={"Host": target.netloc, "Accept": "text/calendar, */*;q=0.1"},
+                        redirect=False, retries=False, preload_content=False, assert_same_host=False)
 
-    `allow_private`: for tests against a server on this machine only."""
+
+def fetch(url, allow=(), resolve=socket.getaddrinfo, max_bytes=MAX_BYTES, deadline=FETCH_DEADLINE,
+          timeout=FETCH_TIMEOUT):
+    """The calendar at `url` as text; every redirect target is resolved and checked like the URL
+    itself (at most MAX_REDIRECTS), the size and the whole download's time are bounded."""
     started = clock_time.monotonic()
     for _ in range(MAX_REDIRECTS + 1):
-        check_url(url, allow_private, resolve)
+        target = check_url(url, allow, resolve)
         try:
-            response = requests.get(url, stream=True, timeout=FETCH_TIMEOUT, allow_redirects=False,
-                                    headers={"Accept": "text/calendar, */*;q=0.1"})
-        except requests.RequestException as exc:
+            response = _open(target, timeout)
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
             raise DomainError(f"cannot read {url}: {type(exc).__name__}", code="import_fetch_failed") from None
-        with response:
-            if response.is_redirect:
+        try:
+            if response.status in (301, 302, 303, 307, 308):
                 url = urljoin(url, response.headers.get("Location", ""))
                 continue
-            if response.status_code != 200:
-                raise DomainError(f"{url} answered HTTP {response.status_code}", code="import_fetch_failed")
+            if response.status != 200:
+                raise DomainError(f"{url} answered HTTP {response.status}", code="import_fetch_failed")
             declared = response.headers.get("Content-Length")
             if declared and declared.isdigit() and int(declared) > max_bytes:
                 raise DomainError(f"the calendar is larger than {max_bytes} bytes", code="import_too_large")
             body = bytearray()
             try:
-                for chunk in response.iter_content(64 * 1024):
+                for chunk in response.stream(64 * 1024):
                     body += chunk
                     if len(body) > max_bytes:
                         raise DomainError(f"the calendar is larger than {max_bytes} bytes", code="import_too_large")
                     if clock_time.monotonic() - started > deadline:
                         raise DomainError(f"reading {url} took more than {deadline} s", code="import_fetch_failed")
-            except requests.RequestException as exc:
+            except (urllib3.exceptions.HTTPError, OSError) as exc:
                 raise DomainError(f"cannot read {url}: {type(exc).__name__}", code="import_fetch_failed") from None
             return decode(bytes(body))
+        finally:
+            response.release_conn()
     raise DomainError(f"more than {MAX_REDIRECTS} redirects", code="import_fetch_failed")
 
 
@@ -311,36 +371,42 @@ def start(session, now, association, source, actor_id=None):
     return job
 
 
-def get(session, job_id, association=None):
-    job = session.get(ImportJob, job_id)
+def get(session, job_id, association=None, lock=False):
+    job = session.get(ImportJob, job_id, with_for_update=lock, populate_existing=lock)
     if job is None or (association is not None and job.association != association):
         raise NotFound(f"no import {job_id!r}", code="unknown_import")
     return job
 
 
-def run(sessions, clock, job_id, text_or_url, known_associations, city, allow_private=False, progress=None):
+def run(sessions, clock, job_id, text_or_url, known_associations, city, allow=(), progress=None):
     """Read the calendar (fetch it when given a URL), then import it BATCH series per unit of work,
     recording progress in the job (and telling `progress(job dict)` after each batch); never
     raises: a failure is the job's status and message."""
     with sessions() as session:
         job = get(session, job_id)
-        job.status, job.started_at = "running", clock()
+        job.status, job.started_at, job.heartbeat_at = "running", clock(), clock()
         association = job.association
     try:
         text = text_or_url
         if text_or_url.startswith(("http://", "https://")) and "\n" not in text_or_url:
-            text = fetch(text_or_url.strip(), allow_private=allow_private)
+            text = fetch(text_or_url.strip(), allow=allow)
         items, errors = parse(decode(text.encode("utf-8")) if isinstance(text, str) else decode(text),
                               association, city)
     except DomainError as exc:
         return _finish(sessions, clock, job_id, "failed", str(exc))
     with sessions() as session:
         job = get(session, job_id)
+        if job.status != "running":  # declared interrupted meanwhile (fail_stale): its report stands
+            return as_dict(job)
         job.total = len(items)
         job.errors = errors[:MAX_REPORTED_ERRORS]
         job.error_count = len(errors)
     for first in range(0, len(items), BATCH):
         with sessions() as session:
+            # Locked for the batch (PostgreSQL): fail_stale skips a job while one of its batches runs.
+            job = get(session, job_id, lock=True)
+            if job.status != "running":  # declared interrupted meanwhile (fail_stale): its report stands
+                return as_dict(job)
             counts, failures = {}, []
             for item in items[first:first + BATCH]:
                 cooperate()
@@ -351,22 +417,37 @@ def run(sessions, clock, job_id, text_or_url, known_associations, city, allow_pr
                     failures.append({"line": item.line, "uid": item.uid, "message": str(exc) or type(exc).__name__})
                     outcome = "failed"
                 counts[outcome] = counts.get(outcome, 0) + 1
-            job = get(session, job_id)
+            job.heartbeat_at = clock()
             job.processed = (job.processed or 0) + len(items[first:first + BATCH])
             for outcome in ("created", "updated", "unchanged", "skipped"):
                 setattr(job, outcome, (getattr(job, outcome) or 0) + counts.get(outcome, 0))
             job.error_count = (job.error_count or 0) + len(failures)
             job.errors = [*(job.errors or []), *failures][:MAX_REPORTED_ERRORS]
-            if progress:
-                progress(as_dict(job))
+        if progress:  # once the batch is committed
+            progress(as_dict(job))
     return _finish(sessions, clock, job_id, "done", "")
 
 
 def _finish(sessions, clock, job_id, status, message):
     with sessions() as session:
-        job = get(session, job_id)
-        job.status, job.message, job.finished_at = status, message[:1000], clock()
+        job = get(session, job_id, lock=True)
+        if job.status == "running":  # not when declared interrupted meanwhile
+            job.status, job.message, job.finished_at = status, message[:1000], clock()
         return as_dict(job)
+
+
+def fail_stale(session, now, stale_after=STALE_AFTER):
+    """Mark failed, with the reason its association sees, every queued or running job whose
+    heartbeat is older than `stale_after`: its process died (a crash, SIGKILL, a lost machine).
+    Returns their ids. Run when the service starts and then regularly, by every replica: a live
+    job writes its heartbeat far more often, and stops at its next batch if it was declared dead."""
+    stale = list(session.scalars(
+        select(ImportJob).where(ImportJob.status.in_(("queued", "running")),
+                                func.coalesce(ImportJob.heartbeat_at, ImportJob.created_at) < now - stale_after)
+        .with_for_update(skip_locked=True)))
+    for job in stale:
+        job.status, job.message, job.finished_at = "failed", INTERRUPTED, now
+    return [job.id for job in stale]
 
 
 def as_dict(job):

@@ -167,7 +167,7 @@ class ImportJob(Base):
     association: Mapped[str] = mapped_column(String(64), index=True)
     source: Mapped[str] = mapped_column(String(500))  # the file's name or the URL
     actor_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
-    status: Mapped[str] = mapped_column(String(12))  # queued | running | done | failed
+    status: Mapped[str] = mapped_column(String(12), index=True)  # queued | running | done | failed
     total: Mapped[int | None] = mapped_column(Integer, nullable=True)  # series found, once read
     processed: Mapped[int] = mapped_column(Integer, default=0)
     created: Mapped[int] = mapped_column(Integer, default=0)
@@ -179,4 +179,6 @@ class ImportJob(Base):
     message: Mapped[str] = mapped_column(Text, default="")  # why the whole import failed
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # Written after every batch: a running job whose heartbeat is old was interrupted (imports.fail_stale).
+    heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)

@@ -22,7 +22,7 @@ from types import SimpleNamespace
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import String, and_, cast, delete, exists, func, insert, or_, select, tuple_, union_all
-from sqlalchemy.orm import lazyload
+from sqlalchemy.orm import lazyload, load_only
 
 from services.events import ical, listing, overlaps, recurrence
 from services.events import timing as timing_rules
@@ -44,17 +44,27 @@ _SPANS_PER_QUERY = 50  # overlap checks ask for this many index ranges in one st
 
 # --- writing ----------------------------------------------------------------------------------
 
-def store(session, event, now, new=False):
-    """(Re)write every stored occurrence of `event`, as it is now in this session (`new`: it has none
-    yet), and the VEVENT text feeds read (ical.vevents_text)."""
+def store(session, event, now):
+    """Rewrite every stored occurrence of `event`, as it is now in this session, and the VEVENT text
+    feeds read (ical.vevents_text): one DELETE, one UPDATE of the event, one INSERT."""
     session.flush()
-    if not new:
-        session.execute(delete(StoredOccurrence).where(StoredOccurrence.event_id == event.id))
+    session.execute(delete(StoredOccurrence).where(StoredOccurrence.event_id == event.id))
+    insert_rows(session, prepare(event, now))  # its autoflush writes the event's derived columns at once
+
+
+def prepare(event, now):
+    """Set what the event's own fields determine (occurrences_until, its span, its VEVENT text) and
+    return the rows of its stored occurrences. A new event is prepared before its INSERT, so that
+    one statement writes it whole (series.create_event)."""
     rows, event.occurrences_until = rows_of(event, now)
-    if rows:
-        session.execute(insert(StoredOccurrence), rows)
     set_span(event, rows)
     event.ics_text = None if event.status == "draft" else ical.vevents_text(event)  # feeds never show drafts
+    return rows
+
+
+def insert_rows(session, rows):
+    if rows:
+        session.execute(insert(StoredOccurrence), rows)
 
 
 def set_span(event, rows):
@@ -222,11 +232,9 @@ def page(session, window_start, window_end, city=None, kind=None, association=No
     if after is not None:
         rows = rows.where(tuple_(*_ORDER) > tuple_(*after))
     rows = rows.subquery()
-    event_id = rows.c.event_id
-    if session.get_bind().dialect.name == "postgresql":
-        event_id = event_id.collate("default")  # events.id's collation: its primary key answers the join
     query = (select(rows.c.event_id.label("id"), *(rows.c[name] for name in _ROW_FIELDS), *_EVENT_FIELDS)
-             .select_from(rows).join(Event, Event.id == event_id).outerjoin(Venue, Venue.id == Event.venue_id)
+             .select_from(rows).join(Event, Event.id == _as_event_id(session, rows.c.event_id))
+             .outerjoin(Venue, Venue.id == Event.venue_id)
              .order_by(rows.c.starts_at, rows.c.title, rows.c.event_id, rows.c.recurrence_key))
     found = [(_sort_key(row.starts_at, row.title, row.id, row.recurrence_key),
               listing.occurrence(row, zone(row.tz), row.recurrence_key, row.starts_at, row.ends_at, row.moved,
@@ -240,6 +248,12 @@ def page(session, window_start, window_end, city=None, kind=None, association=No
     items = [o for _, o in found[:limit]]
     more = len(found) > limit
     return Page(items, encode_cursor(found[limit - 1][0]) if more else None)
+
+
+def _as_event_id(session, column):
+    """A stored occurrence's event_id (collation "C" on PostgreSQL) in events.id's collation, so that
+    a join is answered by the events' primary key rather than by hashing the whole table."""
+    return column.collate("default") if session.get_bind().dialect.name == "postgresql" else column
 
 
 _ROW_FIELDS = ("recurrence_key", "starts_at", "ends_at", "moved", "title", "kind", "organiser", "status", "visibility")
@@ -343,24 +357,30 @@ def clashing(session, who, spans, window_end):
     same_place = [stored.city_key == who.city.lower()]
     if who.venue_id:
         same_place.append(stored.venue_id == who.venue_id)
-    theirs = {}
+    theirs, others = {}, {}
     longest, all_stored = _bounds(session, window_end)
     # One index range per (place, span), glued with UNION ALL: both SQLite and PostgreSQL walk
-    # (city_key, starts_at) or (venue_id, starts_at) for each, never the whole table.
+    # (city_key, starts_at) or (venue_id, starts_at) for each, never the whole table. Joined to
+    # their events in the same statement, with only what a warning names (title, organiser, city,
+    # venue): not their text, exceptions or registrations.
     ranges = [select(stored.event_id, stored.starts_at, stored.ends_at).where(
         place, stored.status == "published", stored.event_id != who.id, _intersecting(start, end, longest))
         for place in same_place for start, end in spans]
     for first in range(0, len(ranges), _SPANS_PER_QUERY):
-        for event_id, start, end in session.execute(union_all(*ranges[first:first + _SPANS_PER_QUERY])):
-            theirs.setdefault(event_id, set()).add((start, end))
+        found = union_all(*ranges[first:first + _SPANS_PER_QUERY]).subquery()
+        query = select(Event, found.c.starts_at, found.c.ends_at).join(
+            found, Event.id == _as_event_id(session, found.c.event_id)).options(
+            load_only(Event.id, Event.title, Event.organiser, Event.city, Event.venue_id),
+            lazyload(Event.overrides), lazyload(Event.registrations))
+        for other, start, end in session.execute(query):
+            others[other.id] = other
+            theirs.setdefault(other.id, set()).add((start, end))
     window_start = spans[0][0]
     beyond = [] if all_stored else session.scalars(select(Event).where(
         Event.status == "published", Event.id != who.id, _beyond_horizon(window_end),
         or_(func.lower(Event.city) == who.city.lower(), *([Event.venue_id == who.venue_id] if who.venue_id else [])),
         or_(Event.rrule.is_not(None), and_(Event.starts_at < window_end, Event.ends_at > window_start))))
     for other in beyond:
+        others[other.id] = other
         theirs.setdefault(other.id, set()).update(overlaps.event_spans(other, window_start, window_end))
-    # Only what a warning names (title, organiser, city, venue): not their exceptions or registrations.
-    others = {e.id: e for e in session.scalars(select(Event).where(Event.id.in_(list(theirs))).options(
-        lazyload(Event.overrides), lazyload(Event.registrations)))} if theirs else {}
-    return {others[event_id]: sorted(found) for event_id, found in sorted(theirs.items()) if event_id in others}
+    return {others[event_id]: sorted(found) for event_id, found in sorted(theirs.items()) if found}

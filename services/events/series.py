@@ -10,7 +10,7 @@ import uuid
 from datetime import timedelta
 
 from services.events import occurrences as stored
-from services.events.models import Event, Override
+from services.events.models import Event, Override, Venue
 from services.events.overlaps import Who, check_overlaps
 from services.events.timing import Timing, as_datetime, local_input, local_to_utc, override_key, zone
 from services.events.validation import validate
@@ -36,14 +36,19 @@ def create_event(session, now, spec, known_associations, force=False):
         raise DomainError("a new event is a draft or published", code="invalid_transition")
     event_id = str(uuid.uuid4())
     event = Event(id=event_id, uid=f"{event_id}@tansiq.ma", sequence=0, created_at=now, updated_at=now, **values)
+    if event.venue_id:
+        event.venue = session.get(Venue, event.venue_id)  # validation read it: no query
+    # The checks read before the event joins the session, and everything derived from it is set
+    # before it does: one INSERT of the event, one of its messages, one of its occurrences.
     if event.status == "published":
         warnings += check_overlaps(session, Who(event.id, event.organiser, event.city, event.venue_id), timing,
                                     set(event.exdates), [], force)
+    rows = stored.prepare(event, now)
     session.add(event)
-    session.flush()
-    stored.store(session, event, now, new=True)
     if event.status == "published":
         _emit(session, "ma.tansiq.event.published.v1", event)
+    session.flush()
+    stored.insert_rows(session, rows)
     return event, warnings
 
 

@@ -1,5 +1,6 @@
 """Events service: thin nameko entrypoints over services.events.domain (calendar and feeds)."""
 
+import logging
 from datetime import timedelta
 
 import eventlet
@@ -39,6 +40,9 @@ from tansiq.readmodel import DirectoryView
 REMINDER_INTERVAL_SECONDS = 300
 HORIZON_INTERVAL_SECONDS = 3600  # stored occurrences: how often the rolling horizon is moved on
 REMINDER_HORIZON_HOURS_KEY = "REMINDER_HORIZON_HOURS"
+STALE_IMPORTS_INTERVAL_SECONDS = 60  # how often interrupted imports are looked for (and once at start)
+IMPORT_STALE_AFTER_KEY = "IMPORT_STALE_AFTER_S"
+log = logging.getLogger(__name__)
 AUDIENCES = {"public": ("public",), "network": ("public", "network")}
 
 event_out = EventSchema(exclude=("registrations",))
@@ -285,6 +289,17 @@ class EventsService:
                 done = occurrences.extend(session, utcnow())
             if done < occurrences.EXTEND_BATCH:
                 return
+
+    @timer(interval=STALE_IMPORTS_INTERVAL_SECONDS, eager=True)
+    def fail_interrupted_imports(self):
+        """An import whose process died (its heartbeat stopped) is marked failed with the reason,
+        instead of staying "running" forever; importing the same calendar again finishes it."""
+        stale_after = timedelta(seconds=float(self.config.get(IMPORT_STALE_AFTER_KEY,
+                                                              imports.STALE_AFTER.total_seconds())))
+        with self.db.session() as session:
+            failed = imports.fail_stale(session, utcnow(), stale_after)
+        if failed:
+            log.warning("imports interrupted, marked failed: %s", ", ".join(failed))
 
     @timer(interval=REMINDER_INTERVAL_SECONDS)
     def send_reminders(self):

@@ -5,12 +5,12 @@ overrides), idempotent on UID, malformed VEVENTs reported by line, hostile URLs 
 import socket
 import subprocess
 import sys
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import eventlet
 import pytest
-from fixtures.events import db  # noqa: F401 - fixture
+from fixtures.events import daily_calendar, db  # noqa: F401 - fixture
 from sqlalchemy import func, select
 
 from services.events import imports, occurrences
@@ -107,15 +107,29 @@ def test_unreadable_input_fails_the_job_and_nothing_else(db, text):
         assert session.scalar(select(ImportJob.status)) == report["status"]
 
 
-def fake_resolver(address):
-    return lambda host, port, proto=0: [(socket.AF_INET, socket.SOCK_STREAM, proto, "", (address, port))]
+LOCAL = {"127.0.0.1"}  # the only address inside that the tests' fetches may reach: their own server
+
+
+def fake_resolver(*answers):
+    """A DNS double: each lookup answers the next address (the last one again once they are used up)."""
+    asked = []
+
+    def resolve(host, port, proto=0):
+        address = answers[min(len(asked), len(answers) - 1)]
+        asked.append(host)
+        family = socket.AF_INET6 if ":" in address else socket.AF_INET
+        return [(family, socket.SOCK_STREAM, proto, "", (address, port))]
+    resolve.asked = asked
+    return resolve
 
 
 @pytest.mark.parametrize("url", [
     "file:///etc/passwd", "ftp://example.org/cal.ics", "gopher://example.org/", "http://127.0.0.1/cal.ics",
     "http://localhost:8000/cal.ics", "http://[::1]/cal.ics", "http://169.254.169.254/latest/meta-data/",
     "http://10.0.0.5/cal.ics", "http://192.168.1.1/cal.ics", "http://user:secret@example.org/cal.ics",
-    "https://", "http://0.0.0.0/"])
+    "https://", "http://0.0.0.0/", "http://[::ffff:127.0.0.1]/", "http://[::ffff:10.0.0.1]/",
+    "http://[64:ff9b::7f00:1]/", "http://[2002:7f00:1::1]/", "http://[fe80::1]/", "http://[fd00::1]/",
+    "http://[ff02::1]/", "http://224.0.0.1/", "http://100.64.0.1/", "http://240.0.0.1/", "http://[::]/"])
 def test_urls_that_reach_inside_are_refused(url):
     with pytest.raises(DomainError) as refused:
         imports.fetch(url)
@@ -127,6 +141,12 @@ def test_a_public_name_that_resolves_inside_is_refused():
         imports.check_url("https://calendar.example.org/a.ics", resolve=fake_resolver("10.1.2.3"))
     assert refused.value.code == "import_url_refused"
     assert imports.check_url("https://calendar.example.org/a.ics", resolve=fake_resolver("93.184.216.34"))
+    mixed = lambda host, port, proto=0: [*fake_resolver("93.184.216.34")(host, port), *fake_resolver("::1")(host, port)]  # noqa: E731
+    with pytest.raises(DomainError, match="not a public address"):  # one address inside is enough
+        imports.check_url("https://calendar.example.org/a.ics", resolve=mixed)
+    target = imports.check_url("https://[::ffff:93.184.216.34]:8443/a.ics?x=1")
+    assert (target.address, target.port, target.netloc, target.path) == (
+        "::ffff:5db8:d822", 8443, "[::ffff:93.184.216.34]:8443", "/a.ics?x=1")
 
 
 @pytest.fixture
@@ -142,18 +162,39 @@ def server():
 
 
 def test_fetching_is_bounded_in_size_redirects_and_time(server, db):
-    assert imports.fetch(f"{server}/cal.ics", allow_private=True).replace("\r\n", "\n") == GOOGLE
+    assert imports.fetch(f"{server}/cal.ics", allow=LOCAL).replace("\r\n", "\n") == GOOGLE
     with pytest.raises(DomainError, match="larger"):
-        imports.fetch(f"{server}/big", allow_private=True, max_bytes=1000)
+        imports.fetch(f"{server}/big", allow=LOCAL, max_bytes=1000)
     with pytest.raises(DomainError, match="redirects"):
-        imports.fetch(f"{server}/loop", allow_private=True)
+        imports.fetch(f"{server}/loop", allow=LOCAL)
     with pytest.raises(DomainError, match="took more than"):
-        imports.fetch(f"{server}/slow", allow_private=True, deadline=1)
+        imports.fetch(f"{server}/slow", allow=LOCAL, deadline=1)
+    # Redirects are resolved and checked like the URL: one to another address inside is refused.
+    for inside in ("http://127.0.0.2:1/cal.ics", "http://[::1]:1/cal.ics", "http://10.0.0.1/cal.ics"):
+        with pytest.raises(DomainError) as refused:
+            imports.fetch(f"{server}/to?{inside}", allow=LOCAL)
+        assert refused.value.code == "import_url_refused"
     # Without the test's permission, the same server is inside: refused, and the job says why.
     with db.session() as session:
         job_id = imports.start(session, NOW, "amal-safi", f"{server}/cal.ics").id
     report = imports.run(db.session, lambda: NOW, job_id, f"{server}/cal.ics", ASSOCIATIONS, "Safi")
     assert report["status"] == "failed" and "not a public address" in report["message"]
+
+
+def test_the_checked_address_is_the_one_read_from(server):
+    """DNS rebinding: the name answers a public address first, then 127.0.0.1. The download goes to
+    the address that was checked (unreachable here) and never to the server inside; and a name is
+    read from the address it resolved to, with its own name in the Host header."""
+    port = int(server.rsplit(":", 1)[1])
+    rebinding = fake_resolver("93.184.216.34", "127.0.0.1")
+    with pytest.raises(DomainError) as failed:
+        imports.fetch(f"http://calendar.example.org:{port}/cal.ics", resolve=rebinding, timeout=(0.5, 0.5))
+    assert failed.value.code == "import_fetch_failed"
+    assert rebinding.asked == ["calendar.example.org"]  # resolved once
+    pinned = fake_resolver("127.0.0.1")
+    text = imports.fetch(f"http://calendar.example.org:{port}/cal.ics", resolve=pinned, allow=LOCAL)
+    assert text.replace("\r\n", "\n") == GOOGLE
+    assert imports.fetch(f"{server}/seen", allow=LOCAL).splitlines() == [f"calendar.example.org:{port}"]
 
 
 class FakeDirectory:
@@ -225,3 +266,48 @@ def test_the_command_imports_a_file_and_again_changes_nothing(tmp_path, monkeypa
         assert session.scalar(select(func.count()).select_from(Event)) == 2
         assert session.scalar(select(Event.city).limit(1)) == "Safi"
     events_engine.dispose()
+
+
+def test_a_job_whose_heartbeat_stopped_is_failed_with_the_reason(db):
+    with db.session() as session:
+        jobs = {name: imports.start(session, NOW, "amal-safi", f"{name}.ics").id
+                for name in ("dead", "alive", "queued-dead", "done")}
+        for name, beat in (("dead", NOW - timedelta(minutes=6)), ("alive", NOW - timedelta(minutes=4))):
+            job = session.get(ImportJob, jobs[name])
+            job.status, job.heartbeat_at = "running", beat
+        session.get(ImportJob, jobs["done"]).status = "done"
+    with db.session() as session:
+        assert imports.fail_stale(session, NOW) == [jobs["dead"]]  # silent for 6 minutes; the others not 5
+        session.get(ImportJob, jobs["alive"]).heartbeat_at = NOW + timedelta(minutes=1)  # its next batch
+    later = NOW + timedelta(minutes=5, seconds=1)
+    with db.session() as session:
+        assert imports.fail_stale(session, later) == [jobs["queued-dead"]]  # queued 5 minutes ago, never started
+    with db.session() as session:
+        report = {name: imports.as_dict(imports.get(session, job_id)) for name, job_id in jobs.items()}
+    assert {name: r["status"] for name, r in report.items()} == {
+        "dead": "failed", "alive": "running", "queued-dead": "failed", "done": "done"}
+    assert report["dead"]["message"] == imports.INTERRUPTED and report["dead"]["finished_at"] == NOW.isoformat()
+    assert report["queued-dead"]["finished_at"] == later.isoformat()
+
+
+def test_a_live_job_declared_interrupted_stops_and_keeps_that_report(db):
+    """A job that was only slow (declared dead while it was still running) stops at its next batch
+    and does not write "done" over the failure its association was shown."""
+    moments = iter(NOW + timedelta(seconds=second) for second in range(10_000))
+    declared = []
+
+    def progress(job):  # after the first batch, another replica sees its heartbeat as too old
+        if not declared:
+            with db.session() as session:
+                declared.extend(imports.fail_stale(session, NOW + timedelta(hours=1)))
+
+    with db.session() as session:
+        job_id = imports.start(session, NOW, "amal-safi", "many.ics").id
+    report = imports.run(db.session, lambda: next(moments), job_id, daily_calendar(imports.BATCH * 3),
+                         ASSOCIATIONS, "Safi", progress=progress)
+    assert declared == [job_id]
+    assert (report["status"], report["message"], report["processed"]) == ("failed", imports.INTERRUPTED, imports.BATCH)
+    with db.session() as session:
+        assert session.scalar(select(func.count()).select_from(Event)) == imports.BATCH  # the second batch rolled back
+    again = run(db, daily_calendar(imports.BATCH * 3))  # importing again finishes it, without duplicates
+    assert (again["status"], again["created"], again["unchanged"]) == ("done", imports.BATCH * 2, imports.BATCH)

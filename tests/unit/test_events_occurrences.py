@@ -14,7 +14,7 @@ import icalendar
 import pytest
 import recurring_ical_events
 from fixtures.events import session  # noqa: F401 - fixture
-from sqlalchemy import func, select
+from sqlalchemy import and_, func, select
 
 from services.events import domain, ical, listing, occurrences, recurrence
 from services.events.models import Event, StoredOccurrence
@@ -28,6 +28,10 @@ ZONES = ("Africa/Casablanca", "Africa/Casablanca", "Africa/Casablanca", "Europe/
 RULES = (None, None, None, "FREQ=WEEKLY", "FREQ=WEEKLY;COUNT=12", "FREQ=DAILY;COUNT=20", "FREQ=MONTHLY;BYDAY=2SA",
          "FREQ=WEEKLY;INTERVAL=2;BYDAY=MO,TH", "FREQ=YEARLY", "FREQ=DAILY;INTERVAL=3")
 SIZE = int(os.environ.get("TANSIQ_CALENDAR_EVENTS", "300"))
+WINDOWS = ((datetime(2027, 1, 1, tzinfo=UTC), datetime(2027, 7, 1, tzinfo=UTC)),
+           (datetime(2028, 9, 1, tzinfo=UTC), datetime(2029, 3, 1, tzinfo=UTC)))  # the second past the horizon
+EDGE_TITLE = "Permanence de minuit"  # one hour from midnight in London: on every edge of both windows
+AFTER_TITLE = "Ouverture de l'ete"
 
 
 def create(session, now=NOW, force=True, **values):
@@ -74,6 +78,13 @@ def generate(session, size, seed=13):
            rrule="FREQ=MONTHLY;BYDAY=2SA", city="Agadir", organiser="wafae-agadir")
     create(session, title="Cours lundi et jeudi", start=datetime(2027, 2, 1, 18, 0), end=datetime(2027, 2, 1, 19, 0),
            rrule="FREQ=WEEKLY;INTERVAL=2;BYDAY=MO,TH", city="Rabat")
+    # Midnight in London is midnight UTC in winter and 23:00 UTC in summer: this series starts exactly
+    # at the start of the first window and at the end of the second (both outside if the window's end
+    # were included), and ends exactly at the end of the first and at the start of the second.
+    create(session, title=EDGE_TITLE, start=datetime(2026, 12, 30, 0, 0), end=datetime(2026, 12, 30, 1, 0),
+           tz="Europe/London", rrule="FREQ=DAILY", city="Rabat", organiser="nour-safi")
+    create(session, title=AFTER_TITLE, start=datetime(2027, 7, 1, 1, 0), end=datetime(2027, 7, 1, 2, 0),
+           tz="Europe/London", city="Rabat", organiser="nour-safi")  # starts exactly at the first window's end
     session.commit()
     return events
 
@@ -121,8 +132,7 @@ def test_listings_equal_recurring_ical_events_on_a_generated_calendar(session):
     generate(session, SIZE)
     stored = session.scalar(select(func.count()).select_from(StoredOccurrence))
     assert stored > SIZE  # the series are stored, not only their first occurrences
-    for window in ((datetime(2027, 1, 1, tzinfo=UTC), datetime(2027, 7, 1, tzinfo=UTC)),
-                   (datetime(2028, 9, 1, tzinfo=UTC), datetime(2029, 3, 1, tzinfo=UTC))):  # past the horizon
+    for window in WINDOWS:
         found = listed(session, window)
         assert len({o.occurrence_id for o in found}) == len(found)  # no occurrence twice
         assert as_ical(session, found) == independent(session, window)
@@ -130,6 +140,27 @@ def test_listings_equal_recurring_ical_events_on_a_generated_calendar(session):
         assert in_safi == [o for o in found if o.city == "Safi"]
         of_one = listed(session, window, association="wafae-agadir", limit=50)
         assert of_one == [o for o in found if "wafae-agadir" in (o.organiser, *o.co_organisers)]
+
+
+def test_the_comparison_catches_a_window_edge_off_by_one(session, monkeypatch):
+    """The comparison above can fail: listings that took in what only touches a window (an occurrence
+    ending at its start, or starting at its end) differ from the independent expansion."""
+    generate(session, 30)
+    edges = {window: [o.start for o in listed(session, window) if o.title == EDGE_TITLE] for window in WINDOWS}
+    assert edges[WINDOWS[0]][0] == WINDOWS[0][0]  # starts at the window's start: in
+    assert edges[WINDOWS[0]][-1] == datetime(2027, 6, 30, 23, 0, tzinfo=UTC)  # ends at the window's end: in
+    assert edges[WINDOWS[1]][0] == datetime(2028, 9, 1, 23, 0, tzinfo=UTC)  # ended at the start: out
+    assert edges[WINDOWS[1]][-1] == datetime(2029, 2, 28, 0, 0, tzinfo=UTC)  # starts at the end: out
+    assert [o for o in listed(session, WINDOWS[0]) if o.title == AFTER_TITLE] == []  # starts at the end: out
+    for window in WINDOWS:
+        assert as_ical(session, listed(session, window)) == independent(session, window)
+
+    def inclusive(start, end, longest):  # the mistake: a closed window instead of a half-open one
+        return and_(StoredOccurrence.starts_at <= end, StoredOccurrence.ends_at >= start,
+                    StoredOccurrence.starts_at >= start - longest)
+    monkeypatch.setattr(occurrences, "_intersecting", inclusive)
+    for window in WINDOWS:
+        assert as_ical(session, listed(session, window)) != independent(session, window)
 
 
 def test_a_listing_never_returns_a_partial_page_without_saying_so(session, monkeypatch):
