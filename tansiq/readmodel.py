@@ -261,9 +261,13 @@ class DirectoryNotLoaded(Exception):
 class DirectoryFeed(SharedExtension):
     """One per process: binds its queue, takes the snapshot, applies the directory's changes (module doc)."""
 
+    # Set to True by a provider that needs the sessions (the gateway's) in its own setup. Never reset in
+    # this setup: nameko sets extensions up in no fixed order, and a reset after the provider's would
+    # leave the gateway without sessions from its snapshot and its feed.
+    with_sessions = False
+
     def setup(self):
         self.model = DirectoryModel()
-        self.with_sessions = False  # set by a provider that needs the sessions (the gateway's)
         self.config = self.container.config
         self.ready = Event()
         self.snapshots = 0

@@ -242,3 +242,25 @@ def test_partner_signing_keys_come_from_the_read_model_and_an_unknown_sender_get
     with pytest.raises(Unavailable):  # perhaps registered a moment ago: once more after the retry delay
         queue.public_key_for("ghost-assoc", first_attempt=True)
     assert queue.public_key_for("ghost-assoc") is None  # then refused: unknown_association
+
+
+@pytest.mark.parametrize("provider_first", [True, False], ids=["provider-first", "feed-first"])
+def test_the_gateway_keeps_its_sessions_in_whatever_order_nameko_sets_extensions_up(monkeypatch, provider_first):
+    """nameko sets a container's extensions up in no fixed order (a set): the session provider's wish must
+    survive the feed's own setup, or the gateway's snapshot and queue leave sessions out."""
+    import contextlib
+    import types
+
+    from tansiq import readmodel
+
+    monkeypatch.setattr(readmodel, "connect", lambda uri: contextlib.nullcontext())  # no broker at this edge
+    monkeypatch.setattr(readmodel, "declare", lambda connection: None)
+    feed = readmodel.DirectoryFeed()
+    feed.container = types.SimpleNamespace(config={"AMQP_URI": "amqp://unused"}, service_name="gateway")
+    provider = readmodel.DirectoryView(sessions=True)
+    provider.feed = feed
+    steps = [provider.setup, feed.setup] if provider_first else [feed.setup, provider.setup]
+    for step in steps:
+        step()
+    assert feed.with_sessions and set(feed.types()) == set(DIRECTORY_CHANGES)
+    assert not readmodel.DirectoryFeed().with_sessions  # another service's feed leaves them out
