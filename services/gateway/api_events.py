@@ -27,6 +27,7 @@ from services.events.schemas import (
     UpdateEvent,
     VenueSchema,
 )
+from services.events.validation import STATUSES as EVENT_STATUSES
 from services.gateway.access import can
 from services.gateway.calls import TimedRpcProxy, idempotency_key
 from services.gateway.routes import CALENDAR, OPTIONAL, PUBLIC, SIGNED_IN, route
@@ -40,6 +41,7 @@ from services.gateway.schemas import (
     VenuesQuery,
 )
 from services.gateway.web import json_response, render, request_language
+from tansiq import i18n
 from tansiq.contracts.events import EVENT_KINDS
 from tansiq.readmodel import DirectoryView
 
@@ -218,4 +220,10 @@ def calendar_page(request, associations, staff=None):
     return render("calendar.html", lang, staff=staff, can=can(staff), cities=cities, kinds=EVENT_KINDS, names=names,
                   host=request.host, base_url=request.host_url.rstrip("/"), feed_path=feed_path,
                   associations=sorted(associations, key=lambda a: a["slug"]),
-                  initial_date=request.args.get("date", "")[:10], selected=selected)
+                  initial_date=request.args.get("date", "")[:10], selected=selected, words=calendar_words(lang))
+
+
+def calendar_words(lang):
+    """The names the calendar's script writes itself (an event's kind and status), in `lang`."""
+    return {"kinds": {kind: i18n.translate(lang, f"event.kind.{kind}") for kind in EVENT_KINDS},
+            "statuses": {status: i18n.translate(lang, f"event.status.{status}") for status in EVENT_STATUSES}}

@@ -105,7 +105,9 @@ def test_month_and_list_views_show_the_network_events(site, page):
     details = page.locator("#event-details")
     expect(details).to_be_visible()
     expect(details.locator("#event-where")).to_contain_text("Dar Sidi Bouzid")
-    expect(details.locator("#event-kind")).to_have_text("Exposition")
+    expect(details.locator("#event-kind")).to_have_text("Exposition")  # the catalogue's word, from the page
+    expect(details.locator("dt").first).to_have_text("Quand")
+    expect(details.locator("#event-open")).to_have_text("Page de l'événement")
     expect(details.locator("#event-ical")).to_have_attribute("href", re.compile(r"^/ical/event/.+\.ics$"))
 
 

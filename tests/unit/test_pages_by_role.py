@@ -1,6 +1,7 @@
 """Pages by role: every page, rendered for each role, offers only links and actions her roles may use
 (read from the routes' own declarations), and an events manager sees no case link and no case data."""
 
+import json
 import re
 from urllib.parse import urlsplit
 
@@ -23,6 +24,7 @@ from test_webapp_pages import (  # tests/unit/test_webapp_pages.py
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 from werkzeug.routing import Map, Rule
 
+from services.gateway.api_events import calendar_words
 from services.gateway.routes import OPTIONAL, PUBLIC, declared_routes
 from services.gateway.service import GatewayService
 from tansiq.contracts.fields import ROLES
@@ -163,6 +165,19 @@ def test_the_calendar_editors_are_offered_its_forms_and_the_others_only_to_regis
 def test_the_calendar_filters_are_labelled_before_any_script_runs(rendered):
     status, html = rendered["case_worker"]["calendar_page"]
     assert status == 200
-    assert '<span data-label="city">Ville</span>' in html and '<span data-label="kind">Type</span>' in html
-    assert '<option value="" data-label="all">Toutes</option>' in html
+    assert '<span>Ville</span>' in html and '<span>Type</span>' in html
+    assert '<option value="">Toutes</option>' in html
+    assert "<dt>Quand</dt>" in html  # the details dialog's labels too
+
+
+def test_the_calendar_script_gets_its_words_from_the_catalogue(rendered):
+    """Kinds, statuses and the load error the script writes come from the catalogue in the page's language."""
+    _, html = rendered["case_worker"]["calendar_page"]
+    words = json.loads(re.search(r'id="calendar-words">(.*?)</script>', html, re.S).group(1))
+    assert words["kinds"]["training"] == "Formation" and words["statuses"]["cancelled"] == "Annulé"
+    assert words["error"] == "Le calendrier n'a pas pu être chargé."
+    for lang in ("ar", "fr", "en"):
+        said = calendar_words(lang)
+        values = [*said["kinds"].values(), *said["statuses"].values()]
+        assert not any(value.startswith(("event.", "calendar.")) for value in values), lang  # a missing key
     assert '<h1 class="visually-hidden">Calendrier</h1>' in html

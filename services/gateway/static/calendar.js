@@ -2,38 +2,21 @@
  *
  * Times are drawn in the viewer's own zone (the device's): a 10:00 training in Safi reads 10:00 to a
  * viewer in Morocco on both sides of the Ramadan clock change, and a meeting set in Paris is drawn at
- * the Moroccan viewer's wall time with its own zone and time shown next to it. All-day events are
+ * the Moroccan viewer's wall time with its own zone and time shown next to it. Its words come from the
+ * server's catalogue (the page's #calendar-words); labels are written by the server. All-day events are
  * whole days wherever one is. Organisers are shown by their association's name, not their slug.
  */
 (function () {
   "use strict";
 
-  const LABELS = {
-    fr: {city: "Ville", kind: "Type", association: "Association", all: "Toutes", subscribe: "S'abonner (iCal)",
-         when: "Quand", where: "Où", organiser: "Organisé par", status: "Statut", add: "Ajouter à mon agenda",
-         map: "Carte", close: "Fermer", error: "Le calendrier n'a pas pu être chargé.", open: "Page de l'événement",
-         kinds: {exhibition: "Exposition", festival: "Festival", fair: "Foire / marché", training: "Formation",
-                 campaign: "Campagne de sensibilisation", meeting: "Réunion"},
-         statuses: {published: "Confirmé", postponed: "Reporté", cancelled: "Annulé"}},
-    en: {city: "City", kind: "Type", association: "Association", all: "All", subscribe: "Subscribe (iCal)",
-         when: "When", where: "Where", organiser: "Organised by", status: "Status", add: "Add to my calendar",
-         map: "Map", close: "Close", error: "The calendar could not be loaded.", open: "Event page",
-         kinds: {exhibition: "Exhibition", festival: "Festival", fair: "Fair / market", training: "Training",
-                 campaign: "Awareness campaign", meeting: "Meeting"},
-         statuses: {published: "Confirmed", postponed: "Postponed", cancelled: "Cancelled"}},
-    ar: {city: "المدينة", kind: "النوع", association: "الجمعية", all: "الكل", subscribe: "الاشتراك (iCal)",
-         when: "متى", where: "أين", organiser: "المنظم", status: "الحالة", add: "أضف إلى تقويمي",
-         map: "الخريطة", close: "إغلاق", error: "تعذر تحميل التقويم.", open: "صفحة النشاط",
-         kinds: {exhibition: "معرض", festival: "مهرجان", fair: "سوق / معرض تجاري", training: "تكوين",
-                 campaign: "حملة تحسيسية", meeting: "اجتماع"},
-         statuses: {published: "مؤكد", postponed: "مؤجل", cancelled: "ملغى"}},
-  };
   const FC_LOCALES = {ar: "ar-ma", fr: "fr", en: "en"};
 
   const root = document.getElementById("calendar");
   if (!root || !window.FullCalendar) { return; }
-  const lang = LABELS[root.dataset.lang] ? root.dataset.lang : "fr";
-  const L = LABELS[lang];
+  const lang = FC_LOCALES[root.dataset.lang] ? root.dataset.lang : "fr";
+  // Kinds, statuses and the load error in the page's language, from the server's catalogue (calendar.html).
+  const wordsNode = document.getElementById("calendar-words");
+  const L = wordsNode ? JSON.parse(wordsNode.textContent) : {kinds: {}, statuses: {}, error: ""};
   const rtl = document.documentElement.dir === "rtl";
   const form = document.getElementById("calendar-filters");
   const dialog = document.getElementById("event-details");
@@ -43,8 +26,6 @@
   const viewerZone = Intl.DateTimeFormat().resolvedOptions().timeZone || "UTC";
   const intlLocale = lang === "ar" ? "ar-MA" : lang;
 
-  document.querySelectorAll("[data-label]").forEach(function (el) { el.textContent = L[el.dataset.label]; });
-  document.querySelectorAll("option[data-kind]").forEach(function (el) { el.textContent = L.kinds[el.dataset.kind]; });
 
   function filters() {
     const values = {};
