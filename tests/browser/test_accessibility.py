@@ -4,6 +4,8 @@ case, a referral and an event of the test's own, and axe-core finds no violation
 or critical (labels, contrast, lang and dir...), and none moderate or minor either (unique landmarks, one
 h1, named table columns), which the pages fixed once and keep.
 
+The same visits at a phone's width (390 px), in both languages: no page is wider than the screen.
+
 The visits are one table; a page route declared without a visit here fails the test, so a new page is
 checked from the day it is added."""
 
@@ -23,6 +25,7 @@ pytestmark = pytest.mark.browser
 
 SERVICES = ("directory", "intake", "notifications", "referrals", "events", "gateway")
 DESKTOP = {"width": 1280, "height": 900}
+PHONE = {"width": 390, "height": 844}
 FATIMA = "fatima@amal-safi.example"  # case worker, Amal (Safi): she registers and refers the case
 HANANE = "hanane@amal-safi.example"  # case worker and coordinator, Amal: she organises the event
 YOUSSEF = "youssef@amal-safi.example"  # events manager, Amal
@@ -98,14 +101,13 @@ def values(network):
             "occurrence": quote(first, safe="")}
 
 
-@pytest.mark.parametrize("lang", ["ar", "fr"])
-@pytest.mark.parametrize("url", sorted(VISITS))
-def test_axe_finds_no_violation_on_the_page(network, values, open_page, axe, url, lang):
+def visit(network, values, open_page, url, lang, viewport):
+    """The page of `url` opened by its visitor in `lang` on a screen of `viewport`, checked to be that page."""
     from playwright.sync_api import expect
 
     who, path = VISITS[url]
     path = path.format(**values)
-    page = open_page(network.web, DESKTOP, lang, who)
+    page = open_page(network.web, viewport, lang, who)
     answer = page.goto(f"{network.web}{path}{'&' if '?' in path else '?'}lang={lang}")
     assert answer.status in ((422,) if "from=2027-13-01" in path else (200,)), (path, answer.status)
     assert urlsplit(page.url).path != "/login" or url == "/login", "sent to sign in: the visit's session failed"
@@ -114,5 +116,21 @@ def test_axe_finds_no_violation_on_the_page(network, values, open_page, axe, url
     expect(page.locator("main")).to_be_visible()
     if url == "/calendar":
         expect(page.locator(".fc-view-harness")).to_be_visible()
+    return page
+
+
+@pytest.mark.parametrize("lang", ["ar", "fr"])
+@pytest.mark.parametrize("url", sorted(VISITS))
+def test_axe_finds_no_violation_on_the_page(network, values, open_page, axe, url, lang):
+    page = visit(network, values, open_page, url, lang, DESKTOP)
     violations = axe(page, impacts=EVERY_IMPACT)
-    assert violations == [], json.dumps({path: violations}, indent=1, ensure_ascii=False)
+    assert violations == [], json.dumps({url: violations}, indent=1, ensure_ascii=False)
+
+
+@pytest.mark.parametrize("lang", ["ar", "fr"])
+@pytest.mark.parametrize("url", sorted(VISITS))
+def test_no_page_is_wider_than_a_phone(network, values, open_page, url, lang):
+    """Every page at 390 px, in Arabic (right to left) and French: nothing wider than the screen."""
+    page = visit(network, values, open_page, url, lang, PHONE)
+    width = page.evaluate("Math.max(document.documentElement.scrollWidth, document.body.scrollWidth)")
+    assert width <= PHONE["width"], (url, lang, width)
