@@ -25,7 +25,7 @@ from services.gateway.schemas import (
 )
 from services.gateway.web import (
     LANGUAGES,
-    SESSION_COOKIE,
+    forget_session_cookie,
     remember_language,
     request_language,
     response_for,
@@ -175,7 +175,7 @@ class WebAppPages:
     def logout_form(self, request):
         self.end_session(request)
         response = redirect("/login", code=303)
-        response.delete_cookie(SESSION_COOKIE, path="/")
+        forget_session_cookie(response)
         return response
 
     @route("GET", "/inbox", auth="staff.self", page=True, summary="Her inbox")

@@ -28,10 +28,10 @@ from services.gateway.schemas import (
 )
 from services.gateway.web import (
     CSRF_HEADER,
-    SESSION_COOKIE,
     Sessions,
     Unauthorized,
     csrf_token,
+    forget_session_cookie,
     json_response,
     session_token,
 )
@@ -74,7 +74,7 @@ class GatewayService(PagesApi, WebAppPages, CalendarPages, CasePages, IntakeApi,
     def logout(self, request):
         self.end_session(request)
         response = json_response({"status": "signed out"})
-        response.delete_cookie(SESSION_COOKIE, path="/")
+        forget_session_cookie(response)
         return response
 
     def end_session(self, request):

@@ -170,7 +170,10 @@ class ApiHandler(HttpRequestHandler):
     def handle_request(self, request):
         declared = getattr(getattr(self.container.service_cls, self.method_name, None), "route", None)
         refused = refuse_cross_site(request, form=bool(getattr(declared, "form", False)))
-        return with_security_headers(refused or super().handle_request(request))
+        response = refused or super().handle_request(request)
+        if request.environ.get("tansiq.stale_cookie") and SESSION_COOKIE not in response.headers.get("Set-Cookie", ""):
+            forget_session_cookie(response)
+        return with_security_headers(response)
 
     def response_from_exception(self, exc):
         return response_for(exc)
@@ -192,7 +195,8 @@ class Sessions(DependencyProvider):
     model never heard of (a sign-in on another gateway a moment ago, or a forged token) waits up to
     ANNOUNCE_GRACE_S for the directory's `session_opened` to arrive, then is refused; at most
     MAX_AWAITING requests wait at once, the others are refused at once (a flood of forged tokens holds
-    no more workers than that).
+    no more workers than that). A refused cookie is cleared by the answer (ApiHandler), so a browser
+    holding one waits once, not on every request.
     """
 
     feed = DirectoryFeed()
@@ -228,6 +232,8 @@ class Sessions(DependencyProvider):
             raise Unauthorized("sign in first (POST /api/login)")
         found = self.live(token)
         if found is None:
+            if by_cookie:  # the answer also clears it, so later requests come signed out at once (no wait)
+                request.environ["tansiq.stale_cookie"] = True
             raise Unauthorized("your session has ended; sign in again")
         csrf = csrf_for(token)
         if by_cookie and request.method in UNSAFE_METHODS and not hmac.compare_digest(
@@ -270,6 +276,11 @@ class Sessions(DependencyProvider):
     def set_cookie(self, response, token):
         response.set_cookie(SESSION_COOKIE, token, max_age=SESSION_SECONDS, httponly=True, samesite="Lax",
                             secure=self.secure_cookies, path="/")
+
+
+def forget_session_cookie(response):
+    """Sign-out, or a cookie whose session is over or was never known: the browser drops it."""
+    response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="Lax")
 
 
 _active = [None]

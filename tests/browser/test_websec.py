@@ -190,6 +190,33 @@ def test_sign_out_and_deactivation_end_the_session_at_once(network):
     assert again.status_code == 401
 
 
+def test_a_cookie_whose_session_is_over_or_was_never_opened_is_cleared_by_its_first_refusal(network):
+    """A stale cookie (signed out elsewhere, or a session this network never opened) is dropped from the
+    browser by the answer that refuses it: later requests come signed out, without waiting for the session
+    to be announced. A live session's cookie and a program's bearer token are left alone."""
+    ended = None
+    for path, refused in (("/api/me", 401), ("/inbox", 303)):  # a page sends her to the sign-in instead
+        for stale in ("signed out", "never opened"):
+            browser = network.login(EMAIL)  # a cookie jar as a browser keeps it (domain, path)
+            if stale == "signed out":  # with the same token, from a program: this browser still holds it
+                ended = browser.cookies["tansiq_session"]
+                assert requests.post(f"{network.web}/api/logout", headers={"Authorization": f"Bearer {ended}"},
+                                     timeout=30).ok
+            else:
+                cookie = next(c for c in browser.cookies if c.name == "tansiq_session")
+                browser.cookies.set("tansiq_session", "never-opened-" + "x" * 30, domain=cookie.domain, path="/")
+            answer = browser.get(f"{network.web}{path}", allow_redirects=False, timeout=30)
+            assert answer.status_code == refused, (path, stale, answer.status_code)
+            assert "tansiq_session=;" in answer.headers.get("Set-Cookie", ""), (path, stale, answer.headers)
+            assert "tansiq_session" not in browser.cookies, (path, stale)
+    program = requests.get(f"{network.web}/api/me", headers={"Authorization": f"Bearer {ended}"}, timeout=30)
+    assert program.status_code == 401 and "Set-Cookie" not in program.headers
+    live = network.login(EMAIL)
+    assert live.get(f"{network.web}/api/me", timeout=30).ok
+    refused = live.get(f"{network.web}/staff", timeout=30)  # admins only: refused, and still signed in
+    assert refused.status_code == 403 and "Set-Cookie" not in refused.headers and "tansiq_session" in live.cookies
+
+
 def test_wrong_passwords_lock_the_account_and_say_for_how_long(network):
     email = "naima@wafae.example"
     for _ in range(6):
