@@ -376,6 +376,9 @@ def test_a_refused_consent_form_comes_back_alone_with_the_error_at_its_field(ses
     html = response.get_data(as_text=True)
     assert response.status_code == 422 and intake.calls == []
     assert "hidden" not in html.split(f'id="{field}-error"')[1].split(">")[0]
+    if field != "fields":  # a control of its own: marked invalid and described by its error (_fields.html invalid)
+        control = html.split(f'name="{field}"')[1].split(">")[0]
+        assert f'aria-invalid="true" aria-describedby="{field}-error"' in control
     assert 'action="/beneficiaries/b-1/consents?lang=ar"' in html and 'dir="rtl"' in html
     assert 'value="legal_orientation" selected' in html  # her choices are kept
 
