@@ -43,6 +43,46 @@ def demo_network(broker_admin):
         yield network
 
 
+SERVICES = ("directory", "intake", "notifications", "referrals", "events", "gateway")
+PHONE = {"width": 390, "height": 844}
+
+
+@pytest.fixture(scope="module")
+def live_network(broker_admin):
+    """Every service on the demo data (`tansiq demo`), one network a module: starting it is the slow part, so
+    a module's tests share it, each with data of its own (its own women, phones, referrals, events)."""
+    from harness import seeded_network
+
+    with seeded_network(*SERVICES) as network:
+        yield network
+
+
+@pytest.fixture(scope="module")
+def network(sync_api, live_network):
+    return live_network  # skipped before starting anything when there is no browser
+
+
+@pytest.fixture
+def phone(browser):
+    """new_phone(locale) -> a phone-sized page in its own context (own cookies: one staff member each);
+    JavaScript errors and CSP refusals fail the test."""
+    contexts, errors = [], []
+
+    def new_phone(locale="fr-FR"):
+        context = browser.new_context(viewport=PHONE, locale=locale, is_mobile=True, has_touch=True)
+        contexts.append(context)
+        page = context.new_page()
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.on("console", lambda message: errors.append(message.text)  # the strict CSP refused something
+                if "Content Security Policy" in message.text else None)
+        return page
+
+    yield new_phone
+    for context in contexts:
+        context.close()
+    assert errors == [], "JavaScript errors or policy violations on the pages"
+
+
 @pytest.fixture
 def page(browser):
     """A desktop-sized page in French, in Moroccan time (the calendar draws times in the viewer's zone);
