@@ -97,22 +97,33 @@ def page(browser):
     assert errors == []
 
 
+@pytest.fixture(scope="module")
+def kept_sessions():
+    """(base, email) -> the browser storage (her session cookie) of one sign-in, for a module's visits that
+    only read pages: a sign-in checks her password with argon2, which costs more than most pages."""
+    return {}
+
+
 @pytest.fixture
-def open_page(browser):
-    """open_page(base, viewport, lang, email=None, javascript=True) -> a page in its own context (a phone's
-    touch screen when narrow), signed in as `email` (none: the public), in Casablanca time; JavaScript
-    errors and CSP refusals fail the test."""
+def open_page(browser, kept_sessions):
+    """open_page(base, viewport, lang, email=None, javascript=True, keep_session=False) -> a page in its own
+    context (a phone's touch screen when narrow), signed in as `email` (none: the public), in Casablanca time;
+    with keep_session, in the session of the module's first sign-in of `email` (visits that change nothing).
+    JavaScript errors and CSP refusals fail the test."""
     contexts, errors = [], []
 
-    def open_page(base, viewport, lang, email=None, javascript=True):
+    def open_page(base, viewport, lang, email=None, javascript=True, keep_session=False):
         phone = viewport["width"] < 600
+        kept = kept_sessions.get((base, email)) if email and keep_session else None
         context = browser.new_context(viewport=viewport, locale={"ar": "ar-MA", "fr": "fr-FR"}.get(lang, "en-GB"),
                                       timezone_id="Africa/Casablanca", is_mobile=phone, has_touch=phone,
-                                      java_script_enabled=javascript)
+                                      java_script_enabled=javascript, storage_state=kept)
         contexts.append(context)
-        if email:
+        if email and kept is None:
             answer = context.request.post(f"{base}/api/login", data={"email": email, "password": "tansiq-demo"})
             assert answer.ok, answer.text()
+            if keep_session:
+                kept_sessions[(base, email)] = context.storage_state()
         page = context.new_page()
         page.on("pageerror", lambda exc: errors.append(str(exc)))
         page.on("console", lambda message: errors.append(message.text)
