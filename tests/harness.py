@@ -229,10 +229,12 @@ class Network:
         proc.send_signal(sig)
         proc.wait(timeout=30)
 
-    def stop(self):
+    def stop(self, graceful=True):
+        """Every service stopped: SIGTERM, nameko finishing its workers (up to 15 s each); SIGKILL when not
+        `graceful`."""
         for proc in self.procs.values():
             if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
+                proc.send_signal(signal.SIGTERM if graceful else signal.SIGKILL)
         for proc in self.procs.values():
             try:
                 proc.wait(timeout=15)
@@ -241,7 +243,8 @@ class Network:
         self.procs.clear()
 
     def close(self):
-        self.stop()
+        # Thrown away with its vhost and databases: a graceful stop, seconds a network, would check nothing.
+        self.stop(graceful=False)
         delete_vhost(self.vhost)
         for name in self.pg_databases:
             drop_pg_database(name)
