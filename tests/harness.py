@@ -4,6 +4,7 @@ Each Network gets its own RabbitMQ vhost and its own databases (SQLite files in 
 temporary folder, or fresh PostgreSQL databases), so tests never see each other's messages.
 """
 
+import atexit
 import os
 import shutil
 import signal
@@ -88,6 +89,33 @@ def drop_pg_database(name):
     connection.close()
 
 
+# stage ("migrate", or "seed": migrated then the demo) -> a folder with the SQLite databases of a network at that
+# stage, made once a test run by the real commands.
+_SQLITE_TEMPLATES = {}
+
+
+def sqlite_template(stage):
+    """The folder of `stage`'s SQLite databases, made by `tansiq migrate` (and `tansiq demo`) the first time:
+    each command is a Python start-up with every service's imports, and the demo hashes ten passwords with
+    argon2, seconds a network; copying the files they wrote gives a network the same databases at once."""
+    if stage not in _SQLITE_TEMPLATES:
+        folder = Path(tempfile.mkdtemp(prefix=f"tansiq-template-{stage}-"))
+        atexit.register(shutil.rmtree, folder, ignore_errors=True)
+        env = {key: value for key, value in os.environ.items() if not key.endswith("_DB_URI")}
+        env["TANSIQ_VAR"] = str(folder)
+        if stage == "seed":  # the demo over a copy of the migrated databases
+            copy_databases(sqlite_template("migrate"), folder)
+        subprocess.run([sys.executable, "-m", "tansiq.cli", "demo" if stage == "seed" else "migrate"], env=env,
+                       cwd=ROOT, capture_output=True, text=True, timeout=120, check=True)
+        _SQLITE_TEMPLATES[stage] = folder
+    return _SQLITE_TEMPLATES[stage]
+
+
+def copy_databases(source, target):
+    for database in source.glob("*.sqlite3*"):
+        shutil.copy2(database, target / database.name)  # its private mode (tansiq.db.make_private) too
+
+
 class Network:
     """A set of running services with their own vhost, databases and logs."""
 
@@ -109,6 +137,7 @@ class Network:
                 self.pg_databases.append(name)
         self.procs = {}
         self.rpc_names = {}
+        self.copied = None  # (template stage, its databases' sizes and times) after a copy of a template
         # The gateway's actor-signing pair, made here (the configured default paths) so tests can sign too.
         self.signer = ActorSigner(load_or_create_signing_key(self.var / "keys" / "actor-signing.key",
                                                              self.var / "keys" / "actor-signing.pub"))
@@ -130,10 +159,30 @@ class Network:
                               capture_output=True, text=True, timeout=timeout, check=check)
 
     def migrate(self):
-        self.tansiq("migrate")
+        if not self.copy_template("migrate", after=None):
+            self.tansiq("migrate")
 
     def seed(self):
-        self.tansiq("demo")
+        if not self.copy_template("seed", after="migrate"):
+            self.tansiq("demo")
+
+    def copy_template(self, stage, after):
+        """Its SQLite databases made the same as `stage`'s template, when they are exactly what the command
+        would start from: nothing (migrate), or a copy of the migrate template that no service ran on (seed).
+        False otherwise (PostgreSQL, a command run again, databases a test changed): run the command itself."""
+        now = self.databases()
+        unchanged = not now if after is None else self.copied == (after, now)
+        if self.backend != "sqlite" or self.procs or not unchanged:
+            return False
+        for database in self.var.glob("*.sqlite3*"):
+            database.unlink()
+        copy_databases(sqlite_template(stage), self.var)
+        self.copied = (stage, self.databases())
+        return True
+
+    def databases(self):
+        """{file name: (size, modification time)} of its SQLite databases: a change shows."""
+        return {path.name: (path.stat().st_size, path.stat().st_mtime_ns) for path in self.var.glob("*.sqlite3*")}
 
     def start(self, *services, service_class=None, rpc_name=None, wait=True):
         for service in services:
@@ -180,10 +229,12 @@ class Network:
         proc.send_signal(sig)
         proc.wait(timeout=30)
 
-    def stop(self):
+    def stop(self, graceful=True):
+        """Every service stopped: SIGTERM, nameko finishing its workers (up to 15 s each); SIGKILL when not
+        `graceful`."""
         for proc in self.procs.values():
             if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
+                proc.send_signal(signal.SIGTERM if graceful else signal.SIGKILL)
         for proc in self.procs.values():
             try:
                 proc.wait(timeout=15)
@@ -192,7 +243,8 @@ class Network:
         self.procs.clear()
 
     def close(self):
-        self.stop()
+        # Thrown away with its vhost and databases: a graceful stop, seconds a network, would check nothing.
+        self.stop(graceful=False)
         delete_vhost(self.vhost)
         for name in self.pg_databases:
             drop_pg_database(name)

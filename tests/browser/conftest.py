@@ -43,6 +43,46 @@ def demo_network(broker_admin):
         yield network
 
 
+SERVICES = ("directory", "intake", "notifications", "referrals", "events", "gateway")
+PHONE = {"width": 390, "height": 844}
+
+
+@pytest.fixture(scope="module")
+def live_network(broker_admin):
+    """Every service on the demo data (`tansiq demo`), one network a module: starting it is the slow part, so
+    a module's tests share it, each with data of its own (its own women, phones, referrals, events)."""
+    from harness import seeded_network
+
+    with seeded_network(*SERVICES) as network:
+        yield network
+
+
+@pytest.fixture(scope="module")
+def network(sync_api, live_network):
+    return live_network  # skipped before starting anything when there is no browser
+
+
+@pytest.fixture
+def phone(browser):
+    """new_phone(locale) -> a phone-sized page in its own context (own cookies: one staff member each);
+    JavaScript errors and CSP refusals fail the test."""
+    contexts, errors = [], []
+
+    def new_phone(locale="fr-FR"):
+        context = browser.new_context(viewport=PHONE, locale=locale, is_mobile=True, has_touch=True)
+        contexts.append(context)
+        page = context.new_page()
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.on("console", lambda message: errors.append(message.text)  # the strict CSP refused something
+                if "Content Security Policy" in message.text else None)
+        return page
+
+    yield new_phone
+    for context in contexts:
+        context.close()
+    assert errors == [], "JavaScript errors or policy violations on the pages"
+
+
 @pytest.fixture
 def page(browser):
     """A desktop-sized page in French, in Moroccan time (the calendar draws times in the viewer's zone);
@@ -57,22 +97,33 @@ def page(browser):
     assert errors == []
 
 
+@pytest.fixture(scope="module")
+def kept_sessions():
+    """(base, email) -> the browser storage (her session cookie) of one sign-in, for a module's visits that
+    only read pages: a sign-in checks her password with argon2, which costs more than most pages."""
+    return {}
+
+
 @pytest.fixture
-def open_page(browser):
-    """open_page(base, viewport, lang, email=None, javascript=True) -> a page in its own context (a phone's
-    touch screen when narrow), signed in as `email` (none: the public), in Casablanca time; JavaScript
-    errors and CSP refusals fail the test."""
+def open_page(browser, kept_sessions):
+    """open_page(base, viewport, lang, email=None, javascript=True, keep_session=False) -> a page in its own
+    context (a phone's touch screen when narrow), signed in as `email` (none: the public), in Casablanca time;
+    with keep_session, in the session of the module's first sign-in of `email` (visits that change nothing).
+    JavaScript errors and CSP refusals fail the test."""
     contexts, errors = [], []
 
-    def open_page(base, viewport, lang, email=None, javascript=True):
+    def open_page(base, viewport, lang, email=None, javascript=True, keep_session=False):
         phone = viewport["width"] < 600
+        kept = kept_sessions.get((base, email)) if email and keep_session else None
         context = browser.new_context(viewport=viewport, locale={"ar": "ar-MA", "fr": "fr-FR"}.get(lang, "en-GB"),
                                       timezone_id="Africa/Casablanca", is_mobile=phone, has_touch=phone,
-                                      java_script_enabled=javascript)
+                                      java_script_enabled=javascript, storage_state=kept)
         contexts.append(context)
-        if email:
+        if email and kept is None:
             answer = context.request.post(f"{base}/api/login", data={"email": email, "password": "tansiq-demo"})
             assert answer.ok, answer.text()
+            if keep_session:
+                kept_sessions[(base, email)] = context.storage_state()
         page = context.new_page()
         page.on("pageerror", lambda exc: errors.append(str(exc)))
         page.on("console", lambda message: errors.append(message.text)

@@ -23,7 +23,6 @@ from tansiq.demo import STAFF
 
 pytestmark = pytest.mark.browser
 
-SERVICES = ("directory", "intake", "notifications", "referrals", "events", "gateway")
 DESKTOP = {"width": 1280, "height": 900}
 PHONE = {"width": 390, "height": 844}
 FATIMA = "fatima@amal-safi.example"  # case worker, Amal (Safi): she registers and refers the case
@@ -74,14 +73,6 @@ def test_every_page_route_the_gateway_declares_has_a_visit():
 
 
 @pytest.fixture(scope="module")
-def network(sync_api, broker_admin):
-    from harness import seeded_network
-
-    with seeded_network(*SERVICES) as network:
-        yield network
-
-
-@pytest.fixture(scope="module")
 def values(network):
     """The set-up's case, referral and event (with one of its dates): what the visits' paths name."""
     from harness import referred_case
@@ -107,7 +98,7 @@ def visit(network, values, open_page, url, lang, viewport):
 
     who, path = VISITS[url]
     path = path.format(**values)
-    page = open_page(network.web, viewport, lang, who)
+    page = open_page(network.web, viewport, lang, who, keep_session=True)  # one sign-in a visitor: pages are read
     answer = page.goto(f"{network.web}{path}{'&' if '?' in path else '?'}lang={lang}")
     assert answer.status in ((422,) if "from=2027-13-01" in path else (200,)), (path, answer.status)
     assert urlsplit(page.url).path != "/login" or url == "/login", "sent to sign in: the visit's session failed"

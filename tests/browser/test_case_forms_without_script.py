@@ -17,7 +17,6 @@ from urllib.parse import urlencode
 import pytest
 from harness import add_staff, eventually
 from test_exactly_once_page import beneficiaries  # the intake database's ids
-from test_webapp import live_network, network  # noqa: F401 - fixtures of tests/browser/test_webapp.py
 
 pytestmark = pytest.mark.browser
 
@@ -62,7 +61,7 @@ def posted_fields(form):
     return fields
 
 
-def test_intake_duplicate_consent_and_referral_without_javascript(network, no_script):  # noqa: F811
+def test_intake_duplicate_consent_and_referral_without_javascript(network, no_script):
     from playwright.sync_api import expect
 
     base = network.web
@@ -144,7 +143,7 @@ def test_intake_duplicate_consent_and_referral_without_javascript(network, no_sc
     expect(card.locator(".state")).to_have_class(re.compile(r"\bstate-sent\b"))
 
 
-def test_a_declined_referral_closed_then_her_erasure_by_an_admin_without_javascript(network, no_script):  # noqa: F811
+def test_a_declined_referral_closed_then_her_erasure_by_an_admin_without_javascript(network, no_script):
     from playwright.sync_api import expect
 
     base = network.web

@@ -10,7 +10,7 @@ import re
 from pathlib import Path
 
 import pytest
-from test_webapp import live_network, network, sign_in  # noqa: F401 - fixtures of tests/browser/test_webapp.py
+from test_webapp import sign_in
 
 pytestmark = pytest.mark.browser
 
@@ -46,7 +46,7 @@ def fits(page, size, shot):
 
 
 @pytest.mark.parametrize("lang, size", [("ar", "phone"), ("fr", "phone"), ("ar", "desktop"), ("fr", "desktop")])
-def test_found_by_phone_followed_up_referred_declined_from_sent_and_rerouted(network, screen, lang, size):  # noqa: F811
+def test_found_by_phone_followed_up_referred_declined_from_sent_and_rerouted(network, screen, lang, size):
     from playwright.sync_api import expect
 
     base, tag = network.web, f"{lang}-{size}"

@@ -3,7 +3,7 @@ her once (the real gateway and intake; the answer is lost between the gateway an
 
 import pytest
 from sqlalchemy import select
-from test_webapp import live_network, network, phone, sign_in  # noqa: F401 - the page's fixtures
+from test_webapp import sign_in
 
 from services.intake.models import Beneficiary
 from tansiq import config
@@ -21,7 +21,7 @@ def beneficiaries(network):
         engine.dispose()
 
 
-def test_a_form_sent_again_after_a_lost_answer_registers_her_once(network, phone):  # noqa: F811
+def test_a_form_sent_again_after_a_lost_answer_registers_her_once(network, phone):
     from playwright.sync_api import expect
 
     fatima = phone("fr-FR")
