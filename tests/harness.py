@@ -114,6 +114,8 @@ def sqlite_template(stage):
 def copy_databases(source, target):
     for database in source.glob("*.sqlite3*"):
         shutil.copy2(database, target / database.name)  # its private mode (tansiq.db.make_private) too
+    if (source / "keys").is_dir():  # none today; should the demo ever seal data, its keys must come along
+        shutil.copytree(source / "keys", target / "keys", dirs_exist_ok=True)
 
 
 class Network:
