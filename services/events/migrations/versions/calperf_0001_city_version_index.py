@@ -21,7 +21,8 @@ down_revision: Union[str, Sequence[str], None] = 'calendar_0002'
 branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
 
-VERSION_COLUMNS = ['status', 'visibility', 'updated_at', 'sequence']
+# city too: PostgreSQL reads an expression index alone only if it holds the columns named in it.
+VERSION_COLUMNS = ['city', 'status', 'visibility', 'updated_at', 'sequence']
 
 
 def upgrade() -> None:
