@@ -728,6 +728,8 @@ def report(n, info, results, memory, elapsed, busy=False, flows=""):
 
 
 CALENDAR_MARK = "<!-- calendar bench: tansiq bench --calendar-events N -->"
+# What follows this mark (the reading of the figures, written by hand) is kept when the rows are rewritten.
+CALENDAR_END_MARK = "<!-- end of the calendar bench's rows: what follows is written by hand -->"
 FINDINGS_MARK = "<!-- written by hand, kept by tansiq bench: what the profiles found -->"
 
 
@@ -735,8 +737,9 @@ def calendar_main(args):
     """Only the calendar rows: measured on PostgreSQL, spliced into the output after CALENDAR_MARK."""
     from tansiq import bench_calendar
 
-    if str(ROOT) not in sys.path:
-        sys.path.insert(0, str(ROOT))
+    for path in (str(ROOT), str(ROOT / "tests")):  # the API row runs a network with tests/harness.py
+        if path not in sys.path:
+            sys.path.insert(0, path)
     say(f"tansiq bench: the calendar at {args.calendar_events} events (PostgreSQL)")
     with pg_database() as pg_url:
         if pg_url is None:
@@ -744,10 +747,19 @@ def calendar_main(args):
         text = bench_calendar.section(args.calendar_events, *bench_calendar.run(args.calendar_events, pg_url))
     output = Path(args.output)
     before = output.read_text(encoding="utf-8") if output.exists() else ""
-    kept = before.split(CALENDAR_MARK)[0].rstrip("\n")
-    output.write_text(f"{kept}\n\n{CALENDAR_MARK}\n{text}\n", encoding="utf-8")
+    output.write_text(splice_calendar(before, text), encoding="utf-8")
     say(f"wrote the calendar rows to {output}")
     return 0
+
+
+def splice_calendar(document, rows):
+    """`document` with the text between CALENDAR_MARK and CALENDAR_END_MARK replaced by `rows` (added at
+    its end when it has none); what precedes and follows the pair is kept as it is."""
+    head, mark, rest = document.partition(CALENDAR_MARK)
+    tail = rest.partition(CALENDAR_END_MARK)[2] if CALENDAR_END_MARK in rest else "\n"  # none: all rows
+    if not mark:
+        head = head.rstrip("\n") + "\n\n" if head.strip() else ""
+    return f"{head}{CALENDAR_MARK}\n{rows}\n{CALENDAR_END_MARK}{tail}"
 
 
 def main(args):

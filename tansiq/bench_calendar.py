@@ -15,6 +15,7 @@ import statistics
 import sys
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import func, insert, select
@@ -34,6 +35,9 @@ ASSOCIATIONS = {f"assoc-{n:03d}" for n in range(120)}
 RULES = ("FREQ=WEEKLY;COUNT=10", "FREQ=WEEKLY", "FREQ=DAILY;COUNT=5", "FREQ=MONTHLY;COUNT=12", "FREQ=WEEKLY;INTERVAL=2")
 BATCH = 2000  # events per transaction while loading
 SAMPLES = 20
+CREATES = 200  # creates timed in a row (domain) or by API_CLIENTS clients at once (API)
+API_CLIENTS = 4
+EVENTS_MANAGER = "youssef@amal-safi.example"  # the demo's events manager of amal-safi
 EVENT_COLUMNS = [column.key for column in Event.__table__.columns]
 
 
@@ -65,8 +69,10 @@ def load(engine, n, seed=2027, progress=None):
             connection.execute(insert(StoredOccurrence), rows)
         if progress:
             progress(min(n, first + BATCH), n, time.monotonic() - started)
-    with engine.begin() as connection:
-        connection.exec_driver_sql("ANALYZE")  # as autovacuum would soon: plans for the loaded sizes
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        # As autovacuum soon would (it vacuums tables that were only inserted into, too): plans for the
+        # loaded sizes, and the visibility map that lets an index answer alone (a feed's ETag).
+        connection.exec_driver_sql("VACUUM ANALYZE" if engine.dialect.name == "postgresql" else "ANALYZE")
     return time.monotonic() - started
 
 
@@ -184,21 +190,65 @@ def run(n, pg_url):
         assert "Evenement change" in rebuilt.text
         del rebuilt
 
-        creates = 200
         started = time.perf_counter()
-        for number in range(creates):
+        for number in range(CREATES):
             with db.session() as session:
-                start = (NOW + timedelta(days=number % 300)).replace(hour=10, tzinfo=None)
-                domain.create_event(session, NOW, {
-                    "title": f"Nouveau {number}", "kind": "meeting", "organiser": "assoc-001", "city": "Safi",
-                    "start": start, "end": start + timedelta(hours=1), "status": "published",
-                    "visibility": "public"}, ASSOCIATIONS, force=True)
-        rate = creates / (time.perf_counter() - started)
-        rows.append((f"create one event (domain, own unit of work, overlap checks; {creates} in a row)",
+                domain.create_event(session, NOW, new_event(number, "assoc-001"), ASSOCIATIONS, force=True)
+        rate = CREATES / (time.perf_counter() - started)
+        rows.append((f"create one event (domain, own unit of work, overlap checks; {CREATES} in a row)",
                      f"{rate:,.0f} per second", "—"))
     finally:
         engine.dispose()
+    rows.append(api_creates(n))
     return load_seconds, stored, rows, (load_before, os.getloadavg()[0])
+
+
+def new_event(number, organiser):
+    """The `number`th event a bench creates: one hour in Safi, among the loaded ones (overlaps found)."""
+    start = (NOW + timedelta(days=number % 300)).replace(hour=10, tzinfo=None)
+    return {"title": f"Nouveau {number}", "kind": "meeting", "organiser": organiser, "city": "Safi",
+            "start": start, "end": start + timedelta(hours=1), "status": "published", "visibility": "public"}
+
+
+def api_creates(n):
+    """The row of creates through the API: a network of its own on PostgreSQL (tests/harness.py), the demo
+    seeded and the same `n` events loaded into its events database, then CREATES events posted by API_CLIENTS
+    clients at once, each with its own Idempotency-Key, as the demo's events manager."""
+    from harness import Network  # tests/harness.py: vhost, databases, processes
+
+    from tansiq.bench_flows import Client
+
+    net = Network(backend="postgres")
+    try:
+        net.migrate()
+        net.seed()
+        engine = make_engine(net.env["TANSIQ_EVENTS_DB_URI"])
+        try:
+            load(engine, n, progress=show_progress)
+        finally:
+            engine.dispose()
+        net.start("directory", "events", "gateway")
+        client = Client(net.web, EVENTS_MANAGER)
+
+        def create(number):
+            body = new_event(number, "amal-safi")
+            body["start"], body["end"] = body["start"].isoformat(), body["end"].isoformat()
+            started = time.perf_counter()
+            client.post("/api/events", body, headers={"Idempotency-Key": str(uuid.uuid4())})
+            return time.perf_counter() - started
+
+        for number in range(API_CLIENTS):
+            create(number)  # each client's connection opened, the services' caches warm
+        started = time.perf_counter()
+        with ThreadPoolExecutor(API_CLIENTS) as pool:
+            latencies = sorted(pool.map(create, range(API_CLIENTS, API_CLIENTS + CREATES)))
+        rate = CREATES / (time.perf_counter() - started)
+    finally:
+        net.close()
+    return (f"create one event through the API (HTTP to the gateway, RPC to the events service, signed-in events "
+            f"manager, Idempotency-Key; {CREATES} by {API_CLIENTS} clients at once; each answered in p50 "
+            f"{ms(statistics.median(latencies))}, p95 {ms(latencies[int(len(latencies) * 0.95) - 1])})",
+            f"{rate:,.0f} per second", "—")
 
 
 def section(n, load_seconds, stored, rows, load_average):
@@ -210,7 +260,13 @@ def section(n, load_seconds, stored, rows, load_average):
         f"and VEVENT text made as a create makes them, {BATCH} per transaction) in {load_seconds:,.0f} s "
         f"({n / load_seconds:,.0f} per second), {stored:,} stored occurrences. Timed in one process on the events "
         f"service's code (no RPC or HTTP hop), a month page including its JSON text; p50/p95 over {SAMPLES} "
-        f"random months of the coming year (5 for every page). Load average {load_average[0]:.1f} at the start, "
+        f"random months of the coming year (5 for every page). The last row is through the API instead: a "
+        f"network of its own on PostgreSQL (gateway, directory and events services, each its own process, "
+        f"RabbitMQ between them), the demo seeded and the same {n:,} events loaded into its events database, "
+        f"then {CREATES} events posted by {API_CLIENTS} clients at once as the demo's events manager, each "
+        f"with its own Idempotency-Key; its rate is the {CREATES} creates over the time all took (the other "
+        f"services of a deployment, notifications and the rest, not running; this bench's client on the same "
+        f"cores). Load average {load_average[0]:.1f} at the start, "
         f"{load_average[1]:.1f} at the end, on {os.cpu_count()} cores (shared with other work).",
         "",
         "| operation | p50 | p95 |",
@@ -222,7 +278,8 @@ def section(n, load_seconds, stored, rows, load_average):
         "database is created, loaded (progress on standard error) and dropped. How the rows are reached: a month "
         "page is the next rows of one index in the listing's order joined to those rows' events only, written as "
         "JSON by hand; a feed joins the VEVENT texts stored with each event (`events.ics_text`), found by their "
-        "span in the events table, streamed from a server-side cursor; a 304 is one small query; a create "
+        "span in the events table, streamed from a server-side cursor; a 304 is one small query (on PostgreSQL "
+        "answered from the index on lower(city) alone, which includes the ETag's columns); a create "
         "expands no other event (its overlap check reads stored occurrences by (city, start)) and is five "
         "statements and a commit: the bounds of the stored occurrences, the clashing occurrences joined to their "
         "events' names, then one INSERT each for the event (whole: its VEVENT text and span are made before), "

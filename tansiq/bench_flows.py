@@ -123,8 +123,8 @@ class Client:
             self.local.session = session
         return self.local.session
 
-    def post(self, path, body, status=201):
-        response = self.http().post(self.web + path, json=body, timeout=60)
+    def post(self, path, body, status=201, headers=None):
+        response = self.http().post(self.web + path, json=body, timeout=60, headers=headers)
         if response.status_code != status:
             raise RuntimeError(f"POST {path}: {response.status_code} {response.text[:200]}")
         return response.json()

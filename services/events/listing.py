@@ -69,8 +69,9 @@ def make_occurrence(event, timing, key, start, end, is_moved):
                       len(event.registrations))
 
 
-def occurrence(facts, tz, key, start, end, is_moved, venue, registered):
-    """An occurrence from `facts`: an Event, or a row of a listing's query with the same names."""
+def occurrence(facts, tz, key, start, end, is_moved, venue, registered, co_organisers=None):
+    """An occurrence from `facts`: an Event, or a row of a listing's query with the same names
+    (`co_organisers` given apart, read from its text)."""
     local_start, local_end = start.astimezone(tz), end.astimezone(tz)
     if facts.all_day:
         start_local, end_local = local_start.date().isoformat(), local_end.date().isoformat()
@@ -79,7 +80,8 @@ def occurrence(facts, tz, key, start, end, is_moved, venue, registered):
     return Occurrence(
         event_id=facts.id, occurrence_id=f"{facts.id}/{key}" if facts.rrule else facts.id,
         recurrence_id=key if facts.rrule else None, title=facts.title, kind=facts.kind, city=facts.city,
-        organiser=facts.organiser, co_organisers=list(facts.co_organisers or []),
+        organiser=facts.organiser,
+        co_organisers=list(facts.co_organisers or []) if co_organisers is None else co_organisers,
         venue=venue, start=start, end=end, start_local=start_local, end_local=end_local,
         tz=facts.tz, all_day=facts.all_day, status=facts.status, visibility=facts.visibility,
         sequence=facts.sequence, moved=is_moved, recurring=bool(facts.rrule), description=facts.description,

@@ -75,7 +75,7 @@ def check_overlaps(session, event, timing, exdates, overrides, force):
         if event.venue_id and other.venue_id == event.venue_id:
             local = clash.astimezone(timing.tz).strftime("%Y-%m-%d %H:%M")
             if not force:
-                raise Conflict(f"venue {other.venue.name!r} is already booked for {other.title!r} "
+                raise Conflict(f"venue {other.venue_name!r} is already booked for {other.title!r} "
                                f"({other.organiser}) on {local} {timing.tz.key}; force to book it anyway",
                                code="venue_conflict", details={"other_event_id": other.id})
             warnings.append({"code": "venue_double_booked", "event_id": other.id, "title": other.title,

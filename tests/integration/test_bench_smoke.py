@@ -59,9 +59,13 @@ def test_bench_measures_the_real_flows_beside_the_floor(broker_admin, tmp_path):
 
 
 def test_calendar_bench_writes_its_rows_and_keeps_the_rest(tmp_path):
+    from tansiq.bench import CALENDAR_END_MARK
+
     output = tmp_path / "benchmarks.md"
     output.write_text("# Benchmarks\n\nthe messaging tables\n", encoding="utf-8")
-    for _ in range(2):  # a second run replaces the calendar section, it does not add another
+    for run in range(2):  # a second run replaces the calendar section, it does not add another
+        if run:  # what is written by hand after the rows stays
+            output.write_text(output.read_text(encoding="utf-8") + "\nRead by hand.\n", encoding="utf-8")
         result = subprocess.run([sys.executable, "-m", "tansiq.cli", "bench", "--calendar-events", "40",
                                  "--output", str(output)], cwd=ROOT, capture_output=True, text=True, timeout=240,
                                 check=False)
@@ -69,6 +73,7 @@ def test_calendar_bench_writes_its_rows_and_keeps_the_rest(tmp_path):
     report = output.read_text(encoding="utf-8")
     assert report.startswith("# Benchmarks\n\nthe messaging tables\n")
     assert report.count("## The calendar at 40 events (PostgreSQL)") == 1
+    assert report.endswith(f"{CALENDAR_END_MARK}\n\nRead by hand.\n")
     for label in ("month view JSON, whole network: first page", "month view JSON, one city", "city feed (.ics), built",
                   "city feed (.ics), conditional GET answered 304", "network feed (.ics), built",
                   "network feed (.ics), rebuilt after one event changed",
