@@ -744,7 +744,9 @@ def calendar_main(args):
     with pg_database() as pg_url:
         if pg_url is None:
             return 1
-        text = bench_calendar.section(args.calendar_events, *bench_calendar.run(args.calendar_events, pg_url))
+        measured = bench_calendar.run(args.calendar_events, pg_url, creates=args.calendar_creates,
+                                      through_api=args.calendar_api)
+        text = bench_calendar.section(args.calendar_events, *measured)
     output = Path(args.output)
     before = output.read_text(encoding="utf-8") if output.exists() else ""
     output.write_text(splice_calendar(before, text), encoding="utf-8")

@@ -117,7 +117,8 @@ def reset_peak():
         clear.write("5")  # VmHWM := VmRSS (Linux >= 4.0)
 
 
-def run(n, pg_url):
+def run(n, pg_url, creates=CREATES, through_api=True):
+    """The rows at `n` events: `creates` timed creates (domain, then API unless not `through_api`)."""
     load_before = os.getloadavg()[0]
     engine = make_engine(pg_url)
     Base.metadata.create_all(engine)
@@ -191,16 +192,17 @@ def run(n, pg_url):
         del rebuilt
 
         started = time.perf_counter()
-        for number in range(CREATES):
+        for number in range(creates):
             with db.session() as session:
                 domain.create_event(session, NOW, new_event(number, "assoc-001"), ASSOCIATIONS, force=True)
-        rate = CREATES / (time.perf_counter() - started)
-        rows.append((f"create one event (domain, own unit of work, overlap checks; {CREATES} in a row)",
+        rate = creates / (time.perf_counter() - started)
+        rows.append((f"create one event (domain, own unit of work, overlap checks; {creates} in a row)",
                      f"{rate:,.0f} per second", "—"))
     finally:
         engine.dispose()
-    rows.append(api_creates(n))
-    return load_seconds, stored, rows, (load_before, os.getloadavg()[0])
+    if through_api:
+        rows.append(api_creates(n, creates))
+    return load_seconds, stored, rows, (load_before, os.getloadavg()[0]), creates, through_api
 
 
 def new_event(number, organiser):
@@ -210,9 +212,9 @@ def new_event(number, organiser):
             "start": start, "end": start + timedelta(hours=1), "status": "published", "visibility": "public"}
 
 
-def api_creates(n):
+def api_creates(n, creates=CREATES):
     """The row of creates through the API: a network of its own on PostgreSQL (tests/harness.py), the demo
-    seeded and the same `n` events loaded into its events database, then CREATES events posted by API_CLIENTS
+    seeded and the same `n` events loaded into its events database, then `creates` events posted by API_CLIENTS
     clients at once, each with its own Idempotency-Key, as the demo's events manager."""
     from harness import Network  # tests/harness.py: vhost, databases, processes
 
@@ -241,17 +243,17 @@ def api_creates(n):
             create(number)  # each client's connection opened, the services' caches warm
         started = time.perf_counter()
         with ThreadPoolExecutor(API_CLIENTS) as pool:
-            latencies = sorted(pool.map(create, range(API_CLIENTS, API_CLIENTS + CREATES)))
-        rate = CREATES / (time.perf_counter() - started)
+            latencies = sorted(pool.map(create, range(API_CLIENTS, API_CLIENTS + creates)))
+        rate = creates / (time.perf_counter() - started)
     finally:
         net.close()
     return (f"create one event through the API (HTTP to the gateway, RPC to the events service, signed-in events "
-            f"manager, Idempotency-Key; {CREATES} by {API_CLIENTS} clients at once; each answered in p50 "
+            f"manager, Idempotency-Key; {creates} by {API_CLIENTS} clients at once; each answered in p50 "
             f"{ms(statistics.median(latencies))}, p95 {ms(latencies[int(len(latencies) * 0.95) - 1])})",
             f"{rate:,.0f} per second", "—")
 
 
-def section(n, load_seconds, stored, rows, load_average):
+def section(n, load_seconds, stored, rows, load_average, creates=CREATES, through_api=True):
     lines = [
         f"## The calendar at {n:,} events (PostgreSQL)",
         "",
@@ -260,13 +262,15 @@ def section(n, load_seconds, stored, rows, load_average):
         f"and VEVENT text made as a create makes them, {BATCH} per transaction) in {load_seconds:,.0f} s "
         f"({n / load_seconds:,.0f} per second), {stored:,} stored occurrences. Timed in one process on the events "
         f"service's code (no RPC or HTTP hop), a month page including its JSON text; p50/p95 over {SAMPLES} "
-        f"random months of the coming year (5 for every page). The last row is through the API instead: a "
-        f"network of its own on PostgreSQL (gateway, directory and events services, each its own process, "
-        f"RabbitMQ between them), the demo seeded and the same {n:,} events loaded into its events database, "
-        f"then {CREATES} events posted by {API_CLIENTS} clients at once as the demo's events manager, each "
-        f"with its own Idempotency-Key; its rate is the {CREATES} creates over the time all took (the other "
-        f"services of a deployment, notifications and the rest, not running; this bench's client on the same "
-        f"cores). Load average {load_average[0]:.1f} at the start, "
+        f"random months of the coming year (5 for every page). "
+        + (f"The last row is through the API instead: a "
+           f"network of its own on PostgreSQL (gateway, directory and events services, each its own process, "
+           f"RabbitMQ between them), the demo seeded and the same {n:,} events loaded into its events database, "
+           f"then {creates} events posted by {API_CLIENTS} clients at once as the demo's events manager, each "
+           f"with its own Idempotency-Key; its rate is the {creates} creates over the time all took (the other "
+           f"services of a deployment, notifications and the rest, not running; this bench's client on the same "
+           f"cores). " if through_api else "No row through the API in this run (--no-calendar-api). ")
+        + f"Load average {load_average[0]:.1f} at the start, "
         f"{load_average[1]:.1f} at the end, on {os.cpu_count()} cores (shared with other work).",
         "",
         "| operation | p50 | p95 |",

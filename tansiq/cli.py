@@ -331,6 +331,9 @@ def build_parser():
     bench.add_argument("--messages", type=int, default=2000)
     bench.add_argument("--calendar-events", type=int, default=0,
                        help="instead: the calendar rows at N events on PostgreSQL (issue 13: 100000)")
+    bench.add_argument("--calendar-creates", type=int, default=200, help="creates timed in the calendar rows")
+    bench.add_argument("--no-calendar-api", dest="calendar_api", action="store_false",
+                       help="calendar rows without the creates through the API (which start a network)")
     bench.add_argument("--output", default=str(tansiq_config.ROOT / "docs" / "benchmarks.md"))
     flows = bench.add_argument_group("the real flows (section 5; tansiq/bench_flows.py)")
     flows.add_argument("--no-flows", dest="flows", action="store_false", help="only the floor and the probe rows")

@@ -66,10 +66,14 @@ def test_calendar_bench_writes_its_rows_and_keeps_the_rest(tmp_path):
     for run in range(2):  # a second run replaces the calendar section, it does not add another
         if run:  # what is written by hand after the rows stays
             output.write_text(output.read_text(encoding="utf-8") + "\nRead by hand.\n", encoding="utf-8")
+        # The first run has the row through the API (a network of its own), the second only the others.
         result = subprocess.run([sys.executable, "-m", "tansiq.cli", "bench", "--calendar-events", "40",
+                                 "--calendar-creates", "12", *(["--no-calendar-api"] if run else []),
                                  "--output", str(output)], cwd=ROOT, capture_output=True, text=True, timeout=240,
                                 check=False)
         assert result.returncode == 0, result.stdout + result.stderr
+        through_api = "| create one event through the API" in output.read_text(encoding="utf-8")
+        assert through_api == (not run), "the row through the API is there when asked only"
     report = output.read_text(encoding="utf-8")
     assert report.startswith("# Benchmarks\n\nthe messaging tables\n")
     assert report.count("## The calendar at 40 events (PostgreSQL)") == 1
