@@ -301,8 +301,8 @@ def _cipher(keyring, beneficiary):
 
 
 def _audit(session, beneficiary_id, actor, action, fields, now, detail=""):
-    audit.append(session, AuditEntry(beneficiary_id=beneficiary_id, staff_id=actor.id, association=actor.association,
-                                     action=action, fields=list(fields), detail=detail, at=now))
+    audit.append(session, beneficiary_id=beneficiary_id, staff_id=actor.id, association=actor.association,
+                 action=action, fields=list(fields), detail=detail, at=now)
 
 
 def record_refusal(session, beneficiary_id, actor, action, error, now):
