@@ -38,7 +38,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from kombu.utils import json as wire_json
 from nameko.extensions import SharedExtension
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from tansiq.envelope import utcnow
@@ -133,10 +133,10 @@ class Command:
         if self.key is not None:
             session.flush()  # the effect's own constraints fail here, not as a key conflict
             subject = subject(result) if callable(subject) else subject
-            session.add(CommandKey(scope=self.scope, command=self.name, key=self.key, fingerprint=self.fingerprint,
-                                   result=self._seal(result), subject=None if subject is None else str(subject)))
-            try:
-                session.flush()
+            try:  # a Core insert: the key's row needs no ORM object and no second flush
+                session.execute(insert(CommandKey.__table__).values(
+                    scope=self.scope, command=self.name, key=self.key, fingerprint=self.fingerprint,
+                    result=self._seal(result), subject=None if subject is None else str(subject)))
             except IntegrityError:
                 # A racing attempt with this key got there first: this one's effect must roll back with it.
                 raise Conflict("another attempt with this Idempotency-Key was carried out first; send it again "

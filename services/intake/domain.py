@@ -7,9 +7,10 @@ Every function takes a SQLAlchemy Session, the KeyRing and `now`; it never commi
 
 import uuid
 from datetime import date, datetime, time, timezone
+from types import SimpleNamespace
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
+from sqlalchemy import insert, literal, select, union_all
 
 from services.intake import audit, matching
 from services.intake.models import (
@@ -51,36 +52,42 @@ def register_beneficiary(session, keyring, data, actor, now):
     beneficiary_id = new_id("b")
     data_key, wrapped = keyring.new_data_key(beneficiary_id)
     cipher = FieldCipher(data_key, beneficiary_id)
-    beneficiary = Beneficiary(
+    city = data.get("city") or ""
+    # Core inserts in order (her row before those naming it): no ORM object, no flush, on every registration.
+    session.execute(insert(Beneficiary.__table__).values(
         id=beneficiary_id, association=actor.association, kind=data["kind"], schooled=data.get("schooled"),
-        city=data.get("city") or "", language=data.get("language"), wrapped_key=wrapped,
-        registered_by=actor.id, registered_at=now,
-    )
-    for field in PERSONAL_FIELDS:
-        value = data.get(field)
-        if isinstance(value, date):
-            value = value.isoformat()
-        setattr(beneficiary, f"enc_{field}", cipher.encrypt(field, _blank_to_none(value)))
-    session.add(beneficiary)
-    session.flush()
-    listening = _add_session(session, beneficiary, cipher, data, actor, now)
+        city=city, language=data.get("language"), wrapped_key=wrapped, registered_by=actor.id, registered_at=now,
+        **{f"enc_{field}": cipher.encrypt(field, _blank_to_none(_as_text(data.get(field))))
+           for field in PERSONAL_FIELDS}))
+    listening = _add_session(session, beneficiary_id, cipher, data, actor, now)
 
     indexes = _blind_indexes(keyring, data)
     duplicates, shared_values = _find_duplicates(session, actor.association, beneficiary_id, indexes)
-    session.add_all(BlindIndex(beneficiary_id=beneficiary_id, association=actor.association, kind=kind, value=value)
-                    for kind, value in indexes)
-    for other_id, reasons in duplicates.items():
-        session.add(DuplicateFlag(beneficiary_id=beneficiary_id, other_id=other_id, reasons=reasons, created_at=now))
+    _insert_many(session, BlindIndex, [{"beneficiary_id": beneficiary_id, "association": actor.association,
+                                        "kind": kind, "value": value} for kind, value in indexes])
+    _insert_many(session, DuplicateFlag, [{"beneficiary_id": beneficiary_id, "other_id": other_id, "reasons": reasons,
+                                           "status": "open", "created_at": now}
+                                          for other_id, reasons in duplicates.items()])
     _audit(session, beneficiary_id, actor, "register", [f for f in PERSONAL_FIELDS if data.get(f)], now)
 
     outbox.add(session, contracts.make("ma.tansiq.beneficiary.registered.v1", SOURCE, {
         "beneficiary_id": beneficiary_id, "association": actor.association, "registered_by": actor.id,
-        "urgency": listening.urgency, "needs": listening.needs, "city": beneficiary.city,
+        "urgency": listening["urgency"], "needs": listening["needs"], "city": city,
         "possible_duplicate_of": sorted(duplicates),
     }))
-    return {"id": beneficiary_id, "session_id": listening.id,
+    return {"id": beneficiary_id, "session_id": listening["id"],
             "possible_duplicates": [{"id": other, "reasons": reasons} for other, reasons in sorted(duplicates.items())],
             "shared_values": shared_values}
+
+
+def _as_text(value):
+    return value.isoformat() if isinstance(value, date) else value
+
+
+def _insert_many(session, model, rows):
+    """One Core INSERT of `rows` into `model`'s table (nothing if there are none)."""
+    if rows:
+        session.execute(insert(model.__table__), rows)
 
 
 def _blank_to_none(value):
@@ -130,15 +137,18 @@ def _find_duplicates(session, association, beneficiary_id, indexes):
     for kind, value in indexes:
         mine.setdefault(kind, set()).add(value)
     theirs, shared = {}, set()
-    for kind, value in indexes:
-        if kind not in MATCHING_KINDS:
-            continue
-        others = session.scalars(
-            select(BlindIndex.beneficiary_id).where(
-                BlindIndex.association == association, BlindIndex.kind == kind, BlindIndex.value == value,
-                BlindIndex.beneficiary_id != beneficiary_id,
-            ).limit(SHARED_VALUE_LIMIT + 1)
-        ).all()
+    lookups = [(kind, value) for kind, value in indexes if kind in MATCHING_KINDS]
+    # One round trip for every value: each lookup its own limited subquery, the lot joined by UNION ALL.
+    each = [select(select(literal(n).label("n"), BlindIndex.beneficiary_id).where(
+        BlindIndex.association == association, BlindIndex.kind == kind, BlindIndex.value == value,
+        BlindIndex.beneficiary_id != beneficiary_id).limit(SHARED_VALUE_LIMIT + 1).subquery())
+        for n, (kind, value) in enumerate(lookups)]
+    found = session.execute(union_all(*each)).all() if each else []
+    others_of = {}
+    for n, other in found:
+        others_of.setdefault(n, []).append(other)
+    for n, others in others_of.items():
+        kind, value = lookups[n]
         if len(others) > SHARED_VALUE_LIMIT:
             shared.add(kind)
             continue
@@ -200,20 +210,19 @@ def _flag_dict(flag):
 def add_session(session, keyring, beneficiary_id, data, actor, now):
     beneficiary = _owned(session, beneficiary_id, actor, "cases.write")
     cipher = _cipher(keyring, beneficiary)
-    listening = _add_session(session, beneficiary, cipher, data, actor, now)
+    listening = _add_session(session, beneficiary.id, cipher, data, actor, now)
     _audit(session, beneficiary_id, actor, "add_session", [f for f in SESSION_FIELDS if data.get(f)], now)
-    return {"id": listening.id, "beneficiary_id": beneficiary_id}
+    return {"id": listening["id"], "beneficiary_id": beneficiary_id}
 
 
-def _add_session(session, beneficiary, cipher, data, actor, now):
-    listening = ListeningSession(
-        id=new_id("s"), beneficiary_id=beneficiary.id, staff_id=actor.id, held_at=data.get("held_at") or now,
-        needs=list(dict.fromkeys(data.get("needs") or [])), urgency=data.get("urgency") or "normal",
+def _add_session(session, beneficiary_id, cipher, data, actor, now):
+    """Insert a listening session (a Core statement); returns its {"id", "needs", "urgency"}."""
+    listening = {"id": new_id("s"), "needs": list(dict.fromkeys(data.get("needs") or [])),
+                 "urgency": data.get("urgency") or "normal"}
+    session.execute(insert(ListeningSession.__table__).values(
+        beneficiary_id=beneficiary_id, staff_id=actor.id, held_at=data.get("held_at") or now,
         enc_orientation=cipher.encrypt("orientation", _blank_to_none(data.get("orientation"))),
-        enc_notes=cipher.encrypt("notes", _blank_to_none(data.get("notes"))),
-    )
-    session.add(listening)
-    session.flush()
+        enc_notes=cipher.encrypt("notes", _blank_to_none(data.get("notes"))), **listening))
     return listening
 
 
@@ -301,8 +310,8 @@ def _cipher(keyring, beneficiary):
 
 
 def _audit(session, beneficiary_id, actor, action, fields, now, detail=""):
-    audit.append(session, AuditEntry(beneficiary_id=beneficiary_id, staff_id=actor.id, association=actor.association,
-                                     action=action, fields=list(fields), detail=detail, at=now))
+    audit.append(session, beneficiary_id=beneficiary_id, staff_id=actor.id, association=actor.association,
+                 action=action, fields=list(fields), detail=detail, at=now)
 
 
 def record_refusal(session, beneficiary_id, actor, action, error, now):
@@ -363,14 +372,14 @@ def record_consent(session, beneficiary_id, data, actor, now):
         raise Forbidden("this beneficiary's personal data was erased", details={"reason": "erased"})
     if data.get("expires_at") and _aware(data["expires_at"]) <= now:
         raise DomainError("a consent must expire in the future", code="invalid_request")
-    consent = Consent(
+    consent = SimpleNamespace(
         id=new_id("c"), beneficiary_id=beneficiary_id, association=beneficiary.association, purpose=data["purpose"],
         fields=sorted(set(data["fields"])), recipient_association=data.get("recipient_association"),
         recipient_category=data.get("recipient_category"), given_at=now, expires_at=data.get("expires_at"),
         recorded_by=actor.id,
     )
-    session.add(consent)
-    session.flush()
+    session.execute(insert(Consent.__table__).values(vars(consent)))  # Core: no ORM object, no flush
+    consent.revoked_at = None
     _audit(session, beneficiary_id, actor, "record_consent", consent.fields, now, detail=consent.id)
     return _consent_dict(consent, now)
 
@@ -473,7 +482,7 @@ def prepare_referral_share(session, keyring, beneficiary_id, recipient_associati
                             details={"reason": "override_not_allowed"})
 
     shared = {field: _shareable_value(session, beneficiary, cipher, field) for field in fields}
-    session.add(Disclosure(
+    session.execute(insert(Disclosure.__table__).values(
         beneficiary_id=beneficiary_id, consent_id=consent.id if consent else None,
         recipient_association=recipient_association, category=category, fields=fields, staff_id=actor.id, at=now,
         override=override,

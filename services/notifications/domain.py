@@ -9,9 +9,10 @@ from collections import Counter
 from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
+from types import SimpleNamespace
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -46,6 +47,7 @@ RETRY_BASE = timedelta(minutes=1)
 RETRY_CAP = timedelta(hours=6)
 MAX_ATTEMPTS = 10
 BATCH = 100
+INBOX_ITEMS, DELIVERIES = InboxItem.__table__, Delivery.__table__  # written with Core (record_many)
 
 
 # --- preferences -----------------------------------------------------------------------------------------------
@@ -160,7 +162,7 @@ def record(session, planned, now, enabled_channels=OUTSIDE_CHANNELS):
 
 def record_many(session, plans, now, enabled_channels=OUTSIDE_CHANNELS):
     """Write the inbox items and queued deliveries of many plans (a batch of events) in a few queries
-    whatever their number; returns the new inbox items.
+    whatever their number; returns the new inbox items (their columns as attributes, not ORM objects).
 
     Safe to call twice for the same event: items and deliveries are unique per
     (source message, person, channel), so a duplicate adds nothing.
@@ -180,25 +182,31 @@ def record_many(session, plans, now, enabled_channels=OUTSIDE_CHANNELS):
             if key in told:
                 continue  # already told about this event
             told.add(key)
-            item = InboxItem(staff_id=staff["id"], association=staff.get("association", ""), kind=planned.rule.kind,
-                             urgency=planned.urgency, subject_key=planned.rule.kind, subject_params=planned.params,
-                             link=planned.link, source_message_id=planned.event_id, created_at=now)
-            session.add(item)
-            created.append(item)
+            created.append(SimpleNamespace(
+                staff_id=staff["id"], association=staff.get("association", ""), kind=planned.rule.kind,
+                urgency=planned.urgency, subject_key=planned.rule.kind, subject_params=planned.params,
+                link=planned.link, source_message_id=planned.event_id, created_at=now))
             prefs = _effective(staff["id"], rows.get(staff["id"]), staff.get("language"))
-            outside.append((planned, staff, item, prefs))
-    session.flush()  # the items' ids, which their deliveries name
+            outside.append((planned, staff, created[-1], prefs))
+    # Core statements, not ORM objects: one INSERT of the items (their ids back, which their deliveries
+    # name) and one of the deliveries, whatever the batch.
+    if created:
+        ids = session.execute(insert(INBOX_ITEMS).returning(INBOX_ITEMS.c.id, sort_by_parameter_order=True),
+                              [vars(item) for item in created]).scalars().all()
+        for item, item_id in zip(created, ids, strict=True):
+            item.id, item.read_at = item_id, None
     queued = set(_chunked_rows(session, (Delivery.source_message_id, Delivery.recipient, Delivery.channel),
                                Delivery.source_message_id, event_ids))
+    deliveries = []
 
     def queue(planned, recipient, channel, address, language, params, item_id, when, digest):
         if (planned.event_id, recipient, channel) in queued:
             return
         queued.add((planned.event_id, recipient, channel))
-        session.add(Delivery(source_message_id=planned.event_id, recipient=recipient, channel=channel,
-                             address=address, language=language, kind=planned.rule.kind, urgency=planned.urgency,
-                             params=params, inbox_item_id=item_id, digest=digest, state=QUEUED, attempts=0,
-                             next_attempt_at=when, created_at=now))
+        deliveries.append({"source_message_id": planned.event_id, "recipient": recipient, "channel": channel,
+                           "address": address, "language": language, "kind": planned.rule.kind,
+                           "urgency": planned.urgency, "params": params, "inbox_item_id": item_id, "digest": digest,
+                           "state": QUEUED, "attempts": 0, "next_attempt_at": when, "created_at": now})
 
     for planned, staff, item, prefs in outside:
         when, digest = schedule(now, prefs, planned.urgency)
@@ -216,7 +224,8 @@ def record_many(session, plans, now, enabled_channels=OUTSIDE_CHANNELS):
                                                       subscription.kinds):
                 queue(planned, f"webhook:{subscription.id}", "webhook", subscription.url, "en",
                       {**planned.params, "link": planned.link}, None, now, False)
-    session.flush()
+    if deliveries:
+        session.execute(insert(DELIVERIES), deliveries)
     _add_unread(session, Counter(item.staff_id for item in created))  # last: her counter's row is locked till commit
     return created
 

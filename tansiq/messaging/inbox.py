@@ -9,11 +9,12 @@ message hiding the other. The same id from the same partner with other content i
 import hashlib
 import json
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 
 from tansiq.errors import Conflict
 from tansiq.messaging.store import InboxMessage
 
+INBOX = InboxMessage.__table__
 CONTENT_SUFFIX = ":content"  # the consumer name under which a partner message's fingerprint is kept
 
 
@@ -41,16 +42,17 @@ def first_times(session, consumer, envelopes):
     for chunk in _chunks(network_ids, 500):  # bound the IN list (SQLite's parameter limit)
         seen.update(session.scalars(select(InboxMessage.message_id).where(
             InboxMessage.consumer == consumer, InboxMessage.message_id.in_(chunk))))
-    fresh = []
+    fresh, rows = [], []
     for envelope in envelopes:
         if envelope.sender:
             if _first_time_from_partner(session, consumer, envelope):
                 fresh.append(envelope)
         elif envelope.id not in seen:
             seen.add(envelope.id)
-            session.add(InboxMessage(consumer=consumer, message_id=envelope.id, type=envelope.type))
+            rows.append({"consumer": consumer, "message_id": envelope.id, "type": envelope.type})
             fresh.append(envelope)
-    session.flush()
+    if rows:  # one Core INSERT for the batch: no ORM objects, no flush
+        session.execute(insert(INBOX), rows)
     return fresh
 
 
@@ -89,5 +91,5 @@ def _seen(session, consumer, message_id):
 
 
 def _record(session, consumer, message_id, type_):
-    session.add(InboxMessage(consumer=consumer, message_id=message_id, type=type_))
-    session.flush()
+    # A Core insert, run at once: a racing delivery of the same message fails here, on the unique key.
+    session.execute(insert(INBOX).values(consumer=consumer, message_id=message_id, type=type_))

@@ -12,12 +12,12 @@ import logging
 import eventlet
 from eventlet.event import Event
 from nameko.extensions import SharedExtension
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from tansiq.envelope import utcnow
 from tansiq.messaging.broker import ConfirmedPublisher, connect, declare_network
-from tansiq.messaging.outbox import SESSION_FLAG
-from tansiq.messaging.store import PENDING, SENT, OutboxMessage
+from tansiq.messaging.outbox import OUTBOX, SESSION_FLAG
+from tansiq.messaging.store import PENDING, SENT
 
 log = logging.getLogger(__name__)
 
@@ -27,11 +27,19 @@ BACKOFF_MAX_SECONDS = 30
 
 
 def pending_batch(session, limit=BATCH):
-    query = select(OutboxMessage).where(OutboxMessage.state == PENDING).order_by(OutboxMessage.seq).limit(limit)
+    """The oldest pending rows, as (seq, message_id, exchange, routing_key, body) rows, not ORM objects."""
+    query = (select(OUTBOX.c.seq, OUTBOX.c.message_id, OUTBOX.c.exchange, OUTBOX.c.routing_key, OUTBOX.c.body)
+             .where(OUTBOX.c.state == PENDING).order_by(OUTBOX.c.seq).limit(limit))
     if session.bind.dialect.name == "postgresql":
         # Several replicas may relay the same outbox: each row goes to one of them.
         query = query.with_for_update(skip_locked=True)
-    return session.scalars(query).all()
+    return session.execute(query).all()
+
+
+def _mark(session, seqs, **values):
+    """One UPDATE for all of `seqs`: each row's attempt counted, and `values` set."""
+    if seqs:
+        session.execute(update(OUTBOX).where(OUTBOX.c.seq.in_(seqs)).values(attempts=OUTBOX.c.attempts + 1, **values))
 
 
 def relay_once(engine, publisher):
@@ -51,18 +59,14 @@ def relay_once(engine, publisher):
             confirmed = set(publisher.publish_many(
                 (row.body.encode("utf-8"), row.exchange, row.routing_key, row.message_id) for row in rows))
         except Exception as exc:  # noqa: BLE001 - recorded on the rows, retried later
-            for row in rows:
-                row.attempts, row.last_error = row.attempts + 1, str(exc)[:1000]
+            _mark(session, [row.seq for row in rows], last_error=str(exc)[:1000])
             session.commit()
             raise
-        now = utcnow()
-        for row in rows:
-            row.attempts += 1
-            if row.message_id in confirmed:
-                row.state, row.sent_at, row.last_error = SENT, now, None
-                row.body = ""  # a referral to a partner carries shared personal fields: keep no copy once sent
-            else:
-                row.last_error = "not confirmed by the broker (nacked, returned or timed out)"
+        # A referral to a partner carries shared personal fields: no copy of the body is kept once sent.
+        _mark(session, [row.seq for row in rows if row.message_id in confirmed], state=SENT, sent_at=utcnow(),
+              last_error=None, body="")
+        _mark(session, [row.seq for row in rows if row.message_id not in confirmed],
+              last_error="not confirmed by the broker (nacked, returned or timed out)")
         unconfirmed = len(rows) - len(confirmed)
     if unconfirmed:  # raised after the commit: what was confirmed stays marked sent
         raise RuntimeError(f"{unconfirmed} of {len(rows)} message(s) not confirmed; retrying")
