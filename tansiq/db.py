@@ -7,13 +7,12 @@ starve the AMQP heartbeat under eventlet).
 
 import logging
 import threading
-import time
 from contextlib import contextmanager, nullcontext
 from datetime import timezone
 from pathlib import Path
 
 from nameko.extensions import DependencyProvider
-from sqlalchemy import DateTime, TypeDecorator, create_engine, event, exc
+from sqlalchemy import DateTime, TypeDecorator, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
@@ -126,42 +125,8 @@ def make_engine(url, **kwargs):
         if parsed.drivername == "postgresql":  # SQLAlchemy 2.1 would pick psycopg 3; ours is psycopg2 + psycogreen
             url = parsed.set(drivername="postgresql+psycopg2")
         make_green_if_needed()
-        if not kwargs.get("pool_pre_ping"):
-            engine = create_engine(url, **kwargs)
-            _ping_when_idle(engine)
-            return engine
+        kwargs.setdefault("pool_pre_ping", True)
     return create_engine(url, **kwargs)
-
-
-IDLE_BEFORE_PING_S = 1.0
-
-
-def _ping_when_idle(engine):
-    """SQLAlchemy's pre-ping, only for a connection that sat in the pool IDLE_BEFORE_PING_S or longer.
-
-    A ping is a round trip on every unit of work; a connection used a moment ago is alive (a server
-    restart or a terminated session then fails one unit of work, and SQLAlchemy drops the pool's
-    connections). One idle longer is checked first, and replaced if dead (DisconnectionError: the pool
-    connects again)."""
-
-    @event.listens_for(engine, "checkin")
-    def _returned(_dbapi_connection, record):
-        record.info[_RETURNED_AT] = time.monotonic()
-
-    @event.listens_for(engine, "checkout")
-    def _ping_if_idle(dbapi_connection, record, _proxy):
-        returned = record.info.get(_RETURNED_AT)
-        if returned is not None and time.monotonic() - returned < IDLE_BEFORE_PING_S:
-            return
-        try:
-            alive = engine.dialect.do_ping(dbapi_connection)
-        except engine.dialect.loaded_dbapi.Error as error:
-            raise exc.DisconnectionError(str(error)) from error
-        if not alive:
-            raise exc.DisconnectionError("the connection did not answer its ping")
-
-
-_RETURNED_AT = "tansiq_returned_at"
 
 
 @contextmanager
