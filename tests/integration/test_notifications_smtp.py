@@ -18,7 +18,7 @@ from sqlalchemy import select
 
 from services.notifications import channels, domain
 from services.notifications.models import FAILED, SENT, Base, Delivery
-from services.notifications.render import Renderer
+from services.notifications.render import Message, Renderer
 from tansiq import contracts
 from tansiq.db import make_engine, session_scope
 from tansiq.messaging import inbox
@@ -107,6 +107,23 @@ def make(type_, **data):
 def deliveries(engine):
     with session_scope(engine) as session:
         return session.scalars(select(Delivery).order_by(Delivery.id)).all()
+
+
+def test_an_address_with_arabic_or_accented_letters_reaches_a_server_that_speaks_smtputf8():
+    """Addresses are any string the directory accepts; a server offering SMTPUTF8 (Postfix's default) must
+    get the email, not a failure at every retry (a compat32 message cannot be sent with utf8=True)."""
+    mailbox = Mailbox()
+    controller = Controller(mailbox, hostname="127.0.0.1", port=free_port(), enable_SMTPUTF8=True)
+    controller.start()
+    try:
+        sender = channels.EmailChannel("127.0.0.1", controller.port, "Tansiq <no-reply@tansiq.test>")
+        message = Message(language="ar", subject="عاجل: إحالة جديدة", text="نص", html="<p>نص</p>", sms="")
+        for address in ("fatimé@amal-safi.example", "فاطمة@amal-safi.example"):
+            sender.send(address, message, delivery=None)
+    finally:
+        controller.stop()
+    assert [rcpt for rcpt, _, _ in mailbox.messages] == [["fatimé@amal-safi.example"], ["فاطمة@amal-safi.example"]]
+    assert mailbox.messages[0][1]["Subject"] == "عاجل: إحالة جديدة"
 
 
 def test_a_delivery_run_sends_its_emails_over_one_smtp_connection(engine, directory, smtp):
