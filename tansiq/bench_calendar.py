@@ -1,11 +1,11 @@
 """The calendar at scale (`tansiq bench --calendar-events N`): the rows of issue 13's table.
 
 N events (a third of them recurring, some open-ended) are bulk-loaded into a throwaway
-PostgreSQL database: each is checked by the real validation (validation.validate), its stored
-occurrences and VEVENT text are made by the same functions as a create (occurrences.rows_of,
-ical.vevents_text), and the rows go in a few thousand at a time (not through the API, which
-would take hours). Then the month views, feeds and single creates are timed in this process, on
-the events service's own code, without the RPC and HTTP hops.
+PostgreSQL database by series.load_events: each is checked by the real validation, its stored
+occurrences and VEVENT text are made by the same functions as a create, and the rows go in a
+few thousand at a time (not through the API, which would take hours). Then the month views,
+feeds and single creates are timed in this process, on the events service's own code, without
+the RPC and HTTP hops.
 """
 
 import json
@@ -18,12 +18,11 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from services.events import domain, feeds, ical, listing, occurrences
+from services.events import domain, feeds, listing, occurrences
 from services.events.models import Base, Event, StoredOccurrence
-from services.events.validation import validate
 from tansiq.db import Sessions, make_engine
 from tansiq.messaging.store import messaging_metadata
 
@@ -38,7 +37,6 @@ SAMPLES = 20
 CREATES = 200  # creates timed in a row (domain) or by API_CLIENTS clients at once (API)
 API_CLIENTS = 4
 EVENTS_MANAGER = "youssef@amal-safi.example"  # the demo's events manager of amal-safi
-EVENT_COLUMNS = [column.key for column in Event.__table__.columns]
 
 
 def load(engine, n, seed=2027, progress=None):
@@ -47,26 +45,17 @@ def load(engine, n, seed=2027, progress=None):
     slugs = sorted(ASSOCIATIONS)
     started = time.monotonic()
     for first in range(0, n, BATCH):
-        events, rows = [], []
+        specs = []
         for number in range(first, min(n, first + BATCH)):
             day = NOW + timedelta(days=rng.randrange(-90, 540))
             start = day.replace(hour=rng.randrange(8, 20), minute=0, tzinfo=None)
-            spec = {"title": f"Evenement {number}", "kind": rng.choice(("training", "meeting", "exhibition")),
-                    "organiser": rng.choice(slugs), "city": rng.choice(CITIES), "start": start,
-                    "end": start + timedelta(hours=rng.choice((1, 2, 3))), "status": "published",
-                    "visibility": "public", "rrule": rng.choice(RULES) if rng.random() < 1 / 3 else None}
-            values, _, _, _ = validate(None, spec, ASSOCIATIONS)
-            event_id = str(uuid.UUID(int=rng.getrandbits(128)))
-            event = Event(id=event_id, uid=f"{event_id}@tansiq.ma", sequence=0, created_at=NOW, updated_at=NOW,
-                          **values)
-            stored, event.occurrences_until = occurrences.rows_of(event, NOW)
-            occurrences.set_span(event, stored)
-            event.ics_text = ical.vevents_text(event)
-            events.append({column: getattr(event, column) for column in EVENT_COLUMNS})
-            rows += stored
+            specs.append({"title": f"Evenement {number}", "kind": rng.choice(("training", "meeting", "exhibition")),
+                          "organiser": rng.choice(slugs), "city": rng.choice(CITIES), "start": start,
+                          "end": start + timedelta(hours=rng.choice((1, 2, 3))), "status": "published",
+                          "visibility": "public", "rrule": rng.choice(RULES) if rng.random() < 1 / 3 else None})
         with engine.begin() as connection:
-            connection.execute(insert(Event), events)
-            connection.execute(insert(StoredOccurrence), rows)
+            domain.load_events(connection, NOW, specs, ASSOCIATIONS,
+                               new_id=lambda: str(uuid.UUID(int=rng.getrandbits(128))))
         if progress:
             progress(min(n, first + BATCH), n, time.monotonic() - started)
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:

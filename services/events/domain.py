@@ -25,6 +25,7 @@ from services.events.series import (
                                            create_event,
                                            event_data,
                                            get_event,
+                                           load_events,
                                            move_occurrence,
                                            update_event,
 )
@@ -36,7 +37,7 @@ __all__ = [
     "MAX_OCCURRENCES", "MAX_WINDOW", "OVERLAP_HORIZON", "PARTICIPANT_KINDS", "SIGNIFICANT", "SOURCE", "STAND_KINDS",
     "STATUSES", "TRANSITIONS", "UTC", "VISIBILITIES", "Occurrence", "Timing", "apply_partner_event",
     "cancel_event", "cancel_occurrence", "check_editor", "check_registrant", "create_event", "create_venue",
-    "due_reminders", "event_data", "event_spans", "get_event", "list_occurrences", "list_venues", "local_to_utc",
-    "make_occurrence", "move_occurrence", "normalise_rrule", "occurrences_of", "override_key", "partner_uid",
-    "register", "update_event", "venue_dict", "zone",
+    "due_reminders", "event_data", "event_spans", "get_event", "list_occurrences", "list_venues", "load_events",
+    "local_to_utc", "make_occurrence", "move_occurrence", "normalise_rrule", "occurrences_of", "override_key",
+    "partner_uid", "register", "update_event", "venue_dict", "zone",
 ]

@@ -118,12 +118,12 @@ def check_url(url, allow=(), resolve=socket.getaddrinfo):
     return Target(url, parts.scheme, parts.hostname, parts.netloc, port, str(addresses[0]), path)
 
 
-def _open(target, timeout):
+def _open(target, timeout, ca_certs):
     """The response of GET `target`, from its checked address only (no redirect followed)."""
     options = {"timeout": urllib3.Timeout(connect=timeout[0], read=timeout[1]), "retries": False, "maxsize": 1}
     if target.scheme == "https":
         pool = urllib3.HTTPSConnectionPool(target.address, target.port, cert_reqs="CERT_REQUIRED",
-                                           ca_certs=certifi.where(), server_hostname=target.host,
+                                           ca_certs=ca_certs or certifi.where(), server_hostname=target.host,
                                            assert_hostname=target.host, **options)
     else:
         pool = urllib3.HTTPConnectionPool(target.address, target.port, **options)
@@ -132,14 +132,16 @@ def _open(target, timeout):
 
 
 def fetch(url, allow=(), resolve=socket.getaddrinfo, max_bytes=MAX_BYTES, deadline=FETCH_DEADLINE,
-          timeout=FETCH_TIMEOUT):
+          timeout=FETCH_TIMEOUT, ca_certs=None):
     """The calendar at `url` as text; every redirect target is resolved and checked like the URL
-    itself (at most MAX_REDIRECTS), the size and the whole download's time are bounded."""
+    itself (at most MAX_REDIRECTS), the size and the whole download's time are bounded. `ca_certs`:
+    the file of the authorities an https server's certificate must come from (certifi's if None;
+    tests pass their own); the certificate is always checked."""
     started = clock_time.monotonic()
     for _ in range(MAX_REDIRECTS + 1):
         target = check_url(url, allow, resolve)
         try:
-            response = _open(target, timeout)
+            response = _open(target, timeout, ca_certs)
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             raise DomainError(f"cannot read {url}: {type(exc).__name__}", code="import_fetch_failed") from None
         try:

@@ -9,6 +9,8 @@ happens before anything is added to the session.
 import uuid
 from datetime import timedelta
 
+from sqlalchemy import insert
+
 from services.events import occurrences as stored
 from services.events.models import Event, Override, Venue
 from services.events.overlaps import Who, check_overlaps
@@ -32,10 +34,7 @@ SIGNIFICANT = ("title", "kind", "city", "venue_id", "starts_at", "ends_at", "tz"
 def create_event(session, now, spec, known_associations, force=False):
     """A new event from `spec` (see schemas.CreateEvent). Returns (event, warnings)."""
     values, timing, _, warnings = validate(session, spec, known_associations)
-    if values["status"] not in ("draft", "published"):
-        raise DomainError("a new event is a draft or published", code="invalid_transition")
-    event_id = str(uuid.uuid4())
-    event = Event(id=event_id, uid=f"{event_id}@tansiq.ma", sequence=0, created_at=now, updated_at=now, **values)
+    event = _new_event(now, values, str(uuid.uuid4()))
     if event.venue_id:
         event.venue = session.get(Venue, event.venue_id)  # validation read it: no query
     # The checks read before the event joins the session, and everything derived from it is set
@@ -50,6 +49,33 @@ def create_event(session, now, spec, known_associations, force=False):
     session.flush()
     stored.insert_rows(session, rows)
     return event, warnings
+
+
+def load_events(connection, now, specs, known_associations, new_id=None):
+    """Store the events of `specs` as create_event stores them (validated; their occurrences, span
+    and VEVENT text made by the same functions) in one INSERT of events and one of occurrences,
+    without overlap checks or messages: how a big calendar is loaded at once (the benchmark, the
+    scale test). `connection`: a Connection or Session; `new_id()`: the events' ids (uuid4 if
+    None). Returns the events, which are not added to any session."""
+    events, rows = [], []
+    for spec in specs:
+        values, _, _, _ = validate(None, spec, known_associations)
+        event = _new_event(now, values, new_id() if new_id else str(uuid.uuid4()))
+        rows += stored.prepare(event, now)
+        events.append(event)
+    if events:
+        connection.execute(insert(Event), [{column: getattr(e, column) for column in _EVENT_COLUMNS} for e in events])
+    stored.insert_rows(connection, rows)
+    return events
+
+
+_EVENT_COLUMNS = [column.key for column in Event.__table__.columns]
+
+
+def _new_event(now, values, event_id):
+    if values["status"] not in ("draft", "published"):
+        raise DomainError("a new event is a draft or published", code="invalid_transition")
+    return Event(id=event_id, uid=f"{event_id}@tansiq.ma", sequence=0, created_at=now, updated_at=now, **values)
 
 
 def get_event(session, event_id):

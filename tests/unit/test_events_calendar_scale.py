@@ -6,13 +6,15 @@ import time
 from datetime import datetime, timedelta, timezone
 
 import eventlet
+import pytest
 from fixtures.events import session  # noqa: F401 - fixture
 from sqlalchemy import select
 
 from services.events import domain, feeds, ical, listing, occurrences
-from services.events.models import Base, Event
+from services.events.models import Base, Event, StoredOccurrence
 from services.events.schemas import OccurrencePageSchema
 from tansiq.db import Sessions, make_engine
+from tansiq.errors import DomainError
 from tansiq.messaging.store import messaging_metadata
 
 UTC = timezone.utc
@@ -107,3 +109,37 @@ def test_a_feed_build_never_holds_the_event_loop_for_long(tmp_path, monkeypatch)
     print(f"longest stretch without a yield: {max(gaps) * 1000:.1f} ms over {len(gaps)} ticks")
     assert max(gaps) < 0.1, f"the build held the loop for {max(gaps) * 1000:.0f} ms"
     engine.dispose()
+
+
+def test_a_bulk_load_stores_events_as_a_create_does(session):  # noqa: F811
+    """domain.load_events (the benchmark's and the scale test's loader) writes the same event row,
+    VEVENT text and stored occurrences as create_event, for every kind of event."""
+    base = {"kind": "training", "organiser": "amal-safi", "city": "Safi", "status": "published",
+            "visibility": "public", "start": datetime(2027, 1, 5, 10, 0), "end": datetime(2027, 1, 5, 12, 0)}
+    specs = [{**base, "title": "Simple", "capacity": 10, "co_organisers": ["nour-safi"]},
+             {**base, "title": "Hebdomadaire", "rrule": "FREQ=WEEKLY;COUNT=6", "exdates": ["2027-01-12T10:00"]},
+             {**base, "title": "Sans fin", "tz": "Europe/Paris", "rrule": "FREQ=DAILY;INTERVAL=3",
+              "visibility": "network"},
+             {**base, "title": "Salon", "all_day": True, "start": datetime(2027, 1, 8), "end": datetime(2027, 1, 10)},
+             {**base, "title": "Brouillon", "status": "draft"}]
+    created = [domain.create_event(session, NOW, spec, ASSOCIATIONS, force=True)[0] for spec in specs]
+    loaded = domain.load_events(session, NOW, specs, ASSOCIATIONS)
+    session.commit()
+    session.expire_all()
+
+    def stored(event_id):
+        event = session.get(Event, event_id)
+        row = {column.key: getattr(event, column.key) for column in Event.__table__.columns
+               if column.key not in ("id", "uid")}
+        row["ics_text"] = row["ics_text"] and row["ics_text"].replace(event.uid, "UID")
+        occurrences_ = session.execute(select(StoredOccurrence).where(StoredOccurrence.event_id == event_id)
+                                       .order_by(StoredOccurrence.starts_at)).scalars()
+        return row, [{column.key: getattr(o, column.key) for column in StoredOccurrence.__table__.columns
+                      if column.key not in ("id", "event_id")} for o in occurrences_]
+
+    for made, bulk in zip(created, loaded, strict=True):
+        assert stored(bulk.id) == stored(made.id)
+    assert stored(loaded[1].id)[1] and stored(loaded[0].id)[0]["ics_text"]  # the comparison compares something
+    with pytest.raises(DomainError) as refused:
+        domain.load_events(session, NOW, [{**specs[0], "status": "postponed"}], ASSOCIATIONS)
+    assert refused.value.code == "invalid_transition"

@@ -5,11 +5,16 @@ overrides), idempotent on UID, malformed VEVENTs reported by line, hostile URLs 
 import socket
 import subprocess
 import sys
+from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import eventlet
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from fixtures.events import daily_calendar, db  # noqa: F401 - fixture
 from sqlalchemy import func, select
 
@@ -149,16 +154,24 @@ def test_a_public_name_that_resolves_inside_is_refused():
         "::ffff:5db8:d822", 8443, "[::ffff:93.184.216.34]:8443", "/a.ics?x=1")
 
 
-@pytest.fixture
-def server():
-    """The sample calendar over HTTP, from a process of its own (tests/fixtures/ics_server.py)."""
+@contextmanager
+def serving(*certificate):
+    """The port of the sample calendar served from a process of its own (tests/fixtures/ics_server.py):
+    over HTTP, or over https with `certificate` (its certificate and key files)."""
     script, sample = SAMPLES.parent / "ics_server.py", SAMPLES / "google_amal_safi.ics"
-    process = subprocess.Popen([sys.executable, str(script), str(sample)], stdout=subprocess.PIPE, text=True)
+    process = subprocess.Popen([sys.executable, str(script), str(sample), *map(str, certificate)],
+                               stdout=subprocess.PIPE, text=True)
     try:
-        yield f"http://127.0.0.1:{int(process.stdout.readline())}"
+        yield int(process.stdout.readline())
     finally:
         process.kill()
         process.wait()
+
+
+@pytest.fixture
+def server():
+    with serving() as port:
+        yield f"http://127.0.0.1:{port}"
 
 
 def test_fetching_is_bounded_in_size_redirects_and_time(server, db):
@@ -195,6 +208,78 @@ def test_the_checked_address_is_the_one_read_from(server):
     text = imports.fetch(f"http://calendar.example.org:{port}/cal.ics", resolve=pinned, allow=LOCAL)
     assert text.replace("\r\n", "\n") == GOOGLE
     assert imports.fetch(f"{server}/seen", allow=LOCAL).splitlines() == [f"calendar.example.org:{port}"]
+
+
+class Authority:
+    """A certificate authority made for one test, and the server certificates it signs, as PEM files."""
+
+    def __init__(self, folder):
+        self.folder = folder
+        self.key = ec.generate_private_key(ec.SECP256R1())
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Autorite de test Tansiq")])
+        usage = x509.KeyUsage(digital_signature=True, content_commitment=False, key_encipherment=False,
+                              data_encipherment=False, key_agreement=False, key_cert_sign=True, crl_sign=True,
+                              encipher_only=False, decipher_only=False)
+        self.certificate = (self._builder(name, self.key.public_key())
+                            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+                            .add_extension(usage, critical=True)
+                            .sign(self.key, hashes.SHA256()))
+        self.file = folder / "ca.pem"
+        self.file.write_bytes(self.certificate.public_bytes(serialization.Encoding.PEM))
+
+    def _builder(self, subject, public_key):
+        now = datetime.now(UTC)  # a certificate is valid around the real clock that checks it
+        issuer = self.certificate.subject if hasattr(self, "certificate") else subject
+        return (x509.CertificateBuilder().subject_name(subject).issuer_name(issuer).public_key(public_key)
+                .serial_number(x509.random_serial_number())
+                .not_valid_before(now - timedelta(hours=1)).not_valid_after(now + timedelta(days=1))
+                .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False))
+
+    def issue(self, host):
+        """(certificate file, key file) of a server certificate for `host`."""
+        key = ec.generate_private_key(ec.SECP256R1())
+        certificate = (self._builder(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)]), key.public_key())
+                       .add_extension(x509.SubjectAlternativeName([x509.DNSName(host)]), critical=False)
+                       .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+                       .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+                       .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(self.key.public_key()),
+                                      critical=False)
+                       .sign(self.key, hashes.SHA256()))
+        files = self.folder / f"{host}.pem", self.folder / f"{host}.key"
+        files[0].write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+        files[1].write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                               serialization.NoEncryption()))
+        return files
+
+
+def test_https_is_read_from_the_checked_address_under_the_name(tmp_path):
+    """An https calendar is read from the address its name resolved to, while the TLS handshake names
+    the host (SNI) and its certificate is checked against that name: a certificate for another name,
+    or from an authority the fetch does not trust, is refused."""
+    authority = Authority(tmp_path)
+    with serving(*authority.issue("calendar.example.org")) as port:
+        pinned = fake_resolver("127.0.0.1")  # the name is not in any DNS: only the checked address reaches it
+        url = f"https://calendar.example.org:{port}/cal.ics"
+        text = imports.fetch(url, resolve=pinned, allow=LOCAL, ca_certs=authority.file)
+        assert text.replace("\r\n", "\n") == GOOGLE
+        assert pinned.asked == ["calendar.example.org"]
+        with pytest.raises(DomainError) as untrusted:  # the usual authorities (certifi) do not know this one
+            imports.fetch(url, resolve=fake_resolver("127.0.0.1"), allow=LOCAL)
+        assert untrusted.value.code == "import_fetch_failed"
+
+        def seen(path):
+            return imports.fetch(f"https://calendar.example.org:{port}/{path}", resolve=fake_resolver("127.0.0.1"),
+                                 allow=LOCAL, ca_certs=authority.file).splitlines()
+        assert seen("seen") == [f"calendar.example.org:{port}"]  # the Host header of the one read that passed
+        assert seen("sni") == ["calendar.example.org"] * 4  # each handshake, the refused one too, named the host
+    with serving(*authority.issue("other.example.org")) as port:
+        with pytest.raises(DomainError) as wrong_name:
+            imports.fetch(f"https://calendar.example.org:{port}/cal.ics", resolve=fake_resolver("127.0.0.1"),
+                          allow=LOCAL, ca_certs=authority.file)
+        assert wrong_name.value.code == "import_fetch_failed"
+        # The same server under its own name is read: the refusal was the name's.
+        assert imports.fetch(f"https://other.example.org:{port}/cal.ics", resolve=fake_resolver("127.0.0.1"),
+                             allow=LOCAL, ca_certs=authority.file).replace("\r\n", "\n") == GOOGLE
 
 
 class FakeDirectory:
