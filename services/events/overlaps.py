@@ -85,9 +85,8 @@ def check_overlaps(session, event, timing, exdates, overrides, force):
                              "organiser": other.organiser, "city": other.city, "at": clash.isoformat()})
             overlaps.append(other)
     # Messages once the event row exists in this transaction (the caller flushes before commit).
-    for other in overlaps:
-        outbox.add(session, contracts.make("ma.tansiq.event.overlap_detected.v1", SOURCE, {
-            "event_id": event.id, "other_event_id": other.id, "city": other.city,
-            "organisers": sorted({event.organiser, other.organiser})}))
+    outbox.add_many(session, [contracts.make("ma.tansiq.event.overlap_detected.v1", SOURCE, {
+        "event_id": event.id, "other_event_id": other.id, "city": other.city,
+        "organisers": sorted({event.organiser, other.organiser})}) for other in overlaps])  # one INSERT
     return warnings
 

@@ -15,8 +15,15 @@ OUTBOX = OutboxMessage.__table__
 
 def add(session, envelope, exchange=EVENTS_EXCHANGE, routing_key=None):
     """Queue `envelope` for publishing when (and only if) `session` commits."""
-    # A Core insert, not an ORM object: no flush of its own, in every service's commands and handlers.
-    session.execute(OUTBOX.insert().values(message_id=envelope.id, type=envelope.type, exchange=exchange,
-                                           routing_key=routing_key or envelope.type, body=envelope.to_json()))
-    session.info[SESSION_FLAG] = True
-    return envelope
+    return add_many(session, [envelope], exchange, routing_key)[0]
+
+
+def add_many(session, envelopes, exchange=EVENTS_EXCHANGE, routing_key=None):
+    """Queue several envelopes in one INSERT (in this order), as `add` queues one."""
+    # A Core insert, not ORM objects: no flush of its own, in every service's commands and handlers.
+    if envelopes:
+        session.execute(OUTBOX.insert(), [
+            {"message_id": envelope.id, "type": envelope.type, "exchange": exchange,
+             "routing_key": routing_key or envelope.type, "body": envelope.to_json()} for envelope in envelopes])
+        session.info[SESSION_FLAG] = True
+    return envelopes
