@@ -77,9 +77,14 @@ def test_a_crash_between_commit_and_ack_redelivers_the_batch_and_nothing_is_done
     batch_probe.procs.pop("events")
     batch_probe.start("events", service_class=BATCH_PROBE, rpc_name="probe")
 
-    # The batch had committed (its 40 effects) but was not acked: all 40 are delivered again.
-    eventually(lambda: call(batch_probe, "attempts") == 2 * len(ids), message="the batch delivered again")
-    eventually(lambda: sum(call(batch_probe, "batch_sizes")) == 2 * len(ids), message="redelivery handled")
+    # The batch that died had committed its effects but was not acked: it is delivered again, whole. Usually
+    # the burst is one batch of 40; on a busy machine it may have been split, and only the batch holding the
+    # killer comes back (with whatever was prefetched after it), so count per message, not in total.
+    eventually(lambda: call(batch_probe, "attempts", ids[5]) == 2, message="the batch delivered again")
+    eventually(lambda: len(call(batch_probe, "effects")) >= len(ids), message="redelivery handled")
+    attempts = {message_id: call(batch_probe, "attempts", message_id) for message_id in ids}
+    assert set(attempts.values()) <= {1, 2} and attempts[ids[5]] == 2
+    assert sum(call(batch_probe, "batch_sizes")) == sum(attempts.values())  # every attempt in a committed batch
     effects = call(batch_probe, "effects")
     assert Counter(message_id for message_id, _ in effects) == Counter(ids)  # all there, none twice
     assert ops.dead_letters(batch_probe.amqp_uri, "probe") == []
