@@ -12,7 +12,7 @@ from datetime import timezone
 from pathlib import Path
 
 from nameko.extensions import DependencyProvider
-from sqlalchemy import DateTime, TypeDecorator, create_engine, event
+from sqlalchemy import DateTime, TypeDecorator, create_engine, event, insert
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
@@ -127,6 +127,13 @@ def make_engine(url, **kwargs):
         make_green_if_needed()
         kwargs.setdefault("pool_pre_ping", True)
     return create_engine(url, **kwargs)
+
+
+def insert_many(session, table, rows):
+    """One Core INSERT of `rows` (dicts) into `table` (a Table or a model), in the session's transaction:
+    no ORM objects and no flush on a hot path; nothing when there are no rows."""
+    if rows:
+        session.execute(insert(table), rows)
 
 
 @contextmanager

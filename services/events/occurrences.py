@@ -31,7 +31,6 @@ from sqlalchemy import (
     delete,
     exists,
     func,
-    insert,
     or_,
     select,
     tuple_,
@@ -43,6 +42,7 @@ from services.events import timing as timing_rules
 from services.events.models import Event, Registration, StoredOccurrence, Venue
 from services.events.validation import VISIBILITIES
 from services.events.venues import venue_dict
+from tansiq.db import insert_many
 from tansiq.errors import DomainError
 
 UTC = timezone.utc
@@ -77,8 +77,7 @@ def prepare(event, now):
 
 
 def insert_rows(session, rows):
-    if rows:
-        session.execute(insert(StoredOccurrence), rows)
+    insert_many(session, StoredOccurrence, rows)
 
 
 def set_span(event, rows):
@@ -116,8 +115,7 @@ def extend(session, now, batch=None):
         timing = timing_rules.Timing.of(event)
         until = max(now, timing.starts_at) + HORIZON
         rows = _natural_rows(event, timing, event.occurrences_until, until)
-        if rows:
-            session.execute(insert(StoredOccurrence), rows)
+        insert_rows(session, rows)
         event.occurrences_until = STORED_FOREVER if _complete(timing, until) else until
         if event.occurrences_until == STORED_FOREVER:  # the series' end is now stored
             event.span_ends_at = session.scalar(select(func.max(StoredOccurrence.ends_at)).where(
@@ -185,11 +183,6 @@ def _row(event, timing, key, start, end, moved):
             "minutes": max(0, int((end - start).total_seconds() // 60) + 1), "moved": moved, "title": event.title,
             "city_key": event.city.lower(), "venue_id": event.venue_id, "organiser": event.organiser,
             "kind": event.kind, "status": event.status, "visibility": event.visibility}
-
-
-def _longest(session):
-    """The longest stored occurrence: how far before a window an intersecting one may start."""
-    return timedelta(minutes=session.scalar(select(func.max(StoredOccurrence.minutes))) or 0)
 
 
 def _intersecting(start, end, earliest):
@@ -284,10 +277,6 @@ def _page_statement(dialect, city, kind, association, include_drafts, after):
             .select_from(rows).join(Event, Event.id == _in_events_collation(dialect, rows.c.event_id))
             .outerjoin(Venue, Venue.id == Event.venue_id)
             .order_by(rows.c.starts_at, rows.c.title, rows.c.event_id, rows.c.recurrence_key))
-
-
-def _as_event_id(session, column):
-    return _in_events_collation(session.get_bind().dialect.name, column)
 
 
 def _in_events_collation(dialect, column):
@@ -433,7 +422,7 @@ def clashing(session, who, spans, window_end):
         found = union_all(*ranges[first:first + _SPANS_PER_QUERY]).subquery()
         # Columns, not Event objects: loading entities cost more than the query.
         query = (select(*_OTHER_FIELDS, found.c.starts_at, found.c.ends_at).select_from(Event)
-                 .join(found, Event.id == _as_event_id(session, found.c.event_id))
+                 .join(found, Event.id == _in_events_collation(session.get_bind().dialect.name, found.c.event_id))
                  .outerjoin(Venue, Venue.id == Event.venue_id))
         for row in session.execute(query):
             others[row.id] = Other(*row[:len(_OTHER_FIELDS)])

@@ -26,6 +26,7 @@ from services.intake.schemas import NAME_FIELDS
 from tansiq import commands, contracts, paging, sealing
 from tansiq.contracts.referrals import SHAREABLE_FIELDS
 from tansiq.crypto import FieldCipher
+from tansiq.db import insert_many
 from tansiq.errors import DomainError, Forbidden, NotFound
 from tansiq.messaging import outbox
 
@@ -63,9 +64,9 @@ def register_beneficiary(session, keyring, data, actor, now):
 
     indexes = _blind_indexes(keyring, data)
     duplicates, shared_values = _find_duplicates(session, actor.association, beneficiary_id, indexes)
-    _insert_many(session, BlindIndex, [{"beneficiary_id": beneficiary_id, "association": actor.association,
+    insert_many(session, BlindIndex, [{"beneficiary_id": beneficiary_id, "association": actor.association,
                                         "kind": kind, "value": value} for kind, value in indexes])
-    _insert_many(session, DuplicateFlag, [{"beneficiary_id": beneficiary_id, "other_id": other_id, "reasons": reasons,
+    insert_many(session, DuplicateFlag, [{"beneficiary_id": beneficiary_id, "other_id": other_id, "reasons": reasons,
                                            "status": "open", "created_at": now}
                                           for other_id, reasons in duplicates.items()])
     _audit(session, beneficiary_id, actor, "register", [f for f in PERSONAL_FIELDS if data.get(f)], now)
@@ -82,12 +83,6 @@ def register_beneficiary(session, keyring, data, actor, now):
 
 def _as_text(value):
     return value.isoformat() if isinstance(value, date) else value
-
-
-def _insert_many(session, model, rows):
-    """One Core INSERT of `rows` into `model`'s table (nothing if there are none)."""
-    if rows:
-        session.execute(insert(model.__table__), rows)
 
 
 def _blank_to_none(value):

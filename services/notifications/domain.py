@@ -30,6 +30,7 @@ from services.notifications.models import (
 )
 from tansiq import paging
 from tansiq.contracts.fields import LANGUAGES
+from tansiq.db import insert_many
 from tansiq.errors import DomainError, NotFound
 
 LOCAL_TZ = ZoneInfo("Africa/Casablanca")
@@ -224,8 +225,7 @@ def record_many(session, plans, now, enabled_channels=OUTSIDE_CHANNELS):
                                                       subscription.kinds):
                 queue(planned, f"webhook:{subscription.id}", "webhook", subscription.url, "en",
                       {**planned.params, "link": planned.link}, None, now, False)
-    if deliveries:
-        session.execute(insert(DELIVERIES), deliveries)
+    insert_many(session, DELIVERIES, deliveries)
     _add_unread(session, Counter(item.staff_id for item in created))  # last: her counter's row is locked till commit
     return created
 

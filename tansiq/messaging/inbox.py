@@ -11,6 +11,7 @@ import json
 
 from sqlalchemy import insert, select
 
+from tansiq.db import insert_many
 from tansiq.errors import Conflict
 from tansiq.messaging.store import InboxMessage
 
@@ -51,8 +52,7 @@ def first_times(session, consumer, envelopes):
             seen.add(envelope.id)
             rows.append({"consumer": consumer, "message_id": envelope.id, "type": envelope.type})
             fresh.append(envelope)
-    if rows:  # one Core INSERT for the batch: no ORM objects, no flush
-        session.execute(insert(INBOX), rows)
+    insert_many(session, INBOX, rows)  # one INSERT for the batch
     return fresh
 
 
