@@ -71,16 +71,20 @@ def phone(browser):
     def new_phone(locale="fr-FR"):
         context = browser.new_context(viewport=PHONE, locale=locale, is_mobile=True, has_touch=True)
         contexts.append(context)
-        page = context.new_page()
-        page.on("pageerror", lambda exc: errors.append(str(exc)))
-        page.on("console", lambda message: errors.append(message.text)  # the strict CSP refused something
-                if "Content Security Policy" in message.text else None)
-        return page
+        return watched(context.new_page(), errors)
 
     yield new_phone
     for context in contexts:
         context.close()
     assert errors == [], "JavaScript errors or policy violations on the pages"
+
+
+def watched(page, errors):
+    """`page`, its JavaScript errors and what the strict CSP refused added to `errors`."""
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.on("console", lambda message: errors.append(message.text)
+            if "Content Security Policy" in message.text else None)
+    return page
 
 
 @pytest.fixture
@@ -124,11 +128,7 @@ def open_page(browser, kept_sessions):
             assert answer.ok, answer.text()
             if keep_session:
                 kept_sessions[(base, email)] = context.storage_state()
-        page = context.new_page()
-        page.on("pageerror", lambda exc: errors.append(str(exc)))
-        page.on("console", lambda message: errors.append(message.text)
-                if "Content Security Policy" in message.text else None)
-        return page
+        return watched(context.new_page(), errors)
 
     yield open_page
     for context in contexts:
