@@ -5,7 +5,6 @@ and `mandatory`, and marks them sent; a crash in between means a re-send,
 which consumers absorb through their inbox.
 """
 
-from tansiq.db import insert_many
 from tansiq.messaging.store import OutboxMessage
 from tansiq.messaging.topology import EVENTS_EXCHANGE
 
@@ -23,7 +22,8 @@ def add_many(session, envelopes, exchange=EVENTS_EXCHANGE, routing_key=None):
     """Queue several envelopes in one INSERT (in this order), as `add` queues one."""
     # A Core insert, not ORM objects: no flush of its own, in every service's commands and handlers.
     if envelopes:
-        insert_many(session, OUTBOX, [
+        # Not tansiq.db.insert_many: tansiq.db brings the relay, which imports this module.
+        session.execute(OUTBOX.insert(), [
             {"message_id": envelope.id, "type": envelope.type, "exchange": exchange,
              "routing_key": routing_key or envelope.type, "body": envelope.to_json()} for envelope in envelopes])
         session.info[SESSION_FLAG] = True
