@@ -115,8 +115,8 @@ class Command:
         Raises Conflict (KEY_REUSED) if the key carried out another request."""
         if self.key is None:
             return False, None
-        row = session.scalar(select(CommandKey).where(CommandKey.scope == self.scope, CommandKey.command == self.name,
-                                                      CommandKey.key == self.key))
+        row = session.execute(select(CommandKey.fingerprint, CommandKey.result).where(  # columns: no ORM object
+            CommandKey.scope == self.scope, CommandKey.command == self.name, CommandKey.key == self.key)).first()
         if row is None:
             return False, None
         if row.fingerprint != self.fingerprint:

@@ -133,7 +133,8 @@ def insert_many(session, table, rows):
     """One Core INSERT of `rows` (dicts) into `table` (a Table or a model), in the session's transaction:
     no ORM objects and no flush on a hot path; nothing when there are no rows."""
     if rows:
-        session.execute(insert(table), rows)
+        # A model's Table, not the model: SQLAlchemy's ORM bulk path costs more and adds nothing here.
+        session.execute(insert(getattr(table, "__table__", table)), rows)
 
 
 @contextmanager

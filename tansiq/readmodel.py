@@ -125,6 +125,12 @@ class DirectoryModel:
                  and (not category or any(s["category"] == category for s in association["services"]))]
         return [_public(association) for association in sorted(found, key=lambda a: (a["city"], a["slug"]))]
 
+    def slugs(self, integration=None):
+        """The associations' slugs (those integrating by `integration` if given), without copying their
+        records: what a command checks on each call."""
+        return {slug for slug, association in self.associations.items()
+                if integration is None or association.get("integration") == integration}
+
     def find_services(self, category, city=None):
         """Active services of `category` (each with its association's city), as the directory orders them."""
         found = []

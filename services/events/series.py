@@ -9,7 +9,7 @@ happens before anything is added to the session.
 import uuid
 from datetime import timedelta
 
-from sqlalchemy import insert
+from sqlalchemy.orm import make_transient_to_detached
 
 from services.events import occurrences as stored
 from services.events.models import Event, Override, Venue
@@ -17,6 +17,7 @@ from services.events.overlaps import Who, check_overlaps
 from services.events.timing import Timing, as_datetime, local_input, local_to_utc, override_key, zone
 from services.events.validation import validate
 from tansiq import contracts
+from tansiq.db import insert_many
 from tansiq.errors import Conflict, DomainError, Forbidden, NotFound
 from tansiq.messaging import outbox
 
@@ -43,10 +44,13 @@ def create_event(session, now, spec, known_associations, force=False):
         warnings += check_overlaps(session, Who(event.id, event.organiser, event.city, event.venue_id), timing,
                                     set(event.exdates), [], force)
     rows = stored.prepare(event, now)
+    # A Core INSERT, as load_events stores events, then the object joins the session as the stored row
+    # it now is: no ORM flush, and later changes in this session still reach it.
+    insert_many(session, Event, [_event_row(event)])
+    make_transient_to_detached(event)
     session.add(event)
     if event.status == "published":
         _emit(session, "ma.tansiq.event.published.v1", event)
-    session.flush()
     stored.insert_rows(session, rows)
     return event, warnings
 
@@ -63,8 +67,7 @@ def load_events(connection, now, specs, known_associations, new_id=None):
         event = _new_event(now, values, new_id() if new_id else str(uuid.uuid4()))
         rows += stored.prepare(event, now)
         events.append(event)
-    if events:
-        connection.execute(insert(Event), [{column: getattr(e, column) for column in _EVENT_COLUMNS} for e in events])
+    insert_many(connection, Event, [_event_row(event) for event in events])
     stored.insert_rows(connection, rows)
     return events
 
@@ -72,10 +75,16 @@ def load_events(connection, now, specs, known_associations, new_id=None):
 _EVENT_COLUMNS = [column.key for column in Event.__table__.columns]
 
 
+def _event_row(event):
+    return {column: getattr(event, column) for column in _EVENT_COLUMNS}
+
+
 def _new_event(now, values, event_id):
     if values["status"] not in ("draft", "published"):
         raise DomainError("a new event is a draft or published", code="invalid_transition")
-    return Event(id=event_id, uid=f"{event_id}@tansiq.ma", sequence=0, created_at=now, updated_at=now, **values)
+    # Its collections start empty and known: answering the create reads them without a query.
+    return Event(id=event_id, uid=f"{event_id}@tansiq.ma", sequence=0, created_at=now, updated_at=now,
+                 overrides=[], registrations=[], **values)
 
 
 def get_event(session, event_id):

@@ -73,7 +73,7 @@ class EventsService:
 
     def _known_associations(self):
         # From the read model of the directory (tansiq.readmodel), before the unit of work opens.
-        return {association["slug"] for association in self.directory.list_associations()}
+        return self.directory.slugs()
 
     def _result(self, event, warnings):
         return {"event": event_out.dump(event), "warnings": warnings}
@@ -260,9 +260,9 @@ class EventsService:
     def forward_to_partners(self, event):
         """The network's calendar changes reach partner systems, each on its own queue."""
         # The partners integrating by queue, from the read model of the directory (tansiq.readmodel).
-        partners = [association["slug"] for association in self.directory.list_associations()
-                    if association.get("integration") == "queue"
-                    and association["slug"] not in (event.source, event.data["organiser"])]
+        partners = sorted(self.directory.slugs(integration="queue") - {event.source, event.data["organiser"]})
+        if not partners:
+            return  # nothing to forward, so nothing to do twice: no unit of work
         with self.db.session() as session:
             if not inbox.first_time(session, self.name, event):
                 return

@@ -286,6 +286,9 @@ class FakeDirectory:
     def list_associations(self):
         return [{"slug": "amal-safi", "city": "Safi"}, {"slug": "wafae-agadir", "city": "Agadir"}]
 
+    def slugs(self, integration=None):
+        return set() if integration else {"amal-safi", "wafae-agadir"}
+
 
 def test_the_service_runs_the_job_for_the_association_s_own_editors(tmp_path):
     from actors import signed, verifier  # tests/actors.py

@@ -22,6 +22,9 @@ class FakeDirectory:
     def list_associations(self):
         return [{"slug": slug} for slug in sorted(self.associations)]
 
+    def slugs(self, integration=None):
+        return set() if integration else set(self.associations)
+
     def get_association(self, slug):
         if slug not in self.associations:
             raise NotFound(f"no association {slug}")

@@ -110,6 +110,12 @@ def test_the_model_answers_like_the_directory_rpcs(engine):
     assert model.list_staff("amal-safi", role="case_worker") == directory.list_staff("amal-safi", role="case_worker")
     assert model.get_staff("s-fatima") == directory.get_staff("s-fatima")
     assert "version" not in model.get_staff("s-fatima") and "active" not in model.get_staff("s-fatima")
+    # The slugs a command checks, without copies of the records: the same as listing them.
+    assert model.slugs() == {a["slug"] for a in directory.list_associations()} == {"amal-safi", "wafae"}
+    change(engine, lambda s: domain.set_public_key(s, "wafae", "B" * 43 + "="))
+    model.load(directory.snapshot())
+    assert model.slugs(integration="queue") == {"wafae"}
+    assert model.slugs(integration="app") == {"amal-safi"}
 
 
 def test_sessions_end_at_once_and_an_old_opened_never_revives_one(engine):
