@@ -12,12 +12,15 @@ from datetime import timezone
 from types import SimpleNamespace
 
 from sqlalchemy import insert, select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from services.intake.models import AuditEntry, AuditHead
 
 GENESIS = "0" * 64
 HEAD_ID = 1
 ENTRIES, HEADS = AuditEntry.__table__, AuditHead.__table__  # Core: no ORM flush per entry
+_LOCK_HEAD = select(HEADS.c.hash, HEADS.c.entries).where(HEADS.c.id == HEAD_ID).with_for_update()
 
 
 def append(session, **columns):
@@ -25,10 +28,15 @@ def append(session, **columns):
 
     Core statements, not ORM objects: three round trips (lock the head, insert, move the head) and no
     flush, on every intake command."""
-    head = session.execute(select(HEADS.c.hash, HEADS.c.entries).where(HEADS.c.id == HEAD_ID).with_for_update()).first()
+    head = session.execute(_LOCK_HEAD).first()
     if head is None:
-        session.execute(insert(HEADS).values(id=HEAD_ID, hash=GENESIS, entries=0))
-        head = (GENESIS, 0)
+        # The first entry ever: writers starting together on an empty chain each find no head. One
+        # makes it; the others' INSERTs do nothing (no unique-key failure ending their command), and
+        # all of them then wait on the head's lock like any later append.
+        dialect = session.get_bind().dialect.name
+        start = (postgresql_insert if dialect == "postgresql" else sqlite_insert)(HEADS)
+        session.execute(start.values(id=HEAD_ID, hash=GENESIS, entries=0).on_conflict_do_nothing())
+        head = session.execute(_LOCK_HEAD).first()
     entry = SimpleNamespace(**{"fields": [], "detail": "", **columns})
     entry.detail_hash = digest(entry.detail or "")
     entry.prev_hash = head[0]

@@ -1,0 +1,121 @@
+"""The kernel's shared writes under contention and partial failure, on real databases.
+
+- The audit chain (services.intake.audit) with several writers at once, each in its own connection
+  and transaction, as intake's workers are: the head row serialises them, so the chain still verifies
+  and holds every entry, even when they all start on an empty chain.
+- The outbox relay (tansiq.messaging.relay.relay_once) when the broker confirms only part of a batch:
+  what was confirmed is marked sent and its body dropped, the rest stays pending with its error and
+  goes out, in order, on the next pass; nothing confirmed is sent again. The publisher is the edge
+  (a stand-in that confirms what it is told to); the outbox is a real table.
+"""
+
+import threading
+import uuid
+from datetime import datetime, timezone
+
+import pytest
+from harness import create_pg_database, drop_pg_database
+from sqlalchemy import func, select
+
+from services.intake import audit
+from services.intake.models import AuditEntry, create_all
+from tansiq import contracts
+from tansiq.db import make_engine, session_scope
+from tansiq.messaging import outbox
+from tansiq.messaging.relay import relay_once
+from tansiq.messaging.store import PENDING, SENT, OutboxMessage, messaging_metadata
+
+WRITERS, APPENDS = 6, 25
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def engine(request, tmp_path):
+    database = None
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'kernel.sqlite3'}"
+    else:
+        database = f"tansiq_kernel_{uuid.uuid4().hex[:10]}"
+        url = create_pg_database(database)
+    engine = make_engine(url)
+    yield engine
+    engine.dispose()
+    if database:
+        drop_pg_database(database)
+
+
+def test_concurrent_writers_keep_one_verifiable_chain_from_an_empty_one(engine):
+    create_all(engine)
+    start, failures = threading.Barrier(WRITERS), []
+
+    def writer(number):
+        try:
+            start.wait()  # all at once, on a chain that has no head yet
+            for append in range(APPENDS):
+                with session_scope(engine) as session:
+                    audit.append(session, beneficiary_id=f"b-{number}", staff_id=f"s-{number}",
+                                 association="amal-safi", action="read", fields=["phone"],
+                                 detail=f"writer {number}, entry {append}", at=datetime.now(timezone.utc))
+        except Exception as exc:  # noqa: BLE001 - reported below with the writer's number
+            failures.append((number, repr(exc)))
+
+    threads = [threading.Thread(target=writer, args=(number,)) for number in range(WRITERS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert failures == []
+    with session_scope(engine) as session:
+        assert audit.verify(session) == []
+        assert session.scalar(select(func.count()).select_from(AuditEntry)) == WRITERS * APPENDS
+        assert audit.anchor(session)["entries"] == WRITERS * APPENDS
+
+
+class HalfConfirmingBroker:
+    """Confirms the messages whose position in each batch is even; records every attempt."""
+
+    def __init__(self):
+        self.attempts, self.confirmed = [], []
+
+    def publish_many(self, messages):
+        messages = list(messages)
+        self.attempts += [message_id for _, _, _, message_id in messages]
+        confirmed = [message_id for position, (_, _, _, message_id) in enumerate(messages) if position % 2 == 0]
+        self.confirmed += confirmed
+        return confirmed
+
+
+class ConfirmingBroker(HalfConfirmingBroker):
+    def publish_many(self, messages):
+        messages = list(messages)
+        self.attempts += [message_id for _, _, _, message_id in messages]
+        self.confirmed += [message_id for _, _, _, message_id in messages]
+        return [message_id for _, _, _, message_id in messages]
+
+
+def test_a_batch_confirmed_in_part_keeps_the_rest_pending_and_sends_it_next_in_order(engine):
+    messaging_metadata.create_all(engine)
+    with session_scope(engine) as session:
+        sent = outbox.add_many(session, [contracts.make("ma.tansiq.event.overlap_detected.v1", "events", {
+            "event_id": f"e-{n}", "other_event_id": f"o-{n}", "city": "Safi", "organisers": ["amal-safi"]})
+            for n in range(7)])
+    ids = [envelope.id for envelope in sent]
+
+    half = HalfConfirmingBroker()
+    with pytest.raises(RuntimeError, match="3 of 7"):
+        relay_once(engine, half)
+    with session_scope(engine) as session:
+        rows = {row.message_id: row for row in session.scalars(select(OutboxMessage))}
+    assert {i for i in ids if rows[i].state == SENT} == set(ids[0::2]) == set(half.confirmed)
+    for message_id in ids[0::2]:  # confirmed: sent, and no copy of the body kept
+        assert rows[message_id].body == "" and rows[message_id].last_error is None
+    for message_id in ids[1::2]:  # not confirmed: still pending, whole, with why
+        assert rows[message_id].state == PENDING and rows[message_id].body
+        assert "not confirmed" in rows[message_id].last_error
+
+    rest = ConfirmingBroker()
+    assert relay_once(engine, rest) == 3
+    assert rest.attempts == ids[1::2]  # only what was not confirmed, in the order it was written
+    assert relay_once(engine, rest) == 0
+    with session_scope(engine) as session:
+        assert set(session.scalars(select(OutboxMessage.state))) == {SENT}
+        assert set(session.scalars(select(OutboxMessage.body))) == {""}
