@@ -151,9 +151,16 @@ def _permitted(staff, declaration):
     return staff
 
 
+@functools.cache
+def _schema(schema_class):
+    """One instance per schema class, shared by requests: making one copies every field, and loading or
+    dumping leaves it unchanged."""
+    return schema_class()
+
+
 def _call(service, request, declaration, fn, wanted, values, staff):
     if declaration.path is not None:
-        schema = declaration.path()
+        schema = _schema(declaration.path)
         values = {**values, **schema.load({key: value for key, value in values.items() if key in schema.fields})}
     inputs = {}
     if "staff" in wanted:
@@ -165,9 +172,9 @@ def _call(service, request, declaration, fn, wanted, values, staff):
     inputs.update({name: None for name in ("query", "body") if getattr(declaration, name) is not None})
     try:
         if declaration.query is not None:
-            inputs["query"] = declaration.query().load(request.args.to_dict())
+            inputs["query"] = _schema(declaration.query).load(request.args.to_dict())
         if declaration.body is not None:
-            schema = (declaration.body.choose(values) if isinstance(declaration.body, BodyBy) else declaration.body)()
+            schema = _schema(declaration.body.choose(values) if isinstance(declaration.body, BodyBy) else declaration.body)
             inputs["body"] = schema.dump(schema.load(form_body(request) if declaration.form else json_body(request)))
     except ValidationError as invalid:
         if "errors" not in wanted:

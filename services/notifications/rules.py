@@ -131,11 +131,11 @@ RULES = {
     "ma.tansiq.event.reminder_due.v1": Rule(
         "event.reminder_due", (Staff("staff_ids"),), fixed(NORMAL), event_params, event_link,
     ),
-    "ma.tansiq.event.overlap_detected.v1": Rule(
+    **{overlaps: Rule(  # v1 (one pair) is still understood for messages queued before v2
         "event.overlap_detected", (Role("organisers", EVENTS_MANAGER),), fixed(NORMAL),
         params=lambda data: {"city": data["city"], "organisers": list(data["organisers"])},
         link=event_link, associations=lambda data: list(data["organisers"]),
-    ),
+    ) for overlaps in ("ma.tansiq.event.overlap_detected.v1", "ma.tansiq.event.overlap_detected.v2")},
     # The directory's news: coordinators across the network learn who joined, in their digest.
     "ma.tansiq.association.registered.v1": Rule(
         "association.joined", (Network((COORDINATOR,)),), fixed(LOW),

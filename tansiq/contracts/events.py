@@ -50,7 +50,8 @@ class EventChanged(ContractSchema):
 
 @contract(
     "ma.tansiq.event.overlap_detected.v1",
-    summary="Two published events in the same city overlap in time; both organisers are told.",
+    summary="Two published events in the same city overlap in time; both organisers are told. No longer "
+            "sent (v2 tells every overlap of a change at once); still understood, for messages already queued.",
     example={"event_id": "e-3", "other_event_id": "e-5", "city": "Safi", "organisers": ["amal-safi", "nour-safi"]},
 )
 class EventOverlap(ContractSchema):
@@ -58,6 +59,24 @@ class EventOverlap(ContractSchema):
     other_event_id = identifier(required=True)
     city = text(100, required=True)
     organisers = bounded_list(slug(), 20, required=True)
+
+
+OTHERS_PER_OVERLAP_MESSAGE = 100  # a change overlapping more events is told in several messages
+
+
+@contract(
+    "ma.tansiq.event.overlap_detected.v2",
+    summary="A published event overlaps others in the same city: one message for the change (up to "
+            f"{OTHERS_PER_OVERLAP_MESSAGE} other events each), so every organiser is told once, not once per "
+            "pair as in v1.",
+    example={"event_id": "e-3", "other_event_ids": ["e-5", "e-8"], "city": "Safi",
+             "organisers": ["amal-safi", "nour-safi"]},
+)
+class EventOverlaps(ContractSchema):
+    event_id = identifier(required=True)
+    other_event_ids = bounded_list(identifier(), OTHERS_PER_OVERLAP_MESSAGE, required=True)
+    city = text(100, required=True)
+    organisers = bounded_list(slug(), OTHERS_PER_OVERLAP_MESSAGE + 1, required=True)
 
 
 @contract(

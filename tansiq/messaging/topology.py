@@ -27,7 +27,7 @@ EVENT_BINDINGS = {
     "notifications": tuple(sorted((
         "ma.tansiq.association.registered.v1", "ma.tansiq.beneficiary.erased.v1",
         "ma.tansiq.beneficiary.registered.v1", "ma.tansiq.consent.revoked.v1",
-        "ma.tansiq.event.overlap_detected.v1", "ma.tansiq.event.published.v1",
+        "ma.tansiq.event.overlap_detected.v1", "ma.tansiq.event.overlap_detected.v2", "ma.tansiq.event.published.v1",
         "ma.tansiq.event.reminder_due.v1", *_REFERRAL,
         *(f"ma.tansiq.referral.{verb}.v1" for verb in ("dismissed", "escalated", "expired", "reminder_due"))))),
     "referrals": ("ma.tansiq.beneficiary.erased.v1", "ma.tansiq.consent.revoked.v1"),

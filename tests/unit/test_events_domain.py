@@ -219,10 +219,34 @@ def test_same_city_same_time_warns_both_organisers(session):
     second, warnings = create(session, organiser="nour-safi", title="Atelier broderie",
                               start=datetime(2027, 1, 20, 11, 0), end=datetime(2027, 1, 20, 13, 0))
     assert [(w["code"], w["event_id"]) for w in warnings] == [("overlap", first.id)]
-    [message] = messages(session, "ma.tansiq.event.overlap_detected.v1")
+    [message] = messages(session, "ma.tansiq.event.overlap_detected.v2")
     data = json.loads(message.body)["data"]
-    assert data == {"event_id": second.id, "other_event_id": first.id, "city": "Safi",
+    assert data == {"event_id": second.id, "other_event_ids": [first.id], "city": "Safi",
                     "organisers": ["amal-safi", "nour-safi"]}
+    assert messages(session, "ma.tansiq.event.overlap_detected.v1") == []  # no longer sent
+
+
+def test_a_create_meeting_many_events_tells_them_in_one_message_per_group(session, monkeypatch):
+    from tansiq.contracts import events as event_contracts
+
+    others = [create(session, organiser=organiser, title=f"Atelier {n}")[0]
+              for n, organiser in enumerate(["amal-safi", "nour-safi", "nour-safi", "tilila-marrakech"])]
+    new, warnings = create(session, organiser="nour-safi", title="Nouveau", force=True)
+    assert sorted(w["event_id"] for w in warnings) == sorted(o.id for o in others)
+    [message] = messages(session, "ma.tansiq.event.overlap_detected.v2")[-1:]
+    data = json.loads(message.body)["data"]
+    assert data["event_id"] == new.id and sorted(data["other_event_ids"]) == sorted(o.id for o in others)
+    assert data["organisers"] == ["amal-safi", "nour-safi", "tilila-marrakech"]  # each once, the creator too
+
+    # More overlaps than a message holds: several messages, each within the contract, none lost or repeated.
+    monkeypatch.setattr(event_contracts, "OTHERS_PER_OVERLAP_MESSAGE", 3)
+    before = len(messages(session, "ma.tansiq.event.overlap_detected.v2"))
+    latest, _ = create(session, organiser="amal-safi", title="Encore", force=True)
+    groups = [json.loads(m.body)["data"] for m in messages(session, "ma.tansiq.event.overlap_detected.v2")[before:]]
+    assert [len(g["other_event_ids"]) for g in groups] == [3, 2]
+    told = [other for g in groups for other in g["other_event_ids"]]
+    assert sorted(told) == sorted([o.id for o in others] + [new.id])
+    assert all(g["event_id"] == latest.id for g in groups)
 
 
 def test_other_city_or_other_time_does_not_warn(session):

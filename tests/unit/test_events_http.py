@@ -30,6 +30,9 @@ class Directory:
     def list_associations(self, city=None, category=None):
         return ASSOCIATIONS
 
+    def slugs(self, integration=None):
+        return {a["slug"] for a in ASSOCIATIONS if integration is None or a.get("integration") == integration}
+
 
 class BearerSessions:
     """Signed in when a bearer token is present (the real Fernet sessions are the gateway's test)."""

@@ -45,6 +45,8 @@ EXPECTED = [
      {"s-nour-events", "s-amal-cw-fr"}),
     ("ma.tansiq.event.overlap_detected.v1", {"organisers": ["amal-safi", "nour-safi"]},
      {"s-amal-coord", "s-nour-events"}),
+    ("ma.tansiq.event.overlap_detected.v2", {"organisers": ["amal-safi", "nour-safi"]},
+     {"s-amal-coord", "s-nour-events"}),
     ("ma.tansiq.event.published.v1", {"organiser": "amal-safi"},
      {"s-amal-coord", "s-wafae-coord", "s-wafae-events", "s-nour-events"}),
     ("ma.tansiq.association.registered.v1", {"slug": "nour-safi", "city": "Safi"}, {"s-amal-coord", "s-wafae-coord"}),
