@@ -174,7 +174,8 @@ def _call(service, request, declaration, fn, wanted, values, staff):
         if declaration.query is not None:
             inputs["query"] = _schema(declaration.query).load(request.args.to_dict())
         if declaration.body is not None:
-            schema = _schema(declaration.body.choose(values) if isinstance(declaration.body, BodyBy) else declaration.body)
+            body = declaration.body
+            schema = _schema(body.choose(values) if isinstance(body, BodyBy) else body)
             inputs["body"] = schema.dump(schema.load(form_body(request) if declaration.form else json_body(request)))
     except ValidationError as invalid:
         if "errors" not in wanted:
