@@ -103,6 +103,20 @@ def persistent_message(channel, body, message_id, headers=None, content_type=CON
                                    content_type=content_type, content_encoding="utf-8", headers=headers or {})
 
 
+class _Batch:
+    """What the broker said about the batch being confirmed: tags from `first` on (a late confirm of an
+    earlier batch, given up after its timeout, counts for nothing)."""
+
+    def __init__(self):
+        self.first, self.acked, self.nacked, self.returned = 1, set(), set(), set()
+
+    def settle(self, into):
+        def on_confirm(delivery_tag, multiple):
+            into.update(range(self.first, delivery_tag + 1) if multiple else
+                        (delivery_tag,) if delivery_tag >= self.first else ())
+        return on_confirm
+
+
 class ConfirmedPublisher:
     """Publishes with publisher confirms and `mandatory`; raises Unroutable on basic.return.
 
@@ -114,6 +128,7 @@ class ConfirmedPublisher:
         self._lock = threading.Lock()
         self._connection = None
         self._returned = []
+        self._confirms, self._batch, self._published = None, None, 0
 
     def _channel(self):
         if self._connection is None or not self._connection.connected:
@@ -153,29 +168,21 @@ class ConfirmedPublisher:
             return []
         with self._lock:
             try:
-                self._channel()  # (re)connects if needed
-                channel = self._connection.channel()  # its own channel: delivery tags count from 1
+                channel = self._confirm_channel()
             except Exception:
                 self.close()
                 raise
-            acked, nacked, returned = set(), set(), set()
-
-            def settle(into):
-                def on_confirm(delivery_tag, multiple):
-                    into.update(range(1, delivery_tag + 1) if multiple else (delivery_tag,))
-                return on_confirm
-
-            channel.events["basic_ack"].add(settle(acked))
-            channel.events["basic_nack"].add(settle(nacked))
-            channel.events["basic_return"].add(
-                lambda exc, exchange, routing_key, message: returned.add(message.properties.get("message_id")))
+            # This batch's delivery tags: the channel's count goes on from the batches before it.
+            first = self._batch.first = self._published + 1
+            for settled in (self._batch.acked, self._batch.nacked, self._batch.returned):
+                settled.clear()
             try:
-                channel.confirm_select()
                 for body, exchange, routing_key, message_id in messages:
                     message = persistent_message(channel, body, message_id)
                     channel._basic_publish(message, exchange=exchange, routing_key=routing_key, mandatory=True)
+                    self._published += 1
                 deadline = time.monotonic() + timeout
-                while len(acked | nacked) < len(messages) and time.monotonic() < deadline:
+                while len(self._batch.acked | self._batch.nacked) < len(messages) and time.monotonic() < deadline:
                     try:
                         self._connection.drain_events(timeout=max(0.05, deadline - time.monotonic()))
                     except TimeoutError:
@@ -183,14 +190,26 @@ class ConfirmedPublisher:
             except Exception:
                 self.close()
                 raise
-            finally:
-                try:
-                    channel.close()
-                except Exception:  # noqa: BLE001 - a broken channel is closed with its connection
-                    pass
             # A basic.return precedes the ack of its message: returned ids are never counted as sent.
-            return [message_id for tag, (_, _, _, message_id) in enumerate(messages, start=1)
-                    if tag in acked and tag not in nacked and message_id not in returned]
+            return [message_id for tag, (_, _, _, message_id) in enumerate(messages, start=first)
+                    if tag in self._batch.acked and tag not in self._batch.nacked
+                    and message_id not in self._batch.returned]
+
+    def _confirm_channel(self):
+        """The channel batches go out on, in confirm mode: opened once per connection, not once per batch
+        (an open, a confirm.select and a close are three round trips to the broker)."""
+        connection_lost = self._connection is None or not self._connection.connected
+        if connection_lost or self._confirms is None or not self._confirms.is_open:
+            self._channel()  # (re)connects if needed
+            channel = self._connection.channel()
+            batch = self._batch = _Batch()
+            channel.events["basic_ack"].add(batch.settle(batch.acked))
+            channel.events["basic_nack"].add(batch.settle(batch.nacked))
+            channel.events["basic_return"].add(
+                lambda exc, exchange, routing_key, message: batch.returned.add(message.properties.get("message_id")))
+            channel.confirm_select()
+            self._confirms, self._published = channel, 0
+        return self._confirms
 
     def close(self):
         if self._connection is not None:
@@ -199,3 +218,4 @@ class ConfirmedPublisher:
             except Exception:  # noqa: BLE001 - closing a broken connection
                 pass
             self._connection = None
+        self._confirms = None
