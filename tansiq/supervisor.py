@@ -56,7 +56,7 @@ def _start(name, prefix, selector):
     proc = subprocess.Popen([sys.executable, "-m", "tansiq.cli", "run", name], stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, env=dict(os.environ, PYTHONUNBUFFERED="1"),
                             start_new_session=True)  # Ctrl-C reaches us only; we stop them in order
-    selector.register(proc.stdout, selectors.EVENT_READ, (name, prefix))
+    selector.register(proc.stdout, selectors.EVENT_READ, (name, prefix, bytearray()))  # bytes short of a line
     return proc
 
 
@@ -117,10 +117,19 @@ def _relay_output(selector, timeout):
         time.sleep(timeout)
         return
     for key, _ in selector.select(timeout=timeout):
-        line = key.fileobj.readline()
-        if not line:
+        # What the pipe holds now, never more: a readline() would wait for the end of a line that a
+        # service stopping (or stuck) may never write, and Ctrl-C would never get past this loop.
+        chunk = os.read(key.fileobj.fileno(), 65536)
+        _, prefix, pending = key.data
+        if not chunk:
             selector.unregister(key.fileobj)
             key.fileobj.close()
-            continue
-        sys.stdout.write(key.data[1] + line.decode("utf-8", "replace"))
+            lines = [bytes(pending) + b"\n"] if pending else []  # its last words, even without an end of line
+        else:
+            pending += chunk
+            *lines, rest = pending.split(b"\n")
+            lines = [line + b"\n" for line in lines]
+            pending[:] = rest
+        for line in lines:
+            sys.stdout.write(prefix + line.decode("utf-8", "replace"))
         sys.stdout.flush()

@@ -24,6 +24,31 @@ def test_backoff_doubles_up_to_its_limit_and_is_forgiven_after_a_stable_run():
     assert restarts.count["events"] == 7
 
 
+def test_output_short_of_a_line_never_holds_the_supervisor(capsys):
+    """A service that wrote part of a line (and is stopping, or stuck) must not block `tansiq up`, whose
+    loop also carries Ctrl-C; the line is shown whole once it ends, and a last part at the end."""
+    import os
+    import selectors
+
+    from tansiq.supervisor import _relay_output
+
+    read_end, write_end = os.pipe()
+    selector = selectors.DefaultSelector()
+    selector.register(os.fdopen(read_end, "rb"), selectors.EVENT_READ, ("events", "events | ", bytearray()))
+    os.write(write_end, "a line\nhalf of an Arabic one: جمعية".encode()[:-1])  # cut inside a letter, too
+    done = threading.Event()
+    threading.Thread(target=lambda: (_relay_output(selector, timeout=0.2), done.set()), daemon=True).start()
+    assert done.wait(5), "the supervisor waited for the end of a line"
+    assert capsys.readouterr().out == "events | a line\n"
+    os.write(write_end, "جمعية".encode()[-1:] + b" ends\nand a last word")
+    _relay_output(selector, timeout=0.2)
+    assert capsys.readouterr().out == "events | half of an Arabic one: جمعية ends\n"
+    os.close(write_end)
+    _relay_output(selector, timeout=0.2)
+    assert capsys.readouterr().out == "events | and a last word\n"
+    assert not selector.get_map()
+
+
 @pytest.fixture
 def supervised(network_factory):
     network = network_factory()
