@@ -53,8 +53,11 @@ def test_output_short_of_a_line_never_holds_the_supervisor(capsys):
 def supervised(network_factory):
     network = network_factory()
     network.migrate()
+    # Ctrl-C restored in the child: a test run started in the background by a script (`… &`) has SIGINT
+    # ignored, and a program inherits that, so `tansiq up` would never see the test's Ctrl-C.
     proc = subprocess.Popen([sys.executable, "-m", "tansiq.cli", "up", "--services", "directory,events"],
-                            env=network.env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                            env=network.env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     lines = []
     reader = threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True)
     reader.start()
