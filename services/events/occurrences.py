@@ -53,7 +53,7 @@ PAGE_SIZE = 200  # a month view page: read, made and written as JSON well within
 MAX_PAGE_SIZE = 2000
 _CHUNK = timedelta(days=366)  # at most one occurrence a day: a chunk stays within the expansion budget
 EXTEND_BATCH = 200  # events one unit of work of the timer brings up to date
-_SPANS_PER_QUERY = 50  # overlap checks ask for this many index ranges in one statement
+_SPANS_PER_QUERY = 50  # overlap checks ask for this many spans in one statement (a range each by city and venue)
 
 
 # --- writing ----------------------------------------------------------------------------------
@@ -432,9 +432,10 @@ def clashing(session, who, spans, window_end):
     theirs, others = {}, {}
     longest, all_stored = _bounds(session, window_end)
     dialect = session.get_bind().dialect.name
+    place = {"city": who.city.lower(), "venue": who.venue_id, "me": who.id}
     for first in range(0, len(spans), _SPANS_PER_QUERY):
         group = spans[first:first + _SPANS_PER_QUERY]
-        values = {"city": who.city.lower(), "venue": who.venue_id, "me": who.id}
+        values = dict(place)
         for number, (start, end) in enumerate(group):
             values.update({f"start_{number}": start, f"end_{number}": end, f"earliest_{number}": start - longest})
         for row in session.execute(_clashing_statement(dialect, len(group), bool(who.venue_id)), values):

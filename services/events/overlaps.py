@@ -87,9 +87,9 @@ def check_overlaps(session, event, timing, exdates, overrides, force):
     # One message for all the overlaps of this change (in groups of OTHERS_PER_OVERLAP_MESSAGE), not one per
     # pair: each organiser is told once, and a create costs the same however many events it meets.
     step = contracts.events.OTHERS_PER_OVERLAP_MESSAGE
+    groups = [overlaps[first:first + step] for first in range(0, len(overlaps), step)]
     outbox.add_many(session, [contracts.make("ma.tansiq.event.overlap_detected.v2", SOURCE, {
         "event_id": event.id, "other_event_ids": [other.id for other in group], "city": event.city,
-        "organisers": sorted({event.organiser, *(other.organiser for other in group)})})
-        for group in (overlaps[first:first + step] for first in range(0, len(overlaps), step))])  # one INSERT
+        "organisers": sorted({event.organiser, *(other.organiser for other in group)})}) for group in groups])
     return warnings
 
