@@ -97,9 +97,10 @@ class DirectoryService:
 
     @rpc
     def change_password(self, token, current_password, new_password):
-        """Every session of hers ends; the answer is this browser's new session."""
+        """Every session of hers ends; the answer is this browser's new session and the hashes of those ended."""
         with self.db.session() as session:
-            return _session_out(signin.change_password(session, utcnow(), token, current_password, new_password))
+            changed = signin.change_password(session, utcnow(), token, current_password, new_password)
+            return {**_session_out(changed), "ended_token_hashes": list(changed["ended"])}
 
     @rpc
     def deactivate_staff(self, staff_id):

@@ -142,15 +142,18 @@ def sign_out(session, now, token):
 
 
 def revoke_all(session, now, staff_id):
-    """End every session of this staff member (deactivation, password change)."""
+    """End every session of this staff member (deactivation, password change); the ended token hashes."""
     live = (StaffSession.staff_id == staff_id, StaffSession.revoked_at.is_(None))
     ended = session.scalars(select(StaffSession.token_hash).where(*live)).all()
     session.execute(update(StaffSession).where(*live).values(revoked_at=now))
     changes.sessions_revoked(session, staff_id, ended)
+    return ended
 
 
 def change_password(session, now, token, current_password, new_password):
-    """Her new password; all her sessions end, this browser gets a new one ({token, csrf_token, staff})."""
+    """Her new password; all her sessions end, this browser gets a new one ({token, csrf_token, staff,
+    ended}: `ended`, the hashes of the sessions ended, are what a gateway ends at once, not "all of hers",
+    which would end the new one too if the feed had already announced it)."""
     found = current(session, now, token, idle=False)  # the gateway, which asks, keeps the idle clock
     if found is None:
         raise DomainError("sign in first", code="unauthorized")
@@ -161,8 +164,9 @@ def change_password(session, now, token, current_password, new_password):
         raise DomainError(f"a password has at least {MIN_PASSWORD_LENGTH} characters", code="invalid_request",
                           details={"new_password": [f"at least {MIN_PASSWORD_LENGTH} characters"]})
     staff.password_hash = domain._hasher.hash(new_password)
-    revoke_all(session, now, staff.id)
-    return open_session(session, now, staff, session.get(StaffSession, token_hash(token)).address)
+    ended = revoke_all(session, now, staff.id)
+    return {**open_session(session, now, staff, session.get(StaffSession, token_hash(token)).address),
+            "ended": ended}
 
 
 def deactivate(session, now, staff):

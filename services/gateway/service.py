@@ -89,7 +89,7 @@ class GatewayService(PagesApi, WebAppPages, CalendarPages, CasePages, IntakeApi,
         """Her other sessions end at once; this browser carries on with a new session."""
         token, _ = session_token(request)
         opened = self.directory_rpc.change_password(token, body["current_password"], body["new_password"])
-        self.sessions.ended(staff_id=opened["staff"]["id"])
+        self.sessions.ended(token_hashes=opened["ended_token_hashes"])  # not "all of hers": the new one may be known
         self.sessions.opened(opened)
         return self._signed_in(opened)
 

@@ -266,12 +266,12 @@ class Sessions(DependencyProvider):
         """A sign-in (or password change) answered by the directory: this gateway knows the session at once."""
         self.model().open_session(digest(opened["token"]), opened["staff"], opened["created_at"])
 
-    def ended(self, token=None, staff_id=None, deactivated=False):
+    def ended(self, token=None, staff_id=None, deactivated=False, token_hashes=()):
         """Sign-out, password change or deactivation made through this gateway: refused from the next request."""
         model = self.model()
         if deactivated:
             model.deactivate(staff_id)
-        model.end_sessions([digest(token)] if token else (), staff_id=staff_id)
+        model.end_sessions([*token_hashes, *([digest(token)] if token else ())], staff_id=staff_id)
 
     def set_cookie(self, response, token):
         response.set_cookie(SESSION_COOKIE, token, max_age=SESSION_SECONDS, httponly=True, samesite="Lax",
