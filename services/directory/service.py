@@ -100,7 +100,7 @@ class DirectoryService:
         """Every session of hers ends; the answer is this browser's new session and the hashes of those ended."""
         with self.db.session() as session:
             changed = signin.change_password(session, utcnow(), token, current_password, new_password)
-            return {**_session_out(changed), "ended_token_hashes": list(changed["ended"])}
+            return {**_session_out(changed), "ended_token_hashes": changed["ended_token_hashes"]}
 
     @rpc
     def deactivate_staff(self, staff_id):

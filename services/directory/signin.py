@@ -152,7 +152,7 @@ def revoke_all(session, now, staff_id):
 
 def change_password(session, now, token, current_password, new_password):
     """Her new password; all her sessions end, this browser gets a new one ({token, csrf_token, staff,
-    ended}: `ended`, the hashes of the sessions ended, are what a gateway ends at once, not "all of hers",
+    ended_token_hashes}: the hashes of the sessions ended, are what a gateway ends at once, not "all of hers",
     which would end the new one too if the feed had already announced it)."""
     found = current(session, now, token, idle=False)  # the gateway, which asks, keeps the idle clock
     if found is None:
@@ -166,7 +166,7 @@ def change_password(session, now, token, current_password, new_password):
     staff.password_hash = domain._hasher.hash(new_password)
     ended = revoke_all(session, now, staff.id)
     return {**open_session(session, now, staff, session.get(StaffSession, token_hash(token)).address),
-            "ended": ended}
+            "ended_token_hashes": ended}
 
 
 def deactivate(session, now, staff):
