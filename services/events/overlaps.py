@@ -4,8 +4,11 @@ The others are read from stored occurrences by (city, start) and (venue, start) 
 occurrences.clashing): nothing else is expanded.
 """
 
+import hashlib
 from dataclasses import dataclass
 from datetime import timedelta
+
+from sqlalchemy import func, select
 
 from services.events import occurrences as stored
 from services.events.timing import Timing, override_key
@@ -54,6 +57,18 @@ class Who:
     venue_id: str | None
 
 
+def hold_venue(session, venue_id):
+    """Make a second booking of `venue_id` wait here until this unit of work ends.
+
+    Two bookings checked at once would each find the venue free, neither seeing the other's uncommitted
+    occurrences. On PostgreSQL a transaction-scoped advisory lock per venue orders them: the second
+    check reads once the first has committed. SQLite needs none: one writer at a time, and a process
+    runs its units of work one at a time (tansiq.db)."""
+    if session.get_bind().dialect.name == "postgresql":
+        digest = hashlib.blake2b(f"tansiq.events.venue\n{venue_id}".encode(), digest_size=8).digest()
+        session.execute(select(func.pg_advisory_xact_lock(int.from_bytes(digest, "big", signed=True))))
+
+
 def check_overlaps(session, event, timing, exdates, overrides, force):
     """Warn about published events in the same city at the same time; refuse a double-booked venue.
 
@@ -67,6 +82,8 @@ def check_overlaps(session, event, timing, exdates, overrides, force):
     mine = spans(timing, exdates, overrides, window_start, window_end)
     if not mine:
         return []
+    if event.venue_id:
+        hold_venue(session, event.venue_id)
     warnings, overlaps = [], []
     for other, theirs in stored.clashing(session, event, mine, window_end).items():
         clash = _first_clash(mine, theirs)

@@ -437,3 +437,40 @@ def test_listing_window_must_be_sane(session):
         window(session, "2027-02-01", "2027-01-01")
     with pytest.raises(DomainError):
         window(session, "2027-01-01", "2029-01-01")
+
+
+def test_two_bookings_of_one_venue_checked_at_once_cannot_both_pass(engine, venue):
+    """The second booking's check waits for the first one's unit of work: it cannot find the venue free
+    while the first is still uncommitted (PostgreSQL reads committed rows only)."""
+    import threading
+
+    from tansiq.db import session_scope
+
+    first_checked, go, outcomes = threading.Event(), threading.Event(), {}
+
+    def first():
+        with session_scope(engine) as session:
+            domain.create_event(session, NOW, spec(venue_id=venue.id), ASSOCIATIONS)
+            first_checked.set()
+            go.wait(10)  # its booking checked and written, not yet committed
+
+    def second():
+        try:
+            with session_scope(engine) as session:
+                domain.create_event(session, NOW, spec(organiser="nour-safi", venue_id=venue.id), ASSOCIATIONS)
+            outcomes["second"] = "booked"
+        except Conflict as exc:
+            outcomes["second"] = exc.code
+
+    threads = [threading.Thread(target=first)]
+    threads[0].start()
+    assert first_checked.wait(10)
+    threads.append(threading.Thread(target=second))
+    threads[1].start()
+    threads[1].join(1.0)  # without the wait it books the venue now
+    go.set()
+    for thread in threads:
+        thread.join(20)
+    assert outcomes == {"second": "venue_conflict"}
+    with session_scope(engine) as session:
+        assert session.scalar(select(func.count()).select_from(Event).where(Event.venue_id == venue.id)) == 1
