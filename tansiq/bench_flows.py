@@ -13,12 +13,15 @@
 Every network runs in its own vhost and databases (tests/harness.py), on SQLite and on PostgreSQL.
 """
 
+import http.client
+import json
 import signal
 import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
+from urllib.parse import urlsplit
 
 import requests
 
@@ -106,28 +109,37 @@ def as_utc(value):
 
 
 class Client:
-    """One signed-in staff member, shared by threads (each thread its own HTTP session, same cookie)."""
+    """One signed-in staff member, shared by threads (each thread its own keep-alive connection, same cookie).
+
+    Plain http.client rather than requests: the bench's client runs on the cores it measures; with
+    requests it took 1.8 ms of CPU per event create through the API, with this 0.6-0.7 ms."""
 
     def __init__(self, web, email):
-        self.web = web
+        self.address = urlsplit(web).netloc
         login = requests.post(f"{web}/api/login", json={"email": email, "password": "tansiq-demo"}, timeout=30)
         login.raise_for_status()
-        self.cookies, self.csrf = login.cookies, login.headers["X-CSRF-Token"]
+        cookie = "; ".join(f"{name}={value}" for name, value in login.cookies.items())
+        self.headers = {"Cookie": cookie, "X-CSRF-Token": login.headers["X-CSRF-Token"],
+                        "Content-Type": "application/json"}
         self.local = threading.local()
 
-    def http(self):
-        if not hasattr(self.local, "session"):
-            session = requests.Session()
-            session.cookies.update(self.cookies)
-            session.headers["X-CSRF-Token"] = self.csrf
-            self.local.session = session
-        return self.local.session
+    def _connection(self):
+        if not hasattr(self.local, "connection"):
+            self.local.connection = http.client.HTTPConnection(self.address, timeout=60)
+        return self.local.connection
 
     def post(self, path, body, status=201, headers=None):
-        response = self.http().post(self.web + path, json=body, timeout=60, headers=headers)
-        if response.status_code != status:
-            raise RuntimeError(f"POST {path}: {response.status_code} {response.text[:200]}")
-        return response.json()
+        connection = self._connection()
+        try:
+            connection.request("POST", path, json.dumps(body), {**self.headers, **(headers or {})})
+            response = connection.getresponse()
+            text = response.read()
+        except (http.client.HTTPException, OSError):
+            connection.close()  # the next call opens a new one; this one is reported, not retried
+            raise
+        if response.status != status:
+            raise RuntimeError(f"POST {path}: {response.status} {text[:200]!r}")
+        return json.loads(text)
 
 
 def one_loop(client):
