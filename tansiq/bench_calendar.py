@@ -18,6 +18,7 @@ import time
 import uuid
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -122,6 +123,61 @@ def memory_mib(field):
 def reset_peak():
     with open("/proc/self/clear_refs", "w", encoding="ascii") as clear:
         clear.write("5")  # VmHWM := VmRSS (Linux >= 4.0)
+
+
+def cpu_ticks(pids):
+    """{pid: user + system CPU clock ticks so far} of those of `pids` still running."""
+    ticks = {}
+    for pid in pids:
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # gone meanwhile
+            continue
+        ticks[pid] = int(stat[11]) + int(stat[12])
+    return ticks
+
+
+def pids_named(name):
+    """The processes whose command name is `name` (PostgreSQL's backends, RabbitMQ's beam.smp)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and (entry / "comm").read_text().strip() == name:
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
+
+
+class CpuMeter:
+    """CPU seconds spent by groups of processes between start() and stop(): the services by pid, the
+    database and the broker by name (so with anything else they did meanwhile), this process too; and
+    how much of the time `watched` spent on a CPU and waiting for one (/proc/<pid>/schedstat)."""
+
+    def __init__(self, services, watched):
+        self.services, self.watched = services, watched
+
+    def _groups(self):
+        return {**{name: [pid] for name, pid in self.services.items()}, "PostgreSQL": pids_named("postgres"),
+                "RabbitMQ": pids_named("beam.smp"), "this bench's client": [os.getpid()]}
+
+    def _schedstat(self):
+        return [int(value) for value in Path(f"/proc/{self.watched}/schedstat").read_text().split()[:2]]
+
+    def start(self):
+        self.before = {name: cpu_ticks(pids) for name, pids in self._groups().items()}
+        self.sched_before, self.started = self._schedstat(), time.perf_counter()
+
+    def stop(self):
+        """({group: CPU seconds}, (share of the time `watched` ran, share it waited for a CPU))."""
+        wall = time.perf_counter() - self.started
+        running, waiting = (now - then for now, then in zip(self._schedstat(), self.sched_before, strict=True))
+        hz, spent = os.sysconf("SC_CLK_TCK"), {}
+        for name, pids in self._groups().items():
+            before = self.before.get(name, {})
+            # A backend started meanwhile counts whole; one that ended meanwhile is lost (none should).
+            spent[name] = sum(ticks - before.get(pid, 0) for pid, ticks in cpu_ticks(pids).items()) / hz
+        return spent, (running / 1e9 / wall, waiting / 1e9 / wall)
 
 
 def run(n, pg_url, creates=CREATES, through_api=True):
@@ -246,15 +302,20 @@ def api_creates(n, creates=CREATES):
             # At the same concurrency first: each client's connection, the services' database connections
             # (one per worker busy at once) and statement caches, as a running network has them.
             list(pool.map(create, range(warm_up)))
+            meter = CpuMeter({name: net.procs[name].pid for name in ("events", "gateway")}, net.procs["events"].pid)
+            meter.start()
             started = time.perf_counter()
             latencies = sorted(pool.map(create, range(warm_up, warm_up + creates)))
-        rate = creates / (time.perf_counter() - started)
+            rate = creates / (time.perf_counter() - started)
+            spent, (running, waiting) = meter.stop()
     finally:
         net.close()
+    cpu = ", ".join(f"{name} {seconds / creates * 1000:.1f}" for name, seconds in spent.items())
     return (f"create one event through the API (HTTP to the gateway, RPC to the events service, signed-in events "
             f"manager, Idempotency-Key; {creates} by {API_CLIENTS} clients at once; each answered in p50 "
-            f"{ms(statistics.median(latencies))}, p95 {ms(latencies[int(len(latencies) * 0.95) - 1])})",
-            f"{rate:,.0f} per second", "—")
+            f"{ms(statistics.median(latencies))}, p95 {ms(latencies[int(len(latencies) * 0.95) - 1])}; CPU ms per "
+            f"create: {cpu}; the events service on a CPU {running:.0%} of the time and waiting for one "
+            f"{waiting:.0%})", f"{rate:,.0f} per second", "—")
 
 
 def section(n, load_seconds, stored, rows, load_average, creates=CREATES, through_api=True):
@@ -272,7 +333,10 @@ def section(n, load_seconds, stored, rows, load_average, creates=CREATES, throug
            f"RabbitMQ between them), the demo seeded and the same {n:,} events loaded into its events database, "
            f"then {creates} events posted by {API_CLIENTS} clients at once as the demo's events manager, each "
            f"with its own Idempotency-Key, after {creates} at the same concurrency to warm up; its rate is "
-           f"the {creates} creates over the time all took (the other "
+           f"the {creates} creates over the time all took; beside it each process's CPU per create (user + system "
+           f"from /proc; PostgreSQL and RabbitMQ by process name, so with anything else they did meanwhile) and "
+           f"the share of that time the events service spent on a CPU and waiting for one (/proc/<pid>/schedstat: "
+           f"when the two add up to about 100% its single process is what sets the rate) (the other "
            f"services of a deployment, notifications and the rest, not running; this bench's client on the same "
            f"cores). " if through_api else "No row through the API in this run (--no-calendar-api). ")
         + f"Load average {load_average[0]:.1f} at the start, "

@@ -74,6 +74,11 @@ def test_calendar_bench_writes_its_rows_and_keeps_the_rest(tmp_path):
         assert result.returncode == 0, result.stdout + result.stderr
         through_api = "| create one event through the API" in output.read_text(encoding="utf-8")
         assert through_api == (not run), "the row through the API is there when asked only"
+        if through_api:  # where its time went: each process's CPU per create, the events service's wait
+            row = next(line for line in output.read_text(encoding="utf-8").splitlines()
+                       if line.startswith("| create one event through the API"))
+            assert "CPU ms per create: events " in row and "PostgreSQL " in row and "RabbitMQ " in row, row
+            assert "waiting for one" in row, row
     report = output.read_text(encoding="utf-8")
     assert report.startswith("# Benchmarks\n\nthe messaging tables\n")
     assert report.count("## The calendar at 40 events (PostgreSQL)") == 1
