@@ -54,6 +54,9 @@ MAX_PAGE_SIZE = 2000
 _CHUNK = timedelta(days=366)  # at most one occurrence a day: a chunk stays within the expansion budget
 EXTEND_BATCH = 200  # events one unit of work of the timer brings up to date
 _SPANS_PER_QUERY = 50  # overlap checks ask for this many spans in one statement (a range each by city and venue)
+# An overlap check's ranges look back at most this far; the few longer occurrences (festivals, exhibitions) are
+# read by their length instead: one 16-day exhibition made every check read 16 days of its city's rows.
+LONG = timedelta(days=1)
 
 
 # --- writing ----------------------------------------------------------------------------------
@@ -219,17 +222,29 @@ def page(session, window_start, window_end, city=None, kind=None, association=No
         raise DomainError(f"limit must be 1..{MAX_PAGE_SIZE}", code="invalid_request")
     after = decode_cursor(cursor)
     longest, all_stored = _bounds(session, window_end)
-    query = _page_statement(session.get_bind().dialect.name, bool(city), bool(kind), bool(association),
-                            include_drafts, after is not None)
-    values = {"window_start": window_start, "window_end": window_end, "earliest": window_start - longest,
+    dialect = session.get_bind().dialect.name
+    query = _page_statement(dialect, bool(city), bool(kind), bool(association), include_drafts, after is not None)
+    earliest = window_start - min(longest, LONG)  # what started earlier and lasts longer is read below
+    values = {"window_start": window_start, "window_end": window_end, "earliest": earliest,
               "visibilities": list(visibilities), "rows": limit + 1, "city": city and city.lower(), "kind": kind,
               "association": association, "co_organiser": f'%"{association}"%'}
     if after is not None:
         values.update(zip(_AFTER, after, strict=True))
+    rows = session.connection().execute(query, values).all()
+    if longest > LONG:
+        # Few rows (only what lasts more than a day), filtered here: in SQL, a condition on the city or
+        # the order would make SQLite walk those indexes instead of the one on length.
+        city_key = city and city.lower()
+        rows += [row for row in session.connection().execute(_long_page_statement(dialect), {
+                     "minutes": LONG // timedelta(minutes=1), "window_start": window_start})
+                 if row.starts_at < earliest and row.visibility in visibilities
+                 and (include_drafts or row.status != "draft") and (not city or row.city_key == city_key)
+                 and (not kind or row.kind == kind)
+                 and (after is None or _sort_key(row.starts_at, row.title, row.id, row.recurrence_key) > after)]
     found = [(_sort_key(row.starts_at, row.title, row.id, row.recurrence_key),
               listing.occurrence(row, zone(row.tz), row.recurrence_key, row.starts_at, row.ends_at, row.moved,
                                  _venue(row), row.registered, _co_organisers(row.co_organisers_text)))
-             for row in session.connection().execute(query, values).all()]
+             for row in rows]
     if not all_stored:
         found += _live(session, window_start, window_end, city, kind, visibilities, include_drafts, after)
     if association:
@@ -277,6 +292,20 @@ def _page_statement(dialect, city, kind, association, include_drafts, after):
             .select_from(rows).join(Event, Event.id == _in_events_collation(dialect, rows.c.event_id))
             .outerjoin(Venue, Venue.id == Event.venue_id)
             .order_by(rows.c.starts_at, rows.c.title, rows.c.event_id, rows.c.recurrence_key))
+
+
+@functools.lru_cache(maxsize=4)
+def _long_page_statement(dialect):
+    """The stored occurrences lasting more than :minutes that end after :window_start, with a page's
+    fields, by the index on their length (ix_event_occurrences_minutes); `page` keeps those of its window
+    and filters that started before its range."""
+    stored = StoredOccurrence
+    return (select(stored.event_id.label("id"), *(stored.__table__.c[name] for name in _ROW_FIELDS), stored.city_key,
+                   *_EVENT_FIELDS)
+            .select_from(stored).join(Event, Event.id == _in_events_collation(dialect, stored.event_id))
+            .outerjoin(Venue, Venue.id == Event.venue_id)
+            .where(stored.minutes > bindparam("minutes", type_=Integer),
+                   stored.ends_at > bindparam("window_start", type_=stored.ends_at.type)))
 
 
 def _in_events_collation(dialect, column):
@@ -426,21 +455,45 @@ def _clashing_statement(dialect, spans, at_a_venue):
             .outerjoin(Venue, Venue.id == Event.venue_id))
 
 
+@functools.lru_cache(maxsize=4)
+def _long_clashing_statement(dialect):
+    """The published occurrences of other events lasting more than :minutes that end after :after, by the
+    index on their length (ix_event_occurrences_minutes), with what a warning names."""
+    stored = StoredOccurrence
+    return (select(*_OTHER_FIELDS, stored.starts_at, stored.ends_at, stored.city_key,
+                   stored.venue_id.label("occurrence_venue"))
+            .select_from(stored).join(Event, Event.id == _in_events_collation(dialect, stored.event_id))
+            .outerjoin(Venue, Venue.id == Event.venue_id)
+            .where(stored.minutes > bindparam("minutes", type_=Integer), stored.status == "published",
+                   stored.event_id != bindparam("me", type_=stored.event_id.type),
+                   stored.ends_at > bindparam("after", type_=stored.ends_at.type)))
+
+
 def clashing(session, who, spans, window_end):
     """{Other: its spans that intersect one of `spans`}: published events in the same city
     or at the same venue, read from stored occurrences (and expanded live beyond their horizon)."""
     theirs, others = {}, {}
     longest, all_stored = _bounds(session, window_end)
+    reach = min(longest, LONG)  # what is longer is read below, by its length
     dialect = session.get_bind().dialect.name
     place = {"city": who.city.lower(), "venue": who.venue_id, "me": who.id}
     for first in range(0, len(spans), _SPANS_PER_QUERY):
         group = spans[first:first + _SPANS_PER_QUERY]
         values = dict(place)
         for number, (start, end) in enumerate(group):
-            values.update({f"start_{number}": start, f"end_{number}": end, f"earliest_{number}": start - longest})
+            values.update({f"start_{number}": start, f"end_{number}": end, f"earliest_{number}": start - reach})
         for row in session.execute(_clashing_statement(dialect, len(group), bool(who.venue_id)), values):
             others[row.id] = Other(*row[:len(_OTHER_FIELDS)])
             theirs.setdefault(row.id, set()).add((row.starts_at, row.ends_at))
+    if longest > LONG:
+        values = {"minutes": LONG // timedelta(minutes=1), "me": who.id, "after": spans[0][0]}
+        for row in session.execute(_long_clashing_statement(dialect), values):
+            # Few rows (only what lasts more than a day), matched here: in SQL, a condition on the city
+            # would make SQLite walk the city's index instead of the one on length.
+            at_the_place = row.city_key == place["city"] or (who.venue_id and row.occurrence_venue == who.venue_id)
+            if at_the_place and any(row.starts_at < end and row.ends_at > start for start, end in spans):
+                others[row.id] = Other(*row[:len(_OTHER_FIELDS)])
+                theirs.setdefault(row.id, set()).add((row.starts_at, row.ends_at))
     window_start = spans[0][0]
     beyond = [] if all_stored else session.scalars(select(Event).where(
         Event.status == "published", Event.id != who.id, _beyond_horizon(window_end),

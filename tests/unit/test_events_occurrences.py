@@ -94,6 +94,12 @@ def generate(session, size, seed=13):
            tz="Europe/London", rrule="FREQ=DAILY", city="Rabat", organiser="nour-safi")
     create(session, title=AFTER_TITLE, start=datetime(2027, 7, 1, 1, 0), end=datetime(2027, 7, 1, 2, 0),
            tz="Europe/London", city="Rabat", organiser="nour-safi")  # starts exactly at the first window's end
+    # Longer than occurrences.LONG and begun well before a window: read by their length, not by the
+    # window's range (a fair of four weeks over the first window's start, a festival over the second's).
+    create(session, title="Salon des artisanes", kind="fair", start=datetime(2026, 12, 10, 9, 0),
+           end=datetime(2027, 1, 12, 18, 0), city="Safi", organiser="amal-safi")
+    create(session, title="Festival des arts", kind="fair", start=datetime(2028, 8, 10, 10, 0),
+           end=datetime(2028, 9, 5, 22, 0), city="Agadir", organiser="wafae-agadir")
     session.commit()
 
 
