@@ -12,12 +12,12 @@ import logging
 import eventlet
 from eventlet.event import Event
 from nameko.extensions import SharedExtension
-from sqlalchemy import select, update
+from sqlalchemy import select, text, update
 
 from tansiq.envelope import utcnow
 from tansiq.messaging.broker import ConfirmedPublisher, connect, declare_network
 from tansiq.messaging.outbox import OUTBOX, SESSION_FLAG
-from tansiq.messaging.store import PENDING, SENT
+from tansiq.messaging.store import PENDING_ONLY, SENT
 
 log = logging.getLogger(__name__)
 
@@ -28,8 +28,9 @@ BACKOFF_MAX_SECONDS = 30
 
 def pending_batch(session, limit=BATCH):
     """The oldest pending rows, as (seq, message_id, exchange, routing_key, body) rows, not ORM objects."""
+    # The condition as the partial index ix_outbox_pending states it, so both databases read that index alone.
     query = (select(OUTBOX.c.seq, OUTBOX.c.message_id, OUTBOX.c.exchange, OUTBOX.c.routing_key, OUTBOX.c.body)
-             .where(OUTBOX.c.state == PENDING).order_by(OUTBOX.c.seq).limit(limit))
+             .where(text(PENDING_ONLY)).order_by(OUTBOX.c.seq).limit(limit))
     if session.bind.dialect.name == "postgresql":
         # Several replicas may relay the same outbox: each row goes to one of them.
         query = query.with_for_update(skip_locked=True)
