@@ -35,6 +35,9 @@ CITIES = ("Safi", "Marrakech", "Agadir", "Rabat", "Casablanca", "Fes", "Tanger",
 ASSOCIATIONS = {f"assoc-{n:03d}" for n in range(120)}
 RULES = ("FREQ=WEEKLY;COUNT=10", "FREQ=WEEKLY", "FREQ=DAILY;COUNT=5", "FREQ=MONTHLY;COUNT=12", "FREQ=WEEKLY;INTERVAL=2")
 BATCH = 2000  # events per transaction while loading
+# Events lasting one to three weeks, as a network has (a fair, a festival): 1 in 1,000. Without any, the rows
+# missed what one long event cost every month page and overlap check (occurrences.LONG).
+LONG_EVENTS = 0.001
 SAMPLES = 20
 CREATES = 200  # creates timed in a row (domain) or by API_CLIENTS clients at once (API)
 API_CLIENTS = 8
@@ -51,10 +54,13 @@ def load(engine, n, seed=2027, progress=None):
         for number in range(first, min(n, first + BATCH)):
             day = NOW + timedelta(days=rng.randrange(-90, 540))
             start = day.replace(hour=rng.randrange(8, 20), minute=0, tzinfo=None)
+            length = timedelta(hours=rng.choice((1, 2, 3)))
+            rule = rng.choice(RULES) if rng.random() < 1 / 3 else None
+            if rng.random() < LONG_EVENTS:  # an exhibition or a festival of one to three weeks
+                length, rule = timedelta(days=rng.randrange(7, 22)), None
             specs.append({"title": f"Evenement {number}", "kind": rng.choice(("training", "meeting", "exhibition")),
                           "organiser": rng.choice(slugs), "city": rng.choice(CITIES), "start": start,
-                          "end": start + timedelta(hours=rng.choice((1, 2, 3))), "status": "published",
-                          "visibility": "public", "rrule": rng.choice(RULES) if rng.random() < 1 / 3 else None})
+                          "end": start + length, "status": "published", "visibility": "public", "rrule": rule})
         with engine.begin() as connection:
             domain.load_events(connection, NOW, specs, ASSOCIATIONS,
                                new_id=lambda: str(uuid.UUID(int=rng.getrandbits(128))))
@@ -323,7 +329,8 @@ def section(n, load_seconds, stored, rows, load_average, creates=CREATES, throug
         f"## The calendar at {n:,} events (PostgreSQL)",
         "",
         f"Written by `tansiq bench --calendar-events {n}` (`make bench CALENDAR_EVENTS={n}`). {n:,} events "
-        f"(a third recurring, some without an end) in 12 cities, bulk-loaded (each validated, its occurrences "
+        f"(a third recurring, some without an end, 1 in 1,000 lasting one to three weeks) in 12 cities, "
+        f"bulk-loaded (each validated, its occurrences "
         f"and VEVENT text made as a create makes them, {BATCH} per transaction) in {load_seconds:,.0f} s "
         f"({n / load_seconds:,.0f} per second), {stored:,} stored occurrences. Timed in one process on the events "
         f"service's code (no RPC or HTTP hop), a month page including its JSON text; p50/p95 over {SAMPLES} "
