@@ -12,7 +12,7 @@ from datetime import datetime, time, timedelta
 from types import SimpleNamespace
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import func, insert, select, text, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -22,6 +22,7 @@ from services.notifications.models import (
     QUEUED,
     READ,
     SENT,
+    STILL_TO_SEND,
     Delivery,
     InboxItem,
     Preference,
@@ -373,8 +374,8 @@ def deliver_due(session, now, channels, render):
     succeeds or fails on its own, so a failing channel never holds up another. Commits after each
     send: what went out is recorded before the next network call, and no write lock is held during one.
     """
-    due = session.scalars(select(Delivery).where(
-        Delivery.state.in_((QUEUED, FAILED)), Delivery.next_attempt_at <= now,
+    due = session.scalars(select(Delivery).where(  # by ix_deliveries_due, whose condition is STILL_TO_SEND
+        text(STILL_TO_SEND), Delivery.next_attempt_at <= now,
         Delivery.attempts < MAX_ATTEMPTS).order_by(Delivery.next_attempt_at, Delivery.id).limit(BATCH)).all()
     counts = {"sent": 0, "failed": 0}
     with ExitStack() as connections:

@@ -14,6 +14,9 @@ from tansiq.envelope import utcnow
 
 # Delivery states.
 QUEUED, SENT, FAILED, READ = "queued", "sent", "failed", "read"
+# What may still go out, as the partial index ix_deliveries_due and the query of what is due both say it (a
+# literal: SQLite uses a partial index only when the query's own text implies its condition).
+STILL_TO_SEND = f"state IN ('{QUEUED}', '{FAILED}')"
 CHANNELS = ("inbox", "email", "sms", "webhook")
 
 
@@ -56,6 +59,9 @@ class Delivery(Base):
     __tablename__ = "deliveries"
     __table_args__ = (
         UniqueConstraint("source_message_id", "recipient", "channel", name="uq_delivery_source_recipient_channel"),
+        # Sent deliveries are kept: what is due is read from this index alone, not from every one ever sent.
+        Index("ix_deliveries_due", "next_attempt_at", "id", postgresql_where=text(STILL_TO_SEND),
+              sqlite_where=text(STILL_TO_SEND)),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
@@ -71,7 +77,7 @@ class Delivery(Base):
     digest: Mapped[bool] = mapped_column(default=False)  # grouped with others into the daily digest
     state: Mapped[str] = mapped_column(String(16), default=QUEUED, index=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
-    next_attempt_at: Mapped[datetime] = mapped_column(index=True)
+    next_attempt_at: Mapped[datetime] = mapped_column()  # indexed for what is still to send: ix_deliveries_due
     last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     sent_at: Mapped[datetime | None] = mapped_column(nullable=True)

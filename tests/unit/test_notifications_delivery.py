@@ -220,3 +220,80 @@ def test_the_unread_counter_follows_every_change_of_her_items(session, directory
     assert domain.forget_beneficiary(session, "b-77") >= len(told)
     counters_match_the_items(session)
     assert domain.unread_count(session, "nobody") == 0
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def engine(request, tmp_path):
+    """A notifications database on SQLite and, where reachable, on a throwaway PostgreSQL database."""
+    import uuid
+
+    from harness import create_pg_database, drop_pg_database
+
+    from services.notifications.models import Base
+    from tansiq.db import make_engine
+
+    database = None
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'notifications.sqlite3'}"
+    else:
+        request.getfixturevalue("postgres")  # skips (or fails under TANSIQ_REQUIRE_POSTGRES=1) when absent
+        database = f"tansiq_notifications_{uuid.uuid4().hex[:10]}"
+        url = create_pg_database(database)
+    engine = make_engine(url)
+    Base.metadata.create_all(engine)
+    yield engine
+    engine.dispose()
+    if database:
+        drop_pg_database(database)
+
+
+def test_sending_what_is_due_reads_the_due_deliveries_not_every_one_ever_sent(engine, renderer):
+    """Sent deliveries are kept, and the database's statistics may date from when they were queued (a
+    backlog drained): the query of what is due must still read only what is queued or failed, by the
+    partial index ix_deliveries_due. Ordered by next_attempt_at, PostgreSQL walked that column's index
+    over every delivery ever sent (they are all due by then), on every pass."""
+    import re
+
+    from sqlalchemy import event as sqlalchemy_event
+    from sqlalchemy import update
+    from sqlalchemy.orm import Session
+
+    from tansiq.db import insert_many
+
+    def deliveries(count, prefix):
+        return [{"source_message_id": f"{prefix}-{n}", "recipient": "s-wafae-cw-en", "channel": "email",
+                 "address": "houda@wafae.example", "language": "en", "kind": "referral.received",
+                 "urgency": "normal", "params": {}, "digest": False, "state": QUEUED, "attempts": 0,
+                 "next_attempt_at": DAY - timedelta(hours=1), "created_at": DAY - timedelta(hours=1)}
+                for n in range(count)]
+
+    with Session(engine) as session:
+        insert_many(session, Delivery, deliveries(5000, "sent"))
+        session.commit()
+    with engine.begin() as connection:
+        connection.exec_driver_sql("ANALYZE")  # while all of them are queued
+    statements = []
+
+    def remember(connection, cursor, statement, parameters, context, executemany):
+        if statement.lstrip().upper().startswith("SELECT") and "FROM deliveries" in statement:
+            statements.append((statement, parameters))
+
+    with Session(engine) as session:
+        session.execute(update(Delivery).values(state=SENT, attempts=1, sent_at=DAY - timedelta(minutes=59)))
+        insert_many(session, Delivery, deliveries(3, "due"))
+        session.commit()
+        sqlalchemy_event.listen(engine, "before_cursor_execute", remember)
+        try:  # no channel configured: each due delivery fails on its own, which is enough here
+            assert domain.deliver_due(session, DAY, {}, renderer) == {"sent": 0, "failed": 3}
+        finally:
+            sqlalchemy_event.remove(engine, "before_cursor_execute", remember)
+    statement, parameters = statements[0]  # the due ones; the claims follow
+    with engine.begin() as connection:
+        if engine.dialect.name == "postgresql":
+            plan = "\n".join(row[0] for row in connection.exec_driver_sql(
+                f"EXPLAIN (ANALYZE, BUFFERS) {statement}", parameters))
+            assert sum(int(rows) for rows in re.findall(r"Rows Removed by Filter: (\d+)", plan)) < 100, plan
+        else:
+            plan = " / ".join(row[-1] for row in connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}",
+                                                                             parameters))
+            assert "ix_deliveries_due" in plan, plan
