@@ -100,6 +100,10 @@ class Override(Base):
     event: Mapped[Event] = relationship(back_populates="overrides")
 
 
+LONG_MINUTES = 24 * 60 + 1  # a whole day, as `minutes` counts it (whole minutes, plus one)
+LONG_ONLY = f"minutes > {LONG_MINUTES}"  # a literal: SQLite reads a partial index only for a query that says it
+
+
 class StoredOccurrence(Base):
     """One occurrence of an event as listings, overlap and venue checks read it, by (city, start) or
     (venue, start). Rewritten with its event in the same unit of work; the filters of a listing are
@@ -113,6 +117,11 @@ class StoredOccurrence(Base):
         Index("ix_occurrences_city_order", "city_key", "starts_at", "title", "event_id", "recurrence_key"),
         Index("ix_occurrences_venue_start", "venue_id", "starts_at"),
         Index("ix_occurrences_organiser_start", "organiser", "starts_at"),
+        # Occurrences longer than a day (festivals, exhibitions; occurrences.LONG) apart, so that one of them
+        # does not make every range look back as far: the network's, a city's, a venue's, by start.
+        *(Index(f"ix_occurrences_long_{name}", *columns, "starts_at", postgresql_where=text(LONG_ONLY),
+                sqlite_where=text(LONG_ONLY)) for name, columns in (("start", ()), ("city", ("city_key",)),
+                                                                    ("venue", ("venue_id",)))),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)

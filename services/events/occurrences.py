@@ -33,13 +33,14 @@ from sqlalchemy import (
     func,
     or_,
     select,
+    text,
     tuple_,
     union_all,
 )
 
 from services.events import ical, listing, overlaps, recurrence
 from services.events import timing as timing_rules
-from services.events.models import Event, Registration, StoredOccurrence, Venue
+from services.events.models import LONG_MINUTES, LONG_ONLY, Event, Registration, StoredOccurrence, Venue
 from services.events.validation import VISIBILITIES
 from services.events.venues import venue_dict
 from tansiq.db import insert_many
@@ -54,9 +55,10 @@ MAX_PAGE_SIZE = 2000
 _CHUNK = timedelta(days=366)  # at most one occurrence a day: a chunk stays within the expansion budget
 EXTEND_BATCH = 200  # events one unit of work of the timer brings up to date
 _SPANS_PER_QUERY = 50  # overlap checks ask for this many spans in one statement (a range each by city and venue)
-# An overlap check's ranges look back at most this far; the few longer occurrences (festivals, exhibitions) are
-# read by their length instead: one 16-day exhibition made every check read 16 days of its city's rows.
-LONG = timedelta(days=1)
+# A range of stored occurrences looks back at most this far (a whole day, as `minutes` counts it); the longer
+# ones (festivals, exhibitions) are read from their own small indexes (ix_occurrences_long_*): one 16-day
+# exhibition made every overlap check read 16 days of its city's rows, every month page 16 days of the network's.
+LONG = timedelta(minutes=LONG_MINUTES)
 
 
 # --- writing ----------------------------------------------------------------------------------
@@ -231,14 +233,11 @@ def page(session, window_start, window_end, city=None, kind=None, association=No
     if after is not None:
         values.update(zip(_AFTER, after, strict=True))
     rows = session.connection().execute(query, values).all()
-    if longest > LONG:
-        # Few rows (only what lasts more than a day), filtered here: in SQL, a condition on the city or
-        # the order would make SQLite walk those indexes instead of the one on length.
-        city_key = city and city.lower()
-        rows += [row for row in session.connection().execute(_long_page_statement(dialect), {
-                     "minutes": LONG // timedelta(minutes=1), "window_start": window_start})
-                 if row.starts_at < earliest and row.visibility in visibilities
-                 and (include_drafts or row.status != "draft") and (not city or row.city_key == city_key)
+    if longest > LONG:  # what began before that range and lasts longer: few rows, filtered here
+        rows += [row for row in session.connection().execute(_long_page_statement(dialect, bool(city)), {
+                     "oldest": window_start - longest, "earliest": earliest, "window_start": window_start,
+                     "city": city and city.lower()})
+                 if row.visibility in visibilities and (include_drafts or row.status != "draft")
                  and (not kind or row.kind == kind)
                  and (after is None or _sort_key(row.starts_at, row.title, row.id, row.recurrence_key) > after)]
     found = [(_sort_key(row.starts_at, row.title, row.id, row.recurrence_key),
@@ -294,18 +293,20 @@ def _page_statement(dialect, city, kind, association, include_drafts, after):
             .order_by(rows.c.starts_at, rows.c.title, rows.c.event_id, rows.c.recurrence_key))
 
 
-@functools.lru_cache(maxsize=4)
-def _long_page_statement(dialect):
-    """The stored occurrences lasting more than :minutes that end after :window_start, with a page's
-    fields, by the index on their length (ix_event_occurrences_minutes); `page` keeps those of its window
-    and filters that started before its range."""
+@functools.lru_cache(maxsize=8)
+def _long_page_statement(dialect, city):
+    """The occurrences longer than LONG that began in [:oldest, :earliest) and end after :window_start, in
+    :city or the whole network, with a page's fields: a range of ix_occurrences_long_city or _start."""
     stored = StoredOccurrence
-    return (select(stored.event_id.label("id"), *(stored.__table__.c[name] for name in _ROW_FIELDS), stored.city_key,
-                   *_EVENT_FIELDS)
-            .select_from(stored).join(Event, Event.id == _in_events_collation(dialect, stored.event_id))
-            .outerjoin(Venue, Venue.id == Event.venue_id)
-            .where(stored.minutes > bindparam("minutes", type_=Integer),
-                   stored.ends_at > bindparam("window_start", type_=stored.ends_at.type)))
+    query = (select(stored.event_id.label("id"), *(stored.__table__.c[name] for name in _ROW_FIELDS), *_EVENT_FIELDS)
+             .select_from(stored).join(Event, Event.id == _in_events_collation(dialect, stored.event_id))
+             .outerjoin(Venue, Venue.id == Event.venue_id)
+             .where(text(LONG_ONLY), stored.starts_at >= bindparam("oldest", type_=stored.starts_at.type),
+                    stored.starts_at < bindparam("earliest", type_=stored.starts_at.type),
+                    stored.ends_at > bindparam("window_start", type_=stored.ends_at.type)))
+    if city:
+        query = query.where(stored.city_key == bindparam("city", type_=stored.city_key.type))
+    return query
 
 
 def _in_events_collation(dialect, column):
@@ -455,18 +456,19 @@ def _clashing_statement(dialect, spans, at_a_venue):
             .outerjoin(Venue, Venue.id == Event.venue_id))
 
 
-@functools.lru_cache(maxsize=4)
-def _long_clashing_statement(dialect):
-    """The published occurrences of other events lasting more than :minutes that end after :after, by the
-    index on their length (ix_event_occurrences_minutes), with what a warning names."""
+@functools.lru_cache(maxsize=8)
+def _long_clashing_statement(dialect, at_a_venue):
+    """The published occurrences of other events longer than LONG that begin in [:oldest, :latest) in :city
+    (or at :venue), with what a warning names: a range of ix_occurrences_long_city (or _venue)."""
     stored = StoredOccurrence
-    return (select(*_OTHER_FIELDS, stored.starts_at, stored.ends_at, stored.city_key,
-                   stored.venue_id.label("occurrence_venue"))
+    place = stored.venue_id == bindparam("venue", type_=stored.venue_id.type) if at_a_venue else (
+        stored.city_key == bindparam("city", type_=stored.city_key.type))
+    return (select(*_OTHER_FIELDS, stored.starts_at, stored.ends_at)
             .select_from(stored).join(Event, Event.id == _in_events_collation(dialect, stored.event_id))
             .outerjoin(Venue, Venue.id == Event.venue_id)
-            .where(stored.minutes > bindparam("minutes", type_=Integer), stored.status == "published",
-                   stored.event_id != bindparam("me", type_=stored.event_id.type),
-                   stored.ends_at > bindparam("after", type_=stored.ends_at.type)))
+            .where(text(LONG_ONLY), place, stored.starts_at >= bindparam("oldest", type_=stored.starts_at.type),
+                   stored.starts_at < bindparam("latest", type_=stored.starts_at.type), stored.status == "published",
+                   stored.event_id != bindparam("me", type_=stored.event_id.type)))
 
 
 def clashing(session, who, spans, window_end):
@@ -485,15 +487,13 @@ def clashing(session, who, spans, window_end):
         for row in session.execute(_clashing_statement(dialect, len(group), bool(who.venue_id)), values):
             others[row.id] = Other(*row[:len(_OTHER_FIELDS)])
             theirs.setdefault(row.id, set()).add((row.starts_at, row.ends_at))
-    if longest > LONG:
-        values = {"minutes": LONG // timedelta(minutes=1), "me": who.id, "after": spans[0][0]}
-        for row in session.execute(_long_clashing_statement(dialect), values):
-            # Few rows (only what lasts more than a day), matched here: in SQL, a condition on the city
-            # would make SQLite walk the city's index instead of the one on length.
-            at_the_place = row.city_key == place["city"] or (who.venue_id and row.occurrence_venue == who.venue_id)
-            if at_the_place and any(row.starts_at < end and row.ends_at > start for start, end in spans):
-                others[row.id] = Other(*row[:len(_OTHER_FIELDS)])
-                theirs.setdefault(row.id, set()).add((row.starts_at, row.ends_at))
+    if longest > LONG:  # the longer ones, from their own index: few rows, matched to the spans here
+        values = {**place, "oldest": spans[0][0] - longest, "latest": max(end for _, end in spans)}
+        for at_a_venue in (False, True) if who.venue_id else (False,):
+            for row in session.execute(_long_clashing_statement(dialect, at_a_venue), values):
+                if any(row.starts_at < end and row.ends_at > start for start, end in spans):
+                    others[row.id] = Other(*row[:len(_OTHER_FIELDS)])
+                    theirs.setdefault(row.id, set()).add((row.starts_at, row.ends_at))
     window_start = spans[0][0]
     beyond = [] if all_stored else session.scalars(select(Event).where(
         Event.status == "published", Event.id != who.id, _beyond_horizon(window_end),
