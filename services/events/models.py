@@ -100,8 +100,16 @@ class Override(Base):
     event: Mapped[Event] = relationship(back_populates="overrides")
 
 
-LONG_MINUTES = 24 * 60 + 1  # a whole day, as `minutes` counts it (whole minutes, plus one)
-LONG_ONLY = f"minutes > {LONG_MINUTES}"  # a literal: SQLite reads a partial index only for a query that says it
+# Lengths past which occurrences are indexed apart as well, in `minutes` as counted (whole minutes, plus one):
+# past six hours (a day's training), past a day (fairs, festivals). A range of the other indexes then looks
+# back only six hours for what started before it and still goes on (services.events.occurrences.TIERS).
+TIER_MINUTES = (6 * 60 + 1, 24 * 60 + 1)
+
+
+def longer_than(minutes):
+    """A partial index's condition, and a query's: a literal, since SQLite reads a partial index only for a
+    query whose own text implies its condition."""
+    return f"minutes > {minutes}"
 
 
 class StoredOccurrence(Base):
@@ -117,11 +125,12 @@ class StoredOccurrence(Base):
         Index("ix_occurrences_city_order", "city_key", "starts_at", "title", "event_id", "recurrence_key"),
         Index("ix_occurrences_venue_start", "venue_id", "starts_at"),
         Index("ix_occurrences_organiser_start", "organiser", "starts_at"),
-        # Occurrences longer than a day (festivals, exhibitions; occurrences.LONG) apart, so that one of them
-        # does not make every range look back as far: the network's, a city's, a venue's, by start.
-        *(Index(f"ix_occurrences_long_{name}", *columns, "starts_at", postgresql_where=text(LONG_ONLY),
-                sqlite_where=text(LONG_ONLY)) for name, columns in (("start", ()), ("city", ("city_key",)),
-                                                                    ("venue", ("venue_id",)))),
+        # The longer occurrences of each tier apart (TIER_MINUTES), so that one long exhibition does not make
+        # every range look back as far: the network's, a city's, a venue's, by start.
+        *(Index(f"ix_occurrences_over{minutes // 60}h_{name}", *columns, "starts_at",
+                postgresql_where=text(longer_than(minutes)), sqlite_where=text(longer_than(minutes)))
+          for minutes in TIER_MINUTES for name, columns in (("start", ()), ("city", ("city_key",)),
+                                                            ("venue", ("venue_id",)))),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)

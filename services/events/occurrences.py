@@ -40,7 +40,7 @@ from sqlalchemy import (
 
 from services.events import ical, listing, overlaps, recurrence
 from services.events import timing as timing_rules
-from services.events.models import LONG_MINUTES, LONG_ONLY, Event, Registration, StoredOccurrence, Venue
+from services.events.models import TIER_MINUTES, Event, Registration, StoredOccurrence, Venue, longer_than
 from services.events.validation import VISIBILITIES
 from services.events.venues import venue_dict
 from tansiq.db import insert_many
@@ -55,10 +55,18 @@ MAX_PAGE_SIZE = 2000
 _CHUNK = timedelta(days=366)  # at most one occurrence a day: a chunk stays within the expansion budget
 EXTEND_BATCH = 200  # events one unit of work of the timer brings up to date
 _SPANS_PER_QUERY = 50  # overlap checks ask for this many spans in one statement (a range each by city and venue)
-# A range of stored occurrences looks back at most this far (a whole day, as `minutes` counts it); the longer
-# ones (festivals, exhibitions) are read from their own small indexes (ix_occurrences_long_*): one 16-day
-# exhibition made every overlap check read 16 days of its city's rows, every month page 16 days of the network's.
-LONG = timedelta(minutes=LONG_MINUTES)
+# A range of stored occurrences looks back at most TIERS[0] for what started before it and still goes on; what
+# lasts longer is read from the partial indexes of each tier (ix_occurrences_over*), each range looking back to
+# the next tier, the last one to the longest stored. One 16-day exhibition made every overlap check read 16 days
+# of its city's rows and every month page 16 days of the network's.
+TIERS = tuple(timedelta(minutes=minutes) for minutes in TIER_MINUTES)
+
+
+def _tiers(longest):
+    """[(minutes, shortest reach, longest reach)]: each tier the stored occurrences reach past, and how far
+    back its range looks (past the reach of the one before, up to the next tier or the longest)."""
+    bounds = [*(tier for tier in TIERS if tier < longest), longest]
+    return [(minutes, bounds[n], bounds[n + 1]) for n, minutes in enumerate(TIER_MINUTES[:len(bounds) - 1])]
 
 
 # --- writing ----------------------------------------------------------------------------------
@@ -226,17 +234,17 @@ def page(session, window_start, window_end, city=None, kind=None, association=No
     longest, all_stored = _bounds(session, window_end)
     dialect = session.get_bind().dialect.name
     query = _page_statement(dialect, bool(city), bool(kind), bool(association), include_drafts, after is not None)
-    earliest = window_start - min(longest, LONG)  # what started earlier and lasts longer is read below
+    earliest = window_start - min(longest, TIERS[0])  # what started earlier and lasts longer is read below
     values = {"window_start": window_start, "window_end": window_end, "earliest": earliest,
               "visibilities": list(visibilities), "rows": limit + 1, "city": city and city.lower(), "kind": kind,
               "association": association, "co_organiser": f'%"{association}"%'}
     if after is not None:
         values.update(zip(_AFTER, after, strict=True))
     rows = session.connection().execute(query, values).all()
-    if longest > LONG:  # what began before that range and lasts longer: few rows, filtered here
-        rows += [row for row in session.connection().execute(_long_page_statement(dialect, bool(city)), {
-                     "oldest": window_start - longest, "earliest": earliest, "window_start": window_start,
-                     "city": city and city.lower()})
+    for minutes, shortest, farthest in _tiers(longest):  # what began before that and lasts longer: few rows
+        rows += [row for row in session.connection().execute(_longer_page_statement(dialect, bool(city), minutes), {
+                     "oldest": window_start - farthest, "earliest": window_start - shortest,
+                     "window_start": window_start, "city": city and city.lower()})
                  if row.visibility in visibilities and (include_drafts or row.status != "draft")
                  and (not kind or row.kind == kind)
                  and (after is None or _sort_key(row.starts_at, row.title, row.id, row.recurrence_key) > after)]
@@ -293,15 +301,15 @@ def _page_statement(dialect, city, kind, association, include_drafts, after):
             .order_by(rows.c.starts_at, rows.c.title, rows.c.event_id, rows.c.recurrence_key))
 
 
-@functools.lru_cache(maxsize=8)
-def _long_page_statement(dialect, city):
-    """The occurrences longer than LONG that began in [:oldest, :earliest) and end after :window_start, in
-    :city or the whole network, with a page's fields: a range of ix_occurrences_long_city or _start."""
+@functools.lru_cache(maxsize=16)
+def _longer_page_statement(dialect, city, minutes):
+    """The occurrences longer than `minutes` that began in [:oldest, :earliest) and end after :window_start,
+    in :city or the whole network, with a page's fields: a range of that tier's partial index."""
     stored = StoredOccurrence
     query = (select(stored.event_id.label("id"), *(stored.__table__.c[name] for name in _ROW_FIELDS), *_EVENT_FIELDS)
              .select_from(stored).join(Event, Event.id == _in_events_collation(dialect, stored.event_id))
              .outerjoin(Venue, Venue.id == Event.venue_id)
-             .where(text(LONG_ONLY), stored.starts_at >= bindparam("oldest", type_=stored.starts_at.type),
+             .where(text(longer_than(minutes)), stored.starts_at >= bindparam("oldest", type_=stored.starts_at.type),
                     stored.starts_at < bindparam("earliest", type_=stored.starts_at.type),
                     stored.ends_at > bindparam("window_start", type_=stored.ends_at.type)))
     if city:
@@ -433,7 +441,7 @@ _OTHER_FIELDS = (Event.id, Event.title, Event.organiser, Event.city, Event.venue
 
 
 @functools.lru_cache(maxsize=256)
-def _clashing_statement(dialect, spans, at_a_venue):
+def _clashing_statement(dialect, spans, at_a_venue, longer_than_minutes=None):
     """The overlap check's statement for `spans` spans (and a venue or not), its values as parameters:
     built once per shape, as a page's is (building it was a tenth of a create's CPU)."""
     stored = StoredOccurrence
@@ -445,9 +453,12 @@ def _clashing_statement(dialect, spans, at_a_venue):
     # their events in the same statement, with only what a warning names (title, organiser, city,
     # venue): not their text, exceptions or registrations.
     moment = stored.starts_at.type
+    # With a tier (longer_than_minutes), the same ranges in that tier's partial indexes, each from :earliest_n
+    # up to :latest_n (where the ranges of the tier before began), for what started earlier and still goes on.
+    tier = [text(longer_than(longer_than_minutes))] if longer_than_minutes else []
     found = union_all(*(select(stored.event_id, stored.starts_at, stored.ends_at).where(
-        place, stored.status == "published", stored.event_id != bindparam("me", type_=stored.event_id.type),
-        _intersecting(bindparam(f"start_{n}", type_=moment), bindparam(f"end_{n}", type_=moment),
+        place, *tier, stored.status == "published", stored.event_id != bindparam("me", type_=stored.event_id.type),
+        _intersecting(bindparam(f"start_{n}", type_=moment), bindparam(f"latest_{n}", type_=moment),
                       bindparam(f"earliest_{n}", type_=moment)))
         for place in same_place for n in range(spans))).subquery()
     # Columns, not Event objects: loading entities cost more than the query.
@@ -456,44 +467,26 @@ def _clashing_statement(dialect, spans, at_a_venue):
             .outerjoin(Venue, Venue.id == Event.venue_id))
 
 
-@functools.lru_cache(maxsize=8)
-def _long_clashing_statement(dialect, at_a_venue):
-    """The published occurrences of other events longer than LONG that begin in [:oldest, :latest) in :city
-    (or at :venue), with what a warning names: a range of ix_occurrences_long_city (or _venue)."""
-    stored = StoredOccurrence
-    place = stored.venue_id == bindparam("venue", type_=stored.venue_id.type) if at_a_venue else (
-        stored.city_key == bindparam("city", type_=stored.city_key.type))
-    return (select(*_OTHER_FIELDS, stored.starts_at, stored.ends_at)
-            .select_from(stored).join(Event, Event.id == _in_events_collation(dialect, stored.event_id))
-            .outerjoin(Venue, Venue.id == Event.venue_id)
-            .where(text(LONG_ONLY), place, stored.starts_at >= bindparam("oldest", type_=stored.starts_at.type),
-                   stored.starts_at < bindparam("latest", type_=stored.starts_at.type), stored.status == "published",
-                   stored.event_id != bindparam("me", type_=stored.event_id.type)))
-
-
 def clashing(session, who, spans, window_end):
     """{Other: its spans that intersect one of `spans`}: published events in the same city
     or at the same venue, read from stored occurrences (and expanded live beyond their horizon)."""
     theirs, others = {}, {}
     longest, all_stored = _bounds(session, window_end)
-    reach = min(longest, LONG)  # what is longer is read below, by its length
     dialect = session.get_bind().dialect.name
     place = {"city": who.city.lower(), "venue": who.venue_id, "me": who.id}
+    # Every range from its span's start back TIERS[0]; then each tier's, further back, in its partial indexes.
+    ranges = [(None, timedelta(0), min(longest, TIERS[0])), *_tiers(longest)]
     for first in range(0, len(spans), _SPANS_PER_QUERY):
         group = spans[first:first + _SPANS_PER_QUERY]
-        values = dict(place)
-        for number, (start, end) in enumerate(group):
-            values.update({f"start_{number}": start, f"end_{number}": end, f"earliest_{number}": start - reach})
-        for row in session.execute(_clashing_statement(dialect, len(group), bool(who.venue_id)), values):
-            others[row.id] = Other(*row[:len(_OTHER_FIELDS)])
-            theirs.setdefault(row.id, set()).add((row.starts_at, row.ends_at))
-    if longest > LONG:  # the longer ones, from their own index: few rows, matched to the spans here
-        values = {**place, "oldest": spans[0][0] - longest, "latest": max(end for _, end in spans)}
-        for at_a_venue in (False, True) if who.venue_id else (False,):
-            for row in session.execute(_long_clashing_statement(dialect, at_a_venue), values):
-                if any(row.starts_at < end and row.ends_at > start for start, end in spans):
-                    others[row.id] = Other(*row[:len(_OTHER_FIELDS)])
-                    theirs.setdefault(row.id, set()).add((row.starts_at, row.ends_at))
+        for minutes, shortest, farthest in ranges:
+            values = dict(place)
+            for number, (start, end) in enumerate(group):
+                values.update({f"start_{number}": start, f"earliest_{number}": start - farthest,
+                               f"latest_{number}": start - shortest if minutes else end})
+            statement = _clashing_statement(dialect, len(group), bool(who.venue_id), minutes)
+            for row in session.execute(statement, values):
+                others[row.id] = Other(*row[:len(_OTHER_FIELDS)])
+                theirs.setdefault(row.id, set()).add((row.starts_at, row.ends_at))
     window_start = spans[0][0]
     beyond = [] if all_stored else session.scalars(select(Event).where(
         Event.status == "published", Event.id != who.id, _beyond_horizon(window_end),

@@ -94,8 +94,10 @@ def generate(session, size, seed=13):
            tz="Europe/London", rrule="FREQ=DAILY", city="Rabat", organiser="nour-safi")
     create(session, title=AFTER_TITLE, start=datetime(2027, 7, 1, 1, 0), end=datetime(2027, 7, 1, 2, 0),
            tz="Europe/London", city="Rabat", organiser="nour-safi")  # starts exactly at the first window's end
-    # Longer than occurrences.LONG and begun well before a window: read by their length, not by the
-    # window's range (a fair of four weeks over the first window's start, a festival over the second's).
+    # Longer than every tier of occurrences.TIERS and begun well before a window: read from the longer
+    # occurrences' own indexes (a fair of four weeks over the first window's start, a festival over the second's).
+    create(session, title="Veillee de fin d'annee", start=datetime(2026, 12, 31, 16, 0), end=datetime(2027, 1, 1, 4, 0),
+           city="Marrakech", organiser="tilila-marrakech")  # 12 hours, begun 9 before the window: the first tier
     create(session, title="Salon des artisanes", kind="fair", start=datetime(2026, 12, 10, 9, 0),
            end=datetime(2027, 1, 12, 18, 0), city="Safi", organiser="amal-safi")
     create(session, title="Festival des arts", kind="fair", start=datetime(2028, 8, 10, 10, 0),
