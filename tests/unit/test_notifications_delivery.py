@@ -10,6 +10,7 @@ from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from fixtures.databases import BACKENDS, throwaway_engine
 from fixtures.notifications import directory, session, small_network  # noqa: F401 - fixtures
 from sqlalchemy import select
 
@@ -222,29 +223,13 @@ def test_the_unread_counter_follows_every_change_of_her_items(session, directory
     assert domain.unread_count(session, "nobody") == 0
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+@pytest.fixture(params=BACKENDS)
 def engine(request, tmp_path):
-    """A notifications database on SQLite and, where reachable, on a throwaway PostgreSQL database."""
-    import uuid
-
-    from harness import create_pg_database, drop_pg_database
-
+    """A notifications database on SQLite and on a throwaway PostgreSQL database."""
     from services.notifications.models import Base
-    from tansiq.db import make_engine
 
-    database = None
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'notifications.sqlite3'}"
-    else:
-        request.getfixturevalue("postgres")  # skips (or fails under TANSIQ_REQUIRE_POSTGRES=1) when absent
-        database = f"tansiq_notifications_{uuid.uuid4().hex[:10]}"
-        url = create_pg_database(database)
-    engine = make_engine(url)
-    Base.metadata.create_all(engine)
-    yield engine
-    engine.dispose()
-    if database:
-        drop_pg_database(database)
+    with throwaway_engine(request.param, tmp_path, Base.metadata.create_all, "notifications") as engine:
+        yield engine
 
 
 def test_sending_what_is_due_reads_the_due_deliveries_not_every_one_ever_sent(engine, renderer):
