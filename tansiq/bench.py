@@ -317,9 +317,13 @@ def proc_status(pid):
         key, _, value = line.partition(":")
         if key in ("VmRSS", "VmHWM"):
             fields[key] = int(value.split()[0]) * 1024
+    return {"rss": fields["VmRSS"], "peak": fields["VmHWM"], "cpu": cpu_seconds(pid)}
+
+
+def cpu_seconds(pid):
+    """User + system CPU seconds of `pid` so far, from /proc (OSError once it is gone)."""
     stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    cpu = (int(stat[11]) + int(stat[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
-    return {"rss": fields["VmRSS"], "peak": fields["VmHWM"], "cpu": cpu}
+    return (int(stat[11]) + int(stat[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
 
 
 def read_line(proc, timeout):

@@ -131,16 +131,17 @@ def reset_peak():
         clear.write("5")  # VmHWM := VmRSS (Linux >= 4.0)
 
 
-def cpu_ticks(pids):
-    """{pid: user + system CPU clock ticks so far} of those of `pids` still running."""
-    ticks = {}
+def cpu_of(pids):
+    """{pid: CPU seconds so far} of those of `pids` still running."""
+    from tansiq.bench import cpu_seconds  # not at import time: tansiq.bench imports this module when asked
+
+    seconds = {}
     for pid in pids:
         try:
-            stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            seconds[pid] = cpu_seconds(pid)
         except OSError:  # gone meanwhile
             continue
-        ticks[pid] = int(stat[11]) + int(stat[12])
-    return ticks
+    return seconds
 
 
 def pids_named(name):
@@ -171,18 +172,18 @@ class CpuMeter:
         return [int(value) for value in Path(f"/proc/{self.watched}/schedstat").read_text().split()[:2]]
 
     def start(self):
-        self.before = {name: cpu_ticks(pids) for name, pids in self._groups().items()}
+        self.before = {name: cpu_of(pids) for name, pids in self._groups().items()}
         self.sched_before, self.started = self._schedstat(), time.perf_counter()
 
     def stop(self):
         """({group: CPU seconds}, (share of the time `watched` ran, share it waited for a CPU))."""
         wall = time.perf_counter() - self.started
         running, waiting = (now - then for now, then in zip(self._schedstat(), self.sched_before, strict=True))
-        hz, spent = os.sysconf("SC_CLK_TCK"), {}
+        spent = {}
         for name, pids in self._groups().items():
             before = self.before.get(name, {})
             # A backend started meanwhile counts whole; one that ended meanwhile is lost (none should).
-            spent[name] = sum(ticks - before.get(pid, 0) for pid, ticks in cpu_ticks(pids).items()) / hz
+            spent[name] = sum(now - before.get(pid, 0) for pid, now in cpu_of(pids).items())
         return spent, (running / 1e9 / wall, waiting / 1e9 / wall)
 
 
