@@ -14,6 +14,7 @@ a page says where the next one starts, and the last one says there is none.
 
 import base64
 import binascii
+import collections
 import functools
 import json
 from dataclasses import dataclass
@@ -233,25 +234,21 @@ def page(session, window_start, window_end, city=None, kind=None, association=No
     after = decode_cursor(cursor)
     longest, all_stored = _bounds(session, window_end)
     dialect = session.get_bind().dialect.name
-    query = _page_statement(dialect, bool(city), bool(kind), bool(association), include_drafts, after is not None)
-    earliest = window_start - min(longest, TIERS[0])  # what started earlier and lasts longer is read below
-    values = {"window_start": window_start, "window_end": window_end, "earliest": earliest,
-              "visibilities": list(visibilities), "rows": limit + 1, "city": city and city.lower(), "kind": kind,
-              "association": association, "co_organiser": f'%"{association}"%'}
+    tiers = _tiers(longest)  # what began before the main range and lasts longer: few rows, a range of each tier
+    query = _page_statement(dialect, bool(city), bool(kind), bool(association), include_drafts, after is not None,
+                            tuple(minutes for minutes, _, _ in tiers))
+    values = {"window_start": window_start, "window_end": window_end,
+              "earliest": window_start - min(longest, TIERS[0]), "visibilities": list(visibilities),
+              "rows": limit + 1, "city": city and city.lower(), "kind": kind, "association": association,
+              "co_organiser": f'%"{association}"%'}
+    for number, (_, shortest, farthest) in enumerate(tiers):
+        values.update({f"oldest_{number}": window_start - farthest, f"earliest_{number}": window_start - shortest})
     if after is not None:
         values.update(zip(_AFTER, after, strict=True))
-    rows = session.connection().execute(query, values).all()
-    for minutes, shortest, farthest in _tiers(longest):  # what began before that and lasts longer: few rows
-        rows += [row for row in session.connection().execute(_longer_page_statement(dialect, bool(city), minutes), {
-                     "oldest": window_start - farthest, "earliest": window_start - shortest,
-                     "window_start": window_start, "city": city and city.lower()})
-                 if row.visibility in visibilities and (include_drafts or row.status != "draft")
-                 and (not kind or row.kind == kind)
-                 and (after is None or _sort_key(row.starts_at, row.title, row.id, row.recurrence_key) > after)]
     found = [(_sort_key(row.starts_at, row.title, row.id, row.recurrence_key),
               listing.occurrence(row, zone(row.tz), row.recurrence_key, row.starts_at, row.ends_at, row.moved,
                                  _venue(row), row.registered, _co_organisers(row.co_organisers_text)))
-             for row in rows]
+             for row in _plain_rows(session.connection().execute(query, values))]
     if not all_stored:
         found += _live(session, window_start, window_end, city, kind, visibilities, include_drafts, after)
     if association:
@@ -266,55 +263,72 @@ _AFTER = ("after_start", "after_title", "after_event", "after_key")
 
 
 @functools.lru_cache(maxsize=128)
-def _page_statement(dialect, city, kind, association, include_drafts, after):
+def _page_statement(dialect, city, kind, association, include_drafts, after, tiers=()):
     """A page's statement for one shape of filters, its values as parameters: built once (building it
-    took a fifth of a page's time), executed with `page`'s values."""
+    took a fifth of a page's time), executed with `page`'s values. One statement, not one per tier:
+    each cost a round trip and PostgreSQL's planning (0.7 ms) for a row or two."""
     stored = StoredOccurrence
+    moment = stored.starts_at.type
     # The page's rows first, alone: the next `limit` + 1 entries of one index (ix_occurrences_order or
     # ix_occurrences_city_order) read in order; then their events' fields, joined to those rows only.
     # (Joined before the limit, PostgreSQL would hash the whole events table for every page.)
     rows = (select(*_ORDER, stored.ends_at, stored.moved, stored.kind, stored.organiser, stored.status,
                    stored.visibility)
-            .where(_intersecting(bindparam("window_start", type_=stored.starts_at.type),
-                                 bindparam("window_end", type_=stored.starts_at.type),
-                                 bindparam("earliest", type_=stored.starts_at.type)),
-                   stored.visibility.in_(bindparam("visibilities", expanding=True)))
-            .order_by(*_ORDER).limit(bindparam("rows", type_=Integer)))
+            .where(_intersecting(bindparam("window_start", type_=moment), bindparam("window_end", type_=moment),
+                                 bindparam("earliest", type_=moment)),
+                   *_page_filters(city, kind, association, include_drafts, after))
+            .order_by(*_ORDER).limit(bindparam("rows", type_=Integer)).subquery())
+    parts = [_with_event_fields(dialect, rows)]
+    # Then what began before :earliest and lasts longer than a tier, in that tier's partial index, each from
+    # :oldest_n to :earliest_n (where the range of the tier before began). Few rows: not limited.
+    for number, minutes in enumerate(tiers):
+        parts.append(_with_event_fields(dialect, stored.__table__).where(
+            text(longer_than(minutes)), stored.starts_at >= bindparam(f"oldest_{number}", type_=moment),
+            stored.starts_at < bindparam(f"earliest_{number}", type_=moment),
+            stored.ends_at > bindparam("window_start", type_=moment),
+            *_page_filters(city, kind, association, include_drafts, after)))
+    return parts[0] if len(parts) == 1 else union_all(*parts)
+
+
+def _page_filters(city, kind, association, include_drafts, after):
+    """A page's conditions on stored occurrences besides their time, its values as parameters."""
+    stored = StoredOccurrence
+    conditions = [stored.visibility.in_(bindparam("visibilities", expanding=True))]
     if not include_drafts:
-        rows = rows.where(stored.status != "draft")
+        conditions.append(stored.status != "draft")
     if city:
-        rows = rows.where(stored.city_key == bindparam("city", type_=stored.city_key.type))
+        conditions.append(stored.city_key == bindparam("city", type_=stored.city_key.type))
     if kind:
-        rows = rows.where(stored.kind == bindparam("kind", type_=stored.kind.type))
+        conditions.append(stored.kind == bindparam("kind", type_=stored.kind.type))
     if association:
         # A superset in SQL (the JSON list as text), made exact in `page`.
-        rows = rows.where(or_(stored.organiser == bindparam("association", type_=stored.organiser.type),
+        conditions.append(or_(stored.organiser == bindparam("association", type_=stored.organiser.type),
                               stored.event_id.in_(select(Event.id).where(cast(Event.co_organisers, String).like(
                                   bindparam("co_organiser", type_=String))))))
     if after:
-        rows = rows.where(tuple_(*_ORDER) > tuple_(*(bindparam(name, type_=column.type)
+        conditions.append(tuple_(*_ORDER) > tuple_(*(bindparam(name, type_=column.type)
                                                      for name, column in zip(_AFTER, _ORDER, strict=True))))
-    rows = rows.subquery()
-    return (select(rows.c.event_id.label("id"), *(rows.c[name] for name in _ROW_FIELDS), *_EVENT_FIELDS)
-            .select_from(rows).join(Event, Event.id == _in_events_collation(dialect, rows.c.event_id))
-            .outerjoin(Venue, Venue.id == Event.venue_id)
-            .order_by(rows.c.starts_at, rows.c.title, rows.c.event_id, rows.c.recurrence_key))
+    return conditions
 
 
-@functools.lru_cache(maxsize=16)
-def _longer_page_statement(dialect, city, minutes):
-    """The occurrences longer than `minutes` that began in [:oldest, :earliest) and end after :window_start,
-    in :city or the whole network, with a page's fields: a range of that tier's partial index."""
-    stored = StoredOccurrence
-    query = (select(stored.event_id.label("id"), *(stored.__table__.c[name] for name in _ROW_FIELDS), *_EVENT_FIELDS)
-             .select_from(stored).join(Event, Event.id == _in_events_collation(dialect, stored.event_id))
-             .outerjoin(Venue, Venue.id == Event.venue_id)
-             .where(text(longer_than(minutes)), stored.starts_at >= bindparam("oldest", type_=stored.starts_at.type),
-                    stored.starts_at < bindparam("earliest", type_=stored.starts_at.type),
-                    stored.ends_at > bindparam("window_start", type_=stored.ends_at.type)))
-    if city:
-        query = query.where(stored.city_key == bindparam("city", type_=stored.city_key.type))
-    return query
+def _with_event_fields(dialect, stored):
+    """A page's rows from `stored` (the occurrences' table, or a subquery of its rows) with their events'
+    and venues' fields."""
+    return (select(stored.c.event_id.label("id"), *(stored.c[name] for name in _ROW_FIELDS), *_EVENT_FIELDS)
+            .select_from(stored).join(Event, Event.id == _in_events_collation(dialect, stored.c.event_id))
+            .outerjoin(Venue, Venue.id == Event.venue_id))
+
+
+def _plain_rows(result):
+    """A result's rows as named tuples: reading a field of SQLAlchemy's Row by name goes through Python
+    (about 1 µs), and a page reads 25 of each of its 200 rows."""
+    as_tuple = _row_type(tuple(result.keys()))
+    return [as_tuple._make(row) for row in result.all()]
+
+
+@functools.lru_cache(maxsize=64)
+def _row_type(fields):
+    return collections.namedtuple("Row", fields)
 
 
 def _in_events_collation(dialect, column):
@@ -441,26 +455,27 @@ _OTHER_FIELDS = (Event.id, Event.title, Event.organiser, Event.city, Event.venue
 
 
 @functools.lru_cache(maxsize=256)
-def _clashing_statement(dialect, spans, at_a_venue, longer_than_minutes=None):
+def _clashing_statement(dialect, spans, at_a_venue, tiers=(None,)):
     """The overlap check's statement for `spans` spans (and a venue or not), its values as parameters:
     built once per shape, as a page's is (building it was a tenth of a create's CPU)."""
     stored = StoredOccurrence
     same_place = [stored.city_key == bindparam("city", type_=stored.city_key.type)]
     if at_a_venue:
         same_place.append(stored.venue_id == bindparam("venue", type_=stored.venue_id.type))
-    # One index range per (place, span), glued with UNION ALL: both SQLite and PostgreSQL walk
-    # (city_key, starts_at) or (venue_id, starts_at) for each, never the whole table. Joined to
-    # their events in the same statement, with only what a warning names (title, organiser, city,
-    # venue): not their text, exceptions or registrations.
+    # One index range per (place, span, range of `tiers`), glued with UNION ALL: both SQLite and PostgreSQL
+    # walk (city_key, starts_at) or (venue_id, starts_at) for each, never the whole table. Range 0 (tier
+    # None) is every occurrence's, from :earliest_0_n to the span's end; range r of a tier (its minutes),
+    # the same range in that tier's partial indexes, from :earliest_r_n up to :latest_r_n (where the range
+    # before began), for what started earlier and still goes on. Joined to their events in the same
+    # statement, with only what a warning names (title, organiser, city, venue): not their text,
+    # exceptions or registrations.
     moment = stored.starts_at.type
-    # With a tier (longer_than_minutes), the same ranges in that tier's partial indexes, each from :earliest_n
-    # up to :latest_n (where the ranges of the tier before began), for what started earlier and still goes on.
-    tier = [text(longer_than(longer_than_minutes))] if longer_than_minutes else []
     found = union_all(*(select(stored.event_id, stored.starts_at, stored.ends_at).where(
-        place, *tier, stored.status == "published", stored.event_id != bindparam("me", type_=stored.event_id.type),
-        _intersecting(bindparam(f"start_{n}", type_=moment), bindparam(f"latest_{n}", type_=moment),
-                      bindparam(f"earliest_{n}", type_=moment)))
-        for place in same_place for n in range(spans))).subquery()
+        place, *([text(longer_than(minutes))] if minutes else []), stored.status == "published",
+        stored.event_id != bindparam("me", type_=stored.event_id.type),
+        _intersecting(bindparam(f"start_{n}", type_=moment), bindparam(f"latest_{r}_{n}", type_=moment),
+                      bindparam(f"earliest_{r}_{n}", type_=moment)))
+        for place in same_place for r, minutes in enumerate(tiers) for n in range(spans))).subquery()
     # Columns, not Event objects: loading entities cost more than the query.
     return (select(*_OTHER_FIELDS, found.c.starts_at, found.c.ends_at).select_from(Event)
             .join(found, Event.id == _in_events_collation(dialect, found.c.event_id))
@@ -474,19 +489,21 @@ def clashing(session, who, spans, window_end):
     longest, all_stored = _bounds(session, window_end)
     dialect = session.get_bind().dialect.name
     place = {"city": who.city.lower(), "venue": who.venue_id, "me": who.id}
-    # Every range from its span's start back TIERS[0]; then each tier's, further back, in its partial indexes.
+    # Every range from its span's start back TIERS[0]; then each tier's, further back, in its partial indexes:
+    # all in one statement (one round trip, one plan).
     ranges = [(None, timedelta(0), min(longest, TIERS[0])), *_tiers(longest)]
     for first in range(0, len(spans), _SPANS_PER_QUERY):
         group = spans[first:first + _SPANS_PER_QUERY]
-        for minutes, shortest, farthest in ranges:
-            values = dict(place)
-            for number, (start, end) in enumerate(group):
-                values.update({f"start_{number}": start, f"earliest_{number}": start - farthest,
-                               f"latest_{number}": start - shortest if minutes else end})
-            statement = _clashing_statement(dialect, len(group), bool(who.venue_id), minutes)
-            for row in session.execute(statement, values):
-                others[row.id] = Other(*row[:len(_OTHER_FIELDS)])
-                theirs.setdefault(row.id, set()).add((row.starts_at, row.ends_at))
+        values = dict(place)
+        for number, (start, end) in enumerate(group):
+            values[f"start_{number}"] = start
+            for r, (minutes, shortest, farthest) in enumerate(ranges):
+                values.update({f"earliest_{r}_{number}": start - farthest,
+                               f"latest_{r}_{number}": start - shortest if minutes else end})
+        statement = _clashing_statement(dialect, len(group), bool(who.venue_id), tuple(r[0] for r in ranges))
+        for row in session.execute(statement, values):
+            others[row.id] = Other(*row[:len(_OTHER_FIELDS)])
+            theirs.setdefault(row.id, set()).add((row.starts_at, row.ends_at))
     window_start = spans[0][0]
     beyond = [] if all_stored else session.scalars(select(Event).where(
         Event.status == "published", Event.id != who.id, _beyond_horizon(window_end),

@@ -488,11 +488,11 @@ def test_a_meeting_inside_a_long_exhibition_is_warned_and_its_check_looks_back_a
     looked_back_to = []
 
     def remember(connection, cursor, statement, parameters, context, executemany):
-        if "minutes >" in statement:
-            return  # a range of the longer occurrences' own small indexes: it may look back further
+        # Only the ranges over every occurrence (range 0): those of the longer occurrences' own small
+        # indexes (earliest_1_n, earliest_2_n) may look back further.
         for values in context.compiled_parameters:
             looked_back_to.extend(value if value.tzinfo else value.replace(tzinfo=UTC)
-                                  for name, value in values.items() if name.startswith("earliest_"))
+                                  for name, value in values.items() if name.startswith("earliest_0_"))
 
     engine = session.get_bind()
     sqlalchemy_event.listen(engine, "before_cursor_execute", remember)
