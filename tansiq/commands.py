@@ -38,7 +38,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from kombu.utils import json as wire_json
 from nameko.extensions import SharedExtension
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from tansiq.envelope import utcnow
@@ -54,6 +54,14 @@ KEY_REUSED = "idempotency_key_reused"  # a Conflict (409): the key was used for 
 IN_PROGRESS = "idempotency_key_in_progress"  # a Conflict (409): another attempt with this key committed first
 RESULT_ERASED = "result_erased"  # 410: the first result was about data since erased; it is not run again
 FORGOTTEN = ""  # what a blanked result holds
+
+
+# Built once, run with each command's values: building them cost more than the database took to answer.
+# Core, on the table's columns: no ORM object, no ORM result.
+_KEYS = CommandKey.__table__
+_FIRST_RESULT = select(_KEYS.c.fingerprint, _KEYS.c.result).where(
+    _KEYS.c.scope == bindparam("scope"), _KEYS.c.command == bindparam("command"), _KEYS.c.key == bindparam("key"))
+_RECORD = insert(_KEYS)
 
 
 def fingerprint(request, secret):
@@ -115,8 +123,7 @@ class Command:
         Raises Conflict (KEY_REUSED) if the key carried out another request."""
         if self.key is None:
             return False, None
-        row = session.execute(select(CommandKey.fingerprint, CommandKey.result).where(  # columns: no ORM object
-            CommandKey.scope == self.scope, CommandKey.command == self.name, CommandKey.key == self.key)).first()
+        row = session.execute(_FIRST_RESULT, {"scope": self.scope, "command": self.name, "key": self.key}).first()
         if row is None:
             return False, None
         if row.fingerprint != self.fingerprint:
@@ -134,9 +141,9 @@ class Command:
             session.flush()  # the effect's own constraints fail here, not as a key conflict
             subject = subject(result) if callable(subject) else subject
             try:  # a Core insert: the key's row needs no ORM object and no second flush
-                session.execute(insert(CommandKey.__table__).values(
-                    scope=self.scope, command=self.name, key=self.key, fingerprint=self.fingerprint,
-                    result=self._seal(result), subject=None if subject is None else str(subject)))
+                session.execute(_RECORD, {
+                    "scope": self.scope, "command": self.name, "key": self.key, "fingerprint": self.fingerprint,
+                    "result": self._seal(result), "subject": None if subject is None else str(subject)})
             except IntegrityError:
                 # A racing attempt with this key got there first: this one's effect must roll back with it.
                 raise Conflict("another attempt with this Idempotency-Key was carried out first; send it again "

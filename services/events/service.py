@@ -52,6 +52,10 @@ registration_io = RegistrationSchema()
 venue_io = VenueSchema()
 import_job_out = ImportJobSchema()
 search_results_out = SearchResultSchema(many=True)
+# Made once: a schema's construction cost about 0.1 ms a request, and loading keeps no state in it.
+create_event_in, update_event_in = CreateEvent(), UpdateEvent()
+move_occurrence_in, cancel_occurrence_in = MoveOccurrence(), CancelOccurrence()
+import_request_in, search_query_in = ImportRequest(), SearchQuery()
 
 
 def _visibilities(audience):
@@ -96,7 +100,7 @@ class EventsService:
     @rpc
     def create_event(self, payload, actor=None, force=False, idempotency_key=None):
         actor = self.identity.actor(actor)  # refused before anything is read
-        spec = CreateEvent().load(payload)
+        spec = create_event_in.load(payload)
         domain.check_editor(actor, spec["organiser"], spec["co_organisers"])
         command = Command("events.create_event", actor, idempotency_key, payload, force)
         known = self._known_associations()
@@ -108,7 +112,7 @@ class EventsService:
     def update_event(self, event_id, changes, actor=None, force=False, idempotency_key=None):
         actor = self.identity.actor(actor)  # refused before anything is read
         command = Command("events.update_event", actor, idempotency_key, event_id, changes, force)
-        changes = UpdateEvent().load(changes)
+        changes = update_event_in.load(changes)
         known = self._known_associations()
         with self.db.session() as session:
             current = domain.get_event(session, event_id)
@@ -129,7 +133,7 @@ class EventsService:
     def move_occurrence(self, event_id, payload, actor=None, force=False, idempotency_key=None):
         actor = self.identity.actor(actor)  # refused before anything is read
         command = Command("events.move_occurrence", actor, idempotency_key, event_id, payload, force)
-        values = MoveOccurrence().load(payload)
+        values = move_occurrence_in.load(payload)
         with self.db.session() as session:
             current = domain.get_event(session, event_id)
             domain.check_editor(actor, current.organiser, current.co_organisers)
@@ -140,7 +144,7 @@ class EventsService:
     def cancel_occurrence(self, event_id, payload, actor=None, idempotency_key=None):
         actor = self.identity.actor(actor)  # refused before anything is read
         command = Command("events.cancel_occurrence", actor, idempotency_key, event_id, payload)
-        values = CancelOccurrence().load(payload)
+        values = cancel_occurrence_in.load(payload)
         with self.db.session() as session:
             current = domain.get_event(session, event_id)
             domain.check_editor(actor, current.organiser, current.co_organisers)
@@ -186,7 +190,7 @@ class EventsService:
         """Import an association's existing calendar (ImportRequest) as a job; answers the queued
         job at once (GET it with import_status). Coordinators and events managers of that association."""
         actor = self.identity.actor(actor)  # refused before anything is read
-        values = ImportRequest().load(payload)
+        values = import_request_in.load(payload)
         domain.check_editor(actor, values["association"])
         if values["url"]:
             imports.check_url(values["url"])  # refused now rather than in the job
@@ -222,7 +226,7 @@ class EventsService:
     def search_events(self, query, audience="public", actor=None):
         """Events by title words, city and date range (SearchQuery), each at its first occurrence there."""
         actor = self.identity.optional_actor(actor)
-        values = SearchQuery().load(query)
+        values = search_query_in.load(query)
         with self.db.session() as session:
             return search_results_out.dump(search.search(
                 session, utcnow(), values["words"], values["city"], values["start"], values["end"],
