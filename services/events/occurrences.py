@@ -263,7 +263,7 @@ _AFTER = ("after_start", "after_title", "after_event", "after_key")
 
 
 @functools.lru_cache(maxsize=128)
-def _page_statement(dialect, city, kind, association, include_drafts, after, tiers=()):
+def _page_statement(dialect, city, kind, association, include_drafts, after, tiers):
     """A page's statement for one shape of filters, its values as parameters: built once (building it
     took a fifth of a page's time), executed with `page`'s values. One statement, not one per tier:
     each cost a round trip and PostgreSQL's planning (0.7 ms) for a row or two."""
@@ -455,7 +455,7 @@ _OTHER_FIELDS = (Event.id, Event.title, Event.organiser, Event.city, Event.venue
 
 
 @functools.lru_cache(maxsize=256)
-def _clashing_statement(dialect, spans, at_a_venue, tiers=(None,)):
+def _clashing_statement(dialect, spans, at_a_venue, tiers):
     """The overlap check's statement for `spans` spans (and a venue or not), its values as parameters:
     built once per shape, as a page's is (building it was a tenth of a create's CPU)."""
     stored = StoredOccurrence

@@ -21,8 +21,10 @@ GENESIS = "0" * 64
 HEAD_ID = 1
 ENTRIES, HEADS = AuditEntry.__table__, AuditHead.__table__  # Core: no ORM flush per entry
 _LOCK_HEAD = select(HEADS.c.hash, HEADS.c.entries).where(HEADS.c.id == HEAD_ID).with_for_update()
-# Built once, run with each entry's values (building them per entry was 5% of intake's CPU).
+# Built once, run with each entry's values (building them per entry was 5% of intake's CPU). An INSERT run
+# with values ignores a name that is no column: append() refuses one itself (_COLUMNS).
 _ADD_ENTRY = insert(ENTRIES)
+_COLUMNS = frozenset(ENTRIES.c.keys())
 _MOVE_HEAD = update(HEADS).where(HEADS.c.id == HEAD_ID).values(hash=bindparam("new_hash"),
                                                               entries=bindparam("new_count"))
 
@@ -41,6 +43,9 @@ def append(session, **columns):
         start = (postgresql_insert if dialect == "postgresql" else sqlite_insert)(HEADS)
         session.execute(start.values(id=HEAD_ID, hash=GENESIS, entries=0).on_conflict_do_nothing())
         head = session.execute(_LOCK_HEAD).first()
+    unknown = columns.keys() - _COLUMNS
+    if unknown:  # an entry that says less than its caller meant would still verify
+        raise TypeError(f"not columns of the audit trail: {sorted(unknown)}")
     entry = SimpleNamespace(**{"fields": [], "detail": "", **columns})
     entry.detail_hash = digest(entry.detail or "")
     entry.prev_hash = head[0]

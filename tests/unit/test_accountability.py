@@ -84,6 +84,20 @@ def test_any_tampering_with_one_entry_is_detected(engine, tampering):
     assert verify(engine), f"{tampering} went unnoticed"
 
 
+def test_an_entry_naming_no_column_is_refused_not_written_short(engine):
+    """The chain's INSERT is built once and run with the entry's values; one named wrongly (`feilds` for
+    `fields`) would be dropped from the row and the hash alike, leaving an entry that verifies yet says
+    less than its caller meant. It is refused, and nothing is written."""
+    entry = {"beneficiary_id": "b-1", "staff_id": WORKER.id, "association": WORKER.association,
+             "action": "read", "at": NOW}
+    with pytest.raises(TypeError, match="feilds"):
+        in_unit(engine, audit.append, feilds=["phone"], **entry)
+    in_unit(engine, audit.append, fields=["phone"], **entry)
+    with session_scope(engine) as session:
+        assert [e.fields for e in session.scalars(select(AuditEntry))] == [["phone"]]
+    assert verify(engine) == []
+
+
 def test_reordered_entries_are_detected(engine):
     a_trail(engine, KeyRing(bytes(32)))
     first, second = ids(engine)[:2]
