@@ -14,12 +14,15 @@ from datetime import date, datetime, timedelta, timezone
 import icalendar
 import pytest
 import recurring_ical_events
+from fixtures.databases import BACKENDS, throwaway_engine
 from fixtures.events import session  # noqa: F401 - fixture
 from sqlalchemy import and_, func, select
+from sqlalchemy.orm import Session
 
 from services.events import domain, ical, listing, occurrences, recurrence
-from services.events.models import Event, StoredOccurrence
+from services.events.models import Base, Event, StoredOccurrence
 from tansiq.errors import Conflict, DomainError
+from tansiq.messaging.store import messaging_metadata
 
 UTC = timezone.utc
 NOW = datetime(2026, 12, 1, 8, 0, tzinfo=UTC)
@@ -128,14 +131,16 @@ def independent(session, window):
 
 def listed(session, window, limit=occurrences.MAX_PAGE_SIZE, **filters):
     """Every occurrence of the window, page by page."""
-    items, cursor = [], None
+    items, cursor, given = [], None, set()
     while True:
         page = occurrences.page(session, *window, cursor=cursor, limit=limit, **filters)
         items += page.items
         if page.next is None:
             return items
         assert len(page.items) == limit  # only the last page may be short
+        assert page.next not in given  # a cursor given twice would page for ever
         cursor = page.next
+        given.add(cursor)
 
 
 def as_ical(session, found):
@@ -179,6 +184,50 @@ def test_the_comparison_catches_a_window_edge_off_by_one(session, monkeypatch, r
     request.addfinalizer(occurrences._page_statement.cache_clear)
     for window in WINDOWS:
         assert as_ical(session, listed(session, window)) != independent(session, window)
+
+
+@pytest.fixture(params=BACKENDS)
+def session_on_each_backend(request, tmp_path):
+    """A session on SQLite, then on PostgreSQL: a page's statement is written for both."""
+    def create_tables(engine):
+        Base.metadata.create_all(engine)
+        messaging_metadata.create_all(engine)
+
+    with throwaway_engine(request.param, tmp_path, create_tables, "occurrences") as engine, \
+            Session(engine, expire_on_commit=False) as session:
+        yield session
+
+
+def test_an_occurrence_begun_before_the_window_and_lasting_obeys_every_filter_of_a_page(session_on_each_backend):
+    """The longer occurrences (occurrences.TIERS) come from their own ranges of a page's statement: the
+    public does not see a network-only or a draft one, nor a city, kind or association filter another
+    one, and a cursor lists each once."""
+    session = session_on_each_backend
+    march = (datetime(2027, 3, 1, tzinfo=UTC), datetime(2027, 4, 1, tzinfo=UTC))
+    kinds_of_long_one = {"Ouvert": {}, "Reseau": {"visibility": "network"}, "Brouillon": {"status": "draft"},
+                         "Exposition": {"kind": "exhibition"},
+                         "Marrakech": {"city": "Marrakech", "organiser": "tilila-marrakech"},
+                         "Voisine": {"organiser": "nour-safi"}}
+    for hours, begun in ((12, datetime(2027, 2, 28, 20, 0)), (21 * 24, datetime(2027, 2, 20, 9, 0))):
+        for title, values in kinds_of_long_one.items():
+            create(session, title=f"{title} {hours}h", start=begun, end=begun + timedelta(hours=hours), **values)
+    for day in range(1, 6):  # short ones inside the window, so that the cursor has pages to cross
+        create(session, title=f"Atelier {day}", start=datetime(2027, 3, day, 10, 0), end=datetime(2027, 3, day, 11, 0))
+    session.commit()
+
+    def titles(limit=occurrences.MAX_PAGE_SIZE, **filters):
+        return sorted(o.title for o in listed(session, march, limit=limit, **filters))
+
+    workshops = [f"Atelier {day}" for day in range(1, 6)]
+    everyone = {"city": "Safi", "kind": "training", "association": "amal-safi"}
+    assert titles(visibilities=("public",), **everyone) == sorted(["Ouvert 12h", "Ouvert 504h", *workshops])
+    for limit in (1, 2, 3):  # each listed once whatever the page size
+        assert titles(limit, visibilities=("public",), **everyone) == titles(visibilities=("public",), **everyone)
+    assert "Reseau 504h" in titles(**everyone) and "Reseau 12h" in titles(**everyone)  # network staff see it
+    assert "Brouillon 504h" in titles(include_drafts=True, **everyone)
+    assert {"Exposition 12h", "Exposition 504h"} <= set(titles(city="Safi"))
+    assert {"Marrakech 12h", "Marrakech 504h"} <= set(titles(kind="training"))
+    assert {"Voisine 12h", "Voisine 504h"} <= set(titles(city="Safi", kind="training"))
 
 
 def test_a_listing_never_returns_a_partial_page_without_saying_so(session, monkeypatch):
