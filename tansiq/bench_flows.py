@@ -73,6 +73,13 @@ class SmtpSink:
 
     @staticmethod
     def _converse(connection):
+        try:
+            SmtpSink._talk(connection)
+        except OSError:  # the notifications service stopped mid-conversation (the network is closing)
+            pass
+
+    @staticmethod
+    def _talk(connection):
         with connection, connection.makefile("rb") as lines:
             connection.sendall(b"220 bench ESMTP\r\n")
             for line in lines:

@@ -7,6 +7,7 @@ starve the AMQP heartbeat under eventlet).
 
 import logging
 import threading
+import time
 from contextlib import contextmanager, nullcontext
 from datetime import timezone
 from pathlib import Path
@@ -14,9 +15,13 @@ from pathlib import Path
 from nameko.extensions import DependencyProvider
 from sqlalchemy import DateTime, TypeDecorator, create_engine, event, insert
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Session
 
 DB_URI_KEY = "DB_URI"
+# A pooled PostgreSQL connection that sat unused this long is pinged before it is handed out (see
+# ping_when_idle); one in steady use is not.
+IDLE_BEFORE_PING_SECONDS = 1.0
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +106,7 @@ def make_private(path):
             each.chmod(PRIVATE_FILE)
 
 
-def make_engine(url, **kwargs):
+def make_engine(url, idle_before_ping=IDLE_BEFORE_PING_SECONDS, **kwargs):
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:" and not parsed.database.startswith("file:"):
@@ -125,8 +130,35 @@ def make_engine(url, **kwargs):
         if parsed.drivername == "postgresql":  # SQLAlchemy 2.1 would pick psycopg 3; ours is psycopg2 + psycogreen
             url = parsed.set(drivername="postgresql+psycopg2")
         make_green_if_needed()
-        kwargs.setdefault("pool_pre_ping", True)
+        engine = create_engine(url, **kwargs)
+        ping_when_idle(engine, idle_before_ping)
+        return engine
     return create_engine(url, **kwargs)
+
+
+def ping_when_idle(engine, idle_seconds=IDLE_BEFORE_PING_SECONDS):
+    """SQLAlchemy's pool_pre_ping, for connections that sat in the pool only.
+
+    pool_pre_ping sends a SELECT 1 on every checkout: a round trip, and about 5% of a busy service's CPU,
+    on every unit of work. What it protects against (PostgreSQL restarted, a connection cut while idle)
+    happens to a connection while it waits in the pool; one back in the pool for a few milliseconds is
+    used as it is, and if the server went away meanwhile the failing statement makes SQLAlchemy discard
+    every connection of the pool, so only units of work already under way fail."""
+
+    @event.listens_for(engine, "checkin")
+    def _returned(_dbapi_connection, record):
+        record.info["tansiq_idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _ping_if_idle(dbapi_connection, record, _proxy):
+        since = record.info.pop("tansiq_idle_since", None)
+        if since is None or time.monotonic() - since < idle_seconds:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except engine.dialect.loaded_dbapi.Error as exc:
+            # The pool throws this connection away and checks out another (a new one if need be).
+            raise DisconnectionError(f"pooled connection found dead after {idle_seconds:g} s idle") from exc
 
 
 def insert_many(session, table, rows):
