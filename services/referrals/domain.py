@@ -194,6 +194,7 @@ def create_referral(session, now, actor, keyring, *, beneficiary_id, to_associat
         created_by=actor.id, created_at=now, updated_at=now, rerouted_from=rerouted_from,
         **compute_deadlines(calendar, urgency, now),
     )
+    read_association_keys(session, (actor.association, to_association))  # one SELECT for both
     referral.sealing_keys = {
         actor.association: hosted_public_key(session, keyring, actor.association, now),
         to_association: recipient_public_key(session, keyring, to_association, to_integration, to_encryption_key,
@@ -512,9 +513,29 @@ def _announce_erasure(session, referral, now, note):
 
 # ---- keys -------------------------------------------------------------------------------------
 
+_KEYS_READ = "referrals.association_keys"  # session.info: the key rows this unit of work has read
+
+
+def read_association_keys(session, associations):
+    """Read the key rows of `associations` in one SELECT and keep them for the unit of work (None where an
+    association has none). SQLAlchemy's identity map holds rows weakly: a row read to seal a referral was
+    gone when the answer to the sender opened it, and read again."""
+    kept = session.info.setdefault(_KEYS_READ, {})
+    missing = sorted(set(associations) - kept.keys())
+    if missing:
+        kept.update(dict.fromkeys(missing))
+        kept.update({row.association: row for row in session.scalars(
+            select(AssociationKey).where(AssociationKey.association.in_(missing)))})
+    return kept
+
+
+def _association_key(session, association):
+    return read_association_keys(session, (association,))[association]
+
+
 def hosted_public_key(session, keyring, association, now):
     """The public encryption key of an association hosted here; its key pair is made on first use."""
-    row = session.get(AssociationKey, association)
+    row = _association_key(session, association)
     if row is None:
         private = sealing.generate_private_key()
         row = AssociationKey(association=association, public_key=sealing.public_key_b64(private), created_at=now,
@@ -522,6 +543,7 @@ def hosted_public_key(session, keyring, association, now):
                                                               _key_record(association)))
         session.add(row)
         session.flush()
+        session.info[_KEYS_READ][association] = row
     return row.public_key
 
 
@@ -541,7 +563,7 @@ def recipient_public_key(session, keyring, association, integration, published, 
 
 
 def _private_key(keyring, referral, reader):
-    row = object_session(referral).get(AssociationKey, reader)
+    row = _association_key(object_session(referral), reader)
     if row is None:
         return None  # not hosted here: a partner opens its copies in its own system
     return sealing.load_private_key(keyring.unwrap(row.wrapped_private_key, _key_record(reader)))
