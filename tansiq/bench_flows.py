@@ -20,6 +20,7 @@ import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import suppress
 from datetime import datetime, timezone
 from urllib.parse import urlsplit
 
@@ -73,14 +74,8 @@ class SmtpSink:
 
     @staticmethod
     def _converse(connection):
-        try:
-            SmtpSink._talk(connection)
-        except OSError:  # the notifications service stopped mid-conversation (the network is closing)
-            pass
-
-    @staticmethod
-    def _talk(connection):
-        with connection, connection.makefile("rb") as lines:
+        # OSError: the notifications service stopped mid-conversation (the network is closing).
+        with suppress(OSError), connection, connection.makefile("rb") as lines:
             connection.sendall(b"220 bench ESMTP\r\n")
             for line in lines:
                 command = line[:4].upper()

@@ -136,7 +136,7 @@ def make_engine(url, idle_before_ping=IDLE_BEFORE_PING_SECONDS, **kwargs):
     return create_engine(url, **kwargs)
 
 
-def ping_when_idle(engine, idle_seconds=IDLE_BEFORE_PING_SECONDS):
+def ping_when_idle(engine, idle_seconds):
     """SQLAlchemy's pool_pre_ping, for connections that sat in the pool only.
 
     pool_pre_ping sends a SELECT 1 on every checkout: a round trip, and about 5% of a busy service's CPU,
