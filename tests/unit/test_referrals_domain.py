@@ -234,6 +234,23 @@ def test_no_personal_field_leaves_in_events_for_a_tansiq_recipient(session):
     assert not any(value in repr(sender_view) for value in PII.values())
 
 
+def test_in_one_unit_of_work_each_association_opens_only_its_own_copies_with_its_own_key(session):
+    """A unit of work keeps the key rows it read (domain.read_association_keys): three associations' rows
+    in one session must still each open what was sealed to that association and nothing else."""
+    to_marrakech = create(session)
+    other_share = {"consent_id": "c-20", "shared": {"first_name": "Salma"}, "override": False}
+    to_agadir = create(session, to=AGADIR, share=other_share)
+    agadir = staff(AGADIR)
+    assert domain.view(to_marrakech, RECIPIENT, NOW, KEYS)["shared"] == PII
+    assert domain.view(to_agadir, agadir, NOW, KEYS)["shared"] == {"first_name": "Salma"}
+    assert domain.view(to_marrakech, SENDER, NOW, KEYS)["reason"] == "Needs a lawyer"
+    # Agadir holds a key row in this session, but nothing of the referral to Marrakech is sealed to it.
+    assert domain.open_field(KEYS, to_marrakech, "shared", AGADIR) is None
+    assert domain.open_field(KEYS, to_marrakech, "reason", AGADIR) is None
+    assert domain.open_field(KEYS, to_agadir, "shared", MARRAKECH) is None
+    assert domain.open_field(KEYS, to_marrakech, "shared", SAFI) is None  # the sender sees field names only
+
+
 def test_a_queue_partner_recipient_gets_the_chosen_fields_sealed_on_its_own_queue_only(session):
     referral = create(session, to_integration="queue")
     act(session, referral, "withdraw")
