@@ -9,7 +9,10 @@ import hmac
 import json
 import smtplib
 from contextlib import contextmanager
+from email.header import Header
 from email.message import EmailMessage
+from email.mime.multipart import MIMEMultipart
+from email.mime.text import MIMEText
 from email.utils import make_msgid
 
 import requests
@@ -62,6 +65,22 @@ class EmailChannel:
                 raise
 
     def _email(self, address, message):
+        if not (address.isascii() and self.sender.isascii()):
+            return self._international_email(address, message)
+        # email.mime (the compat32 policy), not EmailMessage: the same parts for a quarter of the CPU
+        # (2.6 ms an email with EmailMessage, 0.7 here, at 3 emails a referral); the subject encoded by hand.
+        email = MIMEMultipart("alternative")
+        email["From"], email["To"] = self.sender, address
+        email["Subject"] = Header(message.subject, "us-ascii" if message.subject.isascii() else "utf-8")
+        email["Message-ID"] = make_msgid(domain="tansiq.local")
+        email["Content-Language"] = message.language
+        email.attach(MIMEText(message.text, "plain", "utf-8"))
+        email.attach(MIMEText(message.html, "html", "utf-8"))
+        return email
+
+    def _international_email(self, address, message):
+        """An address with non-ASCII letters goes out raw over SMTPUTF8, which only EmailMessage can write
+        (smtplib re-flattens with utf8=True, unknown to compat32)."""
         email = EmailMessage()
         email["From"] = self.sender
         email["To"] = address
