@@ -85,6 +85,12 @@ class InvalidActor(DomainError):
     default_code = "unauthorized"
 
 
+class ServiceUnavailable(DomainError):
+    """A called service did not answer in time (tansiq.calls); the gateway answers 503 with Retry-After."""
+
+    default_code = "service_unavailable"
+
+
 def load_request(schema, payload):
     """Validate an RPC argument with a marshmallow schema; a refusal crosses RPC as a DomainError
     (the gateway answers 400) with the field errors as details."""
@@ -156,7 +162,7 @@ def _one_line(exc):
 def _register_with_nameko():
     from nameko.exceptions import deserialize_to_instance
 
-    for cls in (DomainError, NotFound, Conflict, Forbidden, InvalidActor):
+    for cls in (DomainError, NotFound, Conflict, Forbidden, InvalidActor, ServiceUnavailable):
         deserialize_to_instance(cls)
 
 

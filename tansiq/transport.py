@@ -222,7 +222,8 @@ def use_key_file(path):
 
 
 def install(path=None):
-    """Seal every nameko message body this process publishes and open every RPC message it receives.
+    """Seal every nameko message body this process publishes (transient: see below) and open every RPC
+    message it receives.
     Idempotent; `path` names the key file (default: key_file_path())."""
     with _install_lock:
         if path is not None or _state["path"] is None:
@@ -230,12 +231,17 @@ def install(path=None):
         if _state.get("installed"):
             return
         register_serializer()
+        from kombu.entity import TRANSIENT_DELIVERY_MODE as TRANSIENT
         from nameko import serialization
         from nameko.amqp.publish import Publisher
         from nameko.messaging import QueueConsumer
         from nameko.rpc import ReplyListener, RpcConsumer
 
         Publisher.publish = _sealing_publish(Publisher.publish)
+        # Transient, not persistent: a request or reply matters only while its caller waits (a timeout and an
+        # expiration, tansiq.calls). Kept on disk, it cost the broker a write per message, and a request
+        # surviving a broker restart could run after the user was told 503.
+        Publisher.delivery_mode = TRANSIENT
         RpcConsumer.handle_message = _opening_request(RpcConsumer.handle_message)
         ReplyListener.handle_message = _opening_reply(ReplyListener.handle_message)
         QueueConsumer.get_consumers = _rejecting_undecodable(QueueConsumer.get_consumers)

@@ -18,12 +18,12 @@ from werkzeug.utils import redirect
 
 from services.gateway import event_forms as forms
 from services.gateway.access import can
-from services.gateway.calls import TimedRpcProxy
 from services.gateway.pages import page
 from services.gateway.routes import OPTIONAL, SIGNED_IN, route
 from services.gateway.schemas import CalendarSearchQuery
 from services.gateway.web import field_code, request_language
 from tansiq import i18n
+from tansiq.calls import TimedRpcProxy
 from tansiq.commands import check_key
 from tansiq.contracts.events import EVENT_KINDS
 from tansiq.errors import DomainError, Forbidden

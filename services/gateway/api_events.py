@@ -29,7 +29,7 @@ from services.events.schemas import (
 )
 from services.events.validation import STATUSES as EVENT_STATUSES
 from services.gateway.access import can
-from services.gateway.calls import TimedRpcProxy, idempotency_key
+from services.gateway.calls import idempotency_key
 from services.gateway.routes import CALENDAR, OPTIONAL, PUBLIC, SIGNED_IN, route
 from services.gateway.schemas import (
     EventResultSchema,
@@ -42,6 +42,7 @@ from services.gateway.schemas import (
 )
 from services.gateway.web import json_response, render, request_language
 from tansiq import i18n
+from tansiq.calls import TimedRpcProxy
 from tansiq.contracts.events import EVENT_KINDS
 from tansiq.readmodel import DirectoryView
 

@@ -4,11 +4,11 @@ Every route acts for the signed-in staff member only: the staff id comes from th
 session (inside the signed actor assertion), never from the request, so nobody can read someone else's inbox.
 """
 
-from services.gateway.calls import TimedRpcProxy
 from services.gateway.routes import route
 from services.gateway.schemas import InboxEntrySchema, InboxListSchema, InboxQuerySchema, UnreadCountSchema
 from services.gateway.web import json_response
 from services.notifications.schemas import PreferencesSchema
+from tansiq.calls import TimedRpcProxy
 
 NO_STORE = {"Cache-Control": "no-store"}
 

@@ -6,7 +6,7 @@ may see what (the signed-in staff member travels with each call as a signed acto
 Each route declares its permission of the role matrix (services.gateway.routes).
 """
 
-from services.gateway.calls import TimedRpcProxy, idempotency_key
+from services.gateway.calls import idempotency_key
 from services.gateway.routes import OBJECT, route
 from services.gateway.schemas import BeneficiaryPageSchema, RegisteredSchema
 from services.gateway.web import json_response
@@ -17,6 +17,7 @@ from services.intake.schemas import (
     DuplicateDecisionSchema,
     SessionSchema,
 )
+from tansiq.calls import TimedRpcProxy
 from tansiq.paging import PageQuery
 
 NO_STORE = {"Cache-Control": "no-store"}  # personal data: never let a browser or proxy keep a copy

@@ -32,7 +32,6 @@ from services.events.schemas import (
     WallTime,
 )
 from services.gateway import schemas as gateway
-from services.gateway.calls import DEFAULT_TIMEOUT_S, IDEMPOTENCY_HEADER
 from services.gateway.routes import CALENDAR, OPTIONAL, PUBLIC, declared_routes, is_schema, route
 from services.gateway.web import CSRF_HEADER, ERROR_STATUS, SESSION_COOKIE, json_response
 from services.intake.schemas import (
@@ -50,6 +49,7 @@ from services.referrals.schemas import (
     TransitionSchema,
 )
 from tansiq import generated
+from tansiq.calls import DEFAULT_TIMEOUT_S, IDEMPOTENCY_HEADER
 from tansiq.commands import KEY_MAX_LENGTH
 from tansiq.contracts.actor import roles_with
 

@@ -9,11 +9,11 @@ from werkzeug.exceptions import NotFound
 from werkzeug.security import safe_join
 from werkzeug.wrappers import Response
 
-from services.gateway.calls import ServiceUnavailable
 from services.gateway.pages import page
 from services.gateway.routes import OPTIONAL, PUBLIC, route
 from services.gateway.web import HERE, request_language
 from tansiq.contracts.actor import allows
+from tansiq.errors import ServiceUnavailable
 
 log = logging.getLogger(__name__)
 STATIC_DIR = HERE / "static"

@@ -5,7 +5,7 @@ service validates again and decides who may do what with the signed-in staff mem
 assertion meant for referrals and for intake, to which referrals forwards it).
 """
 
-from services.gateway.calls import TimedRpcProxy, idempotency_key
+from services.gateway.calls import idempotency_key
 from services.gateway.routes import BodyBy, route
 from services.gateway.schemas import ReferralPageSchema
 from services.gateway.web import json_response
@@ -18,6 +18,7 @@ from services.referrals.schemas import (
     RerouteSchema,
     TransitionSchema,
 )
+from tansiq.calls import TimedRpcProxy
 
 NO_STORE = {"Cache-Control": "no-store"}  # a received referral carries personal data
 

@@ -18,7 +18,6 @@ from services.gateway.api_openapi import OpenApiDocument
 from services.gateway.api_pages import PagesApi
 from services.gateway.api_referrals import ReferralsApi
 from services.gateway.api_webapp import WebAppPages
-from services.gateway.calls import TimedRpcProxy
 from services.gateway.routes import PUBLIC, SIGNED_IN, route
 from services.gateway.schemas import (
     LoginResultSchema,
@@ -35,6 +34,7 @@ from services.gateway.web import (
     json_response,
     session_token,
 )
+from tansiq.calls import TimedRpcProxy
 from tansiq.errors import Forbidden
 from tansiq.identity import ActorSigning
 from tansiq.readmodel import DirectoryView

@@ -9,7 +9,7 @@ import uuid
 import weakref
 
 from nameko.dependency_providers import Config
-from nameko.rpc import RpcProxy, rpc
+from nameko.rpc import rpc
 from nameko.timer import timer
 from sqlalchemy.exc import IntegrityError
 
@@ -22,6 +22,7 @@ from services.referrals.schemas import (
     RerouteSchema,
     TransitionSchema,
 )
+from tansiq.calls import TimedRpcProxy
 from tansiq.commands import Command
 from tansiq.crypto import MasterKey
 from tansiq.db import Database
@@ -48,7 +49,7 @@ class ReferralsService:
     keyring = MasterKey()
     identity = ActorIdentity()
     config = Config()
-    intake = RpcProxy("intake")
+    intake = TimedRpcProxy("intake")  # RPC_TIMEOUT_S of referrals.yaml: under the gateway's, so it hears why
     directory = DirectoryView()  # the directory as its change feed told this process (tansiq.readmodel)
 
     @rpc

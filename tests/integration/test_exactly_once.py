@@ -156,3 +156,63 @@ def test_a_service_down_gets_503_and_nothing_runs_behind_the_users_back(network)
     retried = register(session, key, "Nadia")  # the user's retry runs it, once
     assert retried.status_code == 201 and register(session, key, "Nadia").json() == retried.json()
     assert beneficiaries(network) - before == {retried.json()["id"]}
+
+
+@pytest.fixture(scope="module")
+def referring_network():
+    network = Network()
+    network.env["TANSIQ_RPC_TIMEOUT_S"] = str(RPC_TIMEOUT_S * 3)
+    network.env["TANSIQ_REFERRALS_RPC_TIMEOUT_S"] = str(RPC_TIMEOUT_S)
+    try:
+        network.migrate()
+        network.seed()
+        network.start("directory", "intake", "referrals", "gateway")
+        yield network
+    finally:
+        network.close()
+
+
+def rows(network, service, model, **where):
+    engine = make_engine(config.load(service, environ=network.env)["DB_URI"])
+    try:
+        with session_scope(engine) as session:
+            return session.scalars(select(model).filter_by(**where)).all()
+    finally:
+        engine.dispose()
+
+
+def test_a_referral_while_intake_is_down_gets_503_from_referrals_and_nothing_runs_later(referring_network):
+    """The second hop is timed too (tansiq.calls): referrals gives up on intake before the gateway gives up on
+    referrals, so the user hears which service is down; its request to intake expires, so no data is handed
+    out and no referral made behind her back; the retry with the same key makes the referral once."""
+    from services.intake.models import Disclosure
+    from services.referrals.models import Referral
+
+    network = referring_network
+    session = network.login(CASE_WORKER)
+    web = network.web
+    beneficiary = session.post(f"{web}/api/beneficiaries", json={"first_name": "Samira", "needs": ["shelter"]},
+                               timeout=30).json()["id"]
+    assert session.post(f"{web}/api/beneficiaries/{beneficiary}/consents", json={
+        "purpose": "legal_orientation", "fields": ["first_name"], "recipient_association": "wafae-marrakech"},
+        timeout=30).status_code == 201
+    body = {"beneficiary_id": beneficiary, "to_association": "wafae-marrakech", "reason": "Avocate",
+            "service_category": "legal_orientation", "urgency": "normal", "fields": ["first_name"]}
+    key = uuid.uuid4().hex
+    network.kill("intake")
+    try:
+        started = time.monotonic()
+        down = session.post(f"{web}/api/referrals", json=body, headers={"Idempotency-Key": key}, timeout=60)
+        assert down.status_code == 503 and int(down.headers["Retry-After"]) > 0
+        assert down.json()["error"]["details"]["service"] == "intake"  # referrals' own timeout, not the gateway's
+        assert time.monotonic() - started < RPC_TIMEOUT_S * 3
+        eventually(lambda: network.queue_depth("rpc-intake") == 0, timeout=RPC_TIMEOUT_S * 10)
+    finally:
+        network.start("intake")
+    time.sleep(RPC_TIMEOUT_S)  # what intake would run late, it would run now
+    assert rows(network, "intake", Disclosure, beneficiary_id=beneficiary) == []
+    assert rows(network, "referrals", Referral, beneficiary_id=beneficiary) == []
+
+    retried = session.post(f"{web}/api/referrals", json=body, headers={"Idempotency-Key": key}, timeout=60)
+    assert retried.status_code == 201, retried.text
+    assert [r.id for r in rows(network, "referrals", Referral, beneficiary_id=beneficiary)] == [retried.json()["id"]]

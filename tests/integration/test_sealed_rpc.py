@@ -55,6 +55,20 @@ def test_rpc_requests_and_replies_are_ciphertext_on_the_broker(directory):
     assert [message.routing_key for message in trace.seen if slug in message.text()] == []
 
 
+def test_rpc_requests_and_replies_are_transient_on_the_broker(directory):
+    """Neither is written to the broker's disk: a request outliving a broker restart would run after its
+    caller was told 503 (tansiq.calls), and each write cost the broker CPU on every call."""
+    with Connection(directory.amqp_uri) as connection:
+        spy = Queue(f"test-spy-{uuid.uuid4().hex}", exchange=RPC_EXCHANGE, routing_key="#", exclusive=True,
+                    channel=connection.default_channel)
+        spy.declare()
+        with directory.rpc() as cluster:
+            assert cluster.directory.health() == "ok"
+        seen = [message for message in iter(lambda: spy.get(no_ack=True), None)]
+    assert [m.delivery_info["routing_key"] for m in seen][0] == "directory.health" and len(seen) == 2  # and reply
+    assert [m.properties["delivery_mode"] for m in seen] == [1, 1]
+
+
 def test_a_request_in_clear_is_refused_and_the_service_lives_on(directory):
     clear = json.dumps({"args": [], "kwargs": {}}).encode()
     assert raw_call(directory, "directory.health", clear, "application/json", content_encoding="utf-8") is None

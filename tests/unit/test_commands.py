@@ -19,16 +19,17 @@ from werkzeug.test import EnvironBuilder
 from werkzeug.wrappers import Request
 
 from services.gateway import web
-from services.gateway.calls import ServiceUnavailable, TimedServiceProxy, idempotency_key
+from services.gateway.calls import idempotency_key
 from services.intake.models import Beneficiary, create_all
 from services.intake.service import IntakeService
 from tansiq import commands
+from tansiq.calls import TimedServiceProxy
 from tansiq.commands import KEY_REUSED, Command
 from tansiq.contracts.actor import Actor
 from tansiq.crypto import KeyRing
 from tansiq.db import Sessions, make_engine, session_scope
 from tansiq.envelope import utcnow
-from tansiq.errors import Conflict, DomainError
+from tansiq.errors import Conflict, DomainError, ServiceUnavailable
 from tansiq.messaging.store import CommandKey, OutboxMessage, messaging_metadata
 
 SALMA = Actor(association="amal-safi", id="s-1")

@@ -8,7 +8,7 @@ import pytest
 from actors import SIGNER, verifier  # tests/actors.py
 
 from services.gateway import access
-from services.gateway.calls import TimedServiceProxy
+from tansiq.calls import TimedServiceProxy
 from tansiq.errors import Forbidden
 
 STAFF = {"id": "s-safi-3", "association": "amal-safi", "roles": ["events_manager"], "name": "Youssef",
