@@ -52,6 +52,13 @@ def test_bench_measures_the_real_flows_beside_the_floor(broker_admin, tmp_path):
     assert any(line.startswith("| pika, pipelined confirms") and "msg/s |" in line for line in lines)  # the floor
     assert sum(line.startswith("| sqlite | 2 | 4 |") for line in lines) == 2, "no referral loop or partner loop row"
     assert report.index("### The referral loop through the HTTP API") < report.index("### The partner loop")
+    # Where each loop's CPU went: every service process, the database and the broker, all of them used.
+    header = next(line for line in lines if line.startswith("| database | offered loops/s | CPU ms per loop |"))
+    names = [cell.strip() for cell in header.strip("|").split("|")][3:]
+    assert {"gateway", "intake", "referrals", "notifications", "PostgreSQL", "RabbitMQ"} <= set(names), header
+    row = next(line for line in lines[lines.index(header):] if line.startswith("| sqlite | 2 | "))
+    cpu = dict(zip(names, (float(cell) for cell in row.strip("|").split("|")[3:]), strict=True))
+    assert all(cpu[name] > 0 for name in ("gateway", "intake", "referrals", "notifications", "RabbitMQ")), row
     assert any(line.startswith("| sqlite | BATCH_SIZE 100, directory from its read model") and "| 20 |" in line
                for line in lines), "no backlog row"
     for label in ("inbox, first page of 50", "inbox, unread count", "referrals received, first page of 50"):
