@@ -75,9 +75,12 @@ def response_for(exc):
                           fields=field_codes(exc.messages))
     if isinstance(exc, DomainError):
         status = ERROR_STATUS.get(exc.code) or CLASS_STATUS.get(type(exc).__name__, 400)
-        response = error_body(exc.code, exc.message, exc.details, status=status)
-        if status in (429, 503) and "retry_after" in exc.details:
-            response.headers["Retry-After"] = str(exc.details["retry_after"])
+        details = dict(exc.details)
+        if "retry_after" in details:  # a number, also when nameko brought it from a second hop as text
+            details["retry_after"] = int(details["retry_after"])
+        response = error_body(exc.code, exc.message, details, status=status)
+        if status in (429, 503) and "retry_after" in details:
+            response.headers["Retry-After"] = str(details["retry_after"])
         return response
     if isinstance(exc, RemoteError):
         if exc.exc_type == "ValidationError":

@@ -5,7 +5,9 @@ Time is driven by hand: `deliver_due(session, now, …)` is called with a chosen
 
 import email
 import socket
+import threading
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
 from email.policy import default as default_policy
 
@@ -66,7 +68,17 @@ def smtp():
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def engine(request, tmp_path):
-    if request.param == "postgres":
+    yield from notifications_engine(request.param, tmp_path)
+
+
+@pytest.fixture
+def pg_engine(tmp_path):
+    """Replicas of the service share a PostgreSQL database (the embedded SQLite one serves one process)."""
+    yield from notifications_engine("postgres", tmp_path)
+
+
+def notifications_engine(backend, tmp_path):
+    if backend == "postgres":
         name = f"tansiq_notifications_{uuid.uuid4().hex[:10]}"
         engine = make_engine(create_pg_database(name))
     else:
@@ -132,6 +144,31 @@ def test_a_delivery_run_sends_its_emails_over_one_smtp_connection(engine, direct
     assert deliver(engine, DAY, smtp.port) == {"sent": 6, "failed": 0}
     assert len(smtp.messages) == 6
     assert smtp.greetings == 1
+
+
+@pytest.mark.postgres
+def test_two_replicas_sending_at_once_send_each_email_once(pg_engine, directory, smtp):
+    """Two notifications processes run their delivery timers at the same moment on one PostgreSQL database:
+    each due delivery is claimed by one of them (`_claim`, SKIP LOCKED), so every email goes out once."""
+    engine = pg_engine
+    for n in range(40):
+        handle(engine, directory, make("ma.tansiq.referral.sent.v1", referral_id=f"r-{n}", urgency="urgent"), DAY)
+    with session_scope(engine) as session:
+        due = len(session.scalars(select(Delivery.id).where(Delivery.channel == "email")).all())
+    start = threading.Barrier(2)
+
+    def replica():
+        start.wait()
+        return deliver(engine, DAY, smtp.port)
+
+    with ThreadPoolExecutor(2) as pool:
+        counts = list(pool.map(lambda _: replica(), range(2)))
+    assert sum(count["sent"] for count in counts) == due and all(count["failed"] == 0 for count in counts)
+    assert all(count["sent"] > 0 for count in counts), f"the two did not overlap: {counts}"
+    assert len(smtp.messages) == due  # not one more: no email twice
+    with session_scope(engine) as session:
+        rows = session.scalars(select(Delivery).where(Delivery.channel == "email")).all()
+    assert {(row.state, row.attempts) for row in rows} == {(SENT, 1)}
 
 
 def test_each_person_gets_the_email_in_their_language(engine, directory, smtp):
