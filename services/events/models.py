@@ -10,7 +10,7 @@ from datetime import datetime
 from sqlalchemy import JSON, Boolean, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-from tansiq.db import UTCDateTime
+from tansiq.db import UTCDateTime, partial_index
 
 DEFAULT_TZ = "Africa/Casablanca"
 
@@ -127,8 +127,8 @@ class StoredOccurrence(Base):
         Index("ix_occurrences_organiser_start", "organiser", "starts_at"),
         # The longer occurrences of each tier apart (TIER_MINUTES), so that one long exhibition does not make
         # every range look back as far: the network's, a city's, a venue's, by start.
-        *(Index(f"ix_occurrences_over{minutes // 60}h_{name}", *columns, "starts_at",
-                postgresql_where=text(longer_than(minutes)), sqlite_where=text(longer_than(minutes)))
+        *(partial_index(f"ix_occurrences_over{minutes // 60}h_{name}", *columns, "starts_at",
+                        where=longer_than(minutes))
           for minutes in TIER_MINUTES for name, columns in (("start", ()), ("city", ("city_key",)),
                                                             ("venue", ("venue_id",)))),
     )

@@ -6,10 +6,10 @@ and whitelisted parameters (association names, deadlines, event titles), never a
 
 from datetime import datetime
 
-from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text, UniqueConstraint, text
+from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from tansiq.db import UTCDateTime
+from tansiq.db import UTCDateTime, partial_index
 from tansiq.envelope import utcnow
 
 # Delivery states.
@@ -34,8 +34,8 @@ class InboxItem(Base):
                       Index("ix_inbox_items_staff_page", "staff_id", "created_at", "id"),
                       # Her unread items only (a partial index): the unread count and the unread page read
                       # what is unread, not every item she ever had.
-                      Index("ix_inbox_items_staff_unread", "staff_id", "created_at", "id",
-                            sqlite_where=text("read_at IS NULL"), postgresql_where=text("read_at IS NULL")))
+                      partial_index("ix_inbox_items_staff_unread", "staff_id", "created_at", "id",
+                                    where="read_at IS NULL"))
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     staff_id: Mapped[str] = mapped_column(String(64), index=True)
@@ -60,8 +60,7 @@ class Delivery(Base):
     __table_args__ = (
         UniqueConstraint("source_message_id", "recipient", "channel", name="uq_delivery_source_recipient_channel"),
         # Sent deliveries are kept: what is due is read from this index alone, not from every one ever sent.
-        Index("ix_deliveries_due", "next_attempt_at", "id", postgresql_where=text(STILL_TO_SEND),
-              sqlite_where=text(STILL_TO_SEND)),
+        partial_index("ix_deliveries_due", "next_attempt_at", "id", where=STILL_TO_SEND),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)

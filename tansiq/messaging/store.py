@@ -7,9 +7,10 @@ migrations are the shared `messaging` branch in tansiq/messaging/migrations.
 
 from datetime import datetime
 
-from sqlalchemy import DateTime, Index, Integer, MetaData, String, Text, UniqueConstraint, text
+from sqlalchemy import DateTime, Integer, MetaData, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from tansiq.db import partial_index
 from tansiq.envelope import utcnow
 
 messaging_metadata = MetaData()
@@ -29,8 +30,7 @@ class OutboxMessage(MessagingBase):
     """A message to publish, written in the same transaction as the change that caused it."""
 
     __tablename__ = "outbox"
-    __table_args__ = (Index("ix_outbox_pending", "seq", postgresql_where=text(PENDING_ONLY),
-                            sqlite_where=text(PENDING_ONLY)),)
+    __table_args__ = (partial_index("ix_outbox_pending", "seq", where=PENDING_ONLY),)
 
     seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)  # publish order
     message_id: Mapped[str] = mapped_column(String(64), unique=True)
