@@ -13,7 +13,7 @@ from datetime import timezone
 from pathlib import Path
 
 from nameko.extensions import DependencyProvider
-from sqlalchemy import DateTime, Index, TypeDecorator, create_engine, event, insert, text
+from sqlalchemy import DateTime, TypeDecorator, create_engine, event, insert
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Session
@@ -159,11 +159,6 @@ def ping_when_idle(engine, idle_seconds):
         except engine.dialect.loaded_dbapi.Error as exc:
             # The pool throws this connection away and checks out another (a new one if need be).
             raise DisconnectionError(f"pooled connection found dead after {idle_seconds:g} s idle") from exc
-
-
-def partial_index(name, *columns, where):
-    """An index of the rows matching `where` (SQL text) only, on PostgreSQL and on SQLite alike."""
-    return Index(name, *columns, postgresql_where=text(where), sqlite_where=text(where))
 
 
 def insert_many(session, table, rows):

@@ -10,7 +10,8 @@ from datetime import datetime
 from sqlalchemy import JSON, Boolean, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-from tansiq.db import UTCDateTime, partial_index
+from tansiq.db import UTCDateTime
+from tansiq.indexes import partial_index
 
 DEFAULT_TZ = "Africa/Casablanca"
 

@@ -9,8 +9,9 @@ from datetime import datetime
 from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from tansiq.db import UTCDateTime, partial_index
+from tansiq.db import UTCDateTime
 from tansiq.envelope import utcnow
+from tansiq.indexes import partial_index
 
 # Delivery states.
 QUEUED, SENT, FAILED, READ = "queued", "sent", "failed", "read"

@@ -10,8 +10,8 @@ from datetime import datetime
 from sqlalchemy import DateTime, Integer, MetaData, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from tansiq.db import partial_index
 from tansiq.envelope import utcnow
+from tansiq.indexes import partial_index
 
 messaging_metadata = MetaData()
 
