@@ -40,13 +40,18 @@ def network():
         network.close()
 
 
-def beneficiaries(network):
-    engine = make_engine(config.load("intake", environ=network.env)["DB_URI"])
+def stored(network, service, statement):
+    """What `statement` reads from `service`'s database now."""
+    engine = make_engine(config.load(service, environ=network.env)["DB_URI"])
     try:
         with session_scope(engine) as session:
-            return set(session.scalars(select(Beneficiary.id)).all())
+            return session.scalars(statement).all()
     finally:
         engine.dispose()
+
+
+def beneficiaries(network):
+    return set(stored(network, "intake", select(Beneficiary.id)))
 
 
 def register(session, key, name):
@@ -172,15 +177,6 @@ def referring_network():
         network.close()
 
 
-def rows(network, service, model, **where):
-    engine = make_engine(config.load(service, environ=network.env)["DB_URI"])
-    try:
-        with session_scope(engine) as session:
-            return session.scalars(select(model).filter_by(**where)).all()
-    finally:
-        engine.dispose()
-
-
 def test_a_referral_while_intake_is_down_gets_503_from_referrals_and_nothing_runs_later(referring_network):
     """The second hop is timed too (tansiq.calls): referrals gives up on intake before the gateway gives up on
     referrals, so the user hears which service is down; its request to intake expires, so no data is handed
@@ -211,9 +207,10 @@ def test_a_referral_while_intake_is_down_gets_503_from_referrals_and_nothing_run
     finally:
         network.start("intake")
     time.sleep(RPC_TIMEOUT_S)  # what intake would run late, it would run now
-    assert rows(network, "intake", Disclosure, beneficiary_id=beneficiary) == []
-    assert rows(network, "referrals", Referral, beneficiary_id=beneficiary) == []
+    assert stored(network, "intake", select(Disclosure).filter_by(beneficiary_id=beneficiary)) == []
+    assert stored(network, "referrals", select(Referral).filter_by(beneficiary_id=beneficiary)) == []
 
     retried = session.post(f"{web}/api/referrals", json=body, headers={"Idempotency-Key": key}, timeout=60)
     assert retried.status_code == 201, retried.text
-    assert [r.id for r in rows(network, "referrals", Referral, beneficiary_id=beneficiary)] == [retried.json()["id"]]
+    assert stored(network, "referrals", select(Referral.id).filter_by(beneficiary_id=beneficiary)) == [
+        retried.json()["id"]]
