@@ -138,6 +138,21 @@ def test_an_address_with_arabic_or_accented_letters_reaches_a_server_that_speaks
     assert mailbox.messages[0][1]["Subject"] == "عاجل: إحالة جديدة"
 
 
+def test_a_line_break_in_a_subject_adds_no_header_and_no_recipient(smtp):
+    """Subjects carry what people typed (an event's title, an association's name): a CR LF in one must not
+    start a header of its own (a Bcc to someone else). Refused in Latin script, kept as text in Arabic."""
+    sender = channels.EmailChannel("127.0.0.1", smtp.port, "Tansiq <no-reply@tansiq.test>")
+    hostile = "\r\nBcc: someone@elsewhere.example"
+    with pytest.raises(Exception):  # noqa: B017, PT011 - the email package's refusal; the delivery is retried
+        sender.send("s-safi-1@amal-safi.ma", Message(language="fr", subject="Atelier" + hostile, text="t",
+                                                     html="<p>t</p>", sms=""), delivery=None)
+    sender.send("s-safi-1@amal-safi.ma", Message(language="ar", subject="ورشة" + hostile, text="t",
+                                                 html="<p>t</p>", sms=""), delivery=None)
+    assert [rcpt for rcpt, _, _ in smtp.messages] == [["s-safi-1@amal-safi.ma"]]
+    received = smtp.messages[0][1]
+    assert received["Bcc"] is None and "Bcc: someone@elsewhere.example" in received["Subject"]
+
+
 def test_a_delivery_run_sends_its_emails_over_one_smtp_connection(engine, directory, smtp):
     for n in range(6):
         handle(engine, directory, make("ma.tansiq.referral.sent.v1", referral_id=f"r-{n}", urgency="urgent"), DAY)
