@@ -14,6 +14,8 @@ from pathlib import Path
 
 from nameko.extensions import DependencyProvider
 from sqlalchemy import DateTime, TypeDecorator, create_engine, event, insert
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Session
@@ -167,6 +169,14 @@ def insert_many(session, table, rows):
     if rows:
         # A model's Table, not the model: SQLAlchemy's ORM bulk path costs more and adds nothing here.
         session.execute(insert(getattr(table, "__table__", table)), rows)
+
+
+def insert_if_absent(session, table, values):
+    """INSERT `values` into `table` (a Table or a model) unless a row with the same key is there: writers
+    making the same first row at the same moment do not end in a unique-key failure. On PostgreSQL the
+    INSERT waits for a concurrent one to commit, so a SELECT after it sees the row that stands."""
+    insert_for = postgresql_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    session.execute(insert_for(getattr(table, "__table__", table)).values(**values).on_conflict_do_nothing())
 
 
 @contextmanager

@@ -85,6 +85,11 @@ class InvalidActor(DomainError):
     default_code = "unauthorized"
 
 
+class NotReady(Exception):  # noqa: N818 - a state, as nameko's own ContainerBeingKilled
+    """This process cannot handle anything yet (its read model of the directory has not loaded): a message
+    waits for it without spending an attempt, however long the directory is down (tansiq.messaging.consumer)."""
+
+
 class ServiceUnavailable(DomainError):
     """A called service did not answer in time (tansiq.calls); the gateway answers 503 with Retry-After."""
 

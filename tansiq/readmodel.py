@@ -42,7 +42,7 @@ from nameko.extensions import DependencyProvider, SharedExtension
 
 from tansiq import contracts
 from tansiq.envelope import parse
-from tansiq.errors import NotFound
+from tansiq.errors import NotFound, NotReady
 from tansiq.messaging import topology
 from tansiq.messaging.broker import connect, declare, kombu_exchange
 
@@ -260,8 +260,8 @@ def _epoch(value):
     return (value if isinstance(value, datetime) else datetime.fromisoformat(value)).timestamp()
 
 
-class DirectoryNotLoaded(Exception):
-    """The first snapshot has not arrived (the directory is not up yet): retried like any failure."""
+class DirectoryNotLoaded(NotReady):
+    """The first snapshot has not arrived (the directory is not up yet): a message waits for it."""
 
 
 class DirectoryFeed(SharedExtension):

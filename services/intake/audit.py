@@ -12,10 +12,9 @@ from datetime import timezone
 from types import SimpleNamespace
 
 from sqlalchemy import bindparam, insert, select, update
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from services.intake.models import AuditEntry, AuditHead
+from tansiq.db import insert_if_absent
 
 GENESIS = "0" * 64
 HEAD_ID = 1
@@ -42,9 +41,7 @@ def append(session, **columns):
         # The first entry ever: writers starting together on an empty chain each find no head. One
         # makes it; the others' INSERTs do nothing (no unique-key failure ending their command), and
         # all of them then wait on the head's lock like any later append.
-        dialect = session.get_bind().dialect.name
-        start = (postgresql_insert if dialect == "postgresql" else sqlite_insert)(HEADS)
-        session.execute(start.values(id=HEAD_ID, hash=GENESIS, entries=0).on_conflict_do_nothing())
+        insert_if_absent(session, HEADS, {"id": HEAD_ID, "hash": GENESIS, "entries": 0})
         head = session.execute(_LOCK_HEAD).first()
     unknown = columns.keys() - _COLUMNS
     if unknown:  # an entry that says less than its caller meant would still verify

@@ -16,6 +16,7 @@ from services.referrals.workcal import WorkCalendar
 from tansiq import commands, contracts, paging, sealing
 from tansiq.contracts.actor import Actor
 from tansiq.contracts.referrals import CLOSURE_REASONS, SHAREABLE_FIELDS
+from tansiq.db import insert_if_absent
 from tansiq.errors import Conflict, DomainError, Forbidden, NotFound
 from tansiq.messaging import outbox
 from tansiq.messaging.topology import PARTNERS_OUTBOUND
@@ -534,15 +535,17 @@ def _association_key(session, association):
 
 
 def hosted_public_key(session, keyring, association, now):
-    """The public encryption key of an association hosted here; its key pair is made on first use."""
+    """The public encryption key of an association hosted here; its key pair is made on first use.
+
+    Two units of work may make the first pair at the same moment (two referrals to an association new
+    here): one pair stands, and both read it back, instead of one ending in a unique-key failure."""
     row = _association_key(session, association)
     if row is None:
         private = sealing.generate_private_key()
-        row = AssociationKey(association=association, public_key=sealing.public_key_b64(private), created_at=now,
-                             wrapped_private_key=keyring.wrap(sealing.private_key_bytes(private),
-                                                              _key_record(association)))
-        session.add(row)
-        session.flush()
+        insert_if_absent(session, AssociationKey, {
+            "association": association, "public_key": sealing.public_key_b64(private), "created_at": now,
+            "wrapped_private_key": keyring.wrap(sealing.private_key_bytes(private), _key_record(association))})
+        row = session.scalars(select(AssociationKey).where(AssociationKey.association == association)).one()
         session.info[_KEYS_READ][association] = row
     return row.public_key
 

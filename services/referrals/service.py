@@ -11,7 +11,6 @@ import weakref
 from nameko.dependency_providers import Config
 from nameko.rpc import rpc
 from nameko.timer import timer
-from sqlalchemy.exc import IntegrityError
 
 from services.referrals import domain
 from services.referrals.schemas import (
@@ -250,11 +249,7 @@ class ReferralsService:
     def _seal_for(self, referral_id, association, recipient):
         """What intake seals the shared values to, so they leave it readable by the recipient alone.
         A hosted recipient's key pair is made here on first use (its own small unit of work)."""
-        try:
-            key = self._recipient_public_key(association, recipient)
-        except IntegrityError:  # another worker made the same association's key pair at the same moment
-            key = self._recipient_public_key(association, recipient)
-        return {"reader": association, "key": key,
+        return {"reader": association, "key": self._recipient_public_key(association, recipient),
                 "context": domain.sealing_context(referral_id, "shared")}
 
     def _recipient_public_key(self, association, recipient):

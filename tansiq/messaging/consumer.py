@@ -11,6 +11,9 @@ handlers declare; every delivery is routed by type to its handler and:
 - a handler that raises is republished to a delay queue (1 s, 5 s, 25 s by
   default) that feeds back into the main queue, then dead-lettered with the
   error once the attempts are spent;
+- a message that finds this process not ready (its read model of the directory has not
+  loaded: a restart while the directory is down) goes round the longest delay queue without
+  spending an attempt, for as long as that lasts: nothing it did, so never dead-lettered for it;
 - the original is acked only after that republish is confirmed; if the
   republish fails the message is requeued, so it is never dropped.
 Handlers must be idempotent (tansiq.messaging.inbox): a crash between the
@@ -37,11 +40,11 @@ from nameko.messaging import QueueConsumer
 
 from tansiq import contracts
 from tansiq.envelope import parse
-from tansiq.errors import REASON_CODES, BadMessage, DomainError
+from tansiq.errors import REASON_CODES, BadMessage, DomainError, NotReady
 from tansiq.messaging import topology
 from tansiq.messaging.broker import ConfirmedPublisher, connect, declare_network, kombu_queue
 from tansiq.messaging.robustness import HandlerBudget, budget_seconds
-from tansiq.readmodel import DirectoryFeed
+from tansiq.readmodel import DirectoryFeed, DirectoryNotLoaded
 
 log = logging.getLogger(__name__)
 
@@ -189,7 +192,7 @@ class ServiceQueue(SharedExtension, ProviderCollector):
         except BadMessage as exc:
             self.refuse(message, exc)
             return
-        except Unavailable:  # something the check needs is down: not the message's fault, retried
+        except (Unavailable, NotReady):  # something the check needs is down: not the message's fault, retried
             self.handler_failed(message, sys.exc_info())
             return
         except Exception as exc:  # noqa: BLE001 - nothing a message contains may end the container
@@ -223,6 +226,9 @@ class ServiceQueue(SharedExtension, ProviderCollector):
         return False
 
     def handler_failed(self, message, exc_info):
+        if isinstance(exc_info[1], NotReady) and self.delays:
+            self.settle(message, self.wait, str(exc_info[1]))
+            return
         if self.refuse_without_retry(message, exc_info[1]):
             return
         attempts = previous_attempts(message) + 1
@@ -252,6 +258,13 @@ class ServiceQueue(SharedExtension, ProviderCollector):
     def retry(self, message, attempts, error):
         headers = dict(message.headers or {}, **{ATTEMPTS_HEADER: attempts, ERROR_HEADER: error})
         self._republish(message, topology.retry_queue(self.queue_name, attempts), headers)
+
+    def wait(self, message, error):
+        """Back through the longest retry queue, its attempts unchanged: this process not being ready (a
+        restart while the directory is down) is nothing the message did, and must not dead-letter it."""
+        log.info("%s: not ready, message %s waits: %s", self.service_name, message.properties.get("message_id"), error)
+        headers = dict(message.headers or {}, **{ERROR_HEADER: error})
+        self._republish(message, topology.retry_queue(self.queue_name, len(self.delays)), headers)
 
     def dead_letter(self, message, reason, error="", attempts=None):
         headers = dict(message.headers or {})
@@ -433,7 +446,7 @@ class PartnerQueue(ServiceQueue):
         On a message's first attempt an unknown association is not refused yet but retried once (the
         message waits in its retry queue): its registration may be a few milliseconds behind in the feed."""
         if not self.feed.ready.ready():  # no snapshot yet (the directory is not up): the message waits
-            raise Unavailable("the read model of the directory has not loaded yet")
+            raise DirectoryNotLoaded("the read model of the directory has not loaded yet")
         key = self.feed.model.public_key(slug)
         if key is None and first_attempt:
             raise Unavailable(f"{slug!r} has no signing key in the read model of the directory (yet)")

@@ -1,6 +1,7 @@
 """A partner message keeps its sender across retries and a replay from the dead-letter queue, and a
 message that fails for good is answered too (real broker, real directory, a probe partner handler)."""
 
+import signal
 from urllib.parse import quote
 
 import pika
@@ -187,3 +188,41 @@ def test_a_sealed_value_the_recipient_cannot_open_is_answered_and_breaks_no_list
             assert isinstance(rpc.referrals.list_referrals(case_worker, "received"), list)
     finally:
         partner.close()
+
+
+def test_a_partner_referral_waits_for_a_restarted_service_while_the_directory_is_down_however_long(network):
+    """A service restarted while the directory does not answer has no read model to check a partner's
+    signature with. Its messages wait, round the longest retry queue, without spending their attempts:
+    before, they were dead-lettered and answered handler_failed once the attempts were spent (31 s deployed).
+    The directory is paused (SIGSTOP), not stopped: the restarted service starts (it sees the directory's
+    queue consumed) and its snapshot waits, as when the directory dies between the two."""
+    sender = ProbePartner(network, "hayat")
+    directory = network.procs["directory"]
+    try:
+        sender.register_key(network)
+        directory.send_signal(signal.SIGSTOP)
+        network.kill("referrals")
+        network.start("referrals")
+        referral = {"referral_id": random_slug("r"), "to_association": "wafae-marrakech"}
+        message_id = sender.send("Hébergement d'urgence", **referral)
+        rounds = len(topology.RETRY_DELAYS_MS) + 2  # more than the attempts a message has
+        eventually(lambda: network.log("referrals").count(f"message {message_id} waits") >= rounds,
+                   message=f"the message waited {rounds} times without being dead-lettered")
+        assert sender.answers() == []
+        assert message_id not in letter_ids(network, "referrals.partners")
+        directory.send_signal(signal.SIGCONT)
+        case_worker = network.assertion({"id": "s-wafae-cw", "association": "wafae-marrakech",
+                                         "roles": ["case_worker"]}, "referrals")
+
+        def received():
+            with network.rpc() as rpc:
+                return [r["id"] for r in rpc.referrals.list_referrals(case_worker, "received")
+                        if r["id"] == referral["referral_id"]]
+
+        assert eventually(received, message="applied once the directory is back") == [referral["referral_id"]]
+        assert sender.answers() == []
+    finally:
+        directory.send_signal(signal.SIGCONT)
+        if "referrals" not in network.procs:
+            network.start("referrals")
+        sender.close()

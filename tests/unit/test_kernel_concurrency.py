@@ -3,6 +3,9 @@
 - The audit chain (services.intake.audit) with several writers at once, each in its own connection
   and transaction, as intake's workers are: the head row serialises them, so the chain still verifies
   and holds every entry, even when they all start on an empty chain.
+- The first key pair of a hosted association (services.referrals.domain.hosted_public_key), made by
+  several referrals at once: one pair stands, every writer gets its public key, none fails on the
+  unique key (a partner's referral that failed so was retried, and could be dead-lettered).
 - The outbox relay (tansiq.messaging.relay.relay_once) when the broker confirms only part of a batch:
   what was confirmed is marked sent and its body dropped, the rest stays pending with its error and
   goes out, in order, on the next pass; nothing confirmed is sent again. The publisher is the edge
@@ -15,11 +18,15 @@ import uuid
 from datetime import datetime, timezone
 
 import pytest
+from fixtures.referrals import keyring
 from harness import create_pg_database, drop_pg_database
 from sqlalchemy import func, select
 
 from services.intake import audit
 from services.intake.models import AuditEntry, create_all
+from services.referrals import domain as referrals
+from services.referrals.models import AssociationKey
+from services.referrals.models import Base as ReferralsBase
 from tansiq import contracts
 from tansiq.db import make_engine, session_scope
 from tansiq.messaging import outbox
@@ -69,6 +76,32 @@ def test_concurrent_writers_keep_one_verifiable_chain_from_an_empty_one(engine):
         assert audit.verify(session) == []
         assert session.scalar(select(func.count()).select_from(AuditEntry)) == WRITERS * APPENDS
         assert audit.anchor(session)["entries"] == WRITERS * APPENDS
+
+
+def test_writers_making_an_associations_first_key_pair_at_once_all_get_the_one_that_stands(engine):
+    ReferralsBase.metadata.create_all(engine)
+    keys, start, failures = keyring(), threading.Barrier(WRITERS), []
+    public_keys = []
+
+    def writer():
+        try:
+            start.wait()  # all at once, before the association has a key pair
+            with session_scope(engine) as session:
+                public_keys.append(referrals.hosted_public_key(session, keys, "wafae-marrakech",
+                                                               datetime.now(timezone.utc)))
+        except Exception as exc:  # noqa: BLE001 - reported below
+            failures.append(repr(exc))
+
+    threads = [threading.Thread(target=writer) for _ in range(WRITERS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert failures == []
+    with session_scope(engine) as session:
+        stored = session.scalars(select(AssociationKey)).all()
+    assert [row.association for row in stored] == ["wafae-marrakech"]
+    assert public_keys == [stored[0].public_key] * WRITERS
 
 
 class Broker:

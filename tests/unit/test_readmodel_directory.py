@@ -233,13 +233,14 @@ def test_partner_signing_keys_come_from_the_read_model_and_an_unknown_sender_get
 
     from eventlet.event import Event
 
+    from tansiq.errors import NotReady
     from tansiq.messaging.consumer import PartnerQueue, Unavailable
 
     change(engine, lambda s: domain.upsert_association(s, SAFI))
     change(engine, lambda s: domain.set_public_key(s, "amal-safi", "a2V5LW9mLWFtYWw="))
     queue = PartnerQueue()
     queue.feed = SimpleNamespace(model=DirectoryModel(), ready=Event())
-    with pytest.raises(Unavailable):  # no snapshot yet: the message waits in its retry queue
+    with pytest.raises(NotReady):  # no snapshot yet: the message waits, spending no attempt
         queue.public_key_for("amal-safi")
     for _, envelope in feed(engine):
         queue.feed.model.apply(envelope.type, envelope.data)
