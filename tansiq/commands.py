@@ -17,6 +17,9 @@ caller who holds the key itself can have it back; clients use random keys (the w
 A repeat with the same request gets the first result; the same key with another request is refused
 (409 `idempotency_key_reused`). Two attempts racing each other: the unique key refuses the second one
 (409 `idempotency_key_in_progress`), its effect is rolled back, and its retry finds the first result.
+A command that asks another service for a command of its own (a referral asks intake for the share) passes
+`key_for(call)`, and names what it creates `created_id()`: both derived from its key, so its retry finds
+the other service's first result, made for the same id, instead of having the other command run twice.
 Keys are forgotten after COMMAND_KEY_TTL_H hours (24 by default) by `CommandKeyJanitor`, which every
 `tansiq.db.Database` brings along.
 
@@ -31,6 +34,7 @@ import hashlib
 import hmac
 import logging
 import os
+import uuid
 from datetime import timedelta
 
 import eventlet
@@ -98,8 +102,9 @@ class Command:
     def __init__(self, name, actor, key, *request):
         self.name, key = name, check_key(key)
         self.scope = scope_of(actor)
-        self.key = self.fingerprint = None
+        self.key = self.fingerprint = self._own = None
         if key is not None:
+            self._own = (self.scope, name, key)  # what created_id and key_for derive from
             self.key = _derive("lookup", self.scope, name, key).hex()  # what the table holds of the key
             self._result_key = _derive("result", self.scope, name, key)
             self.fingerprint = fingerprint([name, *request], _derive("fingerprint", self.scope, name, key))
@@ -116,6 +121,18 @@ class Command:
         except InvalidTag:  # cannot happen with the key that sealed it; never answer someone else's result
             raise Conflict("this Idempotency-Key does not open its first result", code=KEY_REUSED,
                            details={"command": self.name}) from None
+
+    def created_id(self):
+        """The id of what this command creates: the same on every attempt with this key (a new random one
+        without a key), so what another service did for a first attempt (a share sealed to this id) fits the retry."""
+        if self._own is None:
+            return str(uuid.uuid4())
+        return str(uuid.UUID(bytes=_derive("created id", *self._own)[:16], version=4))
+
+    def key_for(self, call):
+        """The idempotency key for `call`, a command this one asks of another service: the same on every
+        attempt, so the other service carries it out once however often this one is retried (None without a key)."""
+        return None if self._own is None else _derive("key for", call, *self._own).hex()
 
     def first_result(self, session):
         """(True, result) if this key already carried out this request; (False, None) if it is new.

@@ -95,22 +95,25 @@ class IntakeService:
 
     @rpc
     def prepare_referral_share(self, beneficiary_id, recipient_association, category, fields, actor,
-                               override_reason=None, seal_for=None):
+                               override_reason=None, seal_for=None, idempotency_key=None):
         """Called by referrals, which forwards the case worker's own assertion (it cannot make one up).
-        With `seal_for` the shared values leave intake sealed to the recipient (domain.prepare_referral_share)."""
+        With `seal_for` the shared values leave intake sealed to the recipient (domain.prepare_referral_share).
+        With a key (referrals derives it from the referral's), a repeat gets the first share: one disclosure."""
         actor = self.identity.actor(actor)
         load_request(share_in, {"recipient_association": recipient_association, "category": category,
                                      "fields": fields})
+        command = Command("intake.prepare_referral_share", actor, idempotency_key, beneficiary_id,
+                          recipient_association, category, fields, override_reason, seal_for)
         # For consents to "any partner offering <category>": the read model of the directory (no RPC).
         offering = {s["association"] for s in self.directory.find_services(category)
                     if s.get("status", "active") == "active"}
         with self.guarded(beneficiary_id, actor, "share") as session:
-            return domain.prepare_referral_share(
+            return command.run(session, lambda: domain.prepare_referral_share(
                 session, self.keyring, beneficiary_id, recipient_association, category, fields, actor, utcnow(),
                 override_reason=override_reason,
                 recipient_offers=lambda association, _category: association in offering,
                 seal_for=seal_for,
-            )
+            ), subject=beneficiary_id)
 
     @rpc
     def record_route_refusal(self, method, route, reason, actor):

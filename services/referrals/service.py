@@ -5,7 +5,6 @@ else; asking intake for the data to share forwards that same assertion.
 """
 
 import logging
-import uuid
 import weakref
 
 from nameko.dependency_providers import Config
@@ -68,10 +67,10 @@ class ReferralsService:
         recipient = self._recipient(data["to_association"], data["service_category"])
         domain.check_can_create(actor, data["to_association"], data["service_category"], recipient["recipient_offers"])
         sender = self.directory.get_association(actor.association)
-        referral_id = str(uuid.uuid4())
+        referral_id = command.created_id()
         seal_for = self._seal_for(referral_id, data["to_association"], recipient)
         share = self._share(assertion, data["beneficiary_id"], data["to_association"], data["service_category"],
-                            data["fields"], data["override_reason"], seal_for)
+                            data["fields"], data["override_reason"], seal_for, command)
         now = utcnow()
         with self.db.session() as session:
             def create():
@@ -114,9 +113,9 @@ class ReferralsService:
             category = data["service_category"] or old.service_category
         recipient = self._recipient(data["to_association"], category)
         domain.check_can_create(actor, data["to_association"], category, recipient["recipient_offers"])
-        new_id = str(uuid.uuid4())
+        new_id = command.created_id()
         share = self._share(assertion, beneficiary_id, data["to_association"], category, fields,
-                            data["override_reason"], self._seal_for(new_id, data["to_association"], recipient))
+                            data["override_reason"], self._seal_for(new_id, data["to_association"], recipient), command)
         now = utcnow()
         with self.db.session() as session:
             def reroute():
@@ -268,10 +267,11 @@ class ReferralsService:
     def _retention_days(self):
         return int(self.config.get("COPY_RETENTION_DAYS") or domain.COPY_RETENTION_DAYS)
 
-    def _share(self, assertion, beneficiary_id, recipient, category, fields, override_reason, seal_for):
+    def _share(self, assertion, beneficiary_id, recipient, category, fields, override_reason, seal_for, command):
         """Intake decides what may be shared (consent, or a recorded override); Forbidden crosses back as is.
         It learns who asks from the case worker's own assertion, forwarded as received. The values come
-        back sealed to the recipient: this service never sees them."""
+        back sealed to the recipient: this service never sees them. With the command's key, a retry (after
+        this service died, or gave up on intake, once intake had shared) gets the first share: one disclosure."""
         return self.intake.prepare_referral_share(
             beneficiary_id, recipient, category, list(fields), assertion, override_reason=override_reason,
-            seal_for=seal_for)
+            seal_for=seal_for, idempotency_key=command.key_for("intake.prepare_referral_share"))

@@ -214,3 +214,45 @@ def test_a_referral_while_intake_is_down_gets_503_from_referrals_and_nothing_run
     assert retried.status_code == 201, retried.text
     assert stored(network, "referrals", select(Referral.id).filter_by(beneficiary_id=beneficiary)) == [
         retried.json()["id"]]
+
+
+def test_a_share_intake_made_after_referrals_gave_up_is_the_one_the_retry_uses(referring_network):
+    """Intake hands out her data late, after referrals gave up on it and the user was answered 503 (or after
+    referrals died before committing the referral). The retry with the same key makes the referral from that
+    first share: one disclosure in her record, not two, and the recipient opens what it was sealed with."""
+    import sqlite3
+
+    from services.intake.models import Disclosure
+
+    network = referring_network
+    session, web = network.login(CASE_WORKER), network.web
+    beneficiary = session.post(f"{web}/api/beneficiaries", json={"first_name": "Samira", "needs": ["shelter"]},
+                               timeout=30).json()["id"]
+    assert session.post(f"{web}/api/beneficiaries/{beneficiary}/consents", json={
+        "purpose": "legal_orientation", "fields": ["first_name"], "recipient_association": "wafae-marrakech"},
+        timeout=30).status_code == 201
+    body = {"beneficiary_id": beneficiary, "to_association": "wafae-marrakech", "reason": "Avocate",
+            "service_category": "legal_orientation", "urgency": "normal", "fields": ["first_name"]}
+    key = uuid.uuid4().hex
+
+    def disclosures():
+        return stored(network, "intake", select(Disclosure.id).filter_by(beneficiary_id=beneficiary))
+
+    # Intake's database held by another writer: the share waits for it past referrals' timeout.
+    database = config.load("intake", environ=network.env)["DB_URI"].removeprefix("sqlite:///")
+    writer = sqlite3.connect(database, isolation_level=None)
+    try:
+        writer.execute("BEGIN IMMEDIATE")
+        late = session.post(f"{web}/api/referrals", json=body, headers={"Idempotency-Key": key}, timeout=60)
+        assert late.status_code == 503, late.text
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()
+    eventually(disclosures, message="intake made the share after referrals gave up")
+
+    retried = session.post(f"{web}/api/referrals", json=body, headers={"Idempotency-Key": key}, timeout=60)
+    assert retried.status_code == 201, retried.text
+    assert len(disclosures()) == 1
+    naima = network.login("naima@wafae.example")
+    seen = naima.get(f"{web}/api/referrals/{retried.json()['id']}", timeout=30)
+    assert seen.status_code == 200 and seen.json()["shared"] == {"first_name": "Samira"}, seen.text

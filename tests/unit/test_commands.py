@@ -102,6 +102,22 @@ def test_keys_belong_to_one_actor(engine):
     assert effects.runs == 2
 
 
+def test_what_a_command_creates_and_asks_of_others_is_named_the_same_on_every_attempt():
+    """A retry must fit what another service did for the first attempt: the same new id, the same key for
+    the call; nobody else's (another actor, command or key) and never the key itself."""
+    first, again = Command("referrals.create", SALMA, "k-1", {}), Command("referrals.create", SALMA, "k-1", {"x": 1})
+    assert first.created_id() == again.created_id() and uuid.UUID(first.created_id()).version == 4
+    assert first.key_for("intake.share") == again.key_for("intake.share")
+    others = [Command("referrals.create", NADIA, "k-1"), Command("referrals.reroute", SALMA, "k-1"),
+              Command("referrals.create", SALMA, "k-2")]
+    assert len({first.created_id(), *(other.created_id() for other in others)}) == 4
+    assert len({first.key_for("intake.share"), *(other.key_for("intake.share") for other in others)}) == 4
+    assert first.key_for("intake.share") != first.key_for("intake.other") and "k-1" not in first.key_for("intake.share")
+    assert commands.check_key(first.key_for("intake.share"))  # a key the other service takes
+    keyless = Command("referrals.create", SALMA, None)
+    assert keyless.created_id() != keyless.created_id() and keyless.key_for("intake.share") is None
+
+
 def test_without_a_key_every_attempt_runs(engine):
     effects = Effects()
     attempt(engine, effects, None, {"name": "Khadija"})

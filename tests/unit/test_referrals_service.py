@@ -38,12 +38,14 @@ class FakeIntake:
     """Consent c-19 covers Marrakech and Agadir for b-1; anything else is refused as intake would."""
 
     def __init__(self):
-        self.calls = []
+        self.calls, self.keys, self.seals = [], [], []
 
     def prepare_referral_share(self, beneficiary_id, recipient, category, fields, actor, override_reason=None,
-                               seal_for=None):
+                               seal_for=None, idempotency_key=None):
         verifier("intake").actor(actor)  # referrals forwards the case worker's own assertion
         self.calls.append((beneficiary_id, recipient, tuple(fields)))
+        self.keys.append(idempotency_key)
+        self.seals.append((seal_for or {}).get("reader") and (seal_for["reader"], seal_for["context"]))
         if beneficiary_id != "b-1" or recipient not in (MARRAKECH, AGADIR, RABAT):
             raise Forbidden("no consent covers this recipient and purpose", code="no_consent")
         # As intake does: the values leave sealed to the recipient's key, for this referral only.
@@ -89,6 +91,26 @@ def test_create_act_and_read_over_rpc(service):
         service.transition(sent["id"], "complete", {"outcome": "done"}, RECIPIENT)
     assert refused.value.code == "invalid_transition"
     assert [h["action"] for h in service.get_referral(sent["id"], CASE_WORKER)["history"]] == ["send", "acknowledge"]
+
+
+def test_a_retried_referral_asks_intake_with_the_same_key_for_the_same_referral_id(service, monkeypatch):
+    """Intake's share is keyed by the referral's own key, and sealed to an id the retry gets again: a first
+    attempt that died after intake shared (or gave up on intake) is finished by the retry with that share."""
+    from services.referrals import domain
+
+    request = {"beneficiary_id": "b-1", "to_association": MARRAKECH, "service_category": "legal_orientation",
+               "reason": "Needs a lawyer", "urgency": "urgent", "fields": ["first_name"]}
+    with monkeypatch.context() as patch:  # dies after the share, before the referral commits
+        patch.setattr(domain, "create_referral", lambda *args, **kwargs: (_ for _ in ()).throw(RuntimeError("died")))
+        with pytest.raises(RuntimeError):
+            service.create_referral(request, CASE_WORKER, idempotency_key="ref-k")
+    sent = service.create_referral(request, CASE_WORKER, idempotency_key="ref-k")
+    first_key, retry_key = service.intake.keys
+    assert first_key == retry_key and first_key not in (None, "ref-k")
+    # FakeIntake seals afresh each time; intake answers the retry with the first share, sealed to this same id.
+    assert service.intake.seals[0][1] == service.intake.seals[1][1] == domain.sealing_context(sent["id"], "shared")
+    create(service)  # without a key: nothing to repeat, so none is given to intake
+    assert service.intake.keys[-1] is None
 
 
 def test_refused_without_consent_nothing_recorded(service):
