@@ -273,8 +273,8 @@ def association_names(directory, params):
                 continue
             try:
                 association = directory.get_association(slug) or {}
-            except Exception:  # noqa: BLE001 - a name is a nicety; the notification must still go out
-                association = {}
+            except NotFound:  # a name is a nicety: the notification goes out with the slug. Anything else (the
+                association = {}  # model not loaded, the handler's time budget) must reach the kernel.
             names[slug] = {"ar": association.get("name_ar") or slug, "fr": association.get("name_fr") or slug}
     return names
 

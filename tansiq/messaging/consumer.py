@@ -12,7 +12,8 @@ handlers declare; every delivery is routed by type to its handler and:
   default) that feeds back into the main queue, then dead-lettered with the
   error once the attempts are spent;
 - a message that finds this process not ready (its read model of the directory has not
-  loaded: a restart while the directory is down) goes round the longest delay queue without
+  loaded: its first moments, or a restart while the directory is down) is not handed to a
+  worker: it goes round the delay queues (the shortest first, then up to the longest) without
   spending an attempt, for as long as that lasts: nothing it did, so never dead-lettered for it;
 - the original is acked only after that republish is confirmed; if the
   republish fails the message is requeued, so it is never dropped.
@@ -44,7 +45,7 @@ from tansiq.errors import REASON_CODES, BadMessage, DomainError, NotReady
 from tansiq.messaging import topology
 from tansiq.messaging.broker import ConfirmedPublisher, connect, declare_network, kombu_queue
 from tansiq.messaging.robustness import HandlerBudget, budget_seconds
-from tansiq.readmodel import DirectoryFeed, DirectoryNotLoaded
+from tansiq.readmodel import DirectoryFeed, DirectoryNotLoaded, DirectoryView
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,7 @@ REASON_HEADER = "x-tansiq-reason"
 ERROR_HEADER = "x-tansiq-error"
 QUEUE_HEADER = "x-tansiq-queue"
 FAILED_AT_HEADER = "x-tansiq-failed-at"
+WAITS_HEADER = "x-tansiq-waits"  # times a message went round a retry queue because this process was not ready
 # Set by the kernel at ingress from partners.inbound (partner-supplied x-tansiq-* headers are removed
 # there): the broker-validated AMQP user_id and routing key, which a republish to a retry or
 # dead-letter queue would otherwise lose. Only the kernel can publish to those queues.
@@ -187,6 +189,7 @@ class ServiceQueue(SharedExtension, ProviderCollector):
 
     def handle_message(self, body, message):
         try:
+            self.check_ready()
             envelope = self.accept(body, message)
             provider = self.route(envelope)
         except BadMessage as exc:
@@ -203,6 +206,13 @@ class ServiceQueue(SharedExtension, ProviderCollector):
             provider.spawn(envelope, message)
         except ContainerBeingKilled:
             self.queue_consumer.requeue_message(message)
+
+    def check_ready(self):
+        """DirectoryNotLoaded while this service's read model of the directory has not loaded: its handlers would
+        wait for it in their workers, past their time budget, and spend the message's attempts doing so."""
+        for dependency in self.container.dependencies:
+            if isinstance(dependency, DirectoryView) and not dependency.feed.ready.ready():
+                raise DirectoryNotLoaded("the read model of the directory has not loaded yet")
 
     def accept(self, body, message):
         """Parse and validate a delivery (partner queues also check the sender)."""
@@ -260,11 +270,14 @@ class ServiceQueue(SharedExtension, ProviderCollector):
         self._republish(message, topology.retry_queue(self.queue_name, attempts), headers)
 
     def wait(self, message, error):
-        """Back through the longest retry queue, its attempts unchanged: this process not being ready (a
-        restart while the directory is down) is nothing the message did, and must not dead-letter it."""
-        log.info("%s: not ready, message %s waits: %s", self.service_name, message.properties.get("message_id"), error)
-        headers = dict(message.headers or {}, **{ERROR_HEADER: error})
-        self._republish(message, topology.retry_queue(self.queue_name, len(self.delays)), headers)
+        """Back through a retry queue, its attempts unchanged: this process not being ready (its first moments,
+        or a restart while the directory is down) is nothing the message did, and must not dead-letter it. The
+        shortest delay first (the snapshot is usually a moment away), then longer ones, up to the longest."""
+        waits = _count(message, WAITS_HEADER) + 1
+        log.info("%s: not ready, message %s waits (%d): %s", self.service_name, message.properties.get("message_id"),
+                 waits, error)
+        headers = dict(message.headers or {}, **{WAITS_HEADER: waits, ERROR_HEADER: error})
+        self._republish(message, topology.retry_queue(self.queue_name, min(waits, len(self.delays))), headers)
 
     def dead_letter(self, message, reason, error="", attempts=None):
         headers = dict(message.headers or {})
@@ -292,8 +305,12 @@ class Unavailable(Exception):
 
 
 def previous_attempts(message):
+    return _count(message, ATTEMPTS_HEADER)
+
+
+def _count(message, header):
     try:
-        return max(0, int((message.headers or {}).get(ATTEMPTS_HEADER, 0)))
+        return max(0, int((message.headers or {}).get(header, 0)))
     except (TypeError, ValueError):
         return 0
 
@@ -395,8 +412,9 @@ class BatchEventHandler(EventHandler):
         queue.budget.stop(worker_ctx)
         if exc_info is None:
             queue.queue_consumer.ack_messages([message for _, message in batch])
-        elif len(batch) == 1:
-            queue.handler_failed(batch[0][1], exc_info)
+        elif len(batch) == 1 or isinstance(exc_info[1], NotReady):  # not ready: each would fail alike, alone
+            for _, message in batch:
+                queue.handler_failed(message, exc_info)
         else:
             log.warning("%s: a batch of %d failed (%s: %s); handling its messages one at a time",
                         queue.service_name, len(batch), exc_info[0].__name__, exc_info[1])

@@ -142,9 +142,12 @@ class HandlerBudget:
         if thread is None or thread.dead:
             self._timers.pop(worker_ctx, None)
             return
-        if not thread:  # not started yet (a starved hub): throwing now would kill it outright
-            self._timers[worker_ctx] = get_hub().schedule_call_global(1, self._expire, worker_ctx)
+        # Looked at again in a second, until its result is handled (stop): not started yet (a starved hub:
+        # throwing now would kill it outright), or still running after the throw (a broad `except Exception`
+        # in the handler's own code swallows one: a name lookup did, and its message waited, unacked, until
+        # the directory came back).
+        self._timers[worker_ctx] = get_hub().schedule_call_global(1, self._expire, worker_ctx)
+        if not thread:
             return
-        del self._timers[worker_ctx]
         log.error("%s ran past its time budget of %ss; stopped", worker_ctx, self.seconds)
         thread.throw(HandlerTimedOut(f"stopped after its time budget of {self.seconds:g} s"))

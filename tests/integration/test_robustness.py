@@ -57,6 +57,17 @@ def test_a_handler_over_its_time_budget_is_retried_then_dead_lettered(stall):
     alive_and_working(stall)
 
 
+def test_a_handler_that_swallows_the_budgets_stop_is_stopped_again(stall):
+    """A broad `except Exception` in a handler's own code catches HandlerTimedOut: the budget throws it again
+    each second until the worker is done. Before, the message stayed unacked for as long as the handler ran."""
+    stalled = send(stall, "stall-swallowing")
+    letters = eventually(lambda: ops.dead_letters(stall.amqp_uri, "stall"), timeout=90)
+    assert [(letter["message_id"], letter["reason"]) for letter in letters] == [(stalled, "handler_failed")]
+    assert "HandlerTimedOut" in letters[0]["error"]
+    assert call(stall, "attempts", stalled) == 4
+    alive_and_working(stall)
+
+
 def test_a_connection_reset_before_the_ack_does_not_end_the_container(stall):
     message_id = send(stall, "reset-before-ack")
     eventually(lambda: [message_id, "reset-before-ack"] in call(stall, "effects"), timeout=90)
