@@ -177,6 +177,17 @@ def referring_network():
         network.close()
 
 
+def consented_referral(session, web):
+    """Samira registered, her consent to share her first name with Wafae recorded: (her id, the referral's body)."""
+    beneficiary = session.post(f"{web}/api/beneficiaries", json={"first_name": "Samira", "needs": ["shelter"]},
+                               timeout=30).json()["id"]
+    assert session.post(f"{web}/api/beneficiaries/{beneficiary}/consents", json={
+        "purpose": "legal_orientation", "fields": ["first_name"], "recipient_association": "wafae-marrakech"},
+        timeout=30).status_code == 201
+    return beneficiary, {"beneficiary_id": beneficiary, "to_association": "wafae-marrakech", "reason": "Avocate",
+                         "service_category": "legal_orientation", "urgency": "normal", "fields": ["first_name"]}
+
+
 def test_a_referral_while_intake_is_down_gets_503_from_referrals_and_nothing_runs_later(referring_network):
     """The second hop is timed too (tansiq.calls): referrals gives up on intake before the gateway gives up on
     referrals, so the user hears which service is down; its request to intake expires, so no data is handed
@@ -185,15 +196,8 @@ def test_a_referral_while_intake_is_down_gets_503_from_referrals_and_nothing_run
     from services.referrals.models import Referral
 
     network = referring_network
-    session = network.login(CASE_WORKER)
-    web = network.web
-    beneficiary = session.post(f"{web}/api/beneficiaries", json={"first_name": "Samira", "needs": ["shelter"]},
-                               timeout=30).json()["id"]
-    assert session.post(f"{web}/api/beneficiaries/{beneficiary}/consents", json={
-        "purpose": "legal_orientation", "fields": ["first_name"], "recipient_association": "wafae-marrakech"},
-        timeout=30).status_code == 201
-    body = {"beneficiary_id": beneficiary, "to_association": "wafae-marrakech", "reason": "Avocate",
-            "service_category": "legal_orientation", "urgency": "normal", "fields": ["first_name"]}
+    session, web = network.login(CASE_WORKER), network.web
+    beneficiary, body = consented_referral(session, web)
     key = uuid.uuid4().hex
     network.kill("intake")
     try:
@@ -226,13 +230,7 @@ def test_a_share_intake_made_after_referrals_gave_up_is_the_one_the_retry_uses(r
 
     network = referring_network
     session, web = network.login(CASE_WORKER), network.web
-    beneficiary = session.post(f"{web}/api/beneficiaries", json={"first_name": "Samira", "needs": ["shelter"]},
-                               timeout=30).json()["id"]
-    assert session.post(f"{web}/api/beneficiaries/{beneficiary}/consents", json={
-        "purpose": "legal_orientation", "fields": ["first_name"], "recipient_association": "wafae-marrakech"},
-        timeout=30).status_code == 201
-    body = {"beneficiary_id": beneficiary, "to_association": "wafae-marrakech", "reason": "Avocate",
-            "service_category": "legal_orientation", "urgency": "normal", "fields": ["first_name"]}
+    beneficiary, body = consented_referral(session, web)
     key = uuid.uuid4().hex
 
     def disclosures():

@@ -51,27 +51,36 @@ def engine(request, tmp_path):
         drop_pg_database(database)
 
 
-def test_concurrent_writers_keep_one_verifiable_chain_from_an_empty_one(engine):
-    create_all(engine)
-    start, failures = threading.Barrier(WRITERS), []
+def at_once(write, writers=WRITERS, timeout=120):
+    """`write(number)` in `writers` threads released together, each in its own connections; their failures."""
+    start, failures = threading.Barrier(writers), []
 
     def writer(number):
         try:
-            start.wait()  # all at once, on a chain that has no head yet
-            for append in range(APPENDS):
-                with session_scope(engine) as session:
-                    audit.append(session, beneficiary_id=f"b-{number}", staff_id=f"s-{number}",
-                                 association="amal-safi", action="read", fields=["phone"],
-                                 detail=f"writer {number}, entry {append}", at=datetime.now(timezone.utc))
-        except Exception as exc:  # noqa: BLE001 - reported below with the writer's number
+            start.wait()
+            write(number)
+        except Exception as exc:  # noqa: BLE001 - reported with the writer's number
             failures.append((number, repr(exc)))
 
-    threads = [threading.Thread(target=writer, args=(number,)) for number in range(WRITERS)]
+    threads = [threading.Thread(target=writer, args=(number,)) for number in range(writers)]
     for thread in threads:
         thread.start()
     for thread in threads:
-        thread.join(120)
-    assert failures == []
+        thread.join(timeout)
+    return failures
+
+
+def test_concurrent_writers_keep_one_verifiable_chain_from_an_empty_one(engine):
+    create_all(engine)
+
+    def write(number):  # all at once, on a chain that has no head yet
+        for append in range(APPENDS):
+            with session_scope(engine) as session:
+                audit.append(session, beneficiary_id=f"b-{number}", staff_id=f"s-{number}",
+                             association="amal-safi", action="read", fields=["phone"],
+                             detail=f"writer {number}, entry {append}", at=datetime.now(timezone.utc))
+
+    assert at_once(write) == []
     with session_scope(engine) as session:
         assert audit.verify(session) == []
         assert session.scalar(select(func.count()).select_from(AuditEntry)) == WRITERS * APPENDS
@@ -80,24 +89,14 @@ def test_concurrent_writers_keep_one_verifiable_chain_from_an_empty_one(engine):
 
 def test_writers_making_an_associations_first_key_pair_at_once_all_get_the_one_that_stands(engine):
     ReferralsBase.metadata.create_all(engine)
-    keys, start, failures = keyring(), threading.Barrier(WRITERS), []
-    public_keys = []
+    keys, public_keys = keyring(), []
 
-    def writer():
-        try:
-            start.wait()  # all at once, before the association has a key pair
-            with session_scope(engine) as session:
-                public_keys.append(referrals.hosted_public_key(session, keys, "wafae-marrakech",
-                                                               datetime.now(timezone.utc)))
-        except Exception as exc:  # noqa: BLE001 - reported below
-            failures.append(repr(exc))
+    def write(_number):  # all at once, before the association has a key pair
+        with session_scope(engine) as session:
+            now = datetime.now(timezone.utc)
+            public_keys.append(referrals.hosted_public_key(session, keys, "wafae-marrakech", now))
 
-    threads = [threading.Thread(target=writer) for _ in range(WRITERS)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(60)
-    assert failures == []
+    assert at_once(write) == []
     with session_scope(engine) as session:
         stored = session.scalars(select(AssociationKey)).all()
     assert [row.association for row in stored] == ["wafae-marrakech"]
