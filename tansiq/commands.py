@@ -177,13 +177,6 @@ class Command:
             return result
         return self.record(session, work(), subject)
 
-    def already_done(self, db):
-        """For commands that call other services before their unit of work: look first, in a short one."""
-        if self.key is None:
-            return False, None
-        with db.session() as session:
-            return self.first_result(session)
-
 
 def forget_results(session, subjects, association=None):
     """Blank the stored results about `subjects` (those of `association`'s staff only, if given), in the

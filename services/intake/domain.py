@@ -502,6 +502,22 @@ def prepare_referral_share(session, keyring, beneficiary_id, recipient_associati
                                                     seal_for["context"])}
 
 
+def recheck_repeated_share(session, beneficiary_id, first, actor, now):
+    """A repeated share (the same key: referrals retrying) is answered from its first result only while what
+    that share rested on still holds: her record is still this actor's to refer, and its consent is neither
+    revoked nor expired (or the override is still hers to make). Otherwise refused as a first share would be:
+    a revocation made between the two must stop the referral, not be bypassed by the stored answer."""
+    _owned(session, beneficiary_id, actor, "referrals.act")
+    if first.get("override"):
+        if not actor.can("cases.share_without_consent"):
+            raise Forbidden("only a coordinator or an admin may share without consent",
+                            details={"reason": "override_not_allowed"})
+        return
+    consent = session.get(Consent, first.get("consent_id") or "")
+    if consent is None or consent.beneficiary_id != beneficiary_id or not _valid(consent, now):
+        raise Forbidden("the consent this share rested on has been revoked or has expired", code="no_consent")
+
+
 def _shareable_value(session, beneficiary, cipher, field):
     if field in ("first_name", "last_name"):
         # Latin script if written, else the Arabic one: the recipient needs a name either way.

@@ -47,7 +47,7 @@ class NotificationsService:
             fresh = inbox.first_times(session, self.name, events)
             domain.record_many(session, [plans[event.id] for event in fresh], now, enabled_channels=enabled)
 
-    @handles(ERASED)
+    @handles(ERASED, reads_directory=False)
     def on_beneficiary_erased(self, event):
         with self.db.session() as session:
             if inbox.first_time(session, self.name, event):

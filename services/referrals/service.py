@@ -61,13 +61,16 @@ class ReferralsService:
         assertion, actor = actor, self.identity.actor(actor)
         data = load_request(create_referral_in, payload)
         command = Command("referrals.create_referral", actor, idempotency_key, payload)
-        done, first = command.already_done(self.db)  # before intake is asked to hand out data again
-        if done:
-            return first
+        referral_id = command.created_id()
+        if command.key is not None:  # a repeat? before intake is asked to hand out data again
+            with self.db.session() as session:
+                done, first = command.first_result(session)
+                if done:
+                    return first
+                domain.check_id_unused(session, referral_id)
         recipient = self._recipient(data["to_association"], data["service_category"])
         domain.check_can_create(actor, data["to_association"], data["service_category"], recipient["recipient_offers"])
         sender = self.directory.get_association(actor.association)
-        referral_id = command.created_id()
         seal_for = self._seal_for(referral_id, data["to_association"], recipient)
         share = self._share(assertion, data["beneficiary_id"], data["to_association"], data["service_category"],
                             data["fields"], data["override_reason"], seal_for, command)
@@ -111,9 +114,10 @@ class ReferralsService:
             old = domain.check_can_reroute(session, referral_id, actor, data["to_association"])
             beneficiary_id, fields = old.beneficiary_id, data["fields"] or list(old.shared_fields)
             category = data["service_category"] or old.service_category
+            new_id = command.created_id()
+            domain.check_id_unused(session, new_id)
         recipient = self._recipient(data["to_association"], category)
         domain.check_can_create(actor, data["to_association"], category, recipient["recipient_offers"])
-        new_id = command.created_id()
         share = self._share(assertion, beneficiary_id, data["to_association"], category, fields,
                             data["override_reason"], self._seal_for(new_id, data["to_association"], recipient), command)
         now = utcnow()
@@ -222,13 +226,13 @@ class ReferralsService:
                 domain.apply_partner_update(session, utcnow(), event.source, event.type, event.data,
                                             retention_days=self._retention_days())
 
-    @handles("ma.tansiq.consent.revoked.v1")
+    @handles("ma.tansiq.consent.revoked.v1", reads_directory=False)
     def on_consent_revoked(self, event):
         with self.db.session() as session:
             if inbox.first_time(session, self.name, event):
                 domain.erase_shared_for_consent(session, utcnow(), event.data["consent_id"])
 
-    @handles("ma.tansiq.beneficiary.erased.v1")
+    @handles("ma.tansiq.beneficiary.erased.v1", reads_directory=False)
     def on_beneficiary_erased(self, event):
         # With or without a consent (an override), every referral about her loses what it held.
         with self.db.session() as session:

@@ -13,8 +13,10 @@ handlers declare; every delivery is routed by type to its handler and:
   error once the attempts are spent;
 - a message that finds this process not ready (its read model of the directory has not
   loaded: its first moments, or a restart while the directory is down) is not handed to a
-  worker: it goes round the delay queues (the shortest first, then up to the longest) without
-  spending an attempt, for as long as that lasts: nothing it did, so never dead-lettered for it;
+  worker that reads the model: it goes round the delay queues (the shortest first, then up to
+  the longest) without spending an attempt, for as long as that lasts (with no delay queues
+  configured it is dead-lettered at once, as any failure); a handler marked
+  `reads_directory=False` (erasures) is not held back;
 - the original is acked only after that republish is confirmed; if the
   republish fails the message is requeued, so it is never dropped.
 Handlers must be idempotent (tansiq.messaging.inbox): a crash between the
@@ -189,9 +191,9 @@ class ServiceQueue(SharedExtension, ProviderCollector):
 
     def handle_message(self, body, message):
         try:
-            self.check_ready()
             envelope = self.accept(body, message)
             provider = self.route(envelope)
+            self.check_ready(provider)
         except BadMessage as exc:
             self.refuse(message, exc)
             return
@@ -207,9 +209,11 @@ class ServiceQueue(SharedExtension, ProviderCollector):
         except ContainerBeingKilled:
             self.queue_consumer.requeue_message(message)
 
-    def check_ready(self):
-        """DirectoryNotLoaded while this service's read model of the directory has not loaded: its handlers would
-        wait for it in their workers, past their time budget, and spend the message's attempts doing so."""
+    def check_ready(self, provider):
+        """DirectoryNotLoaded while this service's read model of the directory has not loaded and `provider`
+        reads it: its worker would wait for it past its time budget, and spend the message's attempts so."""
+        if not getattr(provider, "reads_directory", True):
+            return
         for dependency in self.container.dependencies:
             if isinstance(dependency, DirectoryView) and not dependency.feed.ready.ready():
                 raise DirectoryNotLoaded("the read model of the directory has not loaded yet")
@@ -274,8 +278,10 @@ class ServiceQueue(SharedExtension, ProviderCollector):
         or a restart while the directory is down) is nothing the message did, and must not dead-letter it. The
         shortest delay first (the snapshot is usually a moment away), then longer ones, up to the longest."""
         waits = _count(message, WAITS_HEADER) + 1
-        log.info("%s: not ready, message %s waits (%d): %s", self.service_name, message.properties.get("message_id"),
-                 waits, error)
+        # A moment at start is routine; a message still waiting after the longest delay means the directory
+        # has not answered for a while: loud enough to be seen.
+        log.log(logging.WARNING if waits > len(self.delays) else logging.INFO, "%s: not ready, message %s waits "
+                "(%d): %s", self.service_name, message.properties.get("message_id"), waits, error)
         headers = dict(message.headers or {}, **{WAITS_HEADER: waits, ERROR_HEADER: error})
         self._republish(message, topology.retry_queue(self.queue_name, min(waits, len(self.delays))), headers)
 
@@ -320,11 +326,14 @@ class EventHandler(Entrypoint):
 
     service_queue = ServiceQueue()
 
-    def __init__(self, *types, **kwargs):
+    def __init__(self, *types, reads_directory=True, **kwargs):
+        """`reads_directory=False`: the handler never reads the service's directory model, so its messages are
+        handled before the model has loaded (an erasure must not wait for the directory)."""
         unknown = [type_ for type_ in types if type_ not in contracts.all_contracts()]
         if unknown:
             raise ValueError(f"no contract for {unknown}")
         self.types = frozenset(types)
+        self.reads_directory = reads_directory
         super().__init__(**kwargs)
 
     def setup(self):

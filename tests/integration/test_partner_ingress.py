@@ -200,6 +200,8 @@ def test_a_partner_referral_waits_for_a_restarted_service_while_the_directory_is
     directory = network.procs["directory"]
     try:
         sender.register_key(network)
+        # Its key announced before the pause: the probe service's read model must know this partner too.
+        eventually(lambda: directory_outbox_pending(network) == 0, message="the directory announced the key")
         directory.send_signal(signal.SIGSTOP)
         network.kill("referrals")
         network.start("referrals")
@@ -226,3 +228,17 @@ def test_a_partner_referral_waits_for_a_restarted_service_while_the_directory_is
         if "referrals" not in network.procs:
             network.start("referrals")
         sender.close()
+
+
+def directory_outbox_pending(network):
+    from sqlalchemy import func, select
+
+    from tansiq.db import make_engine, session_scope
+    from tansiq.messaging.store import PENDING, OutboxMessage
+
+    engine = make_engine(config.load("directory", environ=network.env)["DB_URI"])
+    try:
+        with session_scope(engine) as session:
+            return session.scalar(select(func.count()).select_from(OutboxMessage).where(OutboxMessage.state == PENDING))
+    finally:
+        engine.dispose()

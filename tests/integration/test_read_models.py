@@ -254,13 +254,22 @@ def _rename(network, slug, name_fr):
 def test_events_wait_for_a_restarted_services_read_model_without_spending_their_attempts():
     """A service whose handlers read the directory model does not hand a message to a worker before the model
     has loaded: the worker would wait for it past its time budget (1 s here) and the message would be
-    dead-lettered once its attempts were spent. It goes round the retry queues, spending none, until then."""
+    dead-lettered once its attempts were spent. It goes round the retry queues, spending none, until then.
+    An erasure, whose handler reads no directory, is not held back."""
     from kombu import Connection, Producer
     from sqlalchemy import func, select
 
     from services.notifications.models import InboxItem
     from tansiq import config, contracts, ops
     from tansiq.db import make_engine, session_scope
+    from tansiq.messaging.store import InboxMessage
+
+    engine = None
+
+    def handled(envelope):
+        with session_scope(engine) as session:
+            return session.scalar(select(func.count()).select_from(InboxMessage).where(
+                InboxMessage.message_id == envelope.id))
 
     network = Network()
     network.env["TANSIQ_HANDLER_TIME_BUDGET_S"] = "1"
@@ -273,29 +282,32 @@ def test_events_wait_for_a_restarted_services_read_model_without_spending_their_
         try:
             network.kill("notifications")
             network.start("notifications")
-            referral_id = random_slug("r")
+            engine = make_engine(config.load("notifications", environ=network.env)["DB_URI"])
             sent = contracts.make("ma.tansiq.referral.sent.v1", SAFI, {
-                **contracts.get("ma.tansiq.referral.sent.v1").example, "referral_id": referral_id})
+                **contracts.get("ma.tansiq.referral.sent.v1").example, "referral_id": random_slug("r")})
+            erased = contracts.make("ma.tansiq.beneficiary.erased.v1", "intake",
+                                    contracts.get("ma.tansiq.beneficiary.erased.v1").example)
             with Connection(network.amqp_uri) as connection:
-                Producer(connection.default_channel).publish(
-                    sent.to_bytes(), exchange="", routing_key=topology.consumer_queue("notifications"),
-                    message_id=sent.id, content_type="application/cloudevents+json", delivery_mode=2)
+                for envelope in (sent, erased):
+                    Producer(connection.default_channel).publish(
+                        envelope.to_bytes(), exchange="", routing_key=topology.consumer_queue("notifications"),
+                        message_id=envelope.id, content_type="application/cloudevents+json", delivery_mode=2)
+            eventually(lambda: handled(erased), message="the erasure handled while the model has not loaded")
             rounds = len(topology.RETRY_DELAYS_MS) + 2  # more than the attempts a message has
             eventually(lambda: network.log("notifications").count(f"message {sent.id} waits") >= rounds,
                        message=f"the event waited {rounds} times")
+            assert f"message {erased.id} waits" not in network.log("notifications")
         finally:
             directory.send_signal(signal.SIGCONT)
-        engine = make_engine(config.load("notifications", environ=network.env)["DB_URI"])
 
         def told():
             with session_scope(engine) as session:
                 return session.scalar(select(func.count()).select_from(InboxItem).where(
                     InboxItem.source_message_id == sent.id))
 
-        try:
-            eventually(told, message="the recipient's case workers told, once the model loaded")
-        finally:
-            engine.dispose()
+        eventually(told, message="the recipient's case workers told, once the model loaded")
         assert ops.dead_letters(network.amqp_uri, "notifications") == []
     finally:
+        if engine is not None:
+            engine.dispose()
         network.close()

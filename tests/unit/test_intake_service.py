@@ -212,3 +212,26 @@ def test_rpc_believes_only_a_valid_assertion_meant_for_intake(service):
         with pytest.raises(InvalidActor):
             service.get_beneficiary(beneficiary, attempt)
     assert service.get_beneficiary(beneficiary, good)["first_name"] == "Khadija"
+
+
+def test_a_repeated_share_is_the_first_one_until_its_consent_is_revoked_then_refused(service, engine):
+    """Referrals retries a share with the same key (it gave up on intake, or died before committing): the first
+    share comes back, one disclosure. But a consent revoked in between must stop the referral: the stored answer
+    is not handed out again, as a fresh share would not be."""
+    from services.intake.models import Disclosure
+
+    beneficiary = service.register_beneficiary({"first_name": "Khadija"}, signed(STAFF))["id"]
+    consent = service.record_consent(beneficiary, {"purpose": "legal_orientation", "fields": ["first_name"],
+                                                   "recipient_association": "wafae-marrakech"}, signed(STAFF))
+    share = (beneficiary, "wafae-marrakech", "legal_orientation", ["first_name"])
+    first = service.prepare_referral_share(*share, signed(STAFF), idempotency_key="share-of-ref-1")
+    assert service.prepare_referral_share(*share, signed(STAFF), idempotency_key="share-of-ref-1") == first
+    with session_scope(engine) as session:
+        assert len(session.scalars(select(Disclosure.id)).all()) == 1
+    with pytest.raises(Forbidden):  # the same staff member (her key's scope) since without the right to refer
+        service.prepare_referral_share(*share, signed({**STAFF, "roles": ["events_manager"]}),
+                                       idempotency_key="share-of-ref-1")
+    service.revoke_consent(consent["id"], signed(STAFF))
+    with pytest.raises(Forbidden) as refused:
+        service.prepare_referral_share(*share, signed(STAFF), idempotency_key="share-of-ref-1")
+    assert refused.value.code == "no_consent"

@@ -9,9 +9,9 @@ from nameko.testing.services import worker_factory
 from sqlalchemy import select
 
 from services.referrals.service import ReferralsService
-from tansiq import contracts, sealing
-from tansiq.db import Sessions
-from tansiq.errors import DomainError, Forbidden, InvalidActor
+from tansiq import commands, contracts, sealing
+from tansiq.db import Sessions, session_scope
+from tansiq.errors import Conflict, DomainError, Forbidden, InvalidActor
 from tansiq.messaging.store import OutboxMessage
 
 SAFI, MARRAKECH, AGADIR, RABAT = "amal-safi", "wafae-marrakech", "nour-agadir", "hayat-rabat"
@@ -111,6 +111,23 @@ def test_a_retried_referral_asks_intake_with_the_same_key_for_the_same_referral_
     assert service.intake.seals[0][1] == service.intake.seals[1][1] == domain.sealing_context(sent["id"], "shared")
     create(service)  # without a key: nothing to repeat, so none is given to intake
     assert service.intake.keys[-1] is None
+
+
+def test_a_key_used_again_after_it_was_forgotten_is_refused_before_intake_is_asked(service):
+    """The referral's id comes from its key: a key sent again after its 24 h names a referral that exists."""
+    from datetime import timedelta
+
+    from tansiq.envelope import utcnow
+
+    request = {"beneficiary_id": "b-1", "to_association": MARRAKECH, "service_category": "legal_orientation",
+               "reason": "Needs a lawyer", "urgency": "urgent", "fields": ["first_name"]}
+    service.create_referral(request, CASE_WORKER, idempotency_key="form-1")
+    with session_scope(service.session.get_bind()) as session:
+        assert commands.forget_expired(session, utcnow() + timedelta(hours=25)) == 1
+    with pytest.raises(Conflict) as refused:
+        service.create_referral({**request, "to_association": AGADIR}, CASE_WORKER, idempotency_key="form-1")
+    assert refused.value.code == commands.KEY_REUSED
+    assert [recipient for _, recipient, _ in service.intake.calls] == [MARRAKECH]  # nothing shared with Agadir
 
 
 def test_refused_without_consent_nothing_recorded(service):
