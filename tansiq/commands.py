@@ -163,11 +163,14 @@ class Command:
                     "result": self._seal(result), "subject": None if subject is None else str(subject)})
             except IntegrityError:
                 # A racing attempt with this key got there first: this one's effect must roll back with it.
-                raise Conflict("another attempt with this Idempotency-Key was carried out first; send it again "
-                               "for its answer", code=IN_PROGRESS, details={"command": self.name, "retry_after": 1}
-                               ) from None
+                raise self.lost_race() from None
         # What the caller gets is what a repeat will get: the result as it travels, not as it was built.
         return wire_json.loads(wire_json.dumps(result))
+
+    def lost_race(self):
+        """What an attempt hears when another attempt with the same key was carried out first (409)."""
+        return Conflict("another attempt with this Idempotency-Key was carried out first; send it again for its "
+                        "answer", code=IN_PROGRESS, details={"command": self.name, "retry_after": 1})
 
     def run(self, session, work, subject=None):
         """The first result if this key already ran; else `work()`, recorded with its effect in `session`

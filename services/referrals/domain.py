@@ -538,9 +538,13 @@ def check_id_unused(session, referral_id):
     """A new referral's id is derived from its idempotency key (Command.created_id): a key used again after it
     was forgotten (COMMAND_KEY_TTL_H) names a referral that exists. Refused as a reused key, before intake is
     asked for anything; else intake would share again and the referral fail on its id."""
-    if session.scalar(select(Referral.id).where(Referral.id == referral_id)) is not None:
+    if referral_exists(session, referral_id):
         raise Conflict("this Idempotency-Key was already used for an earlier referral; send it with a new key",
                        code=commands.KEY_REUSED, details={"command": "referral"})
+
+
+def referral_exists(session, referral_id):
+    return session.scalar(select(Referral.id).where(Referral.id == referral_id)) is not None
 
 
 def hosted_public_key(session, keyring, association, now):

@@ -6,10 +6,12 @@ else; asking intake for the data to share forwards that same assertion.
 
 import logging
 import weakref
+from contextlib import contextmanager
 
 from nameko.dependency_providers import Config
 from nameko.rpc import rpc
 from nameko.timer import timer
+from sqlalchemy.exc import IntegrityError
 
 from services.referrals import domain
 from services.referrals.schemas import (
@@ -75,7 +77,7 @@ class ReferralsService:
         share = self._share(assertion, data["beneficiary_id"], data["to_association"], data["service_category"],
                             data["fields"], data["override_reason"], seal_for, command)
         now = utcnow()
-        with self.db.session() as session:
+        with self.creating(command, referral_id) as session:
             def create():
                 referral = domain.create_referral(
                     session, now, actor, self.keyring, beneficiary_id=data["beneficiary_id"],
@@ -121,7 +123,7 @@ class ReferralsService:
         share = self._share(assertion, beneficiary_id, data["to_association"], category, fields,
                             data["override_reason"], self._seal_for(new_id, data["to_association"], recipient), command)
         now = utcnow()
-        with self.db.session() as session:
+        with self.creating(command, new_id) as session:
             def reroute():
                 new = domain.reroute(
                     session, now, actor, self.keyring, referral_id, to_association=data["to_association"], share=share,
@@ -240,6 +242,23 @@ class ReferralsService:
                 domain.erase_for_beneficiary(session, utcnow(), event.data["beneficiary_id"])
 
     # --- helpers ---
+
+    @contextmanager
+    def creating(self, command, referral_id):
+        """The unit of work making referral `referral_id`. Its id comes from the command's key, so an attempt
+        racing another with the same key fails on the id before the key's row can say so: it hears 409
+        `idempotency_key_in_progress` (its retry gets the first answer), not a failure."""
+        try:
+            with self.db.session() as session:
+                yield session
+        except IntegrityError:
+            if command.key is None:
+                raise
+            with self.db.session() as session:
+                made_by_another_attempt = domain.referral_exists(session, referral_id)
+            if not made_by_another_attempt:
+                raise
+            raise command.lost_race() from None
 
     def _recipient(self, association, category):
         """What the domain needs to know about the recipient, from the read model of the directory."""

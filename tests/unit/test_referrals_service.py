@@ -130,6 +130,29 @@ def test_a_key_used_again_after_it_was_forgotten_is_refused_before_intake_is_ask
     assert [recipient for _, recipient, _ in service.intake.calls] == [MARRAKECH]  # nothing shared with Agadir
 
 
+def test_two_first_attempts_with_one_key_racing_the_loser_hears_409_in_progress(service, monkeypatch):
+    """A double-submitted form: both attempts pass the first-result check; the referral's id comes from the
+    key, so the loser fails on the id before its key's row could: it hears 409 in progress, not a failure,
+    and its retry gets the winner's referral."""
+    from services.referrals import domain
+
+    request = {"beneficiary_id": "b-1", "to_association": MARRAKECH, "service_category": "legal_orientation",
+               "reason": "Needs a lawyer", "urgency": "urgent", "fields": ["first_name"]}
+    real, winner = domain.create_referral, []
+
+    def create_referral(*args, **kwargs):
+        if not winner:  # the other attempt commits while this one is inside its unit of work
+            winner.append(None)
+            winner[0] = service.create_referral(request, CASE_WORKER, idempotency_key="twice")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(domain, "create_referral", create_referral)
+    with pytest.raises(Conflict) as lost:
+        service.create_referral(request, CASE_WORKER, idempotency_key="twice")
+    assert lost.value.code == commands.IN_PROGRESS
+    assert service.create_referral(request, CASE_WORKER, idempotency_key="twice") == winner[0]
+
+
 def test_refused_without_consent_nothing_recorded(service):
     with pytest.raises(Forbidden) as refused:
         create(service, beneficiary="b-2")
