@@ -11,7 +11,14 @@ from datetime import datetime, timedelta, timezone
 from sqlalchemy import or_, select
 from sqlalchemy.orm import object_session, selectinload
 
-from services.referrals.models import AssociationKey, FiredDeadline, HolidayOverride, Referral, ReferralHistory
+from services.referrals.models import (
+    AssociationKey,
+    FiredDeadline,
+    HolidayOverride,
+    Referral,
+    ReferralHistory,
+    RevokedConsent,
+)
 from services.referrals.workcal import WorkCalendar
 from tansiq import commands, contracts, paging, sealing
 from tansiq.contracts.actor import Actor
@@ -431,6 +438,21 @@ def apply_partner_update(session, now, source, event_type, data, retention_days=
     return transition(session, now, actor, referral.id, action,
                       reason=data.get("reason"), outcome=data.get("outcome"), note=data.get("note") or "",
                       retention_days=retention_days, presealed=data.get("sealed"))
+
+
+def note_revoked_consent(session, consent_id, now):
+    """Remember that intake revoked `consent_id`, in a unit of work of its own, committed before the copies under
+    it are ended: a referral under it committing meanwhile then sees it (end_copy_if_consent_revoked)."""
+    insert_if_absent(session, RevokedConsent, {"consent_id": consent_id, "revoked_at": now})
+
+
+def end_copy_if_consent_revoked(session, now, consent_id):
+    """After a referral under `consent_id` committed: a revocation heard before its commit (intake had shared
+    just before it) ends its copy now. With note_revoked_consent, whichever of the two commits last sees the
+    other: no referral keeps a copy under a revoked consent. Returns the referrals whose copy ended."""
+    if not consent_id or session.get(RevokedConsent, consent_id) is None:
+        return []
+    return erase_shared_for_consent(session, now, consent_id)
 
 
 def erase_shared_for_consent(session, now, consent_id, note="consent revoked"):

@@ -105,6 +105,16 @@ class AssociationKey(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
+class RevokedConsent(Base):
+    """A consent intake announced revoked. A referral under it that commits after the announcement was
+    handled (its share was taken just before the revocation) finds it here and ends its copy at once."""
+
+    __tablename__ = "referral_revoked_consents"
+
+    consent_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    revoked_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
 class FiredDeadline(Base):
     """A reminder, escalation or expiry that already fired: the unique key makes each fire once."""
 

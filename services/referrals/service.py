@@ -67,9 +67,11 @@ class ReferralsService:
         if command.key is not None:  # a repeat? before intake is asked to hand out data again
             with self.db.session() as session:
                 done, first = command.first_result(session)
-                if done:
-                    return first
-                domain.check_id_unused(session, referral_id)
+                if not done:
+                    domain.check_id_unused(session, referral_id)
+            if done:  # a redelivery after a crash past the commit: the check `creating` would have made
+                self._end_copy_if_consent_revoked(first.get("consent_id"))
+                return first
         recipient = self._recipient(data["to_association"], data["service_category"])
         domain.check_can_create(actor, data["to_association"], data["service_category"], recipient["recipient_offers"])
         sender = self.directory.get_association(actor.association)
@@ -77,7 +79,7 @@ class ReferralsService:
         share = self._share(assertion, data["beneficiary_id"], data["to_association"], data["service_category"],
                             data["fields"], data["override_reason"], seal_for, command)
         now = utcnow()
-        with self.creating(command, referral_id) as session:
+        with self.creating(command, referral_id, share) as session:
             def create():
                 referral = domain.create_referral(
                     session, now, actor, self.keyring, beneficiary_id=data["beneficiary_id"],
@@ -123,7 +125,7 @@ class ReferralsService:
         share = self._share(assertion, beneficiary_id, data["to_association"], category, fields,
                             data["override_reason"], self._seal_for(new_id, data["to_association"], recipient), command)
         now = utcnow()
-        with self.creating(command, new_id) as session:
+        with self.creating(command, new_id, share) as session:
             def reroute():
                 new = domain.reroute(
                     session, now, actor, self.keyring, referral_id, to_association=data["to_association"], share=share,
@@ -230,6 +232,10 @@ class ReferralsService:
 
     @handles("ma.tansiq.consent.revoked.v1", reads_directory=False)
     def on_consent_revoked(self, event):
+        # Noted in a unit of work of its own first: a referral under this consent committing meanwhile sees
+        # the note (creating); the erasure, after the note's commit, sees any referral committed before it.
+        with self.db.session() as session:
+            domain.note_revoked_consent(session, event.data["consent_id"], utcnow())
         with self.db.session() as session:
             if inbox.first_time(session, self.name, event):
                 domain.erase_shared_for_consent(session, utcnow(), event.data["consent_id"])
@@ -244,10 +250,13 @@ class ReferralsService:
     # --- helpers ---
 
     @contextmanager
-    def creating(self, command, referral_id):
-        """The unit of work making referral `referral_id`. Its id comes from the command's key, so an attempt
-        racing another with the same key fails on the id before the key's row can say so: it hears 409
-        `idempotency_key_in_progress` (its retry gets the first answer), not a failure."""
+    def creating(self, command, referral_id, share):
+        """The unit of work making referral `referral_id` from intake's `share`.
+
+        Its id comes from the command's key, so an attempt racing another with the same key fails on the id
+        before the key's row can say so: it hears 409 `idempotency_key_in_progress` (its retry gets the first
+        answer), not a failure. Once it has committed, a revocation of the share's consent heard meanwhile
+        (intake shared just before it) ends the new copy at once."""
         try:
             with self.db.session() as session:
                 yield session
@@ -259,6 +268,12 @@ class ReferralsService:
             if not made_by_another_attempt:
                 raise
             raise command.lost_race() from None
+        self._end_copy_if_consent_revoked(share.get("consent_id"))
+
+    def _end_copy_if_consent_revoked(self, consent_id):
+        if consent_id:
+            with self.db.session() as session:
+                domain.end_copy_if_consent_revoked(session, utcnow(), consent_id)
 
     def _recipient(self, association, category):
         """What the domain needs to know about the recipient, from the read model of the directory."""

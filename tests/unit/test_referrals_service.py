@@ -153,6 +153,35 @@ def test_two_first_attempts_with_one_key_racing_the_loser_hears_409_in_progress(
     assert service.create_referral(request, CASE_WORKER, idempotency_key="twice") == winner[0]
 
 
+def test_a_consent_revoked_while_its_share_was_on_the_way_ends_the_new_referrals_copy(service):
+    """Intake shared under consent c-19, then she revoked it: the revocation reaches referrals before the
+    referral commits, finds nothing to end yet, and must still end that referral's copy once it commits."""
+    from services.referrals import domain
+    from services.referrals.models import Referral
+
+    share = service.intake.prepare_referral_share
+
+    def shared_then_revoked(*args, **kwargs):
+        answer = share(*args, **kwargs)
+        service.on_consent_revoked(contracts.validate(contracts.make("ma.tansiq.consent.revoked.v1", "intake", {
+            "consent_id": "c-19", "beneficiary_id": "b-1", "association": SAFI, "recipients": [MARRAKECH],
+            "revoked_at": "2026-12-01T10:00:00+00:00"})))
+        return answer
+
+    service.intake.prepare_referral_share = shared_then_revoked
+    sent = service.create_referral({"beneficiary_id": "b-1", "to_association": MARRAKECH,
+                                    "service_category": "legal_orientation", "reason": "Needs a lawyer",
+                                    "urgency": "urgent", "fields": ["first_name"]}, CASE_WORKER, idempotency_key="k")
+    service.session.expire_all()
+    referral = service.session.get(Referral, sent["id"])
+    assert referral.shared_erased_at is not None and "shared" not in (referral.sealed or {})
+    assert "ma.tansiq.referral.data_erased.v1" in [m.type for m in outbox(service)]  # the recipient is told
+    assert not service.transition(sent["id"], "acknowledge", {}, RECIPIENT).get("shared")
+    service.intake.prepare_referral_share = share
+    with service.db.session() as session:  # nothing to end for a referral under a consent still valid
+        assert domain.end_copy_if_consent_revoked(session, referral.created_at, "c-20") == []
+
+
 def test_refused_without_consent_nothing_recorded(service):
     with pytest.raises(Forbidden) as refused:
         create(service, beneficiary="b-2")
@@ -306,7 +335,7 @@ def test_a_hosted_recipients_key_is_made_once_per_database_and_kept(service, tmp
     units = []
     service.db.on_commit(units.append)
     second = create(service)
-    assert len(units) == 1  # the referral's own unit of work; the key came from memory
+    assert len(units) == 2  # the referral's own unit of work and its consent's check after it; the key from memory
     for sent in (first, second):
         assert service.transition(sent["id"], "acknowledge", {}, RECIPIENT)["shared"] == PII  # opens with her key
     assert RABAT not in HOSTED_PUBLIC_KEYS[service.db.engine]
