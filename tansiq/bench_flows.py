@@ -135,8 +135,9 @@ class Client:
 
     def post(self, path, body, status=201, headers=None):
         connection = self._connection()
+        headers = {**self.headers, "Idempotency-Key": uuid.uuid4().hex, **(headers or {})}  # as the web app's forms
         try:
-            connection.request("POST", path, json.dumps(body), {**self.headers, **(headers or {})})
+            connection.request("POST", path, json.dumps(body), headers)
             response = connection.getresponse()
             text = response.read()
         except (http.client.HTTPException, OSError):
@@ -148,7 +149,8 @@ class Client:
 
 
 def one_loop(client):
-    """Register, consent, refer; returns (loop start, referral posted at, loop end, referral id), wall clock."""
+    """Register, consent, refer; returns (loop start, referral posted at, loop end, referral id), wall clock.
+    Each POST carries its own Idempotency-Key, as the web app's forms do."""
     started = time.time()
     beneficiary = client.post("/api/beneficiaries", {
         "kind": "survivor", "first_name": "Bench", "last_name": uuid.uuid4().hex[:8], "phone": "06" + str(
@@ -475,7 +477,8 @@ def section(loops, partners, drains, lists, floor, args):
         "| raw floor (sections 1 and 3) | |\n|---|---:|\n" + floor_rows,
         "### The referral loop through the HTTP API",
         f"Fatima (Safi) registers a woman, records her consent and refers her to Wafae (Marrakech) through "
-        f"`POST /api/beneficiaries`, `/consents`, `/api/referrals`; loops start at a fixed offered rate for "
+        f"`POST /api/beneficiaries`, `/consents`, `/api/referrals`, each with its own Idempotency-Key as the web "
+        f"app's forms send; loops start at a fixed offered rate for "
         f"{args.flow_seconds:g} s each ({LOOP_CLIENTS} HTTP clients, open loop: a slow answer does not slow the "
         f"offer). Referral → inbox: from the moment the referral is posted until the notifications service has "
         f"written Naima's inbox item (its `created_at`, read from its database). A rate is not tried once a lower "

@@ -111,15 +111,17 @@ class ReferralsService:
         assertion, actor = actor, self.identity.actor(actor)
         data = load_request(reroute_in, payload)
         command = Command("referrals.reroute", actor, idempotency_key, referral_id, payload)
+        new_id = command.created_id()
         with self.db.session() as session:  # refuse before intake hands out any data
             done, first = command.first_result(session)
-            if done:
-                return first
-            old = domain.check_can_reroute(session, referral_id, actor, data["to_association"])
-            beneficiary_id, fields = old.beneficiary_id, data["fields"] or list(old.shared_fields)
-            category = data["service_category"] or old.service_category
-            new_id = command.created_id()
-            domain.check_id_unused(session, new_id)
+            if not done:
+                old = domain.check_can_reroute(session, referral_id, actor, data["to_association"])
+                beneficiary_id, fields = old.beneficiary_id, data["fields"] or list(old.shared_fields)
+                category = data["service_category"] or old.service_category
+                domain.check_id_unused(session, new_id)
+        if done:  # as in create_referral
+            self._end_copy_if_consent_revoked(first.get("consent_id"))
+            return first
         recipient = self._recipient(data["to_association"], category)
         domain.check_can_create(actor, data["to_association"], category, recipient["recipient_offers"])
         share = self._share(assertion, beneficiary_id, data["to_association"], category, fields,
