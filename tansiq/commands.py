@@ -172,11 +172,14 @@ class Command:
         return Conflict("another attempt with this Idempotency-Key was carried out first; send it again for its "
                         "answer", code=IN_PROGRESS, details={"command": self.name, "retry_after": 1})
 
-    def run(self, session, work, subject=None):
+    def run(self, session, work, subject=None, recheck=None):
         """The first result if this key already ran; else `work()`, recorded with its effect in `session`
-        (`subject` as for record())."""
+        (`subject` as for record()). `recheck(first)`, if given, runs before a repeat is answered and raises to
+        refuse it: for a first result that holds only while what it rested on holds (a consent)."""
         done, result = self.first_result(session)
         if done:
+            if recheck is not None:
+                recheck(result)
             return result
         return self.record(session, work(), subject)
 

@@ -109,16 +109,13 @@ class IntakeService:
                     if s.get("status", "active") == "active"}
         with self.guarded(beneficiary_id, actor, "share") as session:
             now = utcnow()
-            done, first = command.first_result(session)
-            if done:
-                domain.recheck_repeated_share(session, beneficiary_id, first, actor, now)
-                return first
-            return command.record(session, domain.prepare_referral_share(
+            return command.run(session, lambda: domain.prepare_referral_share(
                 session, self.keyring, beneficiary_id, recipient_association, category, fields, actor, now,
                 override_reason=override_reason,
                 recipient_offers=lambda association, _category: association in offering,
                 seal_for=seal_for,
-            ), subject=beneficiary_id)
+            ), subject=beneficiary_id,
+                recheck=lambda first: domain.recheck_repeated_share(session, beneficiary_id, first, actor, now))
 
     @rpc
     def record_route_refusal(self, method, route, reason, actor):

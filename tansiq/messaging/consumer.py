@@ -152,6 +152,9 @@ class ServiceQueue(SharedExtension, ProviderCollector):
         self.delays = retry_delays(self.container.config)
         self.publisher = ConfirmedPublisher(self.container.config["AMQP_URI"])
         self.budget = HandlerBudget(self.container, budget_seconds(self.container.config))
+        # Found once, not per message: the feeds of this service's directory models (none for the directory).
+        self.directory_feeds = [dependency.feed for dependency in self.container.dependencies
+                                if isinstance(dependency, DirectoryView)]
         self.queue_consumer.register_provider(self)
         # In setup, not start: nameko starts extensions concurrently, and the queue consumer must not
         # receive a message before its retry and dead-letter queues exist.
@@ -212,11 +215,8 @@ class ServiceQueue(SharedExtension, ProviderCollector):
     def check_ready(self, provider):
         """DirectoryNotLoaded while this service's read model of the directory has not loaded and `provider`
         reads it: its worker would wait for it past its time budget, and spend the message's attempts so."""
-        if not getattr(provider, "reads_directory", True):
-            return
-        for dependency in self.container.dependencies:
-            if isinstance(dependency, DirectoryView) and not dependency.feed.ready.ready():
-                raise DirectoryNotLoaded("the read model of the directory has not loaded yet")
+        if getattr(provider, "reads_directory", True) and any(not feed.ready.ready() for feed in self.directory_feeds):
+            raise DirectoryNotLoaded("the read model of the directory has not loaded yet")
 
     def accept(self, body, message):
         """Parse and validate a delivery (partner queues also check the sender)."""
