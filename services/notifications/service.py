@@ -69,7 +69,7 @@ class NotificationsService:
                 return total
 
     def _channels(self):
-        return tuple(name for name in channels.from_config(self.config) if name != "webhook")
+        return tuple(name for name in channels.names(self.config) if name != "webhook")
 
     def _renderer(self):
         return renderer(self.config.get("WEB_BASE_URL", "http://127.0.0.1:8000"))
