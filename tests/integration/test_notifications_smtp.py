@@ -159,6 +159,10 @@ def test_a_delivery_run_sends_its_emails_over_one_smtp_connection(engine, direct
     assert deliver(engine, DAY, smtp.port) == {"sent": 6, "failed": 0}
     assert len(smtp.messages) == 6
     assert smtp.greetings == 1
+    # Each email its own MIME boundary (channels.EmailChannel makes them), its two parts intact.
+    assert len({message.get_boundary() for _, message, _ in smtp.messages}) == 6
+    assert all([part.get_content_type() for part in message.iter_parts()] == ["text/plain", "text/html"]
+               for _, message, _ in smtp.messages)
 
 
 @pytest.mark.postgres

@@ -118,6 +118,26 @@ def test_the_model_answers_like_the_directory_rpcs(engine):
     assert model.slugs(integration="app") == {"amal-safi"}
 
 
+
+def test_what_the_model_answers_and_what_fed_it_are_copies_the_caller_may_change(engine):
+    """A caller changing what it was given (a list it appends to, a nested dict it fills) changes nothing in
+    the model, nor does the feed's message changed after it was applied: every read and every write copies."""
+    change(engine, lambda s: domain.upsert_association(s, SAFI))
+    model = DirectoryModel()
+    (_, envelope), = feed(engine)
+    model.apply(envelope.type, envelope.data)
+    before = model.get_association("amal-safi")
+    assert before["services"], before
+
+    envelope.data["services"].append({"category": "shelter"})  # the message, after it was applied
+    given = model.get_association("amal-safi")
+    given["services"][0]["category"] = "changed"
+    given["services"].append({"category": "shelter"})
+    model.find_services("legal_orientation")[0]["status"] = "changed"
+    model.list_associations()[0]["services"].clear()
+    assert model.get_association("amal-safi") == before
+    assert model.find_services("legal_orientation")[0]["status"] == "active"
+
 def test_sessions_end_at_once_and_an_old_opened_never_revives_one(engine):
     staff = fatima_in_the_directory(engine)
     opened = change(engine, lambda s: signin.open_session(s, utcnow(), staff))
