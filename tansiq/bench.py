@@ -671,7 +671,7 @@ def run_flows(args, results):
     rates = [float(rate) if "." in rate else int(rate) for rate in args.flow_rates.split(",") if rate.strip()]
     say("5. the real flows: notifications backlog, referral loop through the API, lists at size")
     variants = bench_flows.DRAIN_VARIANTS if args.drain == "all" else ((100, False),)
-    loops, partners, drains = bench_flows.run(backends, rates, args.flow_seconds, args.backlog, variants)
+    rows = bench_flows.run(backends, rates, args.flow_seconds, args.backlog, variants)
     lists = None
     if args.list_notifications:
         sizes = bench_lists.arguments(["--notifications", str(args.list_notifications), "--referrals",
@@ -681,7 +681,7 @@ def run_flows(args, results):
     floor = {label: rate(results, section, label) for section, label in (
         ("raw", f"pika, pipelined confirms (window {WINDOW})"), ("raw", CONFIRM_EACH),
         ("consume", "raw pika consumer, ack only"), ("consume", "kernel: probe service"))}
-    return bench_flows.section(loops, partners, drains, lists, {k: v for k, v in floor.items() if v}, args)
+    return bench_flows.section(rows, lists, {k: v for k, v in floor.items() if v}, args)
 
 
 def report(n, info, results, memory, elapsed, busy=False, flows=""):

@@ -36,6 +36,8 @@ SATURATED = 0.8            # achieved below this share of the offered rate: the 
 LOOP_DELIVERY_INTERVAL_S = 1
 REFERRAL_SENT = "ma.tansiq.referral.sent.v1"
 SNAPSHOT_NOTIFICATIONS = "tests.fixtures.bench_notifications:SnapshotDirectoryNotifications"
+# The loop's hops with nothing behind them (tests/fixtures/hollow_network.py), in place of these services.
+HOLLOW = {"intake": "HollowIntake", "referrals": "HollowReferrals", "notifications": "HollowNotifications"}
 
 
 def say(text):
@@ -245,6 +247,43 @@ def loop_rows(net, backend, rates, seconds):
     return rows
 
 
+def hollow_rows(net, backend, rates, seconds):
+    """The same loops through the real gateway and directory, with hollow intake, referrals and notifications:
+    every hop and the messaging kernel's work at each, none of the services' own (what the architecture costs
+    before any work is done). Throughput and CPU per loop; there is no inbox item to time."""
+    say(f"  the same loop's hops with nothing behind them (hollow services), {backend}: rates "
+        f"{', '.join(map(str, rates))} loops/s")
+    from tansiq.bench_calendar import CpuMeter
+
+    for service in HOLLOW:
+        if service in net.procs:
+            net.kill(service, signal.SIGTERM)
+    for service, cls in HOLLOW.items():
+        net.start(service, service_class=f"tests.fixtures.hollow_network:{cls}")
+    net.start(*(service for service in SERVICES if service not in net.procs))
+    rows, client = [], Client(net.web, SENDER)
+    one_loop(client)  # warm-up, off the clock
+    for rate in rates:
+        meter = CpuMeter({service: net.procs[service].pid for service in SERVICES}, net.procs["intake"].pid)
+        meter.start()
+        start, results, errors = offered(client, rate, seconds)
+        done = max((end for _, _, end, _ in results), default=start)
+        time.sleep(1)  # the last loops' two events through the relays and the consumer
+        spent, _ = meter.stop()
+        row = {"backend": backend, "rate": rate, "ok": len(results), "errors": len(errors), "missing": 0,
+               "achieved": len(results) / max(done - start, 1e-9), "to_inbox": [],
+               "loop": [(end - begun) * 1000 for begun, _, end, _ in results],
+               "cpu": {name: cpu * 1000 / max(1, len(results)) for name, cpu in spent.items()}}
+        rows.append(row)
+        say(f"    {rate} loops/s offered: {row['achieved']:.1f} achieved, loop p50 {percentile(row['loop'], .5):.0f} "
+            f"ms, CPU {sum(row['cpu'].values()):.1f} ms a loop" + (f", {len(errors)} errors ({errors[0]})" if errors
+                                                                    else ""))
+        if row["achieved"] < SATURATED * rate or errors:
+            say(f"    saturated at {rate} loops/s: higher rates not tried")
+            break
+    return rows
+
+
 # --- the partner loop through the SDK ---------------------------------------------------------------------------
 
 
@@ -450,23 +489,34 @@ def drain_table(rows):
 
 
 def run(backends, rates, seconds, backlog, variants=DRAIN_VARIANTS):
-    """(loop rows, partner rows, drain rows) on each backend ("sqlite", "postgres"), one network each."""
-    loops, partners, drains = [], [], []
+    """{"loops", "hollow", "partners", "drains": rows} on each backend ("sqlite", "postgres"), one network each."""
+    rows = {"loops": [], "hollow": [], "partners": [], "drains": []}
     for backend in backends:
         say(f"flows on {backend}: migrating and seeding a network of its own …")
         net = network(backend)
         try:
             net.start("directory")
-            drains += drain_rows(net, backend, backlog, variants)
-            loops += loop_rows(net, backend, rates, seconds)
-            partners += partner_rows(net, backend, rates, seconds)
+            rows["drains"] += drain_rows(net, backend, backlog, variants)
+            rows["loops"] += loop_rows(net, backend, rates, seconds)
+            rows["partners"] += partner_rows(net, backend, rates, seconds)
+            rows["hollow"] += hollow_rows(net, backend, rates, seconds)  # last: it replaces three services
         finally:
             net.close()
-    return loops, partners, drains
+    return rows
 
 
-def section(loops, partners, drains, lists, floor, args):
+def hollow_table(rows):
+    lines = ["| database | offered loops/s | loops | achieved loops/s | loop p50 ms | errors |",
+             "|---|---:|---:|---:|---:|---:|"]
+    for row in rows:
+        lines.append(f"| {row['backend']} | {row['rate']} | {row['ok']} | {row['achieved']:.1f} | "
+                     f"{percentile(row['loop'], .5):.0f} | {row['errors']} |")
+    return "\n".join(lines)
+
+
+def section(rows, lists, floor, args):
     """The Markdown of the real flows, with the raw floor of the same run (`floor`: label -> msg/s)."""
+    loops, partners, drains = rows["loops"], rows["partners"], rows["drains"]
     floor_rows = "\n".join(f"| {label} | {rate:,.0f} msg/s |" for label, rate in floor.items())
     parts = [
         "## 5. The real flows",
@@ -491,6 +541,16 @@ def section(loops, partners, drains, lists, floor, args):
         "deployed, every 15 s), divided by the loops. Two cores give 2,000 ms of CPU a second: 50 loops per "
         "second need less than 40 ms a loop, with nothing else running.",
         cpu_table(loops),
+        "### The same loop's hops with nothing behind them",
+        "The same loops, through the same gateway and directory, with intake, referrals and notifications "
+        "replaced by hollow services (`tests/fixtures/hollow_network.py`): every HTTP request, sealed RPC and "
+        "event of a loop, and the messaging kernel's work at each (the two events through an outbox, a relay "
+        "and a batched consumer with its inbox), but none of the services' own: no records, audit, encryption, "
+        "command keys, inbox items or emails. Its CPU per loop is what the architecture costs before any work "
+        "is done: what is left of the 40 ms a loop that 50 loops per second allow on two cores is all the "
+        "services' own work may take.",
+        hollow_table(rows["hollow"]),
+        cpu_table(rows["hollow"]),
         "### The partner loop through the SDK",
         "A partner association integrating by queue (its own broker user and keys, a random slug) sends "
         "`referral.sent` to Wafae through `tansiq.partner.PartnerClient.send` (stored in its outbox, signed, "

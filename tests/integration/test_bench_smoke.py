@@ -50,13 +50,20 @@ def test_bench_measures_the_real_flows_beside_the_floor(broker_admin, tmp_path):
     assert "old tables" not in report  # regenerated, but what was written by hand and the calendar stay
     assert report.index("## What this means") < report.index("## What the profiles found") < report.index("calendar\n")
     assert any(line.startswith("| pika, pipelined confirms") and "msg/s |" in line for line in lines)  # the floor
-    assert sum(line.startswith("| sqlite | 2 | 4 |") for line in lines) == 2, "no referral loop or partner loop row"
-    assert report.index("### The referral loop through the HTTP API") < report.index("### The partner loop")
+    assert sum(line.startswith("| sqlite | 2 | 4 |") for line in lines) == 3, "no referral, hollow or partner loop row"
+    assert (report.index("### The referral loop through the HTTP API") < report.index("### The same loop's hops")
+            < report.index("### The partner loop"))
     # Where each loop's CPU went: every service process, the database and the broker, all of them used.
     header = next(line for line in lines if line.startswith("| database | offered loops/s | CPU ms per loop |"))
     names = [cell.strip() for cell in header.strip("|").split("|")][3:]
     assert {"gateway", "intake", "referrals", "notifications", "PostgreSQL", "RabbitMQ"} <= set(names), header
     row = next(line for line in lines[lines.index(header):] if line.startswith("| sqlite | 2 | "))
+    cpu = dict(zip(names, (float(cell) for cell in row.strip("|").split("|")[3:]), strict=True))
+    assert all(cpu[name] > 0 for name in ("gateway", "intake", "referrals", "notifications", "RabbitMQ")), row
+    # The hollow loop: its own CPU table, every hop's process used (the hollow services ran and were called).
+    hollow = report[report.index("### The same loop's hops"):report.index("### The partner loop")].splitlines()
+    header = next(line for line in hollow if line.startswith("| database | offered loops/s | CPU ms per loop |"))
+    row = next(line for line in hollow[hollow.index(header):] if line.startswith("| sqlite | 2 | "))
     cpu = dict(zip(names, (float(cell) for cell in row.strip("|").split("|")[3:]), strict=True))
     assert all(cpu[name] > 0 for name in ("gateway", "intake", "referrals", "notifications", "RabbitMQ")), row
     assert any(line.startswith("| sqlite | BATCH_SIZE 100, directory from its read model") and "| 20 |" in line
