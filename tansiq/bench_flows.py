@@ -209,42 +209,19 @@ def inbox_times(engine, referral_ids, timeout):
 def loop_rows(net, backend, rates, seconds):
     say(f"  referral loop through the API, {backend}: rates {', '.join(map(str, rates))} loops/s, "
         f"{seconds:g} s each")
-    from tansiq.bench_calendar import CpuMeter
-
-    rows = []
     net.env["TANSIQ_DELIVERY_INTERVAL_S"] = str(LOOP_DELIVERY_INTERVAL_S)
     net.start(*(service for service in SERVICES if service not in net.procs))
     engine = notifications_engine(net)
+
+    def to_inbox(results):
+        arrived = inbox_times(engine, [ref for *_, ref in results], timeout=60 + len(results))
+        time.sleep(1.5 * LOOP_DELIVERY_INTERVAL_S)  # the last loops' emails
+        return [(arrived[ref] - posted) * 1000 for _, posted, _, ref in results if ref in arrived]
+
     try:
-        client = Client(net.web, SENDER)
-        one_loop(client)  # warm-up, off the clock
-        for rate in rates:
-            meter = CpuMeter({service: net.procs[service].pid for service in SERVICES}, net.procs["intake"].pid)
-            meter.start()
-            start, results, errors = offered(client, rate, seconds)
-            done = max((end for _, _, end, _ in results), default=start)
-            arrived = inbox_times(engine, [ref for *_, ref in results], timeout=60 + len(results))
-            time.sleep(1.5 * LOOP_DELIVERY_INTERVAL_S)  # the last loops' emails
-            spent, _ = meter.stop()
-            to_inbox = [(arrived[ref] - posted) * 1000 for _, posted, _, ref in results if ref in arrived]
-            loops = [(end - begun) * 1000 for begun, _, end, _ in results]
-            row = {"backend": backend, "rate": rate, "offered": len(results) + len(errors), "ok": len(results),
-                   "errors": len(errors), "achieved": len(results) / max(done - start, 1e-9),
-                   "loop": loops, "to_inbox": to_inbox, "missing": len(results) - len(to_inbox),
-                   "cpu": {name: cpu * 1000 / max(1, len(results)) for name, cpu in spent.items()}}
-            rows.append(row)
-            say(f"    {rate} loops/s offered: {row['achieved']:.1f} achieved, loop p50 "
-                f"{percentile(loops, .5):.0f} ms, referral → inbox p50/p95/p99 {percentile(to_inbox, .5):.0f}/"
-                f"{percentile(to_inbox, .95):.0f}/{percentile(to_inbox, .99):.0f} ms, "
-                f"CPU {sum(row['cpu'].values()):.1f} ms a loop"
-                + (f", {len(errors)} errors ({errors[0]})" if errors else "")
-                + (f", {row['missing']} not in the inbox within the wait" if row["missing"] else ""))
-            if row["achieved"] < SATURATED * rate or errors:
-                say(f"    saturated at {rate} loops/s: higher rates not tried")
-                break
+        return measured_rates(net, backend, rates, seconds, to_inbox)
     finally:
         engine.dispose()
-    return rows
 
 
 def hollow_rows(net, backend, rates, seconds):
@@ -253,14 +230,26 @@ def hollow_rows(net, backend, rates, seconds):
     before any work is done). Throughput and CPU per loop; there is no inbox item to time."""
     say(f"  the same loop's hops with nothing behind them (hollow services), {backend}: rates "
         f"{', '.join(map(str, rates))} loops/s")
-    from tansiq.bench_calendar import CpuMeter
-
     for service in HOLLOW:
         if service in net.procs:
             net.kill(service, signal.SIGTERM)
     for service, cls in HOLLOW.items():
         net.start(service, service_class=f"tests.fixtures.hollow_network:{cls}")
     net.start(*(service for service in SERVICES if service not in net.procs))
+
+    def settled(results):
+        time.sleep(1)  # the last loops' two events through the relays and the consumer
+        return None
+
+    return measured_rates(net, backend, rates, seconds, settled)
+
+
+def measured_rates(net, backend, rates, seconds, to_inbox):
+    """Loops offered at each rate, each process's CPU counted until `to_inbox(results)` returns (the
+    referral → inbox times it waited for, or None when there is nothing to time); higher rates are not
+    tried once one is saturated."""
+    from tansiq.bench_calendar import CpuMeter
+
     rows, client = [], Client(net.web, SENDER)
     one_loop(client)  # warm-up, off the clock
     for rate in rates:
@@ -268,16 +257,21 @@ def hollow_rows(net, backend, rates, seconds):
         meter.start()
         start, results, errors = offered(client, rate, seconds)
         done = max((end for _, _, end, _ in results), default=start)
-        time.sleep(1)  # the last loops' two events through the relays and the consumer
+        timed = to_inbox(results)
         spent, _ = meter.stop()
-        row = {"backend": backend, "rate": rate, "ok": len(results), "errors": len(errors), "missing": 0,
-               "achieved": len(results) / max(done - start, 1e-9), "to_inbox": [],
-               "loop": [(end - begun) * 1000 for begun, _, end, _ in results],
+        loops = [(end - begun) * 1000 for begun, _, end, _ in results]
+        row = {"backend": backend, "rate": rate, "offered": len(results) + len(errors), "ok": len(results),
+               "errors": len(errors), "achieved": len(results) / max(done - start, 1e-9),
+               "loop": loops, "to_inbox": timed or [], "missing": 0 if timed is None else len(results) - len(timed),
                "cpu": {name: cpu * 1000 / max(1, len(results)) for name, cpu in spent.items()}}
         rows.append(row)
-        say(f"    {rate} loops/s offered: {row['achieved']:.1f} achieved, loop p50 {percentile(row['loop'], .5):.0f} "
-            f"ms, CPU {sum(row['cpu'].values()):.1f} ms a loop" + (f", {len(errors)} errors ({errors[0]})" if errors
-                                                                    else ""))
+        latency = "" if timed is None else (
+            f", referral → inbox p50/p95/p99 {percentile(timed, .5):.0f}/{percentile(timed, .95):.0f}/"
+            f"{percentile(timed, .99):.0f} ms")
+        say(f"    {rate} loops/s offered: {row['achieved']:.1f} achieved, loop p50 {percentile(loops, .5):.0f} ms"
+            f"{latency}, CPU {sum(row['cpu'].values()):.1f} ms a loop"
+            + (f", {len(errors)} errors ({errors[0]})" if errors else "")
+            + (f", {row['missing']} not in the inbox within the wait" if row["missing"] else ""))
         if row["achieved"] < SATURATED * rate or errors:
             say(f"    saturated at {rate} loops/s: higher rates not tried")
             break
