@@ -24,6 +24,7 @@ from services.notifications.models import (
     SENT,
     STILL_TO_SEND,
     Delivery,
+    ErasedBeneficiary,
     InboxItem,
     Preference,
     UnreadCount,
@@ -31,7 +32,7 @@ from services.notifications.models import (
 )
 from tansiq import paging
 from tansiq.contracts.fields import LANGUAGES
-from tansiq.db import insert_many
+from tansiq.db import insert_if_absent, insert_many
 from tansiq.errors import DomainError, NotFound
 
 LOCAL_TZ = ZoneInfo("Africa/Casablanca")
@@ -446,9 +447,42 @@ def _groups(due):
     yield from digests.values()
 
 
+def note_erased(session, beneficiary_id, now):
+    """Remember that she was erased, in a unit of work of its own committed before what was told of her is
+    forgotten: a batch telling of her meanwhile then sees it (not_about_erased, forget_told_about_erased)."""
+    insert_if_absent(session, ErasedBeneficiary, {"beneficiary_id": beneficiary_id, "erased_at": now})
+
+
+def not_about_erased(session, plans):
+    """The plans that are not about a woman erased already: an event about her heard after her erasure (a
+    retry, or one held while the directory's read model loaded) tells nobody."""
+    erased = {rules.beneficiary_link(beneficiary_id) for beneficiary_id in _erased_among(session, plans)}
+    return [planned for planned in plans if planned is not None and planned.link not in erased]
+
+
+def forget_told_about_erased(session, plans):
+    """After a batch's commit: a woman whose erasure was noted after the batch looked (not_about_erased) and
+    before it committed is forgotten now. With note_erased first, whichever commits last sees the other."""
+    for beneficiary_id in _erased_among(session, plans):
+        forget_beneficiary(session, beneficiary_id)
+
+
+def about_a_woman(plans):
+    return any(planned.link.startswith(rules.BENEFICIARY_LINK) for planned in plans if planned is not None)
+
+
+def _erased_among(session, plans):
+    ids = sorted({planned.link.removeprefix(rules.BENEFICIARY_LINK) for planned in plans
+                  if planned is not None and planned.link.startswith(rules.BENEFICIARY_LINK)})
+    if not ids:
+        return set()
+    return set(session.scalars(select(ErasedBeneficiary.beneficiary_id).where(
+        ErasedBeneficiary.beneficiary_id.in_(ids))))
+
+
 def forget_beneficiary(session, beneficiary_id):
     """She was erased: the items and deliveries about her (linked to her record) go too. Returns how many."""
-    link = f"/beneficiaries/{beneficiary_id}"
+    link = rules.beneficiary_link(beneficiary_id)
     # Locked: an item read meanwhile (mark_read) is counted once, by whichever unit of work comes first.
     items = session.scalars(select(InboxItem).where(InboxItem.link == link).with_for_update()).all()
     item_ids = [item.id for item in items]

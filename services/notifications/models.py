@@ -93,6 +93,17 @@ class UnreadCount(Base):
     unread: Mapped[int] = mapped_column(Integer, default=0)
 
 
+class ErasedBeneficiary(Base):
+    """A woman intake erased. An event about her heard after her erasure (a retry, or one held while the
+    directory's read model loaded) tells nobody; one told just before it is taken back
+    (domain.forget_told_about_erased)."""
+
+    __tablename__ = "erased_beneficiaries"
+
+    beneficiary_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    erased_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
 class Preference(Base):
     """How one staff member wants to be told. No row = the defaults (see domain.DEFAULT_PREFERENCES)."""
 

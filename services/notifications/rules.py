@@ -47,6 +47,14 @@ class Rule:
     associations: Callable[[dict], list] = field(default=lambda data: [])  # whose webhooks hear of it
 
 
+
+BENEFICIARY_LINK = "/beneficiaries/"
+
+
+def beneficiary_link(beneficiary_id):
+    """The link of what is told about her: what her erasure looks for (domain.forget_beneficiary)."""
+    return BENEFICIARY_LINK + beneficiary_id
+
 def fixed(level):
     return lambda data: level
 
@@ -95,7 +103,7 @@ RULES = {
         "beneficiary.registered", (Role("association", CASE_WORKER),),
         urgency=lambda data: URGENT if data["urgency"] == URGENT else NORMAL,
         params=lambda data: {"association": data["association"]},
-        link=lambda data: f"/beneficiaries/{data['beneficiary_id']}",
+        link=lambda data: beneficiary_link(data["beneficiary_id"]),
     ),
     "ma.tansiq.referral.sent.v1": Rule(
         "referral.sent", (RECIPIENT_CASE_WORKERS,), referral_urgency, referral_sent_params, referral_link,

@@ -45,10 +45,18 @@ class NotificationsService:
         with self.db.session() as session:
             now, enabled = utcnow(), self._channels()
             fresh = inbox.first_times(session, self.name, events)
-            domain.record_many(session, [plans[event.id] for event in fresh], now, enabled_channels=enabled)
+            told = domain.not_about_erased(session, [plans[event.id] for event in fresh])
+            domain.record_many(session, told, now, enabled_channels=enabled)
+        if domain.about_a_woman(told):  # her erasure, noted while this batch was written, is seen now
+            with self.db.session() as session:
+                domain.forget_told_about_erased(session, told)
 
     @handles(ERASED, reads_directory=False)
     def on_beneficiary_erased(self, event):
+        # Noted in a unit of work of its own first: a batch telling of her meanwhile sees the note
+        # (on_events); the forgetting, after the note's commit, sees what any batch committed before it.
+        with self.db.session() as session:
+            domain.note_erased(session, event.data["beneficiary_id"], utcnow())
         with self.db.session() as session:
             if inbox.first_time(session, self.name, event):
                 domain.forget_beneficiary(session, event.data["beneficiary_id"])
