@@ -165,7 +165,7 @@ class DirectoryModel:
     def open_session(self, token_hash, staff, created_at, now=None):
         """A session this gateway opened itself (sign-in): known at once, before the directory's change arrives.
         `staff` (the directory's answer) is taken only if the model does not know her yet (version 0)."""
-        self.staff.setdefault(staff["id"], {**staff, "active": True, "version": 0})
+        self.staff.setdefault(staff["id"], {**_copied(staff), "active": True, "version": 0})
         self._session_opened({"token_hash": token_hash, "staff_id": staff["id"], "created_at": created_at},
                              now or time.time())
 

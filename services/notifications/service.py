@@ -47,9 +47,11 @@ class NotificationsService:
             fresh = inbox.first_times(session, self.name, events)
             told = domain.not_about_erased(session, [plans[event.id] for event in fresh])
             domain.record_many(session, told, now, enabled_channels=enabled)
-        if domain.about_a_woman(told):  # her erasure, noted while this batch was written, is seen now
+        # Her erasure, noted while this batch was written, is seen now: over the whole batch, so that a batch
+        # delivered again after a crash at this point (nothing new in it) still forgets her.
+        if domain.about_a_woman(plans.values()):
             with self.db.session() as session:
-                domain.forget_told_about_erased(session, told)
+                domain.forget_told_about_erased(session, list(plans.values()))
 
     @handles(ERASED, reads_directory=False)
     def on_beneficiary_erased(self, event):

@@ -13,6 +13,7 @@ from sqlalchemy.orm import object_session, selectinload
 
 from services.referrals.models import (
     AssociationKey,
+    ErasedBeneficiary,
     FiredDeadline,
     HolidayOverride,
     Referral,
@@ -233,8 +234,9 @@ def check_can_create(actor, to_association, service_category, recipient_offers):
 
 
 def check_can_reroute(session, referral_id, actor, to_association=None):
-    """Refuse early (before asking intake for data) a re-route that could not happen."""
-    referral = get_referral(session, referral_id)
+    """Refuse early (before asking intake for data) a re-route that could not happen. Locked as a step's is:
+    reroute() changes the old referral from what it read here."""
+    referral = get_referral(session, referral_id, for_update=True)
     _check(referral, "reroute", actor)
     if to_association == referral.to_association:
         raise DomainError("re-route to a different association than the one that declined",
@@ -282,12 +284,17 @@ def transition(session, now, actor, referral_id, action, *, reason=None, outcome
     """
     if action == "reroute":
         raise DomainError("use reroute() with a new recipient", code="invalid_request")
-    referral = get_referral(session, referral_id)
+    referral = get_referral(session, referral_id, for_update=True)
     step = _check(referral, action, actor)
     extra, presealed = {}, dict(presealed or {})
+    erased = beneficiary_erased(session, referral)
+    if erased:  # her record was erased: the step is taken, but no new words about her are kept or passed on
+        outcome, note, presealed = None, "", {}
+        if action != "close":  # a closure's reason is one of CLOSURE_REASONS, not words
+            reason = None
     own_text = {"decline": "decline_reason", "complete": "outcome"}.get(action)
     sealed = {own_text: presealed[own_text]} if own_text and presealed.get(own_text) else {}
-    if action == "decline" and not sealed.get("decline_reason"):
+    if action == "decline" and not sealed.get("decline_reason") and not erased:
         if not (reason or "").strip():
             raise DomainError("a reason is required to decline a referral", code="reason_required")
         sealed["decline_reason"] = _seal(referral, "decline_reason", reason.strip())
@@ -296,7 +303,7 @@ def transition(session, now, actor, referral_id, action, *, reason=None, outcome
             raise DomainError(f"closure reason must be one of: {', '.join(CLOSURE_REASONS)}",
                               code="reason_required")
         referral.closure_reason = extra["reason"] = reason
-    elif action == "complete" and not sealed.get("outcome"):
+    elif action == "complete" and not sealed.get("outcome") and not erased:
         if not (outcome or "").strip():
             raise DomainError("an outcome is required to complete a referral", code="outcome_required")
         sealed["outcome"] = _seal(referral, "outcome", outcome.strip())
@@ -440,6 +447,27 @@ def apply_partner_update(session, now, source, event_type, data, retention_days=
                       retention_days=retention_days, presealed=data.get("sealed"))
 
 
+def note_erased_beneficiary(session, beneficiary_id, now):
+    """Remember that intake erased her, in a unit of work of its own committed before her referrals are
+    erased: a referral about her committing meanwhile then sees it (end_copies_withdrawn_meanwhile)."""
+    insert_if_absent(session, ErasedBeneficiary, {"beneficiary_id": beneficiary_id, "erased_at": now})
+
+
+def beneficiary_erased(session, referral):
+    """Whether the woman this referral is about was erased (noted, or erased before notes were kept)."""
+    return (session.get(ErasedBeneficiary, referral.beneficiary_id) is not None
+            or any(entry.note == BENEFICIARY_ERASED for entry in referral.history))
+
+
+def end_copies_withdrawn_meanwhile(session, now, consent_id, beneficiary_id):
+    """After a referral committed: her erasure, or her consent's revocation, heard before its commit (intake had
+    shared just before) ends what it holds now. With the notes taken first (note_erased_beneficiary,
+    note_revoked_consent), whichever commits last sees the other. Returns the referrals that ended."""
+    if beneficiary_id and session.get(ErasedBeneficiary, beneficiary_id) is not None:
+        return erase_for_beneficiary(session, now, beneficiary_id)
+    return end_copy_if_consent_revoked(session, now, consent_id)
+
+
 def note_revoked_consent(session, consent_id, now):
     """Remember that intake revoked `consent_id`, in a unit of work of its own, committed before the copies under
     it are ended: a referral under it committing meanwhile then sees it (end_copy_if_consent_revoked)."""
@@ -458,7 +486,8 @@ def end_copy_if_consent_revoked(session, now, consent_id):
 def erase_shared_for_consent(session, now, consent_id, note="consent revoked"):
     """The consent behind these referrals was revoked: end the recipients' copies, tell them."""
     erased = []
-    for referral in session.scalars(select(Referral).where(Referral.consent_id == consent_id)):
+    for referral in session.scalars(select(Referral).where(Referral.consent_id == consent_id)
+                                    .order_by(Referral.id).with_for_update()):  # a step at once waits: get_referral
         if referral.shared_erased_at is not None:
             continue
         destroy_recipient_copy(referral, now)
@@ -471,7 +500,8 @@ def erase_shared_for_consent(session, now, consent_id, note="consent revoked"):
 def erase_for_beneficiary(session, now, beneficiary_id):
     """She was erased: every copy of what was said about her ends, on both sides, with or without consent."""
     erased = []
-    for referral in session.scalars(select(Referral).where(Referral.beneficiary_id == beneficiary_id)):
+    for referral in session.scalars(select(Referral).where(Referral.beneficiary_id == beneficiary_id)
+                                    .order_by(Referral.id).with_for_update()):  # a step at once waits: get_referral
         # A partner is told even when its copy should already have ended (withdrawn, declined): it holds it.
         already = any(entry.note == BENEFICIARY_ERASED for entry in referral.history)
         referral.sealed = {}
@@ -489,7 +519,8 @@ def erase_for_beneficiary(session, now, beneficiary_id):
 
 def expire_copies(session, now):
     """Closed and completed referrals whose retention ended: the recipient's copy ends now. Returns them."""
-    due = session.scalars(select(Referral).where(Referral.copy_expires_at <= now)).all()
+    due = session.scalars(select(Referral).where(Referral.copy_expires_at <= now).order_by(Referral.id)
+                          .with_for_update()).all()
     for referral in due:
         destroy_recipient_copy(referral, now)
         _announce_erasure(session, referral, now, "retention period ended")
@@ -637,8 +668,11 @@ def _open(keyring, referral, sealed, field, reader):
 # ---- reading ----------------------------------------------------------------------------------
 
 
-def get_referral(session, referral_id):
-    referral = session.get(Referral, referral_id)
+def get_referral(session, referral_id, for_update=False):
+    """`for_update`: the row locked until the unit of work ends (PostgreSQL), for a unit of work that changes it
+    from what it read: a step and an erasure at the same moment then take turns, and neither writes back
+    what the other removed."""
+    referral = session.get(Referral, referral_id, with_for_update=for_update or None)
     if referral is None:
         raise NotFound(f"no referral {referral_id}")
     return referral

@@ -115,6 +115,16 @@ class RevokedConsent(Base):
     revoked_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
+class ErasedBeneficiary(Base):
+    """A woman intake erased. A referral about her that commits after her erasure was handled (intake shared
+    just before it) finds her here and ends at once; a step taken on one of her referrals keeps no new words."""
+
+    __tablename__ = "referral_erased_beneficiaries"
+
+    beneficiary_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    erased_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
 class FiredDeadline(Base):
     """A reminder, escalation or expiry that already fired: the unique key makes each fire once."""
 

@@ -70,7 +70,7 @@ class ReferralsService:
                 if not done:
                     domain.check_id_unused(session, referral_id)
             if done:  # a redelivery after a crash past the commit: the check `creating` would have made
-                self._end_copy_if_consent_revoked(first.get("consent_id"))
+                self._end_copies_withdrawn_meanwhile(first.get("consent_id"), data["beneficiary_id"])
                 return first
         recipient = self._recipient(data["to_association"], data["service_category"])
         domain.check_can_create(actor, data["to_association"], data["service_category"], recipient["recipient_offers"])
@@ -79,7 +79,7 @@ class ReferralsService:
         share = self._share(assertion, data["beneficiary_id"], data["to_association"], data["service_category"],
                             data["fields"], data["override_reason"], seal_for, command)
         now = utcnow()
-        with self.creating(command, referral_id, share) as session:
+        with self.creating(command, referral_id, share, data["beneficiary_id"]) as session:
             def create():
                 referral = domain.create_referral(
                     session, now, actor, self.keyring, beneficiary_id=data["beneficiary_id"],
@@ -120,14 +120,14 @@ class ReferralsService:
                 category = data["service_category"] or old.service_category
                 domain.check_id_unused(session, new_id)
         if done:  # as in create_referral
-            self._end_copy_if_consent_revoked(first.get("consent_id"))
+            self._end_copies_withdrawn_meanwhile(first.get("consent_id"), first.get("beneficiary_id"))
             return first
         recipient = self._recipient(data["to_association"], category)
         domain.check_can_create(actor, data["to_association"], category, recipient["recipient_offers"])
         share = self._share(assertion, beneficiary_id, data["to_association"], category, fields,
                             data["override_reason"], self._seal_for(new_id, data["to_association"], recipient), command)
         now = utcnow()
-        with self.creating(command, new_id, share) as session:
+        with self.creating(command, new_id, share, beneficiary_id) as session:
             def reroute():
                 new = domain.reroute(
                     session, now, actor, self.keyring, referral_id, to_association=data["to_association"], share=share,
@@ -244,7 +244,10 @@ class ReferralsService:
 
     @handles("ma.tansiq.beneficiary.erased.v1", reads_directory=False)
     def on_beneficiary_erased(self, event):
-        # With or without a consent (an override), every referral about her loses what it held.
+        # With or without a consent (an override), every referral about her loses what it held. Noted first, in
+        # a unit of work of its own, as a revoked consent is: a referral about her committing meanwhile sees it.
+        with self.db.session() as session:
+            domain.note_erased_beneficiary(session, event.data["beneficiary_id"], utcnow())
         with self.db.session() as session:
             if inbox.first_time(session, self.name, event):
                 domain.erase_for_beneficiary(session, utcnow(), event.data["beneficiary_id"])
@@ -252,13 +255,13 @@ class ReferralsService:
     # --- helpers ---
 
     @contextmanager
-    def creating(self, command, referral_id, share):
-        """The unit of work making referral `referral_id` from intake's `share`.
+    def creating(self, command, referral_id, share, beneficiary_id):
+        """The unit of work making referral `referral_id` about `beneficiary_id` from intake's `share`.
 
         Its id comes from the command's key, so an attempt racing another with the same key fails on the id
         before the key's row can say so: it hears 409 `idempotency_key_in_progress` (its retry gets the first
-        answer), not a failure. Once it has committed, a revocation of the share's consent heard meanwhile
-        (intake shared just before it) ends the new copy at once."""
+        answer), not a failure. Once it has committed, her erasure or the revocation of the share's consent heard
+        meanwhile (intake shared just before it) ends the new referral's copies at once."""
         try:
             with self.db.session() as session:
                 yield session
@@ -270,12 +273,11 @@ class ReferralsService:
             if not made_by_another_attempt:
                 raise
             raise command.lost_race() from None
-        self._end_copy_if_consent_revoked(share.get("consent_id"))
+        self._end_copies_withdrawn_meanwhile(share.get("consent_id"), beneficiary_id)
 
-    def _end_copy_if_consent_revoked(self, consent_id):
-        if consent_id:
-            with self.db.session() as session:
-                domain.end_copy_if_consent_revoked(session, utcnow(), consent_id)
+    def _end_copies_withdrawn_meanwhile(self, consent_id, beneficiary_id):
+        with self.db.session() as session:
+            domain.end_copies_withdrawn_meanwhile(session, utcnow(), consent_id, beneficiary_id)
 
     def _recipient(self, association, category):
         """What the domain needs to know about the recipient, from the read model of the directory."""

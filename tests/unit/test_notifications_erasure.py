@@ -95,6 +95,32 @@ def test_her_erasure_noted_while_a_batch_told_of_her_is_taken_back_once_the_batc
     assert told_of(engine, "b-racing") == (0, 0)
 
 
+@pytest.mark.postgres
+def test_a_batch_delivered_again_after_a_crash_before_its_second_look_still_forgets_her(pg_service, monkeypatch):
+    """As above, and the process dies between the batch's commit and its look for erasures noted meanwhile:
+    the batch comes again with nothing new in it (its inbox says so), and the look must still find her."""
+    engine, service = pg_service
+    record_many, forget = domain.record_many, domain.forget_told_about_erased
+
+    def erased_meanwhile(session, plans, now, **kwargs):
+        service.on_beneficiary_erased(erased("b-crash"))
+        return record_many(session, plans, now, **kwargs)
+
+    def died(session, plans):
+        raise RuntimeError("the process died after the batch's commit")
+
+    monkeypatch.setattr(domain, "record_many", erased_meanwhile)
+    monkeypatch.setattr(domain, "forget_told_about_erased", died)
+    batch = [registered("b-crash")]
+    with pytest.raises(RuntimeError):
+        service.on_events(batch)
+    assert told_of(engine, "b-crash")[0] > 0  # told, and not taken back yet
+    monkeypatch.setattr(domain, "record_many", record_many)
+    monkeypatch.setattr(domain, "forget_told_about_erased", forget)
+    service.on_events(batch)  # delivered again
+    assert told_of(engine, "b-crash") == (0, 0)
+
+
 def test_an_erasure_heard_twice_and_an_event_about_her_heard_twice_tell_nobody(engine, service):
     service.on_beneficiary_erased(erased("b-twice"))
     service.on_beneficiary_erased(erased("b-twice"))  # redelivered: the note stands, nothing fails

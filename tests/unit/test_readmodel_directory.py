@@ -138,6 +138,11 @@ def test_what_the_model_answers_and_what_fed_it_are_copies_the_caller_may_change
     assert model.get_association("amal-safi") == before
     assert model.find_services("legal_orientation")[0]["status"] == "active"
 
+    signed_in = {"id": "s-new", "association": "amal-safi", "roles": ["case_worker"], "email": "n@amal.example"}
+    model.open_session("t-1", signed_in, created_at=utcnow().timestamp())  # the gateway's own sign-in
+    signed_in["roles"].append("coordinator")  # the caller's dict, changed afterwards
+    assert model.get_staff("s-new")["roles"] == ["case_worker"]
+
 def test_sessions_end_at_once_and_an_old_opened_never_revives_one(engine):
     staff = fatima_in_the_directory(engine)
     opened = change(engine, lambda s: signin.open_session(s, utcnow(), staff))

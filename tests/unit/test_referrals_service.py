@@ -283,6 +283,111 @@ def test_an_erased_beneficiary_leaves_nothing_in_any_referral_override_included(
     assert [h["action"] for h in seen["history"]].count("erase_shared") == 1
 
 
+def erased_event(beneficiary_id="b-1"):
+    return contracts.validate(contracts.make("ma.tansiq.beneficiary.erased.v1", "intake", {
+        "beneficiary_id": beneficiary_id, "association": SAFI, "erased_at": "2026-12-01T10:00:00+00:00"}))
+
+
+def test_a_referral_about_her_committing_after_her_erasure_was_handled_keeps_nothing(service):
+    """Intake shared her values, then erased her: the erasure reaches referrals before the referral commits,
+    finds nothing to erase yet, and must still erase that referral once it commits (the recipient's copy and
+    the sender's words alike), as her erasure does to any referral about her."""
+    share = service.intake.prepare_referral_share
+
+    def shared_then_erased(*args, **kwargs):
+        answer = share(*args, **kwargs)
+        service.on_beneficiary_erased(erased_event())
+        return answer
+
+    service.intake.prepare_referral_share = shared_then_erased
+    sent = service.create_referral({"beneficiary_id": "b-1", "to_association": MARRAKECH,
+                                    "service_category": "legal_orientation", "reason": "Needs a lawyer",
+                                    "urgency": "urgent", "fields": ["first_name", "phone"],
+                                    "note": "She prefers mornings"}, CASE_WORKER, idempotency_key="k-erased")
+    service.intake.prepare_referral_share = share
+    seen = service.get_referral(sent["id"], RECIPIENT)
+    assert (seen["shared"], seen["reason"]) == ({}, "")
+    mine = service.get_referral(sent["id"], CASE_WORKER)
+    assert mine["reason"] == "" and "She prefers mornings" not in str(mine["history"])
+    assert "ma.tansiq.referral.data_erased.v1" in [m.type for m in outbox(service)]  # the recipient is told
+
+
+def test_a_step_on_her_referral_after_her_erasure_is_taken_but_keeps_no_new_words(service):
+    """Her record was erased; the recipient's staff, or a partner's system, still acts on the referral and writes
+    about her. The step is taken (the referral moves on), the words are neither kept nor passed on."""
+    sent, partners = create(service), create(service, to=RABAT)
+    service.on_beneficiary_erased(erased_event())
+    service.transition(sent["id"], "acknowledge", {"note": "Elle vit chez son frère, 12 rue X"}, RECIPIENT)
+    service.transition(sent["id"], "decline", {"reason": "Pas de place pour elle et ses 3 enfants"}, RECIPIENT)
+    ref = {"referral_id": partners["id"], "from_association": SAFI, "to_association": RABAT, "by": "p-1"}
+    service.on_referral_update(contracts.validate(contracts.make("ma.tansiq.referral.acknowledged.v1", RABAT, {
+        **ref, "note": "Elle vit chez son frère, 12 rue X"})))
+    service.on_referral_update(contracts.validate(contracts.make("ma.tansiq.referral.declined.v1", RABAT, {
+        **ref, "reason": "Pas de place pour elle et ses 3 enfants"})))
+    for referral_id in (sent["id"], partners["id"]):
+        for reader in (CASE_WORKER, RECIPIENT if referral_id == sent["id"] else CASE_WORKER):
+            seen = service.get_referral(referral_id, reader)
+            assert seen["state"] == "declined", seen
+            assert "frère" not in str(seen) and "enfants" not in str(seen), seen
+    steps = [json.loads(m.body)["data"] for m in outbox(service)
+             if m.type.split(".")[3] in ("acknowledged", "declined")]
+    assert len(steps) >= 3 and all(not step.get("sealed") for step in steps), steps  # nor passed on, even sealed
+
+
+@pytest.fixture
+def pg_service(tmp_path):
+    from fixtures.databases import throwaway_engine
+
+    from services.referrals.models import Base
+    from tansiq.messaging.store import messaging_metadata
+
+    def tables(engine):
+        Base.metadata.create_all(engine)
+        messaging_metadata.create_all(engine)
+
+    with throwaway_engine("postgres", tmp_path, tables, "referrals") as engine:
+        yield worker_factory(ReferralsService, db=Sessions(engine), intake=FakeIntake(), directory=FakeDirectory(),
+                             keyring=keyring(), identity=verifier("referrals"))
+
+
+@pytest.mark.postgres
+def test_a_step_and_her_erasure_at_the_same_moment_take_turns_and_the_erasure_is_not_undone(pg_service, monkeypatch):
+    """The recipient declines while her erasure is handled: the step read the referral before the erasure and
+    commits after it. It must not write back what the erasure removed (the sender's reason, her values): the
+    erasure waits for the step's row lock, then erases what the step wrote too."""
+    import threading
+
+    from services.referrals import domain
+
+    service = pg_service
+    sent = service.create_referral({"beneficiary_id": "b-1", "to_association": MARRAKECH,
+                                    "service_category": "legal_orientation", "reason": "Needs a lawyer",
+                                    "urgency": "urgent", "fields": ["first_name"]}, CASE_WORKER)
+    service.transition(sent["id"], "acknowledge", {}, RECIPIENT)
+    read, go, check = threading.Event(), threading.Event(), domain._check
+
+    def paused_after_reading(referral, action, actor):
+        step = check(referral, action, actor)
+        read.set()
+        go.wait(10)
+        return step
+
+    monkeypatch.setattr(domain, "_check", paused_after_reading)
+    step = threading.Thread(target=service.transition, args=(sent["id"], "decline", {"reason": "No place"}, RECIPIENT))
+    step.start()
+    assert read.wait(10)
+    erasure = threading.Thread(target=service.on_beneficiary_erased, args=(erased_event(),))
+    erasure.start()
+    erasure.join(1.5)  # with the step's row lock held, the erasure waits for it
+    go.set()
+    step.join(10)
+    erasure.join(10)
+    mine, theirs = service.get_referral(sent["id"], CASE_WORKER), service.get_referral(sent["id"], RECIPIENT)
+    assert mine["state"] == "declined"
+    assert (mine["reason"], theirs["reason"], theirs["shared"]) == ("", "", {})
+    assert "No place" not in str(mine) and "No place" not in str(theirs)
+
+
 def test_a_referral_id_already_used_is_refused_as_duplicate_not_dropped(service):
     data = {"referral_id": "p-90", "from_association": RABAT, "to_association": MARRAKECH,
             "service_category": "shelter", "urgency": "urgent", "reason": "Unsafe at home"}
