@@ -5,6 +5,7 @@ and PostgreSQL (psycopg2 made green with psycogreen, so a slow query does not
 starve the AMQP heartbeat under eventlet).
 """
 
+import hashlib
 import logging
 import threading
 import time
@@ -13,7 +14,7 @@ from datetime import timezone
 from pathlib import Path
 
 from nameko.extensions import DependencyProvider
-from sqlalchemy import DateTime, TypeDecorator, create_engine, event, insert
+from sqlalchemy import DateTime, TypeDecorator, create_engine, event, insert, text
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
@@ -177,6 +178,15 @@ def insert_if_absent(session, table, values):
     INSERT waits for a concurrent one to commit, so a SELECT after it sees the row that stands."""
     insert_for = postgresql_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
     session.execute(insert_for(getattr(table, "__table__", table)).values(**values).on_conflict_do_nothing())
+
+
+def hold(session, name):
+    """Units of work holding the same `name` take turns, from this call until they end: on PostgreSQL a
+    transaction-level advisory lock (no row needs to exist yet), on SQLite nothing, since a process's units of
+    work already take turns there (session_scope)."""
+    if session.get_bind().dialect.name == "postgresql":
+        key = int.from_bytes(hashlib.sha256(name.encode("utf-8")).digest()[:8], "big", signed=True)
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
 
 
 @contextmanager

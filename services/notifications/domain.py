@@ -449,34 +449,34 @@ def _groups(due):
 
 def note_erased(session, beneficiary_id, now):
     """Remember that she was erased, in a unit of work of its own committed before what was told of her is
-    forgotten: a batch telling of her meanwhile then sees it (not_about_erased, forget_told_about_erased)."""
+    forgotten: a batch telling of her meanwhile then sees it (not_about_erased, erased_among)."""
     insert_if_absent(session, ErasedBeneficiary, {"beneficiary_id": beneficiary_id, "erased_at": now})
 
 
 def not_about_erased(session, plans):
     """The plans that are not about a woman erased already: an event about her heard after her erasure (a
     retry, or one held while the directory's read model loaded) tells nobody."""
-    erased = {rules.beneficiary_link(beneficiary_id) for beneficiary_id in _erased_among(session, plans)}
+    erased = {rules.beneficiary_link(beneficiary_id) for beneficiary_id in _erased(session, plans)}
     return [planned for planned in plans if planned is not None and planned.link not in erased]
-
-
-def forget_told_about_erased(session, plans):
-    """After a batch's commit: a woman whose erasure was noted after the batch looked (not_about_erased) and
-    before it committed is forgotten now. With note_erased first, whichever commits last sees the other."""
-    for beneficiary_id in _erased_among(session, plans):
-        forget_beneficiary(session, beneficiary_id)
 
 
 def about_a_woman(plans):
     return any(planned.link.startswith(rules.BENEFICIARY_LINK) for planned in plans if planned is not None)
 
 
-def _erased_among(session, plans):
+def erased_among(session, plans):
+    """The erased women some of `plans` are about. After a batch's commit: a woman whose erasure was noted after
+    the batch looked (not_about_erased) and before it committed is forgotten then (forget_beneficiary). With
+    note_erased first, whichever commits last sees the other."""
+    return _erased(session, plans)
+
+
+def _erased(session, plans):
     ids = sorted({planned.link.removeprefix(rules.BENEFICIARY_LINK) for planned in plans
                   if planned is not None and planned.link.startswith(rules.BENEFICIARY_LINK)})
     if not ids:
-        return set()
-    return set(session.scalars(select(ErasedBeneficiary.beneficiary_id).where(
+        return []
+    return sorted(session.scalars(select(ErasedBeneficiary.beneficiary_id).where(
         ErasedBeneficiary.beneficiary_id.in_(ids))))
 
 

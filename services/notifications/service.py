@@ -51,7 +51,10 @@ class NotificationsService:
         # delivered again after a crash at this point (nothing new in it) still forgets her.
         if domain.about_a_woman(plans.values()):
             with self.db.session() as session:
-                domain.forget_told_about_erased(session, list(plans.values()))
+                erased = domain.erased_among(session, list(plans.values()))
+            for beneficiary_id in erased:  # a unit of work each, as her own erasure's: they never deadlock
+                with self.db.session() as session:
+                    domain.forget_beneficiary(session, beneficiary_id)
 
     @handles(ERASED, reads_directory=False)
     def on_beneficiary_erased(self, event):

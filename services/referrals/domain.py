@@ -24,7 +24,7 @@ from services.referrals.workcal import WorkCalendar
 from tansiq import commands, contracts, paging, sealing
 from tansiq.contracts.actor import Actor
 from tansiq.contracts.referrals import CLOSURE_REASONS, SHAREABLE_FIELDS
-from tansiq.db import insert_if_absent
+from tansiq.db import hold, insert_if_absent
 from tansiq.errors import Conflict, DomainError, Forbidden, NotFound
 from tansiq.messaging import outbox
 from tansiq.messaging.topology import PARTNERS_OUTBOUND
@@ -321,7 +321,7 @@ def transition(session, now, actor, referral_id, action, *, reason=None, outcome
         destroy_recipient_copy(referral, now)
     elif action == "dismiss":
         end_unanswered_copy(session, referral, now, DISMISSED)
-    elif action in ("close", "complete"):
+    elif action in ("close", "complete") and not erased:  # an erased one holds nothing left to expire
         referral.copy_expires_at = now + timedelta(days=retention_days)
     session.flush()
     return referral
@@ -429,7 +429,7 @@ def apply_partner_update(session, now, source, event_type, data, retention_days=
     action = EVENT_TO_ACTION.get(verb)
     if action is None:
         raise DomainError(f"partners cannot send {event_type}", code="not_allowed")
-    referral = get_referral(session, data["referral_id"])
+    referral = get_referral(session, data["referral_id"], for_update=True)  # transition() takes it from here
     step = STEPS[action]
     party = referral.to_association if step.side == RECIPIENT else referral.from_association
     if source != party:
@@ -447,40 +447,40 @@ def apply_partner_update(session, now, source, event_type, data, retention_days=
                       retention_days=retention_days, presealed=data.get("sealed"))
 
 
+def _her(beneficiary_id):
+    return f"referrals, about {beneficiary_id}"
+
+
 def note_erased_beneficiary(session, beneficiary_id, now):
-    """Remember that intake erased her, in a unit of work of its own committed before her referrals are
-    erased: a referral about her committing meanwhile then sees it (end_copies_withdrawn_meanwhile)."""
+    """Remember that intake erased her, in a unit of work of its own committed before her referrals are erased.
+    It holds her as a referral being made about her does (check_still_shareable): either that referral sees the
+    note and is never made, or it commits first and the erasure that follows finds it."""
+    hold(session, _her(beneficiary_id))
     insert_if_absent(session, ErasedBeneficiary, {"beneficiary_id": beneficiary_id, "erased_at": now})
+
+
+def note_revoked_consent(session, consent_id, beneficiary_id, now):
+    """As note_erased_beneficiary, for a consent of hers that intake revoked: no referral is made under it once
+    noted, and one made before is found by the ending of the copies under it."""
+    hold(session, _her(beneficiary_id))
+    insert_if_absent(session, RevokedConsent, {"consent_id": consent_id, "revoked_at": now})
+
+
+def check_still_shareable(session, beneficiary_id, consent_id):
+    """In the unit of work making a referral from intake's share, before anything is written: refused if her
+    erasure, or the revocation of the share's consent, was heard since intake shared, so that nothing is kept,
+    and nothing sent to a partner. Holds her until the unit of work ends: a note being taken waits for it."""
+    hold(session, _her(beneficiary_id))
+    if session.get(ErasedBeneficiary, beneficiary_id) is not None:
+        raise Forbidden("this beneficiary's personal data was erased", details={"reason": "erased"})
+    if consent_id and session.get(RevokedConsent, consent_id) is not None:
+        raise Forbidden("her consent to this sharing was revoked", code="no_consent")
 
 
 def beneficiary_erased(session, referral):
     """Whether the woman this referral is about was erased (noted, or erased before notes were kept)."""
     return (session.get(ErasedBeneficiary, referral.beneficiary_id) is not None
             or any(entry.note == BENEFICIARY_ERASED for entry in referral.history))
-
-
-def end_copies_withdrawn_meanwhile(session, now, consent_id, beneficiary_id):
-    """After a referral committed: her erasure, or her consent's revocation, heard before its commit (intake had
-    shared just before) ends what it holds now. With the notes taken first (note_erased_beneficiary,
-    note_revoked_consent), whichever commits last sees the other. Returns the referrals that ended."""
-    if beneficiary_id and session.get(ErasedBeneficiary, beneficiary_id) is not None:
-        return erase_for_beneficiary(session, now, beneficiary_id)
-    return end_copy_if_consent_revoked(session, now, consent_id)
-
-
-def note_revoked_consent(session, consent_id, now):
-    """Remember that intake revoked `consent_id`, in a unit of work of its own, committed before the copies under
-    it are ended: a referral under it committing meanwhile then sees it (end_copy_if_consent_revoked)."""
-    insert_if_absent(session, RevokedConsent, {"consent_id": consent_id, "revoked_at": now})
-
-
-def end_copy_if_consent_revoked(session, now, consent_id):
-    """After a referral under `consent_id` committed: a revocation heard before its commit (intake had shared
-    just before it) ends its copy now. With note_revoked_consent, whichever of the two commits last sees the
-    other: no referral keeps a copy under a revoked consent. Returns the referrals whose copy ended."""
-    if not consent_id or session.get(RevokedConsent, consent_id) is None:
-        return []
-    return erase_shared_for_consent(session, now, consent_id)
 
 
 def erase_shared_for_consent(session, now, consent_id, note="consent revoked"):
@@ -672,7 +672,8 @@ def get_referral(session, referral_id, for_update=False):
     """`for_update`: the row locked until the unit of work ends (PostgreSQL), for a unit of work that changes it
     from what it read: a step and an erasure at the same moment then take turns, and neither writes back
     what the other removed."""
-    referral = session.get(Referral, referral_id, with_for_update=for_update or None)
+    # Read again when locked: a row this session read before the lock may be older than what the lock waited for.
+    referral = session.get(Referral, referral_id, with_for_update=for_update or None, populate_existing=for_update)
     if referral is None:
         raise NotFound(f"no referral {referral_id}")
     return referral

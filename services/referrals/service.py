@@ -69,8 +69,7 @@ class ReferralsService:
                 done, first = command.first_result(session)
                 if not done:
                     domain.check_id_unused(session, referral_id)
-            if done:  # a redelivery after a crash past the commit: the check `creating` would have made
-                self._end_copies_withdrawn_meanwhile(first.get("consent_id"), data["beneficiary_id"])
+            if done:
                 return first
         recipient = self._recipient(data["to_association"], data["service_category"])
         domain.check_can_create(actor, data["to_association"], data["service_category"], recipient["recipient_offers"])
@@ -119,8 +118,7 @@ class ReferralsService:
                 beneficiary_id, fields = old.beneficiary_id, data["fields"] or list(old.shared_fields)
                 category = data["service_category"] or old.service_category
                 domain.check_id_unused(session, new_id)
-        if done:  # as in create_referral
-            self._end_copies_withdrawn_meanwhile(first.get("consent_id"), first.get("beneficiary_id"))
+        if done:
             return first
         recipient = self._recipient(data["to_association"], category)
         domain.check_can_create(actor, data["to_association"], category, recipient["recipient_offers"])
@@ -234,10 +232,10 @@ class ReferralsService:
 
     @handles("ma.tansiq.consent.revoked.v1", reads_directory=False)
     def on_consent_revoked(self, event):
-        # Noted in a unit of work of its own first: a referral under this consent committing meanwhile sees
-        # the note (creating); the erasure, after the note's commit, sees any referral committed before it.
+        # Noted in a unit of work of its own first: a referral under this consent being made meanwhile is refused
+        # (creating); the ending of the copies, after the note's commit, sees any referral committed before it.
         with self.db.session() as session:
-            domain.note_revoked_consent(session, event.data["consent_id"], utcnow())
+            domain.note_revoked_consent(session, event.data["consent_id"], event.data["beneficiary_id"], utcnow())
         with self.db.session() as session:
             if inbox.first_time(session, self.name, event):
                 domain.erase_shared_for_consent(session, utcnow(), event.data["consent_id"])
@@ -245,7 +243,7 @@ class ReferralsService:
     @handles("ma.tansiq.beneficiary.erased.v1", reads_directory=False)
     def on_beneficiary_erased(self, event):
         # With or without a consent (an override), every referral about her loses what it held. Noted first, in
-        # a unit of work of its own, as a revoked consent is: a referral about her committing meanwhile sees it.
+        # a unit of work of its own, as a revoked consent is: a referral about her being made meanwhile is refused.
         with self.db.session() as session:
             domain.note_erased_beneficiary(session, event.data["beneficiary_id"], utcnow())
         with self.db.session() as session:
@@ -258,12 +256,13 @@ class ReferralsService:
     def creating(self, command, referral_id, share, beneficiary_id):
         """The unit of work making referral `referral_id` about `beneficiary_id` from intake's `share`.
 
-        Its id comes from the command's key, so an attempt racing another with the same key fails on the id
-        before the key's row can say so: it hears 409 `idempotency_key_in_progress` (its retry gets the first
-        answer), not a failure. Once it has committed, her erasure or the revocation of the share's consent heard
-        meanwhile (intake shared just before it) ends the new referral's copies at once."""
+        Refused before anything is written if her erasure or the revocation of the share's consent was heard
+        since intake shared (domain.check_still_shareable, which holds her until the commit). Its id comes from
+        the command's key, so an attempt racing another with the same key fails on the id before the key's row
+        can say so: it hears 409 `idempotency_key_in_progress` (its retry gets the first answer), not a failure."""
         try:
             with self.db.session() as session:
+                domain.check_still_shareable(session, beneficiary_id, share.get("consent_id"))
                 yield session
         except IntegrityError:
             if command.key is None:
@@ -273,11 +272,6 @@ class ReferralsService:
             if not made_by_another_attempt:
                 raise
             raise command.lost_race() from None
-        self._end_copies_withdrawn_meanwhile(share.get("consent_id"), beneficiary_id)
-
-    def _end_copies_withdrawn_meanwhile(self, consent_id, beneficiary_id):
-        with self.db.session() as session:
-            domain.end_copies_withdrawn_meanwhile(session, utcnow(), consent_id, beneficiary_id)
 
     def _recipient(self, association, category):
         """What the domain needs to know about the recipient, from the read model of the directory."""

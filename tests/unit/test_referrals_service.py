@@ -153,12 +153,16 @@ def test_two_first_attempts_with_one_key_racing_the_loser_hears_409_in_progress(
     assert service.create_referral(request, CASE_WORKER, idempotency_key="twice") == winner[0]
 
 
-def test_a_consent_revoked_while_its_share_was_on_the_way_ends_the_new_referrals_copy(service):
-    """Intake shared under consent c-19, then she revoked it: the revocation reaches referrals before the
-    referral commits, finds nothing to end yet, and must still end that referral's copy once it commits."""
-    from services.referrals import domain
+def referrals_made(service):
     from services.referrals.models import Referral
 
+    service.session.expire_all()
+    return service.session.scalars(select(Referral.id)).all()
+
+
+def test_a_consent_revoked_while_its_share_was_on_the_way_refuses_the_referral(service):
+    """Intake shared under consent c-19, then she revoked it: the revocation reaches referrals before the
+    referral's unit of work begins. The referral is refused: nothing kept, nothing published (no copy to end)."""
     share = service.intake.prepare_referral_share
 
     def shared_then_revoked(*args, **kwargs):
@@ -169,17 +173,13 @@ def test_a_consent_revoked_while_its_share_was_on_the_way_ends_the_new_referrals
         return answer
 
     service.intake.prepare_referral_share = shared_then_revoked
-    sent = service.create_referral({"beneficiary_id": "b-1", "to_association": MARRAKECH,
-                                    "service_category": "legal_orientation", "reason": "Needs a lawyer",
-                                    "urgency": "urgent", "fields": ["first_name"]}, CASE_WORKER, idempotency_key="k")
-    service.session.expire_all()
-    referral = service.session.get(Referral, sent["id"])
-    assert referral.shared_erased_at is not None and "shared" not in (referral.sealed or {})
-    assert "ma.tansiq.referral.data_erased.v1" in [m.type for m in outbox(service)]  # the recipient is told
-    assert not service.transition(sent["id"], "acknowledge", {}, RECIPIENT).get("shared")
+    with pytest.raises(Forbidden) as refused:
+        service.create_referral({"beneficiary_id": "b-1", "to_association": MARRAKECH,
+                                 "service_category": "legal_orientation", "reason": "Needs a lawyer",
+                                 "urgency": "urgent", "fields": ["first_name"]}, CASE_WORKER, idempotency_key="k")
     service.intake.prepare_referral_share = share
-    with service.db.session() as session:  # nothing to end for a referral under a consent still valid
-        assert domain.end_copy_if_consent_revoked(session, referral.created_at, "c-20") == []
+    assert refused.value.code == "no_consent"
+    assert referrals_made(service) == [] and outbox(service) == []
 
 
 def test_refused_without_consent_nothing_recorded(service):
@@ -288,10 +288,9 @@ def erased_event(beneficiary_id="b-1"):
         "beneficiary_id": beneficiary_id, "association": SAFI, "erased_at": "2026-12-01T10:00:00+00:00"}))
 
 
-def test_a_referral_about_her_committing_after_her_erasure_was_handled_keeps_nothing(service):
-    """Intake shared her values, then erased her: the erasure reaches referrals before the referral commits,
-    finds nothing to erase yet, and must still erase that referral once it commits (the recipient's copy and
-    the sender's words alike), as her erasure does to any referral about her."""
+def test_a_referral_about_her_made_after_her_erasure_was_heard_is_refused_and_nothing_leaves(service):
+    """Intake shared her values, then erased her: the erasure reaches referrals before the referral's unit of work
+    begins. The referral is refused: nothing kept, nothing published, to a partner (Rabat) or anyone."""
     share = service.intake.prepare_referral_share
 
     def shared_then_erased(*args, **kwargs):
@@ -300,16 +299,15 @@ def test_a_referral_about_her_committing_after_her_erasure_was_handled_keeps_not
         return answer
 
     service.intake.prepare_referral_share = shared_then_erased
-    sent = service.create_referral({"beneficiary_id": "b-1", "to_association": MARRAKECH,
-                                    "service_category": "legal_orientation", "reason": "Needs a lawyer",
-                                    "urgency": "urgent", "fields": ["first_name", "phone"],
-                                    "note": "She prefers mornings"}, CASE_WORKER, idempotency_key="k-erased")
+    for to in (MARRAKECH, RABAT):
+        with pytest.raises(Forbidden) as refused:
+            service.create_referral({"beneficiary_id": "b-1", "to_association": to,
+                                     "service_category": "legal_orientation", "reason": "Needs a lawyer",
+                                     "urgency": "urgent", "fields": ["first_name", "phone"],
+                                     "note": "She prefers mornings"}, CASE_WORKER, idempotency_key=f"k-{to}")
+        assert refused.value.details == {"reason": "erased"}
     service.intake.prepare_referral_share = share
-    seen = service.get_referral(sent["id"], RECIPIENT)
-    assert (seen["shared"], seen["reason"]) == ({}, "")
-    mine = service.get_referral(sent["id"], CASE_WORKER)
-    assert mine["reason"] == "" and "She prefers mornings" not in str(mine["history"])
-    assert "ma.tansiq.referral.data_erased.v1" in [m.type for m in outbox(service)]  # the recipient is told
+    assert referrals_made(service) == [] and outbox(service) == []
 
 
 def test_a_step_on_her_referral_after_her_erasure_is_taken_but_keeps_no_new_words(service):
@@ -378,7 +376,8 @@ def test_a_step_and_her_erasure_at_the_same_moment_take_turns_and_the_erasure_is
     assert read.wait(10)
     erasure = threading.Thread(target=service.on_beneficiary_erased, args=(erased_event(),))
     erasure.start()
-    erasure.join(1.5)  # with the step's row lock held, the erasure waits for it
+    erasure.join(1.5)
+    assert erasure.is_alive()  # the step holds the referral's row: the erasure waits for it
     go.set()
     step.join(10)
     erasure.join(10)
@@ -386,6 +385,78 @@ def test_a_step_and_her_erasure_at_the_same_moment_take_turns_and_the_erasure_is
     assert mine["state"] == "declined"
     assert (mine["reason"], theirs["reason"], theirs["shared"]) == ("", "", {})
     assert "No place" not in str(mine) and "No place" not in str(theirs)
+
+
+def paused(monkeypatch, module, name):
+    """Replace module.name by itself, paused once called until `go` is set; returns (called, go)."""
+    import threading
+
+    called, go, original = threading.Event(), threading.Event(), getattr(module, name)
+
+    def pausing(*args, **kwargs):
+        result = original(*args, **kwargs)
+        called.set()
+        go.wait(10)
+        return result
+
+    monkeypatch.setattr(module, name, pausing)
+    return called, go
+
+
+def run_while_paused(called, go, work, other):
+    """`work` in a thread until it pauses, then `other` in another: returns whether `other` waited for `work`."""
+    import threading
+
+    first, second = threading.Thread(target=work), threading.Thread(target=other)
+    first.start()
+    assert called.wait(10)
+    second.start()
+    second.join(1.5)
+    waited = second.is_alive()
+    go.set()
+    first.join(10)
+    second.join(10)
+    return waited
+
+
+@pytest.mark.postgres
+def test_her_erasure_noted_while_a_referral_about_her_is_being_made_waits_for_it_then_erases_it(pg_service,
+                                                                                                monkeypatch):
+    """The referral's unit of work checked that she was not erased and holds her; her erasure arrives then. It
+    waits for the referral's commit, then erases it with the rest: nothing about her is kept."""
+    from services.referrals import domain
+
+    service = pg_service
+    called, go = paused(monkeypatch, domain, "check_still_shareable")
+    made = []
+    waited = run_while_paused(called, go, lambda: made.append(create(service)),
+                              lambda: service.on_beneficiary_erased(erased_event()))
+    assert waited and made
+    seen = service.get_referral(made[0]["id"], RECIPIENT)
+    assert (seen["shared"], seen["reason"]) == ({}, "")
+    assert service.get_referral(made[0]["id"], CASE_WORKER)["reason"] == ""
+
+
+@pytest.mark.postgres
+def test_a_partners_decline_and_her_erasure_at_the_same_moment_take_turns(pg_service, monkeypatch):
+    """A queue partner's decline read the referral, then her erasure arrives: the erasure waits for the decline's
+    row lock, then erases what it wrote too; the sender's reason never comes back."""
+    from services.referrals import domain
+
+    service = pg_service
+    sent = service.create_referral({"beneficiary_id": "b-1", "to_association": RABAT,
+                                    "service_category": "legal_orientation", "reason": "Needs a lawyer",
+                                    "urgency": "urgent", "fields": ["first_name"]}, CASE_WORKER)
+    ref = {"referral_id": sent["id"], "from_association": SAFI, "to_association": RABAT, "by": "p-1"}
+    service.on_referral_update(contracts.validate(contracts.make("ma.tansiq.referral.acknowledged.v1", RABAT, ref)))
+    called, go = paused(monkeypatch, domain, "get_referral")
+    declined = contracts.validate(contracts.make("ma.tansiq.referral.declined.v1", RABAT, {**ref, "reason": "Full"}))
+    waited = run_while_paused(called, go, lambda: service.on_referral_update(declined),
+                              lambda: service.on_beneficiary_erased(erased_event()))
+    monkeypatch.undo()
+    mine = service.get_referral(sent["id"], CASE_WORKER)
+    assert waited and mine["state"] == "declined"
+    assert mine["reason"] == "" and "Full" not in str(mine)
 
 
 def test_a_referral_id_already_used_is_refused_as_duplicate_not_dropped(service):
@@ -440,7 +511,7 @@ def test_a_hosted_recipients_key_is_made_once_per_database_and_kept(service, tmp
     units = []
     service.db.on_commit(units.append)
     second = create(service)
-    assert len(units) == 2  # the referral's own unit of work and its consent's check after it; the key from memory
+    assert len(units) == 1  # the referral's own unit of work (its checks inside it); the key from memory
     for sent in (first, second):
         assert service.transition(sent["id"], "acknowledge", {}, RECIPIENT)["shared"] == PII  # opens with her key
     assert RABAT not in HOSTED_PUBLIC_KEYS[service.db.engine]
