@@ -312,6 +312,11 @@ def transition(session, now, actor, referral_id, action, *, reason=None, outcome
     entry = _move(session, referral, step.target, action, actor, now, note=history_note, written=note)
     if presealed.get("note") and not entry.sealed_note:
         entry.sealed_note = presealed["note"]
+    if step.side == SENDER and (referral.shared_erased_at is not None or action == "withdraw"):
+        # The recipient's copy has ended (a revoked consent, a decline…) or ends with this step: what the sender
+        # writes now is for the sender alone. Its slot for the recipient goes before anything is published, so
+        # neither a hosted recipient nor a partner gets a copy.
+        entry.sealed_note = sealing.without(entry.sealed_note, referral.to_association)
     if entry.sealed_note:
         sealed["note"] = entry.sealed_note
     # The recipient is not told of a dismissal: its copy ended already, or ends below with data_erased.

@@ -459,6 +459,25 @@ def test_a_partners_decline_and_her_erasure_at_the_same_moment_take_turns(pg_ser
     assert mine["reason"] == "" and "Full" not in str(mine)
 
 
+def test_what_the_sender_writes_once_the_partners_copy_ended_or_as_it_ends_never_reaches_the_partner(service):
+    """Her consent was revoked (the partner's copy ended and it was told data_erased); then the sender withdraws
+    with a note about her. The note is the sender's alone: nothing the partner can open goes out, and the same
+    for a withdrawal under a valid consent, which ends the partner's copy as it is sent."""
+    revoked, kept = create(service, to=RABAT), create(service, to=RABAT)
+    service.on_consent_revoked(contracts.validate(contracts.make("ma.tansiq.consent.revoked.v1", "intake", {
+        "consent_id": "c-19", "beneficiary_id": "b-1", "association": SAFI, "recipients": [RABAT],
+        "revoked_at": "2026-12-01T10:00:00+00:00"})))
+    for sent in (revoked, kept):
+        service.transition(sent["id"], "withdraw", {"note": "She moved to 12 rue Y, Casablanca"}, CASE_WORKER)
+        assert "12 rue Y" in str(service.get_referral(sent["id"], CASE_WORKER)["history"])  # the sender keeps it
+    withdrawn = [json.loads(m.body) for m in outbox(service)
+                 if m.exchange == "partners.outbound" and m.type.endswith(".withdrawn.v1")]
+    assert len(withdrawn) == 2
+    for envelope in withdrawn:
+        note = envelope["data"].get("sealed", {}).get("note")
+        assert note is None or RABAT not in sealing.readers_of(note), envelope
+
+
 def test_a_referral_id_already_used_is_refused_as_duplicate_not_dropped(service):
     data = {"referral_id": "p-90", "from_association": RABAT, "to_association": MARRAKECH,
             "service_category": "shelter", "urgency": "urgent", "reason": "Unsafe at home"}
