@@ -456,28 +456,24 @@ def note_erased(session, beneficiary_id, now):
 def not_about_erased(session, plans):
     """The plans that are not about a woman erased already: an event about her heard after her erasure (a
     retry, or one held while the directory's read model loaded) tells nobody."""
-    erased = {rules.beneficiary_link(beneficiary_id) for beneficiary_id in _erased(session, plans)}
+    erased = {rules.beneficiary_link(beneficiary_id) for beneficiary_id in erased_among(session, women_in(plans))}
     return [planned for planned in plans if planned is not None and planned.link not in erased]
 
 
-def about_a_woman(plans):
-    return any(planned.link.startswith(rules.BENEFICIARY_LINK) for planned in plans if planned is not None)
+def women_in(plans):
+    """The ids of the women `plans` tell of (a link to her record)."""
+    return sorted({planned.link.removeprefix(rules.BENEFICIARY_LINK) for planned in plans
+                   if planned is not None and planned.link.startswith(rules.BENEFICIARY_LINK)})
 
 
-def erased_among(session, plans):
-    """The erased women some of `plans` are about. After a batch's commit: a woman whose erasure was noted after
-    the batch looked (not_about_erased) and before it committed is forgotten then (forget_beneficiary). With
-    note_erased first, whichever commits last sees the other."""
-    return _erased(session, plans)
-
-
-def _erased(session, plans):
-    ids = sorted({planned.link.removeprefix(rules.BENEFICIARY_LINK) for planned in plans
-                  if planned is not None and planned.link.startswith(rules.BENEFICIARY_LINK)})
-    if not ids:
+def erased_among(session, beneficiary_ids):
+    """Those of `beneficiary_ids` noted as erased (note_erased). After a batch's commit, a woman whose erasure
+    was noted after the batch looked (not_about_erased) and before it committed is forgotten then
+    (forget_beneficiary): with note_erased first, whichever commits last sees the other."""
+    if not beneficiary_ids:
         return []
     return sorted(session.scalars(select(ErasedBeneficiary.beneficiary_id).where(
-        ErasedBeneficiary.beneficiary_id.in_(ids))))
+        ErasedBeneficiary.beneficiary_id.in_(beneficiary_ids))))
 
 
 def forget_beneficiary(session, beneficiary_id):

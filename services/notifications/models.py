@@ -96,7 +96,7 @@ class UnreadCount(Base):
 class ErasedBeneficiary(Base):
     """A woman intake erased. An event about her heard after her erasure (a retry, or one held while the
     directory's read model loaded) tells nobody; one told just before it is taken back
-    (domain.erased_among)."""
+    (domain.erased_among, NotificationsService._forget_erased_meanwhile)."""
 
     __tablename__ = "erased_beneficiaries"
 

@@ -47,14 +47,8 @@ class NotificationsService:
             fresh = inbox.first_times(session, self.name, events)
             told = domain.not_about_erased(session, [plans[event.id] for event in fresh])
             domain.record_many(session, told, now, enabled_channels=enabled)
-        # Her erasure, noted while this batch was written, is seen now: over the whole batch, so that a batch
-        # delivered again after a crash at this point (nothing new in it) still forgets her.
-        if domain.about_a_woman(plans.values()):
-            with self.db.session() as session:
-                erased = domain.erased_among(session, list(plans.values()))
-            for beneficiary_id in erased:  # a unit of work each, as her own erasure's: they never deadlock
-                with self.db.session() as session:
-                    domain.forget_beneficiary(session, beneficiary_id)
+        # Over the whole batch, so that a batch delivered again after a crash here (nothing new in it) still looks.
+        self._forget_erased_meanwhile(domain.women_in(plans.values()))
 
     @handles(ERASED, reads_directory=False)
     def on_beneficiary_erased(self, event):
@@ -65,6 +59,16 @@ class NotificationsService:
         with self.db.session() as session:
             if inbox.first_time(session, self.name, event):
                 domain.forget_beneficiary(session, event.data["beneficiary_id"])
+
+    def _forget_erased_meanwhile(self, women):
+        """Those of `women` whose erasure was noted while a batch telling of them was written are forgotten now."""
+        if not women:
+            return
+        with self.db.session() as session:
+            erased = domain.erased_among(session, women)
+        for beneficiary_id in erased:  # a unit of work each, as her own erasure's: they never deadlock
+            with self.db.session() as session:
+                domain.forget_beneficiary(session, beneficiary_id)
 
     # --- delivery ---
 

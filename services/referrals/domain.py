@@ -484,8 +484,11 @@ def check_still_shareable(session, beneficiary_id, consent_id):
 
 def beneficiary_erased(session, referral):
     """Whether the woman this referral is about was erased (noted, or erased before notes were kept)."""
-    return (session.get(ErasedBeneficiary, referral.beneficiary_id) is not None
-            or any(entry.note == BENEFICIARY_ERASED for entry in referral.history))
+    return session.get(ErasedBeneficiary, referral.beneficiary_id) is not None or _erasure_told(referral)
+
+
+def _erasure_told(referral):
+    return any(entry.note == BENEFICIARY_ERASED for entry in referral.history)
 
 
 def erase_shared_for_consent(session, now, consent_id, note="consent revoked"):
@@ -508,7 +511,7 @@ def erase_for_beneficiary(session, now, beneficiary_id):
     for referral in session.scalars(select(Referral).where(Referral.beneficiary_id == beneficiary_id)
                                     .order_by(Referral.id).with_for_update()):  # a step at once waits: get_referral
         # A partner is told even when its copy should already have ended (withdrawn, declined): it holds it.
-        already = any(entry.note == BENEFICIARY_ERASED for entry in referral.history)
+        already = _erasure_told(referral)
         referral.sealed = {}
         for entry in referral.history:
             entry.sealed_note = None

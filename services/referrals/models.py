@@ -106,8 +106,8 @@ class AssociationKey(Base):
 
 
 class RevokedConsent(Base):
-    """A consent intake announced revoked. A referral under it that commits after the announcement was
-    handled (its share was taken just before the revocation) finds it here and ends its copy at once."""
+    """A consent intake announced revoked. A referral under it whose share was taken just before the revocation
+    finds it here before writing anything, and is refused (domain.check_still_shareable)."""
 
     __tablename__ = "referral_revoked_consents"
 
@@ -116,8 +116,9 @@ class RevokedConsent(Base):
 
 
 class ErasedBeneficiary(Base):
-    """A woman intake erased. A referral about her that commits after her erasure was handled (intake shared
-    just before it) finds her here and ends at once; a step taken on one of her referrals keeps no new words."""
+    """A woman intake erased. A referral about her whose share was taken just before her erasure finds her here
+    before writing anything, and is refused (domain.check_still_shareable); a step taken on one of her referrals
+    keeps no new words (domain.transition)."""
 
     __tablename__ = "referral_erased_beneficiaries"
 

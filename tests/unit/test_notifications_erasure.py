@@ -100,23 +100,23 @@ def test_a_batch_delivered_again_after_a_crash_before_its_second_look_still_forg
     """As above, and the process dies between the batch's commit and its look for erasures noted meanwhile:
     the batch comes again with nothing new in it (its inbox says so), and the look must still find her."""
     engine, service = pg_service
-    record_many, look = domain.record_many, domain.erased_among
+    record_many = domain.record_many
 
     def erased_meanwhile(session, plans, now, **kwargs):
         service.on_beneficiary_erased(erased("b-crash"))
         return record_many(session, plans, now, **kwargs)
 
-    def died(session, plans):
+    def died(women):
         raise RuntimeError("the process died after the batch's commit")  # before its second look
 
     monkeypatch.setattr(domain, "record_many", erased_meanwhile)
-    monkeypatch.setattr(domain, "erased_among", died)
+    monkeypatch.setattr(service, "_forget_erased_meanwhile", died)
     batch = [registered("b-crash")]
     with pytest.raises(RuntimeError):
         service.on_events(batch)
     assert told_of(engine, "b-crash")[0] > 0  # told, and not taken back yet
     monkeypatch.setattr(domain, "record_many", record_many)
-    monkeypatch.setattr(domain, "erased_among", look)
+    monkeypatch.delattr(service, "_forget_erased_meanwhile")  # the service's own again
     service.on_events(batch)  # delivered again
     assert told_of(engine, "b-crash") == (0, 0)
 
